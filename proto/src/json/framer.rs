@@ -1,0 +1,952 @@
+//! The incremental framer: finds complete, valid top-level JSON values in a
+//! byte stream fed in any chunking.
+//!
+//! The framer never copies and never looks at a byte twice except for the
+//! few bytes of a token cut by the end of the data (at most the 12 bytes of a
+//! `\uXXXX\uXXXX` pair or the 5 of `false`): resuming is O(new bytes), so a
+//! peer trickling a large message one byte at a time costs linear time.
+
+use super::error::{Error, ErrorKind};
+
+/// Size and nesting limits for one JSON value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest value accepted, in bytes (capped at `u32::MAX`, and by the
+    /// receive buffer's capacity). A longer value is skipped and reported as
+    /// [`ErrorKind::TooLarge`].
+    pub max_message: usize,
+    /// The deepest nesting of objects and arrays accepted (at most [`MAX_DEPTH`]).
+    pub max_depth: usize,
+}
+
+/// The deepest nesting the framer can track; QEMU's own parser stops at 1024 too.
+pub const MAX_DEPTH: usize = 1024;
+
+impl Default for Limits {
+    /// 1 MiB and depth 128.
+    fn default() -> Self {
+        Limits {
+            max_message: 1 << 20,
+            max_depth: 128,
+        }
+    }
+}
+
+/// What [`Framer::scan`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scan {
+    /// A complete valid value at `data[start..end]`.
+    Value { start: usize, end: usize },
+    /// Nothing complete yet.
+    More,
+    /// Invalid or oversized input. The framer has already moved on: it skips
+    /// the rest of an oversized value, and after invalid input it resumes at
+    /// the next value that begins a line.
+    Error(Error),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Framing values.
+    Normal,
+    /// Inside a value that is over the size limit: scanning it to its end
+    /// without keeping it.
+    Skip,
+    /// After invalid input: looking for a `{` or `[` that begins a line.
+    Resync,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Between top-level values.
+    Top,
+    /// A value (after `:`, or after `,` in an array).
+    Value,
+    /// A value or `]` (after `[`).
+    ValueOrClose,
+    /// A key (after `,` in an object).
+    Key,
+    /// A key or `}` (after `{`).
+    KeyOrClose,
+    /// `:` after a key.
+    Colon,
+    /// `,` or the container's closing bracket, after a value.
+    CommaOrClose,
+}
+
+/// A token cut by the end of the data, to be resumed when more arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Partial {
+    None,
+    Str,
+    Num(Num),
+}
+
+/// Where a number's scan stands (RFC 8259 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Num {
+    Minus,
+    Zero,
+    Int,
+    Dot,
+    Frac,
+    E,
+    ESign,
+    Exp,
+}
+
+impl Num {
+    fn is_complete(self) -> bool {
+        matches!(self, Num::Zero | Num::Int | Num::Frac | Num::Exp)
+    }
+}
+
+/// Spans of a top-level object's members, recorded while framing so that
+/// looking one up afterwards costs nothing. Offsets are relative to the value's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Index {
+    /// Complete members recorded.
+    pub(crate) len: u8,
+    /// More members than fit: lookups past the recorded ones scan.
+    pub(crate) overflow: bool,
+    /// `[key_start, key_end, value_start, value_end]`; the key span excludes the quotes.
+    pub(crate) spans: [[u32; 4]; MEMBERS],
+}
+
+/// Index indexed per message: QMP, QGA and minimega messages have at most 6.
+pub(crate) const MEMBERS: usize = 8;
+
+type Bad = (ErrorKind, usize);
+
+/// The incremental framer.
+#[derive(Debug, Clone)]
+pub(crate) struct Scanner {
+    limits: Limits,
+    mode: Mode,
+    expect: Expect,
+    partial: Partial,
+    /// Where scanning resumes.
+    pos: usize,
+    /// Start of the current top-level value.
+    start: usize,
+    depth: usize,
+    /// One bit per open container: set for an object.
+    stack: [u64; MAX_DEPTH / 64],
+    members: Index,
+    /// Stream offset of `data[0]`.
+    offset: u64,
+}
+
+impl Scanner {
+    pub(crate) fn new(limits: Limits) -> Self {
+        let limits = Limits {
+            max_message: limits.max_message.min(u32::MAX as usize),
+            max_depth: limits.max_depth.min(MAX_DEPTH),
+        };
+        Scanner {
+            limits,
+            mode: Mode::Normal,
+            expect: Expect::Top,
+            partial: Partial::None,
+            pos: 0,
+            start: 0,
+            depth: 0,
+            stack: [0; MAX_DEPTH / 64],
+            members: Index::default(),
+            offset: 0,
+        }
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Forgets any value in progress; scanning starts afresh at `data[at]`.
+    pub(crate) fn reset(&mut self, at: usize) {
+        self.pos = at;
+        self.mode = Mode::Normal;
+        self.expect = Expect::Top;
+        self.partial = Partial::None;
+        self.depth = 0;
+    }
+
+    /// Whether a value is in progress (or being skipped).
+    pub(crate) fn in_value(&self) -> bool {
+        self.expect != Expect::Top || self.mode == Mode::Skip
+    }
+
+    /// The member index of the value last returned by [`Scanner::scan`].
+    pub(crate) fn index(&self) -> Index {
+        self.members
+    }
+
+    /// Stream offset of the byte at `data[at]`.
+    pub(crate) fn offset_of(&self, at: usize) -> u64 {
+        self.offset + at as u64
+    }
+
+    /// How many bytes at the front of the data are no longer needed.
+    pub(crate) fn droppable(&self) -> usize {
+        if self.mode == Mode::Normal && self.expect != Expect::Top {
+            self.start
+        } else {
+            self.pos
+        }
+    }
+
+    /// The caller dropped `n` (at most [`Scanner::droppable`]) bytes from the
+    /// front of the data.
+    pub(crate) fn shift(&mut self, n: usize) {
+        self.pos = self.pos.saturating_sub(n);
+        self.start = self.start.saturating_sub(n);
+        self.offset += n as u64;
+    }
+
+    /// Scans `data` (everything not yet dropped, the same bytes as last time
+    /// plus any new ones) for the next complete value.
+    pub(crate) fn scan(&mut self, data: &[u8]) -> Scan {
+        loop {
+            if self.mode == Mode::Resync {
+                if !self.resync(data) {
+                    return Scan::More;
+                }
+                self.mode = Mode::Normal;
+                self.expect = Expect::Top;
+            }
+            let skipping = self.mode == Mode::Skip;
+            match self.run(data) {
+                Ok(None) => {
+                    // Everything from `start` on belongs to this value.
+                    let len = data.len().saturating_sub(self.start);
+                    if self.mode == Mode::Normal
+                        && self.expect != Expect::Top
+                        && len >= self.limits.max_message
+                    {
+                        self.mode = Mode::Skip;
+                        return self.error(
+                            ErrorKind::TooLarge {
+                                limit: self.limits.max_message,
+                            },
+                            self.start + self.limits.max_message,
+                        );
+                    }
+                    return Scan::More;
+                }
+                Ok(Some(end)) => {
+                    self.pos = end;
+                    if skipping {
+                        self.mode = Mode::Normal;
+                        continue;
+                    }
+                    if end - self.start > self.limits.max_message {
+                        return self.error(
+                            ErrorKind::TooLarge {
+                                limit: self.limits.max_message,
+                            },
+                            self.start + self.limits.max_message,
+                        );
+                    }
+                    return Scan::Value {
+                        start: self.start,
+                        end,
+                    };
+                }
+                Err((kind, at)) => {
+                    self.mode = Mode::Resync;
+                    self.expect = Expect::Top;
+                    self.partial = Partial::None;
+                    self.depth = 0;
+                    self.pos = at;
+                    return self.error(kind, at);
+                }
+            }
+        }
+    }
+
+    fn error(&self, kind: ErrorKind, at: usize) -> Scan {
+        Scan::Error(Error {
+            kind,
+            offset: self.offset_of(at),
+        })
+    }
+
+    /// The input ended (`data` is all there is): completes a top-level number,
+    /// or reports a value cut short. Leaves the framer ready for a new stream.
+    pub(crate) fn finish(&mut self, data: &[u8]) -> Option<Scan> {
+        let outcome = match (self.mode, self.expect, self.partial) {
+            (Mode::Normal, Expect::Top, _) | (Mode::Resync, _, _) => None,
+            (Mode::Normal, _, Partial::Num(n)) if self.depth == 0 && n.is_complete() => {
+                Some(Scan::Value {
+                    start: self.start,
+                    end: data.len(),
+                })
+            }
+            _ => Some(self.error(ErrorKind::Truncated, data.len())),
+        };
+        self.reset(data.len());
+        outcome
+    }
+
+    /// Looks for a `{` or `[` right after a `\n`; leaves `pos` on it if found.
+    fn resync(&mut self, data: &[u8]) -> bool {
+        let mut from = self.pos;
+        while let Some(found) = data
+            .get(from..)
+            .and_then(|rest| memchr::memchr(b'\n', rest))
+        {
+            let newline = from + found;
+            match data.get(newline + 1) {
+                Some(b'{' | b'[') => {
+                    self.pos = newline + 1;
+                    return true;
+                }
+                Some(_) => from = newline + 1,
+                None => {
+                    // Keep the newline: what follows it decides.
+                    self.pos = newline;
+                    return false;
+                }
+            }
+        }
+        self.pos = data.len();
+        false
+    }
+
+    /// Whether the container at nesting `level` (0 = outermost) is an object.
+    fn is_object(&self, level: usize) -> bool {
+        self.stack
+            .get(level / 64)
+            .is_some_and(|w| w >> (level % 64) & 1 == 1)
+    }
+
+    /// Records field `field` of the current top-level member at `at`.
+    #[cold]
+    fn record(&mut self, field: usize, at: usize) {
+        let n = usize::from(self.members.len);
+        let rel = at.saturating_sub(self.start) as u32;
+        if let Some(span) = self.members.spans.get_mut(n) {
+            span[field] = rel;
+        }
+    }
+
+    /// A top-level member's value ended at `end`.
+    #[cold]
+    fn member_done(&mut self, end: usize) {
+        self.record(3, end);
+        if usize::from(self.members.len) < MEMBERS {
+            self.members.len += 1;
+        } else {
+            self.members.overflow = true;
+        }
+    }
+
+    /// Scans from `pos`. `Ok(Some(end))`: a top-level value ended at `end`.
+    /// `Ok(None)`: out of data, state saved in `self`.
+    ///
+    /// This is the hot path. The state lives in locals (registers), and the
+    /// grammar's common transitions (key, `:`, value, `,`) are straight-line
+    /// code rather than a dispatch on a state variable: `expect` is only
+    /// written when the data runs out, to say where to resume.
+    fn run(&mut self, d: &[u8]) -> Result<Option<usize>, Bad> {
+        let mut i = self.pos;
+        let mut depth = self.depth;
+        // Whether the innermost open container is an object.
+        let mut obj = depth > 0 && self.is_object(depth - 1);
+
+        // Out of data: save the state, resume later at `$at` expecting `$expect`.
+        macro_rules! suspend {
+            ($at:expr, $expect:expr, $partial:expr) => {{
+                self.pos = $at;
+                self.partial = $partial;
+                self.expect = $expect;
+                self.depth = depth;
+                return Ok(None);
+            }};
+        }
+        macro_rules! unexpected {
+            ($b:expr, $expected:expr) => {
+                return Err((
+                    ErrorKind::Unexpected {
+                        found: $b,
+                        expected: $expected,
+                    },
+                    i,
+                ))
+            };
+        }
+        // The next byte that is not white space.
+        macro_rules! skip_ws {
+            ($expect:expr) => {
+                loop {
+                    match d.get(i) {
+                        Some(&b) if b > b' ' => break b,
+                        Some(b' ' | b'\n' | b'\r' | b'\t') => i += 1,
+                        Some(&b) => break b,
+                        None => suspend!(i, $expect, Partial::None),
+                    }
+                }
+            };
+        }
+        // A value ended at `i`: done if it was the top-level one.
+        macro_rules! value_done {
+            () => {{
+                if depth == 0 {
+                    self.expect = Expect::Top;
+                    self.depth = 0;
+                    self.pos = i;
+                    return Ok(Some(i));
+                }
+                if depth == 1 && obj {
+                    self.member_done(i);
+                }
+            }};
+        }
+        // The innermost container closed at `i`.
+        macro_rules! close {
+            () => {{
+                depth -= 1;
+                obj = depth > 0 && self.is_object(depth - 1);
+                value_done!();
+            }};
+        }
+        // A key string ended at `i`: then `:`.
+        macro_rules! after_key {
+            () => {{
+                if depth == 1 && obj {
+                    self.record(1, i - 1);
+                }
+                if skip_ws!(Expect::Colon) != b':' {
+                    unexpected!(d.get(i).copied().unwrap_or(0), "':'");
+                }
+                i += 1;
+            }};
+        }
+        // A key, given its first byte `$b`, then `:`.
+        macro_rules! key {
+            ($b:expr, $expect:expr) => {{
+                if $b != b'"' {
+                    unexpected!(
+                        $b,
+                        if $expect == Expect::Key {
+                            "'\"'"
+                        } else {
+                            "'\"' or '}'"
+                        }
+                    );
+                }
+                if depth == 1 && obj {
+                    self.record(0, i + 1);
+                }
+                match scan_str(d, i + 1)? {
+                    Cut::Done(j) => i = j,
+                    Cut::More(j) => suspend!(j, $expect, Partial::Str),
+                }
+                after_key!();
+            }};
+        }
+
+        // Where to begin: finish a token the previous data cut short, or go
+        // to the place the grammar was at. `in_value`: expecting a value
+        // (else: a value just ended). `may_close`: right after `[`.
+        let (mut in_value, mut may_close) = (true, false);
+        match (self.partial, self.expect) {
+            (Partial::Str, Expect::Key | Expect::KeyOrClose) => match scan_str(d, i)? {
+                Cut::More(j) => suspend!(j, self.expect, Partial::Str),
+                Cut::Done(j) => {
+                    i = j;
+                    self.partial = Partial::None;
+                    after_key!();
+                }
+            },
+            (Partial::Str, expect) => match scan_str(d, i)? {
+                Cut::More(j) => suspend!(j, expect, Partial::Str),
+                Cut::Done(j) => {
+                    i = j;
+                    self.partial = Partial::None;
+                    value_done!();
+                    in_value = false;
+                }
+            },
+            (Partial::Num(state), expect) => match scan_num(d, i, state)? {
+                (j, Some(state)) => suspend!(j, expect, Partial::Num(state)),
+                (j, None) => {
+                    i = j;
+                    self.partial = Partial::None;
+                    value_done!();
+                    in_value = false;
+                }
+            },
+            (Partial::None, Expect::Top) => {
+                let _ = skip_ws!(Expect::Top);
+                self.start = i;
+                self.members = Index::default();
+            }
+            (Partial::None, Expect::Value) => {}
+            (Partial::None, Expect::ValueOrClose) => may_close = true,
+            (Partial::None, Expect::Key) => {
+                let b = skip_ws!(Expect::Key);
+                key!(b, Expect::Key);
+            }
+            (Partial::None, Expect::KeyOrClose) => {
+                let b = skip_ws!(Expect::KeyOrClose);
+                if b == b'}' {
+                    i += 1;
+                    close!();
+                    in_value = false;
+                } else {
+                    key!(b, Expect::KeyOrClose);
+                }
+            }
+            (Partial::None, Expect::Colon) => {
+                if skip_ws!(Expect::Colon) != b':' {
+                    unexpected!(d.get(i).copied().unwrap_or(0), "':'");
+                }
+                i += 1;
+            }
+            (Partial::None, Expect::CommaOrClose) => in_value = false,
+        }
+
+        loop {
+            if in_value {
+                let expect = if may_close {
+                    Expect::ValueOrClose
+                } else {
+                    Expect::Value
+                };
+                let b = skip_ws!(expect);
+                if depth == 1 && obj {
+                    self.record(2, i);
+                }
+                match b {
+                    b'"' => match scan_str(d, i + 1)? {
+                        Cut::Done(j) => i = j,
+                        Cut::More(j) => suspend!(j, expect, Partial::Str),
+                    },
+                    b'{' | b'[' => {
+                        if depth >= self.limits.max_depth {
+                            return Err((
+                                ErrorKind::TooDeep {
+                                    limit: self.limits.max_depth,
+                                },
+                                i,
+                            ));
+                        }
+                        obj = b == b'{';
+                        if let Some(w) = self.stack.get_mut(depth / 64) {
+                            let bit = 1 << (depth % 64);
+                            *w = if obj { *w | bit } else { *w & !bit };
+                        }
+                        depth += 1;
+                        i += 1;
+                        if !obj {
+                            may_close = true;
+                            continue;
+                        }
+                        let b = skip_ws!(Expect::KeyOrClose);
+                        if b != b'}' {
+                            key!(b, Expect::KeyOrClose);
+                            may_close = false;
+                            continue;
+                        }
+                        i += 1;
+                        close!();
+                    }
+                    b']' if may_close => {
+                        i += 1;
+                        close!();
+                    }
+                    b'-' | b'0'..=b'9' => {
+                        let state = match b {
+                            b'-' => Num::Minus,
+                            b'0' => Num::Zero,
+                            _ => Num::Int,
+                        };
+                        match scan_num(d, i + 1, state)? {
+                            (j, Some(state)) => suspend!(j, expect, Partial::Num(state)),
+                            (j, None) => i = j,
+                        }
+                    }
+                    b't' | b'f' | b'n' => match scan_literal(d, i)? {
+                        Some(j) => i = j,
+                        // Resume from the literal's first byte.
+                        None => suspend!(i, expect, Partial::None),
+                    },
+                    _ => unexpected!(b, "a value"),
+                }
+                if !matches!(b, b'{' | b']') {
+                    value_done!();
+                }
+            }
+            // A value just ended (and it was not the top-level one).
+            in_value = true;
+            may_close = false;
+            loop {
+                let b = skip_ws!(Expect::CommaOrClose);
+                if b == b',' {
+                    i += 1;
+                    if obj {
+                        let b = skip_ws!(Expect::Key);
+                        key!(b, Expect::Key);
+                    }
+                    break;
+                } else if b == if obj { b'}' } else { b']' } {
+                    i += 1;
+                    close!();
+                } else {
+                    unexpected!(b, if obj { "',' or '}'" } else { "',' or ']'" });
+                }
+            }
+        }
+    }
+}
+
+/// The end of a token, or where to resume it.
+enum Cut {
+    /// The token ended; scanning continues here.
+    Done(usize),
+    /// The data ended inside the token; resume here (a character boundary).
+    More(usize),
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in every byte of `w` that cannot be copied through a string
+/// as it is: `"`, `\`, a control character, or a non-ASCII byte. Exact for the
+/// lowest such byte (higher ones may be false positives, which is all a scan
+/// for the first one needs).
+///
+/// `w ^ 0x02…` maps `"` (0x22) to 0x20 and every control character to
+/// 0x00–0x1F, so "below 0x21" finds both at once; `w ^ 0x5C…` maps `\` to
+/// zero. A byte subtraction borrows (sets its high bit) only for bytes below
+/// the subtrahend, and bytes with their own high bit set are special anyway.
+#[inline(always)]
+fn special_bytes(w: u64) -> u64 {
+    let quote_or_control = (w ^ (ONES * 0x02)).wrapping_sub(ONES * 0x21);
+    let backslash = (w ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
+    (quote_or_control | backslash | w) & HIGHS
+}
+
+/// Scans string contents from `i` (just past the opening quote, or a resume
+/// point) to just past the closing quote, validating escapes and UTF-8.
+#[inline(always)]
+fn scan_str(d: &[u8], mut i: usize) -> Result<Cut, Bad> {
+    loop {
+        // Eight bytes at a time while they are plain ASCII.
+        while let Some(chunk) = d.get(i..i + 8) {
+            let special = special_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+            if special != 0 {
+                i += (special.trailing_zeros() / 8) as usize;
+                if d.get(i) == Some(&b'"') {
+                    return Ok(Cut::Done(i + 1));
+                }
+                break;
+            }
+            i += 8;
+        }
+        let Some(&b) = d.get(i) else {
+            return Ok(Cut::More(i));
+        };
+        match b {
+            b'"' => return Ok(Cut::Done(i + 1)),
+            b'\\' => match escape(d, i).map_err(|kind| (kind, i))? {
+                Some(next) => i = next,
+                None => return Ok(Cut::More(i)),
+            },
+            0..=0x1f => return Err((ErrorKind::ControlInString, i)),
+            0x80.. => match utf8_char(d, i).map_err(|()| (ErrorKind::InvalidUtf8, i))? {
+                Some(next) => i = next,
+                None => return Ok(Cut::More(i)),
+            },
+            _ => i += 1,
+        }
+    }
+}
+
+/// Validates the escape at `d[i]` (a backslash); returns the index past it,
+/// or `None` if the data ends inside it.
+fn escape(d: &[u8], i: usize) -> Result<Option<usize>, ErrorKind> {
+    let Some(&e) = d.get(i + 1) else {
+        return Ok(None);
+    };
+    match e {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(Some(i + 2)),
+        b'u' => {
+            let Some(unit) = hex4(d, i + 2)? else {
+                return Ok(None);
+            };
+            match unit {
+                0xD800..=0xDBFF => {
+                    // A high surrogate must be followed by `\u` and a low one.
+                    let prefix = d.get(i + 6..).unwrap_or(&[]);
+                    let seen = prefix.len().min(2);
+                    if prefix[..seen] != b"\\u"[..seen] {
+                        return Err(ErrorKind::LoneSurrogate);
+                    }
+                    if seen < 2 {
+                        return Ok(None);
+                    }
+                    match hex4(d, i + 8)? {
+                        None => Ok(None),
+                        Some(0xDC00..=0xDFFF) => Ok(Some(i + 12)),
+                        Some(_) => Err(ErrorKind::LoneSurrogate),
+                    }
+                }
+                0xDC00..=0xDFFF => Err(ErrorKind::LoneSurrogate),
+                _ => Ok(Some(i + 6)),
+            }
+        }
+        _ => Err(ErrorKind::InvalidEscape),
+    }
+}
+
+/// The four hex digits at `d[i..i + 4]`, or `None` if the data ends first.
+fn hex4(d: &[u8], i: usize) -> Result<Option<u16>, ErrorKind> {
+    let digits = d.get(i..).unwrap_or(&[]);
+    let mut unit = 0u16;
+    for k in 0..4 {
+        let Some(&c) = digits.get(k) else {
+            return Ok(None);
+        };
+        let v = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return Err(ErrorKind::InvalidEscape),
+        };
+        unit = unit << 4 | u16::from(v);
+    }
+    Ok(Some(unit))
+}
+
+/// Validates the UTF-8 sequence led by `d[i]` (≥ 0x80): returns the index
+/// past it, or `None` if the data ends inside it. Rejects overlong forms,
+/// surrogates and code points past U+10FFFF, as `core::str::from_utf8` does.
+fn utf8_char(d: &[u8], i: usize) -> Result<Option<usize>, ()> {
+    let Some(&lead) = d.get(i) else {
+        return Ok(None);
+    };
+    let (len, lo, hi) = match lead {
+        0xC2..=0xDF => (2, 0x80, 0xBF),
+        0xE0 => (3, 0xA0, 0xBF),
+        0xE1..=0xEC | 0xEE..=0xEF => (3, 0x80, 0xBF),
+        0xED => (3, 0x80, 0x9F),
+        0xF0 => (4, 0x90, 0xBF),
+        0xF1..=0xF3 => (4, 0x80, 0xBF),
+        0xF4 => (4, 0x80, 0x8F),
+        _ => return Err(()),
+    };
+    for k in 1..len {
+        let Some(&c) = d.get(i + k) else {
+            return Ok(None);
+        };
+        let (lo, hi) = if k == 1 { (lo, hi) } else { (0x80, 0xBF) };
+        if !(lo..=hi).contains(&c) {
+            return Err(());
+        }
+    }
+    Ok(Some(i + len))
+}
+
+/// Continues a number from `d[i]` in `state`. Returns the index past it and
+/// `None`, or the resume index and the state if the data ends inside it.
+fn scan_num(d: &[u8], mut i: usize, mut state: Num) -> Result<(usize, Option<Num>), Bad> {
+    loop {
+        let Some(&b) = d.get(i) else {
+            return Ok((i, Some(state)));
+        };
+        state = match (state, b) {
+            (Num::Minus, b'0') => Num::Zero,
+            (Num::Minus, b'1'..=b'9') | (Num::Int, b'0'..=b'9') => Num::Int,
+            (Num::Zero | Num::Int, b'.') => Num::Dot,
+            (Num::Dot | Num::Frac, b'0'..=b'9') => Num::Frac,
+            (Num::Zero | Num::Int | Num::Frac, b'e' | b'E') => Num::E,
+            (Num::E, b'+' | b'-') => Num::ESign,
+            (Num::E | Num::ESign | Num::Exp, b'0'..=b'9') => Num::Exp,
+            (Num::Zero, b'0'..=b'9') => return Err((ErrorKind::InvalidNumber, i)),
+            (state, _) if state.is_complete() => return Ok((i, None)),
+            _ => return Err((ErrorKind::InvalidNumber, i)),
+        };
+        i += 1;
+    }
+}
+
+/// Matches `true`, `false` or `null` at `d[i]`; `None` if the data ends inside it.
+fn scan_literal(d: &[u8], i: usize) -> Result<Option<usize>, Bad> {
+    let literal: &[u8] = match d.get(i) {
+        Some(b't') => b"true",
+        Some(b'f') => b"false",
+        _ => b"null",
+    };
+    let seen = d.get(i..).unwrap_or(&[]);
+    for (k, &want) in literal.iter().enumerate() {
+        match seen.get(k) {
+            None => return Ok(None),
+            Some(&c) if c != want => return Err((ErrorKind::InvalidLiteral, i + k)),
+            Some(_) => {}
+        }
+    }
+    Ok(Some(i + literal.len()))
+}
+
+/// Validates that `text` is exactly one JSON value, with only white space
+/// around it; returns the value's span.
+pub(crate) fn validate(text: &[u8], max_depth: usize) -> Result<(usize, usize, Index), Error> {
+    let mut framer = Scanner::new(Limits {
+        max_message: usize::MAX,
+        max_depth,
+    });
+    let (start, end) = match framer.scan(text) {
+        Scan::Value { start, end } => (start, end),
+        Scan::Error(e) => return Err(e),
+        Scan::More => match framer.finish(text) {
+            Some(Scan::Value { start, end }) => (start, end),
+            Some(Scan::Error(e)) => return Err(e),
+            _ => {
+                return Err(Error {
+                    kind: ErrorKind::Empty,
+                    offset: text.len() as u64,
+                });
+            }
+        },
+    };
+    let members = framer.index();
+    let rest = text.get(end..).unwrap_or(&[]);
+    if let Some(k) = rest
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
+    {
+        return Err(Error {
+            kind: ErrorKind::TrailingCharacters,
+            offset: (end + k) as u64,
+        });
+    }
+    Ok((start, end, members))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(input: &[u8], chunk: usize) -> ([u8; 64], usize, usize) {
+        // Feed `input` in `chunk`-byte pieces; count values and errors.
+        let mut f = Scanner::new(Limits::default());
+        let mut buf = [0u8; 4096];
+        let (mut len, mut fed) = (0, 0);
+        let (mut values, mut errors) = (0, 0);
+        let mut kinds = [0u8; 64];
+        while fed < input.len() {
+            let n = chunk.min(input.len() - fed);
+            buf[len..len + n].copy_from_slice(&input[fed..fed + n]);
+            len += n;
+            fed += n;
+            loop {
+                match f.scan(&buf[..len]) {
+                    Scan::Value { end, .. } => {
+                        values += 1;
+                        buf.copy_within(end..len, 0);
+                        len -= end;
+                        f.shift(end);
+                    }
+                    Scan::Error(_) => {
+                        kinds[errors] = 1;
+                        errors += 1;
+                    }
+                    Scan::More => break,
+                }
+            }
+            let drop = f.droppable();
+            buf.copy_within(drop..len, 0);
+            len -= drop;
+            f.shift(drop);
+        }
+        (kinds, values, errors)
+    }
+
+    #[test]
+    fn frames_back_to_back_and_split() {
+        let input = "{\"a\": [1, 2.5e-3, -0, true, false, null, \"x\\\"\\u00e9\\ud83d\\ude00\"]}{\"b\":{}}\n  [] \"s\" {\"c\": \"café 😀\"}\n".as_bytes();
+        for chunk in 1..input.len() {
+            let (_, values, errors) = frames(input, chunk);
+            assert_eq!((values, errors), (5, 0), "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn errors_then_resyncs_at_next_line() {
+        let input = b"{\"id\": inf}\r\n{\"ok\": 1}\r\n{\"a\" 1}\r\n[1]\r\n";
+        for chunk in 1..input.len() {
+            let (_, values, errors) = frames(input, chunk);
+            assert_eq!((values, errors), (2, 2), "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn validate_rejects_what_json_rejects() {
+        for bad in [
+            &b"01"[..],
+            b"1.",
+            b"-",
+            b"1e",
+            b"[1,]",
+            b"{\"a\":1,}",
+            b"\"\\x\"",
+            b"\"\\ud800\"",
+            b"\"\\udc00\"",
+            b"\"\\ud800\\u0041\"",
+            b"\"\x01\"",
+            b"\"\xc0\xaf\"",
+            b"\"\xed\xa0\x80\"",
+            b"\"\xf4\x90\x80\x80\"",
+            b"tru",
+            b"nul1",
+            b"{\"a\" 1}",
+            b"[}",
+            b"",
+            b"  ",
+            b"1 2",
+            b"'a'",
+        ] {
+            assert!(
+                validate(bad, 128).is_err(),
+                "{:?}",
+                core::str::from_utf8(bad)
+            );
+        }
+        for good in [
+            &b"0"[..],
+            b"-0.5e+10",
+            b" {\"a\" : [ ] , \"b\":{}} ",
+            b"\"\\ud83d\\ude00\\/\\b\\f\\n\\r\\t\"",
+            b"\"\xf0\x9f\x98\x80\"",
+            b"null",
+        ] {
+            assert!(
+                validate(good, 128).is_ok(),
+                "{:?}",
+                core::str::from_utf8(good)
+            );
+        }
+    }
+
+    #[test]
+    fn depth_limit() {
+        let deep = [b'['; 200];
+        let e = validate(&deep, 128).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::TooDeep { limit: 128 });
+        assert_eq!(e.offset, 128);
+    }
+
+    #[test]
+    fn records_top_level_members() {
+        let text = br#"{"return": {"a": [1]}, "id": 7, "k\"": "v"}"#;
+        let (start, _, m) = validate(text, 8).unwrap();
+        assert_eq!(start, 0);
+        assert_eq!(m.len, 3);
+        let span = |i: usize, f: usize| m.spans[i][f] as usize;
+        assert_eq!(&text[span(0, 0)..span(0, 1)], b"return");
+        assert_eq!(&text[span(0, 2)..span(0, 3)], br#"{"a": [1]}"#);
+        assert_eq!(&text[span(1, 2)..span(1, 3)], b"7");
+        assert_eq!(&text[span(2, 0)..span(2, 1)], br#"k\""#);
+    }
+}

@@ -1,0 +1,311 @@
+//! The JSON core shared by QMP, QGA, minimega and negotiator.
+//!
+//! - [`Framer`] finds complete top-level values in a byte stream fed in any
+//!   chunking (back to back, one per line, or pretty-printed over many lines),
+//!   validating them as it goes (strings, escapes, UTF-8, numbers, literals)
+//!   within [`Limits`] on size and depth. After invalid input it reports a
+//!   typed [`Error`] and resumes at the next value that begins a line.
+//! - [`Message`], [`Value`], [`Object`] and [`JsonStr`] read a framed value
+//!   without copying: members are looked up as borrowed spans, strings are
+//!   unescaped only on request, and a span can be decoded into a Rust type
+//!   with `serde-json-core` ([`Value::decode`]) or, with `std`, `serde_json`
+//!   ([`Value::deserialize`]).
+//! - [`ObjectWriter`], [`write_str`] and friends write JSON into any [`Sink`](crate::buf::Sink).
+//!
+//! ```
+//! use vmwire_proto::json::{Framer, Limits};
+//!
+//! let mut framer = Framer::new(heapless::Vec::<u8, 256>::new(), Limits::default());
+//! framer.receive(b"{\"return\": {}, \"id\": 1}\r\n{\"timestamp\": {\"seconds\": 1, \"micro");
+//! let msg = framer.next().unwrap()?;
+//! assert_eq!(msg.get("id").and_then(|id| id.as_u64()), Some(1));
+//! assert!(framer.next().is_none()); // the event is not complete yet
+//! framer.receive(b"seconds\": 2}, \"event\": \"STOP\"}\r\n");
+//! let msg = framer.next().unwrap()?;
+//! assert!(msg.get("event").unwrap().as_str().unwrap() == "STOP");
+//! # Ok::<(), vmwire_proto::json::Error>(())
+//! ```
+
+mod error;
+mod framer;
+mod value;
+mod write;
+
+pub use error::{Error, ErrorKind};
+pub use framer::{Limits, MAX_DEPTH};
+pub use value::{Chunk, Chunks, Elements, JsonStr, Kind, Members, Object, Value};
+pub use write::{ArrayWriter, Escape, ObjectWriter, write_i64, write_str, write_u64, write_value};
+
+use crate::buf::{Buf, RxBuf};
+use framer::{Index, Scan, Scanner};
+
+/// A framed top-level value, borrowed from the framer's buffer until the next
+/// call to the framer.
+///
+/// For an object, the framer has already recorded where its members are, so
+/// [`Message::get`] costs no scanning.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    raw: &'a [u8],
+    index: Index,
+}
+
+impl<'a> Message<'a> {
+    /// The whole value.
+    pub fn value(&self) -> Value<'a> {
+        Value::trusted(self.raw)
+    }
+
+    /// The value as an object, if it is one.
+    pub fn object(&self) -> Option<Object<'a>> {
+        (self.raw.first() == Some(&b'{')).then_some(Object::indexed(self.raw, self.index))
+    }
+
+    /// The member named `key`, if the value is an object that has one.
+    pub fn get(&self, key: &str) -> Option<Value<'a>> {
+        self.object()?.get(key)
+    }
+
+    /// The value's JSON text, exactly as received.
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+}
+
+/// What [`Framer::step`] found.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Step {
+    Message(Span),
+    Error(Error),
+    More,
+}
+
+/// Where a framed message lies in the framer's buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span {
+    start: usize,
+    end: usize,
+    index: Index,
+}
+
+/// Finds complete JSON values in a byte stream, in a buffer the caller chooses.
+///
+/// Bytes go in through [`Framer::recv_buf`] + [`Framer::recv_commit`] (read
+/// straight into the buffer) or [`Framer::receive`] (copy); complete values
+/// come out of [`Framer::next`], borrowing the buffer.
+#[derive(Debug)]
+pub struct Framer<B> {
+    rx: RxBuf<B>,
+    scan: Scanner,
+    /// Bytes of the last message handed out, dropped at the next call.
+    later: usize,
+}
+
+impl<B: Buf<u8>> Framer<B> {
+    /// A framer over `buffer`. The size limit is the smaller of
+    /// `limits.max_message` and the buffer's own limit.
+    pub fn new(buffer: B, limits: Limits) -> Self {
+        let max_message = limits.max_message.min(buffer.limit());
+        Framer {
+            rx: RxBuf::new(buffer),
+            scan: Scanner::new(Limits {
+                max_message,
+                ..limits
+            }),
+            later: 0,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.scan.limits()
+    }
+
+    fn settle(&mut self) {
+        let n = core::mem::take(&mut self.later);
+        if n > 0 {
+            self.rx.consume(n);
+            self.scan.shift(n);
+        }
+    }
+
+    /// Room to read into. Never empty after [`Framer::next`] has returned `None`.
+    pub fn recv_buf(&mut self) -> &mut [u8] {
+        self.settle();
+        self.rx.spare()
+    }
+
+    /// Marks `n` bytes of [`Framer::recv_buf`] as received. Returns `false`
+    /// (and takes nothing) if `n` is more than it offered.
+    pub fn recv_commit(&mut self, n: usize) -> bool {
+        self.rx.commit(n)
+    }
+
+    /// Copies in as much of `bytes` as fits and returns how many were taken.
+    /// Fewer than all means: call [`Framer::next`] until `None`, then offer the rest.
+    pub fn receive(&mut self, bytes: &[u8]) -> usize {
+        self.settle();
+        self.rx.fill(bytes)
+    }
+
+    /// The next complete value, an error for invalid input (after which
+    /// framing goes on), or `None` until more bytes arrive.
+    #[allow(clippy::should_implement_trait)] // a lending iterator: `Iterator` cannot express it
+    pub fn next(&mut self) -> Option<Result<Message<'_>, Error>> {
+        match self.step() {
+            Step::Message(span) => Some(Ok(self.message(span))),
+            Step::Error(e) => Some(Err(e)),
+            Step::More => None,
+        }
+    }
+
+    /// The stream ended: returns a top-level number still waiting for a
+    /// delimiter, or [`ErrorKind::Truncated`] for a value cut short. Call
+    /// after [`Framer::next`] has returned `None`. The framer is then empty
+    /// and ready for a new stream.
+    pub fn finish(&mut self) -> Option<Result<Message<'_>, Error>> {
+        match self.step_finish()? {
+            Step::Message(span) => Some(Ok(self.message(span))),
+            Step::Error(e) => Some(Err(e)),
+            Step::More => None,
+        }
+    }
+
+    /// [`Framer::next`] without the borrow, for machines that must decide
+    /// what to do before borrowing the message.
+    pub(crate) fn step(&mut self) -> Step {
+        self.settle();
+        match self.scan.scan(self.rx.data()) {
+            Scan::Value { start, end } => {
+                self.later = end;
+                Step::Message(Span {
+                    start,
+                    end,
+                    index: self.scan.index(),
+                })
+            }
+            Scan::More => {
+                self.drop_front();
+                Step::More
+            }
+            Scan::Error(e) => {
+                self.drop_front();
+                Step::Error(e)
+            }
+        }
+    }
+
+    /// [`Framer::finish`] without the borrow.
+    pub(crate) fn step_finish(&mut self) -> Option<Step> {
+        self.settle();
+        let data = self.rx.data();
+        let len = data.len();
+        let step = match self.scan.finish(data)? {
+            Scan::Value { start, end } => Step::Message(Span {
+                start,
+                end,
+                index: self.scan.index(),
+            }),
+            Scan::Error(e) => Step::Error(e),
+            Scan::More => Step::More,
+        };
+        self.later = len;
+        Some(step)
+    }
+
+    /// The message at `span`, as returned by the last [`Framer::step`].
+    pub(crate) fn message(&self, span: Span) -> Message<'_> {
+        let raw = self.rx.data().get(span.start..span.end).unwrap_or_default();
+        Message {
+            raw,
+            index: span.index,
+        }
+    }
+
+    /// Drops the value in progress and any bytes buffered; the stream goes on
+    /// from the next byte received.
+    pub fn reset(&mut self) {
+        self.settle();
+        let n = self.rx.data().len();
+        self.rx.consume(n);
+        self.scan.reset(n);
+        self.scan.shift(n);
+    }
+
+    /// Whether a value has begun and not yet ended.
+    pub fn in_value(&self) -> bool {
+        self.scan.in_value()
+    }
+
+    /// Bytes received and not yet framed or dropped.
+    pub fn buffered(&self) -> &[u8] {
+        self.rx.data().get(self.later..).unwrap_or_default()
+    }
+
+    /// Drops `n` bytes from the front of [`Framer::buffered`] without framing
+    /// them (a protocol's own resynchronisation, such as QGA's `0xFF`), and
+    /// forgets any value in progress.
+    pub fn discard(&mut self, n: usize) {
+        self.settle();
+        let n = n.min(self.rx.data().len());
+        self.rx.consume(n);
+        self.scan.reset(n);
+        self.scan.shift(n);
+    }
+
+    fn drop_front(&mut self) {
+        let n = self.scan.droppable();
+        self.rx.consume(n);
+        self.scan.shift(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_value_is_skipped_not_buffered() {
+        let mut f = Framer::new(
+            heapless::Vec::<u8, 64>::new(),
+            Limits {
+                max_message: 32,
+                max_depth: 8,
+            },
+        );
+        let mut big = heapless::Vec::<u8, 400>::new();
+        big.extend_from_slice(b"{\"return\": \"").unwrap();
+        big.extend_from_slice(&[b'x'; 300]).unwrap();
+        big.extend_from_slice(b"\"}\r\n{\"id\": 2}\r\n").unwrap();
+        let (mut values, mut errors, mut fed) = (0, 0, 0);
+        while fed < big.len() {
+            fed += f.receive(&big[fed..]);
+            while let Some(m) = f.next() {
+                match m {
+                    Ok(m) => {
+                        assert_eq!(m.get("id").unwrap().as_u64(), Some(2));
+                        values += 1;
+                    }
+                    Err(e) => {
+                        assert_eq!(e.kind, ErrorKind::TooLarge { limit: 32 });
+                        assert_eq!(e.offset, 32);
+                        errors += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!((values, errors), (1, 1));
+    }
+
+    #[test]
+    fn finish_reports_truncation_and_top_level_numbers() {
+        let mut f = Framer::new(heapless::Vec::<u8, 64>::new(), Limits::default());
+        f.receive(b"{\"a\": 1");
+        assert!(f.next().is_none());
+        assert_eq!(f.finish().unwrap().unwrap_err().kind, ErrorKind::Truncated);
+        f.receive(b" 42");
+        assert!(f.next().is_none());
+        assert_eq!(f.finish().unwrap().unwrap().value().as_u64(), Some(42));
+        assert!(f.finish().is_none());
+    }
+}
