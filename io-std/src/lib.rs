@@ -1,1 +1,11 @@
-//! placeholder
+//! vmwire-std: blocking adapters for the `vmwire-proto` machines, over std
+//! UNIX sockets, TCP and character devices, with timeouts.
+//!
+//! Each protocol has one client type named in the protocol's own vocabulary
+//! ([`qmp::Qmp::execute`]). The clients own their sockets and their
+//! deadlines; every byte of the protocol is handled by the machine in
+//! `vmwire-proto`, driven through the one loop in [`transport`].
+
+pub mod qemu;
+pub mod qmp;
+pub mod transport;

@@ -1,0 +1,43 @@
+//! `vmwire`: talk to the programs that drive virtual machines, by hand.
+//!
+//! Exit status: 0 on success, 1 when the peer answered with an error, 2 on a
+//! usage error, 3 when the connection or the protocol failed.
+
+mod qmp;
+mod shell;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "vmwire", version, about = "Speak the wire protocols that drive virtual machines")]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// QEMU Machine Protocol: one command, `--events`, or an interactive shell.
+    Qmp(qmp::QmpArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Commands::Qmp(args) => qmp::run(args),
+    }
+}
+
+/// Reports a connection or protocol failure; exit status 3.
+pub fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("vmwire: {error}");
+    ExitCode::from(3)
+}
+
+/// Reports a usage error; exit status 2.
+pub fn usage(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("vmwire: {error}");
+    ExitCode::from(2)
+}

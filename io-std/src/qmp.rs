@@ -1,0 +1,488 @@
+//! A blocking QMP client.
+//!
+//! ```no_run
+//! use vmwire_std::qmp::{Options, Qmp};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Status { status: String, running: bool }
+//!
+//! let mut qmp = Qmp::connect_unix("/run/vm/qmp.sock", Options::default())?;
+//! println!("QEMU {:?}", qmp.greeting().version);
+//! let status: Status = qmp.execute("query-status", ())?;
+//! qmp.execute::<serde_json::Value>("cont", ())?;
+//! while let Some(event) = qmp.next_event(Some(std::time::Duration::from_secs(1)))? {
+//!     println!("{} {}", event.name, event.data);
+//! }
+//! # Ok::<(), vmwire_std::qmp::Error>(())
+//! ```
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use vmwire_proto::Machine;
+use vmwire_proto::buf::Heap;
+use vmwire_proto::json::{Kind, Value};
+use vmwire_proto::qmp::{self, Client, Command, Config, ErrorReply, Id};
+
+use crate::transport::{Conn, DriveError, Stream, deadline, wait_ready};
+
+pub use vmwire_proto::qmp::Timestamp;
+
+/// Settings for a [`Qmp`] client.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Default time limit for connecting and for each command (`None`: wait forever).
+    pub timeout: Option<Duration>,
+    /// Negotiate out-of-band execution if QEMU offers it.
+    pub oob: bool,
+    /// Events kept while nobody reads them; past this the oldest are dropped
+    /// and counted ([`Qmp::dropped_events`]).
+    pub max_events: usize,
+    /// Limits on what QEMU may send.
+    pub config: Config,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { timeout: Some(Duration::from_secs(10)), oob: false, max_events: 1024, config: Config::default() }
+    }
+}
+
+/// QEMU's own error reply: the command failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QemuError {
+    /// Error class, such as `GenericError` or `CommandNotFound`.
+    pub class: String,
+    /// Description.
+    pub desc: String,
+}
+
+impl From<ErrorReply<'_>> for QemuError {
+    fn from(e: ErrorReply<'_>) -> Self {
+        QemuError { class: e.class.to_string(), desc: e.desc.to_string() }
+    }
+}
+
+impl fmt::Display for QemuError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.class, self.desc)
+    }
+}
+
+/// Everything that can go wrong, with "QEMU said no" ([`Error::Qemu`]) kept
+/// apart from I/O, timeouts and protocol errors.
+#[derive(Debug)]
+pub enum Error {
+    /// QEMU answered the command with an error.
+    Qemu(QemuError),
+    /// The socket failed.
+    Io(io::Error),
+    /// No reply within the time limit (the command is forgotten: a late
+    /// reply will not be mistaken for another's).
+    Timeout,
+    /// QEMU closed the connection (or was killed) before replying.
+    Closed,
+    /// QEMU broke the protocol, or the client was used wrongly.
+    Protocol(qmp::Error),
+    /// The reply did not decode into the requested type, or the arguments
+    /// did not encode.
+    Json(serde_json::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Qemu(e) => write!(f, "QEMU error: {e}"),
+            Error::Io(e) => write!(f, "QMP I/O error: {e}"),
+            Error::Timeout => f.write_str("QMP: timed out"),
+            Error::Closed => f.write_str("QMP: connection closed"),
+            Error::Protocol(e) => e.fmt(f),
+            Error::Json(e) => write!(f, "QMP: JSON: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            Error::Protocol(e) => Some(e),
+            Error::Json(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<qmp::Error> for Error {
+    fn from(e: qmp::Error) -> Self {
+        Error::Protocol(e)
+    }
+}
+
+impl From<DriveError<qmp::Error>> for Error {
+    fn from(e: DriveError<qmp::Error>) -> Self {
+        match e {
+            DriveError::Io(e) => Error::Io(e),
+            DriveError::Timeout => Error::Timeout,
+            DriveError::Closed => Error::Closed,
+            DriveError::Machine(e) => Error::Protocol(e),
+        }
+    }
+}
+
+/// The server's greeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Greeting {
+    /// QEMU's version as `(major, minor, micro)`.
+    pub version: (u64, u64, u64),
+    /// The distribution's package string.
+    pub package: String,
+    /// Capabilities offered (such as `oob`).
+    pub capabilities: Vec<String>,
+}
+
+/// An asynchronous event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Its name, such as `STOP`.
+    pub name: String,
+    /// When QEMU says it happened.
+    pub timestamp: Timestamp,
+    /// Its `data` member (`null` if none).
+    pub data: serde_json::Value,
+}
+
+/// A message that belonged to no command this client is waiting for. None
+/// of these stop the session; they are kept (bounded) for whoever wants to
+/// look ([`Qmp::take_strays`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stray {
+    /// An error reply without an id.
+    UntaggedError(QemuError),
+    /// A reply to no command sent on this connection (raw JSON).
+    Unmatched(String),
+    /// A reply to a command that timed out.
+    Stale {
+        /// The command's id.
+        id: String,
+        /// The reply (raw JSON of `return` or of `error`).
+        reply: String,
+    },
+    /// A message that could not be understood, and was skipped.
+    Malformed(String),
+}
+
+/// A blocking QMP connection, negotiated and ready for commands.
+#[derive(Debug)]
+pub struct Qmp {
+    conn: Conn<Client<Heap>>,
+    greeting: Greeting,
+    inbox: Inbox,
+    timeout: Option<Duration>,
+}
+
+/// What arrives while nobody is asking for it.
+#[derive(Debug, Default)]
+struct Inbox {
+    events: VecDeque<Event>,
+    strays: VecDeque<Stray>,
+    max: usize,
+    dropped: u64,
+}
+
+impl Inbox {
+    fn push_event(&mut self, event: Event) {
+        if self.events.len() >= self.max {
+            self.events.pop_front();
+            self.dropped += 1;
+        }
+        self.events.push_back(event);
+    }
+
+    fn push_stray(&mut self, stray: Stray) {
+        if self.strays.len() >= self.max {
+            self.strays.pop_front();
+        }
+        self.strays.push_back(stray);
+    }
+
+    /// Keeps whatever an event is that the caller was not waiting for.
+    /// `Err(Closed)` once the session is over.
+    fn absorb(&mut self, event: qmp::Event<'_>) -> Result<(), Error> {
+        use qmp::Event as E;
+        match event {
+            E::Event(e) => self.push_event(Event {
+                name: e.name.to_string(),
+                timestamp: e.timestamp,
+                data: e.data.map_or(Ok(serde_json::Value::Null), |d| d.deserialize()).map_err(Error::Json)?,
+            }),
+            E::UntaggedError(e) => self.push_stray(Stray::UntaggedError(e.into())),
+            E::Unmatched(m) => self.push_stray(Stray::Unmatched(m.value().raw_str().into())),
+            E::Stale { id, reply } => {
+                let reply = match reply {
+                    Ok(v) => v.raw_str().into(),
+                    Err(e) => format!("{{\"class\": \"{}\", \"desc\": \"{}\"}}", e.class, e.desc),
+                };
+                self.push_stray(Stray::Stale { id: id.to_string(), reply });
+            }
+            E::Malformed(e) => self.push_stray(Stray::Malformed(e.to_string())),
+            E::Closed => return Err(Error::Closed),
+            E::Greeting(_) | E::Ready { .. } | E::NegotiationFailed(_) | E::Return { .. } | E::Error { .. } | E::Failed { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+impl Qmp {
+    /// Connects to QEMU's QMP UNIX socket and negotiates.
+    pub fn connect_unix(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
+        Self::handshake(Stream::connect_unix(path)?, options)
+    }
+
+    /// Connects to QEMU's QMP TCP socket (`-qmp tcp:HOST:PORT,server=on`) and negotiates.
+    pub fn connect_tcp(addr: impl std::net::ToSocketAddrs, options: Options) -> Result<Self, Error> {
+        let timeout = options.timeout;
+        Self::handshake(Stream::connect_tcp(addr, timeout)?, options)
+    }
+
+    /// Waits for QEMU to connect to `listener` (QEMU started with
+    /// `-qmp unix:PATH,server=off`) and negotiates.
+    pub fn accept(listener: &UnixListener, options: Options) -> Result<Self, Error> {
+        use std::os::fd::AsFd;
+        if !wait_ready(listener.as_fd(), rustix::event::PollFlags::IN, deadline(options.timeout))? {
+            return Err(Error::Timeout);
+        }
+        let (stream, _) = listener.accept()?;
+        Self::handshake(Stream::Unix(stream), options)
+    }
+
+    /// Reads the greeting from `stream` and negotiates capabilities.
+    pub fn handshake(stream: Stream, options: Options) -> Result<Self, Error> {
+        let config = Config { oob: options.oob, ..options.config };
+        let mut conn = Conn::new(stream, Client::<Heap>::new(config));
+        let deadline = deadline(options.timeout);
+        let mut inbox = Inbox { max: options.max_events.max(1), ..Inbox::default() };
+        let mut greeting = None;
+        loop {
+            while let Some(event) = conn.machine_mut().poll()? {
+                match event {
+                    qmp::Event::Greeting(g) => {
+                        greeting = Some(Greeting {
+                            version: g.version().unwrap_or_default(),
+                            package: g.package().map(|p| p.to_string()).unwrap_or_default(),
+                            capabilities: g.capabilities().map(|c| c.to_string()).collect(),
+                        });
+                    }
+                    qmp::Event::Ready { .. } => {
+                        let greeting = greeting.take().unwrap_or(Greeting {
+                            version: (0, 0, 0),
+                            package: String::new(),
+                            capabilities: Vec::new(),
+                        });
+                        return Ok(Qmp { conn, greeting, inbox, timeout: options.timeout });
+                    }
+                    qmp::Event::NegotiationFailed(e) => return Err(Error::Qemu(e.into())),
+                    other => inbox.absorb(other)?,
+                }
+            }
+            conn.pump(deadline)?;
+        }
+    }
+
+    /// The server's greeting.
+    pub fn greeting(&self) -> &Greeting {
+        &self.greeting
+    }
+
+    /// Whether out-of-band execution was negotiated.
+    pub fn oob(&self) -> bool {
+        self.conn.machine().oob()
+    }
+
+    /// Sets the default time limit for each command.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    /// Runs `name` with `args` (anything that serialises to a JSON object,
+    /// or `()` for none) and decodes its return value into `T`.
+    pub fn execute<T: DeserializeOwned>(&mut self, name: &str, args: impl Serialize) -> Result<T, Error> {
+        let timeout = self.timeout;
+        self.execute_timeout(name, args, timeout)
+    }
+
+    /// [`Qmp::execute`] with its own time limit.
+    pub fn execute_timeout<T: DeserializeOwned>(
+        &mut self,
+        name: &str,
+        args: impl Serialize,
+        timeout: Option<Duration>,
+    ) -> Result<T, Error> {
+        let args = serde_json::to_vec(&args).map_err(Error::Json)?;
+        let args = (args != b"null").then_some(args);
+        let id = self.send(name, args.as_deref(), false)?;
+        self.wait(id, deadline(timeout), |v| v.deserialize().map_err(Error::Json), None)
+    }
+
+    /// Runs `name` with arguments given as JSON text (a JSON object, or
+    /// `None`) and returns the return value's JSON text as QEMU sent it.
+    pub fn execute_raw(&mut self, name: &str, args: Option<&str>) -> Result<String, Error> {
+        let id = self.send(name, args.map(str::as_bytes), false)?;
+        let timeout = self.timeout;
+        self.wait(id, deadline(timeout), |v| Ok(v.raw_str().to_owned()), None)
+    }
+
+    /// Like [`Qmp::execute_raw`], out of band (`exec-oob`): needs `oob` negotiated.
+    pub fn execute_oob_raw(&mut self, name: &str, args: Option<&str>) -> Result<String, Error> {
+        let id = self.send(name, args.map(str::as_bytes), true)?;
+        let timeout = self.timeout;
+        self.wait(id, deadline(timeout), |v| Ok(v.raw_str().to_owned()), None)
+    }
+
+    /// Passes `fd` to QEMU under the name `fdname` (`getfd`, with the
+    /// descriptor attached as `SCM_RIGHTS`). UNIX sockets only.
+    pub fn send_fd(&mut self, fdname: &str, fd: BorrowedFd<'_>) -> Result<(), Error> {
+        let args = serde_json::to_vec(&serde_json::json!({ "fdname": fdname })).map_err(Error::Json)?;
+        let id = self.send("getfd", Some(&args), false)?;
+        let timeout = self.timeout;
+        self.wait(id, deadline(timeout), |_| Ok(()), Some(fd))
+    }
+
+    /// Adds `fd` to a file descriptor set (`add-fd`, the descriptor attached
+    /// as `SCM_RIGHTS`); returns QEMU's `{"fdset-id", "fd"}` reply.
+    pub fn add_fd(&mut self, fd: BorrowedFd<'_>, fdset_id: Option<u64>, opaque: Option<&str>) -> Result<serde_json::Value, Error> {
+        let mut args = serde_json::Map::new();
+        if let Some(set) = fdset_id {
+            args.insert("fdset-id".into(), set.into());
+        }
+        if let Some(opaque) = opaque {
+            args.insert("opaque".into(), opaque.into());
+        }
+        let args = serde_json::to_vec(&args).map_err(Error::Json)?;
+        let id = self.send("add-fd", Some(&args), false)?;
+        let timeout = self.timeout;
+        self.wait(id, deadline(timeout), |v| v.deserialize().map_err(Error::Json), Some(fd))
+    }
+
+    fn send(&mut self, name: &str, args: Option<&[u8]>, oob: bool) -> Result<Id, Error> {
+        let args = match args {
+            None => None,
+            Some(a) => Some(Value::parse(a).map_err(|e| Error::Protocol(e.into()))?),
+        };
+        if args.is_some_and(|a| a.kind() != Kind::Object) {
+            return Err(Error::Protocol(qmp::Error::ArgumentsNotObject));
+        }
+        let mut command = Command::new(name);
+        if let Some(args) = args {
+            command = command.arguments(args);
+        }
+        if oob {
+            command = command.oob();
+        }
+        Ok(self.conn.machine_mut().send(command)?)
+    }
+
+    /// Drives the connection until command `id` is answered; `on_return`
+    /// turns its return value into the result. `fd` is attached to the
+    /// command's bytes.
+    fn wait<T>(
+        &mut self,
+        id: Id,
+        deadline: Option<Instant>,
+        on_return: impl FnOnce(Value<'_>) -> Result<T, Error>,
+        fd: Option<BorrowedFd<'_>>,
+    ) -> Result<T, Error> {
+        let outcome = self.wait_inner(&id, deadline, on_return, fd);
+        if matches!(outcome, Err(Error::Timeout | Error::Io(_))) {
+            self.conn.machine_mut().forget(&id);
+        }
+        outcome
+    }
+
+    fn wait_inner<T>(
+        &mut self,
+        id: &Id,
+        deadline: Option<Instant>,
+        on_return: impl FnOnce(Value<'_>) -> Result<T, Error>,
+        fd: Option<BorrowedFd<'_>>,
+    ) -> Result<T, Error> {
+        match fd {
+            Some(fd) => self.conn.flush_with_fds(&[fd], deadline)?,
+            None => self.conn.flush(deadline)?,
+        }
+        let mut on_return = Some(on_return);
+        loop {
+            while let Some(event) = self.conn.machine_mut().poll()? {
+                match event {
+                    qmp::Event::Return { id: got, value } if got == *id => {
+                        return on_return.take().map_or(Err(Error::Closed), |f| f(value));
+                    }
+                    qmp::Event::Error { id: got, error } if got == *id => return Err(Error::Qemu(error.into())),
+                    qmp::Event::Failed { id: got } if got == *id => return Err(Error::Closed),
+                    other => self.inbox.absorb(other)?,
+                }
+            }
+            self.conn.pump(deadline)?;
+        }
+    }
+
+    /// The next event: a queued one, or one read within `timeout` (`None`:
+    /// wait forever). `Ok(None)` when the time is up.
+    pub fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<Event>, Error> {
+        let deadline = deadline(timeout);
+        loop {
+            if let Some(event) = self.inbox.events.pop_front() {
+                return Ok(Some(event));
+            }
+            while let Some(event) = self.conn.machine_mut().poll()? {
+                self.inbox.absorb(event)?;
+            }
+            if !self.inbox.events.is_empty() {
+                continue;
+            }
+            match self.conn.pump(deadline) {
+                Ok(()) => {}
+                Err(DriveError::Timeout) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Events as they come, until none arrives within `timeout` (`None`:
+    /// until the connection closes).
+    pub fn events(&mut self, timeout: Option<Duration>) -> impl Iterator<Item = Result<Event, Error>> + '_ {
+        std::iter::from_fn(move || match self.next_event(timeout) {
+            Ok(Some(event)) => Some(Ok(event)),
+            Ok(None) | Err(Error::Closed) => None,
+            Err(e) => Some(Err(e)),
+        })
+    }
+
+    /// How many events were dropped because nobody read them in time.
+    pub fn dropped_events(&self) -> u64 {
+        self.inbox.dropped
+    }
+
+    /// Takes the messages that belonged to no waiting command.
+    pub fn take_strays(&mut self) -> Vec<Stray> {
+        self.inbox.strays.drain(..).collect()
+    }
+
+    /// Closes the connection.
+    pub fn close(mut self) {
+        self.conn.close();
+    }
+}

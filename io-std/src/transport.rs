@@ -1,0 +1,272 @@
+//! Sockets and character devices, and the one loop that drives any
+//! [`Machine`] over them with deadlines.
+//!
+//! Every blocking client in this crate is a [`Conn`] plus what it does with
+//! its machine's events: the I/O, the timeouts and end of stream live here
+//! once.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use vmwire_proto::Machine;
+
+/// A byte stream to a peer: a UNIX socket, a TCP connection, or a character
+/// device (the guest end of a virtio-serial port, `/dev/vport*`).
+#[derive(Debug)]
+pub enum Stream {
+    /// A UNIX stream socket.
+    Unix(UnixStream),
+    /// A TCP connection.
+    Tcp(TcpStream),
+    /// A character device opened read-write.
+    Device(File),
+}
+
+impl Stream {
+    /// Connects to the UNIX socket at `path`.
+    pub fn connect_unix(path: impl AsRef<Path>) -> io::Result<Self> {
+        UnixStream::connect(path).map(Stream::Unix)
+    }
+
+    /// Connects to `addr` over TCP, trying each resolved address for at most
+    /// `timeout` (no limit if `None`). Nagle's algorithm is turned off:
+    /// these protocols send small requests and wait for the reply.
+    pub fn connect_tcp(addr: impl ToSocketAddrs, timeout: Option<Duration>) -> io::Result<Self> {
+        let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
+        for addr in addr.to_socket_addrs()? {
+            let attempt = match timeout {
+                Some(t) => TcpStream::connect_timeout(&addr, t),
+                None => TcpStream::connect(addr),
+            };
+            match attempt {
+                Ok(s) => {
+                    s.set_nodelay(true)?;
+                    return Ok(Stream::Tcp(s));
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Opens a character device (such as `/dev/vport0p1`) for reading and writing.
+    pub fn open_device(path: impl AsRef<Path>) -> io::Result<Self> {
+        OpenOptions::new().read(true).write(true).open(path).map(Stream::Device)
+    }
+
+    /// Shuts down both directions (sockets only; devices are left as they are).
+    pub fn shutdown(&self) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
+            Stream::Device(_) => Ok(()),
+        }
+    }
+
+    /// Writes `bytes` in one `sendmsg` with `fds` attached as `SCM_RIGHTS`
+    /// (UNIX sockets only). Returns how many bytes were written.
+    pub fn send_with_fds(&mut self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
+        let Stream::Unix(socket) = self else {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "file descriptors can only be passed over a UNIX socket"));
+        };
+        let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+            return Err(io::Error::other("ancillary buffer too small"));
+        }
+        Ok(sendmsg(&*socket, &[IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL)?)
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Device(f) => f.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Device(f) => f.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Device(f) => f.as_fd(),
+        }
+    }
+}
+
+/// Why driving a machine stopped.
+#[derive(Debug)]
+pub enum DriveError<E> {
+    /// The socket or device failed.
+    Io(io::Error),
+    /// The deadline passed.
+    Timeout,
+    /// The peer closed the stream (and the machine has been told).
+    Closed,
+    /// The machine refused the bytes (a caller bug, not the peer's).
+    Machine(E),
+}
+
+/// The deadline `timeout` from now; `None` (no deadline) for `None`.
+pub fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.map(|t| Instant::now() + t)
+}
+
+/// Waits until `fd` is ready for `flags`, or the deadline passes.
+pub fn wait_ready(fd: BorrowedFd<'_>, flags: PollFlags, deadline: Option<Instant>) -> io::Result<bool> {
+    loop {
+        let timeout = match deadline {
+            None => None,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                Some(Timespec::try_from(left).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 }))
+            }
+        };
+        let mut fds = [PollFd::from_borrowed_fd(fd, flags)];
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A machine and the stream it speaks over.
+#[derive(Debug)]
+pub struct Conn<M> {
+    stream: Stream,
+    machine: M,
+    eof: bool,
+}
+
+impl<M: Machine> Conn<M> {
+    /// Pairs `machine` with `stream`.
+    pub fn new(stream: Stream, machine: M) -> Self {
+        Conn { stream, machine, eof: false }
+    }
+
+    /// The machine.
+    pub fn machine(&self) -> &M {
+        &self.machine
+    }
+
+    /// The machine, to poll it or queue commands.
+    pub fn machine_mut(&mut self) -> &mut M {
+        &mut self.machine
+    }
+
+    /// The stream.
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    /// Whether the peer has closed its end.
+    pub fn at_eof(&self) -> bool {
+        self.eof
+    }
+
+    /// Writes everything the machine has queued.
+    pub fn flush(&mut self, deadline: Option<Instant>) -> Result<(), DriveError<M::Error>> {
+        while !self.machine.transmit().is_empty() {
+            if !wait_ready(self.stream.as_fd(), PollFlags::OUT, deadline).map_err(DriveError::Io)? {
+                return Err(DriveError::Timeout);
+            }
+            match self.stream.write(self.machine.transmit()) {
+                Ok(0) => return Err(DriveError::Closed),
+                Ok(n) => self.machine.transmitted(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                    self.end();
+                    return Err(DriveError::Closed);
+                }
+                Err(e) => return Err(DriveError::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the queued bytes in one `sendmsg` with `fds` attached, then the
+    /// rest (if the kernel took only part) normally.
+    pub fn flush_with_fds(&mut self, fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -> Result<(), DriveError<M::Error>> {
+        if !wait_ready(self.stream.as_fd(), PollFlags::OUT, deadline).map_err(DriveError::Io)? {
+            return Err(DriveError::Timeout);
+        }
+        let n = self.stream.send_with_fds(self.machine.transmit(), fds).map_err(DriveError::Io)?;
+        self.machine.transmitted(n);
+        self.flush(deadline)
+    }
+
+    /// Reads once (waiting until the deadline) straight into the machine.
+    /// Poll the machine until it has nothing before calling this again.
+    pub fn fill(&mut self, deadline: Option<Instant>) -> Result<(), DriveError<M::Error>> {
+        if self.eof {
+            return Err(DriveError::Closed);
+        }
+        if !wait_ready(self.stream.as_fd(), PollFlags::IN, deadline).map_err(DriveError::Io)? {
+            return Err(DriveError::Timeout);
+        }
+        let buf = self.machine.recv_buf();
+        if buf.is_empty() {
+            return Err(DriveError::Io(io::Error::other("receive buffer full: poll the machine before reading")));
+        }
+        let n = loop {
+            match self.stream.read(buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break 0,
+                Err(e) => return Err(DriveError::Io(e)),
+            }
+        };
+        if n == 0 {
+            self.end();
+            return Ok(());
+        }
+        self.machine.recv_commit(n).map_err(DriveError::Machine)
+    }
+
+    /// Flushes, then reads once.
+    pub fn pump(&mut self, deadline: Option<Instant>) -> Result<(), DriveError<M::Error>> {
+        self.flush(deadline)?;
+        self.fill(deadline)
+    }
+
+    /// Tells the machine the stream ended (it then reports what was pending).
+    fn end(&mut self) {
+        if !self.eof {
+            self.eof = true;
+            let _ = self.machine.recv_commit(0);
+        }
+    }
+
+    /// Shuts the stream down and tells the machine.
+    pub fn close(&mut self) {
+        let _ = self.stream.shutdown();
+        self.end();
+    }
+}
