@@ -141,12 +141,8 @@ impl Builder {
         }
         let stderr = std::fs::File::create(path_of("stderr"))?;
         let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).spawn()?;
-        let mut qemu = Qemu {
-            child,
-            qmp: self.qmp.then(|| path_of("qmp.sock")),
-            hmp: self.hmp.then(|| path_of("hmp.sock")),
-            dir,
-        };
+        let mut qemu =
+            Qemu { child, qmp: self.qmp.then(|| path_of("qmp.sock")), hmp: self.hmp.then(|| path_of("hmp.sock")), dir };
         let start = Instant::now();
         while !sockets.iter().all(|s| qemu.dir.path().join(s).exists()) {
             if let Some(status) = qemu.child.try_wait()? {

@@ -240,7 +240,12 @@ impl Inbox {
             }
             E::Malformed(e) => self.push_stray(Stray::Malformed(e.to_string())),
             E::Closed => return Err(Error::Closed),
-            E::Greeting(_) | E::Ready { .. } | E::NegotiationFailed(_) | E::Return { .. } | E::Error { .. } | E::Failed { .. } => {}
+            E::Greeting(_)
+            | E::Ready { .. }
+            | E::NegotiationFailed(_)
+            | E::Return { .. }
+            | E::Error { .. }
+            | E::Failed { .. } => {}
         }
         Ok(())
     }
@@ -363,7 +368,12 @@ impl Qmp {
 
     /// Adds `fd` to a file descriptor set (`add-fd`, the descriptor attached
     /// as `SCM_RIGHTS`); returns QEMU's `{"fdset-id", "fd"}` reply.
-    pub fn add_fd(&mut self, fd: BorrowedFd<'_>, fdset_id: Option<u64>, opaque: Option<&str>) -> Result<serde_json::Value, Error> {
+    pub fn add_fd(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        fdset_id: Option<u64>,
+        opaque: Option<&str>,
+    ) -> Result<serde_json::Value, Error> {
         let mut args = serde_json::Map::new();
         if let Some(set) = fdset_id {
             args.insert("fdset-id".into(), set.into());
@@ -378,6 +388,9 @@ impl Qmp {
     }
 
     fn send(&mut self, name: &str, args: Option<&[u8]>, oob: bool) -> Result<Id, Error> {
+        if self.conn.machine().state() == qmp::State::Closed {
+            return Err(Error::Closed);
+        }
         let args = match args {
             None => None,
             Some(a) => Some(Value::parse(a).map_err(|e| Error::Protocol(e.into()))?),

@@ -74,7 +74,10 @@ impl Stream {
     pub fn send_with_fds(&mut self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
         use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
         let Stream::Unix(socket) = self else {
-            return Err(io::Error::new(io::ErrorKind::Unsupported, "file descriptors can only be passed over a UNIX socket"));
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "file descriptors can only be passed over a UNIX socket",
+            ));
         };
         let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
         let mut control = SendAncillaryBuffer::new(&mut space);
@@ -213,7 +216,11 @@ impl<M: Machine> Conn<M> {
 
     /// Writes the queued bytes in one `sendmsg` with `fds` attached, then the
     /// rest (if the kernel took only part) normally.
-    pub fn flush_with_fds(&mut self, fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -> Result<(), DriveError<M::Error>> {
+    pub fn flush_with_fds(
+        &mut self,
+        fds: &[BorrowedFd<'_>],
+        deadline: Option<Instant>,
+    ) -> Result<(), DriveError<M::Error>> {
         if !wait_ready(self.stream.as_fd(), PollFlags::OUT, deadline).map_err(DriveError::Io)? {
             return Err(DriveError::Timeout);
         }

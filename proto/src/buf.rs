@@ -89,8 +89,7 @@ impl<T, const N: usize> Buf<T> for heapless::Vec<T, N> {
             return Err(Full { limit: N });
         }
         if self.len() < N {
-            self.resize(N, T::default())
-                .map_err(|_| Full { limit: N })?;
+            self.resize(N, T::default()).map_err(|_| Full { limit: N })?;
         }
         Ok(())
     }
@@ -114,10 +113,7 @@ pub struct Bounded<T> {
 impl<T> Bounded<T> {
     /// An empty vector that will hold at most `limit` elements.
     pub const fn new(limit: usize) -> Self {
-        Self {
-            vec: alloc::vec::Vec::new(),
-            limit,
-        }
+        Self { vec: alloc::vec::Vec::new(), limit }
     }
 }
 
@@ -156,8 +152,7 @@ impl<T> Buf<T> for Bounded<T> {
             // Double (from 4 KiB worth of elements) so that a stream read in
             // small pieces costs amortised O(1) per byte, capped at the limit.
             let doubled = self.vec.len().saturating_mul(2).max(4096);
-            self.vec
-                .resize(len.max(doubled).min(self.limit), T::default());
+            self.vec.resize(len.max(doubled).min(self.limit), T::default());
         }
         Ok(())
     }
@@ -271,19 +266,12 @@ pub(crate) struct RxBuf<B> {
 
 impl<B: Buf<u8>> RxBuf<B> {
     pub(crate) fn new(storage: B) -> Self {
-        Self {
-            storage,
-            head: 0,
-            tail: 0,
-        }
+        Self { storage, head: 0, tail: 0 }
     }
 
     /// Unconsumed bytes.
     pub(crate) fn data(&self) -> &[u8] {
-        self.storage
-            .as_slice()
-            .get(self.head..self.tail)
-            .unwrap_or(&[])
+        self.storage.as_slice().get(self.head..self.tail).unwrap_or(&[])
     }
 
     /// Drops `n` bytes from the front now.
@@ -317,10 +305,7 @@ impl<B: Buf<u8>> RxBuf<B> {
             let _ = self.storage.grow_to(want);
         }
         let tail = self.tail;
-        self.storage
-            .as_mut_slice()
-            .get_mut(tail..)
-            .unwrap_or(&mut [])
+        self.storage.as_mut_slice().get_mut(tail..).unwrap_or(&mut [])
     }
 
     /// Marks `n` bytes of [`RxBuf::spare`] as received. Returns `false` (and
@@ -371,10 +356,7 @@ impl<B: Buf<u8>> TxBuf<B> {
 
     /// Encodes one message with `encode`, all or nothing: if it does not fit,
     /// the buffer is left as it was and [`Full`] returned.
-    pub(crate) fn encode<E>(
-        &mut self,
-        encode: impl FnOnce(&mut B) -> Result<(), E>,
-    ) -> Result<(), E> {
+    pub(crate) fn encode<E>(&mut self, encode: impl FnOnce(&mut B) -> Result<(), E>) -> Result<(), E> {
         if self.head > 0 {
             // Reclaim the drained front before appending.
             let (head, len) = (self.head, self.storage.as_slice().len());

@@ -12,21 +12,13 @@ use vmwire_proto::qmp::{Client, Command, Config, Event, Id, State};
 /// One line per event, for comparing whole sessions.
 fn describe(e: Event<'_>) -> String {
     match e {
-        Event::Greeting(g) => format!(
-            "greeting {:?} oob={}",
-            g.version().unwrap(),
-            g.offers("oob")
-        ),
+        Event::Greeting(g) => format!("greeting {:?} oob={}", g.version().unwrap(), g.offers("oob")),
         Event::Ready { oob } => format!("ready oob={oob}"),
         Event::NegotiationFailed(e) => format!("negotiation failed {e}"),
         Event::Return { id, value } => format!("return {id} {value}"),
         Event::Error { id, error } => format!("error {id} {}", error.class),
         Event::UntaggedError(e) => format!("untagged {}: {}", e.class, e.desc),
-        Event::Event(ev) => format!(
-            "event {}{}",
-            ev.name,
-            ev.data.map(|d| format!(" {d}")).unwrap_or_default()
-        ),
+        Event::Event(ev) => format!("event {}{}", ev.name, ev.data.map(|d| format!(" {d}")).unwrap_or_default()),
         Event::Stale { id, .. } => format!("stale {id}"),
         Event::Unmatched(m) => format!("unmatched {}", m.value()),
         Event::Malformed(e) => format!("malformed {e}"),
@@ -42,18 +34,12 @@ fn register(client: &mut Client<Heap>, c2s: &[u8]) {
     framer.receive(c2s);
     while let Some(msg) = framer.next() {
         let Ok(msg) = msg else { continue };
-        let Some(name) = msg
-            .get("execute")
-            .or(msg.get("exec-oob"))
-            .and_then(|n| n.as_str())
-        else {
+        let Some(name) = msg.get("execute").or(msg.get("exec-oob")).and_then(|n| n.as_str()) else {
             continue;
         };
         let id = match msg.get("id") {
             Some(v) if v.as_u64().is_some() => Id::Number(v.as_u64().unwrap()),
-            Some(v) if v.as_str().is_some() => {
-                Id::string(&v.as_str().unwrap().to_string()).unwrap()
-            }
+            Some(v) if v.as_str().is_some() => Id::string(&v.as_str().unwrap().to_string()).unwrap(),
             _ => continue,
         };
         let name = name.to_string();
@@ -67,17 +53,12 @@ fn register(client: &mut Client<Heap>, c2s: &[u8]) {
 }
 
 fn replay(txn: &[u8], sizes: &[usize]) -> Vec<String> {
-    let mut client = Client::<Heap>::new(Config {
-        oob: true,
-        ..Config::default()
-    });
+    let mut client = Client::<Heap>::new(Config { oob: true, ..Config::default() });
     let mut log = Vec::new();
     for record in transcript(txn) {
         match record {
             Record::ClientToServer(bytes) => register(&mut client, &bytes),
-            Record::ServerToClient(bytes) => {
-                feed(&mut client, &bytes, sizes, |e| log.push(describe(e)))
-            }
+            Record::ServerToClient(bytes) => feed(&mut client, &bytes, sizes, |e| log.push(describe(e))),
             Record::Note(_) => {}
         }
     }
@@ -199,50 +180,31 @@ fn quit_then_eof_closes() {
     let mut log = replay(fixture!("12_quit"), &[usize::MAX]);
     assert_eq!(
         log.split_off(2),
-        [
-            "event SHUTDOWN {\"guest\": false, \"reason\": \"host-qmp-quit\"}",
-            "return \"bye\" {}",
-            "closed",
-        ]
+        ["event SHUTDOWN {\"guest\": false, \"reason\": \"host-qmp-quit\"}", "return \"bye\" {}", "closed",]
     );
 }
 
 #[test]
 fn non_ascii_ids_are_compared_decoded() {
     let log = replay(fixture!("15_utf8"), &[usize::MAX]);
-    assert!(
-        log.contains(&format!("return \"café € 😀\" {STATUS}")),
-        "{log:#?}"
-    );
+    assert!(log.contains(&format!("return \"café € 😀\" {STATUS}")), "{log:#?}");
     assert!(log.contains(&format!("return \"é😀\" {STATUS}")));
     assert!(log.contains(&format!("return \"\\0\" {STATUS}")));
     // The captured client wrote a raw 0xFF before this request; QEMU skips
     // it, the harness's strict framer does not, so the reply is nobody's.
-    assert!(log.contains(&format!(
-        "unmatched {{\"return\": {STATUS}, \"id\": \"after-ff\"}}"
-    )));
+    assert!(log.contains(&format!("unmatched {{\"return\": {STATUS}, \"id\": \"after-ff\"}}")));
     assert!(log.contains(&"return \"hmp\" \"unknown command: 'echo'\\r\\n\"".to_string()));
-    assert_eq!(
-        log.last().unwrap(),
-        &format!("return \"still-alive\" {STATUS}")
-    );
+    assert_eq!(log.last().unwrap(), &format!("return \"still-alive\" {STATUS}"));
     assert!(!log.iter().any(|l| l.starts_with("malformed")));
 }
 
 #[test]
 fn pipelined_replies_match_in_any_order() {
-    for name in [
-        &fixture!("08_pipelined")[..],
-        fixture!("09_pipelined_oob"),
-        fixture!("03_caps_oob"),
-    ] {
+    for name in [&fixture!("08_pipelined")[..], fixture!("09_pipelined_oob"), fixture!("03_caps_oob")] {
         let log = replay(name, &[usize::MAX]);
         assert!(!log.iter().any(|l| l.starts_with("malformed")), "{log:#?}");
         let returns = log.iter().filter(|l| l.starts_with("return ")).count();
-        assert!(
-            returns >= 10 || name == fixture!("03_caps_oob"),
-            "{returns}"
-        );
+        assert!(returns >= 10 || name == fixture!("03_caps_oob"), "{returns}");
     }
 }
 
@@ -250,11 +212,7 @@ fn pipelined_replies_match_in_any_order() {
 fn schema_reply_and_query_commands() {
     let log = replay(fixture!("06_query_qmp_schema"), &[4096]);
     assert_eq!(log.len(), 3, "{log:?}");
-    assert!(
-        log[2].starts_with("return \"schema\" [{\"name\": \"query-status\""),
-        "{}",
-        &log[2][..80]
-    );
+    assert!(log[2].starts_with("return \"schema\" [{\"name\": \"query-status\""), "{}", &log[2][..80]);
 }
 
 #[test]
@@ -289,24 +247,15 @@ fn every_transcript_frames_without_error_whatever_the_chunking() {
 }
 
 fn ready_client() -> Client<Heap> {
-    let mut c = Client::<Heap>::new(Config {
-        oob: true,
-        ..Config::default()
-    });
+    let mut c = Client::<Heap>::new(Config { oob: true, ..Config::default() });
     c.receive(br#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 0, "major": 9}, "package": ""}, "capabilities": ["oob"]}}"#).unwrap();
     c.receive(b"\r\n").unwrap();
     assert!(matches!(c.poll().unwrap(), Some(Event::Greeting(_))));
-    assert_eq!(
-        c.transmit(),
-        b"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]},\"id\":0}\r\n"
-    );
+    assert_eq!(c.transmit(), b"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]},\"id\":0}\r\n");
     let n = c.transmit().len();
     c.transmitted(n);
     c.receive(b"{\"return\": {}, \"id\": 0}\r\n").unwrap();
-    assert!(matches!(
-        c.poll().unwrap(),
-        Some(Event::Ready { oob: true })
-    ));
+    assert!(matches!(c.poll().unwrap(), Some(Event::Ready { oob: true })));
     c
 }
 
@@ -317,8 +266,7 @@ fn oob_and_caller_ids() {
     let id = c.execute_oob("yank", Some(args)).unwrap();
     assert_eq!(id, Id::Number(1));
     let mine = Id::string("mine-é").unwrap();
-    c.send(Command::new("query-status").id(mine.clone()))
-        .unwrap();
+    c.send(Command::new("query-status").id(mine.clone())).unwrap();
     assert_eq!(
         c.send(Command::new("query-status").id(mine.clone())),
         Err(vmwire_proto::qmp::Error::IdInUse(mine.clone()))
@@ -331,8 +279,7 @@ fn oob_and_caller_ids() {
         c.transmit(),
         "{\"exec-oob\":\"yank\",\"arguments\":{\"instances\": []},\"id\":1}\r\n{\"execute\":\"query-status\",\"id\":\"mine-é\"}\r\n".as_bytes()
     );
-    c.receive(b"{\"return\": {}, \"id\": \"mine-\\u00E9\"}\r\n")
-        .unwrap();
+    c.receive(b"{\"return\": {}, \"id\": \"mine-\\u00E9\"}\r\n").unwrap();
     assert!(matches!(c.poll().unwrap(), Some(Event::Return { id, .. }) if id == mine));
 }
 
@@ -341,18 +288,11 @@ fn oob_refused_unless_negotiated() {
     let mut c = Client::<Fixed<1024>>::new(Config::default());
     assert!(matches!(
         c.execute("query-status", None),
-        Err(vmwire_proto::qmp::Error::WrongState {
-            state: State::AwaitingGreeting,
-            ..
-        })
+        Err(vmwire_proto::qmp::Error::WrongState { state: State::AwaitingGreeting, .. })
     ));
-    c.receive(b"{\"QMP\": {\"version\": {}, \"capabilities\": [\"oob\"]}}\n")
-        .unwrap();
+    c.receive(b"{\"QMP\": {\"version\": {}, \"capabilities\": [\"oob\"]}}\n").unwrap();
     c.poll().unwrap();
-    assert_eq!(
-        c.execute_oob("query-yank", None),
-        Err(vmwire_proto::qmp::Error::OobNotNegotiated)
-    );
+    assert_eq!(c.execute_oob("query-yank", None), Err(vmwire_proto::qmp::Error::OobNotNegotiated));
 }
 
 #[test]
@@ -422,14 +362,7 @@ fn pretty_printed_messages_frame() {
     let pretty = b"{\r\n    \"QMP\": {\r\n        \"version\": {\r\n            \"qemu\": {\r\n                \"micro\": 22,\r\n                \"minor\": 2,\r\n                \"major\": 7\r\n            },\r\n            \"package\": \"Debian 1:7.2+dfsg-7+deb12u18+b3\"\r\n        },\r\n        \"capabilities\": [\r\n            \"oob\"\r\n        ]\r\n    }\r\n}\r\n{\r\n    \"return\": {\r\n    },\r\n    \"id\": 0\r\n}\r\n{\r\n    \"timestamp\": {\r\n        \"seconds\": 1795238286,\r\n        \"microseconds\": 389085\r\n    },\r\n    \"event\": \"RESUME\"\r\n}\r\n";
     let mut log = Vec::new();
     feed(&mut c, pretty, &[3], |e| log.push(describe(e)));
-    assert_eq!(
-        log,
-        [
-            GREETING.to_string(),
-            "ready oob=false".into(),
-            "event RESUME".into()
-        ]
-    );
+    assert_eq!(log, [GREETING.to_string(), "ready oob=false".into(), "event RESUME".into()]);
 }
 
 proptest! {

@@ -25,10 +25,7 @@ pub const MAX_DEPTH: usize = 1024;
 impl Default for Limits {
     /// 1 MiB and depth 128.
     fn default() -> Self {
-        Limits {
-            max_message: 1 << 20,
-            max_depth: 128,
-        }
+        Limits { max_message: 1 << 20, max_depth: 128 }
     }
 }
 
@@ -176,8 +173,8 @@ impl Scanner {
     }
 
     /// The member index of the value last returned by [`Scanner::scan`].
-    pub(crate) fn index(&self) -> Index {
-        self.members
+    pub(crate) fn index(&self) -> &Index {
+        &self.members
     }
 
     /// Stream offset of the byte at `data[at]`.
@@ -187,11 +184,7 @@ impl Scanner {
 
     /// How many bytes at the front of the data are no longer needed.
     pub(crate) fn droppable(&self) -> usize {
-        if self.mode == Mode::Normal && self.expect != Expect::Top {
-            self.start
-        } else {
-            self.pos
-        }
+        if self.mode == Mode::Normal && self.expect != Expect::Top { self.start } else { self.pos }
     }
 
     /// The caller dropped `n` (at most [`Scanner::droppable`]) bytes from the
@@ -218,15 +211,10 @@ impl Scanner {
                 Ok(None) => {
                     // Everything from `start` on belongs to this value.
                     let len = data.len().saturating_sub(self.start);
-                    if self.mode == Mode::Normal
-                        && self.expect != Expect::Top
-                        && len >= self.limits.max_message
-                    {
+                    if self.mode == Mode::Normal && self.expect != Expect::Top && len >= self.limits.max_message {
                         self.mode = Mode::Skip;
                         return self.error(
-                            ErrorKind::TooLarge {
-                                limit: self.limits.max_message,
-                            },
+                            ErrorKind::TooLarge { limit: self.limits.max_message },
                             self.start + self.limits.max_message,
                         );
                     }
@@ -240,16 +228,11 @@ impl Scanner {
                     }
                     if end - self.start > self.limits.max_message {
                         return self.error(
-                            ErrorKind::TooLarge {
-                                limit: self.limits.max_message,
-                            },
+                            ErrorKind::TooLarge { limit: self.limits.max_message },
                             self.start + self.limits.max_message,
                         );
                     }
-                    return Scan::Value {
-                        start: self.start,
-                        end,
-                    };
+                    return Scan::Value { start: self.start, end };
                 }
                 Err((kind, at)) => {
                     self.mode = Mode::Resync;
@@ -264,10 +247,7 @@ impl Scanner {
     }
 
     fn error(&self, kind: ErrorKind, at: usize) -> Scan {
-        Scan::Error(Error {
-            kind,
-            offset: self.offset_of(at),
-        })
+        Scan::Error(Error { kind, offset: self.offset_of(at) })
     }
 
     /// The input ended (`data` is all there is): completes a top-level number,
@@ -276,10 +256,7 @@ impl Scanner {
         let outcome = match (self.mode, self.expect, self.partial) {
             (Mode::Normal, Expect::Top, _) | (Mode::Resync, _, _) => None,
             (Mode::Normal, _, Partial::Num(n)) if self.depth == 0 && n.is_complete() => {
-                Some(Scan::Value {
-                    start: self.start,
-                    end: data.len(),
-                })
+                Some(Scan::Value { start: self.start, end: data.len() })
             }
             _ => Some(self.error(ErrorKind::Truncated, data.len())),
         };
@@ -290,10 +267,7 @@ impl Scanner {
     /// Looks for a `{` or `[` right after a `\n`; leaves `pos` on it if found.
     fn resync(&mut self, data: &[u8]) -> bool {
         let mut from = self.pos;
-        while let Some(found) = data
-            .get(from..)
-            .and_then(|rest| memchr::memchr(b'\n', rest))
-        {
+        while let Some(found) = data.get(from..).and_then(|rest| memchr::memchr(b'\n', rest)) {
             let newline = from + found;
             match data.get(newline + 1) {
                 Some(b'{' | b'[') => {
@@ -314,9 +288,7 @@ impl Scanner {
 
     /// Whether the container at nesting `level` (0 = outermost) is an object.
     fn is_object(&self, level: usize) -> bool {
-        self.stack
-            .get(level / 64)
-            .is_some_and(|w| w >> (level % 64) & 1 == 1)
+        self.stack.get(level / 64).is_some_and(|w| w >> (level % 64) & 1 == 1)
     }
 
     /// Records field `field` of the current top-level member at `at`.
@@ -365,13 +337,7 @@ impl Scanner {
         }
         macro_rules! unexpected {
             ($b:expr, $expected:expr) => {
-                return Err((
-                    ErrorKind::Unexpected {
-                        found: $b,
-                        expected: $expected,
-                    },
-                    i,
-                ))
+                return Err((ErrorKind::Unexpected { found: $b, expected: $expected }, i))
             };
         }
         // The next byte that is not white space.
@@ -425,14 +391,7 @@ impl Scanner {
         macro_rules! key {
             ($b:expr, $expect:expr) => {{
                 if $b != b'"' {
-                    unexpected!(
-                        $b,
-                        if $expect == Expect::Key {
-                            "'\"'"
-                        } else {
-                            "'\"' or '}'"
-                        }
-                    );
+                    unexpected!($b, if $expect == Expect::Key { "'\"'" } else { "'\"' or '}'" });
                 }
                 if depth == 1 && obj {
                     self.record(0, i + 1);
@@ -508,11 +467,7 @@ impl Scanner {
 
         loop {
             if in_value {
-                let expect = if may_close {
-                    Expect::ValueOrClose
-                } else {
-                    Expect::Value
-                };
+                let expect = if may_close { Expect::ValueOrClose } else { Expect::Value };
                 let b = skip_ws!(expect);
                 if depth == 1 && obj {
                     self.record(2, i);
@@ -524,12 +479,7 @@ impl Scanner {
                     },
                     b'{' | b'[' => {
                         if depth >= self.limits.max_depth {
-                            return Err((
-                                ErrorKind::TooDeep {
-                                    limit: self.limits.max_depth,
-                                },
-                                i,
-                            ));
+                            return Err((ErrorKind::TooDeep { limit: self.limits.max_depth }, i));
                         }
                         obj = b == b'{';
                         if let Some(w) = self.stack.get_mut(depth / 64) {
@@ -792,10 +742,7 @@ fn scan_literal(d: &[u8], i: usize) -> Result<Option<usize>, Bad> {
 /// Validates that `text` is exactly one JSON value, with only white space
 /// around it; returns the value's span.
 pub(crate) fn validate(text: &[u8], max_depth: usize) -> Result<(usize, usize, Index), Error> {
-    let mut framer = Scanner::new(Limits {
-        max_message: usize::MAX,
-        max_depth,
-    });
+    let mut framer = Scanner::new(Limits { max_message: usize::MAX, max_depth });
     let (start, end) = match framer.scan(text) {
         Scan::Value { start, end } => (start, end),
         Scan::Error(e) => return Err(e),
@@ -803,23 +750,14 @@ pub(crate) fn validate(text: &[u8], max_depth: usize) -> Result<(usize, usize, I
             Some(Scan::Value { start, end }) => (start, end),
             Some(Scan::Error(e)) => return Err(e),
             _ => {
-                return Err(Error {
-                    kind: ErrorKind::Empty,
-                    offset: text.len() as u64,
-                });
+                return Err(Error { kind: ErrorKind::Empty, offset: text.len() as u64 });
             }
         },
     };
-    let members = framer.index();
+    let members = *framer.index();
     let rest = text.get(end..).unwrap_or(&[]);
-    if let Some(k) = rest
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
-    {
-        return Err(Error {
-            kind: ErrorKind::TrailingCharacters,
-            offset: (end + k) as u64,
-        });
+    if let Some(k) = rest.iter().position(|b| !matches!(b, b' ' | b'\n' | b'\r' | b'\t')) {
+        return Err(Error { kind: ErrorKind::TrailingCharacters, offset: (end + k) as u64 });
     }
     Ok((start, end, members))
 }
@@ -907,11 +845,7 @@ mod tests {
             b"1 2",
             b"'a'",
         ] {
-            assert!(
-                validate(bad, 128).is_err(),
-                "{:?}",
-                core::str::from_utf8(bad)
-            );
+            assert!(validate(bad, 128).is_err(), "{:?}", core::str::from_utf8(bad));
         }
         for good in [
             &b"0"[..],
@@ -921,11 +855,7 @@ mod tests {
             b"\"\xf0\x9f\x98\x80\"",
             b"null",
         ] {
-            assert!(
-                validate(good, 128).is_ok(),
-                "{:?}",
-                core::str::from_utf8(good)
-            );
+            assert!(validate(good, 128).is_ok(), "{:?}", core::str::from_utf8(good));
         }
     }
 

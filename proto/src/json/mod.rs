@@ -47,7 +47,7 @@ use framer::{Index, Scan, Scanner};
 #[derive(Debug, Clone, Copy)]
 pub struct Message<'a> {
     raw: &'a [u8],
-    index: Index,
+    index: &'a Index,
 }
 
 impl<'a> Message<'a> {
@@ -85,7 +85,6 @@ pub(crate) enum Step {
 pub(crate) struct Span {
     start: usize,
     end: usize,
-    index: Index,
 }
 
 /// Finds complete JSON values in a byte stream, in a buffer the caller chooses.
@@ -106,14 +105,7 @@ impl<B: Buf<u8>> Framer<B> {
     /// `limits.max_message` and the buffer's own limit.
     pub fn new(buffer: B, limits: Limits) -> Self {
         let max_message = limits.max_message.min(buffer.limit());
-        Framer {
-            rx: RxBuf::new(buffer),
-            scan: Scanner::new(Limits {
-                max_message,
-                ..limits
-            }),
-            later: 0,
-        }
+        Framer { rx: RxBuf::new(buffer), scan: Scanner::new(Limits { max_message, ..limits }), later: 0 }
     }
 
     /// The limits in force.
@@ -178,11 +170,7 @@ impl<B: Buf<u8>> Framer<B> {
         match self.scan.scan(self.rx.data()) {
             Scan::Value { start, end } => {
                 self.later = end;
-                Step::Message(Span {
-                    start,
-                    end,
-                    index: self.scan.index(),
-                })
+                Step::Message(Span { start, end })
             }
             Scan::More => {
                 self.drop_front();
@@ -201,11 +189,7 @@ impl<B: Buf<u8>> Framer<B> {
         let data = self.rx.data();
         let len = data.len();
         let step = match self.scan.finish(data)? {
-            Scan::Value { start, end } => Step::Message(Span {
-                start,
-                end,
-                index: self.scan.index(),
-            }),
+            Scan::Value { start, end } => Step::Message(Span { start, end }),
             Scan::Error(e) => Step::Error(e),
             Scan::More => Step::More,
         };
@@ -216,10 +200,7 @@ impl<B: Buf<u8>> Framer<B> {
     /// The message at `span`, as returned by the last [`Framer::step`].
     pub(crate) fn message(&self, span: Span) -> Message<'_> {
         let raw = self.rx.data().get(span.start..span.end).unwrap_or_default();
-        Message {
-            raw,
-            index: span.index,
-        }
+        Message { raw, index: self.scan.index() }
     }
 
     /// Drops the value in progress and any bytes buffered; the stream goes on
@@ -266,13 +247,7 @@ mod tests {
 
     #[test]
     fn oversized_value_is_skipped_not_buffered() {
-        let mut f = Framer::new(
-            heapless::Vec::<u8, 64>::new(),
-            Limits {
-                max_message: 32,
-                max_depth: 8,
-            },
-        );
+        let mut f = Framer::new(heapless::Vec::<u8, 64>::new(), Limits { max_message: 32, max_depth: 8 });
         let mut big = heapless::Vec::<u8, 400>::new();
         big.extend_from_slice(b"{\"return\": \"").unwrap();
         big.extend_from_slice(&[b'x'; 300]).unwrap();

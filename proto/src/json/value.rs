@@ -120,18 +120,12 @@ impl<'a> Value<'a> {
 
     /// The object, if this is one.
     pub fn as_object(&self) -> Option<Object<'a>> {
-        (self.kind() == Kind::Object).then_some(Object {
-            raw: self.raw,
-            index: None,
-        })
+        (self.kind() == Kind::Object).then_some(Object { raw: self.raw, index: None })
     }
 
     /// The array's elements, if this is one.
     pub fn as_array(&self) -> Option<Elements<'a>> {
-        (self.kind() == Kind::Array).then_some(Elements {
-            raw: self.raw,
-            pos: 1,
-        })
+        (self.kind() == Kind::Array).then_some(Elements { raw: self.raw, pos: 1 })
     }
 
     /// Shorthand for `as_object()?.get(key)`.
@@ -170,15 +164,12 @@ impl fmt::Display for Value<'_> {
 pub struct Object<'a> {
     raw: &'a [u8],
     /// Spans recorded by the framer, when this object was a framed message.
-    index: Option<Index>,
+    index: Option<&'a Index>,
 }
 
 impl<'a> Object<'a> {
-    pub(crate) fn indexed(raw: &'a [u8], index: Index) -> Self {
-        Object {
-            raw,
-            index: Some(index),
-        }
+    pub(crate) fn indexed(raw: &'a [u8], index: &'a Index) -> Self {
+        Object { raw, index: Some(index) }
     }
 
     /// The object as a [`Value`].
@@ -193,12 +184,7 @@ impl<'a> Object<'a> {
 
     /// The members in order, as `(key, value)`.
     pub fn members(&self) -> Members<'a> {
-        Members {
-            raw: self.raw,
-            pos: 1,
-            index: self.index,
-            next: 0,
-        }
+        Members { raw: self.raw, pos: 1, index: self.index, next: 0 }
     }
 }
 
@@ -213,7 +199,7 @@ impl fmt::Debug for Object<'_> {
 pub struct Members<'a> {
     raw: &'a [u8],
     pos: usize,
-    index: Option<Index>,
+    index: Option<&'a Index>,
     next: usize,
 }
 
@@ -221,12 +207,8 @@ impl<'a> Iterator for Members<'a> {
     type Item = (JsonStr<'a>, Value<'a>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(index) = &self.index {
-            if let Some(&[ks, ke, vs, ve]) = index
-                .spans
-                .get(self.next)
-                .filter(|_| self.next < usize::from(index.len))
-            {
+        if let Some(index) = self.index {
+            if let Some(&[ks, ke, vs, ve]) = index.spans.get(self.next).filter(|_| self.next < usize::from(index.len)) {
                 self.next += 1;
                 self.pos = ve as usize;
                 let key = self.raw.get(ks as usize..ke as usize)?;
@@ -293,10 +275,7 @@ fn skip_ws(raw: &[u8], mut i: usize) -> usize {
 /// Index past the string whose opening quote is at `i` (input already validated).
 fn skip_string(raw: &[u8], i: usize) -> usize {
     let mut j = i + 1;
-    while let Some(k) = raw
-        .get(j..)
-        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
-    {
+    while let Some(k) = raw.get(j..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) {
         j += k;
         if raw.get(j) == Some(&b'"') {
             return j + 1;
@@ -360,16 +339,17 @@ impl<'a> JsonStr<'a> {
 
     /// Whether decoding changes anything (the string has a backslash).
     pub fn has_escapes(&self) -> bool {
+        // Keys and short values are the common case: a call into memchr
+        // costs more than looking at a few bytes.
+        if self.raw.len() < 32 {
+            return self.raw.contains(&b'\\');
+        }
         memchr::memchr(b'\\', self.raw).is_some()
     }
 
     /// The string itself, borrowed, when it has no escapes.
     pub fn as_str(&self) -> Option<&'a str> {
-        if self.has_escapes() {
-            None
-        } else {
-            core::str::from_utf8(self.raw).ok()
-        }
+        if self.has_escapes() { None } else { core::str::from_utf8(self.raw).ok() }
     }
 
     /// The decoded string in pieces: borrowed runs and single escaped characters.
@@ -446,11 +426,7 @@ impl fmt::Display for JsonStr<'_> {
 
 impl fmt::Debug for JsonStr<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "\"{}\"",
-            core::str::from_utf8(self.raw).unwrap_or_default()
-        )
+        write!(f, "\"{}\"", core::str::from_utf8(self.raw).unwrap_or_default())
     }
 }
 
@@ -528,17 +504,13 @@ mod tests {
 
     #[test]
     fn lookups_and_numbers() {
-        let v = Value::parse(br#" {"a": 1, "b": [true, null, "x"], "c": {"d": -2.5e1}, "e\u0041": 18446744073709551615} "#).unwrap();
+        let v =
+            Value::parse(br#" {"a": 1, "b": [true, null, "x"], "c": {"d": -2.5e1}, "e\u0041": 18446744073709551615} "#)
+                .unwrap();
         assert_eq!(v.get("a").unwrap().as_u64(), Some(1));
         assert_eq!(v.get("eA").unwrap().as_u64(), Some(u64::MAX));
         assert_eq!(v.get("c").unwrap().get("d").unwrap().as_f64(), Some(-25.0));
-        let b: heapless::Vec<Kind, 4> = v
-            .get("b")
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .map(|e| e.kind())
-            .collect();
+        let b: heapless::Vec<Kind, 4> = v.get("b").unwrap().as_array().unwrap().map(|e| e.kind()).collect();
         assert_eq!(&b[..], &[Kind::Bool, Kind::Null, Kind::String]);
         assert!(v.get("zz").is_none());
         assert_eq!(Value::parse(b"-1").unwrap().as_u64(), None);
@@ -566,14 +538,7 @@ mod tests {
             status: &'a str,
             running: bool,
         }
-        let v = Value::parse(br#"{"status": "prelaunch", "singlestep": false, "running": false}"#)
-            .unwrap();
-        assert_eq!(
-            v.decode::<Status>().unwrap(),
-            Status {
-                status: "prelaunch",
-                running: false
-            }
-        );
+        let v = Value::parse(br#"{"status": "prelaunch", "singlestep": false, "running": false}"#).unwrap();
+        assert_eq!(v.decode::<Status>().unwrap(), Status { status: "prelaunch", running: false });
     }
 }

@@ -40,10 +40,7 @@ pub fn write_str<S: Sink + ?Sized>(out: &mut S, s: &str, escape: Escape) -> Resu
         }
         out.put(bytes.get(run..i).unwrap_or_default())?;
         if b >= 0x80 {
-            let c = s
-                .get(i..)
-                .and_then(|rest| rest.chars().next())
-                .unwrap_or('\u{FFFD}');
+            let c = s.get(i..).and_then(|rest| rest.chars().next()).unwrap_or('\u{FFFD}');
             let mut units = [0u16; 2];
             for unit in c.encode_utf16(&mut units) {
                 put_u_escape(out, *unit)?;
@@ -124,11 +121,7 @@ impl<'s, S: Sink + ?Sized> ObjectWriter<'s, S> {
     /// Opens an object (writes `{`), escaping strings as `escape` says.
     pub fn with_escape(out: &'s mut S, escape: Escape) -> Result<Self, Full> {
         out.put(b"{")?;
-        Ok(ObjectWriter {
-            out,
-            escape,
-            first: true,
-        })
+        Ok(ObjectWriter { out, escape, first: true })
     }
 
     fn key(&mut self, key: &str) -> Result<&mut S, Full> {
@@ -228,11 +221,7 @@ impl<'s, S: Sink + ?Sized> ArrayWriter<'s, S> {
     /// Opens an array (writes `[`), escaping strings as `escape` says.
     pub fn with_escape(out: &'s mut S, escape: Escape) -> Result<Self, Full> {
         out.put(b"[")?;
-        Ok(ArrayWriter {
-            out,
-            escape,
-            first: true,
-        })
+        Ok(ArrayWriter { out, escape, first: true })
     }
 
     fn comma(&mut self) -> Result<&mut S, Full> {
@@ -283,11 +272,7 @@ impl<'s, S: Sink + ?Sized> ArrayWriter<'s, S> {
 /// Writes a validated value. With [`Escape::Minimal`] its text is copied as
 /// it is; with [`Escape::Ascii`] raw non-ASCII text inside its strings is
 /// escaped (JSON text outside strings is always ASCII).
-pub fn write_value<S: Sink + ?Sized>(
-    out: &mut S,
-    value: Value<'_>,
-    escape: Escape,
-) -> Result<(), Full> {
+pub fn write_value<S: Sink + ?Sized>(out: &mut S, value: Value<'_>, escape: Escape) -> Result<(), Full> {
     let raw = value.raw();
     if escape == Escape::Minimal || raw.is_ascii() {
         return out.put(raw);
@@ -319,23 +304,12 @@ mod tests {
             assert!(out.is_ascii());
         }
         let v = Value::parse(&out).unwrap();
-        assert!(
-            v.as_str().unwrap() == s,
-            "{s:?} -> {:?}",
-            core::str::from_utf8(&out)
-        );
+        assert!(v.as_str().unwrap() == s, "{s:?} -> {:?}", core::str::from_utf8(&out));
     }
 
     #[test]
     fn every_kind_of_character_round_trips() {
-        for s in [
-            "",
-            "plain",
-            "\"\\/",
-            "\u{0}\u{1}\u{1f}\u{7f}",
-            "\u{8}\u{c}\n\r\t",
-            "é€😀\u{10FFFF}\u{2028}",
-        ] {
+        for s in ["", "plain", "\"\\/", "\u{0}\u{1}\u{1f}\u{7f}", "\u{8}\u{c}\n\r\t", "é€😀\u{10FFFF}\u{2028}"] {
             round_trip(s, Escape::Minimal);
             round_trip(s, Escape::Ascii);
         }
@@ -352,9 +326,6 @@ mod tests {
     #[test]
     fn full_is_reported() {
         let mut out = heapless::Vec::<u8, 4>::new();
-        assert_eq!(
-            write_str(&mut out, "hello", Escape::Minimal),
-            Err(Full { limit: 4 })
-        );
+        assert_eq!(write_str(&mut out, "hello", Escape::Minimal), Err(Full { limit: 4 }));
     }
 }

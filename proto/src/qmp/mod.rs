@@ -104,10 +104,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             oob: false,
-            limits: Limits {
-                max_message: 16 << 20,
-                max_depth: 128,
-            },
+            limits: Limits { max_message: 16 << 20, max_depth: 128 },
             max_pending: 4096,
             max_transmit: 1 << 20,
         }
@@ -138,10 +135,7 @@ pub struct ErrorReply<'a> {
 
 impl ErrorReply<'_> {
     fn parse(v: Value<'_>) -> Option<ErrorReply<'_>> {
-        Some(ErrorReply {
-            class: v.get("class")?.as_str()?,
-            desc: v.get("desc")?.as_str()?,
-        })
+        Some(ErrorReply { class: v.get("class")?.as_str()?, desc: v.get("desc")?.as_str()? })
     }
 }
 
@@ -188,13 +182,8 @@ impl<'a> Greeting<'a> {
     fn parse(msg: &Message<'a>) -> Option<Self> {
         let qmp = msg.get("QMP")?;
         let version = qmp.get("version").filter(|v| v.kind() == Kind::Object)?;
-        let capabilities = qmp
-            .get("capabilities")
-            .filter(|c| c.kind() == Kind::Array)?;
-        Some(Greeting {
-            version,
-            capabilities,
-        })
+        let capabilities = qmp.get("capabilities").filter(|c| c.kind() == Kind::Array)?;
+        Some(Greeting { version, capabilities })
     }
 
     /// QEMU's version as `(major, minor, micro)`.
@@ -211,11 +200,7 @@ impl<'a> Greeting<'a> {
 
     /// The capabilities offered, such as `oob`.
     pub fn capabilities(&self) -> impl Iterator<Item = JsonStr<'a>> + use<'a> {
-        self.capabilities
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.as_str())
+        self.capabilities.as_array().into_iter().flatten().filter_map(|c| c.as_str())
     }
 
     /// Whether capability `name` is offered.
@@ -327,9 +312,7 @@ impl fmt::Display for Error {
             }
             Error::OobNotNegotiated => f.write_str("QMP: out-of-band execution was not negotiated"),
             Error::IdInUse(id) => write!(f, "QMP: command id {id} is already in use"),
-            Error::ArgumentsNotObject => {
-                f.write_str("QMP: command arguments must be a JSON object")
-            }
+            Error::ArgumentsNotObject => f.write_str("QMP: command arguments must be a JSON object"),
             Error::TooManyPending { limit } => {
                 write!(f, "QMP: {limit} commands already in flight")
             }
@@ -384,12 +367,7 @@ pub struct Command<'c> {
 impl<'c> Command<'c> {
     /// A command named `name`, without arguments.
     pub fn new(name: &'c str) -> Self {
-        Command {
-            name,
-            arguments: None,
-            id: None,
-            oob: false,
-        }
+        Command { name, arguments: None, id: None, oob: false }
     }
 
     /// With these arguments (a JSON object).
@@ -470,33 +448,18 @@ impl<S: Storage> Client<S> {
 
     /// How many commands are waiting for a reply (forgotten ones excluded).
     pub fn in_flight(&self) -> usize {
-        self.core
-            .pending
-            .as_slice()
-            .iter()
-            .filter(|p| !p.forgotten)
-            .count()
+        self.core.pending.as_slice().iter().filter(|p| !p.forgotten).count()
     }
 
     /// Sends `name` with `arguments` (a JSON object), under an id the machine
     /// assigns and returns.
     pub fn execute(&mut self, name: &str, arguments: Option<Value<'_>>) -> Result<Id, Error> {
-        self.send(Command {
-            name,
-            arguments,
-            id: None,
-            oob: false,
-        })
+        self.send(Command { name, arguments, id: None, oob: false })
     }
 
     /// Like [`Client::execute`], out of band (`exec-oob`): only once `oob` is negotiated.
     pub fn execute_oob(&mut self, name: &str, arguments: Option<Value<'_>>) -> Result<Id, Error> {
-        self.send(Command {
-            name,
-            arguments,
-            id: None,
-            oob: true,
-        })
+        self.send(Command { name, arguments, id: None, oob: true })
     }
 
     /// Sends `command`. Commands may be sent from the greeting on: they queue
@@ -506,10 +469,7 @@ impl<S: Storage> Client<S> {
         match core.state {
             State::Negotiating | State::Ready => {}
             state => {
-                return Err(Error::WrongState {
-                    state,
-                    operation: "execute",
-                });
+                return Err(Error::WrongState { state, operation: "execute" });
             }
         }
         if command.oob && !(core.oob && core.state == State::Ready) {
@@ -580,9 +540,7 @@ impl<S: Storage> Core<S> {
                     self.pending.remove_at(i);
                 }
                 None => {
-                    return Err(Error::TooManyPending {
-                        limit: self.pending.limit(),
-                    });
+                    return Err(Error::TooManyPending { limit: self.pending.limit() });
                 }
             }
         }
@@ -598,14 +556,8 @@ impl<S: Storage> Core<S> {
                 out.put(b"\r\n")
             })
             .map_err(Error::TransmitFull)?;
-        let entry = Pending {
-            id: id.clone(),
-            forgotten: false,
-            negotiation,
-        };
-        self.pending
-            .try_push(entry)
-            .map_err(|full| Error::TooManyPending { limit: full.limit })
+        let entry = Pending { id: id.clone(), forgotten: false, negotiation };
+        self.pending.try_push(entry).map_err(|full| Error::TooManyPending { limit: full.limit })
     }
 
     /// Turns one framed message into an event.
@@ -618,79 +570,61 @@ impl<S: Storage> Core<S> {
             self.oob = self.config.oob && greeting.offers("oob");
             let id = self.fresh_id();
             self.state = State::Negotiating;
-            let enable = if self.oob {
-                Some(Value::trusted(br#"{"enable":["oob"]}"#))
-            } else {
-                None
-            };
+            let enable = if self.oob { Some(Value::trusted(br#"{"enable":["oob"]}"#)) } else { None };
             self.encode(&id, "qmp_capabilities", enable, false, true)?;
             return Ok(Event::Greeting(greeting));
         }
         let Some(obj) = msg.object() else {
-            return Ok(Event::Malformed(Error::BadMessage {
-                what: "not a JSON object",
-            }));
+            return Ok(Event::Malformed(Error::BadMessage { what: "not a JSON object" }));
         };
         // One pass over the (indexed) members finds everything classification needs.
         let (mut ret, mut err, mut event, mut id, mut timestamp, mut data, mut greeting) =
             (None, None, None, None, None, None, false);
         for (key, value) in obj.members() {
+            // QEMU never escapes its keys; only a key that matches nothing
+            // as it stands is worth decoding.
             let mut unescaped = [0u8; 16];
-            let key = match key.has_escapes() {
-                false => key.raw(),
-                true => key
-                    .unescape_into(&mut unescaped)
-                    .map_or(&b""[..], str::as_bytes),
-            };
-            match key {
-                b"return" => ret = Some(value),
-                b"error" => err = Some(value),
-                b"event" => event = Some(value),
-                b"id" => id = Some(value),
-                b"timestamp" => timestamp = Some(value),
-                b"data" => data = Some(value),
-                b"QMP" => greeting = true,
-                _ => {}
+            let mut name = key.raw();
+            loop {
+                match name {
+                    b"return" => ret = Some(value),
+                    b"error" => err = Some(value),
+                    b"event" => event = Some(value),
+                    b"id" => id = Some(value),
+                    b"timestamp" => timestamp = Some(value),
+                    b"data" => data = Some(value),
+                    b"QMP" => greeting = true,
+                    _ if name == key.raw() && key.has_escapes() => {
+                        name = key.unescape_into(&mut unescaped).map_or(&b""[..], str::as_bytes);
+                        continue;
+                    }
+                    _ => {}
+                }
+                break;
             }
         }
         if let Some(name) = event {
-            let (Some(name), Some(timestamp)) =
-                (name.as_str(), timestamp.and_then(parse_timestamp))
-            else {
-                return Ok(Event::Malformed(Error::BadMessage {
-                    what: "event without a name or timestamp",
-                }));
+            let (Some(name), Some(timestamp)) = (name.as_str(), timestamp.and_then(parse_timestamp)) else {
+                return Ok(Event::Malformed(Error::BadMessage { what: "event without a name or timestamp" }));
             };
-            return Ok(Event::Event(AsyncEvent {
-                name,
-                timestamp,
-                data,
-            }));
+            return Ok(Event::Event(AsyncEvent { name, timestamp, data }));
         }
         let reply = match (ret, err) {
             (Some(value), None) => Ok(value),
             (None, Some(error)) => match ErrorReply::parse(error) {
                 Some(error) => Err(error),
                 None => {
-                    return Ok(Event::Malformed(Error::BadMessage {
-                        what: "error without class and desc",
-                    }));
+                    return Ok(Event::Malformed(Error::BadMessage { what: "error without class and desc" }));
                 }
             },
             (Some(_), Some(_)) => {
-                return Ok(Event::Malformed(Error::BadMessage {
-                    what: "both return and error",
-                }));
+                return Ok(Event::Malformed(Error::BadMessage { what: "both return and error" }));
             }
             (None, None) if greeting => {
-                return Ok(Event::Malformed(Error::BadMessage {
-                    what: "a second greeting",
-                }));
+                return Ok(Event::Malformed(Error::BadMessage { what: "a second greeting" }));
             }
             (None, None) => {
-                return Ok(Event::Malformed(Error::BadMessage {
-                    what: "neither return, error nor event",
-                }));
+                return Ok(Event::Malformed(Error::BadMessage { what: "neither return, error nor event" }));
             }
         };
         let Some(id_value) = id else {
@@ -714,18 +648,9 @@ impl<S: Storage> Core<S> {
                 self.state = State::Closed;
                 Event::NegotiationFailed(error)
             }
-            (false, true, reply) => Event::Stale {
-                id: pending.id,
-                reply,
-            },
-            (false, false, Ok(value)) => Event::Return {
-                id: pending.id,
-                value,
-            },
-            (false, false, Err(error)) => Event::Error {
-                id: pending.id,
-                error,
-            },
+            (false, true, reply) => Event::Stale { id: pending.id, reply },
+            (false, false, Ok(value)) => Event::Return { id: pending.id, value },
+            (false, false, Err(error)) => Event::Error { id: pending.id, error },
         })
     }
 
@@ -741,10 +666,7 @@ impl<S: Storage> Core<S> {
 }
 
 fn parse_timestamp(v: Value<'_>) -> Option<Timestamp> {
-    Some(Timestamp {
-        seconds: v.get("seconds")?.as_i64()?,
-        microseconds: v.get("microseconds")?.as_i64()?,
-    })
+    Some(Timestamp { seconds: v.get("seconds")?.as_i64()?, microseconds: v.get("microseconds")?.as_i64()? })
 }
 
 impl<S: Storage> Machine for Client<S> {
@@ -755,9 +677,6 @@ impl<S: Storage> Machine for Client<S> {
     type Error = Error;
 
     fn recv_buf(&mut self) -> &mut [u8] {
-        if self.core.state == State::Closed || self.core.eof {
-            return &mut [];
-        }
         self.framer.recv_buf()
     }
 
@@ -766,8 +685,13 @@ impl<S: Storage> Machine for Client<S> {
             self.core.eof = true;
             return Ok(());
         }
-        if self.core.state == State::Closed || self.core.eof || !self.framer.recv_commit(n) {
+        if !self.framer.recv_commit(n) {
             return Err(Error::CommitTooLarge);
+        }
+        if self.core.state == State::Closed {
+            // Nothing is listening any more: whatever still arrives is dropped.
+            let all = self.framer.buffered().len();
+            self.framer.discard(all);
         }
         Ok(())
     }

@@ -39,12 +39,7 @@ pub fn transcript(txn: &[u8]) -> Vec<Record> {
 
 /// Feeds `bytes` to `machine` in pieces of the given sizes (cycled), calling
 /// `on_event` for every event; `bytes` empty means end of stream.
-pub fn feed<M: Machine>(
-    machine: &mut M,
-    bytes: &[u8],
-    sizes: &[usize],
-    mut on_event: impl FnMut(M::Event<'_>),
-) {
+pub fn feed<M: Machine>(machine: &mut M, bytes: &[u8], sizes: &[usize], mut on_event: impl FnMut(M::Event<'_>)) {
     let mut drain = |m: &mut M| {
         while let Some(event) = m.poll().expect("poll") {
             on_event(event);
@@ -62,15 +57,10 @@ pub fn feed<M: Machine>(
         k += 1;
         let mut taken = 0;
         while taken < want {
-            let n = machine
-                .receive(&bytes[fed + taken..fed + want])
-                .expect("receive");
+            let n = machine.receive(&bytes[fed + taken..fed + want]).expect("receive");
             taken += n;
             drain(machine);
-            assert!(
-                n > 0 || taken == want,
-                "machine took nothing after being drained"
-            );
+            assert!(n > 0 || taken == want, "machine took nothing after being drained");
         }
         fed += want;
     }

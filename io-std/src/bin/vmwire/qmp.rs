@@ -161,7 +161,11 @@ pub fn arguments(words: &[String]) -> Result<Option<String>, String> {
     }
 }
 
-fn insert_dotted(map: &mut serde_json::Map<String, serde_json::Value>, key: &str, value: serde_json::Value) -> Result<(), String> {
+fn insert_dotted(
+    map: &mut serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    value: serde_json::Value,
+) -> Result<(), String> {
     match key.split_once('.') {
         None => {
             map.insert(key.into(), value);
@@ -248,7 +252,11 @@ impl Session for QmpShell {
             let Some((name, rest)) = words.split_first() else { return Ok(String::new()) };
             (name.clone(), arguments(rest)?, false)
         };
-        let result = if oob { self.qmp.execute_oob_raw(&name, args.as_deref()) } else { self.qmp.execute_raw(&name, args.as_deref()) };
+        let result = if oob {
+            self.qmp.execute_oob_raw(&name, args.as_deref())
+        } else {
+            self.qmp.execute_raw(&name, args.as_deref())
+        };
         let mut out = String::new();
         for event in self.idle() {
             out.push_str(&event);
@@ -305,7 +313,8 @@ mod tests {
 
     #[test]
     fn shorthand_arguments() {
-        let words: Vec<String> = ["device=ide0", "force=true", "a.b=1", "a.c=x y", "n=null"].iter().map(|s| s.to_string()).collect();
+        let words: Vec<String> =
+            ["device=ide0", "force=true", "a.b=1", "a.c=x y", "n=null"].iter().map(|s| s.to_string()).collect();
         let json = arguments(&words).unwrap().unwrap();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v, serde_json::json!({"device": "ide0", "force": true, "a": {"b": 1, "c": "x y"}, "n": null}));
@@ -316,11 +325,10 @@ mod tests {
 
     #[test]
     fn words_and_quotes() {
-        assert_eq!(split_words(r#"human-monitor-command command-line="info status" x='a b'"#).unwrap(), [
-            "human-monitor-command",
-            "command-line=info status",
-            "x=a b"
-        ]);
+        assert_eq!(
+            split_words(r#"human-monitor-command command-line="info status" x='a b'"#).unwrap(),
+            ["human-monitor-command", "command-line=info status", "x=a b"]
+        );
         assert!(split_words("a \"b").is_err());
     }
 }

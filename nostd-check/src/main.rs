@@ -1,0 +1,27 @@
+//! A freestanding binary that uses vmwire-proto's machines on fixed storage.
+#![no_std]
+#![no_main]
+
+use vmwire_proto::buf::Fixed;
+use vmwire_proto::{Machine, qmp};
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    loop {}
+}
+
+/// The precompiled `core` refers to the unwinding personality even with
+/// `panic = "abort"`; nothing here unwinds.
+#[unsafe(no_mangle)]
+pub extern "C" fn rust_eh_personality() {}
+
+/// Feeds a greeting through the QMP machine so that the code is really
+/// linked and run; exits 0 if the machine saw it.
+#[unsafe(no_mangle)]
+pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
+    let mut client = qmp::Client::<Fixed<512, 256, 4>>::new(qmp::Config::default());
+    let _ = client.receive(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n");
+    let greeted = matches!(client.poll(), Ok(Some(qmp::Event::Greeting(_))));
+    let negotiating = client.transmit().starts_with(b"{\"execute\":\"qmp_capabilities\"");
+    if greeted && negotiating { 0 } else { 1 }
+}
