@@ -274,6 +274,17 @@ impl<B: Buf<u8>> RxBuf<B> {
         self.storage.as_slice().get(self.head..self.tail).unwrap_or(&[])
     }
 
+    /// The most bytes this buffer will ever hold.
+    pub(crate) fn limit(&self) -> usize {
+        self.storage.limit()
+    }
+
+    /// Unconsumed bytes, mutably (for in-place decoding such as HTTP's chunked framing).
+    pub(crate) fn data_mut(&mut self) -> &mut [u8] {
+        let (head, tail) = (self.head, self.tail);
+        self.storage.as_mut_slice().get_mut(head..tail).unwrap_or(&mut [])
+    }
+
     /// Drops `n` bytes from the front now.
     pub(crate) fn consume(&mut self, n: usize) {
         self.head = (self.head + n).min(self.tail);

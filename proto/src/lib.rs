@@ -11,10 +11,14 @@
 //! | --- | --- |
 //! | [`qmp`] | QEMU Machine Protocol (client) |
 //! | [`json`] | the shared JSON framer, zero-copy reader and writer |
+//! | [`http`] | HTTP/1.x framing (client and server) for XML-RPC |
+//! | [`xmlrpc`] | XML-RPC: zero-copy parser, writer, serde, client and server machines |
 //!
 //! # Features
 //! - `alloc`: growable, bounded buffers ([`buf::Heap`]) and owned conversions.
 //! - `std`: `alloc`, plus typed decoding with `serde_json`.
+//! - `serde`: XML-RPC values to and from Rust types.
+//! - `gzip`: decoding gzip-encoded HTTP bodies (needs `alloc`).
 //!
 //! With no features the crate needs neither `std` nor an allocator.
 #![no_std]
@@ -27,8 +31,10 @@ extern crate alloc;
 extern crate std;
 
 pub mod buf;
+pub mod http;
 pub mod json;
 pub mod qmp;
+pub mod xmlrpc;
 
 /// The face every protocol machine shows its adapter.
 ///

@@ -1,0 +1,227 @@
+//! The XML-RPC client machine: calls encoded into HTTP requests, responses
+//! parsed as they complete.
+
+use core::fmt;
+
+use super::write::{Options, ParamsWriter, write_call};
+use super::{Error, Limits, MethodResponse, WriteError, parse_response_with};
+use crate::Machine;
+use crate::buf::Storage;
+use crate::http;
+
+/// Settings for a [`Client`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// HTTP limits and options.
+    pub http: http::Config,
+    /// Limits on a response document.
+    pub limits: Limits,
+    /// What the writer may use (`<nil/>`, `<i8>`).
+    pub options: Options,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { http: http::Config::default(), limits: Limits::default(), options: Options::default() }
+    }
+}
+
+/// What the [`Client`] reports: one event per call.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// The method's response: its params, or a fault.
+    Response(MethodResponse<'a>),
+    /// The server answered with an HTTP status other than 200.
+    HttpStatus {
+        /// The status code.
+        status: u16,
+        /// The reason phrase.
+        reason: &'a str,
+        /// The body, as sent.
+        body: &'a [u8],
+    },
+    /// A 200 response whose body is not a valid `<methodResponse>`.
+    Malformed(Error),
+    /// The HTTP response could not be read; the connection was dropped.
+    Http(http::Error),
+    /// The connection ended before the response was complete.
+    ConnectionLost {
+        /// Bytes of the response that had arrived.
+        received: usize,
+    },
+}
+
+/// Why a call could not be queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The params could not be written.
+    Write(WriteError),
+    /// The request could not be queued (a call is outstanding, a header is invalid, …).
+    Http(http::Error),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Write(e) => e.fmt(f),
+            SendError::Http(e) => e.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            SendError::Write(e) => Some(e),
+            SendError::Http(e) => Some(e),
+        }
+    }
+}
+
+impl From<WriteError> for SendError {
+    fn from(e: WriteError) -> Self {
+        SendError::Write(e)
+    }
+}
+
+impl From<http::Error> for SendError {
+    fn from(e: http::Error) -> Self {
+        SendError::Http(e)
+    }
+}
+
+impl From<crate::buf::Full> for SendError {
+    fn from(e: crate::buf::Full) -> Self {
+        SendError::Write(WriteError::Full(e))
+    }
+}
+
+/// An XML-RPC client over HTTP/1.x, one call at a time.
+///
+/// ```
+/// use vmwire_proto::{Machine, buf::Heap, http::Endpoint, xmlrpc::{Client, Config, Event}};
+///
+/// let endpoint = Endpoint { target: "/", host: "127.0.0.1:8080", headers: &[] };
+/// let mut rpc = Client::<Heap>::new(Config::default(), &endpoint)?;
+/// rpc.call("VM.get_all", |p| { p.string("OpaqueRef:1")?; Ok(()) })?;
+/// if rpc.needs_connection() { rpc.connected(); }         // the adapter connected
+/// let n = rpc.transmit().len();                           // … and wrote the request
+/// rpc.transmitted(n);
+/// let body = "<methodResponse><params><param><value>OpaqueRef:9</value></param></params></methodResponse>";
+/// rpc.receive(format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes())?;
+/// match rpc.poll()? {
+///     Some(Event::Response(r)) => assert!(r.result().unwrap().as_str().unwrap() == "OpaqueRef:9"),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Client<S: Storage> {
+    http: http::Client<S>,
+    config: Config,
+}
+
+impl<S: Storage> fmt::Debug for Client<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("http", &self.http).finish_non_exhaustive()
+    }
+}
+
+impl<S: Storage> Client<S> {
+    /// A client for `endpoint` (a `Content-Type: text/xml` field is added).
+    pub fn new(config: Config, endpoint: &http::Endpoint<'_>) -> Result<Self, http::Error> {
+        let mut fields: heapless::Vec<(&str, &str), { http::MAX_HEADERS }> = heapless::Vec::new();
+        fields.push(("Content-Type", "text/xml")).map_err(|_| http::Error::TooManyHeaders { limit: 0 })?;
+        for field in endpoint.headers {
+            fields.push(*field).map_err(|_| http::Error::TooManyHeaders { limit: http::MAX_HEADERS })?;
+        }
+        let endpoint = http::Endpoint { headers: &fields, ..*endpoint };
+        Ok(Client { http: http::Client::new(config.http, &endpoint)?, config })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Queues a call of `method` with the params `params` writes.
+    pub fn call(
+        &mut self,
+        method: &str,
+        params: impl FnOnce(&mut ParamsWriter<'_, S::Tx>) -> Result<(), WriteError>,
+    ) -> Result<(), SendError> {
+        self.call_with(method, &[], params)
+    }
+
+    /// [`Client::call`] with extra HTTP fields for this request only (such as `traceparent`).
+    pub fn call_with(
+        &mut self,
+        method: &str,
+        fields: &[(&str, &str)],
+        params: impl FnOnce(&mut ParamsWriter<'_, S::Tx>) -> Result<(), WriteError>,
+    ) -> Result<(), SendError> {
+        let options = self.config.options;
+        self.http.post(fields, |out| write_call(out, method, options, params).map_err(SendError::from))
+    }
+
+    /// Whether a call is queued with no connection to send it on: connect,
+    /// then call [`Client::connected`].
+    pub fn needs_connection(&self) -> bool {
+        self.http.needs_connection()
+    }
+
+    /// A new connection is up.
+    pub fn connected(&mut self) {
+        self.http.connected();
+    }
+
+    /// The adapter dropped the connection; an outstanding call is abandoned.
+    pub fn close(&mut self) {
+        self.http.close();
+    }
+
+    /// Where the HTTP connection stands.
+    pub fn state(&self) -> http::State {
+        self.http.state()
+    }
+}
+
+impl<S: Storage> Machine for Client<S> {
+    type Event<'a>
+        = Event<'a>
+    where
+        Self: 'a;
+    type Error = http::Error;
+
+    fn recv_buf(&mut self) -> &mut [u8] {
+        self.http.recv_buf()
+    }
+
+    fn recv_commit(&mut self, n: usize) -> Result<(), http::Error> {
+        self.http.recv_commit(n)
+    }
+
+    fn poll(&mut self) -> Result<Option<Event<'_>>, http::Error> {
+        let limits = self.config.limits;
+        Ok(match self.http.poll()? {
+            None => None,
+            Some(http::Event::Response(r)) if r.status != 200 => {
+                Some(Event::HttpStatus { status: r.status, reason: r.reason, body: r.body })
+            }
+            Some(http::Event::Response(r)) => Some(match parse_response_with(r.body, &limits) {
+                Ok(response) => Event::Response(response),
+                Err(e) => Event::Malformed(e),
+            }),
+            Some(http::Event::Malformed(e)) => Some(Event::Http(e)),
+            Some(http::Event::ConnectionLost { received }) => Some(Event::ConnectionLost { received }),
+        })
+    }
+
+    fn transmit(&self) -> &[u8] {
+        self.http.transmit()
+    }
+
+    fn transmitted(&mut self, n: usize) {
+        self.http.transmitted(n);
+    }
+}
