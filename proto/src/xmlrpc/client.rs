@@ -10,7 +10,7 @@ use crate::buf::Storage;
 use crate::http;
 
 /// Settings for a [`Client`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Config {
     /// HTTP limits and options.
     pub http: http::Config,
@@ -18,12 +18,6 @@ pub struct Config {
     pub limits: Limits,
     /// What the writer may use (`<nil/>`, `<i8>`).
     pub options: Options,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config { http: http::Config::default(), limits: Limits::default(), options: Options::default() }
-    }
 }
 
 /// What the [`Client`] reports: one event per call.

@@ -38,14 +38,14 @@ use core::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer as _, IntoDeserializer, Visitor};
 
-use super::error::bounded_message;
+use super::error::{Message, message};
 use super::value::{self as nav, Head, Value};
 use super::{Params, XmlStr, grammar};
 
 /// Why a value did not decode into the type asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
-    message: heapless::String<128>,
+    message: Message,
 }
 
 impl Error {
@@ -69,7 +69,7 @@ impl core::error::Error for Error {}
 
 impl de::Error for Error {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        Error { message: bounded_message(msg) }
+        Error { message: message(msg) }
     }
 }
 
@@ -78,13 +78,15 @@ fn malformed() -> Error {
 }
 
 /// Decodes `T` from the `<value>` at the front of `text` (in a validated document).
-pub(crate) fn from_value_text<'de, T: de::Deserialize<'de>>(text: &'de str) -> Result<T, Error> {
-    T::deserialize(&mut Reader { rest: text })
+pub(crate) fn from_value_text<'de, T: de::Deserialize<'de>>(text: &'de str, markup: bool) -> Result<T, Error> {
+    T::deserialize(&mut Reader { rest: text, markup })
 }
 
 /// Reads values from a validated document as serde asks for them.
 struct Reader<'de> {
     rest: &'de str,
+    /// The document may hold comments, CDATA or processing instructions.
+    markup: bool,
 }
 
 impl<'de> Reader<'de> {
@@ -95,7 +97,7 @@ impl<'de> Reader<'de> {
     /// After a struct's visitor: skips members it did not read, then the end tags.
     fn end_struct(&mut self) -> Result<(), Error> {
         while nav::next_member(&mut self.rest).is_some() {
-            self.rest = nav::end_member(nav::skip_value(self.rest).ok_or_else(malformed)?);
+            self.rest = nav::end_member(nav::skip_value(self.rest, self.markup).ok_or_else(malformed)?);
         }
         self.rest = nav::close_value(self.rest);
         Ok(())
@@ -217,7 +219,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.rest = nav::skip_value(self.rest).ok_or_else(malformed)?;
+        self.rest = nav::skip_value(self.rest, self.markup).ok_or_else(malformed)?;
         visitor.visit_unit()
     }
 }
@@ -374,11 +376,11 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer<'de> {
                 }
             }
             Value::Struct(s) => {
-                let mut r = Reader { rest: s.raw() };
+                let mut r = Reader { rest: s.raw(), markup: s.markup() };
                 visitor.visit_map(StructAccess { r: &mut r })
             }
             Value::Array(a) => {
-                let mut r = Reader { rest: a.raw() };
+                let mut r = Reader { rest: a.raw(), markup: a.markup() };
                 let out = visitor.visit_seq(ArrayAccess { r: &mut r })?;
                 r.end_array()?;
                 Ok(out)
@@ -480,7 +482,7 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer<'de> {
                 }
             },
             Value::Struct(s) => {
-                let mut r = Reader { rest: s.raw() };
+                let mut r = Reader { rest: s.raw(), markup: s.markup() };
                 de::Deserializer::deserialize_enum(&mut r, name, variants, visitor)
             }
             _ => Err(de::Error::invalid_type(unexpected(&self.0), &"a string or a one-member struct")),
@@ -524,6 +526,7 @@ impl<'de> ParamsDeserializer<'de> {
 
 struct ParamsAccess<'de> {
     rest: &'de str,
+    markup: bool,
 }
 
 impl<'de> de::SeqAccess<'de> for ParamsAccess<'de> {
@@ -533,7 +536,7 @@ impl<'de> de::SeqAccess<'de> for ParamsAccess<'de> {
         if !nav::next_param(&mut self.rest) {
             return Ok(None);
         }
-        let mut r = Reader { rest: self.rest };
+        let mut r = Reader { rest: self.rest, markup: self.markup };
         let value = seed.deserialize(&mut r)?;
         self.rest = nav::end_param(r.rest);
         Ok(Some(value))
@@ -544,7 +547,7 @@ impl<'de> de::Deserializer<'de> for ParamsDeserializer<'de> {
     type Error = Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        let mut access = ParamsAccess { rest: self.0.body() };
+        let mut access = ParamsAccess { rest: self.0.body(), markup: self.0.markup() };
         let out = visitor.visit_seq(&mut access)?;
         if nav::next_param(&mut access.rest) {
             return Err(de::Error::invalid_length(self.0.len(), &"fewer params"));

@@ -95,8 +95,15 @@ pub enum WriteError {
     /// A struct member name that is not a string or a number.
     KeyNotString,
     /// The caller's own error (from serde).
-    Custom(heapless::String<128>),
+    Custom(Message),
 }
+
+/// An error message from serde: on the heap with `alloc`, else cut to 64 bytes.
+#[cfg(feature = "alloc")]
+pub type Message = alloc::boxed::Box<str>;
+/// An error message from serde: on the heap with `alloc`, else cut to 64 bytes.
+#[cfg(not(feature = "alloc"))]
+pub type Message = heapless::String<64>;
 
 impl fmt::Display for WriteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -119,8 +126,20 @@ impl From<Full> for WriteError {
     }
 }
 
+/// Formats `msg` as a [`Message`].
+#[cfg(all(feature = "serde", feature = "alloc"))]
+pub(crate) fn message(msg: impl fmt::Display) -> Message {
+    alloc::string::ToString::to_string(&msg).into_boxed_str()
+}
+
+/// Formats `msg` as a [`Message`], cut short if it is long.
+#[cfg(all(feature = "serde", not(feature = "alloc")))]
+pub(crate) fn message(msg: impl fmt::Display) -> Message {
+    bounded_message(msg)
+}
+
 /// Formats `msg` into a bounded string, cut short if it is long.
-#[cfg(feature = "serde")]
+#[cfg(all(feature = "serde", not(feature = "alloc")))]
 pub(crate) fn bounded_message<const N: usize>(msg: impl fmt::Display) -> heapless::String<N> {
     struct Cut<'a, const N: usize>(&'a mut heapless::String<N>);
     impl<const N: usize> fmt::Write for Cut<'_, N> {

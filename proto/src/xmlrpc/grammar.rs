@@ -80,7 +80,7 @@ fn is_name_char(b: u8) -> bool {
 }
 
 /// Skips white space.
-#[inline]
+#[inline(always)]
 pub(crate) fn ws(i: In<'_>) -> In<'_> {
     match i.first() {
         Some(&b) if is_ws(b) => take_while::<_, _, PErr>(is_ws).parse(i).map_or(i, |(rest, _)| rest),
@@ -123,8 +123,17 @@ pub(crate) fn cdata(i: In<'_>) -> Res<'_, In<'_>> {
 }
 
 /// White space, comments and processing instructions.
-#[inline]
+#[inline(always)]
 pub(crate) fn misc(mut i: In<'_>) -> Res<'_, ()> {
+    // Between two tags there is usually one line break, or nothing.
+    match i {
+        [b'<', b'!' | b'?', ..] => {}
+        [b'<', ..] => return Ok((i, ())),
+        [b'\n', rest @ ..] if rest.first() == Some(&b'<') && !matches!(rest.get(1), Some(b'!' | b'?')) => {
+            return Ok((rest, ()));
+        }
+        _ => {}
+    }
     loop {
         i = ws(i);
         match i {
@@ -168,7 +177,7 @@ pub(crate) fn start_tag(i: In<'_>) -> Res<'_, (In<'_>, bool)> {
 }
 
 /// The start tag `<expected …>`: whether it closes itself.
-#[inline]
+#[inline(always)]
 pub(crate) fn open<'a>(i: In<'a>, expected: &'static [u8], what: &'static str) -> Res<'a, bool> {
     // The common case, `<value>`, costs one comparison.
     if let Some([b'>', rest @ ..]) = i.strip_prefix(b"<").and_then(|r| r.strip_prefix(expected)) {
@@ -182,7 +191,7 @@ pub(crate) fn open<'a>(i: In<'a>, expected: &'static [u8], what: &'static str) -
 }
 
 /// The end tag `</expected>`.
-#[inline]
+#[inline(always)]
 pub(crate) fn close<'a>(i: In<'a>, expected: &[u8], what: &'static str) -> Res<'a, ()> {
     if let Some([b'>', rest @ ..]) = i.strip_prefix(b"</").and_then(|r| r.strip_prefix(expected)) {
         return Ok((rest, ()));
@@ -227,7 +236,7 @@ fn check_references(mut value: In<'_>) -> Res<'_, ()> {
 pub(crate) fn text(i: In<'_>) -> Res<'_, In<'_>> {
     let mut pos = 0;
     loop {
-        let Some(k) = i.get(pos..).and_then(|rest| memchr::memchr2(b'<', b'&', rest)) else {
+        let Some(k) = i.get(pos..).and_then(markup_or_reference) else {
             return fail_kind(&[], ErrorKind::Truncated);
         };
         pos += k;
@@ -241,6 +250,18 @@ pub(crate) fn text(i: In<'_>) -> Res<'_, In<'_>> {
             _ => return fail(here, "text, not an element"),
         };
         pos = i.len() - rest.len();
+    }
+}
+
+/// Where the next `<` or `&` is. Most texts in XML-RPC are a few bytes
+/// long: a plain loop finds their end sooner than a call into memchr.
+#[inline(always)]
+fn markup_or_reference(hay: &[u8]) -> Option<usize> {
+    const SHORT: usize = 24;
+    let (head, tail) = hay.split_at(hay.len().min(SHORT));
+    match head.iter().position(|&b| b == b'<' || b == b'&') {
+        Some(k) => Some(k),
+        None => memchr::memchr2(b'<', b'&', tail).map(|k| k + head.len()),
     }
 }
 
@@ -292,6 +313,39 @@ impl Ty {
             Ty::Nil => "nil",
         }
     }
+}
+
+/// The start tags of the common value types, recognised without parsing:
+/// the type, its name, and what follows the tag. `None`: parse it properly.
+#[inline(always)]
+pub(crate) fn known_type(k: In<'_>) -> Option<(Ty, &'static [u8], bool, In<'_>)> {
+    let rest = k.strip_prefix(b"<")?;
+    let (ty, tag, closed): (Ty, &'static [u8], bool) = match rest.first()? {
+        b's' if rest.starts_with(b"string>") => (Ty::String, b"string>", false),
+        b's' if rest.starts_with(b"struct>") => (Ty::Struct, b"struct>", false),
+        b'i' if rest.starts_with(b"int>") => (Ty::Int, b"int>", false),
+        b'i' if rest.starts_with(b"i4>") => (Ty::Int, b"i4>", false),
+        b'i' if rest.starts_with(b"i8>") => (Ty::Int, b"i8>", false),
+        b'b' if rest.starts_with(b"boolean>") => (Ty::Boolean, b"boolean>", false),
+        b'b' if rest.starts_with(b"base64>") => (Ty::Base64, b"base64>", false),
+        b'd' if rest.starts_with(b"double>") => (Ty::Double, b"double>", false),
+        b'd' if rest.starts_with(b"dateTime.iso8601>") => (Ty::DateTime, b"dateTime.iso8601>", false),
+        b'a' if rest.starts_with(b"array>") => (Ty::Array, b"array>", false),
+        b'n' if rest.starts_with(b"nil/>") => (Ty::Nil, b"nil/>", true),
+        _ => return None,
+    };
+    let name = tag.get(..tag.len() - if closed { 2 } else { 1 }).unwrap_or_default();
+    Some((ty, name, closed, rest.get(tag.len()..).unwrap_or_default()))
+}
+
+/// A value's type tag: known ones quickly, others parsed.
+#[inline(always)]
+pub(crate) fn type_tag(k: In<'_>) -> Res<'_, (Option<Ty>, In<'_>, bool)> {
+    if let Some((ty, name, closed, rest)) = known_type(k) {
+        return Ok((rest, (Some(ty), name, closed)));
+    }
+    let (rest, (name, closed)) = start_tag(k)?;
+    Ok((rest, (Ty::of(name), name, closed)))
 }
 
 /// Parses an integer's text (white space around it allowed).
@@ -406,8 +460,8 @@ pub(crate) fn value(input: In<'_>, max_depth: usize) -> Res<'_, ()> {
                         next = Next::AfterValue;
                     }
                     [b'<', c, ..] if is_name_start(*c) => {
-                        let (after, (tag_name, closed)) = start_tag(k)?;
-                        let Some(ty) = Ty::of(tag_name) else {
+                        let (after, (ty, tag_name, closed)) = type_tag(k)?;
+                        let Some(ty) = ty else {
                             return fail_kind(k, ErrorKind::UnknownType);
                         };
                         match ty {
@@ -515,7 +569,11 @@ fn close_array(i: In<'_>) -> Res<'_, ()> {
 }
 
 /// After a value's content: `</value>`.
+#[inline(always)]
 fn close_value(i: In<'_>) -> Res<'_, ()> {
+    if let Some(rest) = i.strip_prefix(b"</value>") {
+        return Ok((rest, ()));
+    }
     let (i, ()) = misc(i)?;
     close(i, b"value", "`</value>`")
 }

@@ -57,7 +57,7 @@ mod value;
 mod write;
 
 pub use client::{Client, Config, Event, SendError};
-pub use error::{Error, ErrorKind, WriteError};
+pub use error::{Error, ErrorKind, Message, WriteError};
 pub use server::{Call, Server, ServerConfig, ServerEvent};
 pub use text::{Chunk, Chunks, XmlStr};
 pub use value::{Array, Base64, DateTime, Elements, Iso8601, Members, Struct, Value};
@@ -143,6 +143,8 @@ impl core::fmt::Display for Fault<'_> {
 pub struct Params<'a> {
     body: &'a str,
     len: usize,
+    /// The document may hold comments, CDATA or processing instructions.
+    markup: bool,
 }
 
 impl<'a> Params<'a> {
@@ -158,7 +160,7 @@ impl<'a> Params<'a> {
 
     /// The params' values in order.
     pub fn iter(&self) -> ParamIter<'a> {
-        ParamIter { cur: self.body }
+        ParamIter { cur: self.body, markup: self.markup }
     }
 
     /// The first param's value.
@@ -186,12 +188,17 @@ impl<'a> Params<'a> {
         if !value::next_param(&mut cur) {
             return Err(de::Error::missing_param());
         }
-        de::from_value_text(cur)
+        de::from_value_text(cur, self.markup)
     }
 
     #[cfg(feature = "serde")]
     pub(crate) fn body(&self) -> &'a str {
         self.body
+    }
+
+    #[cfg(feature = "serde")]
+    pub(crate) fn markup(&self) -> bool {
+        self.markup
     }
 }
 
@@ -213,6 +220,7 @@ impl<'a> IntoIterator for Params<'a> {
 #[derive(Debug, Clone)]
 pub struct ParamIter<'a> {
     cur: &'a str,
+    markup: bool,
 }
 
 impl<'a> Iterator for ParamIter<'a> {
@@ -222,7 +230,7 @@ impl<'a> Iterator for ParamIter<'a> {
         if !value::next_param(&mut self.cur) {
             return None;
         }
-        let (v, rest) = value::read_value(self.cur)?;
+        let (v, rest) = value::read_value(self.cur, self.markup)?;
         self.cur = value::end_param(rest);
         Some(v)
     }
@@ -259,11 +267,12 @@ pub fn parse_response_with<'a>(doc: &'a [u8], limits: &Limits) -> Result<MethodR
     let text = text_of(doc, limits)?;
     match grammar::method_response(doc, limits.max_depth).map_err(|e| located(doc, e))? {
         grammar::Shape::Params { start, end, count } => {
-            Ok(MethodResponse::Params(Params { body: text.get(start..end).unwrap_or_default(), len: count }))
+            let body = text.get(start..end).unwrap_or_default();
+            Ok(MethodResponse::Params(Params { body, len: count, markup: value::has_markup(text) }))
         }
         grammar::Shape::Fault { at } => {
             let bad = Error { kind: ErrorKind::BadFault, offset: at };
-            let (value, _) = value::read_value(text.get(at..).unwrap_or_default()).ok_or(bad)?;
+            let (value, _) = value::read_value(text.get(at..).unwrap_or_default(), true).ok_or(bad)?;
             let code = value.get("faultCode").and_then(|c| c.as_i64()).ok_or(bad)?;
             let string = value.get("faultString").and_then(|s| s.as_str()).ok_or(bad)?;
             Ok(MethodResponse::Fault(Fault { code, string, value }))
@@ -283,7 +292,7 @@ pub fn parse_call_with<'a>(doc: &'a [u8], limits: &Limits) -> Result<MethodCall<
     let (start, end, len) = shape.params;
     Ok(MethodCall {
         name: XmlStr::new(text.get(shape.name.0..shape.name.1).unwrap_or_default()),
-        params: Params { body: text.get(start..end).unwrap_or_default(), len },
+        params: Params { body: text.get(start..end).unwrap_or_default(), len, markup: value::has_markup(text) },
     })
 }
 
@@ -294,5 +303,5 @@ pub fn parse_value(doc: &[u8]) -> Result<Value<'_>, Error> {
     let text = text_of(doc, &limits)?;
     let at = grammar::lone_value(doc, limits.max_depth).map_err(|e| located(doc, e))?;
     let bad = Error { kind: ErrorKind::Syntax { expected: "a value" }, offset: at };
-    value::read_value(text.get(at..).unwrap_or_default()).map(|(v, _)| v).ok_or(bad)
+    value::read_value(text.get(at..).unwrap_or_default(), value::has_markup(text)).map(|(v, _)| v).ok_or(bad)
 }

@@ -29,7 +29,7 @@ use core::fmt;
 
 use serde::ser::{self, Serialize};
 
-use super::error::{WriteError, bounded_message};
+use super::error::{WriteError, message};
 use super::value::Iso8601;
 use super::write::{
     ARRAY_CLOSE, ARRAY_OPEN, MEMBER_CLOSE, MEMBER_NAMED, MEMBER_OPEN, Options, PARAM_CLOSE, PARAM_OPEN, ParamsWriter,
@@ -43,7 +43,7 @@ const DATETIME: &str = "$vmwire::xmlrpc::DateTime";
 
 impl ser::Error for WriteError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        WriteError::Custom(bounded_message(msg))
+        WriteError::Custom(message(msg))
     }
 }
 

@@ -17,7 +17,7 @@ use crate::http::{self, Headers};
 pub const PARSE_ERROR: i64 = -32700;
 
 /// Settings for a [`Server`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ServerConfig {
     /// HTTP limits.
     pub http: http::ServerConfig,
@@ -25,12 +25,6 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// What the writer may use (`<nil/>`, `<i8>`).
     pub options: Options,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig { http: http::ServerConfig::default(), limits: Limits::default(), options: Options::default() }
-    }
 }
 
 /// A call to answer with [`Server::respond`] or [`Server::fault`].
@@ -196,7 +190,11 @@ impl<S: Storage> Machine for Server<S> {
         let (start, end, len) = shape.params;
         Ok(Some(ServerEvent::Call(Call {
             method: XmlStr::new(text.get(shape.name.0..shape.name.1).unwrap_or_default()),
-            params: Params { body: text.get(start..end).unwrap_or_default(), len },
+            params: Params {
+                body: text.get(start..end).unwrap_or_default(),
+                len,
+                markup: super::value::has_markup(text),
+            },
             target: request.target,
             headers: request.headers,
         })))

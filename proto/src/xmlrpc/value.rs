@@ -5,6 +5,7 @@ use core::fmt;
 use super::base64;
 use super::grammar::{
     self, Ty, cdata, close, comment, end_tag, is_name_start, misc, open, processing_instruction, start_tag, text,
+    type_tag,
 };
 use super::text::XmlStr;
 
@@ -171,12 +172,14 @@ fn with_text<T>(s: XmlStr<'_>, f: impl Fn(&str) -> Option<T>) -> Option<T> {
 pub struct Struct<'a> {
     /// From just after `<struct>` to the `</value>` that closes it.
     body: &'a str,
+    /// The document may hold comments, CDATA or processing instructions.
+    markup: bool,
 }
 
 impl<'a> Struct<'a> {
     /// The members in order, as `(name, value)`.
     pub fn members(&self) -> Members<'a> {
-        Members { cur: self.body }
+        Members { cur: self.body, markup: self.markup }
     }
 
     /// The value of the first member named `name` (compared after decoding).
@@ -193,6 +196,11 @@ impl<'a> Struct<'a> {
     pub fn raw(&self) -> &'a str {
         self.body
     }
+
+    #[cfg(feature = "serde")]
+    pub(crate) fn markup(&self) -> bool {
+        self.markup
+    }
 }
 
 impl fmt::Debug for Struct<'_> {
@@ -205,6 +213,7 @@ impl fmt::Debug for Struct<'_> {
 #[derive(Debug, Clone)]
 pub struct Members<'a> {
     cur: &'a str,
+    markup: bool,
 }
 
 impl<'a> Iterator for Members<'a> {
@@ -212,7 +221,7 @@ impl<'a> Iterator for Members<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let name = next_member(&mut self.cur)?;
-        let (value, rest) = read_value(self.cur)?;
+        let (value, rest) = read_value(self.cur, self.markup)?;
         self.cur = end_member(rest);
         Some((name, value))
     }
@@ -223,12 +232,14 @@ impl<'a> Iterator for Members<'a> {
 pub struct Array<'a> {
     /// From just inside `<data>` to the `</value>` that closes the array.
     body: &'a str,
+    /// The document may hold comments, CDATA or processing instructions.
+    markup: bool,
 }
 
 impl<'a> Array<'a> {
     /// The values in order.
     pub fn iter(&self) -> Elements<'a> {
-        Elements { cur: self.body }
+        Elements { cur: self.body, markup: self.markup }
     }
 
     /// How many values (counted by walking them).
@@ -244,6 +255,11 @@ impl<'a> Array<'a> {
     /// The array's markup as it stands in the document (from its first value).
     pub fn raw(&self) -> &'a str {
         self.body
+    }
+
+    #[cfg(feature = "serde")]
+    pub(crate) fn markup(&self) -> bool {
+        self.markup
     }
 }
 
@@ -265,6 +281,7 @@ impl fmt::Debug for Array<'_> {
 #[derive(Debug, Clone)]
 pub struct Elements<'a> {
     cur: &'a str,
+    markup: bool,
 }
 
 impl<'a> Iterator for Elements<'a> {
@@ -274,7 +291,7 @@ impl<'a> Iterator for Elements<'a> {
         if !next_element(&mut self.cur) {
             return None;
         }
-        let (value, rest) = read_value(self.cur)?;
+        let (value, rest) = read_value(self.cur, self.markup)?;
         self.cur = rest;
         Some(value)
     }
@@ -520,8 +537,8 @@ pub(crate) fn head(s: &str) -> Option<Head<'_>> {
             Some(Head::Scalar(Value::String(XmlStr::new(raw)), suffix(s, rest)))
         }
         [b'<', c, ..] if is_name_start(*c) => {
-            let (after, (tag_name, closed)) = start_tag(k).ok()?;
-            let ty = Ty::of(tag_name)?;
+            let (after, (ty, tag_name, closed)) = type_tag(k).ok()?;
+            let ty = ty?;
             match ty {
                 Ty::Struct => Some(Head::Struct(suffix(s, after))),
                 Ty::Array if closed => Some(Head::Array(suffix(s, after))),
@@ -564,8 +581,12 @@ fn scalar(ty: Ty, raw: &str) -> Value<'_> {
 }
 
 /// Consumes the end tags up to and including this value's `</value>`.
+#[inline]
 pub(crate) fn close_value(s: &str) -> &str {
     let mut b = s.as_bytes();
+    if let Some(rest) = b.strip_prefix(b"</value>") {
+        return suffix(s, rest);
+    }
     loop {
         b = misc(b).map_or(b, |(rest, ())| rest);
         match end_tag(b) {
@@ -619,61 +640,101 @@ pub(crate) fn next_element(cur: &mut &str) -> bool {
 
 /// Skips the rest of a container whose first member or element is at
 /// `cur`: the container's markup, and what follows its `</value>`.
-pub(crate) fn skip_container(cur: &str) -> Option<(&str, &str)> {
+///
+/// Only `<value>` tags count: every value in a validated document is closed
+/// by its own `</value>`. In a document without comments, CDATA sections or
+/// processing instructions (`markup` false) every `value` after a `<` or
+/// `</` is a tag, so a substring search finds them all; otherwise the scan
+/// goes tag by tag and skips those whole (they can hold `<`). Attribute
+/// values cannot hold `<` (validation saw to that).
+pub(crate) fn skip_container(cur: &str, markup: bool) -> Option<(&str, &str)> {
     let b = cur.as_bytes();
     let mut depth = 1usize;
+    if !markup {
+        for at in memchr::memmem::find_iter(b, b"value") {
+            let after = b.get(at + 5).copied().unwrap_or(b'>');
+            let end = after == b'>' || grammar::is_ws(after);
+            match b.get(at.saturating_sub(2)..at) {
+                Some(b"</") if end => {
+                    depth -= 1;
+                    if depth == 0 {
+                        let (rest, _) = end_tag(b.get(at - 2..)?).ok()?;
+                        return Some((cur.get(..at - 2)?, suffix(cur, rest)));
+                    }
+                }
+                Some([_, b'<']) if after == b'>' => depth += 1,
+                Some([_, b'<']) if after == b'/' || grammar::is_ws(after) => {
+                    let (_, (_, closed)) = start_tag(b.get(at - 1..)?).ok()?;
+                    depth += usize::from(!closed);
+                }
+                _ => {}
+            }
+        }
+        return None;
+    }
     let mut pos = 0;
     loop {
         pos += memchr::memchr(b'<', b.get(pos..)?)?;
         let here = b.get(pos..)?;
         let rest = match here {
-            [b'<', b'/', ..] => {
-                let (rest, name) = end_tag(here).ok()?;
-                if name == b"value" {
-                    depth -= 1;
-                    if depth == 0 {
-                        return Some((cur.get(..pos)?, suffix(cur, rest)));
-                    }
+            [b'<', b'/', b'v', b'a', b'l', b'u', b'e', after, ..] if *after == b'>' || grammar::is_ws(*after) => {
+                depth -= 1;
+                if depth == 0 {
+                    let (rest, _) = end_tag(here).ok()?;
+                    return Some((cur.get(..pos)?, suffix(cur, rest)));
                 }
+                here.get(7..)?
+            }
+            [b'<', b'v', b'a', b'l', b'u', b'e', after, ..]
+                if *after == b'>' || *after == b'/' || grammar::is_ws(*after) =>
+            {
+                let (rest, (_, closed)) = start_tag(here).ok()?;
+                depth += usize::from(!closed);
                 rest
             }
             [b'<', b'!', b'-', b'-', ..] => comment(here).ok()?.0,
             [b'<', b'!', b'[', ..] => cdata(here).ok()?.0,
             [b'<', b'?', ..] => processing_instruction(here).ok()?.0,
-            _ => {
-                let (rest, (name, closed)) = start_tag(here).ok()?;
-                if name == b"value" && !closed {
-                    depth += 1;
-                }
-                rest
-            }
+            _ => here.get(1..)?,
         };
         pos = b.len() - rest.len();
     }
 }
 
 /// Reads the whole `<value>` at the front of `s`: the value, and what follows it.
-pub(crate) fn read_value(s: &str) -> Option<(Value<'_>, &str)> {
+pub(crate) fn read_value(s: &str, markup: bool) -> Option<(Value<'_>, &str)> {
     match head(s)? {
         Head::Scalar(v, rest) => Some((v, rest)),
         Head::Struct(cur) => {
-            let (body, rest) = skip_container(cur)?;
-            Some((Value::Struct(Struct { body }), rest))
+            let (body, rest) = skip_container(cur, markup)?;
+            Some((Value::Struct(Struct { body, markup }), rest))
         }
         Head::Array(cur) => {
-            let (body, rest) = skip_container(cur)?;
-            Some((Value::Array(Array { body }), rest))
+            let (body, rest) = skip_container(cur, markup)?;
+            Some((Value::Array(Array { body, markup }), rest))
         }
     }
 }
 
 /// Skips the whole `<value>` at the front of `s`.
 #[cfg(feature = "serde")]
-pub(crate) fn skip_value(s: &str) -> Option<&str> {
+pub(crate) fn skip_value(s: &str, markup: bool) -> Option<&str> {
     match head(s)? {
         Head::Scalar(_, rest) => Some(rest),
-        Head::Struct(cur) | Head::Array(cur) => Some(skip_container(cur)?.1),
+        Head::Struct(cur) | Head::Array(cur) => Some(skip_container(cur, markup)?.1),
     }
+}
+
+/// Whether a document may hold comments, CDATA sections or processing
+/// instructions after its start (which decides how containers are skipped).
+pub(crate) fn has_markup(text: &str) -> bool {
+    let b = text.as_bytes();
+    // The XML declaration is a processing instruction; it does not count.
+    let body = match b.strip_prefix(b"<?xml") {
+        Some(rest) => memchr::memmem::find(rest, b"?>").and_then(|e| rest.get(e + 2..)).unwrap_or_default(),
+        None => b,
+    };
+    memchr::memmem::find(body, b"<!").is_some() || memchr::memmem::find(body, b"<?").is_some()
 }
 
 /// Reads up to the next `<param>`'s value (and `cur` moves to the
