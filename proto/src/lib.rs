@@ -13,6 +13,7 @@
 //! | [`json`] | the shared JSON framer, zero-copy reader and writer |
 //! | [`http`] | HTTP/1.x framing (client and server) for XML-RPC |
 //! | [`xmlrpc`] | XML-RPC: zero-copy parser, writer, serde, client and server machines |
+//! | [`xenapi`] | the XenAPI (xapi) over XML-RPC: results, failures, tasks, a session machine |
 //!
 //! # Features
 //! - `alloc`: growable, bounded buffers ([`buf::Heap`]) and owned conversions.
@@ -34,6 +35,7 @@ pub mod buf;
 pub mod http;
 pub mod json;
 pub mod qmp;
+pub mod xenapi;
 pub mod xmlrpc;
 
 /// The face every protocol machine shows its adapter.

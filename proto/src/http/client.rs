@@ -96,11 +96,22 @@ enum Reader {
 
 /// What one step of reading found (no borrows, so the machine can change
 /// before the event is built).
-enum Found {
+#[derive(Debug, Clone)]
+pub(crate) enum Found {
     Nothing,
-    Response { head: ResponseHead, body: Range<usize>, inflated: bool, keep_alive: bool },
+    /// A response; [`Client::current`] shows it until the next call.
+    Response,
     Malformed(Error),
     Lost(usize),
+}
+
+/// Where the response handed out last lies.
+#[derive(Debug, Clone)]
+struct Current {
+    head: ResponseHead,
+    body: Range<usize>,
+    inflated: bool,
+    keep_alive: bool,
 }
 
 /// The client end of an HTTP/1.x connection. See the [module documentation](super).
@@ -119,6 +130,8 @@ struct Core<S: Storage> {
     eof: bool,
     /// Bytes of the last response handed out, dropped at the next call.
     later: usize,
+    /// The last response handed out, until then.
+    current: Option<Current>,
     #[cfg(feature = "gzip")]
     inflated: alloc::vec::Vec<u8>,
 }
@@ -162,6 +175,7 @@ impl<S: Storage> Client<S> {
                 reader: Reader::Head { scanned: 0 },
                 eof: false,
                 later: 0,
+                current: None,
                 #[cfg(feature = "gzip")]
                 inflated: alloc::vec::Vec::new(),
             },
@@ -234,10 +248,41 @@ impl<S: Storage> Client<S> {
     }
 
     fn settle(&mut self) {
+        self.core.current = None;
         let n = core::mem::take(&mut self.core.later);
         if n > 0 {
             self.rx.consume(n);
         }
+    }
+
+    /// The response [`Machine::poll`] (or `step`) handed out last, until the
+    /// machine is next called.
+    pub(crate) fn current(&self) -> Option<Response<'_>> {
+        let Current { head, body, inflated, keep_alive } = self.core.current.as_ref()?;
+        let data = self.rx.data();
+        let reason = data.get(head.reason.clone()).and_then(|r| core::str::from_utf8(r).ok());
+        #[cfg(feature = "gzip")]
+        let body = if *inflated { &self.core.inflated[..] } else { data.get(body.clone()).unwrap_or_default() };
+        #[cfg(not(feature = "gzip"))]
+        let body = {
+            let _ = inflated;
+            data.get(body.clone()).unwrap_or_default()
+        };
+        Some(Response {
+            version: head.version,
+            status: head.status,
+            reason: reason.unwrap_or_default(),
+            headers: Headers::new(data.get(head.headers.clone()).unwrap_or_default()),
+            body,
+            keep_alive: *keep_alive,
+        })
+    }
+
+    /// [`Machine::poll`] without the borrow: the response, if one was
+    /// found, is then [`Client::current`].
+    pub(crate) fn step(&mut self) -> Found {
+        self.settle();
+        self.read()
     }
 
     fn clear_rx(&mut self) {
@@ -246,7 +291,7 @@ impl<S: Storage> Client<S> {
     }
 
     /// Reads as far as the bytes allow.
-    fn step(&mut self) -> Found {
+    fn read(&mut self) -> Found {
         let core = &mut self.core;
         match core.state {
             State::Disconnected => {
@@ -327,7 +372,8 @@ impl<S: Storage> Client<S> {
                         #[cfg(not(feature = "gzip"))]
                         return self.fail(Error::UnsupportedContentEncoding);
                     }
-                    return Found::Response { head, body: framed.body, inflated, keep_alive };
+                    self.core.current = Some(Current { head, body: framed.body, inflated, keep_alive });
+                    return Found::Response;
                 }
             }
         }
@@ -413,30 +459,11 @@ impl<S: Storage> Machine for Client<S> {
     }
 
     fn poll(&mut self) -> Result<Option<Event<'_>>, Error> {
-        self.settle();
         Ok(match self.step() {
             Found::Nothing => None,
             Found::Malformed(e) => Some(Event::Malformed(e)),
             Found::Lost(received) => Some(Event::ConnectionLost { received }),
-            Found::Response { head, body, inflated, keep_alive } => {
-                let data = self.rx.data();
-                let reason = data.get(head.reason.clone()).and_then(|r| core::str::from_utf8(r).ok());
-                #[cfg(feature = "gzip")]
-                let body = if inflated { &self.core.inflated[..] } else { data.get(body).unwrap_or_default() };
-                #[cfg(not(feature = "gzip"))]
-                let body = {
-                    let _ = inflated;
-                    data.get(body).unwrap_or_default()
-                };
-                Some(Event::Response(Response {
-                    version: head.version,
-                    status: head.status,
-                    reason: reason.unwrap_or_default(),
-                    headers: Headers::new(data.get(head.headers.clone()).unwrap_or_default()),
-                    body,
-                    keep_alive,
-                }))
-            }
+            Found::Response => self.current().map(Event::Response),
         })
     }
 

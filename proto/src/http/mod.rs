@@ -45,7 +45,7 @@
 //! ```
 
 mod body;
-mod client;
+pub(crate) mod client;
 #[cfg(feature = "gzip")]
 mod gzip;
 mod head;

@@ -3,11 +3,12 @@
 
 use core::fmt;
 
+use super::grammar::Shape;
 use super::write::{Options, ParamsWriter, write_call};
-use super::{Error, Limits, MethodResponse, WriteError, parse_response_with};
+use super::{Error, Limits, MethodResponse, WriteError, response_from_shape, validate_response};
 use crate::Machine;
 use crate::buf::Storage;
-use crate::http;
+use crate::http::{self, client::Found};
 
 /// Settings for a [`Client`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -180,6 +181,58 @@ impl<S: Storage> Client<S> {
     }
 }
 
+/// What one step found, with no borrow held (see [`Client::event`]).
+#[derive(Debug, Clone)]
+pub(crate) enum Step {
+    /// A valid response; its shape in the body.
+    Response(Shape),
+    /// A status other than 200.
+    HttpStatus,
+    Malformed(Error),
+    Http(http::Error),
+    Lost(usize),
+}
+
+impl<S: Storage> Client<S> {
+    /// [`Machine::poll`] without the borrow: what was found, to be made an
+    /// event by [`Client::event`] (or looked at with [`Client::response`]).
+    pub(crate) fn step(&mut self) -> Option<Step> {
+        let limits = self.config.limits;
+        Some(match self.http.step() {
+            Found::Nothing => return None,
+            Found::Malformed(e) => Step::Http(e),
+            Found::Lost(n) => Step::Lost(n),
+            Found::Response => match self.http.current() {
+                Some(r) if r.status != 200 => Step::HttpStatus,
+                Some(r) => match validate_response(r.body, &limits) {
+                    Ok(shape) => Step::Response(shape),
+                    Err(e) => Step::Malformed(e),
+                },
+                None => return None,
+            },
+        })
+    }
+
+    /// The response found by the last step.
+    pub(crate) fn response(&self, shape: Shape) -> Option<MethodResponse<'_>> {
+        response_from_shape(self.http.current()?.body, shape).ok()
+    }
+
+    /// The event for what the last step found.
+    pub(crate) fn event(&self, step: Step) -> Option<Event<'_>> {
+        Some(match step {
+            Step::Response(shape) => Event::Response(self.response(shape)?),
+            Step::HttpStatus => {
+                let r = self.http.current()?;
+                Event::HttpStatus { status: r.status, reason: r.reason, body: r.body }
+            }
+            Step::Malformed(e) => Event::Malformed(e),
+            Step::Http(e) => Event::Http(e),
+            Step::Lost(received) => Event::ConnectionLost { received },
+        })
+    }
+}
+
 impl<S: Storage> Machine for Client<S> {
     type Event<'a>
         = Event<'a>
@@ -196,18 +249,9 @@ impl<S: Storage> Machine for Client<S> {
     }
 
     fn poll(&mut self) -> Result<Option<Event<'_>>, http::Error> {
-        let limits = self.config.limits;
-        Ok(match self.http.poll()? {
+        Ok(match self.step() {
             None => None,
-            Some(http::Event::Response(r)) if r.status != 200 => {
-                Some(Event::HttpStatus { status: r.status, reason: r.reason, body: r.body })
-            }
-            Some(http::Event::Response(r)) => Some(match parse_response_with(r.body, &limits) {
-                Ok(response) => Event::Response(response),
-                Err(e) => Event::Malformed(e),
-            }),
-            Some(http::Event::Malformed(e)) => Some(Event::Http(e)),
-            Some(http::Event::ConnectionLost { received }) => Some(Event::ConnectionLost { received }),
+            Some(step) => self.event(step),
         })
     }
 

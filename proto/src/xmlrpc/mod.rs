@@ -44,11 +44,11 @@
 //! ```
 
 pub mod base64;
-mod client;
+pub(crate) mod client;
 #[cfg(feature = "serde")]
 pub mod de;
 mod error;
-mod grammar;
+pub(crate) mod grammar;
 #[cfg(feature = "serde")]
 pub mod ser;
 mod server;
@@ -264,8 +264,23 @@ pub fn parse_response(doc: &[u8]) -> Result<MethodResponse<'_>, Error> {
 
 /// Parses a `<methodResponse>`.
 pub fn parse_response_with<'a>(doc: &'a [u8], limits: &Limits) -> Result<MethodResponse<'a>, Error> {
-    let text = text_of(doc, limits)?;
-    match grammar::method_response(doc, limits.max_depth).map_err(|e| located(doc, e))? {
+    let shape = validate_response(doc, limits)?;
+    response_from_shape(doc, shape)
+}
+
+/// Validates a `<methodResponse>` without handing out anything borrowed
+/// (the machines decide what to do before they borrow).
+pub(crate) fn validate_response(doc: &[u8], limits: &Limits) -> Result<grammar::Shape, Error> {
+    text_of(doc, limits)?;
+    let shape = grammar::method_response(doc, limits.max_depth).map_err(|e| located(doc, e))?;
+    response_from_shape(doc, shape)?;
+    Ok(shape)
+}
+
+/// The response a validated document holds.
+pub(crate) fn response_from_shape(doc: &[u8], shape: grammar::Shape) -> Result<MethodResponse<'_>, Error> {
+    let text = core::str::from_utf8(doc).unwrap_or_default();
+    match shape {
         grammar::Shape::Params { start, end, count } => {
             let body = text.get(start..end).unwrap_or_default();
             Ok(MethodResponse::Params(Params { body, len: count, markup: value::has_markup(text) }))

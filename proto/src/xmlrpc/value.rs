@@ -653,17 +653,17 @@ pub(crate) fn skip_container(cur: &str, markup: bool) -> Option<(&str, &str)> {
     if !markup {
         for at in memchr::memmem::find_iter(b, b"value") {
             let after = b.get(at + 5).copied().unwrap_or(b'>');
-            let end = after == b'>' || grammar::is_ws(after);
-            match b.get(at.saturating_sub(2)..at) {
-                Some(b"</") if end => {
+            let before = |n: usize| at.checked_sub(n).and_then(|i| b.get(i)).copied();
+            match (before(2), before(1)) {
+                (Some(b'<'), Some(b'/')) if after == b'>' || grammar::is_ws(after) => {
                     depth -= 1;
                     if depth == 0 {
                         let (rest, _) = end_tag(b.get(at - 2..)?).ok()?;
                         return Some((cur.get(..at - 2)?, suffix(cur, rest)));
                     }
                 }
-                Some([_, b'<']) if after == b'>' => depth += 1,
-                Some([_, b'<']) if after == b'/' || grammar::is_ws(after) => {
+                (_, Some(b'<')) if after == b'>' => depth += 1,
+                (_, Some(b'<')) if after == b'/' || grammar::is_ws(after) => {
                     let (_, (_, closed)) = start_tag(b.get(at - 1..)?).ok()?;
                     depth += usize::from(!closed);
                 }

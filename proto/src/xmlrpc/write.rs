@@ -397,7 +397,12 @@ pub struct ParamsWriter<'s, S: Sink + ?Sized> {
     options: Options,
 }
 
-impl<S: Sink + ?Sized> ParamsWriter<'_, S> {
+impl<'s, S: Sink + ?Sized> ParamsWriter<'s, S> {
+    /// A writer of `<param>` elements into `out` (for params kept to be sent later).
+    pub fn new(out: &'s mut S, options: Options) -> Self {
+        ParamsWriter { out, options }
+    }
+
     /// One param, its value written by `value`.
     pub fn param(
         &mut self,
