@@ -123,7 +123,7 @@ impl fmt::Debug for Failure<'_> {
 ///   <member><name>Value</name><value><string>268435456</string></value></member>\
 ///   </struct></value></param></params></methodResponse>";
 /// let response = xmlrpc::parse_response(doc)?;
-/// let Outcome::Success(v) = xenapi::decode(response.result()?)? else { panic!() };
+/// let Outcome::Success(v) = xenapi::decode(response.result().unwrap())? else { panic!() };
 /// assert_eq!(v.as_i64(), Some(268435456)); // XenAPI integers are strings
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

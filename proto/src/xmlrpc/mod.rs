@@ -138,6 +138,8 @@ impl core::fmt::Display for Fault<'_> {
     }
 }
 
+impl core::error::Error for Fault<'_> {}
+
 /// The params of a call or a response, read as they are iterated.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Params<'a> {
