@@ -6,6 +6,9 @@
 //! deadlines; every byte of the protocol is handled by the machine in
 //! `vmwire-proto`, driven through the one loop in [`transport`].
 
+pub mod http;
 pub mod qemu;
 pub mod qmp;
 pub mod transport;
+pub mod xenapi;
+pub mod xmlrpc;

@@ -26,6 +26,9 @@ pub enum Stream {
     Tcp(TcpStream),
     /// A character device opened read-write.
     Device(File),
+    /// TLS over TCP (rustls), for HTTPS.
+    #[cfg(feature = "tls")]
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
 impl Stream {
@@ -66,6 +69,18 @@ impl Stream {
             Stream::Unix(s) => s.shutdown(Shutdown::Both),
             Stream::Tcp(s) => s.shutdown(Shutdown::Both),
             Stream::Device(_) => Ok(()),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.sock.shutdown(Shutdown::Both),
+        }
+    }
+
+    /// Whether bytes already decrypted wait to be read (so that a read will
+    /// not block although the socket has nothing new).
+    pub fn has_buffered(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => !s.conn.wants_read(),
+            _ => false,
         }
     }
 
@@ -94,6 +109,8 @@ impl Read for Stream {
             Stream::Unix(s) => s.read(buf),
             Stream::Tcp(s) => s.read(buf),
             Stream::Device(f) => f.read(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -104,11 +121,17 @@ impl Write for Stream {
             Stream::Unix(s) => s.write(buf),
             Stream::Tcp(s) => s.write(buf),
             Stream::Device(f) => f.write(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.flush(),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -118,6 +141,8 @@ impl AsFd for Stream {
             Stream::Unix(s) => s.as_fd(),
             Stream::Tcp(s) => s.as_fd(),
             Stream::Device(f) => f.as_fd(),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.sock.as_fd(),
         }
     }
 }
@@ -189,6 +214,14 @@ impl<M: Machine> Conn<M> {
         &self.stream
     }
 
+    /// Carries on over a new stream (the machine's own state is its
+    /// business: HTTP machines are told with their `connected()`).
+    pub fn replace_stream(&mut self, stream: Stream) {
+        let _ = self.stream.shutdown();
+        self.stream = stream;
+        self.eof = false;
+    }
+
     /// Whether the peer has closed its end.
     pub fn at_eof(&self) -> bool {
         self.eof
@@ -235,7 +268,9 @@ impl<M: Machine> Conn<M> {
         if self.eof {
             return Err(DriveError::Closed);
         }
-        if !wait_ready(self.stream.as_fd(), PollFlags::IN, deadline).map_err(DriveError::Io)? {
+        if !self.stream.has_buffered()
+            && !wait_ready(self.stream.as_fd(), PollFlags::IN, deadline).map_err(DriveError::Io)?
+        {
             return Err(DriveError::Timeout);
         }
         let buf = self.machine.recv_buf();
@@ -247,6 +282,9 @@ impl<M: Machine> Conn<M> {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break 0,
+                // A TLS peer that closes without close_notify: the end of the stream
+                // (HTTP frames its own messages, so nothing is cut short unseen).
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break 0,
                 Err(e) => return Err(DriveError::Io(e)),
             }
         };

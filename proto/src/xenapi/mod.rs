@@ -542,6 +542,11 @@ impl<S: Storage> Session<S> {
         Ok(())
     }
 
+    /// Where the HTTP connection stands.
+    pub fn connection_state(&self) -> http::State {
+        self.rpc.state()
+    }
+
     /// Whether a request is queued with no connection to send it on:
     /// connect, then call [`Session::connected`].
     pub fn needs_connection(&self) -> bool {

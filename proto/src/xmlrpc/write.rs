@@ -208,6 +208,12 @@ impl<'s, S: Sink + ?Sized> ValueWriter<'s, S> {
         Ok(ArrayWriter { out: self.out, options: self.options })
     }
 
+    /// A `<value>` already encoded (by another [`ValueWriter`]), copied as it is.
+    pub fn raw(self, xml: &[u8]) -> Result<(), WriteError> {
+        self.out.put(xml)?;
+        Ok(())
+    }
+
     /// A value read from another document, written anew.
     pub fn value(self, v: &Value<'_>) -> Result<(), WriteError> {
         match v {

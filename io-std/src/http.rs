@@ -1,0 +1,476 @@
+//! HTTP connections for the XML-RPC and XenAPI clients: URLs, TCP, TLS
+//! (rustls) and UNIX sockets, and the loop that drives an HTTP machine,
+//! reconnecting whenever the machine says its connection is spent.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rustix::event::PollFlags;
+use std::os::fd::AsFd;
+use vmwire_proto::Machine;
+use vmwire_proto::buf::Heap;
+
+use crate::transport::{Conn, DriveError, Stream, deadline, wait_ready};
+
+/// Where an endpoint is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// `host:port` over TCP, with TLS or not.
+    Tcp {
+        /// Host name or address (IPv6 without brackets).
+        host: String,
+        /// Port.
+        port: u16,
+        /// HTTPS.
+        tls: bool,
+    },
+    /// A UNIX socket (xapi's local one is `/var/lib/xcp/xapi`).
+    Unix(PathBuf),
+}
+
+/// A parsed endpoint URL.
+///
+/// `http://host[:port][/path]`, `https://…`, `unix:/path/to/socket` (or
+/// `unix:///path`), and `http+unix://%2Fpath%2Fto%2Fsocket[/path]`. A
+/// `user:password@` before the host becomes HTTP basic authentication.
+///
+/// ```
+/// use vmwire_std::http::{Address, Url};
+/// let u = Url::parse("https://root:pw@[::1]:8443/RPC2")?;
+/// assert_eq!(u.address, Address::Tcp { host: "::1".into(), port: 8443, tls: true });
+/// assert_eq!((u.host_field().as_str(), u.target.as_str()), ("[::1]:8443", "/RPC2"));
+/// assert_eq!(u.credentials, Some(("root".into(), "pw".into())));
+/// let local = Url::parse("unix:///var/lib/xcp/xapi")?;
+/// assert_eq!(local.address, Address::Unix("/var/lib/xcp/xapi".into()));
+/// # Ok::<(), vmwire_std::http::UrlError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Url {
+    /// Where to connect.
+    pub address: Address,
+    /// The request target (`/` by default).
+    pub target: String,
+    /// `user:password` given in the URL.
+    pub credentials: Option<(String, String)>,
+}
+
+impl fmt::Debug for Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // No password in logs.
+        f.debug_struct("Url")
+            .field("address", &self.address)
+            .field("target", &self.target)
+            .field("credentials", &self.credentials.as_ref().map(|(user, _)| user))
+            .finish()
+    }
+}
+
+/// A URL that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlError(pub String);
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bad URL: {}", self.0)
+    }
+}
+
+impl std::error::Error for UrlError {}
+
+fn percent_decode(s: &str) -> Result<String, UrlError> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let hex = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+            out.push(hex.ok_or_else(|| UrlError(format!("bad percent escape in {s:?}")))?);
+            i += 3;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| UrlError(format!("{s:?} is not UTF-8")))
+}
+
+impl Url {
+    /// Parses `url`.
+    pub fn parse(url: &str) -> Result<Url, UrlError> {
+        let (scheme, rest) = url.split_once(':').ok_or_else(|| UrlError(format!("{url:?} has no scheme")))?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme == "unix" {
+            let path = rest.trim_start_matches("//");
+            let path = if path.starts_with('/') { path } else { rest };
+            if path.is_empty() {
+                return Err(UrlError(format!("{url:?} names no socket")));
+            }
+            return Ok(Url { address: Address::Unix(path.into()), target: "/".into(), credentials: None });
+        }
+        let rest = rest.strip_prefix("//").ok_or_else(|| UrlError(format!("{url:?}: expected {scheme}://")))?;
+        let (authority, target) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (credentials, hostport) = match authority.rsplit_once('@') {
+            Some((userinfo, hostport)) => {
+                let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                (Some((percent_decode(user)?, percent_decode(password)?)), hostport)
+            }
+            None => (None, authority),
+        };
+        let target = target.to_string();
+        if scheme == "http+unix" {
+            let path = percent_decode(hostport)?;
+            return Ok(Url { address: Address::Unix(path.into()), target, credentials });
+        }
+        let tls = match scheme.as_str() {
+            "http" => false,
+            "https" => true,
+            other => return Err(UrlError(format!("unsupported scheme {other:?}"))),
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or_else(|| UrlError(format!("{url:?}: unclosed [")))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(UrlError(format!("{url:?} names no host")));
+        }
+        let port = match port {
+            Some(p) => p.parse().map_err(|_| UrlError(format!("bad port {p:?}")))?,
+            None if tls => 443,
+            None => 80,
+        };
+        Ok(Url { address: Address::Tcp { host: host.into(), port, tls }, target, credentials })
+    }
+
+    /// The `Host` field: the host, the port unless it is the scheme's
+    /// default; `localhost` for a UNIX socket (as the XenAPI SDK sends).
+    pub fn host_field(&self) -> String {
+        match &self.address {
+            Address::Unix(_) => "localhost".into(),
+            Address::Tcp { host, port, tls } => {
+                let host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+                if *port == if *tls { 443 } else { 80 } { host } else { format!("{host}:{port}") }
+            }
+        }
+    }
+
+    /// The `Authorization` field for the URL's credentials, if any.
+    pub fn authorization(&self) -> Option<String> {
+        let (user, password) = self.credentials.as_ref()?;
+        let mut encoded = Vec::new();
+        vmwire_proto::xmlrpc::base64::encode(&mut encoded, format!("{user}:{password}").as_bytes()).ok()?;
+        Some(format!("Basic {}", String::from_utf8_lossy(&encoded)))
+    }
+}
+
+impl fmt::Display for Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.address {
+            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+            Address::Tcp { tls, .. } => {
+                write!(f, "{}://{}{}", if *tls { "https" } else { "http" }, self.host_field(), self.target)
+            }
+        }
+    }
+}
+
+/// How TLS certificates are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// Check the server's certificate (against Mozilla's roots and
+    /// [`TlsOptions::trusted`]) and its name. On by default; turning it off
+    /// accepts any certificate (xapi's own is self-signed), which is only as
+    /// safe as the network.
+    pub verify: bool,
+    /// More certificates to trust (DER), such as a pool's self-signed one.
+    pub trusted: Vec<Vec<u8>>,
+}
+
+impl Default for TlsOptions {
+    fn default() -> Self {
+        TlsOptions { verify: true, trusted: Vec::new() }
+    }
+}
+
+/// Reads the certificates of a PEM file (DER each), for [`TlsOptions::trusted`].
+#[cfg(feature = "tls")]
+pub fn pem_certificates(path: impl AsRef<std::path::Path>) -> io::Result<Vec<Vec<u8>>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_file_iter(path.as_ref())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
+        .map(|c| c.map(|c| c.to_vec()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string())))
+        .collect()
+}
+
+/// Opens connections to one endpoint.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    address: Address,
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connector").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    pub(crate) fn new(address: &Address, tls: &TlsOptions) -> io::Result<Self> {
+        let needs_tls = matches!(address, Address::Tcp { tls: true, .. });
+        #[cfg(feature = "tls")]
+        let tls = if needs_tls { Some(tls::client_config(tls)?) } else { None };
+        #[cfg(not(feature = "tls"))]
+        if needs_tls {
+            let _ = tls;
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "HTTPS needs vmwire-std's `tls` feature"));
+        }
+        Ok(Connector {
+            address: address.clone(),
+            #[cfg(feature = "tls")]
+            tls,
+        })
+    }
+
+    /// A new connection (the TLS handshake done), by `deadline`.
+    pub(crate) fn connect(&self, deadline: Option<Instant>) -> io::Result<Stream> {
+        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
+        match &self.address {
+            Address::Unix(path) => Stream::connect_unix(path),
+            Address::Tcp { host, port, .. } => {
+                let stream = Stream::connect_tcp((host.as_str(), *port), left())?;
+                #[cfg(feature = "tls")]
+                if let (Some(config), Stream::Tcp(tcp)) = (&self.tls, &stream) {
+                    return tls::handshake(config.clone(), host, tcp.try_clone()?, left());
+                }
+                Ok(stream)
+            }
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
+mod tls {
+    use std::io;
+    use std::net::TcpStream;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+    use super::TlsOptions;
+    use crate::transport::Stream;
+
+    fn provider() -> Arc<CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    pub(super) fn client_config(options: &TlsOptions) -> io::Result<Arc<ClientConfig>> {
+        let invalid = |e: rustls::Error| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
+        let builder =
+            ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(invalid)?;
+        let config = if options.verify {
+            let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+            for der in &options.trusted {
+                roots.add(CertificateDer::from(der.clone())).map_err(invalid)?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        } else {
+            let algorithms = provider().signature_verification_algorithms;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(algorithms)))
+                .with_no_client_auth()
+        };
+        Ok(Arc::new(config))
+    }
+
+    pub(super) fn handshake(
+        config: Arc<ClientConfig>,
+        host: &str,
+        mut tcp: TcpStream,
+        timeout: Option<Duration>,
+    ) -> io::Result<Stream> {
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host:?}: {e}")))?;
+        let mut conn = rustls::ClientConnection::new(config, name)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        // The socket's own timeouts bound the handshake and every later
+        // read or write that rustls makes on its own.
+        tcp.set_read_timeout(timeout)?;
+        tcp.set_write_timeout(timeout)?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp)?;
+        }
+        Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))))
+    }
+
+    /// Accepts any certificate (signatures are still checked): for
+    /// `verify: false` only.
+    #[derive(Debug)]
+    struct AnyCertificate(WebPkiSupportedAlgorithms);
+
+    impl ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.supported_schemes()
+        }
+    }
+}
+
+/// What the driving loop needs of an HTTP machine.
+pub(crate) trait HttpMachine: Machine {
+    fn needs_connection(&self) -> bool;
+    fn connected(&mut self);
+    /// The connection is being dropped: abandon what is outstanding.
+    fn abandon(&mut self);
+    /// Connected with nothing outstanding.
+    fn idle(&self) -> bool;
+}
+
+impl HttpMachine for vmwire_proto::xmlrpc::Client<Heap> {
+    fn needs_connection(&self) -> bool {
+        vmwire_proto::xmlrpc::Client::needs_connection(self)
+    }
+    fn connected(&mut self) {
+        vmwire_proto::xmlrpc::Client::connected(self);
+    }
+    fn abandon(&mut self) {
+        self.close();
+    }
+    fn idle(&self) -> bool {
+        self.state() == vmwire_proto::http::State::Idle
+    }
+}
+
+impl HttpMachine for vmwire_proto::xenapi::Session<Heap> {
+    fn needs_connection(&self) -> bool {
+        vmwire_proto::xenapi::Session::needs_connection(self)
+    }
+    fn connected(&mut self) {
+        vmwire_proto::xenapi::Session::connected(self);
+    }
+    fn abandon(&mut self) {
+        self.close();
+    }
+    fn idle(&self) -> bool {
+        self.connection_state() == vmwire_proto::http::State::Idle
+    }
+}
+
+/// A machine, its connection, and how to open another.
+#[derive(Debug)]
+pub(crate) struct Link<M> {
+    conn: Conn<M>,
+    connector: Connector,
+    timeout: Option<Duration>,
+}
+
+impl<M: HttpMachine> Link<M> {
+    /// Connects (within `timeout`) and pairs the connection with `machine`.
+    pub(crate) fn open(connector: Connector, mut machine: M, timeout: Option<Duration>) -> io::Result<Self> {
+        let stream = connector.connect(deadline(timeout))?;
+        machine.connected();
+        Ok(Link { conn: Conn::new(stream, machine), connector, timeout })
+    }
+
+    /// The machine, once any stale connection has been let go: a kept-alive
+    /// connection the server has since closed (or written to unasked) is
+    /// dropped before a request is queued, so that the request goes out on
+    /// a fresh one instead of failing.
+    pub(crate) fn machine(&mut self) -> &mut M {
+        let stale = self.conn.machine().idle()
+            && (self.conn.stream().has_buffered()
+                || wait_ready(self.conn.stream().as_fd(), PollFlags::IN, Some(Instant::now())).unwrap_or(true));
+        if stale {
+            self.conn.machine_mut().abandon();
+        }
+        self.conn.machine_mut()
+    }
+
+    /// Sends what the machine queued and reads until `outcome` makes
+    /// something of an event, reconnecting whenever the machine needs to.
+    /// On any error the connection is dropped and what was outstanding abandoned.
+    pub(crate) fn run<T>(
+        &mut self,
+        mut outcome: impl FnMut(M::Event<'_>) -> Option<T>,
+    ) -> Result<T, DriveError<M::Error>> {
+        let deadline = deadline(self.timeout);
+        let result = self.drive(deadline, &mut outcome);
+        if result.is_err() {
+            self.conn.close();
+            self.conn.machine_mut().abandon();
+        }
+        result
+    }
+
+    fn drive<T>(
+        &mut self,
+        deadline: Option<Instant>,
+        outcome: &mut impl FnMut(M::Event<'_>) -> Option<T>,
+    ) -> Result<T, DriveError<M::Error>> {
+        loop {
+            if self.conn.machine().needs_connection() {
+                let stream = self.connector.connect(deadline).map_err(|e| match e.kind() {
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => DriveError::Timeout,
+                    _ => DriveError::Io(e),
+                })?;
+                self.conn.replace_stream(stream);
+                self.conn.machine_mut().connected();
+            }
+            self.conn.flush(deadline)?;
+            while let Some(event) = self.conn.machine_mut().poll().map_err(DriveError::Machine)? {
+                if let Some(t) = outcome(event) {
+                    return Ok(t);
+                }
+            }
+            if self.conn.machine().needs_connection() || !self.conn.machine().transmit().is_empty() {
+                // The machine queued another request (a re-login, a retry).
+                continue;
+            }
+            self.conn.fill(deadline)?;
+        }
+    }
+}

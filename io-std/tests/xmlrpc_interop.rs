@@ -1,0 +1,440 @@
+//! vmwire's XML-RPC client and XenAPI session against Python's
+//! `xmlrpc.server` serving XenAPI-shaped methods (HTTP/1.0 and 1.1, gzip,
+//! TLS), and the official XenAPI Python SDK against vmwire's server.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use vmwire_std::http::TlsOptions;
+use vmwire_std::xenapi::{self, PowerState, Ref, Session, XenResult};
+use vmwire_std::xmlrpc::{self, Client, Fault, Server};
+
+/// `tests/peers/xenapi_server.py`, listening on a free port; killed on drop.
+struct Peer {
+    child: Child,
+    port: u16,
+}
+
+impl Peer {
+    fn start(args: &[&str]) -> Peer {
+        let python = common::require_python_module("XenAPI");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/xenapi_server.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the Python peer");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
+        Peer { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    fn seen(&self) -> HashMap<String, serde_json::Value> {
+        let mut rpc = Client::connect(&self.url()).unwrap();
+        let v: serde_json::Value = rpc.call_json("debug.seen", ()).unwrap();
+        serde_json::from_value(v["Value"].clone()).unwrap()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn login(session: &mut Session) -> String {
+    session.login_with_password("root", "secret", "2.21", "vmwire-tests").unwrap()
+}
+
+#[test]
+fn xmlrpc_client_calls_faults_and_scalars() {
+    let peer = Peer::start(&[]);
+    let mut rpc = Client::connect(&peer.url()).unwrap();
+    let login = rpc.call_json("session.login_with_password", ("root", "secret", "2.21", "t")).unwrap();
+    assert_eq!(login["Status"], "Success");
+    let session = login["Value"].as_str().unwrap().to_string();
+    // A fault is the server's answer, with its code.
+    match rpc.call::<_, serde_json::Value>("VM.crash", (&session,)) {
+        Err(xmlrpc::Error::Fault(f)) => assert_eq!(f, Fault::new(-32500, "explicit fault from VM.crash")),
+        other => panic!("{other:?}"),
+    }
+    match rpc.call::<_, serde_json::Value>("VM.nosuch", (&session,)) {
+        Err(xmlrpc::Error::Fault(f)) => assert!(f.code == 1 && f.string.contains("VM.nosuch")),
+        other => panic!("{other:?}"),
+    }
+    // nil both ways, base64, dateTime, the XenAPI's integers-as-strings.
+    let vms: Vec<String> = rpc
+        .call_with("VM.get_all", (&session,), |v| {
+            v.get("Value").unwrap().as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()).collect()
+        })
+        .unwrap();
+    let nil = rpc.call_with("VM.set_name_description", (&session, &vms[0], None::<String>), |v| {
+        v.get("Value").unwrap().is_nil()
+    });
+    assert!(nil.unwrap());
+    let blob = rpc.call_with("VM.get_blob", (&session, &vms[0]), |v| {
+        v.get("Value").unwrap().as_base64().unwrap().to_vec().unwrap()
+    });
+    assert_eq!(blob.unwrap(), b"\x00\x01\x02binary\xff\xfe");
+    let when = rpc.call_with("VM.get_snapshot_time", (&session, &vms[0]), |v| {
+        v.get("Value").unwrap().as_datetime().unwrap().parse()
+    });
+    assert_eq!(when.unwrap().unwrap().to_string(), "19700101T00:00:00Z");
+    let memory = rpc.call_with("VM.get_memory_static_max", (&session, &vms[0]), |v| v.get("Value").unwrap().as_i64());
+    assert_eq!(memory.unwrap(), Some(4294967296));
+    // What Python reads of what our writer writes (its repr of each param).
+    let when = vmwire_proto::xmlrpc::Iso8601::parse("20240102T03:04:05").unwrap();
+    let params =
+        (&session, 1i64 << 40, -7, 0.1, true, "a<b&c\r\n", vec!["x"], HashMap::from([("k", "v")]), None::<i32>, when);
+    let echo = rpc.call_json("VM.echo", params).unwrap();
+    let reprs = [
+        "1099511627776",
+        "-7",
+        "0.1",
+        "True",
+        "'a<b&c\\r\\n'",
+        "['x']",
+        "{'k': 'v'}",
+        "None",
+        "<DateTime '20240102T03:04:05' at",
+    ];
+    for (got, want) in echo["Value"].as_array().unwrap().iter().zip(reprs) {
+        assert!(got.as_str().unwrap().starts_with(want), "{got} vs {want}");
+    }
+}
+
+#[test]
+fn http_errors_and_a_wrong_path() {
+    let peer = Peer::start(&[]);
+    let mut rpc = Client::connect(&format!("http://127.0.0.1:{}/nope", peer.port)).unwrap();
+    match rpc.call::<_, serde_json::Value>("VM.get_all", ()) {
+        Err(xmlrpc::Error::HttpStatus { status: 404, body, .. }) => assert_eq!(body, "No such page"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn xenapi_session_calls_failures_and_helpers() {
+    let peer = Peer::start(&[]);
+    let mut xapi = Session::connect(&peer.url()).unwrap();
+    let session = login(&mut xapi);
+    assert_eq!(xapi.session().as_deref(), Some(session.as_str()));
+    let vms = xapi.vm().get_all().unwrap();
+    assert_eq!(vms.len(), 3);
+    let record = xapi.vm().get_record(&vms[2]).unwrap();
+    assert_eq!(record.name_label, "café <&> ☃");
+    assert_eq!((record.memory_static_max, record.vcpus_max), (4294967296, 4));
+    assert_eq!(record.power_state, Some(PowerState::Running));
+    assert_eq!(record.other_config["index"], "2");
+    assert_eq!(xapi.vm().get_name_label(&vms[0]).unwrap(), "vm-0000");
+    // A failure is data: code and params.
+    match xapi.vm().start(&vms[0], false, false) {
+        Err(xenapi::Error::Failure(f)) => {
+            assert_eq!(f.code, "VM_BAD_POWER_STATE");
+            assert_eq!(f.params, [vms[0].as_str(), "halted", "running"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    xapi.vm().start(&vms[1], false, false).unwrap();
+    assert_eq!(xapi.vm().get_power_state(&vms[1]).unwrap(), PowerState::Running);
+    xapi.vm().pause(&vms[1]).unwrap();
+    assert_eq!(xapi.vm().get_power_state(&vms[1]).unwrap(), PowerState::Paused);
+    xapi.vm().unpause(&vms[1]).unwrap();
+    let metrics = xapi.vm().get_metrics(&vms[0]).unwrap();
+    assert_eq!(xapi.vm_metrics().get_memory_actual(&metrics).unwrap(), 268435456);
+    assert_eq!(xapi.vm_metrics().get_vcpus_utilisation(&metrics).unwrap(), HashMap::from([(0, 0.5), (1, 0.25)]));
+    match xapi.vm().get_record(&Ref::from("OpaqueRef:bogus")) {
+        Err(xenapi::Error::Failure(f)) => assert_eq!((f.code.as_str(), f.params.len()), ("HANDLE_INVALID", 2)),
+        other => panic!("{other:?}"),
+    }
+    // Async: a task, polled to completion, then destroyed.
+    xapi.vm().hard_shutdown(&vms[1]).unwrap_err();
+    let task = xapi.call_async("VM.start", (&vms[0], false, false)).unwrap();
+    match xapi.wait_task::<()>(&task, Duration::from_millis(10), Some(Duration::from_secs(10))) {
+        Err(xenapi::Error::Failure(f)) => assert_eq!(f.code, "VM_BAD_POWER_STATE"),
+        other => panic!("{other:?}"),
+    }
+    let records: serde_json::Value = xapi.call_json("VM.get_all_records", ()).unwrap();
+    assert_eq!(records.as_object().unwrap().len(), 3);
+    xapi.logout().unwrap();
+    assert!(matches!(xapi.vm().get_all(), Err(xenapi::Error::Protocol(vmwire_proto::xenapi::Error::NotLoggedIn))));
+    // A wrong password.
+    match Session::connect(&peer.url()).unwrap().login_with_password("root", "wrong", "2.21", "t") {
+        Err(xenapi::Error::Failure(f)) => assert_eq!(f.code, "SESSION_AUTHENTICATION_FAILED"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn session_invalid_then_success_relogs_in() {
+    let peer = Peer::start(&[]);
+    let mut xapi = Session::connect(&peer.url()).unwrap();
+    let first = login(&mut xapi);
+    Client::connect(&peer.url()).unwrap().call_json("debug.invalidate_sessions", ()).unwrap();
+    assert_eq!(xapi.vm().get_all().unwrap().len(), 3);
+    assert_eq!(xapi.relogins(), 1);
+    let events = xapi.take_events();
+    assert!(matches!(&events[..], [xenapi::SessionEvent::Relogin { attempt: 1, session }] if *session != first));
+    assert_ne!(xapi.session().unwrap(), first);
+}
+
+#[test]
+fn keep_alive_reuses_one_connection_and_http10_does_not() {
+    let peer = Peer::start(&["--http11"]);
+    let mut xapi = Session::connect(&peer.url()).unwrap();
+    login(&mut xapi);
+    for _ in 0..5 {
+        xapi.vm().get_all().unwrap();
+    }
+    let before = peer.seen()["connections"].as_i64().unwrap();
+    assert_eq!(before, 2, "one connection for the session, one for asking");
+    let peer = Peer::start(&[]);
+    let mut xapi = Session::connect(&peer.url()).unwrap();
+    login(&mut xapi);
+    for _ in 0..5 {
+        xapi.vm().get_all().unwrap();
+    }
+    assert_eq!(peer.seen()["connections"].as_i64().unwrap(), 7, "HTTP/1.0: one per call");
+}
+
+#[test]
+fn gzip_bodies_are_decoded() {
+    let peer = Peer::start(&["--gzip", "--vms", "200"]);
+    let mut xapi = Session::connect(&peer.url()).unwrap();
+    login(&mut xapi);
+    let records = xapi.vm().get_all_records().unwrap();
+    assert_eq!(records.len(), 200);
+    assert_eq!(peer.seen()["accept_encoding"], "gzip");
+}
+
+fn test_certificate(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path, cert.der().to_vec())
+}
+
+#[test]
+fn https_verifies_certificates_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, der) = test_certificate(dir.path());
+    let peer = Peer::start(&["--tls", cert.to_str().unwrap(), key.to_str().unwrap()]);
+    let url = format!("https://localhost:{}/", peer.port);
+    // Not trusted: refused.
+    let err = Session::connect(&url).unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+    // Trusted explicitly (from its PEM file): works, certificate and name checked.
+    let trusted = vmwire_std::http::pem_certificates(&cert).unwrap();
+    assert_eq!(trusted, std::slice::from_ref(&der));
+    let options = xenapi::Options { tls: TlsOptions { verify: true, trusted }, ..xenapi::Options::new() };
+    let mut xapi = Session::connect_with(&url, options).unwrap();
+    login(&mut xapi);
+    assert_eq!(xapi.vm().get_all().unwrap().len(), 3);
+    // The right certificate for the wrong name: refused.
+    let options = xmlrpc::Options { tls: TlsOptions { verify: true, trusted: vec![der] }, ..xmlrpc::Options::new() };
+    let wrong_name = format!("https://127.0.0.1:{}/", peer.port);
+    assert!(Client::connect_with(&wrong_name, options).is_err());
+    // Verification off, knowingly.
+    let options = xmlrpc::Options { tls: TlsOptions { verify: false, trusted: vec![] }, ..xmlrpc::Options::new() };
+    let mut rpc = Client::connect_with(&wrong_name, options).unwrap();
+    assert_eq!(rpc.call_json("VM.get_all", ("nobody",)).unwrap()["ErrorDescription"][0], "SESSION_INVALID");
+}
+
+/// A XenAPI-shaped mock of xapi on vmwire's own server.
+fn mock_xapi(server: &mut Server) {
+    let sessions = Arc::new(Mutex::new(Vec::<String>::new()));
+    let vms = Arc::new(Mutex::new(vec![("OpaqueRef:a", "Running"), ("OpaqueRef:b", "Halted")]));
+    let valid = {
+        let sessions = sessions.clone();
+        move |s: &str| sessions.lock().unwrap().iter().any(|x| x == s)
+    };
+    let invalid = |s: &str| XenResult::<()>::failure("SESSION_INVALID", [s]);
+    {
+        let sessions = sessions.clone();
+        server.method(
+            "session.login_with_password",
+            move |(user, password, _v, _o): (String, String, String, String)| {
+                if password != "secret" {
+                    return Ok::<_, Fault>(XenResult::failure(
+                        "SESSION_AUTHENTICATION_FAILED",
+                        [user.as_str(), "Authentication failure"],
+                    ));
+                }
+                let mut s = sessions.lock().unwrap();
+                let session = format!("OpaqueRef:session-{}", s.len() + 1);
+                s.push(session.clone());
+                Ok(XenResult::Success(session))
+            },
+        );
+    }
+    {
+        let sessions = sessions.clone();
+        server.method("session.logout", move |(s,): (String,)| {
+            sessions.lock().unwrap().retain(|x| *x != s);
+            Ok::<_, Fault>(XenResult::Success(""))
+        });
+    }
+    {
+        let sessions = sessions.clone();
+        server.method("debug.invalidate_sessions", move |(): ()| {
+            sessions.lock().unwrap().clear();
+            Ok::<_, Fault>(XenResult::Success(""))
+        });
+    }
+    {
+        let (valid, vms) = (valid.clone(), vms.clone());
+        server.method("VM.get_all", move |(s,): (String,)| {
+            if !valid(&s) {
+                return Ok::<_, Fault>(XenResult::Failure(match invalid(&s) {
+                    XenResult::Failure(d) => d,
+                    XenResult::Success(()) => vec![],
+                }));
+            }
+            Ok(XenResult::Success(vms.lock().unwrap().iter().map(|(r, _)| r.to_string()).collect::<Vec<_>>()))
+        });
+    }
+    {
+        let (valid, vms) = (valid.clone(), vms.clone());
+        server.method("VM.get_record", move |(s, vm): (String, String)| {
+            if !valid(&s) {
+                return Ok::<_, Fault>(XenResult::failure("SESSION_INVALID", [s.as_str()]));
+            }
+            let vms = vms.lock().unwrap();
+            let Some((_, state)) = vms.iter().find(|(r, _)| *r == vm) else {
+                return Ok(XenResult::failure("HANDLE_INVALID", ["VM", vm.as_str()]));
+            };
+            let record = serde_json::json!({"uuid": "u-1", "name_label": "café <&>", "power_state": state,
+                "memory_static_max": "4294967296", "tags": ["x"], "other_config": {}});
+            Ok(XenResult::Success(record))
+        });
+    }
+    {
+        let (valid, vms) = (valid.clone(), vms.clone());
+        server.method("VM.start", move |(s, vm, _paused, _force): (String, String, bool, bool)| {
+            if !valid(&s) {
+                return Ok::<_, Fault>(XenResult::failure("SESSION_INVALID", [s.as_str()]));
+            }
+            let mut vms = vms.lock().unwrap();
+            let Some(entry) = vms.iter_mut().find(|(r, _)| *r == vm) else {
+                return Ok(XenResult::failure("HANDLE_INVALID", ["VM", vm.as_str()]));
+            };
+            if entry.1 != "Halted" {
+                return Ok(XenResult::failure("VM_BAD_POWER_STATE", [vm.as_str(), "halted", "running"]));
+            }
+            entry.1 = "Running";
+            Ok(XenResult::Success(""))
+        });
+    }
+    server.method("VM.get_metrics", |(_s, vm): (String, String)| {
+        Ok::<_, Fault>(XenResult::Success(format!("{vm}-metrics")))
+    });
+    server.method("VM_metrics.get_memory_actual", |(_s, _m): (String, String)| {
+        Ok::<_, Fault>(XenResult::Success("268435456"))
+    });
+    server.method("VM.set_name_description", |(_s, _vm, d): (String, String, Option<String>)| {
+        Ok::<_, Fault>(XenResult::Success(d))
+    });
+    server.method("VM.get_blob", |(_s, _vm): (String, String)| {
+        Ok::<_, Fault>(XenResult::Success(serde_bytes_like(b"\x00\x01binary")))
+    });
+    server.method("VM.crash", |(_s,): (String,)| Err::<(), _>(Fault::new(-32500, "explicit fault from VM.crash")));
+}
+
+/// Bytes that serialize as bytes (`<base64>`), not as a sequence.
+fn serde_bytes_like(b: &'static [u8]) -> Bytes {
+    Bytes(b)
+}
+
+struct Bytes(&'static [u8]);
+
+impl serde::Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+#[test]
+fn the_xenapi_sdk_talks_to_our_server() {
+    let python = common::require_python_module("XenAPI");
+    let mut server = Server::bind("127.0.0.1:0").unwrap();
+    mock_xapi(&mut server);
+    let running = server.spawn().unwrap();
+    let url = format!("http://{}/", running.addr().unwrap());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/sdk_client.py");
+    let out = Command::new(python).arg(script).arg(&url).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let steps: HashMap<String, serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["step"].as_str().unwrap().to_string(), v)
+        })
+        .collect();
+    let ok = |name: &str| steps[name].get("ok").cloned().unwrap_or_else(|| panic!("{name}: {:?}", steps[name]));
+    assert_eq!(ok("login"), serde_json::Value::Null);
+    assert_eq!(steps["bad login"]["failure"][0], "SESSION_AUTHENTICATION_FAILED");
+    assert_eq!(ok("get_all"), serde_json::json!(["OpaqueRef:a", "OpaqueRef:b"]));
+    assert_eq!(ok("get_record")["name_label"], "café <&>");
+    assert_eq!(
+        steps["start running"]["failure"],
+        serde_json::json!(["VM_BAD_POWER_STATE", "OpaqueRef:a", "halted", "running"])
+    );
+    assert_eq!(ok("start halted"), "");
+    assert_eq!(ok("memory"), "268435456");
+    assert_eq!(ok("nil"), serde_json::Value::Null);
+    assert_eq!(ok("blob"), "000162696e617279");
+    assert!(steps["crash"]["error"].as_str().unwrap().contains("-32500"));
+    assert_eq!(ok("after invalidation"), 2, "the SDK logged in again and retried");
+    assert_eq!(ok("logout"), serde_json::Value::Null);
+}
+
+#[test]
+fn client_and_server_over_a_unix_socket_with_keep_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("xapi.sock");
+    let mut server = Server::bind_unix(&path).unwrap();
+    mock_xapi(&mut server);
+    let running = server.spawn().unwrap();
+    let mut xapi = Session::connect(&format!("unix:{}", path.display())).unwrap();
+    login(&mut xapi);
+    for _ in 0..3 {
+        assert_eq!(xapi.vm().get_all().unwrap().len(), 2);
+    }
+    // Invalidated behind its back: the session logs in again and retries.
+    let mut plain = Client::connect(&format!("unix:{}", path.display())).unwrap();
+    plain.call_json("debug.invalidate_sessions", ()).unwrap();
+    assert_eq!(xapi.vm().get_record(&Ref::from("OpaqueRef:b")).unwrap().name_label, "café <&>");
+    assert_eq!(xapi.relogins(), 1);
+    match xapi.call::<_, ()>("VM.crash", ()) {
+        Err(xenapi::Error::Fault(f)) => assert_eq!(f.code, -32500),
+        other => panic!("{other:?}"),
+    }
+    match xapi.call::<_, ()>("VM.nosuch", ()) {
+        Err(xenapi::Error::Fault(f)) => assert_eq!(f.code, xmlrpc::METHOD_NOT_FOUND),
+        other => panic!("{other:?}"),
+    }
+    match xapi.call::<_, ()>("VM.get_metrics", (1, 2, 3)) {
+        Err(xenapi::Error::Fault(f)) => assert_eq!(f.code, xmlrpc::INVALID_PARAMS),
+        other => panic!("{other:?}"),
+    }
+    running.stop();
+    assert!(!path.exists());
+}
