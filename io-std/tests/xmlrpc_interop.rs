@@ -438,3 +438,60 @@ fn client_and_server_over_a_unix_socket_with_keep_alive() {
     running.stop();
     assert!(!path.exists());
 }
+
+#[test]
+fn the_cli_calls_xmlrpc_and_xenapi() {
+    let peer = Peer::start(&[]);
+    let vmwire = env!("CARGO_BIN_EXE_vmwire");
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(vmwire).args(args).envs(env.iter().copied()).output().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        (out.status.code(), stdout, String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let url = peer.url();
+    let (code, out, _) = run(&["xmlrpc", &url, "session.login_with_password", "root", "secret", "2.21", "cli"], &[]);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["Status"], "Success");
+    let (code, out, _) = run(&["xmlrpc", &url, "VM.crash", "x"], &[]);
+    assert_eq!(code, Some(0), "a XenAPI-shaped SESSION_INVALID is a value to plain XML-RPC: {out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("pw");
+    std::fs::write(&secret, "secret\n").unwrap();
+    let (code, out, _) =
+        run(&["xenapi", "--url", &url, "--password-file", secret.to_str().unwrap(), "VM.get_all"], &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap().as_array().unwrap().len(), 3);
+    let (code, out, err) = run(
+        &[
+            "xenapi",
+            "--url",
+            &url,
+            "--password-env",
+            "VMWIRE_TEST_PW",
+            "VM.start",
+            "OpaqueRef:vm-0000",
+            "false",
+            "false",
+        ],
+        &[("VMWIRE_TEST_PW", "secret")],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["ErrorDescription"],
+        serde_json::json!(["VM_BAD_POWER_STATE", "OpaqueRef:vm-0000", "halted", "running"])
+    );
+    let (code, out, _) = run(
+        &["xenapi", "--url", &url, "--password-env", "VMWIRE_TEST_PW", "VM.crash"],
+        &[("VMWIRE_TEST_PW", "secret")],
+    );
+    assert_eq!((code, out.trim()), (Some(1), r#"{"faultCode":-32500,"faultString":"explicit fault from VM.crash"}"#));
+    // No password on the command line: a usage error.
+    let (code, _, err) = run(&["xenapi", "--url", &url, "VM.get_all"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    // Nobody listening: a connection failure.
+    let (code, _, _) = run(&["xmlrpc", "http://127.0.0.1:1/", "x"], &[]);
+    assert_eq!(code, Some(3));
+}

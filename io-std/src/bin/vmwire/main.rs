@@ -5,6 +5,7 @@
 
 mod qmp;
 mod shell;
+mod xmlrpc;
 
 use std::process::ExitCode;
 
@@ -21,12 +22,18 @@ struct Cli {
 enum Commands {
     /// QEMU Machine Protocol: one command, `--events`, or an interactive shell.
     Qmp(qmp::QmpArgs),
+    /// XML-RPC: call one method on any server, print the reply as JSON.
+    Xmlrpc(xmlrpc::XmlrpcArgs),
+    /// XenAPI (xapi): log in, make one call, print the Value as JSON.
+    Xenapi(xmlrpc::XenapiArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Commands::Qmp(args) => qmp::run(args),
+        Commands::Xmlrpc(args) => xmlrpc::run_xmlrpc(args),
+        Commands::Xenapi(args) => xmlrpc::run_xenapi(args),
     }
 }
 

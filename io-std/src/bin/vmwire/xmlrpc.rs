@@ -1,0 +1,252 @@
+//! `vmwire xmlrpc` (any XML-RPC server) and `vmwire xenapi` (xapi: a
+//! session, one call, the reply as JSON).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::Value;
+use vmwire_std::http::TlsOptions;
+use vmwire_std::xenapi::{self, Session};
+use vmwire_std::xmlrpc::{self, Client};
+
+use crate::qmp;
+
+/// How to reach the server: time limit and TLS.
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// Seconds to wait for connecting and for the reply (0: forever).
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    timeout: f64,
+    /// Accept any TLS certificate (xapi's own is self-signed; prefer --ca).
+    #[arg(long)]
+    insecure: bool,
+    /// Also trust the certificates in this PEM file.
+    #[arg(long, value_name = "PEM")]
+    ca: Option<PathBuf>,
+    /// A request field, `Name: value` (repeatable), such as `traceparent: …`.
+    #[arg(long = "header", short = 'H', value_name = "FIELD")]
+    headers: Vec<String>,
+    /// Indent the JSON output.
+    #[arg(long)]
+    pretty: bool,
+}
+
+impl Connection {
+    fn timeout(&self) -> Option<Duration> {
+        (self.timeout > 0.0).then(|| Duration::from_secs_f64(self.timeout))
+    }
+
+    fn tls(&self) -> Result<TlsOptions, String> {
+        let trusted = match &self.ca {
+            Some(path) => vmwire_std::http::pem_certificates(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            None => Vec::new(),
+        };
+        Ok(TlsOptions { verify: !self.insecure, trusted })
+    }
+
+    fn headers(&self) -> Result<Vec<(String, String)>, String> {
+        self.headers
+            .iter()
+            .map(|h| {
+                let (name, value) = h.split_once(':').ok_or_else(|| format!("expected `Name: value`, got {h:?}"))?;
+                Ok((name.trim().to_string(), value.trim().to_string()))
+            })
+            .collect()
+    }
+
+    fn print(&self, value: &Value) {
+        let text = if self.pretty { serde_json::to_string_pretty(value) } else { serde_json::to_string(value) };
+        println!("{}", text.unwrap_or_default());
+    }
+}
+
+/// Call a method on any XML-RPC server; the reply is printed as JSON.
+#[derive(Debug, Args)]
+pub struct XmlrpcArgs {
+    /// The server: `http://host:port/path`, `https://…`, `unix:/path/to/socket`.
+    url: String,
+    /// The method, such as `system.listMethods`.
+    method: String,
+    /// Its params, in order: each a JSON value (a word that is not JSON is a
+    /// string); `key=value` words together make one struct param, last.
+    args: Vec<String>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// Log in to xapi, make one call (the session goes first by itself), print
+/// the `Value` as JSON, log out. A XenAPI failure prints its
+/// `ErrorDescription` and exits with status 1.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").required(true))]
+pub struct XenapiArgs {
+    /// xapi's address: `https://host`, `http://host:port`, `unix:/path`.
+    #[arg(long, group = "target")]
+    url: Option<String>,
+    /// xapi's local socket (/var/lib/xcp/xapi), as the SDK's `xapi_local()`.
+    #[arg(long, group = "target")]
+    local: bool,
+    /// The user to log in as.
+    #[arg(long, default_value = "root")]
+    user: String,
+    /// Read the password from this file (its first line).
+    #[arg(long, value_name = "FILE", conflicts_with = "password_env")]
+    password_file: Option<PathBuf>,
+    /// Read the password from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    password_env: Option<String>,
+    /// The API version sent with the login.
+    #[arg(long, default_value = "1.0")]
+    api_version: String,
+    /// Who is asking (xapi logs it).
+    #[arg(long, default_value = "vmwire")]
+    originator: String,
+    /// Log in with `slave_local_login_with_password` (a pool member on its own).
+    #[arg(long)]
+    slave_local: bool,
+    /// The method, such as `VM.get_all_records`.
+    method: String,
+    /// Its params after the session: each a JSON value (a word that is not
+    /// JSON is a string); `key=value` words together make one struct param, last.
+    args: Vec<String>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// Params from the command line.
+fn params(words: &[String]) -> Result<Vec<Value>, String> {
+    let is_pair = |w: &&String| {
+        !w.starts_with(['{', '[', '"'])
+            && w.split_once('=').is_some_and(|(k, _)| {
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            })
+    };
+    let (pairs, positional): (Vec<&String>, Vec<&String>) = words.iter().partition(is_pair);
+    let mut params: Vec<Value> =
+        positional.iter().map(|w| serde_json::from_str(w).unwrap_or_else(|_| Value::String(w.to_string()))).collect();
+    if !pairs.is_empty() {
+        let pairs: Vec<String> = pairs.into_iter().cloned().collect();
+        if let Some(object) = qmp::arguments(&pairs)? {
+            params.push(serde_json::from_str(&object).map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(params)
+}
+
+pub fn run_xmlrpc(args: XmlrpcArgs) -> ExitCode {
+    let c = &args.connection;
+    let (params, tls, headers) = match (params(&args.args), c.tls(), c.headers()) {
+        (Ok(p), Ok(t), Ok(h)) => (p, t, h),
+        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return crate::usage(&e),
+    };
+    let options = xmlrpc::Options { timeout: c.timeout(), tls, headers, ..xmlrpc::Options::new() };
+    let mut rpc = match Client::connect_with(&args.url, options) {
+        Ok(rpc) => rpc,
+        Err(e) => return crate::fail(&e),
+    };
+    match rpc.call_json(&args.method, params) {
+        Ok(v) => {
+            c.print(&v);
+            ExitCode::SUCCESS
+        }
+        Err(xmlrpc::Error::Fault(f)) => {
+            c.print(&serde_json::json!({ "faultCode": f.code, "faultString": f.string }));
+            ExitCode::from(1)
+        }
+        Err(e @ xmlrpc::Error::HttpStatus { .. }) => {
+            eprintln!("vmwire: {e}");
+            ExitCode::from(1)
+        }
+        Err(e) => crate::fail(&e),
+    }
+}
+
+fn password(args: &XenapiArgs) -> Result<String, String> {
+    if let Some(path) = &args.password_file {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        return Ok(text.lines().next().unwrap_or_default().to_string());
+    }
+    if let Some(var) = &args.password_env {
+        return std::env::var(var).map_err(|_| format!("${var} is not set"));
+    }
+    if args.local {
+        // The local socket is for root on the host itself.
+        return Ok(String::new());
+    }
+    Err("give the password with --password-file or --password-env (never on the command line)".into())
+}
+
+pub fn run_xenapi(args: XenapiArgs) -> ExitCode {
+    let c = &args.connection;
+    let (params, tls, headers, password) = match (params(&args.args), c.tls(), c.headers(), password(&args)) {
+        (Ok(p), Ok(t), Ok(h), Ok(pw)) => (p, t, h, pw),
+        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => return crate::usage(&e),
+    };
+    let url = match &args.url {
+        Some(url) => url.clone(),
+        None => format!("unix:{}", xenapi::XAPI_LOCAL),
+    };
+    let options = xenapi::Options { timeout: c.timeout(), tls, headers, ..xenapi::Options::new() };
+    let mut xapi = match Session::connect_with(&url, options) {
+        Ok(x) => x,
+        Err(e) => return crate::fail(&e),
+    };
+    let login = if args.slave_local {
+        xapi.slave_local_login_with_password(&args.user, &password)
+    } else {
+        xapi.login_with_password(&args.user, &password, &args.api_version, &args.originator)
+    };
+    drop(password);
+    let result = login.and_then(|_| xapi.call_json(&args.method, params));
+    let code = match result {
+        Ok(v) => {
+            c.print(&v);
+            ExitCode::SUCCESS
+        }
+        Err(xenapi::Error::Failure(f)) => {
+            let mut description = vec![Value::String(f.code.clone())];
+            description.extend(f.params.iter().cloned().map(Value::String));
+            c.print(&serde_json::json!({ "ErrorDescription": description }));
+            eprintln!("vmwire: XenAPI failure {}", f.code);
+            ExitCode::from(1)
+        }
+        Err(xenapi::Error::Fault(f)) => {
+            c.print(&serde_json::json!({ "faultCode": f.code, "faultString": f.string }));
+            ExitCode::from(1)
+        }
+        Err(e @ (xenapi::Error::SessionInvalid { .. } | xenapi::Error::HttpStatus { .. })) => {
+            eprintln!("vmwire: {e}");
+            ExitCode::from(1)
+        }
+        Err(e) => crate::fail(&e),
+    };
+    if xapi.session().is_some() {
+        let _ = xapi.logout();
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_are_json_words_and_one_struct_of_pairs() {
+        let words: Vec<String> = ["OpaqueRef:1", "false", "12", "name=web", "\"a=b\"", "memory.max=1024"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            params(&words).unwrap(),
+            [
+                Value::from("OpaqueRef:1"),
+                Value::from(false),
+                Value::from(12),
+                Value::from("a=b"),
+                serde_json::json!({"name": "web", "memory": {"max": 1024}}),
+            ]
+        );
+    }
+}
