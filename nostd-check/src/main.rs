@@ -4,6 +4,7 @@
 
 use vmwire_proto::buf::Fixed;
 use vmwire_proto::{Machine, qmp};
+use vmwire_proto::{http, xenapi, xmlrpc};
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
@@ -23,5 +24,29 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     let _ = client.receive(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n");
     let greeted = matches!(client.poll(), Ok(Some(qmp::Event::Greeting(_))));
     let negotiating = client.transmit().starts_with(b"{\"execute\":\"qmp_capabilities\"");
-    if greeted && negotiating { 0 } else { 1 }
+    if greeted && negotiating && xenapi_logs_in() { 0 } else { 1 }
+}
+
+/// A XenAPI login through the session machine, HTTP and XML-RPC on fixed
+/// storage: the parser, the writer and the framing, without an allocator.
+fn xenapi_logs_in() -> bool {
+    let endpoint = http::Endpoint { target: "/", host: "xapi", headers: &[] };
+    let Ok(mut xapi) = xenapi::Session::<Fixed<1024, 1024, 4>>::new(xenapi::Config::default(), &endpoint) else {
+        return false;
+    };
+    if xapi.login_with_password("root", "pw", "1.0", "nostd").is_err() {
+        return false;
+    }
+    xapi.connected();
+    let sent = xapi.transmit().starts_with(b"POST / HTTP/1.1\r\nHost: xapi\r\n");
+    let n = xapi.transmit().len();
+    xapi.transmitted(n);
+    let body: &[u8] = b"<methodResponse><params><param><value><struct><member><name>Status</name>\
+<value>Success</value></member><member><name>Value</name><value>OpaqueRef:s</value></member>\
+</struct></value></param></params></methodResponse>";
+    let _ = xapi.receive(b"HTTP/1.1 200 OK\r\nContent-Length: 216\r\n\r\n");
+    let _ = xapi.receive(body);
+    let logged_in = matches!(xapi.poll(), Ok(Some(xenapi::Event::LoggedIn { session: "OpaqueRef:s" })));
+    let parsed = xmlrpc::parse_response(body).is_ok_and(|r| r.result().is_ok_and(|v| v.get("Status").is_some()));
+    sent && logged_in && parsed && body.len() == 216
 }

@@ -1,0 +1,50 @@
+//! The HTTP client machine fed arbitrary bytes as responses, in pieces, on
+//! fixed storage: never panics, never exceeds its storage, and reports
+//! exactly one outcome per request.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use vmwire_proto::Machine;
+use vmwire_proto::buf::{Buf, Fixed};
+use vmwire_proto::http::{Client, Config, Endpoint, Error, Event};
+
+fuzz_target!(|data: &[u8]| {
+    let endpoint = Endpoint { target: "/", host: "fuzz", headers: &[] };
+    let Ok(mut http) = Client::<Fixed<2048, 512, 4>>::new(Config::default(), &endpoint) else { return };
+    let mut outcomes = 0;
+    let mut requests = 0;
+    let send = |http: &mut Client<Fixed<2048, 512, 4>>| {
+        if http.post(&[], |b| Ok::<_, Error>(b.try_extend(b"<x/>")?)).is_ok() {
+            if http.needs_connection() {
+                http.connected();
+            }
+            let n = http.transmit().len();
+            http.transmitted(n);
+            return true;
+        }
+        false
+    };
+    requests += usize::from(send(&mut http));
+    for piece in data.chunks(61) {
+        let mut fed = 0;
+        while fed < piece.len() {
+            let Ok(n) = http.receive(&piece[fed..]) else { return };
+            fed += n;
+            while let Ok(Some(event)) = http.poll() {
+                if let Event::Response(r) = &event {
+                    assert!(r.body.len() <= 2048);
+                }
+                outcomes += 1;
+                requests += usize::from(send(&mut http));
+            }
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    let _ = http.recv_commit(0);
+    while let Ok(Some(_)) = http.poll() {
+        outcomes += 1;
+    }
+    assert!(outcomes <= requests, "{outcomes} outcomes for {requests} requests");
+});
