@@ -41,11 +41,7 @@ impl<'a> XmlStr<'a> {
     /// Whether decoding changes anything (a reference, a CDATA section, a
     /// comment, or a carriage return).
     pub fn needs_decoding(&self) -> bool {
-        let raw = self.raw.as_bytes();
-        if raw.len() < 32 {
-            return raw.iter().any(|&b| b == b'&' || b == b'<' || b == b'\r');
-        }
-        memchr::memchr3(b'&', b'<', b'\r', raw).is_some()
+        super::grammar::find_any(self.raw.as_bytes(), [b'&', b'<', b'\r']).is_some()
     }
 
     /// The text itself, borrowed, when there is nothing to decode.

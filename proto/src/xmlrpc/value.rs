@@ -734,7 +734,8 @@ pub(crate) fn has_markup(text: &str) -> bool {
         Some(rest) => memchr::memmem::find(rest, b"?>").and_then(|e| rest.get(e + 2..)).unwrap_or_default(),
         None => b,
     };
-    memchr::memmem::find(body, b"<!").is_some() || memchr::memmem::find(body, b"<?").is_some()
+    // `!` and `?` are rare in XML-RPC: look at what precedes each.
+    memchr::memchr2_iter(b'!', b'?', body).any(|at| at > 0 && body.get(at - 1) == Some(&b'<'))
 }
 
 /// Reads up to the next `<param>`'s value (and `cur` moves to the
