@@ -400,6 +400,14 @@ impl HttpMachine for vmwire_proto::xenapi::Session<Heap> {
     }
 }
 
+/// Why [`Link::connect`] failed.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    Url(UrlError),
+    Machine(vmwire_proto::http::Error),
+    Io(io::Error),
+}
+
 /// A machine, its connection, and how to open another.
 #[derive(Debug)]
 pub(crate) struct Link<M> {
@@ -409,6 +417,27 @@ pub(crate) struct Link<M> {
 }
 
 impl<M: HttpMachine> Link<M> {
+    /// Parses `url`, makes the machine for its endpoint (with `headers`,
+    /// and basic authentication from the URL's credentials), and connects.
+    pub(crate) fn connect(
+        url: &str,
+        headers: &[(String, String)],
+        tls: &TlsOptions,
+        timeout: Option<Duration>,
+        machine: impl FnOnce(&vmwire_proto::http::Endpoint<'_>) -> Result<M, vmwire_proto::http::Error>,
+    ) -> Result<(Self, Url), OpenError> {
+        let url = Url::parse(url).map_err(OpenError::Url)?;
+        let authorization = url.authorization().map(|auth| ("Authorization".to_string(), auth));
+        let fields: Vec<(&str, &str)> =
+            headers.iter().chain(authorization.as_ref()).map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let host = url.host_field();
+        let endpoint = vmwire_proto::http::Endpoint { target: &url.target, host: &host, headers: &fields };
+        let machine = machine(&endpoint).map_err(OpenError::Machine)?;
+        let connector = Connector::new(&url.address, tls).map_err(OpenError::Io)?;
+        let link = Link::open(connector, machine, timeout).map_err(OpenError::Io)?;
+        Ok((link, url))
+    }
+
     /// Connects (within `timeout`) and pairs the connection with `machine`.
     pub(crate) fn open(connector: Connector, mut machine: M, timeout: Option<Duration>) -> io::Result<Self> {
         let stream = connector.connect(deadline(timeout))?;

@@ -32,9 +32,9 @@ use vmwire_proto::http as proto_http;
 use vmwire_proto::xenapi::{self as proto, Config, Event, TaskStatus};
 use vmwire_proto::xmlrpc::{self, Value, de, ser};
 
-use crate::http::{Connector, Link, TlsOptions, Url, UrlError};
+use crate::http::{Link, OpenError, TlsOptions, Url, UrlError};
 use crate::transport::DriveError;
-use crate::xmlrpc::{Fault, request_fields, to_json};
+use crate::xmlrpc::{Fault, to_json};
 
 /// xapi's local socket, as the Python SDK's `xapi_local()` uses.
 pub const XAPI_LOCAL: &str = "/var/lib/xcp/xapi";
@@ -172,6 +172,16 @@ impl From<UrlError> for Error {
     }
 }
 
+impl From<OpenError> for Error {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Url(e) => Error::Url(e),
+            OpenError::Machine(e) => Error::Protocol(proto::Error::Http(e)),
+            OpenError::Io(e) => Error::Io(e),
+        }
+    }
+}
+
 impl From<proto::Error> for Error {
     fn from(e: proto::Error) -> Self {
         match e {
@@ -261,15 +271,9 @@ impl Session {
 
     /// Connects to `url` with `options`.
     pub fn connect_with(url: &str, options: Options) -> Result<Self, Error> {
-        let url = Url::parse(url)?;
-        let fields = request_fields(&url, &options.headers);
-        let borrowed: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        let host = url.host_field();
-        let endpoint = proto_http::Endpoint { target: &url.target, host: &host, headers: &borrowed };
-        let machine =
-            proto::Session::new(options.config, &endpoint).map_err(|e| Error::Protocol(proto::Error::Http(e)))?;
-        let connector = Connector::new(&url.address, &options.tls)?;
-        let link = Link::open(connector, machine, options.timeout)?;
+        let (link, url) = Link::connect(url, &options.headers, &options.tls, options.timeout, |endpoint| {
+            proto::Session::new(options.config, endpoint)
+        })?;
         Ok(Session { link, url, relogins: 0, events: Vec::new() })
     }
 

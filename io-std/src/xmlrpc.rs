@@ -34,7 +34,7 @@ use vmwire_proto::xmlrpc::{
     de, ser,
 };
 
-use crate::http::{Connector, Link, TlsOptions, Url, UrlError};
+use crate::http::{Link, OpenError, TlsOptions, Url, UrlError};
 use crate::transport::{Conn, DriveError, Stream, deadline};
 
 /// Settings for a [`Client`].
@@ -165,6 +165,16 @@ impl From<UrlError> for Error {
     }
 }
 
+impl From<OpenError> for Error {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Url(e) => Error::Url(e),
+            OpenError::Machine(e) => Error::Http(e),
+            OpenError::Io(e) => Error::Io(e),
+        }
+    }
+}
+
 impl From<SendError> for Error {
     fn from(e: SendError) -> Self {
         match e {
@@ -186,15 +196,6 @@ impl From<DriveError<proto_http::Error>> for Error {
     }
 }
 
-/// The request fields for `url` and `options`.
-pub(crate) fn request_fields(url: &Url, options: &[(String, String)]) -> Vec<(String, String)> {
-    let mut fields: Vec<(String, String)> = options.to_vec();
-    if let Some(auth) = url.authorization() {
-        fields.push(("Authorization".into(), auth));
-    }
-    fields
-}
-
 /// A blocking XML-RPC client. Calls go one at a time; the HTTP connection is
 /// kept alive when the server allows it and reopened when it does not.
 #[derive(Debug)]
@@ -211,14 +212,9 @@ impl Client {
 
     /// Connects to `url` with `options`.
     pub fn connect_with(url: &str, options: Options) -> Result<Self, Error> {
-        let url = Url::parse(url)?;
-        let fields = request_fields(&url, &options.headers);
-        let borrowed: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        let host = url.host_field();
-        let endpoint = proto_http::Endpoint { target: &url.target, host: &host, headers: &borrowed };
-        let machine = xmlrpc::Client::new(options.config, &endpoint).map_err(Error::Http)?;
-        let connector = Connector::new(&url.address, &options.tls)?;
-        let link = Link::open(connector, machine, options.timeout)?;
+        let (link, url) = Link::connect(url, &options.headers, &options.tls, options.timeout, |endpoint| {
+            xmlrpc::Client::new(options.config, endpoint)
+        })?;
         Ok(Client { link, url })
     }
 

@@ -5,10 +5,10 @@ use core::ops::Range;
 
 use super::body::{Body, Framing};
 use super::head::{self, Headers, ResponseHead, Version};
-use super::write::{write_content_length, write_header, write_request_line};
+use super::write::{encode_with_length, write_header, write_request_line};
 use super::{Error, Limits};
 use crate::Machine;
-use crate::buf::{Buf, RxBuf, Sink, Storage, TxBuf};
+use crate::buf::{Buf, Full, RxBuf, Sink, Storage, TxBuf};
 
 /// Settings for a [`Client`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,7 +215,7 @@ impl<S: Storage> Client<S> {
     /// Queues a `POST` to the endpoint with the endpoint's fields, `extra`
     /// fields, and the body that `body` writes (its length is filled in).
     /// One request at a time: the previous response must have arrived.
-    pub fn post<E: From<Error>>(
+    pub fn post<E: From<Error> + From<Full>>(
         &mut self,
         extra: &[(&str, &str)],
         body: impl FnOnce(&mut S::Tx) -> Result<(), E>,
@@ -225,21 +225,15 @@ impl<S: Storage> Client<S> {
             return Err(Error::WrongState { operation: "post" }.into());
         }
         let template = core.template.as_slice();
-        core.tx.encode(|out| -> Result<(), E> {
-            let mark = out.as_slice().len();
-            body(out)?;
-            let body_len = out.as_slice().len() - mark;
-            out.put(template).map_err(Error::from)?;
-            for (name, value) in extra {
-                write_header(out, name, value.as_bytes())?;
-            }
-            write_content_length(out, body_len).map_err(Error::from)?;
-            out.put(b"\r\n").map_err(Error::from)?;
-            let head_len = out.as_slice().len() - mark - body_len;
-            if let Some(message) = out.as_mut_slice().get_mut(mark..) {
-                message.rotate_right(head_len);
-            }
-            Ok(())
+        core.tx.encode(|out| {
+            let head = |out: &mut S::Tx| -> Result<(), E> {
+                out.put(template)?;
+                for (name, value) in extra {
+                    write_header(out, name, value.as_bytes())?;
+                }
+                Ok(())
+            };
+            encode_with_length(out, head, body)
         })?;
         if core.state == State::Idle {
             core.state = State::Waiting;

@@ -5,10 +5,10 @@ use core::ops::Range;
 
 use super::body::{Body, Framing};
 use super::head::{self, Headers, RequestHead, Version};
-use super::write::{write_content_length, write_header, write_status_line};
+use super::write::{encode_with_length, write_header, write_status_line};
 use super::{Error, Limits};
 use crate::Machine;
-use crate::buf::{Buf, RxBuf, Sink, Storage, TxBuf};
+use crate::buf::{Full, RxBuf, Sink, Storage, TxBuf};
 
 /// Settings for a [`Server`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +165,7 @@ impl<S: Storage> Server<S> {
 
     /// Answers the request last handed out: status line, `fields`,
     /// `Content-Length`, `Connection` as needed, and the body `body` writes.
-    pub fn respond<E: From<Error>>(
+    pub fn respond<E: From<Error> + From<Full>>(
         &mut self,
         status: u16,
         reason: &str,
@@ -341,7 +341,7 @@ impl<S: Storage> Server<S> {
 }
 
 impl<S: Storage> Core<S> {
-    fn write_response<E: From<Error>>(
+    fn write_response<E: From<Error> + From<Full>>(
         &mut self,
         status: u16,
         reason: &str,
@@ -353,24 +353,18 @@ impl<S: Storage> Core<S> {
             (true, true) => Some("keep-alive"),
             (true, false) => None,
         };
-        self.tx.encode(|out| -> Result<(), E> {
-            let mark = out.as_slice().len();
-            body(out)?;
-            let body_len = out.as_slice().len() - mark;
-            write_status_line(out, status, reason)?;
-            for (name, value) in fields {
-                write_header(out, name, value.as_bytes())?;
-            }
-            if let Some(c) = connection {
-                write_header(out, "Connection", c.as_bytes())?;
-            }
-            write_content_length(out, body_len).map_err(Error::from)?;
-            out.put(b"\r\n").map_err(Error::from)?;
-            let head_len = out.as_slice().len() - mark - body_len;
-            if let Some(message) = out.as_mut_slice().get_mut(mark..) {
-                message.rotate_right(head_len);
-            }
-            Ok(())
+        self.tx.encode(|out| {
+            let head = |out: &mut S::Tx| -> Result<(), E> {
+                write_status_line(out, status, reason)?;
+                for (name, value) in fields {
+                    write_header(out, name, value.as_bytes())?;
+                }
+                if let Some(c) = connection {
+                    write_header(out, "Connection", c.as_bytes())?;
+                }
+                Ok(())
+            };
+            encode_with_length(out, head, body)
         })
     }
 }

@@ -359,18 +359,7 @@ impl<'a> JsonStr<'a> {
 
     /// Decodes into `buf`; [`Full`] if it does not fit.
     pub fn unescape_into<'b>(&self, buf: &'b mut [u8]) -> Result<&'b str, Full> {
-        let (mut len, limit) = (0, buf.len());
-        for chunk in self.chunks() {
-            let mut utf8 = [0; 4];
-            let piece = match chunk {
-                Chunk::Str(s) => s,
-                Chunk::Char(c) => c.encode_utf8(&mut utf8),
-            };
-            let dest = buf.get_mut(len..len + piece.len()).ok_or(Full { limit })?;
-            dest.copy_from_slice(piece.as_bytes());
-            len += piece.len();
-        }
-        Ok(core::str::from_utf8(buf.get(..len).unwrap_or_default()).unwrap_or_default())
+        chunks_into(self.chunks(), buf)
     }
 
     /// Decodes into a `String` (borrowing when there is nothing to decode).
@@ -388,19 +377,7 @@ impl PartialEq<str> for JsonStr<'_> {
         if !self.has_escapes() {
             return self.raw == other.as_bytes();
         }
-        let mut rest = other.as_bytes();
-        for chunk in self.chunks() {
-            let mut utf8 = [0; 4];
-            let piece = match chunk {
-                Chunk::Str(s) => s.as_bytes(),
-                Chunk::Char(c) => c.encode_utf8(&mut utf8).as_bytes(),
-            };
-            match rest.strip_prefix(piece) {
-                Some(r) => rest = r,
-                None => return false,
-            }
-        }
-        rest.is_empty()
+        chunks_eq(self.chunks(), other)
     }
 }
 
@@ -413,15 +390,53 @@ impl PartialEq<&str> for JsonStr<'_> {
 impl fmt::Display for JsonStr<'_> {
     /// The decoded string.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use fmt::Write;
-        for chunk in self.chunks() {
-            match chunk {
-                Chunk::Str(s) => f.write_str(s)?,
-                Chunk::Char(c) => f.write_char(c)?,
-            }
-        }
-        Ok(())
+        chunks_fmt(self.chunks(), f)
     }
+}
+
+/// Decoded text in pieces (JSON's here, XML-RPC's too) decoded into `buf`.
+pub(crate) fn chunks_into<'a, 'b>(chunks: impl Iterator<Item = Chunk<'a>>, buf: &'b mut [u8]) -> Result<&'b str, Full> {
+    let (mut len, limit) = (0, buf.len());
+    for chunk in chunks {
+        let mut utf8 = [0; 4];
+        let piece = match chunk {
+            Chunk::Str(s) => s,
+            Chunk::Char(c) => c.encode_utf8(&mut utf8),
+        };
+        let dest = buf.get_mut(len..len + piece.len()).ok_or(Full { limit })?;
+        dest.copy_from_slice(piece.as_bytes());
+        len += piece.len();
+    }
+    Ok(core::str::from_utf8(buf.get(..len).unwrap_or_default()).unwrap_or_default())
+}
+
+/// Whether decoded text in pieces equals `other`, decoding nothing ahead.
+pub(crate) fn chunks_eq<'a>(chunks: impl Iterator<Item = Chunk<'a>>, other: &str) -> bool {
+    let mut rest = other.as_bytes();
+    for chunk in chunks {
+        let mut utf8 = [0; 4];
+        let piece = match chunk {
+            Chunk::Str(s) => s.as_bytes(),
+            Chunk::Char(c) => c.encode_utf8(&mut utf8).as_bytes(),
+        };
+        match rest.strip_prefix(piece) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// Writes decoded text in pieces.
+pub(crate) fn chunks_fmt<'a>(chunks: impl Iterator<Item = Chunk<'a>>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    use fmt::Write;
+    for chunk in chunks {
+        match chunk {
+            Chunk::Str(s) => f.write_str(s)?,
+            Chunk::Char(c) => f.write_char(c)?,
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Debug for JsonStr<'_> {
@@ -430,12 +445,12 @@ impl fmt::Debug for JsonStr<'_> {
     }
 }
 
-/// A piece of a decoded string.
+/// A piece of a decoded string (JSON's, and XML-RPC's text too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chunk<'a> {
     /// A run with no escapes, borrowed.
     Str(&'a str),
-    /// One character that was escaped.
+    /// One character that was escaped (or, in XML, a line end made `\n`).
     Char(char),
 }
 

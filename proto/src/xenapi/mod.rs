@@ -666,13 +666,7 @@ impl<S: Storage> Machine for Session<S> {
         Self: 'a;
     type Error = http::Error;
 
-    fn recv_buf(&mut self) -> &mut [u8] {
-        self.rpc.recv_buf()
-    }
-
-    fn recv_commit(&mut self, n: usize) -> Result<(), http::Error> {
-        self.rpc.recv_commit(n)
-    }
+    crate::xmlrpc::delegate_bytes!(rpc);
 
     fn poll(&mut self) -> Result<Option<Event<'_>>, http::Error> {
         let Some(step) = self.rpc.step() else { return Ok(None) };
@@ -740,13 +734,5 @@ impl<S: Storage> Machine for Session<S> {
             }
             _ => Ok(self.answer(step)),
         }
-    }
-
-    fn transmit(&self) -> &[u8] {
-        self.rpc.transmit()
-    }
-
-    fn transmitted(&mut self, n: usize) {
-        self.rpc.transmitted(n);
     }
 }

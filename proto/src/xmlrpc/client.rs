@@ -240,26 +240,12 @@ impl<S: Storage> Machine for Client<S> {
         Self: 'a;
     type Error = http::Error;
 
-    fn recv_buf(&mut self) -> &mut [u8] {
-        self.http.recv_buf()
-    }
-
-    fn recv_commit(&mut self, n: usize) -> Result<(), http::Error> {
-        self.http.recv_commit(n)
-    }
+    crate::xmlrpc::delegate_bytes!(http);
 
     fn poll(&mut self) -> Result<Option<Event<'_>>, http::Error> {
         Ok(match self.step() {
             None => None,
             Some(step) => self.event(step),
         })
-    }
-
-    fn transmit(&self) -> &[u8] {
-        self.http.transmit()
-    }
-
-    fn transmitted(&mut self, n: usize) {
-        self.http.transmitted(n);
     }
 }

@@ -286,49 +286,24 @@ impl<S: Sink + ?Sized> Seq<'_, S> {
     }
 }
 
-impl<S: Sink + ?Sized> ser::SerializeSeq for Seq<'_, S> {
-    type Ok = ();
-    type Error = WriteError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), WriteError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), WriteError> {
-        self.close()
-    }
+/// The serde traits a sequence of values answers to, all alike.
+macro_rules! sequence {
+    ($ty:ident: $($trait:ident::$method:ident)*) => {$(
+        impl<S: Sink + ?Sized> ser::$trait for $ty<'_, S> {
+            type Ok = ();
+            type Error = WriteError;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), WriteError> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), WriteError> {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl<S: Sink + ?Sized> ser::SerializeTuple for Seq<'_, S> {
-    type Ok = ();
-    type Error = WriteError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), WriteError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), WriteError> {
-        self.close()
-    }
-}
-
-impl<S: Sink + ?Sized> ser::SerializeTupleStruct for Seq<'_, S> {
-    type Ok = ();
-    type Error = WriteError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), WriteError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), WriteError> {
-        self.close()
-    }
-}
-
-impl<S: Sink + ?Sized> ser::SerializeTupleVariant for Seq<'_, S> {
-    type Ok = ();
-    type Error = WriteError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), WriteError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), WriteError> {
-        self.close()
-    }
-}
+sequence!(Seq: SerializeSeq::serialize_element SerializeTuple::serialize_element
+    SerializeTupleStruct::serialize_field SerializeTupleVariant::serialize_field);
 
 /// A struct being written (or a struct variant's).
 pub struct Map<'a, S: Sink + ?Sized> {
@@ -764,43 +739,17 @@ pub struct EachParam<'a, S: Sink + ?Sized> {
 }
 
 impl<S: Sink + ?Sized> EachParam<'_, S> {
-    fn param<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), WriteError> {
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), WriteError> {
         self.out.put(PARAM_OPEN)?;
         value.serialize(ValueSerializer { out: &mut *self.out, options: self.options })?;
         self.out.put(PARAM_CLOSE)?;
         Ok(())
     }
-}
 
-impl<S: Sink + ?Sized> ser::SerializeSeq for EachParam<'_, S> {
-    type Ok = ();
-    type Error = WriteError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), WriteError> {
-        self.param(value)
-    }
-    fn end(self) -> Result<(), WriteError> {
+    fn close(self) -> Result<(), WriteError> {
         Ok(())
     }
 }
 
-impl<S: Sink + ?Sized> ser::SerializeTuple for EachParam<'_, S> {
-    type Ok = ();
-    type Error = WriteError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), WriteError> {
-        self.param(value)
-    }
-    fn end(self) -> Result<(), WriteError> {
-        Ok(())
-    }
-}
-
-impl<S: Sink + ?Sized> ser::SerializeTupleStruct for EachParam<'_, S> {
-    type Ok = ();
-    type Error = WriteError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), WriteError> {
-        self.param(value)
-    }
-    fn end(self) -> Result<(), WriteError> {
-        Ok(())
-    }
-}
+sequence!(EachParam: SerializeSeq::serialize_element SerializeTuple::serialize_element
+    SerializeTupleStruct::serialize_field);

@@ -157,13 +157,7 @@ impl<S: Storage> Machine for Server<S> {
         Self: 'a;
     type Error = http::Error;
 
-    fn recv_buf(&mut self) -> &mut [u8] {
-        self.http.recv_buf()
-    }
-
-    fn recv_commit(&mut self, n: usize) -> Result<(), http::Error> {
-        self.http.recv_commit(n)
-    }
+    crate::xmlrpc::delegate_bytes!(http);
 
     fn poll(&mut self) -> Result<Option<ServerEvent<'_>>, http::Error> {
         let shape = match self.find()? {
@@ -198,13 +192,5 @@ impl<S: Storage> Machine for Server<S> {
             target: request.target,
             headers: request.headers,
         })))
-    }
-
-    fn transmit(&self) -> &[u8] {
-        self.http.transmit()
-    }
-
-    fn transmitted(&mut self, n: usize) {
-        self.http.transmitted(n);
     }
 }

@@ -56,18 +56,7 @@ impl<'a> XmlStr<'a> {
 
     /// Decodes into `buf`; [`Full`] if it does not fit.
     pub fn unescape_into<'b>(&self, buf: &'b mut [u8]) -> Result<&'b str, Full> {
-        let (mut len, limit) = (0, buf.len());
-        for chunk in self.chunks() {
-            let mut utf8 = [0; 4];
-            let piece = match chunk {
-                Chunk::Str(s) => s,
-                Chunk::Char(c) => c.encode_utf8(&mut utf8),
-            };
-            let dest = buf.get_mut(len..len + piece.len()).ok_or(Full { limit })?;
-            dest.copy_from_slice(piece.as_bytes());
-            len += piece.len();
-        }
-        Ok(core::str::from_utf8(buf.get(..len).unwrap_or_default()).unwrap_or_default())
+        crate::json::chunks_into(self.chunks(), buf)
     }
 
     /// Decodes into a `String` (borrowing when there is nothing to decode).
@@ -82,22 +71,10 @@ impl<'a> XmlStr<'a> {
 
 impl PartialEq<str> for XmlStr<'_> {
     fn eq(&self, other: &str) -> bool {
-        if let Some(s) = self.as_str() {
-            return s == other;
+        match self.as_str() {
+            Some(s) => s == other,
+            None => crate::json::chunks_eq(self.chunks(), other),
         }
-        let mut rest = other.as_bytes();
-        for chunk in self.chunks() {
-            let mut utf8 = [0; 4];
-            let piece = match chunk {
-                Chunk::Str(s) => s.as_bytes(),
-                Chunk::Char(c) => c.encode_utf8(&mut utf8).as_bytes(),
-            };
-            match rest.strip_prefix(piece) {
-                Some(r) => rest = r,
-                None => return false,
-            }
-        }
-        rest.is_empty()
     }
 }
 
@@ -110,14 +87,7 @@ impl PartialEq<&str> for XmlStr<'_> {
 impl fmt::Display for XmlStr<'_> {
     /// The decoded text.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use fmt::Write;
-        for chunk in self.chunks() {
-            match chunk {
-                Chunk::Str(s) => f.write_str(s)?,
-                Chunk::Char(c) => f.write_char(c)?,
-            }
-        }
-        Ok(())
+        crate::json::chunks_fmt(self.chunks(), f)
     }
 }
 
@@ -127,14 +97,7 @@ impl fmt::Debug for XmlStr<'_> {
     }
 }
 
-/// A piece of decoded text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Chunk<'a> {
-    /// A run that needed no decoding, borrowed.
-    Str(&'a str),
-    /// One decoded character (from a reference, or `\n` for a line end).
-    Char(char),
-}
+pub use crate::json::Chunk;
 
 /// Iterator over an [`XmlStr`]'s decoded pieces.
 #[derive(Debug, Clone)]
