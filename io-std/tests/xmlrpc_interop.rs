@@ -129,12 +129,12 @@ fn http_errors_and_a_wrong_path() {
 
 #[test]
 fn xenapi_session_calls_failures_and_helpers() {
-    let peer = Peer::start(&[]);
+    let peer = Peer::start(&["--vms", "4"]);
     let mut xapi = Session::connect(&peer.url()).unwrap();
     let session = login(&mut xapi);
     assert_eq!(xapi.session().as_deref(), Some(session.as_str()));
     let vms = xapi.vm().get_all().unwrap();
-    assert_eq!(vms.len(), 3);
+    assert_eq!(vms.len(), 4);
     let record = xapi.vm().get_record(&vms[2]).unwrap();
     assert_eq!(record.name_label, "café <&> ☃");
     assert_eq!((record.memory_static_max, record.vcpus_max), (4294967296, 4));
@@ -168,8 +168,15 @@ fn xenapi_session_calls_failures_and_helpers() {
         Err(xenapi::Error::Failure(f)) => assert_eq!(f.code, "VM_BAD_POWER_STATE"),
         other => panic!("{other:?}"),
     }
+    let task = xapi.vm().start_async(&vms[3], false, false).unwrap();
+    xapi.wait_task::<()>(&task, Duration::from_millis(10), Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(xapi.vm().get_power_state(&vms[3]).unwrap(), PowerState::Running);
+    match xapi.call::<_, String>("task.get_status", (&task,)) {
+        Err(xenapi::Error::Failure(f)) => assert_eq!(f.code, "HANDLE_INVALID", "the task was destroyed"),
+        other => panic!("{other:?}"),
+    }
     let records: serde_json::Value = xapi.call_json("VM.get_all_records", ()).unwrap();
-    assert_eq!(records.as_object().unwrap().len(), 3);
+    assert_eq!(records.as_object().unwrap().len(), 4);
     xapi.logout().unwrap();
     assert!(matches!(xapi.vm().get_all(), Err(xenapi::Error::Protocol(vmwire_proto::xenapi::Error::NotLoggedIn))));
     // A wrong password.
