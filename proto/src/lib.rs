@@ -11,6 +11,7 @@
 //! | --- | --- |
 //! | [`qmp`] | QEMU Machine Protocol (client) |
 //! | [`json`] | the shared JSON framer, zero-copy reader and writer |
+//! | [`minimega`] | minimega's command socket (client) |
 //!
 //! # Features
 //! - `alloc`: growable, bounded buffers ([`buf::Heap`]) and owned conversions.
@@ -28,6 +29,7 @@ extern crate std;
 
 pub mod buf;
 pub mod json;
+pub mod minimega;
 pub mod qmp;
 
 /// The face every protocol machine shows its adapter.

@@ -265,7 +265,7 @@ impl<'a> Iterator for Elements<'a> {
     }
 }
 
-fn skip_ws(raw: &[u8], mut i: usize) -> usize {
+pub(crate) fn skip_ws(raw: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\r' | b'\t') = raw.get(i) {
         i += 1;
     }
@@ -273,7 +273,7 @@ fn skip_ws(raw: &[u8], mut i: usize) -> usize {
 }
 
 /// Index past the string whose opening quote is at `i` (input already validated).
-fn skip_string(raw: &[u8], i: usize) -> usize {
+pub(crate) fn skip_string(raw: &[u8], i: usize) -> usize {
     let mut j = i + 1;
     while let Some(k) = raw.get(j..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) {
         j += k;
@@ -286,7 +286,7 @@ fn skip_string(raw: &[u8], i: usize) -> usize {
 }
 
 /// Index past the value starting at `i` (input already validated).
-fn skip_value(raw: &[u8], i: usize) -> usize {
+pub(crate) fn skip_value(raw: &[u8], i: usize) -> usize {
     match raw.get(i) {
         Some(b'"') => skip_string(raw, i),
         Some(b'{' | b'[') => {
@@ -380,6 +380,13 @@ impl<'a> JsonStr<'a> {
             Some(s) => alloc::borrow::Cow::Borrowed(s),
             None => alloc::borrow::Cow::Owned(alloc::string::ToString::to_string(self)),
         }
+    }
+}
+
+impl Default for JsonStr<'_> {
+    /// The empty string.
+    fn default() -> Self {
+        JsonStr { raw: b"" }
     }
 }
 

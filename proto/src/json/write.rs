@@ -29,6 +29,22 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// ```
 pub fn write_str<S: Sink + ?Sized>(out: &mut S, s: &str, escape: Escape) -> Result<(), Full> {
     out.put(b"\"")?;
+    write_str_contents(out, s, escape)?;
+    out.put(b"\"")
+}
+
+/// Writes `s` escaped as inside a JSON string, without the quotes: for
+/// building one JSON string out of several pieces.
+///
+/// ```
+/// use vmwire_proto::json::{write_str_contents, Escape};
+/// let mut out = heapless::Vec::<u8, 64>::new();
+/// out.extend_from_slice(b"\"a ").unwrap();
+/// write_str_contents(&mut out, "\"b\"", Escape::Minimal).unwrap();
+/// out.push(b'"').unwrap();
+/// assert_eq!(&out[..], br#""a \"b\"""#);
+/// ```
+pub fn write_str_contents<S: Sink + ?Sized>(out: &mut S, s: &str, escape: Escape) -> Result<(), Full> {
     let bytes = s.as_bytes();
     let mut run = 0;
     let mut i = 0;
@@ -61,8 +77,7 @@ pub fn write_str<S: Sink + ?Sized>(out: &mut S, s: &str, escape: Escape) -> Resu
         }
         run = i;
     }
-    out.put(bytes.get(run..).unwrap_or_default())?;
-    out.put(b"\"")
+    out.put(bytes.get(run..).unwrap_or_default())
 }
 
 fn put_u_escape<S: Sink + ?Sized>(out: &mut S, unit: u16) -> Result<(), Full> {
