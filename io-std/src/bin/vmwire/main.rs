@@ -3,6 +3,7 @@
 //! Exit status: 0 on success, 1 when the peer answered with an error, 2 on a
 //! usage error, 3 when the connection or the protocol failed.
 
+mod minimega;
 mod qmp;
 mod shell;
 
@@ -21,12 +22,15 @@ struct Cli {
 enum Commands {
     /// QEMU Machine Protocol: one command, `--events`, or an interactive shell.
     Qmp(qmp::QmpArgs),
+    /// minimega's command socket: one command like `minimega -e`, or a shell like `-attach`.
+    Minimega(minimega::MinimegaArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Commands::Qmp(args) => qmp::run(args),
+        Commands::Minimega(args) => minimega::run(args),
     }
 }
 
