@@ -95,11 +95,13 @@ pub struct Response {
 impl Response {
     fn from_proto(r: &proto::Response<'_>) -> Self {
         Response {
-            host: r.host().to_string(),
-            response: r.response().to_string(),
-            header: r.header().map(|h| h.map(|c| c.to_string()).collect()),
-            tabular: r.header().map(|_| r.rows().map(|row| row.cells().map(|c| c.to_string()).collect()).collect()),
-            error: r.error().map(|e| e.to_string()),
+            host: r.host().to_cow().into_owned(),
+            response: r.response().to_cow().into_owned(),
+            header: r.header().map(|h| h.map(|c| c.to_cow().into_owned()).collect()),
+            tabular: r
+                .tabular()
+                .map(|rows| rows.map(|row| row.cells().map(|c| c.to_cow().into_owned()).collect()).collect()),
+            error: r.error().map(|e| e.to_cow().into_owned()),
             data: r.data().map(|d| d.raw_str().to_owned()),
         }
     }
@@ -149,7 +151,7 @@ impl Frame {
     fn from_proto(f: &proto::Frame<'_>) -> Self {
         Frame {
             responses: f.responses().map(|r| Response::from_proto(&r)).collect(),
-            rendered: f.rendered().to_string(),
+            rendered: f.rendered().to_cow().into_owned(),
             more: f.more(),
         }
     }
@@ -418,7 +420,7 @@ impl Minimega {
         self.conn.machine_mut().suggest(prefix)?;
         self.flush()?;
         self.drive(|event| match event {
-            Event::Suggestions(s) => Some(s.map(|s| s.to_string()).collect()),
+            Event::Suggestions(s) => Some(s.map(|s| s.to_cow().into_owned()).collect()),
             _ => None,
         })
     }
@@ -455,7 +457,7 @@ impl Minimega {
         loop {
             while let Some(event) = self.conn.machine_mut().poll()? {
                 match event {
-                    Event::Status(text) => return Ok(Some(text.to_string())),
+                    Event::Status(text) => return Ok(Some(text.to_cow().into_owned())),
                     Event::Closed | Event::Failed(_) => return Err(Error::Closed { request: None, frames: 0 }),
                     _ => {}
                 }
@@ -528,7 +530,7 @@ impl Minimega {
         }
         while let Some(event) = self.conn.machine_mut().poll()? {
             if let Event::Status(text) = event {
-                let text = text.to_string();
+                let text = text.to_cow().into_owned();
                 self.keep_status(text);
             }
         }
@@ -568,7 +570,7 @@ impl Minimega {
             while let Some(event) = self.conn.machine_mut().poll()? {
                 match event {
                     Event::Status(text) => {
-                        let text = text.to_string();
+                        let text = text.to_cow().into_owned();
                         self.keep_status(text);
                     }
                     Event::Failed(summary) => {
@@ -752,7 +754,7 @@ impl Pipe {
         loop {
             while let Some(event) = self.conn.machine_mut().poll()? {
                 match event {
-                    Event::Pipe(s) => return Ok(Some(s.to_string())),
+                    Event::Pipe(s) => return Ok(Some(s.to_cow().into_owned())),
                     Event::Malformed(e) => return Err(Error::Protocol(e)),
                     Event::Closed | Event::Failed(_) => return Err(Error::Closed { request: None, frames: 0 }),
                     _ => {}

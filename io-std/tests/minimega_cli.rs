@@ -80,6 +80,12 @@ fn json_output_is_the_daemons_shape() {
     assert_eq!(v[0]["Host"], "mmpeer");
     assert_eq!(v[0]["Data"]["MemTotal"], 24105);
     assert_eq!(v[0]["Header"], serde_json::Value::Null);
+    // A header and no rows: `Tabular` stays null, as the daemon sends it.
+    let out = vmwire(&fake, &["--json", "vm", "info"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["Header"].as_array().unwrap().len(), 44);
+    assert_eq!(v[0]["Tabular"], serde_json::Value::Null);
+    assert_eq!(v[0]["Data"], serde_json::json!([]));
 }
 
 #[test]

@@ -501,6 +501,12 @@ impl<'a> Response<'a> {
         Rows { cells: Strings::new(self.spans.tabular.get(self.raw)), header: self.spans.header.get(self.raw) }
     }
 
+    /// The table's rows as sent: `None` when `Tabular` is `null` (as for
+    /// `vm info` with no VMs: a header and no rows), rather than `[]`.
+    pub fn tabular(&self) -> Option<Rows<'a>> {
+        self.spans.tabular.is_some().then(|| self.rows())
+    }
+
     /// The command's structured result (`Data`), as a raw JSON span; `None`
     /// when it is `null`. Its shape depends on the command.
     pub fn data(&self) -> Option<Value<'a>> {

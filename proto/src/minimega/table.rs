@@ -129,8 +129,8 @@ mod owned {
 
         /// One response's table (empty if it has none).
         pub fn from_response(response: &Response<'_>) -> Self {
-            let header = response.header().map(|h| h.map(|c| c.to_string()).collect()).unwrap_or_default();
-            let rows = response.rows().map(|row| row.cells().map(|c| c.to_string()).collect()).collect();
+            let header = response.header().map(|h| h.map(|c| c.to_cow().into_owned()).collect()).unwrap_or_default();
+            let rows = response.rows().map(|row| row.cells().map(|c| c.to_cow().into_owned()).collect()).collect();
             Table { header, rows }
         }
 
@@ -144,13 +144,13 @@ mod owned {
                 let Some(header) = response.header() else { continue };
                 if table.header.is_empty() {
                     table.header.push("host".into());
-                    table.header.extend(header.map(|c| c.to_string()));
+                    table.header.extend(header.map(|c| c.to_cow().into_owned()));
                 }
-                let host = response.host().to_string();
+                let host = response.host().to_cow().into_owned();
                 for row in response.rows() {
                     let mut cells = Vec::with_capacity(table.header.len());
                     cells.push(host.clone());
-                    cells.extend(row.cells().map(|c| c.to_string()));
+                    cells.extend(row.cells().map(|c| c.to_cow().into_owned()));
                     table.rows.push(cells);
                 }
             }
