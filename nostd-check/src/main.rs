@@ -23,5 +23,17 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     let _ = client.receive(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n");
     let greeted = matches!(client.poll(), Ok(Some(qmp::Event::Greeting(_))));
     let negotiating = client.transmit().starts_with(b"{\"execute\":\"qmp_capabilities\"");
-    if greeted && negotiating { 0 } else { 1 }
+    if greeted && negotiating && minimega_runs() { 0 } else { 1 }
+}
+
+/// A minimega command, built with the command-line builder, and its reply.
+fn minimega_runs() -> bool {
+    use vmwire_proto::minimega;
+    let mut mm = minimega::Client::<Fixed<512, 256, 4>>::new(minimega::Config::default());
+    let line = minimega::CommandLine::new_in(heapless::String::<64>::new(), "echo").arg("a b").finish();
+    let sent = line.is_ok_and(|line| mm.command(&line).is_ok());
+    let _ = mm.receive(b"{\"Resp\":[{\"Host\":\"h\",\"Response\":\"a b\",\"Header\":null,\"Tabular\":null,\"Error\":\"\",\"Data\":null}],\"Rendered\":\"h: a b\",\"More\":false,\"Status\":false}\n");
+    let answered = matches!(mm.poll(), Ok(Some(minimega::Event::Frame(f))) if f.responses().any(|r| r.response() == "a b"));
+    let ended = matches!(mm.poll(), Ok(Some(minimega::Event::End(s))) if s.frames == 1);
+    sent && answered && ended
 }
