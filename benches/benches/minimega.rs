@@ -33,7 +33,7 @@ fn cell(column: &str, i: usize) -> String {
         "uptime" => format!("{}h{}m{}s", i % 24, i % 60, i % 59),
         "type" => "kvm".into(),
         "uuid" => format!("{i:08x}-7c2e-4d3b-9a51-{:012x}", i * 7919),
-        "cc_active" => (i % 2 == 0).to_string(),
+        "cc_active" => i.is_multiple_of(2).to_string(),
         "pid" => (20_000 + i).to_string(),
         "vlan" => format!("[{}]", 101 + i % 8),
         "bridge" => "[mega_bridge]".into(),

@@ -15,74 +15,19 @@ use fake_minimega::{Fake, World, lexer};
 use proptest::prelude::*;
 use vmwire_std::minimega::{CommandLine, Error, Minimega, Options, quote};
 
-macro_rules! capture {
-    ($name:literal) => {
-        (
-            $name,
-            include_bytes!(concat!("../../fixtures/minimega/", $name, ".c2s")) as &[u8],
-            include_bytes!(concat!("../../fixtures/minimega/", $name, ".s2c")) as &[u8],
-        )
-    };
-}
+#[path = "../../proto/tests/common/minimega_captures.rs"]
+mod captures;
+
+use captures::{ALL, Capture, capture};
+
+/// The captures whose connections interleaved with another's: replayed step by step.
+const INTERLEAVED: [&str; 4] =
+    ["pybind_namespace.c1", "pybind_namespace.c2", "raw_namespace_switch_global.A", "raw_namespace_switch_global.B"];
 
 /// Every single-connection capture.
-const SINGLE: &[(&str, &[u8], &[u8])] = &[
-    capture!("goclient_attach.c1"),
-    capture!("goclient_attach_tab.c1"),
-    capture!("goclient_e_comment.c1"),
-    capture!("goclient_e_error.c1"),
-    capture!("goclient_e_namespace.c1"),
-    capture!("goclient_e_quoted.c1"),
-    capture!("goclient_e_read.c1"),
-    capture!("goclient_e_version.c1"),
-    capture!("goclient_e_vm_info.c1"),
-    capture!("pybind_connect_version.c1"),
-    capture!("pybind_error_noraise.c1"),
-    capture!("pybind_error_raise.c1"),
-    capture!("pybind_help_escaping.c1"),
-    capture!("pybind_host.c1"),
-    capture!("pybind_json_mode.c1"),
-    capture!("pybind_multi_read.c1"),
-    capture!("pybind_null_resp.c1"),
-    capture!("pybind_stream_error_desync.c1"),
-    capture!("pybind_vm_info.c1"),
-    capture!("raw_bare_string"),
-    capture!("raw_both_command_and_suggest"),
-    capture!("raw_empty_object"),
-    capture!("raw_errors"),
-    capture!("raw_extra_fields"),
-    capture!("raw_half_close"),
-    capture!("raw_json_null"),
-    capture!("raw_lowercase_field"),
-    capture!("raw_malformed_json"),
-    capture!("raw_multi_read"),
-    capture!("raw_multi_read_stop_on_invalid"),
-    capture!("raw_namespace_prefix"),
-    capture!("raw_newline_terminated"),
-    capture!("raw_no_newline"),
-    capture!("raw_original_field"),
-    capture!("raw_output_modes"),
-    capture!("raw_pipelined_one_write"),
-    capture!("raw_pipelined_while_streaming"),
-    capture!("raw_plumb_pipe.cmd"),
-    capture!("raw_plumb_pipe.reader"),
-    capture!("raw_quit"),
-    capture!("raw_quit_delay"),
-    capture!("raw_quoting"),
-    capture!("raw_split_request"),
-    capture!("raw_suggest"),
-    capture!("raw_trailing_garbage"),
-    capture!("raw_type_mismatch"),
-    capture!("raw_utf8"),
-    capture!("raw_various"),
-    capture!("raw_whitespace_command"),
-];
-
-/// The captures whose connections interleaved with another's.
-const PYBIND_NAMESPACE_C1: (&str, &[u8], &[u8]) = capture!("pybind_namespace.c1");
-const PYBIND_NAMESPACE_C2: (&str, &[u8], &[u8]) = capture!("pybind_namespace.c2");
-const SWITCH_A: (&str, &[u8], &[u8]) = capture!("raw_namespace_switch_global.A");
-const SWITCH_B: (&str, &[u8], &[u8]) = capture!("raw_namespace_switch_global.B");
+fn single() -> impl Iterator<Item = &'static Capture> {
+    ALL.iter().filter(|c| !INTERLEAVED.contains(&c.0))
+}
 
 /// The command files the captured `read` commands read (their content shows
 /// in the replies and in the daemon's history).
@@ -230,10 +175,8 @@ fn exchange(conn: &mut BufReader<UnixStream>, request: &[u8]) -> Vec<u8> {
 
 #[test]
 fn the_fakes_encoder_writes_every_captured_frame_byte_for_byte() {
-    let mut all: Vec<&[u8]> = SINGLE.iter().map(|c| c.2).collect();
-    all.extend([PYBIND_NAMESPACE_C1.2, PYBIND_NAMESPACE_C2.2, SWITCH_A.2, SWITCH_B.2]);
     let mut n = 0;
-    for s2c in all {
+    for (_, _, s2c) in ALL {
         for frame in frames(s2c) {
             let mut out = String::new();
             gojson::value(&mut out, &decode_frame(frame));
@@ -247,7 +190,7 @@ fn the_fakes_encoder_writes_every_captured_frame_byte_for_byte() {
 
 #[test]
 fn fake_is_faithful_to_every_capture() {
-    for (name, c2s, s2c) in SINGLE {
+    for (name, c2s, s2c) in single() {
         let fake = Fake::with(|world| {
             files(world);
             host_stats_from(world, s2c);
@@ -269,8 +212,8 @@ fn fake_is_faithful_to_every_capture() {
 fn fake_is_faithful_to_interleaved_captures() {
     // Each step: which connection sends its next request.
     for (captures, steps, setup) in [
-        ([PYBIND_NAMESPACE_C1, PYBIND_NAMESPACE_C2], &[0, 0, 0, 1, 0][..], false),
-        ([SWITCH_A, SWITCH_B], &[0, 1, 0, 1, 0][..], true),
+        ([capture(INTERLEAVED[0]), capture(INTERLEAVED[1])], &[0, 0, 0, 1, 0][..], false),
+        ([capture(INTERLEAVED[2]), capture(INTERLEAVED[3])], &[0, 1, 0, 1, 0][..], true),
     ] {
         let fake = Fake::with(|world| {
             if setup {

@@ -9,77 +9,10 @@ use vmwire_proto::buf::{Bounded, Fixed, Heap};
 use vmwire_proto::json::{Framer, JsonStr, Limits, Value};
 use vmwire_proto::minimega::{Client, Config, Error, Event, Frame, Namespace, State, Table};
 
-macro_rules! capture {
-    ($name:literal) => {
-        (
-            $name,
-            include_bytes!(concat!("../../fixtures/minimega/", $name, ".c2s")) as &[u8],
-            include_bytes!(concat!("../../fixtures/minimega/", $name, ".s2c")) as &[u8],
-        )
-    };
-}
+#[path = "common/minimega_captures.rs"]
+mod captures;
 
-type Capture = (&'static str, &'static [u8], &'static [u8]);
-
-const ALL: &[Capture] = &[
-    capture!("goclient_attach.c1"),
-    capture!("goclient_attach_tab.c1"),
-    capture!("goclient_e_comment.c1"),
-    capture!("goclient_e_error.c1"),
-    capture!("goclient_e_namespace.c1"),
-    capture!("goclient_e_quoted.c1"),
-    capture!("goclient_e_read.c1"),
-    capture!("goclient_e_version.c1"),
-    capture!("goclient_e_vm_info.c1"),
-    capture!("pybind_connect_version.c1"),
-    capture!("pybind_error_noraise.c1"),
-    capture!("pybind_error_raise.c1"),
-    capture!("pybind_help_escaping.c1"),
-    capture!("pybind_host.c1"),
-    capture!("pybind_json_mode.c1"),
-    capture!("pybind_multi_read.c1"),
-    capture!("pybind_namespace.c1"),
-    capture!("pybind_namespace.c2"),
-    capture!("pybind_null_resp.c1"),
-    capture!("pybind_stream_error_desync.c1"),
-    capture!("pybind_vm_info.c1"),
-    capture!("raw_bare_string"),
-    capture!("raw_both_command_and_suggest"),
-    capture!("raw_empty_object"),
-    capture!("raw_errors"),
-    capture!("raw_extra_fields"),
-    capture!("raw_half_close"),
-    capture!("raw_json_null"),
-    capture!("raw_lowercase_field"),
-    capture!("raw_malformed_json"),
-    capture!("raw_multi_read"),
-    capture!("raw_multi_read_stop_on_invalid"),
-    capture!("raw_namespace_prefix"),
-    capture!("raw_namespace_switch_global.A"),
-    capture!("raw_namespace_switch_global.B"),
-    capture!("raw_newline_terminated"),
-    capture!("raw_no_newline"),
-    capture!("raw_original_field"),
-    capture!("raw_output_modes"),
-    capture!("raw_pipelined_one_write"),
-    capture!("raw_pipelined_while_streaming"),
-    capture!("raw_plumb_pipe.cmd"),
-    capture!("raw_plumb_pipe.reader"),
-    capture!("raw_quit"),
-    capture!("raw_quit_delay"),
-    capture!("raw_quoting"),
-    capture!("raw_split_request"),
-    capture!("raw_suggest"),
-    capture!("raw_trailing_garbage"),
-    capture!("raw_type_mismatch"),
-    capture!("raw_utf8"),
-    capture!("raw_various"),
-    capture!("raw_whitespace_command"),
-];
-
-fn capture(name: &str) -> Capture {
-    *ALL.iter().find(|c| c.0 == name).unwrap_or_else(|| panic!("no capture {name}"))
-}
+use captures::{ALL, capture};
 
 /// What the captured client asked, as the daemon read it.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,21 +76,6 @@ fn requests(c2s: &[u8]) -> Vec<Request> {
     out
 }
 
-fn send(mm: &mut Client<Heap>, request: &Request) {
-    match request {
-        Request::Command(c) => mm.command(c),
-        Request::Suggest(s) => mm.suggest(s),
-        // The machine never sends these; the replay needs the machine to
-        // expect the daemon's error frame all the same.
-        Request::Invalid => mm.command("<invalid request>"),
-        Request::PlumbPipe(name) => mm.plumb_pipe(name),
-        Request::PipeWrite(s) => mm.pipe_write(s),
-    }
-    .expect("send");
-    let n = mm.transmit().len();
-    mm.transmitted(n);
-}
-
 fn cells(s: vmwire_proto::minimega::Strings<'_>) -> String {
     s.map(|c| c.to_string()).collect::<Vec<_>>().join(",")
 }
@@ -203,8 +121,14 @@ fn describe(e: Event<'_>) -> String {
 /// Replays a capture: requests through the machine, the daemon's bytes fed
 /// in pieces of `sizes` (cycled), then end of stream.
 fn replay(c2s: &[u8], s2c: &[u8], sizes: &[usize]) -> Vec<String> {
-    let mut mm = Client::<Heap>::new(Config::default());
     let mut log = Vec::new();
+    replay_with(c2s, s2c, sizes, |e| log.push(describe(e)));
+    log
+}
+
+/// [`replay`], handing every event to `on_event`.
+fn replay_with(c2s: &[u8], s2c: &[u8], sizes: &[usize], mut on_event: impl FnMut(Event<'_>)) {
+    let mut mm = Client::<Heap>::new(Config::default());
     let mut pending: Vec<Request> = requests(c2s);
     pending.reverse();
     // Sends the next request as soon as the machine takes it.
@@ -245,7 +169,7 @@ fn replay(c2s: &[u8], s2c: &[u8], sizes: &[usize]) -> Vec<String> {
         while taken < want {
             taken += mm.receive(&s2c[fed + taken..fed + want]).expect("receive");
             while let Some(e) = mm.poll().expect("poll") {
-                log.push(describe(e));
+                on_event(e);
                 issue(&mut mm, &mut pending);
             }
         }
@@ -253,10 +177,9 @@ fn replay(c2s: &[u8], s2c: &[u8], sizes: &[usize]) -> Vec<String> {
     }
     mm.recv_commit(0).expect("eof");
     while let Some(e) = mm.poll().expect("poll") {
-        log.push(describe(e));
+        on_event(e);
     }
     assert!(mm.poll().unwrap().is_none());
-    log
 }
 
 fn replay_named(name: &str) -> Vec<String> {
@@ -465,28 +388,12 @@ fn strings_decode_escapes_and_replacement_characters() {
 #[test]
 fn data_is_a_raw_span_of_any_kind() {
     let (_, c2s, s2c) = capture("raw_various");
-    let mut mm = Client::<Heap>::new(Config::default());
     let mut data = Vec::new();
-    let mut requests = requests(c2s).into_iter();
-    let Some(Request::Command(first)) = requests.next() else { panic!() };
-    mm.command(&first).unwrap();
-    let mut fed = 0;
-    while fed < s2c.len() {
-        fed += mm.receive(&s2c[fed..]).unwrap();
-        while let Some(e) = mm.poll().unwrap() {
-            match e {
-                Event::Frame(f) => {
-                    data.extend(f.responses().map(|r| r.data().map(|d| (d.kind(), d.raw().len()))));
-                }
-                Event::End(_) => {
-                    if let Some(Request::Command(c)) = requests.next() {
-                        mm.command(&c).unwrap();
-                    }
-                }
-                other => panic!("{other:?}"),
-            }
+    replay_with(c2s, s2c, &[usize::MAX], |e| {
+        if let Event::Frame(f) = e {
+            data.extend(f.responses().map(|r| r.data().map(|d| (d.kind(), d.raw().len()))));
         }
-    }
+    });
     use vmwire_proto::json::Kind;
     assert_eq!(data.len(), 9);
     assert_eq!(data[0].map(|d| d.0), Some(Kind::Object));
@@ -530,36 +437,19 @@ fn host_data_decodes_into_a_type() {
 fn tables_sort_for_display_as_the_daemon_renders_them() {
     let mut checked = 0;
     for (name, c2s, s2c) in ALL {
-        let mut mm = Client::<Heap>::new(Config::default());
-        let mut requests = requests(c2s).into_iter().filter(|r| matches!(r, Request::Command(_) | Request::Invalid));
-        let Some(first) = requests.next() else { continue };
-        send(&mut mm, &first);
-        let mut fed = 0;
-        while fed < s2c.len() {
-            fed += mm.receive(&s2c[fed..]).unwrap();
-            while let Some(e) = mm.poll().unwrap() {
-                match e {
-                    Event::Frame(f) => {
-                        let rendered = f.rendered().to_string();
-                        if !rendered.starts_with("host ") {
-                            continue;
-                        }
-                        let table = Table::annotated(f.responses()).sorted();
-                        let lines: Vec<Vec<String>> =
-                            rendered.lines().map(|l| l.split('|').map(|c| c.trim().to_string()).collect()).collect();
-                        assert_eq!(lines[0], table.header, "{name}");
-                        assert_eq!(&lines[1..], &table.rows[..], "{name}");
-                        checked += 1;
-                    }
-                    Event::End(_) => {
-                        if let Some(r) = requests.next() {
-                            send(&mut mm, &r);
-                        }
-                    }
-                    _ => {}
-                }
+        replay_with(c2s, s2c, &[usize::MAX], |e| {
+            let Event::Frame(f) = e else { return };
+            let rendered = f.rendered().to_string();
+            if !rendered.starts_with("host ") {
+                return;
             }
-        }
+            let table = Table::annotated(f.responses()).sorted();
+            let lines: Vec<Vec<String>> =
+                rendered.lines().map(|l| l.split('|').map(|c| c.trim().to_string()).collect()).collect();
+            assert_eq!(lines[0], table.header, "{name}");
+            assert_eq!(&lines[1..], &table.rows[..], "{name}");
+            checked += 1;
+        });
     }
     assert!(checked >= 15, "{checked}");
 }
@@ -700,7 +590,7 @@ fn a_new_request_waits_for_the_end_of_the_reply() {
     mm.receive(b"{\"Resp\":null,\"Rendered\":\"\",\"More\":false,\"Status\":false}\n").unwrap();
     assert!(matches!(mm.poll().unwrap(), Some(Event::Frame(_))));
     // The last frame is in, but End has not been reported yet.
-    assert_eq!(mm.command("version"), Err(Error::Busy { state: State::Idle }));
+    assert_eq!(mm.command("version"), Err(Error::Busy { state: State::Command }));
     assert!(matches!(mm.poll().unwrap(), Some(Event::End(_))));
     mm.command("version").unwrap();
     // A frame while nothing is asked is nobody's.

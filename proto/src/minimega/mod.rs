@@ -236,9 +236,10 @@ impl fmt::Display for Error {
             Error::Json(e) => write!(f, "minimega: {e}"),
             Error::BadFrame { what } => write!(f, "minimega: bad frame: {what}"),
             Error::TooManyResponses { limit } => write!(f, "minimega: a frame with more than {limit} responses"),
-            Error::Busy { state } => {
-                write!(f, "minimega: the reply to the last {state:?} request is still being read")
+            Error::Busy { state: State::Suggest } => {
+                f.write_str("minimega: the reply to the last suggestion request is still being read")
             }
+            Error::Busy { .. } => f.write_str("minimega: the reply to the last command is still being read"),
             Error::WrongState { state, operation } => {
                 write!(f, "minimega: {operation} is not allowed in state {state:?}")
             }
@@ -409,7 +410,9 @@ impl<S: Storage> Core<S> {
     ) -> Result<(), Error> {
         match self.state {
             State::Idle if !self.end_pending => {}
-            State::Idle | State::Command | State::Suggest => return Err(Error::Busy { state: self.state }),
+            // The last frame is in, its End not yet reported.
+            State::Idle => return Err(Error::Busy { state: State::Command }),
+            State::Command | State::Suggest => return Err(Error::Busy { state: self.state }),
             state => return Err(Error::WrongState { state, operation }),
         }
         if text.is_empty() {

@@ -96,7 +96,7 @@ pub use owned::{Record, Table};
 #[cfg(feature = "alloc")]
 mod owned {
     use alloc::collections::BTreeMap;
-    use alloc::string::{String, ToString};
+    use alloc::string::String;
     use alloc::vec::Vec;
 
     use super::super::Response;

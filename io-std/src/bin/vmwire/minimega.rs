@@ -166,18 +166,9 @@ impl Session for MinimegaShell {
     }
 
     fn idle(&mut self) -> Vec<String> {
-        let mut lines = Vec::new();
-        loop {
-            match self.mm.next_status(Some(Duration::ZERO)) {
-                Ok(Some(status)) => lines.push(status),
-                Ok(None) => break,
-                Err(e) => {
-                    self.ended = true;
-                    lines.push(e.to_string());
-                    break;
-                }
-            }
-        }
+        let mm = &mut self.mm;
+        let (lines, failed) = shell::drain(|| mm.next_status(Some(Duration::ZERO)), |status| status);
+        self.ended |= failed;
         lines
     }
 

@@ -158,3 +158,23 @@ pub fn last_word(line: &str) -> (usize, &str) {
     let start = line.rfind(char::is_whitespace).map_or(0, |i| i + 1);
     (start, &line[start..])
 }
+
+/// Lines for [`Session::idle`]: what `next` has without waiting, one line
+/// each (made by `line`), and whether it failed (its error is then the last
+/// line).
+pub fn drain<T, E: std::fmt::Display>(
+    mut next: impl FnMut() -> Result<Option<T>, E>,
+    mut line: impl FnMut(T) -> String,
+) -> (Vec<String>, bool) {
+    let mut lines = Vec::new();
+    loop {
+        match next() {
+            Ok(Some(item)) => lines.push(line(item)),
+            Ok(None) => return (lines, false),
+            Err(e) => {
+                lines.push(e.to_string());
+                return (lines, true);
+            }
+        }
+    }
+}
