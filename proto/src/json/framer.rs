@@ -292,7 +292,7 @@ impl Scanner {
     }
 
     /// Records field `field` of the current top-level member at `at`.
-    #[cold]
+    #[inline]
     fn record(&mut self, field: usize, at: usize) {
         let n = usize::from(self.members.len);
         let rel = at.saturating_sub(self.start) as u32;
@@ -302,7 +302,7 @@ impl Scanner {
     }
 
     /// A top-level member's value ended at `end`.
-    #[cold]
+    #[inline]
     fn member_done(&mut self, end: usize) {
         self.record(3, end);
         if usize::from(self.members.len) < MEMBERS {
@@ -444,7 +444,8 @@ impl Scanner {
             (Partial::None, Expect::Top) => {
                 let _ = skip_ws!(Expect::Top);
                 self.start = i;
-                self.members = Index::default();
+                self.members.len = 0;
+                self.members.overflow = false;
             }
             (Partial::None, Expect::Value) => {}
             (Partial::None, Expect::ValueOrClose) => may_close = true,

@@ -633,7 +633,13 @@ impl<S: Storage> Core<S> {
                 Ok(_) => Event::Unmatched(msg),
             });
         };
-        let Some(slot) = self.position(|p| p.id.matches(id_value)) else {
+        // Read the reply's id once, then compare it with each pending one.
+        let number = id_value.as_u64();
+        let string = id_value.as_str();
+        let Some(slot) = self.position(|p| match &p.id {
+            Id::Number(n) => number == Some(*n),
+            Id::String(s) => string.is_some_and(|j| j == s.as_str()),
+        }) else {
             return Ok(Event::Unmatched(msg));
         };
         let Some(pending) = self.pending.remove_at(slot) else {
