@@ -131,15 +131,21 @@ fn reply_json(reply: Result<&str, &vmwire_std::qmp::QemuError>, pretty: bool) ->
     }
 }
 
+/// An event as QEMU shapes it: timestamp, event, data.
 fn event_json(event: &Event, pretty: bool) -> String {
-    let mut value = serde_json::json!({
-        "event": event.name,
-        "timestamp": { "seconds": event.timestamp.seconds, "microseconds": event.timestamp.microseconds },
-    });
+    let name = serde_json::Value::String(event.name.clone());
+    let (seconds, micros) = (event.timestamp.seconds, event.timestamp.microseconds);
+    let mut text =
+        format!("{{\"timestamp\": {{\"seconds\": {seconds}, \"microseconds\": {micros}}}, \"event\": {name}");
     if !event.data.is_null() {
-        value["data"] = event.data.clone();
+        text.push_str(&format!(", \"data\": {}", event.data));
     }
-    to_json(&value, pretty)
+    text.push('}');
+    match Value::parse(text.as_bytes()) {
+        Ok(v) if pretty => v.pretty(4).to_string(),
+        Ok(v) => v.compact().to_string(),
+        Err(_) => text,
+    }
 }
 
 fn to_json(value: &serde_json::Value, pretty: bool) -> String {
