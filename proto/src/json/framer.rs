@@ -611,6 +611,15 @@ fn special_bytes(w: u64) -> u64 {
     (quote_or_control | backslash | w) & HIGHS
 }
 
+/// High bit set in every byte of `w` that is `"` or `\\` (exact for the
+/// lowest such byte): for skipping strings that are already validated.
+#[inline(always)]
+pub(crate) fn quote_or_backslash(w: u64) -> u64 {
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let backslash = w ^ (ONES * u64::from(b'\\'));
+    ((quote.wrapping_sub(ONES) & !quote) | (backslash.wrapping_sub(ONES) & !backslash)) & HIGHS
+}
+
 /// Scans string contents from `i` (just past the opening quote, or a resume
 /// point) to just past the closing quote, validating escapes and UTF-8.
 #[inline(always)]

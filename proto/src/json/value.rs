@@ -365,16 +365,26 @@ fn skip_ws(raw: &[u8], mut i: usize) -> usize {
 }
 
 /// Index past the string whose opening quote is at `i` (input already validated).
+/// Eight bytes at a time: keys and most values are short, and a call into
+/// `memchr` costs more than the whole scan.
 fn skip_string(raw: &[u8], i: usize) -> usize {
     let mut j = i + 1;
-    while let Some(k) = raw.get(j..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) {
-        j += k;
-        if raw.get(j) == Some(&b'"') {
-            return j + 1;
+    loop {
+        while let Some(chunk) = raw.get(j..j + 8) {
+            let special = framer::quote_or_backslash(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+            if special != 0 {
+                j += (special.trailing_zeros() / 8) as usize;
+                break;
+            }
+            j += 8;
         }
-        j += 2;
+        match raw.get(j) {
+            Some(b'"') => return j + 1,
+            Some(b'\\') => j += 2,
+            Some(_) => j += 1,
+            None => return raw.len(),
+        }
     }
-    raw.len()
 }
 
 /// Index past the value starting at `i` (input already validated).

@@ -135,7 +135,15 @@ pub struct ErrorReply<'a> {
 
 impl ErrorReply<'_> {
     fn parse(v: Value<'_>) -> Option<ErrorReply<'_>> {
-        Some(ErrorReply { class: v.get("class")?.as_str()?, desc: v.get("desc")?.as_str()? })
+        let (mut class, mut desc) = (None, None);
+        for (key, value) in v.as_object()?.members() {
+            if key == "class" {
+                class = value.as_str();
+            } else if key == "desc" {
+                desc = value.as_str();
+            }
+        }
+        Some(ErrorReply { class: class?, desc: desc? })
     }
 }
 
@@ -672,7 +680,15 @@ impl<S: Storage> Core<S> {
 }
 
 fn parse_timestamp(v: Value<'_>) -> Option<Timestamp> {
-    Some(Timestamp { seconds: v.get("seconds")?.as_i64()?, microseconds: v.get("microseconds")?.as_i64()? })
+    let (mut seconds, mut microseconds) = (None, None);
+    for (key, value) in v.as_object()?.members() {
+        if key == "seconds" {
+            seconds = value.as_i64();
+        } else if key == "microseconds" {
+            microseconds = value.as_i64();
+        }
+    }
+    Some(Timestamp { seconds: seconds?, microseconds: microseconds? })
 }
 
 impl<S: Storage> Machine for Client<S> {
