@@ -34,7 +34,7 @@ mod write;
 pub use error::{Error, ErrorKind};
 pub use framer::{Limits, MAX_DEPTH};
 pub use value::{Chunk, Chunks, Elements, JsonStr, Kind, Members, Object, Value};
-pub use write::{ArrayWriter, Escape, ObjectWriter, write_i64, write_str, write_u64, write_value};
+pub use write::{ArrayWriter, Escape, ObjectWriter, Separators, write_i64, write_str, write_u64, write_value};
 
 use crate::buf::{Buf, RxBuf};
 use framer::{Index, Scan, Scanner};
