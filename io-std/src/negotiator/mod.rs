@@ -279,8 +279,8 @@ impl Channel {
         }
     }
 
-    /// Closes the channel.
-    pub fn close(mut self) {
+    /// Closes the channel; later calls fail with [`Error::Closed`].
+    pub fn close(&mut self) {
         self.conn.close();
     }
 
