@@ -205,9 +205,9 @@ impl HostDaemon {
                         }
                     }
                     for (name, path) in targets {
-                        if !workers.contains_key(&name) {
-                            if let Some(worker) = self.start(&name, &path) {
-                                workers.insert(name, worker);
+                        if let std::collections::btree_map::Entry::Vacant(slot) = workers.entry(name) {
+                            if let Some(worker) = self.start(slot.key(), &path) {
+                                slot.insert(worker);
                             }
                         }
                     }
