@@ -428,7 +428,7 @@ fn decode_all<B: vmwire_proto::buf::Buf<u8>>(decoder: &mut Decoder<B>, bytes: &[
     while fed < bytes.len() {
         fed += decoder.receive(&bytes[fed..]);
         while let Some(frame) = decoder.next() {
-            got.push(frame.map(|v| v.raw_str().to_owned()));
+            got.push(frame.map(|m| m.value().raw_str().to_owned()));
         }
     }
     if let Some(e) = decoder.finish() {
@@ -486,7 +486,7 @@ proptest! {
             while at < end {
                 at += decoder.receive(&stream[at..end]);
                 while let Some(frame) = decoder.next() {
-                    decoded.push(frame.unwrap().deserialize::<serde_json::Value>().unwrap());
+                    decoded.push(frame.unwrap().value().deserialize::<serde_json::Value>().unwrap());
                 }
             }
             fed = end;
@@ -546,7 +546,7 @@ fn decode_all_partial<B: vmwire_proto::buf::Buf<u8>>(
     while fed < bytes.len() {
         fed += decoder.receive(&bytes[fed..]);
         while let Some(frame) = decoder.next() {
-            got.push(frame.map(|v| v.raw_str().to_owned()));
+            got.push(frame.map(|m| m.value().raw_str().to_owned()));
         }
     }
     got

@@ -6,7 +6,7 @@ use super::codec::{Decoder, MAX_LENGTH_LINE, Step, write_frame};
 use super::{Config, Error, State, member, str_member};
 use crate::Machine;
 use crate::buf::{Full, Sink, Storage, TxBuf};
-use crate::json::{ArrayWriter, Escape, JsonStr, Kind, ObjectWriter, Separators, Value};
+use crate::json::{ArrayWriter, Escape, JsonStr, Kind, Message, ObjectWriter, Separators, Value};
 
 /// A call's outcome: the `result`, or the peer's `error` text.
 pub type Reply<'a> = Result<Value<'a>, JsonStr<'a>>;
@@ -201,19 +201,19 @@ impl<S: Storage> Core<S> {
     }
 
     /// Turns a frame into an event.
-    fn classify<'a>(&mut self, value: Value<'a>) -> CallerEvent<'a> {
+    fn classify<'a>(&mut self, msg: Message<'a>) -> CallerEvent<'a> {
         if self.stale > 0 {
             self.stale -= 1;
-            return match parse_response(value) {
+            return match parse_response(msg) {
                 Ok(reply) => CallerEvent::Stale(reply),
                 Err(e) => CallerEvent::Malformed(e),
             };
         }
         if self.state != State::Busy {
-            return CallerEvent::Unsolicited(value);
+            return CallerEvent::Unsolicited(msg.value());
         }
         self.state = State::Idle;
-        match parse_response(value) {
+        match parse_response(msg) {
             Ok(Ok(result)) => CallerEvent::Result(result),
             Ok(Err(error)) => CallerEvent::Error(error),
             Err(e) => CallerEvent::Invalid(e),
@@ -247,8 +247,8 @@ impl<S: Storage> Core<S> {
 }
 
 /// Reads `{"success": true, "result": …}` or `{"success": false, "error": "…"}`.
-fn parse_response(value: Value<'_>) -> Result<Reply<'_>, Error> {
-    let obj = value.as_object().ok_or(Error::BadMessage { what: "response is not a JSON object" })?;
+fn parse_response(msg: Message<'_>) -> Result<Reply<'_>, Error> {
+    let obj = msg.object().ok_or(Error::BadMessage { what: "response is not a JSON object" })?;
     match member(obj, "success").and_then(|s| s.as_bool()) {
         Some(true) => {
             member(obj, "result").map(Ok).ok_or(Error::BadMessage { what: "successful response without a \"result\"" })
@@ -286,7 +286,7 @@ impl<S: Storage> Machine for Caller<S> {
         let Caller { decoder, core } = self;
         if core.state != State::Closed {
             match decoder.step() {
-                Step::Frame { start, end } => return Ok(Some(core.classify(decoder.value(start, end)))),
+                Step::Frame { start, end } => return Ok(Some(core.classify(decoder.message(start, end)))),
                 Step::Error(e) => return Ok(Some(core.reject(e))),
                 Step::More if core.eof => {
                     if let Some(e) = decoder.finish() {

@@ -24,7 +24,7 @@
 
 use super::Error;
 use crate::buf::{Buf, Full, RxBuf};
-use crate::json::{self, Value};
+use crate::json::{self, Index, Message};
 
 /// The longest length line accepted, in bytes before its `\n`: room for any
 /// `u64` with a little padding. A longer line is [`Error::LengthLineTooLong`].
@@ -97,6 +97,8 @@ pub struct Decoder<B> {
     offset: u64,
     /// Bytes of the last frame handed out, dropped at the next call.
     later: usize,
+    /// The top-level members of the last frame's value.
+    index: Index,
 }
 
 impl<B: Buf<u8>> Decoder<B> {
@@ -111,6 +113,7 @@ impl<B: Buf<u8>> Decoder<B> {
             limits: Limits { max_frame, max_depth },
             offset: 0,
             later: 0,
+            index: Index::default(),
         }
     }
 
@@ -207,9 +210,9 @@ impl<B: Buf<u8>> Decoder<B> {
     /// more bytes arrive. After an error that [breaks framing](Error::breaks_framing)
     /// nothing more comes out.
     #[allow(clippy::should_implement_trait)] // a lending iterator: `Iterator` cannot express it
-    pub fn next(&mut self) -> Option<Result<Value<'_>, Error>> {
+    pub fn next(&mut self) -> Option<Result<Message<'_>, Error>> {
         match self.step() {
-            Step::Frame { start, end } => Some(Ok(self.value(start, end))),
+            Step::Frame { start, end } => Some(Ok(self.message(start, end))),
             Step::Error(e) => Some(Err(e)),
             Step::More => None,
         }
@@ -239,8 +242,8 @@ impl<B: Buf<u8>> Decoder<B> {
     }
 
     /// The value at `data[start..end]`, as returned by the last [`Decoder::step`].
-    pub(crate) fn value(&self, start: usize, end: usize) -> Value<'_> {
-        Value::trusted(self.rx.data().get(start..end).unwrap_or_default())
+    pub(crate) fn message(&self, start: usize, end: usize) -> Message<'_> {
+        Message::indexed(self.rx.data().get(start..end).unwrap_or_default(), &self.index)
     }
 
     /// [`Decoder::next`] without the borrow.
@@ -271,7 +274,10 @@ impl<B: Buf<u8>> Decoder<B> {
                     self.phase = Phase::Line;
                     self.later = len;
                     return match validate(body, self.limits.max_depth, self.offset) {
-                        Ok((start, end)) => Step::Frame { start, end },
+                        Ok((start, end, index)) => {
+                            self.index = index;
+                            Step::Frame { start, end }
+                        }
                         Err(e) => Step::Error(e),
                     };
                 }
@@ -341,16 +347,14 @@ fn parse_length_line(line: &[u8], offset: u64, complete: bool) -> Result<Option<
 }
 
 /// Validates a frame body: ASCII, then exactly one JSON value. Returns the
-/// value's span within `body`. `offset` is the body's stream offset.
-fn validate(body: &[u8], max_depth: usize, offset: u64) -> Result<(usize, usize), Error> {
-    if let Some(i) = body.iter().position(|b| !b.is_ascii()) {
+/// value's span within `body` and its member index. `offset` is the body's
+/// stream offset.
+fn validate(body: &[u8], max_depth: usize, offset: u64) -> Result<(usize, usize, Index), Error> {
+    if !body.is_ascii() {
+        let i = body.iter().position(|b| !b.is_ascii()).unwrap_or_default();
         return Err(Error::NonAscii { offset: offset + i as u64 });
     }
-    let value = Value::parse_limited(body, max_depth)
-        .map_err(|e| Error::Json(json::Error { offset: offset + e.offset, ..e }))?;
-    // The value starts after the JSON white space that may lead it.
-    let start = body.iter().take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')).count();
-    Ok((start, start + value.raw().len()))
+    json::validate_indexed(body, max_depth).map_err(|e| Error::Json(json::Error { offset: offset + e.offset, ..e }))
 }
 
 /// Writes one frame around the JSON text `body` writes: its length in
@@ -390,7 +394,7 @@ pub fn write_frame<B: Buf<u8>>(out: &mut B, body: impl FnOnce(&mut B) -> Result<
 /// assert_eq!(&out[..], b"23\n{\"result\": \"caf\\u00e9\"}");
 /// # Ok::<(), vmwire_proto::buf::Full>(())
 /// ```
-pub fn encode<B: Buf<u8>>(out: &mut B, value: Value<'_>) -> Result<(), Full> {
+pub fn encode<B: Buf<u8>>(out: &mut B, value: json::Value<'_>) -> Result<(), Full> {
     write_frame(out, |out| json::write_value(out, value, json::Escape::Ascii))
 }
 

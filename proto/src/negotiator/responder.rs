@@ -6,7 +6,7 @@ use super::codec::{Decoder, MAX_LENGTH_LINE, Step, write_frame};
 use super::{Config, Error, State, member};
 use crate::Machine;
 use crate::buf::{Full, Sink, Storage, TxBuf};
-use crate::json::{ArrayWriter, Escape, JsonStr, ObjectWriter, Separators, Value};
+use crate::json::{ArrayWriter, Escape, JsonStr, Message, ObjectWriter, Separators, Value};
 
 /// A request for one of the configured methods.
 #[derive(Debug, Clone, Copy)]
@@ -111,8 +111,8 @@ enum Classified<'a> {
 }
 
 /// Reads `{"method": NAME, "args": [...], "kw": {...}}` (`args` and `kw` optional).
-fn classify<'a>(value: Value<'a>, methods: &'static [&'static str]) -> Result<Classified<'a>, Error> {
-    let obj = value.as_object().ok_or(Error::BadMessage { what: "request is not a JSON object" })?;
+fn classify<'a>(msg: Message<'a>, methods: &'static [&'static str]) -> Result<Classified<'a>, Error> {
+    let obj = msg.object().ok_or(Error::BadMessage { what: "request is not a JSON object" })?;
     let Some(name) = member(obj, "method").and_then(|m| m.as_str()) else {
         return Err(Error::BadMessage { what: "request without a \"method\" string" });
     };
@@ -293,8 +293,7 @@ impl<S: Storage> Machine for Responder<S> {
                 };
                 match step {
                     Step::Frame { start, end } => {
-                        let value = decoder.value(start, end);
-                        return match classify(value, core.config.methods) {
+                        return match classify(decoder.message(start, end), core.config.methods) {
                             Ok(Classified::Request(request)) => {
                                 core.state = State::Busy;
                                 Ok(Some(ResponderEvent::Request(request)))
