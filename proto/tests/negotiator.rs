@@ -423,17 +423,8 @@ fn frame_split_anywhere() {
 }
 
 fn decode_all<B: vmwire_proto::buf::Buf<u8>>(decoder: &mut Decoder<B>, bytes: &[u8]) -> Vec<Result<String, Error>> {
-    let mut got = Vec::new();
-    let mut fed = 0;
-    while fed < bytes.len() {
-        fed += decoder.receive(&bytes[fed..]);
-        while let Some(frame) = decoder.next() {
-            got.push(frame.map(|m| m.value().raw_str().to_owned()));
-        }
-    }
-    if let Some(e) = decoder.finish() {
-        got.push(Err(e));
-    }
+    let mut got = decode_all_partial(decoder, bytes);
+    got.extend(decoder.finish().map(Err));
     got
 }
 

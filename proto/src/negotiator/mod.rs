@@ -15,6 +15,11 @@
 //! the Python peer writes for the same call: `"%d\n%s"`, Python's
 //! separators, every non-ASCII character escaped.
 //!
+//! The original documentation is `docs/reference/negotiator-api.txt`; where
+//! it and negotiator-common's code disagree (the request keys, the length
+//! counted in characters), the code wins, and the captures in
+//! `fixtures/negotiator/` show it.
+//!
 //! The Python peer calls any public method it is sent (even `raw_write`,
 //! which writes raw bytes to the channel). The [`Responder`] hands out only
 //! the methods in its [`Config::methods`] and answers anything else itself.

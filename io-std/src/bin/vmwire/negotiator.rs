@@ -107,13 +107,34 @@ struct GuestArgs {
     common: Common,
 }
 
-/// Parses `raw` as `P`: help goes to standard output with status 0, any
-/// other mistake to standard error with status 1.
-fn parse<P: Parser>(name: &str, raw: Raw) -> Result<P, ExitCode> {
-    P::try_parse_from(std::iter::once(OsString::from(name)).chain(raw.args)).map_err(|e| {
-        let _ = e.print();
-        if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS }
-    })
+/// A tool's whole run, as the original's: parse `raw` as `P` (help to
+/// standard output with status 0, any other mistake status 1); with no
+/// action asked for, print the usage (status 0); else `run` it (status 1 on
+/// any failure).
+fn tool<P: Parser + clap::CommandFactory>(
+    tool: &str,
+    raw: Raw,
+    common: impl FnOnce(&P) -> &Common,
+    has_action: impl FnOnce(&P) -> bool,
+    run: impl FnOnce(&P) -> Result<(), Error>,
+) -> ExitCode {
+    let args = match P::try_parse_from(std::iter::once(OsString::from(format!("vmwire {tool}"))).chain(raw.args)) {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+        }
+    };
+    let levels = common(&args);
+    init_logging(levels.verbose, levels.quiet);
+    if !has_action(&args) {
+        let _ = P::command().print_help();
+        return ExitCode::SUCCESS;
+    }
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(tool, &e),
+    }
 }
 
 /// Reports a failure the way the original does: a message, status 1.
@@ -177,20 +198,13 @@ fn list_commands(channel: &mut Channel) -> Result<(), Error> {
 
 /// `vmwire negotiator-host`.
 pub fn host(raw: Raw) -> ExitCode {
-    let args: HostArgs = match parse("vmwire negotiator-host", raw) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    init_logging(args.common.verbose, args.common.quiet);
-    if !(args.list_guests || args.list_commands || args.execute.is_some() || args.daemon) {
-        use clap::CommandFactory;
-        let _ = HostArgs::command().print_help();
-        return ExitCode::SUCCESS;
-    }
-    match run_host(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail("negotiator-host", &e),
-    }
+    tool(
+        "negotiator-host",
+        raw,
+        |a: &HostArgs| &a.common,
+        |a| a.list_guests || a.list_commands || a.execute.is_some() || a.daemon,
+        run_host,
+    )
 }
 
 fn run_host(args: &HostArgs) -> Result<(), Error> {
@@ -235,20 +249,13 @@ fn run_host(args: &HostArgs) -> Result<(), Error> {
 
 /// `vmwire negotiator-guest`.
 pub fn guest(raw: Raw) -> ExitCode {
-    let args: GuestArgs = match parse("vmwire negotiator-guest", raw) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    init_logging(args.common.verbose, args.common.quiet);
-    if !(args.list_commands || args.execute.is_some() || args.daemon) {
-        use clap::CommandFactory;
-        let _ = GuestArgs::command().print_help();
-        return ExitCode::SUCCESS;
-    }
-    match run_guest(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail("negotiator-guest", &e),
-    }
+    tool(
+        "negotiator-guest",
+        raw,
+        |a: &GuestArgs| &a.common,
+        |a| a.list_commands || a.execute.is_some() || a.daemon,
+        run_guest,
+    )
 }
 
 fn run_guest(args: &GuestArgs) -> Result<(), Error> {
