@@ -127,11 +127,6 @@ impl<B: Buf<u8>> Decoder<B> {
         self.phase == Phase::Broken
     }
 
-    /// Whether the stream stands between two frames.
-    pub fn at_boundary(&self) -> bool {
-        self.phase == Phase::Line && self.rx.data().len() <= self.later
-    }
-
     /// The bytes of memory the receive buffer has taken (never more than its limit).
     pub fn capacity(&self) -> usize {
         self.rx.capacity()
