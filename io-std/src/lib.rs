@@ -6,6 +6,7 @@
 //! deadlines; every byte of the protocol is handled by the machine in
 //! `vmwire-proto`, driven through the one loop in [`transport`].
 
+pub mod negotiator;
 pub mod qemu;
 pub mod qmp;
 pub mod transport;

@@ -188,6 +188,12 @@ impl<M: Machine> Conn<M> {
         &mut self.machine
     }
 
+    /// Takes the stream and the machine apart (to drive the stream with
+    /// another machine, or the same machine over another stream).
+    pub fn into_parts(self) -> (Stream, M) {
+        (self.stream, self.machine)
+    }
+
     /// The stream.
     pub fn stream(&self) -> &Stream {
         &self.stream

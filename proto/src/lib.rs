@@ -11,6 +11,7 @@
 //! | --- | --- |
 //! | [`qmp`] | QEMU Machine Protocol (client) |
 //! | [`json`] | the shared JSON framer, zero-copy reader and writer |
+//! | [`negotiator`] | negotiator's host/guest channel (caller and responder) |
 //!
 //! # Features
 //! - `alloc`: growable, bounded buffers ([`buf::Heap`]) and owned conversions.
@@ -28,6 +29,7 @@ extern crate std;
 
 pub mod buf;
 pub mod json;
+pub mod negotiator;
 pub mod qmp;
 
 /// The face every protocol machine shows its adapter.

@@ -50,6 +50,19 @@ impl<'a> Value<'a> {
         Ok(Value::trusted(text.get(start..end).unwrap_or_default()))
     }
 
+    /// Like [`Value::parse`], with nesting limited to `max_depth` (at most
+    /// [`MAX_DEPTH`](super::MAX_DEPTH)): for text from a peer that is not trusted.
+    ///
+    /// ```
+    /// use vmwire_proto::json::{ErrorKind, Value};
+    /// assert!(Value::parse_limited(b"[[1]]", 2).is_ok());
+    /// assert_eq!(Value::parse_limited(b"[[[1]]]", 2).unwrap_err().kind, ErrorKind::TooDeep { limit: 2 });
+    /// ```
+    pub fn parse_limited(text: &'a [u8], max_depth: usize) -> Result<Self, Error> {
+        let (start, end, _) = framer::validate(text, max_depth.min(MAX_DEPTH))?;
+        Ok(Value::trusted(text.get(start..end).unwrap_or_default()))
+    }
+
     /// Wraps bytes the framer has already validated.
     pub(crate) fn trusted(raw: &'a [u8]) -> Self {
         Value { raw }

@@ -17,6 +17,33 @@ pub enum Escape {
     Ascii,
 }
 
+/// How members and elements are separated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Separators {
+    /// `,` and `:`: the shortest text.
+    #[default]
+    Compact,
+    /// `, ` and `: `: what Python's `json.dumps` writes by default, so that a
+    /// message can be byte for byte the one a Python peer would send.
+    Python,
+}
+
+impl Separators {
+    fn comma(self) -> &'static [u8] {
+        match self {
+            Separators::Compact => b",",
+            Separators::Python => b", ",
+        }
+    }
+
+    fn colon(self) -> &'static [u8] {
+        match self {
+            Separators::Compact => b":",
+            Separators::Python => b": ",
+        }
+    }
+}
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Writes `s` as a quoted JSON string.
@@ -109,6 +136,7 @@ pub fn write_i64<S: Sink + ?Sized>(out: &mut S, n: i64) -> Result<(), Full> {
 pub struct ObjectWriter<'s, S: Sink + ?Sized> {
     out: &'s mut S,
     escape: Escape,
+    sep: Separators,
     first: bool,
 }
 
@@ -121,15 +149,31 @@ impl<'s, S: Sink + ?Sized> ObjectWriter<'s, S> {
     /// Opens an object (writes `{`), escaping strings as `escape` says.
     pub fn with_escape(out: &'s mut S, escape: Escape) -> Result<Self, Full> {
         out.put(b"{")?;
-        Ok(ObjectWriter { out, escape, first: true })
+        Ok(ObjectWriter { out, escape, sep: Separators::Compact, first: true })
+    }
+
+    /// Separates members (and those of nested objects and arrays) as `sep` says.
+    ///
+    /// ```
+    /// use vmwire_proto::json::{Escape, ObjectWriter, Separators};
+    /// let mut out = heapless::Vec::<u8, 64>::new();
+    /// let mut obj = ObjectWriter::with_escape(&mut out, Escape::Ascii)?.separators(Separators::Python);
+    /// obj.str("method", "caf\u{e9}")?.array("args", |_| Ok(()))?;
+    /// obj.finish()?;
+    /// assert_eq!(&out[..], br#"{"method": "caf\u00e9", "args": []}"#);
+    /// # Ok::<(), vmwire_proto::buf::Full>(())
+    /// ```
+    pub fn separators(mut self, sep: Separators) -> Self {
+        self.sep = sep;
+        self
     }
 
     fn key(&mut self, key: &str) -> Result<&mut S, Full> {
         if !core::mem::take(&mut self.first) {
-            self.out.put(b",")?;
+            self.out.put(self.sep.comma())?;
         }
         write_str(self.out, key, self.escape)?;
-        self.out.put(b":")?;
+        self.out.put(self.sep.colon())?;
         Ok(self.out)
     }
 
@@ -178,8 +222,8 @@ impl<'s, S: Sink + ?Sized> ObjectWriter<'s, S> {
         key: &str,
         build: impl FnOnce(&mut ObjectWriter<'_, S>) -> Result<(), Full>,
     ) -> Result<&mut Self, Full> {
-        let escape = self.escape;
-        let mut inner = ObjectWriter::with_escape(self.key(key)?, escape)?;
+        let (escape, sep) = (self.escape, self.sep);
+        let mut inner = ObjectWriter::with_escape(self.key(key)?, escape)?.separators(sep);
         build(&mut inner)?;
         inner.finish()?;
         Ok(self)
@@ -191,8 +235,8 @@ impl<'s, S: Sink + ?Sized> ObjectWriter<'s, S> {
         key: &str,
         build: impl FnOnce(&mut ArrayWriter<'_, S>) -> Result<(), Full>,
     ) -> Result<&mut Self, Full> {
-        let escape = self.escape;
-        let mut inner = ArrayWriter::with_escape(self.key(key)?, escape)?;
+        let (escape, sep) = (self.escape, self.sep);
+        let mut inner = ArrayWriter::with_escape(self.key(key)?, escape)?.separators(sep);
         build(&mut inner)?;
         inner.finish()?;
         Ok(self)
@@ -209,6 +253,7 @@ impl<'s, S: Sink + ?Sized> ObjectWriter<'s, S> {
 pub struct ArrayWriter<'s, S: Sink + ?Sized> {
     out: &'s mut S,
     escape: Escape,
+    sep: Separators,
     first: bool,
 }
 
@@ -221,12 +266,18 @@ impl<'s, S: Sink + ?Sized> ArrayWriter<'s, S> {
     /// Opens an array (writes `[`), escaping strings as `escape` says.
     pub fn with_escape(out: &'s mut S, escape: Escape) -> Result<Self, Full> {
         out.put(b"[")?;
-        Ok(ArrayWriter { out, escape, first: true })
+        Ok(ArrayWriter { out, escape, sep: Separators::Compact, first: true })
+    }
+
+    /// Separates elements (and the members of nested objects) as `sep` says.
+    pub fn separators(mut self, sep: Separators) -> Self {
+        self.sep = sep;
+        self
     }
 
     fn comma(&mut self) -> Result<&mut S, Full> {
         if !core::mem::take(&mut self.first) {
-            self.out.put(b",")?;
+            self.out.put(self.sep.comma())?;
         }
         Ok(self.out)
     }
@@ -256,8 +307,8 @@ impl<'s, S: Sink + ?Sized> ArrayWriter<'s, S> {
         &mut self,
         build: impl FnOnce(&mut ObjectWriter<'_, S>) -> Result<(), Full>,
     ) -> Result<&mut Self, Full> {
-        let escape = self.escape;
-        let mut inner = ObjectWriter::with_escape(self.comma()?, escape)?;
+        let (escape, sep) = (self.escape, self.sep);
+        let mut inner = ObjectWriter::with_escape(self.comma()?, escape)?.separators(sep);
         build(&mut inner)?;
         inner.finish()?;
         Ok(self)

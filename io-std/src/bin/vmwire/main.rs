@@ -3,6 +3,7 @@
 //! Exit status: 0 on success, 1 when the peer answered with an error, 2 on a
 //! usage error, 3 when the connection or the protocol failed.
 
+mod negotiator;
 mod qmp;
 mod shell;
 
@@ -21,12 +22,20 @@ struct Cli {
 enum Commands {
     /// QEMU Machine Protocol: one command, `--events`, or an interactive shell.
     Qmp(qmp::QmpArgs),
+    /// negotiator, host side: list guests, call a guest, or answer them all (the host daemon).
+    #[command(name = "negotiator-host", disable_help_flag = true)]
+    NegotiatorHost(negotiator::Raw),
+    /// negotiator, guest side: call the host, or answer it (the guest daemon).
+    #[command(name = "negotiator-guest", disable_help_flag = true)]
+    NegotiatorGuest(negotiator::Raw),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Commands::Qmp(args) => qmp::run(args),
+        Commands::NegotiatorHost(args) => negotiator::host(args),
+        Commands::NegotiatorGuest(args) => negotiator::guest(args),
     }
 }
 
