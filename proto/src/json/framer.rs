@@ -611,6 +611,18 @@ fn special_bytes(w: u64) -> u64 {
     (quote_or_control | backslash | w) & HIGHS
 }
 
+/// High bit set in every byte of `w` that a writer must escape: `"`, `\\`, a
+/// control character and, if `ascii`, a non-ASCII byte (exact for the lowest
+/// such byte, as in [`special_bytes`]; `!w` keeps non-ASCII bytes out when they
+/// may pass, and they never borrow).
+#[inline(always)]
+pub(crate) fn escape_bytes(w: u64, ascii: bool) -> u64 {
+    let quote_or_control = (w ^ (ONES * 0x02)).wrapping_sub(ONES * 0x21);
+    let backslash = (w ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
+    let mask = if ascii { w } else { 0 };
+    (((quote_or_control | backslash) & !w) | mask) & HIGHS
+}
+
 /// High bit set in every byte of `w` that is `"` or `\\` (exact for the
 /// lowest such byte): for skipping strings that are already validated.
 #[inline(always)]
@@ -903,6 +915,27 @@ mod tests {
         let e = validate(&deep, 128).unwrap_err();
         assert_eq!(e.kind, ErrorKind::TooDeep { limit: 128 });
         assert_eq!(e.offset, 128);
+    }
+
+    #[test]
+    fn swar_masks_find_exactly_the_first_special_byte() {
+        let first = |mask: u64| (mask != 0).then(|| (mask.trailing_zeros() / 8) as usize);
+        for filler in [b'a', b' ', 0xC3, 0x7F, b'#'] {
+            for b in 0..=255u8 {
+                for k in 0..8 {
+                    let mut word = [filler; 8];
+                    word[k] = b;
+                    let w = u64::from_le_bytes(word);
+                    let is = |x: u8, ascii: bool| x < 0x20 || x == b'"' || x == b'\\' || (ascii && x >= 0x80);
+                    let naive = |ascii: bool| word.iter().position(|&x| is(x, ascii));
+                    assert_eq!(first(special_bytes(w)), naive(true), "{filler:#x} {b:#x} {k}");
+                    assert_eq!(first(escape_bytes(w, true)), naive(true), "{filler:#x} {b:#x} {k}");
+                    assert_eq!(first(escape_bytes(w, false)), naive(false), "{filler:#x} {b:#x} {k}");
+                    let quote = word.iter().position(|&x| x == b'"' || x == b'\\');
+                    assert_eq!(first(quote_or_backslash(w)), quote, "{filler:#x} {b:#x} {k}");
+                }
+            }
+        }
     }
 
     #[test]

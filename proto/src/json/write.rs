@@ -57,10 +57,21 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 pub fn write_str<S: Sink + ?Sized>(out: &mut S, s: &str, escape: Escape) -> Result<(), Full> {
     out.put(b"\"")?;
     let bytes = s.as_bytes();
+    let ascii = escape == Escape::Ascii;
     let mut run = 0;
     let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let needs = b < 0x20 || b == b'"' || b == b'\\' || (b >= 0x80 && escape == Escape::Ascii);
+    loop {
+        // Eight bytes at a time while there is nothing to escape.
+        while let Some(chunk) = bytes.get(i..i + 8) {
+            let special = super::framer::escape_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or_default()), ascii);
+            if special != 0 {
+                i += (special.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        let Some(&b) = bytes.get(i) else { break };
+        let needs = b < 0x20 || b == b'"' || b == b'\\' || (b >= 0x80 && ascii);
         if !needs {
             i += 1;
             continue;
