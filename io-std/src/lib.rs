@@ -7,6 +7,7 @@
 //! `vmwire-proto`, driven through the one loop in [`transport`].
 
 pub mod minimega;
+pub mod negotiator;
 pub mod qemu;
 pub mod qmp;
 pub mod transport;

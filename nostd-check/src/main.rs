@@ -3,7 +3,7 @@
 #![no_main]
 
 use vmwire_proto::buf::Fixed;
-use vmwire_proto::{Machine, qmp};
+use vmwire_proto::{Machine, negotiator, qmp};
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
@@ -23,7 +23,13 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     let _ = client.receive(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n");
     let greeted = matches!(client.poll(), Ok(Some(qmp::Event::Greeting(_))));
     let negotiating = client.transmit().starts_with(b"{\"execute\":\"qmp_capabilities\"");
-    if greeted && negotiating && minimega_runs() { 0 } else { 1 }
+    // negotiator: a request in, the responder's answer out, on fixed storage.
+    let mut responder = negotiator::Responder::<Fixed<256, 256, 1>>::new(negotiator::Config::default());
+    let _ = responder.receive(b"27\n{\"method\": \"list_commands\"}");
+    let requested = matches!(responder.poll(), Ok(Some(negotiator::ResponderEvent::Request(r))) if r.method == "list_commands");
+    let answered = responder.respond_array(|a| a.str("caf\u{e9}").map(drop)).is_ok()
+        && responder.transmit() == b"42\n{\"success\": true, \"result\": [\"caf\\u00e9\"]}";
+    if greeted && negotiating && requested && answered && minimega_runs() { 0 } else { 1 }
 }
 
 /// A minimega command, built with the command-line builder, and its reply.

@@ -11,6 +11,7 @@
 //! | --- | --- |
 //! | [`qmp`] | QEMU Machine Protocol (client) |
 //! | [`json`] | the shared JSON framer, zero-copy reader and writer |
+//! | [`negotiator`] | negotiator's host/guest channel (caller and responder) |
 //! | [`minimega`] | minimega's command socket (client) |
 //!
 //! # Features
@@ -30,6 +31,7 @@ extern crate std;
 pub mod buf;
 pub mod json;
 pub mod minimega;
+pub mod negotiator;
 pub mod qmp;
 
 /// The face every protocol machine shows its adapter.

@@ -4,6 +4,7 @@
 //! usage error, 3 when the connection or the protocol failed.
 
 mod minimega;
+mod negotiator;
 mod qmp;
 mod shell;
 
@@ -24,6 +25,12 @@ enum Commands {
     Qmp(qmp::QmpArgs),
     /// minimega's command socket: one command like `minimega -e`, or a shell like `-attach`.
     Minimega(minimega::MinimegaArgs),
+    /// negotiator, host side: list guests, call a guest, or answer them all (the host daemon).
+    #[command(name = "negotiator-host", disable_help_flag = true)]
+    NegotiatorHost(negotiator::Raw),
+    /// negotiator, guest side: call the host, or answer it (the guest daemon).
+    #[command(name = "negotiator-guest", disable_help_flag = true)]
+    NegotiatorGuest(negotiator::Raw),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +38,8 @@ fn main() -> ExitCode {
     match cli.command {
         Commands::Qmp(args) => qmp::run(args),
         Commands::Minimega(args) => minimega::run(args),
+        Commands::NegotiatorHost(args) => negotiator::host(args),
+        Commands::NegotiatorGuest(args) => negotiator::guest(args),
     }
 }
 
