@@ -419,10 +419,12 @@ impl Minimega {
         self.request = Some(prefix.to_string());
         self.conn.machine_mut().suggest(prefix)?;
         self.flush()?;
-        self.drive(|event| match event {
+        let lines = self.drive(|event| match event {
             Event::Suggestions(s) => Some(s.map(|s| s.to_cow().into_owned()).collect()),
             _ => None,
-        })
+        })?;
+        self.request = None;
+        Ok(lines)
     }
 
     /// A handle whose commands all run in namespace `name` (each carries the
