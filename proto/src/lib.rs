@@ -11,6 +11,8 @@
 //! | --- | --- |
 //! | [`qmp`] | QEMU Machine Protocol (client) |
 //! | [`json`] | the shared JSON framer, zero-copy reader and writer |
+//! | [`negotiator`] | negotiator's host/guest channel (caller and responder) |
+//! | [`minimega`] | minimega's command socket (client) |
 //! | [`http`] | HTTP/1.x framing (client and server) for XML-RPC |
 //! | [`xmlrpc`] | XML-RPC: zero-copy parser, writer, serde, client and server machines |
 //! | [`xenapi`] | the XenAPI (xapi) over XML-RPC: results, failures, tasks, a session machine |
@@ -34,6 +36,8 @@ extern crate std;
 pub mod buf;
 pub mod http;
 pub mod json;
+pub mod minimega;
+pub mod negotiator;
 pub mod qmp;
 pub mod xenapi;
 pub mod xmlrpc;

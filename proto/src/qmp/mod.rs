@@ -135,7 +135,15 @@ pub struct ErrorReply<'a> {
 
 impl ErrorReply<'_> {
     fn parse(v: Value<'_>) -> Option<ErrorReply<'_>> {
-        Some(ErrorReply { class: v.get("class")?.as_str()?, desc: v.get("desc")?.as_str()? })
+        let (mut class, mut desc) = (None, None);
+        for (key, value) in v.as_object()?.members() {
+            if key == "class" {
+                class = value.as_str();
+            } else if key == "desc" {
+                desc = value.as_str();
+            }
+        }
+        Some(ErrorReply { class: class?, desc: desc? })
     }
 }
 
@@ -633,7 +641,13 @@ impl<S: Storage> Core<S> {
                 Ok(_) => Event::Unmatched(msg),
             });
         };
-        let Some(slot) = self.position(|p| p.id.matches(id_value)) else {
+        // Read the reply's id once, then compare it with each pending one.
+        let number = id_value.as_u64();
+        let string = id_value.as_str();
+        let Some(slot) = self.position(|p| match &p.id {
+            Id::Number(n) => number == Some(*n),
+            Id::String(s) => string.is_some_and(|j| j == s.as_str()),
+        }) else {
             return Ok(Event::Unmatched(msg));
         };
         let Some(pending) = self.pending.remove_at(slot) else {
@@ -666,7 +680,15 @@ impl<S: Storage> Core<S> {
 }
 
 fn parse_timestamp(v: Value<'_>) -> Option<Timestamp> {
-    Some(Timestamp { seconds: v.get("seconds")?.as_i64()?, microseconds: v.get("microseconds")?.as_i64()? })
+    let (mut seconds, mut microseconds) = (None, None);
+    for (key, value) in v.as_object()?.members() {
+        if key == "seconds" {
+            seconds = value.as_i64();
+        } else if key == "microseconds" {
+            microseconds = value.as_i64();
+        }
+    }
+    Some(Timestamp { seconds: seconds?, microseconds: microseconds? })
 }
 
 impl<S: Storage> Machine for Client<S> {

@@ -3,6 +3,8 @@
 //! Exit status: 0 on success, 1 when the peer answered with an error, 2 on a
 //! usage error, 3 when the connection or the protocol failed.
 
+mod minimega;
+mod negotiator;
 mod qmp;
 mod shell;
 mod xmlrpc;
@@ -22,6 +24,14 @@ struct Cli {
 enum Commands {
     /// QEMU Machine Protocol: one command, `--events`, or an interactive shell.
     Qmp(qmp::QmpArgs),
+    /// minimega's command socket: one command like `minimega -e`, or a shell like `-attach`.
+    Minimega(minimega::MinimegaArgs),
+    /// negotiator, host side: list guests, call a guest, or answer them all (the host daemon).
+    #[command(name = "negotiator-host", disable_help_flag = true)]
+    NegotiatorHost(negotiator::Raw),
+    /// negotiator, guest side: call the host, or answer it (the guest daemon).
+    #[command(name = "negotiator-guest", disable_help_flag = true)]
+    NegotiatorGuest(negotiator::Raw),
     /// XML-RPC: call one method on any server, print the reply as JSON.
     Xmlrpc(xmlrpc::XmlrpcArgs),
     /// XenAPI (xapi): log in, make one call, print the Value as JSON.
@@ -32,6 +42,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Commands::Qmp(args) => qmp::run(args),
+        Commands::Minimega(args) => minimega::run(args),
+        Commands::NegotiatorHost(args) => negotiator::host(args),
+        Commands::NegotiatorGuest(args) => negotiator::guest(args),
         Commands::Xmlrpc(args) => xmlrpc::run_xmlrpc(args),
         Commands::Xenapi(args) => xmlrpc::run_xenapi(args),
     }
