@@ -274,6 +274,16 @@ impl<B: Buf<u8>> RxBuf<B> {
         self.storage.as_slice().get(self.head..self.tail).unwrap_or(&[])
     }
 
+    /// The most bytes the buffer will ever hold.
+    pub(crate) fn limit(&self) -> usize {
+        self.storage.limit()
+    }
+
+    /// Unconsumed bytes, to rewrite in place.
+    pub(crate) fn data_mut(&mut self) -> &mut [u8] {
+        self.storage.as_mut_slice().get_mut(self.head..self.tail).unwrap_or(&mut [])
+    }
+
     /// Drops `n` bytes from the front now.
     pub(crate) fn consume(&mut self, n: usize) {
         self.head = (self.head + n).min(self.tail);

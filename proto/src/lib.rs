@@ -11,6 +11,9 @@
 //! | --- | --- |
 //! | [`qmp`] | QEMU Machine Protocol (client) |
 //! | [`json`] | the shared JSON framer, zero-copy reader and writer |
+//! | [`hmp`] | QEMU's human monitor (readline monitor client), and HMP over QMP |
+//! | [`qga`] | the QEMU guest agent (client) |
+//! | [`base64`] | base64 in and out of JSON strings (the guest agent's payloads) |
 //!
 //! # Features
 //! - `alloc`: growable, bounded buffers ([`buf::Heap`]) and owned conversions.
@@ -26,8 +29,12 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod base64;
 pub mod buf;
+pub mod hmp;
 pub mod json;
+mod qapi;
+pub mod qga;
 pub mod qmp;
 
 /// The face every protocol machine shows its adapter.
