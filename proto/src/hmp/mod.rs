@@ -254,9 +254,7 @@ enum Phase {
     Banner,
     /// The prompt is showing; nothing is queued.
     Idle,
-    /// The front command may be written; not a byte of it has been yet.
-    Armed,
-    /// The front command is out: its echo comes back.
+    /// The front command goes out: its echo comes back.
     Echo(Echo),
     /// The echo ended: output, until the prompt.
     Output,
@@ -395,7 +393,7 @@ impl<S: Storage> Client<S> {
         match self.phase {
             Phase::Banner => State::AwaitingPrompt,
             Phase::Idle => State::Ready,
-            Phase::Armed | Phase::Echo(_) | Phase::Output => State::Busy,
+            Phase::Echo(_) | Phase::Output => State::Busy,
             Phase::Closing | Phase::Closed => State::Closed,
         }
     }
@@ -423,7 +421,10 @@ impl<S: Storage> Client<S> {
         let id = self.front_id + self.lines;
         self.lines += 1;
         if matches!(self.phase, Phase::Idle) {
-            self.phase = Phase::Armed;
+            // Whatever came while nothing ran is not this command's echo.
+            self.settle();
+            self.unsolicited = self.rx.data().len();
+            self.phase = Phase::Echo(Echo::default());
         }
         Ok(id)
     }
@@ -468,7 +469,7 @@ impl<S: Storage> Client<S> {
         self.lines = self.lines.saturating_sub(1);
         self.front_id += 1;
         self.sent = 0;
-        self.phase = if self.lines > 0 { Phase::Armed } else { Phase::Idle };
+        self.phase = if self.lines > 0 { Phase::Echo(Echo::default()) } else { Phase::Idle };
         self.scan = Scan::line_start();
         self.overflow = false;
     }
@@ -498,7 +499,7 @@ impl<S: Storage> Client<S> {
                         return Some(Found::Mismatch(offset));
                     }
                 }
-                Phase::Banner | Phase::Idle | Phase::Armed | Phase::Output => {
+                Phase::Banner | Phase::Idle | Phase::Output => {
                     let data = self.rx.data();
                     let Some(at) = self.scan.find(data) else {
                         let max = self.max_output();
@@ -513,7 +514,7 @@ impl<S: Storage> Client<S> {
                     self.later = at + PROMPT.len();
                     return Some(match self.phase {
                         Phase::Banner => {
-                            self.phase = if self.lines > 0 { Phase::Armed } else { Phase::Idle };
+                            self.phase = if self.lines > 0 { Phase::Echo(Echo::default()) } else { Phase::Idle };
                             self.scan = Scan::line_start();
                             Found::Banner(at)
                         }
@@ -554,7 +555,7 @@ impl<S: Storage> Client<S> {
                 self.drop_front();
                 Some(Found::Failed { id, output: Some(buffered) })
             }
-            Phase::Banner | Phase::Idle | Phase::Armed if buffered > 0 => Some(Found::Unsolicited(buffered)),
+            Phase::Banner | Phase::Idle if buffered > 0 => Some(Found::Unsolicited(buffered)),
             _ => self.wind_down(),
         }
     }
@@ -643,7 +644,7 @@ impl<S: Storage> Machine for Client<S> {
 
     fn transmit(&self) -> &[u8] {
         match self.phase {
-            Phase::Armed | Phase::Echo(_) | Phase::Output => {
+            Phase::Echo(_) | Phase::Output => {
                 self.queue.as_slice().get(self.sent..self.front_len()).unwrap_or_default()
             }
             _ => &[],
@@ -651,16 +652,7 @@ impl<S: Storage> Machine for Client<S> {
     }
 
     fn transmitted(&mut self, n: usize) {
-        if n == 0 {
-            return;
-        }
         self.sent = (self.sent + n).min(self.front_len());
-        if matches!(self.phase, Phase::Armed) {
-            // From here on what comes is the echo; what came before is not.
-            self.settle();
-            self.unsolicited = self.rx.data().len();
-            self.phase = Phase::Echo(Echo::default());
-        }
     }
 }
 
