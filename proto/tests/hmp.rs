@@ -189,7 +189,7 @@ fn commands_written_together_run_one_at_a_time() {
 fn cr_and_lf_each_end_a_line() {
     // "info status\r\n" is two lines for readline: the status, then an empty one.
     let log = replay(fixture!("07_line_endings"), &[usize::MAX]);
-    let status = format!("{PRELAUNCH}");
+    let status = PRELAUNCH;
     assert_eq!(
         log,
         [
