@@ -9,3 +9,5 @@
 pub mod qemu;
 pub mod qmp;
 pub mod transport;
+pub mod hmp;
+pub mod qga;

@@ -579,18 +579,10 @@ impl<S: Storage> Client<S> {
 
     /// Turns `\r\n` into `\n` in the first `len` bytes if asked; the new length.
     fn normalise(&mut self, len: usize) -> usize {
-        if !self.config.lf_newlines {
-            return len;
+        match self.rx.data_mut().get_mut(..len) {
+            Some(text) if self.config.lf_newlines => lf_newlines(text),
+            _ => len,
         }
-        let Some(text) = self.rx.data_mut().get_mut(..len) else { return len };
-        let (mut read, mut write) = (0, 0);
-        while let Some(k) = memchr::memmem::find(text.get(read..).unwrap_or_default(), b"\r\n") {
-            text.copy_within(read..read + k, write);
-            write += k;
-            read += k + 1;
-        }
-        text.copy_within(read..len, write);
-        write + (len - read)
     }
 
     fn event(&self, found: Found) -> Event<'_> {
@@ -708,6 +700,33 @@ impl<'a> Status<'a> {
         };
         Some(Status { running, state, single_step })
     }
+}
+
+/// Turns every `\r\n` in `text` into `\n`, in place; returns the new
+/// length (a lone `\r` stays: it is text, such as a progress line's).
+///
+/// ```
+/// let mut text = *b"a\r\nb\rc\r\n";
+/// let n = vmwire_proto::hmp::lf_newlines(&mut text);
+/// assert_eq!(&text[..n], b"a\nb\rc\n");
+/// ```
+pub fn lf_newlines(text: &mut [u8]) -> usize {
+    let len = text.len();
+    let (mut read, mut write) = (0, 0);
+    while let Some(k) = memchr::memchr(b'\n', text.get(read..).unwrap_or_default()) {
+        let newline = read + k;
+        // Keep everything up to the `\n`, less a `\r` right before it.
+        let end = if k > 0 && text.get(newline - 1) == Some(&b'\r') { newline - 1 } else { newline };
+        text.copy_within(read..end, write);
+        write += end - read;
+        if let Some(b) = text.get_mut(write) {
+            *b = b'\n';
+        }
+        write += 1;
+        read = newline + 1;
+    }
+    text.copy_within(read..len, write);
+    write + (len - read)
 }
 
 /// Runs `line` through QMP's `human-monitor-command`: the same commands
