@@ -395,21 +395,24 @@ impl Monitor {
     /// Migrates to `uri` (`tcp:HOST:PORT`, `unix:PATH`, `exec:CMD`, …).
     pub fn migrate(&mut self, uri: &str, flags: Migrate) -> Result<(), Error> {
         let mut line = String::from("migrate");
-        for (on, flag) in [(flags.detach, " -d"), (flags.block, " -b"), (flags.incremental, " -i"), (flags.resume, " -r")] {
+        for (on, flag) in
+            [(flags.detach, " -d"), (flags.block, " -b"), (flags.incremental, " -i"), (flags.resume, " -r")]
+        {
             if on {
                 line.push_str(flag);
             }
         }
         line.push(' ');
-        line.push_str(uri);
+        line.push_str(&quote(uri));
         self.quiet(&line)
     }
 
     /// Caps migration bandwidth at `bytes_per_second`. (The old
     /// `migrate_set_speed` is gone from QEMU; this is its replacement,
-    /// `migrate_set_parameter max-bandwidth`.)
+    /// `migrate_set_parameter max-bandwidth`, given in bytes: without a
+    /// suffix QEMU would read MiB.)
     pub fn migrate_set_speed(&mut self, bytes_per_second: u64) -> Result<(), Error> {
-        self.quiet(&format!("migrate_set_parameter max-bandwidth {bytes_per_second}"))
+        self.quiet(&format!("migrate_set_parameter max-bandwidth {bytes_per_second}B"))
     }
 
     /// Quits QEMU (`quit`): done when QEMU has read the line and closed the monitor.

@@ -377,7 +377,12 @@ impl Agent {
 
     /// Waits for command `id`'s reply. A command that does not answer
     /// when it succeeds gets a `guest-ping` behind it, whose reply shows it did.
-    fn wait<T>(&mut self, name: &str, id: Id, on_return: impl FnOnce(Value<'_>) -> Result<T, Error>) -> Result<T, Error> {
+    fn wait<T>(
+        &mut self,
+        name: &str,
+        id: Id,
+        on_return: impl FnOnce(Value<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         if QUIET_COMMANDS.contains(&name) {
             self.conn.machine_mut().execute("guest-ping", None)?;
         }
@@ -526,11 +531,7 @@ impl Agent {
     }
 
     /// Runs `work` on an open handle, then closes it whatever happened.
-    fn with_handle<T>(
-        &mut self,
-        handle: i64,
-        work: impl FnOnce(&mut Self) -> Result<T, Error>,
-    ) -> Result<T, Error> {
+    fn with_handle<T>(&mut self, handle: i64, work: impl FnOnce(&mut Self) -> Result<T, Error>) -> Result<T, Error> {
         let result = work(self);
         let mut args = |a: &mut ObjectWriter<'_, Bounded<u8>>| a.i64("handle", handle).map(drop);
         let closed = self.request("guest-file-close", Some(&mut args), |_| Ok(()));
@@ -548,7 +549,8 @@ impl Agent {
             let mut data = Vec::new();
             loop {
                 data.clear();
-                let mut args = |a: &mut ObjectWriter<'_, Bounded<u8>>| a.i64("handle", handle)?.u64("count", chunk).map(drop);
+                let mut args =
+                    |a: &mut ObjectWriter<'_, Bounded<u8>>| a.i64("handle", handle)?.u64("count", chunk).map(drop);
                 let (count, eof) = agent.request("guest-file-read", Some(&mut args), |v| {
                     let read = FileRead::parse(v).ok_or_else(|| Error::Unexpected(v.raw_str().into()))?;
                     base64::decode_json(&mut data, read.data)?;
@@ -587,7 +589,8 @@ impl Agent {
                     return Ok(total);
                 }
                 let chunk = buf.get(..n).unwrap_or_default();
-                let mut args = |a: &mut ObjectWriter<'_, Bounded<u8>>| a.i64("handle", handle)?.base64("buf-b64", chunk).map(drop);
+                let mut args =
+                    |a: &mut ObjectWriter<'_, Bounded<u8>>| a.i64("handle", handle)?.base64("buf-b64", chunk).map(drop);
                 let count = agent.request("guest-file-write", Some(&mut args), |v| {
                     v.get("count").and_then(|c| c.as_u64()).ok_or_else(|| Error::Unexpected(v.raw_str().into()))
                 })?;
