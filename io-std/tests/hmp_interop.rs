@@ -193,3 +193,21 @@ fn qemu_killed_mid_session() {
     assert!(matches!(hmp.command("info status"), Err(Error::Closed)));
     assert!(matches!(hmp.command("info status"), Err(Error::Closed | Error::Protocol(_))));
 }
+
+#[test]
+fn the_command_line_tool() {
+    let vmwire = env!("CARGO_BIN_EXE_vmwire");
+    let out = std::process::Command::new(vmwire).args(["hmp", "--launch", "info", "status"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"VM status: paused (prelaunch)\n");
+    let qemu = builder().qmp().spawn().unwrap();
+    let qmp = qemu.qmp_path().unwrap().to_str().unwrap();
+    let out = std::process::Command::new(vmwire)
+        .args(["hmp", "--via-qmp", qmp, "--crlf", "info", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"VM status: paused (prelaunch)\r\n");
+    // A line QEMU's readline cannot take is a usage error.
+    let out = std::process::Command::new(vmwire).args(["hmp", "--launch", "info\tstatus"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -281,3 +281,41 @@ fn a_timeout_resyncs_before_the_next_command() {
     agent.ping().unwrap();
     ga.kill();
 }
+
+#[test]
+fn the_command_line_tool() {
+    let ga = Ga::start(&[]);
+    let vmwire = |args: &[&str], stdin: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vmwire"))
+            .arg("qga")
+            .arg("--socket")
+            .arg(ga.socket())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = vmwire(&["guest-ping"], b"");
+    assert_eq!((out.status.code(), out.stdout.as_slice()), (Some(0), &b"{\"return\":{}}\n"[..]));
+    let out = vmwire(&["guest-file-open", "path=/nonexistent/file"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.starts_with(b"{\"error\":{\"class\":\"GenericError\""));
+    let out = vmwire(&["exec", "--", "/bin/sh", "-c", "echo out; echo err >&2; exit 7"], b"");
+    assert_eq!(
+        (out.status.code(), out.stdout.as_slice(), out.stderr.as_slice()),
+        (Some(7), &b"out\n"[..], &b"err\n"[..])
+    );
+    let out = vmwire(&["--stdin", "exec", "--", "/usr/bin/wc", "-c"], &[7; 5000]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "5000");
+    let data: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+    let path = ga.path("put");
+    assert!(vmwire(&["put", &path], &data).status.success());
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+    let out = vmwire(&["cat", &path], b"");
+    assert!(out.status.success());
+    assert_eq!(out.stdout, data);
+}

@@ -3,6 +3,8 @@
 //! Exit status: 0 on success, 1 when the peer answered with an error, 2 on a
 //! usage error, 3 when the connection or the protocol failed.
 
+mod hmp;
+mod qga;
 mod qmp;
 mod shell;
 
@@ -21,12 +23,18 @@ struct Cli {
 enum Commands {
     /// QEMU Machine Protocol: one command, `--events`, or an interactive shell.
     Qmp(qmp::QmpArgs),
+    /// QEMU's human monitor: one command, or a shell.
+    Hmp(hmp::HmpArgs),
+    /// The QEMU guest agent: a command, `exec`, `cat`, `put`, or a shell.
+    Qga(qga::QgaArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Commands::Qmp(args) => qmp::run(args),
+        Commands::Hmp(args) => hmp::run(args),
+        Commands::Qga(args) => qga::run(args),
     }
 }
 

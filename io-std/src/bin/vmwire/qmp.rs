@@ -115,7 +115,7 @@ fn print_events(qmp: &mut Qmp, pretty: bool) -> ExitCode {
 }
 
 /// `{"return": …}` or `{"error": {"class", "desc"}}`, as QEMU shapes a reply.
-fn reply_json(reply: Result<&str, &vmwire_std::qmp::QemuError>, pretty: bool) -> String {
+pub fn reply_json(reply: Result<&str, &vmwire_std::qmp::QemuError>, pretty: bool) -> String {
     let value = match reply {
         Ok(raw) => serde_json::json!({ "return": serde_json::from_str::<serde_json::Value>(raw).unwrap_or_default() }),
         Err(e) => serde_json::json!({ "error": { "class": e.class, "desc": e.desc } }),
