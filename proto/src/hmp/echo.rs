@@ -45,6 +45,17 @@ pub(super) struct Echo {
 
 const CURSOR_LEFT: &[u8; 3] = b"\x1b[D";
 
+/// Eight of them: long lines echo runs of hundreds.
+const CURSOR_LEFT_8: [u8; 24] = {
+    let mut eight = [0; 24];
+    let mut i = 0;
+    while i < 24 {
+        eight[i] = CURSOR_LEFT[i % 3];
+        i += 1;
+    }
+    eight
+};
+
 impl Echo {
     /// Plays `data` (stream offset `offset`) against the line `command`.
     /// Returns how many bytes belong to the echo and whether it ended (at
@@ -55,6 +66,10 @@ impl Echo {
             if self.seq == Seq::None {
                 // The common case first: runs of `ESC[D`, and runs of text
                 // that are the command's own bytes.
+                while data.get(i..i + CURSOR_LEFT_8.len()) == Some(&CURSOR_LEFT_8[..]) {
+                    self.cursor = self.cursor.saturating_sub(8);
+                    i += CURSOR_LEFT_8.len();
+                }
                 while data.get(i..i + 3) == Some(CURSOR_LEFT) {
                     self.cursor = self.cursor.saturating_sub(1);
                     i += 3;

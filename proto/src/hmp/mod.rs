@@ -267,56 +267,47 @@ enum Phase {
 /// Looking for the prompt at the start of a line.
 #[derive(Debug, Clone, Copy, Default)]
 struct Scan {
-    /// Start of the line whose first bytes may be the prompt, if any.
-    line: Option<usize>,
-    /// Bytes already looked at.
+    /// Where the search resumes: no prompt at a line start begins before it.
     scanned: usize,
+    /// Whether the region's first byte begins a line.
+    line_start: bool,
 }
 
 impl Scan {
     /// A region that begins at the start of a line.
     fn line_start() -> Self {
-        Scan { line: Some(0), scanned: 0 }
+        Scan { scanned: 0, line_start: true }
     }
 
     /// Where the prompt starts in `d`, looking only at bytes not yet seen.
     fn find(&mut self, d: &[u8]) -> Option<usize> {
-        loop {
-            if let Some(line) = self.line {
-                let seen = d.get(line..).unwrap_or_default();
-                let n = seen.len().min(PROMPT.len());
-                if seen.get(..n) == PROMPT.get(..n) {
-                    if n == PROMPT.len() {
-                        return Some(line);
-                    }
-                    // All there is matches so far: wait for more.
-                    self.scanned = d.len();
-                    return None;
-                }
-                self.line = None;
+        let mut from = self.scanned;
+        while let Some(k) = memchr::memmem::find(d.get(from..).unwrap_or_default(), PROMPT) {
+            let at = from + k;
+            let starts_line = match at.checked_sub(1) {
+                None => self.line_start,
+                Some(before) => matches!(d.get(before), Some(b'\n' | b'\r')),
+            };
+            if starts_line {
+                return Some(at);
             }
-            let from = self.scanned;
-            match memchr::memchr2(b'\n', b'\r', d.get(from..).unwrap_or_default()) {
-                Some(k) => {
-                    self.line = Some(from + k + 1);
-                    self.scanned = from + k + 1;
-                }
-                None => {
-                    self.scanned = d.len();
-                    return None;
-                }
-            }
+            from = at + 1;
         }
+        // A prompt may still begin in the last bytes, cut short.
+        self.scanned = from.max(d.len().saturating_sub(PROMPT.len() - 1));
+        None
     }
 
-    /// How many bytes at the front can go without losing a prompt.
+    /// How many bytes at the front can go without losing a prompt (the
+    /// byte before one tells whether it begins a line).
     fn droppable(&self) -> usize {
-        self.line.unwrap_or(self.scanned)
+        self.scanned.saturating_sub(1)
     }
 
+    /// `n` bytes were dropped from the front.
     fn shift(&mut self, n: usize) {
         self.scanned -= n.min(self.scanned);
-        self.line = self.line.map(|l| l - n.min(l));
+        self.line_start &= n == 0;
     }
 }
 
@@ -451,7 +442,6 @@ impl<S: Storage> Client<S> {
     fn consume(&mut self, n: usize) {
         self.rx.consume(n);
         self.offset += n as u64;
-        self.scan.shift(n);
     }
 
     /// Output limit in force: the configured one, within the buffer.
@@ -487,8 +477,7 @@ impl<S: Storage> Client<S> {
                     let len = self.front_len().saturating_sub(1);
                     let command = self.queue.as_slice().get(..len).unwrap_or_default();
                     let (used, done) = echo.run(self.rx.data(), command, self.offset);
-                    self.rx.consume(used);
-                    self.offset += used as u64;
+                    self.consume(used);
                     if !done {
                         self.phase = Phase::Echo(echo);
                         break;
@@ -508,6 +497,7 @@ impl<S: Storage> Client<S> {
                             self.overflow |= matches!(self.phase, Phase::Output);
                             let n = self.scan.droppable();
                             self.consume(n);
+                            self.scan.shift(n);
                         }
                         break;
                     };
