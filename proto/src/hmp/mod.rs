@@ -139,16 +139,18 @@ pub enum Event<'a> {
         /// The limit, in bytes.
         limit: usize,
     },
-    /// Text that came while no command was running (ended by a prompt, or
-    /// when a command went out).
+    /// Text that came while no command was running: up to a prompt, up to
+    /// where a command went out, or the stream's end; in pieces of the
+    /// output limit if it runs on longer with no prompt.
     Unsolicited(&'a [u8]),
     /// The echo of the command now running was not that command: something
     /// else was printed between the prompt and the command's output, or the
     /// last output ended early. Its output is still reported.
     Malformed(Error),
     /// The session closed before command `id` finished. `output` is `Some`
-    /// (what QEMU printed, possibly nothing) when QEMU had read the whole
-    /// line and so ran it, as `quit` does; `None` when it may not have run.
+    /// (what QEMU printed, possibly nothing; nothing if it was over the
+    /// limit) when QEMU had read the whole line and so ran it, as `quit`
+    /// does; `None` when it may not have run.
     Failed {
         /// The command's id.
         id: u64,
@@ -444,7 +446,8 @@ impl<S: Storage> Client<S> {
         self.offset += n as u64;
     }
 
-    /// Output limit in force: the configured one, within the buffer.
+    /// Output limit in force: the configured one, within the buffer (which
+    /// must hold it, a prompt, and room to read).
     fn max_output(&self) -> usize {
         self.config.max_output.min(self.rx.limit().saturating_sub(PROMPT.len() + MIN_SPARE))
     }
@@ -490,11 +493,25 @@ impl<S: Storage> Client<S> {
                 }
                 Phase::Banner | Phase::Idle | Phase::Output => {
                     let data = self.rx.data();
-                    let Some(at) = self.scan.find(data) else {
-                        let max = self.max_output();
-                        if data.len() > max {
-                            // Over the limit: keep only what may be the prompt.
-                            self.overflow |= matches!(self.phase, Phase::Output);
+                    let max = self.max_output();
+                    let found = self.scan.find(data);
+                    // Decided on what the bytes are, never on how they were
+                    // chunked: with no prompt yet, the next one can begin no
+                    // earlier than PROMPT.len() - 1 bytes from the end.
+                    let over = found.map_or(data.len() >= max + PROMPT.len(), |at| at > max);
+                    if over && !matches!(self.phase, Phase::Output) {
+                        // Text with no prompt in sight, handed out in pieces of the limit.
+                        let piece = max.max(1);
+                        let line_start = matches!(data.get(piece - 1), Some(b'\n' | b'\r'));
+                        self.scan = Scan { scanned: 0, line_start };
+                        self.later = piece;
+                        return Some(Found::Unsolicited(piece));
+                    }
+                    let Some(at) = found else {
+                        if over {
+                            // The output is over the limit: keep only what
+                            // may begin the prompt.
+                            self.overflow = true;
                             let n = self.scan.droppable();
                             self.consume(n);
                             self.scan.shift(n);
@@ -510,7 +527,7 @@ impl<S: Storage> Client<S> {
                         }
                         Phase::Output => {
                             let id = self.front_id;
-                            let overflow = self.overflow;
+                            let overflow = self.overflow || at > max;
                             self.next_command();
                             if overflow {
                                 Found::TooLarge { id }
@@ -543,7 +560,9 @@ impl<S: Storage> Client<S> {
             Phase::Output if self.lines > 0 => {
                 let id = self.front_id;
                 self.drop_front();
-                Some(Found::Failed { id, output: Some(buffered) })
+                // Output over the limit was dropped as it came: none of it.
+                let output = if self.overflow { 0 } else { buffered };
+                Some(Found::Failed { id, output: Some(output) })
             }
             Phase::Banner | Phase::Idle if buffered > 0 => Some(Found::Unsolicited(buffered)),
             _ => self.wind_down(),
