@@ -12,7 +12,7 @@
 use core::fmt;
 
 use crate::buf::{Buf, Full, Sink, TxBuf};
-use crate::json::{JsonStr, Object, ObjectWriter, Value};
+use crate::json::{JsonStr, Kind, Object, ObjectWriter, Value};
 
 /// Longest caller-chosen string id, in bytes.
 pub const MAX_ID_LEN: usize = 64;
@@ -206,8 +206,10 @@ pub(crate) enum Ending {
 }
 
 /// Why a command could not be sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SendError {
+    ArgumentsNotObject,
+    IdInUse(Id),
     TooManyPending { limit: usize },
     TransmitFull(Full),
 }
@@ -251,6 +253,19 @@ impl<T: Buf<Pending>> Table<T> {
             if !self.contains(&id) {
                 return id;
             }
+        }
+    }
+
+    /// The id `command` goes out under: its own, if not in use, or a fresh
+    /// one. Its arguments must be an object.
+    pub(crate) fn admit(&mut self, command: &Command<'_>) -> Result<Id, SendError> {
+        if command.arguments.is_some_and(|a| a.kind() != Kind::Object) {
+            return Err(SendError::ArgumentsNotObject);
+        }
+        match &command.id {
+            Some(id) if self.contains(id) => Err(SendError::IdInUse(id.clone())),
+            Some(id) => Ok(id.clone()),
+            None => Ok(self.fresh_id()),
         }
     }
 

@@ -202,6 +202,28 @@ impl<B: Buf<u8>> Framer<B> {
         }
     }
 
+    /// [`Framer::step`], and at the end of the stream (`eof`) what
+    /// [`Framer::finish`] makes of the rest.
+    pub(crate) fn step_until(&mut self, eof: bool) -> Step {
+        match self.step() {
+            Step::More if eof => self.step_finish().unwrap_or(Step::More),
+            step => step,
+        }
+    }
+
+    /// Commits `n` received bytes like [`Framer::recv_commit`]; with
+    /// `drop`, for a machine that is closed, drops everything buffered.
+    pub(crate) fn commit(&mut self, n: usize, drop: bool) -> bool {
+        if !self.rx.commit(n) {
+            return false;
+        }
+        if drop {
+            let all = self.buffered().len();
+            self.discard(all);
+        }
+        true
+    }
+
     /// [`Framer::finish`] without the borrow.
     pub(crate) fn step_finish(&mut self) -> Option<Step> {
         self.settle();

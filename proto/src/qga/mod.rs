@@ -40,7 +40,7 @@ use core::fmt;
 
 use crate::Machine;
 use crate::buf::{Full, Sink, Storage, TxBuf};
-use crate::json::{self, Framer, JsonStr, Kind, Limits, Message, ObjectWriter, Step, Value};
+use crate::json::{self, Framer, JsonStr, Limits, Message, ObjectWriter, Step, Value};
 use crate::qapi::{self, Ending, Members, Pending, SendError, Settled, Table};
 
 pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply};
@@ -205,6 +205,8 @@ impl From<json::Error> for Error {
 impl From<SendError> for Error {
     fn from(e: SendError) -> Self {
         match e {
+            SendError::ArgumentsNotObject => Error::ArgumentsNotObject,
+            SendError::IdInUse(id) => Error::IdInUse(id),
             SendError::TooManyPending { limit } => Error::TooManyPending { limit },
             SendError::TransmitFull(full) => Error::TransmitFull(full),
         }
@@ -327,14 +329,7 @@ impl<S: Storage> Client<S> {
         if command.oob {
             return Err(Error::OobNotSupported);
         }
-        if command.arguments.is_some_and(|a| a.kind() != Kind::Object) {
-            return Err(Error::ArgumentsNotObject);
-        }
-        let id = match command.id {
-            Some(id) if core.table.contains(&id) => return Err(Error::IdInUse(id)),
-            Some(id) => id,
-            None => core.table.fresh_id(),
-        };
+        let id = core.table.admit(&command)?;
         let args = command.arguments;
         core.encode(id.clone(), command.name, |obj| match args {
             Some(args) => obj.value("arguments", args).map(drop),
@@ -450,13 +445,9 @@ impl<S: Storage> Machine for Client<S> {
             self.core.eof = true;
             return Ok(());
         }
-        if !self.framer.recv_commit(n) {
+        // A closed machine still takes bytes, and drops them: nothing is listening.
+        if !self.framer.commit(n, self.core.state == State::Closed) {
             return Err(Error::CommitTooLarge);
-        }
-        if self.core.state == State::Closed {
-            // Nothing is listening any more: whatever still arrives is dropped.
-            let all = self.framer.buffered().len();
-            self.framer.discard(all);
         }
         Ok(())
     }
@@ -484,10 +475,7 @@ impl<S: Storage> Machine for Client<S> {
                 return Ok(None);
             }
         }
-        let step = match self.framer.step() {
-            Step::More if core.eof => self.framer.step_finish().unwrap_or(Step::More),
-            step => step,
-        };
+        let step = self.framer.step_until(core.eof);
         match step {
             Step::Message(span) => {
                 let msg = self.framer.message(span);

@@ -271,6 +271,17 @@ impl From<json::Error> for Error {
     }
 }
 
+impl From<SendError> for Error {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::ArgumentsNotObject => Error::ArgumentsNotObject,
+            SendError::IdInUse(id) => Error::IdInUse(id),
+            SendError::TooManyPending { limit } => Error::TooManyPending { limit },
+            SendError::TransmitFull(full) => Error::TransmitFull(full),
+        }
+    }
+}
+
 /// The QMP client machine. See the [module documentation](self).
 pub struct Client<S: Storage> {
     framer: Framer<S::Rx>,
@@ -379,14 +390,7 @@ impl<S: Storage> Client<S> {
         if command.oob && !(core.oob && core.state == State::Ready) {
             return Err(Error::OobNotNegotiated);
         }
-        if command.arguments.is_some_and(|a| a.kind() != Kind::Object) {
-            return Err(Error::ArgumentsNotObject);
-        }
-        let id = match command.id {
-            Some(id) if core.table.contains(&id) => return Err(Error::IdInUse(id)),
-            Some(id) => id,
-            None => core.table.fresh_id(),
-        };
+        let id = core.table.admit(&command)?;
         let verb = if command.oob { "exec-oob" } else { "execute" };
         core.encode(Pending::new(id.clone()), verb, command.name, arguments(command.arguments))?;
         Ok(id)
@@ -434,10 +438,7 @@ impl<S: Storage> Core<S> {
         let id = pending.id.clone();
         self.table
             .send(&mut self.tx, pending, |out| qapi::write_command(out, verb, name, args, Some(&id), b"\r\n"))
-            .map_err(|e| match e {
-                SendError::TooManyPending { limit } => Error::TooManyPending { limit },
-                SendError::TransmitFull(full) => Error::TransmitFull(full),
-            })
+            .map_err(Error::from)
     }
 
     /// Turns one framed message into an event.
@@ -519,13 +520,9 @@ impl<S: Storage> Machine for Client<S> {
             self.core.eof = true;
             return Ok(());
         }
-        if !self.framer.recv_commit(n) {
+        // A closed machine still takes bytes, and drops them: nothing is listening.
+        if !self.framer.commit(n, self.core.state == State::Closed) {
             return Err(Error::CommitTooLarge);
-        }
-        if self.core.state == State::Closed {
-            // Nothing is listening any more: whatever still arrives is dropped.
-            let all = self.framer.buffered().len();
-            self.framer.discard(all);
         }
         Ok(())
     }
@@ -533,10 +530,7 @@ impl<S: Storage> Machine for Client<S> {
     fn poll(&mut self) -> Result<Option<Event<'_>>, Error> {
         let core = &mut self.core;
         if core.state != State::Closed {
-            let step = match self.framer.step() {
-                Step::More if core.eof => self.framer.step_finish().unwrap_or(Step::More),
-                step => step,
-            };
+            let step = self.framer.step_until(core.eof);
             match step {
                 Step::Message(span) => return core.classify(self.framer.message(span)).map(Some),
                 Step::Error(e) => return Ok(Some(Event::Malformed(Error::Json(e)))),

@@ -138,12 +138,10 @@ impl Session for HmpShell {
 
     fn complete(&mut self, line: &str) -> (usize, Vec<String>) {
         let (start, word) = shell::last_word(line);
-        let candidates = match line[..start].split_whitespace().collect::<Vec<_>>()[..] {
-            [] => &self.commands,
-            ["info" | "i"] => &self.infos,
-            _ => return (start, Vec::new()),
-        };
-        (start, candidates.iter().filter(|c| c.starts_with(word)).cloned().collect())
+        match line[..start].split_whitespace().collect::<Vec<_>>()[..] {
+            ["info" | "i"] => (start, shell::starting_with(&self.infos, word)),
+            _ => shell::complete_command(line, &self.commands),
+        }
     }
 
     fn idle(&mut self) -> Vec<String> {

@@ -275,11 +275,7 @@ impl Session for QmpShell {
     }
 
     fn complete(&mut self, line: &str) -> (usize, Vec<String>) {
-        let (start, word) = shell::last_word(line);
-        if start > 0 {
-            return (start, Vec::new());
-        }
-        (0, self.commands.iter().filter(|c| c.starts_with(word)).cloned().collect())
+        shell::complete_command(line, &self.commands)
     }
 
     fn idle(&mut self) -> Vec<String> {

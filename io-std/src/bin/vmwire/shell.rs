@@ -158,3 +158,17 @@ pub fn last_word(line: &str) -> (usize, &str) {
     let start = line.rfind(char::is_whitespace).map_or(0, |i| i + 1);
     (start, &line[start..])
 }
+
+/// The `words` that begin with `prefix`.
+pub fn starting_with(words: &[String], prefix: &str) -> Vec<String> {
+    words.iter().filter(|w| w.starts_with(prefix)).cloned().collect()
+}
+
+/// Completions for a shell whose lines begin with a command name: the
+/// names in `commands` for the first word, nothing after it.
+pub fn complete_command(line: &str, commands: &[String]) -> (usize, Vec<String>) {
+    match last_word(line) {
+        (0, word) => (0, starting_with(commands, word)),
+        (start, _) => (start, Vec::new()),
+    }
+}
