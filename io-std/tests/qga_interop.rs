@@ -319,3 +319,101 @@ fn the_command_line_tool() {
     assert!(out.status.success());
     assert_eq!(out.stdout, data);
 }
+
+/// A pseudo-terminal: its controlling side, and the path of the terminal.
+fn pty() -> (std::fs::File, PathBuf) {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    (std::fs::File::from(master), PathBuf::from(name.to_str().unwrap()))
+}
+
+/// Copies bytes from one pty's controlling side to another's until either closes.
+fn relay(mut from: std::fs::File, mut to: std::fs::File) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+#[test]
+fn over_a_character_device() {
+    // qemu-ga on one terminal (it makes its end raw), the client on another
+    // (open_device must make its end raw too, or the terminal would echo
+    // and line-edit the JSON), the two wired back to back like a serial cable.
+    let (agent_side, agent_tty) = pty();
+    let (client_side, client_tty) = pty();
+    // Each terminal stays open here (never read) for the whole test: a
+    // terminal closed by everyone hangs up, and the wire would end early.
+    let holders = [std::fs::File::open(&agent_tty).unwrap(), std::fs::File::open(&client_tty).unwrap()];
+    let wires =
+        [relay(agent_side.try_clone().unwrap(), client_side.try_clone().unwrap()), relay(client_side, agent_side)];
+    let dir = tempfile::Builder::new().prefix("vmwire-qga-").tempdir().unwrap();
+    let binary = common::require_binary("qemu-ga", "qemu-guest-agent");
+    let ga = Command::new(binary)
+        .arg("--method")
+        .arg("isa-serial")
+        .arg("--path")
+        .arg(&agent_tty)
+        .arg("--statedir")
+        .arg(dir.path())
+        .arg("--pidfile")
+        .arg(dir.path().join("pid"))
+        .arg("--logfile")
+        .arg(dir.path().join("log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ga = scopeguard(ga);
+    // The agent is there once it has made its terminal raw.
+    let started = Instant::now();
+    let raw = || {
+        let termios = rustix::termios::tcgetattr(&holders[0]).unwrap();
+        !termios.local_modes.contains(rustix::termios::LocalModes::ICANON)
+    };
+    while !raw() {
+        assert!(
+            ga.0.id() > 0 && started.elapsed() < Duration::from_secs(10),
+            "qemu-ga did not take {}",
+            agent_tty.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut agent = Agent::open_device(&client_tty, Options::default()).unwrap();
+    agent.ping().unwrap();
+    let data: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    let path = dir.path().join("over the wire").to_str().unwrap().to_owned();
+    agent.write_file(&path, &data).unwrap();
+    assert_eq!(agent.read_file(&path).unwrap(), data);
+    let out = agent.exec("/bin/echo", &["over", "a", "tty"], &[], None).unwrap();
+    assert_eq!(out.stdout, b"over a tty\n");
+    agent.close();
+    drop(ga);
+    drop(holders);
+    for wire in wires {
+        wire.join().unwrap();
+    }
+}
+
+/// A child process killed when the guard goes (also when a test fails).
+struct Killed(Child);
+
+fn scopeguard(child: Child) -> Killed {
+    Killed(child)
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
