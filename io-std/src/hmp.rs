@@ -303,6 +303,9 @@ impl Monitor {
             }
             Backend::Readline { conn, .. } => conn,
         };
+        if conn.machine().state() == hmp::State::Closed {
+            return Err(Error::Closed);
+        }
         let id = conn.machine_mut().command(line)?;
         let deadline = deadline(timeout);
         loop {

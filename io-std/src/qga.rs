@@ -339,6 +339,14 @@ impl Agent {
         }
     }
 
+    /// `Err(Closed)` once the agent has gone.
+    fn alive(&self) -> Result<(), Error> {
+        match self.conn.machine().state() {
+            qga::State::Closed => Err(Error::Closed),
+            _ => Ok(()),
+        }
+    }
+
     /// Keeps what belonged to no waiting command (bounded).
     fn keep_stray(strays: &mut VecDeque<String>, event: Event<'_>) {
         let text = match event {
@@ -367,6 +375,7 @@ impl Agent {
         args: Option<Args<'_>>,
         on_return: impl FnOnce(Value<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        self.alive()?;
         let machine = self.conn.machine_mut();
         let id = match args {
             Some(args) => machine.execute_with(name, args)?,
@@ -438,6 +447,7 @@ impl Agent {
         if let Some(args) = args {
             command = command.arguments(args);
         }
+        self.alive()?;
         let id = self.conn.machine_mut().send(command)?;
         self.wait(name, id, on_return)
     }
