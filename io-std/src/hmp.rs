@@ -284,10 +284,13 @@ impl Monitor {
     }
 
     fn run(&mut self, line: &str, timeout: Option<Duration>) -> Result<Finished, Error> {
-        let lf = self.lf_newlines;
+        let (lf, default_timeout) = (self.lf_newlines, self.timeout);
         let conn = match &mut self.backend {
             Backend::Qmp(qmp) => {
-                return match via_qmp(qmp, line) {
+                qmp.set_timeout(timeout);
+                let result = via_qmp(qmp, line);
+                qmp.set_timeout(default_timeout);
+                return match result {
                     Ok(mut text) => {
                         if lf {
                             let mut bytes = text.into_bytes();
