@@ -432,3 +432,24 @@ proptest! {
         prop_assert_eq!(log.iter().filter(|l| *l == "closed").count(), 1);
     }
 }
+
+#[test]
+fn closing_from_this_side_fails_what_is_queued_and_sends_nothing_more() {
+    let mut m = ready(Config::default());
+    let a = m.command("info status").unwrap();
+    let b = m.command("stop").unwrap();
+    assert_eq!(m.transmit(), b"info status\n");
+    m.transmitted(12);
+    m.receive(&echo(b"info status")).unwrap();
+    m.receive(b"VM status: ru").unwrap();
+    let mut log = Vec::new();
+    drain(&mut m, &mut log);
+    assert!(log.is_empty());
+    m.close();
+    assert_eq!(m.transmit(), b"");
+    drain(&mut m, &mut log);
+    assert_eq!(log, [format!(r#"failed {a} Some("VM status: ru")"#), format!("failed {b} None"), "closed".into()]);
+    assert_eq!(m.transmit(), b"", "the queued command never goes out");
+    assert!(m.receive(b"nning\r\n(qemu) ").unwrap() > 0);
+    assert!(m.poll().unwrap().is_none());
+}

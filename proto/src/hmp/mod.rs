@@ -348,6 +348,8 @@ pub struct Client<S: Storage> {
     /// Stream offset of the first byte in the buffer.
     offset: u64,
     eof: bool,
+    /// [`Client::close`] was called: nothing more goes out or is read.
+    shut: bool,
 }
 
 impl<S: Storage> fmt::Debug for Client<S> {
@@ -378,6 +380,7 @@ impl<S: Storage> Client<S> {
             later: 0,
             offset: 0,
             eof: false,
+            shut: false,
         }
     }
 
@@ -422,11 +425,11 @@ impl<S: Storage> Client<S> {
         Ok(id)
     }
 
-    /// Ends the session from this side: commands not finished are reported
-    /// failed, then [`Event::Closed`].
+    /// Ends the session from this side: nothing more goes out, what is
+    /// still buffered is dropped, commands not finished are reported failed,
+    /// then [`Event::Closed`].
     pub fn close(&mut self) {
-        self.eof = true;
-        self.sent = self.front_len();
+        self.shut = true;
     }
 
     /// The front line's length with its `\n` (0 if none).
@@ -469,6 +472,10 @@ impl<S: Storage> Client<S> {
 
     /// Advances through the buffered bytes to the next event.
     fn step(&mut self) -> Option<Found> {
+        if self.shut && !matches!(self.phase, Phase::Closing | Phase::Closed) {
+            self.unsolicited = 0;
+            return self.begin_closing();
+        }
         if self.unsolicited > 0 {
             let n = core::mem::take(&mut self.unsolicited);
             self.later = n;
@@ -629,7 +636,7 @@ impl<S: Storage> Machine for Client<S> {
         if !self.rx.commit(n) {
             return Err(Error::CommitTooLarge);
         }
-        if matches!(self.phase, Phase::Closing | Phase::Closed) {
+        if self.shut || matches!(self.phase, Phase::Closing | Phase::Closed) {
             // Nothing is listening any more: whatever still arrives is dropped.
             self.settle();
             let all = self.rx.data().len();
@@ -645,6 +652,7 @@ impl<S: Storage> Machine for Client<S> {
 
     fn transmit(&self) -> &[u8] {
         match self.phase {
+            _ if self.shut => &[],
             Phase::Echo(_) | Phase::Output => {
                 self.queue.as_slice().get(self.sent..self.front_len()).unwrap_or_default()
             }
