@@ -349,15 +349,15 @@ impl<T: Buf<Pending>> Table<T> {
     }
 
     /// The session closed: takes out the commands one by one and says how
-    /// each ended (a quiet command still waiting is taken to have succeeded:
-    /// the peer went away, as it does after `guest-shutdown`). Forgotten and
-    /// the machine's own commands end silently.
-    pub(crate) fn close_next(&mut self) -> Option<(Id, Ending)> {
+    /// each ended. When the peer closed it (`peer_gone`), a quiet command
+    /// still waiting is taken to have succeeded: the peer goes away after
+    /// `guest-shutdown`. Forgotten and the machine's own commands end silently.
+    pub(crate) fn close_next(&mut self, peer_gone: bool) -> Option<(Id, Ending)> {
         while let Some(p) = self.slots.remove_at(0) {
             match p.slot {
                 _ if p.own => {}
                 Slot::Forgotten => {}
-                Slot::Waiting if p.quiet => return Some((p.id, Ending::Accepted)),
+                Slot::Waiting if p.quiet && peer_gone => return Some((p.id, Ending::Accepted)),
                 Slot::Waiting | Slot::Abandoned => return Some((p.id, Ending::Failed)),
                 Slot::Accepted => return Some((p.id, Ending::Accepted)),
             }

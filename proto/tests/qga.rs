@@ -299,6 +299,16 @@ fn commands_without_a_success_response_are_accepted_by_what_follows() {
     feed(&mut c, reply.as_bytes(), &[usize::MAX], |e| log.push(describe(e)));
     assert_eq!(log, [format!("error {refused} CommandNotFound")]);
 
+    // Closed from this side: no telling what the agent did.
+    let mut closed = synced();
+    let suspend = closed.execute("guest-suspend-ram", None).unwrap();
+    closed.close();
+    let mut log = Vec::new();
+    while let Some(e) = closed.poll().unwrap() {
+        log.push(describe(e));
+    }
+    assert_eq!(log, [format!("failed {suspend}"), "closed".into()]);
+
     // The guest went down after it: accepted too.
     let last = c.execute("guest-suspend-ram", None).unwrap();
     let mut log = Vec::new();

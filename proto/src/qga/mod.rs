@@ -422,7 +422,7 @@ impl<S: Storage> Core<S> {
 
     /// After the session closed: how each command ended, then `Closed`.
     fn wind_down(&mut self) -> Option<Event<'static>> {
-        if let Some((id, ending)) = self.table.close_next() {
+        if let Some((id, ending)) = self.table.close_next(self.eof) {
             return Some(Self::ended(id, ending));
         }
         (!core::mem::replace(&mut self.closed_reported, true)).then_some(Event::Closed)

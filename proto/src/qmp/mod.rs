@@ -493,7 +493,7 @@ impl<S: Storage> Core<S> {
 
     /// After the session closed: one `Failed` per pending command, then `Closed`.
     fn wind_down(&mut self) -> Option<Event<'static>> {
-        if let Some((id, _)) = self.table.close_next() {
+        if let Some((id, _)) = self.table.close_next(self.eof) {
             return Some(Event::Failed { id });
         }
         (!core::mem::replace(&mut self.closed_reported, true)).then_some(Event::Closed)
