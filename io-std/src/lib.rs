@@ -7,6 +7,8 @@
 //! `vmwire-proto`, driven through the one loop in [`transport`].
 
 pub mod hmp;
+pub mod minimega;
+pub mod negotiator;
 pub mod qemu;
 pub mod qga;
 pub mod qmp;

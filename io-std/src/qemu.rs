@@ -75,6 +75,19 @@ pub fn find_binary(binary: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| Path::new(dir).join(binary)).find(|p| p.is_file())
 }
 
+/// Whether a UNIX socket is bound at `path` and listening: its line in
+/// `/proc/net/unix` has the `__SO_ACCEPTCON` flag (0x10000).
+fn listening(path: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else { return path.exists() };
+    let path = path.to_string_lossy();
+    table.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() >= 8
+            && fields[7] == path
+            && u32::from_str_radix(fields[3], 16).is_ok_and(|flags| flags & 0x10000 != 0)
+    })
+}
+
 /// How to start QEMU; see [`Qemu::builder`].
 #[derive(Debug, Clone)]
 pub struct Builder {
@@ -144,7 +157,8 @@ impl Builder {
         let mut qemu =
             Qemu { child, qmp: self.qmp.then(|| path_of("qmp.sock")), hmp: self.hmp.then(|| path_of("hmp.sock")), dir };
         let start = Instant::now();
-        while !sockets.iter().all(|s| qemu.dir.path().join(s).exists()) {
+        // The file appears at bind(); connecting works only after listen().
+        while !sockets.iter().all(|s| listening(&qemu.dir.path().join(s))) {
             if let Some(status) = qemu.child.try_wait()? {
                 let stderr = std::fs::read_to_string(qemu.dir.path().join("stderr")).unwrap_or_default();
                 return Err(LaunchError::Exited { status, stderr });

@@ -178,8 +178,12 @@ pub struct Conn<M> {
 }
 
 impl<M: Machine> Conn<M> {
-    /// Pairs `machine` with `stream`.
+    /// Pairs `machine` with `stream`, which is put in non-blocking mode: every
+    /// wait goes through `poll(2)` with the caller's deadline, and a write
+    /// that fits costs one system call.
     pub fn new(stream: Stream, machine: M) -> Self {
+        // Failure leaves the stream blocking: writes then block, reads still wait in poll first.
+        let _ = rustix::io::ioctl_fionbio(&stream, true);
         Conn { stream, machine, eof: false }
     }
 
@@ -191,6 +195,12 @@ impl<M: Machine> Conn<M> {
     /// The machine, to poll it or queue commands.
     pub fn machine_mut(&mut self) -> &mut M {
         &mut self.machine
+    }
+
+    /// Takes the stream and the machine apart (to drive the stream with
+    /// another machine, or the same machine over another stream).
+    pub fn into_parts(self) -> (Stream, M) {
+        (self.stream, self.machine)
     }
 
     /// The stream.
@@ -206,18 +216,10 @@ impl<M: Machine> Conn<M> {
     /// Writes everything the machine has queued.
     pub fn flush(&mut self, deadline: Option<Instant>) -> Result<(), DriveError<M::Error>> {
         while !self.machine.transmit().is_empty() {
-            if !wait_ready(self.stream.as_fd(), PollFlags::OUT, deadline).map_err(DriveError::Io)? {
-                return Err(DriveError::Timeout);
-            }
             match self.stream.write(self.machine.transmit()) {
                 Ok(0) => return Err(DriveError::Closed),
                 Ok(n) => self.machine.transmitted(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                    self.end();
-                    return Err(DriveError::Closed);
-                }
-                Err(e) => return Err(DriveError::Io(e)),
+                Err(e) => self.write_failed(e, deadline)?,
             }
         }
         Ok(())
@@ -230,12 +232,32 @@ impl<M: Machine> Conn<M> {
         fds: &[BorrowedFd<'_>],
         deadline: Option<Instant>,
     ) -> Result<(), DriveError<M::Error>> {
-        if !wait_ready(self.stream.as_fd(), PollFlags::OUT, deadline).map_err(DriveError::Io)? {
-            return Err(DriveError::Timeout);
+        loop {
+            match self.stream.send_with_fds(self.machine.transmit(), fds) {
+                Ok(n) => {
+                    self.machine.transmitted(n);
+                    return self.flush(deadline);
+                }
+                Err(e) => self.write_failed(e, deadline)?,
+            }
         }
-        let n = self.stream.send_with_fds(self.machine.transmit(), fds).map_err(DriveError::Io)?;
-        self.machine.transmitted(n);
-        self.flush(deadline)
+    }
+
+    /// A write failed: waits if the peer is merely slow, else says why.
+    fn write_failed(&mut self, e: io::Error, deadline: Option<Instant>) -> Result<(), DriveError<M::Error>> {
+        match e.kind() {
+            io::ErrorKind::Interrupted => Ok(()),
+            io::ErrorKind::WouldBlock => match wait_ready(self.stream.as_fd(), PollFlags::OUT, deadline) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(DriveError::Timeout),
+                Err(e) => Err(DriveError::Io(e)),
+            },
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
+                self.end();
+                Err(DriveError::Closed)
+            }
+            _ => Err(DriveError::Io(e)),
+        }
     }
 
     /// Reads once (waiting until the deadline) straight into the machine.
@@ -255,6 +277,8 @@ impl<M: Machine> Conn<M> {
             match self.stream.read(buf) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Woken with nothing to read after all: the caller polls again.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break 0,
                 Err(e) => return Err(DriveError::Io(e)),
             }

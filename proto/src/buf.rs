@@ -269,14 +269,19 @@ impl<B: Buf<u8>> RxBuf<B> {
         Self { storage, head: 0, tail: 0 }
     }
 
+    /// The most bytes this buffer will ever hold.
+    pub(crate) fn limit(&self) -> usize {
+        self.storage.limit()
+    }
+
+    /// The bytes of storage taken so far (what it costs in memory now).
+    pub(crate) fn capacity(&self) -> usize {
+        self.storage.as_slice().len()
+    }
+
     /// Unconsumed bytes.
     pub(crate) fn data(&self) -> &[u8] {
         self.storage.as_slice().get(self.head..self.tail).unwrap_or(&[])
-    }
-
-    /// The most bytes the buffer will ever hold.
-    pub(crate) fn limit(&self) -> usize {
-        self.storage.limit()
     }
 
     /// Unconsumed bytes, to rewrite in place.

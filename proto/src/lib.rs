@@ -14,6 +14,8 @@
 //! | [`hmp`] | QEMU's human monitor (readline monitor client), and HMP over QMP |
 //! | [`qga`] | the QEMU guest agent (client) |
 //! | [`base64`] | base64 in and out of JSON strings (the guest agent's payloads) |
+//! | [`negotiator`] | negotiator's host/guest channel (caller and responder) |
+//! | [`minimega`] | minimega's command socket (client) |
 //!
 //! # Features
 //! - `alloc`: growable, bounded buffers ([`buf::Heap`]) and owned conversions.
@@ -33,6 +35,8 @@ pub mod base64;
 pub mod buf;
 pub mod hmp;
 pub mod json;
+pub mod minimega;
+pub mod negotiator;
 mod qapi;
 pub mod qga;
 pub mod qmp;

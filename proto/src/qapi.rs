@@ -71,7 +71,16 @@ pub struct ErrorReply<'a> {
 
 impl ErrorReply<'_> {
     fn parse(v: Value<'_>) -> Option<ErrorReply<'_>> {
-        Some(ErrorReply { class: v.get("class")?.as_str()?, desc: v.get("desc")?.as_str()? })
+        // One pass over the members.
+        let (mut class, mut desc) = (None, None);
+        for (key, value) in v.as_object()?.members() {
+            if key == "class" {
+                class = value.as_str();
+            } else if key == "desc" {
+                desc = value.as_str();
+            }
+        }
+        Some(ErrorReply { class: class?, desc: desc? })
     }
 }
 
@@ -307,7 +316,15 @@ impl<T: Buf<Pending>> Table<T> {
                 Ok(_) => Settled::Unmatched,
             };
         };
-        let answered = |p: &Pending| matches!(p.slot, Slot::Waiting | Slot::Forgotten) && p.id.matches(id_value);
+        // Read the reply's id once, then compare it with each pending one.
+        let (number, string) = (id_value.as_u64(), id_value.as_str());
+        let answered = |p: &Pending| {
+            matches!(p.slot, Slot::Waiting | Slot::Forgotten)
+                && match &p.id {
+                    Id::Number(n) => number == Some(*n),
+                    Id::String(s) => string.is_some_and(|j| j == s.as_str()),
+                }
+        };
         let Some(k) = self.position(answered) else {
             return Settled::Unmatched;
         };

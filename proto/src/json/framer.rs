@@ -314,7 +314,7 @@ impl Scanner {
     }
 
     /// Records field `field` of the current top-level member at `at`.
-    #[cold]
+    #[inline]
     fn record(&mut self, field: usize, at: usize) {
         let n = usize::from(self.members.len);
         let rel = at.saturating_sub(self.start) as u32;
@@ -324,7 +324,7 @@ impl Scanner {
     }
 
     /// A top-level member's value ended at `end`.
-    #[cold]
+    #[inline]
     fn member_done(&mut self, end: usize) {
         self.record(3, end);
         if usize::from(self.members.len) < MEMBERS {
@@ -403,11 +403,29 @@ impl Scanner {
                 if depth == 1 && obj {
                     self.record(1, i - 1);
                 }
-                if skip_ws!(Expect::Colon) != b':' {
-                    unexpected!(d.get(i).copied().unwrap_or(0), "':'");
+                // `": "` is how nearly every encoder separates a key from its value.
+                if d.get(i..i + 2) == Some(b": ") {
+                    i += 2;
+                } else {
+                    if skip_ws!(Expect::Colon) != b':' {
+                        unexpected!(d.get(i).copied().unwrap_or(0), "':'");
+                    }
+                    i += 1;
                 }
-                i += 1;
             }};
+        }
+        // The end of a token scan: on to the next token, or suspend, or fail.
+        // `$partial` says how to resume a token cut short (strings where they
+        // stopped, literals from their first byte).
+        macro_rules! token {
+            ($scan:expr, $expect:expr, $partial:expr) => {
+                match $scan {
+                    (j, End::Done) => i = j,
+                    (j, End::More) => suspend!(j, $expect, $partial),
+                    (j, End::MoreNum(state)) => suspend!(j, $expect, Partial::Num(state)),
+                    (j, End::Bad(invalid)) => return Err((invalid.into(), j)),
+                }
+            };
         }
         // A key, given its first byte `$b`, then `:`.
         macro_rules! key {
@@ -418,10 +436,7 @@ impl Scanner {
                 if depth == 1 && obj {
                     self.record(0, i + 1);
                 }
-                match scan_str(d, i + 1)? {
-                    Cut::Done(j) => i = j,
-                    Cut::More(j) => suspend!(j, $expect, Partial::Str),
-                }
+                token!(scan_str(d, i + 1), $expect, Partial::Str);
                 after_key!();
             }};
         }
@@ -431,38 +446,30 @@ impl Scanner {
         // (else: a value just ended). `may_close`: right after `[`.
         let (mut in_value, mut may_close) = (true, false);
         match (self.partial, self.expect) {
-            (Partial::Str, Expect::Key | Expect::KeyOrClose) => match scan_str(d, i)? {
-                Cut::More(j) => suspend!(j, self.expect, Partial::Str),
-                Cut::Done(j) => {
-                    i = j;
-                    self.partial = Partial::None;
-                    after_key!();
-                }
-            },
-            (Partial::Str, expect) => match scan_str(d, i)? {
-                Cut::More(j) => suspend!(j, expect, Partial::Str),
-                Cut::Done(j) => {
-                    i = j;
-                    self.partial = Partial::None;
-                    value_done!();
-                    in_value = false;
-                }
-            },
-            (Partial::Num(state), expect) => match scan_num(d, i, state)? {
-                (j, Some(state)) => suspend!(j, expect, Partial::Num(state)),
-                (j, None) => {
-                    i = j;
-                    self.partial = Partial::None;
-                    value_done!();
-                    in_value = false;
-                }
-            },
+            (Partial::Str, expect @ (Expect::Key | Expect::KeyOrClose)) => {
+                token!(scan_str(d, i), expect, Partial::Str);
+                self.partial = Partial::None;
+                after_key!();
+            }
+            (Partial::Str, expect) => {
+                token!(scan_str(d, i), expect, Partial::Str);
+                self.partial = Partial::None;
+                value_done!();
+                in_value = false;
+            }
+            (Partial::Num(state), expect) => {
+                token!(scan_num(d, i, state), expect, Partial::None);
+                self.partial = Partial::None;
+                value_done!();
+                in_value = false;
+            }
             (Partial::None, Expect::Top) => {
                 while Some(skip_ws!(Expect::Top)) == self.delimiter {
                     i += 1;
                 }
                 self.start = i;
-                self.members = Index::default();
+                self.members.len = 0;
+                self.members.overflow = false;
             }
             (Partial::None, Expect::Value) => {}
             (Partial::None, Expect::ValueOrClose) => may_close = true,
@@ -497,10 +504,7 @@ impl Scanner {
                     self.record(2, i);
                 }
                 match b {
-                    b'"' => match scan_str(d, i + 1)? {
-                        Cut::Done(j) => i = j,
-                        Cut::More(j) => suspend!(j, expect, Partial::Str),
-                    },
+                    b'"' => token!(scan_str(d, i + 1), expect, Partial::Str),
                     b'{' | b'[' => {
                         if depth >= self.limits.max_depth {
                             return Err((ErrorKind::TooDeep { limit: self.limits.max_depth }, i));
@@ -535,16 +539,10 @@ impl Scanner {
                             b'0' => Num::Zero,
                             _ => Num::Int,
                         };
-                        match scan_num(d, i + 1, state)? {
-                            (j, Some(state)) => suspend!(j, expect, Partial::Num(state)),
-                            (j, None) => i = j,
-                        }
+                        token!(scan_num(d, i + 1, state), expect, Partial::None);
                     }
-                    b't' | b'f' | b'n' => match scan_literal(d, i)? {
-                        Some(j) => i = j,
-                        // Resume from the literal's first byte.
-                        None => suspend!(i, expect, Partial::None),
-                    },
+                    // A literal cut short resumes from its first byte.
+                    b't' | b'f' | b'n' => token!(scan_literal(d, i), expect, Partial::None),
                     _ => unexpected!(b, "a value"),
                 }
                 if !matches!(b, b'{' | b']') {
@@ -555,6 +553,12 @@ impl Scanner {
             in_value = true;
             may_close = false;
             loop {
+                // `, "` is how nearly every encoder goes on to the next member.
+                if obj && d.get(i..i + 3) == Some(b", \"") {
+                    i += 2;
+                    key!(b'"', Expect::Key);
+                    break;
+                }
                 let b = skip_ws!(Expect::CommaOrClose);
                 if b == b',' {
                     i += 1;
@@ -574,12 +578,42 @@ impl Scanner {
     }
 }
 
-/// The end of a token, or where to resume it.
-enum Cut {
-    /// The token ended; scanning continues here.
-    Done(usize),
-    /// The data ended inside the token; resume here (a character boundary).
-    More(usize),
+/// How a token scan ended, returned with an index in two registers (a
+/// `Result` carrying an `ErrorKind` would go through memory on the hot path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The token ended; the index is just past it.
+    Done,
+    /// The data ended inside the token; the index is where to resume.
+    More,
+    /// A number cut short in this state; the index is where to resume.
+    MoreNum(Num),
+    /// Invalid; the index is the offending byte.
+    Bad(Invalid),
+}
+
+/// What was invalid inside a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Invalid {
+    Control,
+    Escape,
+    Surrogate,
+    Utf8,
+    Number,
+    Literal,
+}
+
+impl From<Invalid> for ErrorKind {
+    fn from(invalid: Invalid) -> Self {
+        match invalid {
+            Invalid::Control => ErrorKind::ControlInString,
+            Invalid::Escape => ErrorKind::InvalidEscape,
+            Invalid::Surrogate => ErrorKind::LoneSurrogate,
+            Invalid::Utf8 => ErrorKind::InvalidUtf8,
+            Invalid::Number => ErrorKind::InvalidNumber,
+            Invalid::Literal => ErrorKind::InvalidLiteral,
+        }
+    }
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -601,10 +635,31 @@ fn special_bytes(w: u64) -> u64 {
     (quote_or_control | backslash | w) & HIGHS
 }
 
+/// High bit set in every byte of `w` that a writer must escape: `"`, `\\`, a
+/// control character and, if `ascii`, a non-ASCII byte (exact for the lowest
+/// such byte, as in [`special_bytes`]; `!w` keeps non-ASCII bytes out when they
+/// may pass, and they never borrow).
+#[inline(always)]
+pub(crate) fn escape_bytes(w: u64, ascii: bool) -> u64 {
+    let quote_or_control = (w ^ (ONES * 0x02)).wrapping_sub(ONES * 0x21);
+    let backslash = (w ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
+    let mask = if ascii { w } else { 0 };
+    (((quote_or_control | backslash) & !w) | mask) & HIGHS
+}
+
+/// High bit set in every byte of `w` that is `"` or `\\` (exact for the
+/// lowest such byte): for skipping strings that are already validated.
+#[inline(always)]
+pub(crate) fn quote_or_backslash(w: u64) -> u64 {
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let backslash = w ^ (ONES * u64::from(b'\\'));
+    ((quote.wrapping_sub(ONES) & !quote) | (backslash.wrapping_sub(ONES) & !backslash)) & HIGHS
+}
+
 /// Scans string contents from `i` (just past the opening quote, or a resume
 /// point) to just past the closing quote, validating escapes and UTF-8.
 #[inline(always)]
-fn scan_str(d: &[u8], mut i: usize) -> Result<Cut, Bad> {
+fn scan_str(d: &[u8], mut i: usize) -> (usize, End) {
     loop {
         // Eight bytes at a time while they are plain ASCII.
         while let Some(chunk) = d.get(i..i + 8) {
@@ -612,34 +667,31 @@ fn scan_str(d: &[u8], mut i: usize) -> Result<Cut, Bad> {
             if special != 0 {
                 i += (special.trailing_zeros() / 8) as usize;
                 if d.get(i) == Some(&b'"') {
-                    return Ok(Cut::Done(i + 1));
+                    return (i + 1, End::Done);
                 }
                 break;
             }
             i += 8;
         }
-        let Some(&b) = d.get(i) else {
-            return Ok(Cut::More(i));
+        let Some(&b) = d.get(i) else { return (i, End::More) };
+        let step = match b {
+            b'"' => return (i + 1, End::Done),
+            b'\\' => escape(d, i),
+            0..=0x1f => Err(Invalid::Control),
+            0x80.. => utf8_char(d, i).map_err(|()| Invalid::Utf8),
+            _ => Ok(Some(i + 1)),
         };
-        match b {
-            b'"' => return Ok(Cut::Done(i + 1)),
-            b'\\' => match escape(d, i).map_err(|kind| (kind, i))? {
-                Some(next) => i = next,
-                None => return Ok(Cut::More(i)),
-            },
-            0..=0x1f => return Err((ErrorKind::ControlInString, i)),
-            0x80.. => match utf8_char(d, i).map_err(|()| (ErrorKind::InvalidUtf8, i))? {
-                Some(next) => i = next,
-                None => return Ok(Cut::More(i)),
-            },
-            _ => i += 1,
+        match step {
+            Ok(Some(next)) => i = next,
+            Ok(None) => return (i, End::More),
+            Err(invalid) => return (i, End::Bad(invalid)),
         }
     }
 }
 
 /// Validates the escape at `d[i]` (a backslash); returns the index past it,
 /// or `None` if the data ends inside it.
-fn escape(d: &[u8], i: usize) -> Result<Option<usize>, ErrorKind> {
+fn escape(d: &[u8], i: usize) -> Result<Option<usize>, Invalid> {
     let Some(&e) = d.get(i + 1) else {
         return Ok(None);
     };
@@ -655,7 +707,7 @@ fn escape(d: &[u8], i: usize) -> Result<Option<usize>, ErrorKind> {
                     let prefix = d.get(i + 6..).unwrap_or(&[]);
                     let seen = prefix.len().min(2);
                     if prefix[..seen] != b"\\u"[..seen] {
-                        return Err(ErrorKind::LoneSurrogate);
+                        return Err(Invalid::Surrogate);
                     }
                     if seen < 2 {
                         return Ok(None);
@@ -663,19 +715,19 @@ fn escape(d: &[u8], i: usize) -> Result<Option<usize>, ErrorKind> {
                     match hex4(d, i + 8)? {
                         None => Ok(None),
                         Some(0xDC00..=0xDFFF) => Ok(Some(i + 12)),
-                        Some(_) => Err(ErrorKind::LoneSurrogate),
+                        Some(_) => Err(Invalid::Surrogate),
                     }
                 }
-                0xDC00..=0xDFFF => Err(ErrorKind::LoneSurrogate),
+                0xDC00..=0xDFFF => Err(Invalid::Surrogate),
                 _ => Ok(Some(i + 6)),
             }
         }
-        _ => Err(ErrorKind::InvalidEscape),
+        _ => Err(Invalid::Escape),
     }
 }
 
 /// The four hex digits at `d[i..i + 4]`, or `None` if the data ends first.
-fn hex4(d: &[u8], i: usize) -> Result<Option<u16>, ErrorKind> {
+fn hex4(d: &[u8], i: usize) -> Result<Option<u16>, Invalid> {
     let digits = d.get(i..).unwrap_or(&[]);
     let mut unit = 0u16;
     for k in 0..4 {
@@ -686,7 +738,7 @@ fn hex4(d: &[u8], i: usize) -> Result<Option<u16>, ErrorKind> {
             b'0'..=b'9' => c - b'0',
             b'a'..=b'f' => c - b'a' + 10,
             b'A'..=b'F' => c - b'A' + 10,
-            _ => return Err(ErrorKind::InvalidEscape),
+            _ => return Err(Invalid::Escape),
         };
         unit = unit << 4 | u16::from(v);
     }
@@ -722,13 +774,10 @@ fn utf8_char(d: &[u8], i: usize) -> Result<Option<usize>, ()> {
     Ok(Some(i + len))
 }
 
-/// Continues a number from `d[i]` in `state`. Returns the index past it and
-/// `None`, or the resume index and the state if the data ends inside it.
-fn scan_num(d: &[u8], mut i: usize, mut state: Num) -> Result<(usize, Option<Num>), Bad> {
+/// Continues a number from `d[i]` in `state`, to just past its end.
+fn scan_num(d: &[u8], mut i: usize, mut state: Num) -> (usize, End) {
     loop {
-        let Some(&b) = d.get(i) else {
-            return Ok((i, Some(state)));
-        };
+        let Some(&b) = d.get(i) else { return (i, End::MoreNum(state)) };
         state = match (state, b) {
             (Num::Minus, b'0') => Num::Zero,
             (Num::Minus, b'1'..=b'9') | (Num::Int, b'0'..=b'9') => Num::Int,
@@ -737,16 +786,17 @@ fn scan_num(d: &[u8], mut i: usize, mut state: Num) -> Result<(usize, Option<Num
             (Num::Zero | Num::Int | Num::Frac, b'e' | b'E') => Num::E,
             (Num::E, b'+' | b'-') => Num::ESign,
             (Num::E | Num::ESign | Num::Exp, b'0'..=b'9') => Num::Exp,
-            (Num::Zero, b'0'..=b'9') => return Err((ErrorKind::InvalidNumber, i)),
-            (state, _) if state.is_complete() => return Ok((i, None)),
-            _ => return Err((ErrorKind::InvalidNumber, i)),
+            (Num::Zero, b'0'..=b'9') => return (i, End::Bad(Invalid::Number)),
+            (state, _) if state.is_complete() => return (i, End::Done),
+            _ => return (i, End::Bad(Invalid::Number)),
         };
         i += 1;
     }
 }
 
-/// Matches `true`, `false` or `null` at `d[i]`; `None` if the data ends inside it.
-fn scan_literal(d: &[u8], i: usize) -> Result<Option<usize>, Bad> {
+/// Matches `true`, `false` or `null` at `d[i]`, to just past it; `More`
+/// (resume at `i`) if the data ends inside it.
+fn scan_literal(d: &[u8], i: usize) -> (usize, End) {
     let literal: &[u8] = match d.get(i) {
         Some(b't') => b"true",
         Some(b'f') => b"false",
@@ -755,12 +805,12 @@ fn scan_literal(d: &[u8], i: usize) -> Result<Option<usize>, Bad> {
     let seen = d.get(i..).unwrap_or(&[]);
     for (k, &want) in literal.iter().enumerate() {
         match seen.get(k) {
-            None => return Ok(None),
-            Some(&c) if c != want => return Err((ErrorKind::InvalidLiteral, i + k)),
+            None => return (i, End::More),
+            Some(&c) if c != want => return (i + k, End::Bad(Invalid::Literal)),
             Some(_) => {}
         }
     }
-    Ok(Some(i + literal.len()))
+    (i + literal.len(), End::Done)
 }
 
 /// Validates that `text` is exactly one JSON value, with only white space
@@ -889,6 +939,27 @@ mod tests {
         let e = validate(&deep, 128).unwrap_err();
         assert_eq!(e.kind, ErrorKind::TooDeep { limit: 128 });
         assert_eq!(e.offset, 128);
+    }
+
+    #[test]
+    fn swar_masks_find_exactly_the_first_special_byte() {
+        let first = |mask: u64| (mask != 0).then(|| (mask.trailing_zeros() / 8) as usize);
+        for filler in [b'a', b' ', 0xC3, 0x7F, b'#'] {
+            for b in 0..=255u8 {
+                for k in 0..8 {
+                    let mut word = [filler; 8];
+                    word[k] = b;
+                    let w = u64::from_le_bytes(word);
+                    let is = |x: u8, ascii: bool| x < 0x20 || x == b'"' || x == b'\\' || (ascii && x >= 0x80);
+                    let naive = |ascii: bool| word.iter().position(|&x| is(x, ascii));
+                    assert_eq!(first(special_bytes(w)), naive(true), "{filler:#x} {b:#x} {k}");
+                    assert_eq!(first(escape_bytes(w, true)), naive(true), "{filler:#x} {b:#x} {k}");
+                    assert_eq!(first(escape_bytes(w, false)), naive(false), "{filler:#x} {b:#x} {k}");
+                    let quote = word.iter().position(|&x| x == b'"' || x == b'\\');
+                    assert_eq!(first(quote_or_backslash(w)), quote, "{filler:#x} {b:#x} {k}");
+                }
+            }
+        }
     }
 
     #[test]

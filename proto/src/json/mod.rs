@@ -33,11 +33,15 @@ mod write;
 
 pub use error::{Error, ErrorKind};
 pub use framer::{Limits, MAX_DEPTH};
-pub use value::{Chunk, Chunks, Elements, JsonStr, Kind, Members, Object, Value};
-pub use write::{ArrayWriter, Escape, ObjectWriter, write_i64, write_str, write_u64, write_value};
+pub use value::{Chunk, Chunks, Elements, Formatted, JsonStr, Kind, Members, Object, Value};
+pub(crate) use value::{skip_string, skip_value, skip_ws};
+pub use write::{
+    ArrayWriter, Escape, ObjectWriter, Separators, write_i64, write_str, write_str_contents, write_u64, write_value,
+};
 
 use crate::buf::{Buf, RxBuf};
-use framer::{Index, Scan, Scanner};
+pub(crate) use framer::Index;
+use framer::{Scan, Scanner};
 
 /// A framed top-level value, borrowed from the framer's buffer until the next
 /// call to the framer.
@@ -51,6 +55,11 @@ pub struct Message<'a> {
 }
 
 impl<'a> Message<'a> {
+    /// A message over `raw`, whose top-level members `index` records.
+    pub(crate) fn indexed(raw: &'a [u8], index: &'a Index) -> Self {
+        Message { raw, index }
+    }
+
     /// The whole value.
     pub fn value(&self) -> Value<'a> {
         Value::trusted(self.raw)
@@ -70,6 +79,14 @@ impl<'a> Message<'a> {
     pub fn raw(&self) -> &'a [u8] {
         self.raw
     }
+}
+
+/// Validates `text` as exactly one JSON value (white space around it
+/// allowed) nested at most `max_depth` deep, recording the top-level
+/// members as the framer does: for protocols that frame by length and only
+/// need the value checked. Returns the value's span and its member index.
+pub(crate) fn validate_indexed(text: &[u8], max_depth: usize) -> Result<(usize, usize, Index), Error> {
+    framer::validate(text, max_depth.min(MAX_DEPTH))
 }
 
 /// What [`Framer::step`] found.

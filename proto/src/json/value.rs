@@ -50,6 +50,19 @@ impl<'a> Value<'a> {
         Ok(Value::trusted(text.get(start..end).unwrap_or_default()))
     }
 
+    /// Like [`Value::parse`], with nesting limited to `max_depth` (at most
+    /// [`MAX_DEPTH`](super::MAX_DEPTH)): for text from a peer that is not trusted.
+    ///
+    /// ```
+    /// use vmwire_proto::json::{ErrorKind, Value};
+    /// assert!(Value::parse_limited(b"[[1]]", 2).is_ok());
+    /// assert_eq!(Value::parse_limited(b"[[[1]]]", 2).unwrap_err().kind, ErrorKind::TooDeep { limit: 2 });
+    /// ```
+    pub fn parse_limited(text: &'a [u8], max_depth: usize) -> Result<Self, Error> {
+        let (start, end, _) = framer::validate(text, max_depth.min(MAX_DEPTH))?;
+        Ok(Value::trusted(text.get(start..end).unwrap_or_default()))
+    }
+
     /// Wraps bytes the framer has already validated.
     pub(crate) fn trusted(raw: &'a [u8]) -> Self {
         Value { raw }
@@ -101,12 +114,18 @@ impl<'a> Value<'a> {
 
     /// The number, if it is an integer in `u64`'s range.
     pub fn as_u64(&self) -> Option<u64> {
-        self.number()?.parse().ok()
+        digits(self.raw)
     }
 
     /// The number, if it is an integer in `i64`'s range.
     pub fn as_i64(&self) -> Option<i64> {
-        self.number()?.parse().ok()
+        match self.raw {
+            [b'-', rest @ ..] => {
+                let magnitude = digits(rest)?;
+                0i64.checked_sub_unsigned(magnitude)
+            }
+            raw => i64::try_from(digits(raw)?).ok(),
+        }
     }
 
     /// The number as the nearest `f64` (±infinity past its range).
@@ -115,6 +134,7 @@ impl<'a> Value<'a> {
     }
 
     fn number(&self) -> Option<&'a str> {
+        // Only `as_f64` needs the text; the integers are read from the bytes.
         (self.kind() == Kind::Number).then(|| self.raw_str())
     }
 
@@ -144,6 +164,78 @@ impl<'a> Value<'a> {
     pub fn deserialize<T: serde::Deserialize<'a>>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_slice(self.raw)
     }
+}
+
+impl<'a> Value<'a> {
+    /// Displays the value without white space, member order and string
+    /// escapes as received (QEMU's `pretty=on` output, made compact).
+    pub fn compact(&self) -> Formatted<'a> {
+        Formatted { value: *self, indent: None }
+    }
+
+    /// Displays the value indented by `indent` spaces per level, member order
+    /// and string escapes as received.
+    ///
+    /// ```
+    /// use vmwire_proto::json::Value;
+    /// let v = Value::parse(br#"{"b": [1, {}], "a": "x"}"#)?;
+    /// assert_eq!(v.pretty(2).to_string(), "{\n  \"b\": [\n    1,\n    {}\n  ],\n  \"a\": \"x\"\n}");
+    /// assert_eq!(v.compact().to_string(), r#"{"b":[1,{}],"a":"x"}"#);
+    /// # Ok::<(), vmwire_proto::json::Error>(())
+    /// ```
+    pub fn pretty(&self, indent: usize) -> Formatted<'a> {
+        Formatted { value: *self, indent: Some(indent) }
+    }
+}
+
+/// A [`Value`] re-laid-out for display: see [`Value::compact`] and [`Value::pretty`].
+#[derive(Debug, Clone, Copy)]
+pub struct Formatted<'a> {
+    value: Value<'a>,
+    indent: Option<usize>,
+}
+
+impl fmt::Display for Formatted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_formatted(f, self.value, self.indent, 0)
+    }
+}
+
+fn write_formatted(f: &mut fmt::Formatter<'_>, value: Value<'_>, indent: Option<usize>, level: usize) -> fmt::Result {
+    let newline = |f: &mut fmt::Formatter<'_>, level: usize| match indent {
+        Some(width) => write!(f, "\n{:1$}", "", width * level),
+        None => Ok(()),
+    };
+    let (open, close) = match value.kind() {
+        Kind::Object => ('{', '}'),
+        Kind::Array => ('[', ']'),
+        _ => return f.write_str(value.raw_str()),
+    };
+    write!(f, "{open}")?;
+    let mut empty = true;
+    let mut item = |f: &mut fmt::Formatter<'_>, key: Option<JsonStr<'_>>, v: Value<'_>| -> fmt::Result {
+        if !core::mem::take(&mut empty) {
+            f.write_str(",")?;
+        }
+        newline(f, level + 1)?;
+        if let Some(key) = key {
+            write!(
+                f,
+                "\"{}\":{}",
+                core::str::from_utf8(key.raw()).unwrap_or_default(),
+                if indent.is_some() { " " } else { "" }
+            )?;
+        }
+        write_formatted(f, v, indent, level + 1)
+    };
+    match value.as_object() {
+        Some(object) => object.members().try_for_each(|(k, v)| item(f, Some(k), v))?,
+        None => value.as_array().into_iter().flatten().try_for_each(|v| item(f, None, v))?,
+    }
+    if !empty {
+        newline(f, level)?;
+    }
+    write!(f, "{close}")
 }
 
 impl fmt::Debug for Value<'_> {
@@ -206,6 +298,7 @@ pub struct Members<'a> {
 impl<'a> Iterator for Members<'a> {
     type Item = (JsonStr<'a>, Value<'a>);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if let Some(index) = self.index {
             if let Some(&[ks, ke, vs, ve]) = index.spans.get(self.next).filter(|_| self.next < usize::from(index.len)) {
@@ -265,7 +358,19 @@ impl<'a> Iterator for Elements<'a> {
     }
 }
 
-fn skip_ws(raw: &[u8], mut i: usize) -> usize {
+/// A run of decimal digits as a `u64` (no sign, fraction or exponent; it
+/// overflows to `None`). QMP ids and timestamps go through here.
+fn digits(raw: &[u8]) -> Option<u64> {
+    if raw.is_empty() {
+        return None;
+    }
+    raw.iter().try_fold(0u64, |n, &b| match b {
+        b'0'..=b'9' => n.checked_mul(10)?.checked_add(u64::from(b - b'0')),
+        _ => None,
+    })
+}
+
+pub(crate) fn skip_ws(raw: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\r' | b'\t') = raw.get(i) {
         i += 1;
     }
@@ -273,20 +378,30 @@ fn skip_ws(raw: &[u8], mut i: usize) -> usize {
 }
 
 /// Index past the string whose opening quote is at `i` (input already validated).
-fn skip_string(raw: &[u8], i: usize) -> usize {
+/// Eight bytes at a time: keys and most values are short, and a call into
+/// `memchr` costs more than the whole scan.
+pub(crate) fn skip_string(raw: &[u8], i: usize) -> usize {
     let mut j = i + 1;
-    while let Some(k) = raw.get(j..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) {
-        j += k;
-        if raw.get(j) == Some(&b'"') {
-            return j + 1;
+    loop {
+        while let Some(chunk) = raw.get(j..j + 8) {
+            let special = framer::quote_or_backslash(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+            if special != 0 {
+                j += (special.trailing_zeros() / 8) as usize;
+                break;
+            }
+            j += 8;
         }
-        j += 2;
+        match raw.get(j) {
+            Some(b'"') => return j + 1,
+            Some(b'\\') => j += 2,
+            Some(_) => j += 1,
+            None => return raw.len(),
+        }
     }
-    raw.len()
 }
 
 /// Index past the value starting at `i` (input already validated).
-fn skip_value(raw: &[u8], i: usize) -> usize {
+pub(crate) fn skip_value(raw: &[u8], i: usize) -> usize {
     match raw.get(i) {
         Some(b'"') => skip_string(raw, i),
         Some(b'{' | b'[') => {
@@ -380,6 +495,13 @@ impl<'a> JsonStr<'a> {
             Some(s) => alloc::borrow::Cow::Borrowed(s),
             None => alloc::borrow::Cow::Owned(alloc::string::ToString::to_string(self)),
         }
+    }
+}
+
+impl Default for JsonStr<'_> {
+    /// The empty string.
+    fn default() -> Self {
+        JsonStr { raw: b"" }
     }
 }
 

@@ -17,6 +17,33 @@ pub enum Escape {
     Ascii,
 }
 
+/// How members and elements are separated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Separators {
+    /// `,` and `:`: the shortest text.
+    #[default]
+    Compact,
+    /// `, ` and `: `: what Python's `json.dumps` writes by default, so that a
+    /// message can be byte for byte the one a Python peer would send.
+    Python,
+}
+
+impl Separators {
+    fn comma(self) -> &'static [u8] {
+        match self {
+            Separators::Compact => b",",
+            Separators::Python => b", ",
+        }
+    }
+
+    fn colon(self) -> &'static [u8] {
+        match self {
+            Separators::Compact => b":",
+            Separators::Python => b": ",
+        }
+    }
+}
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Writes `s` as a quoted JSON string.
@@ -29,11 +56,38 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// ```
 pub fn write_str<S: Sink + ?Sized>(out: &mut S, s: &str, escape: Escape) -> Result<(), Full> {
     out.put(b"\"")?;
+    write_str_contents(out, s, escape)?;
+    out.put(b"\"")
+}
+
+/// Writes `s` escaped as inside a JSON string, without the quotes: for
+/// building one JSON string out of several pieces.
+///
+/// ```
+/// use vmwire_proto::json::{write_str_contents, Escape};
+/// let mut out = heapless::Vec::<u8, 64>::new();
+/// out.extend_from_slice(b"\"a ").unwrap();
+/// write_str_contents(&mut out, "\"b\"", Escape::Minimal).unwrap();
+/// out.push(b'"').unwrap();
+/// assert_eq!(&out[..], br#""a \"b\"""#);
+/// ```
+pub fn write_str_contents<S: Sink + ?Sized>(out: &mut S, s: &str, escape: Escape) -> Result<(), Full> {
     let bytes = s.as_bytes();
+    let ascii = escape == Escape::Ascii;
     let mut run = 0;
     let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let needs = b < 0x20 || b == b'"' || b == b'\\' || (b >= 0x80 && escape == Escape::Ascii);
+    loop {
+        // Eight bytes at a time while there is nothing to escape.
+        while let Some(chunk) = bytes.get(i..i + 8) {
+            let special = super::framer::escape_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or_default()), ascii);
+            if special != 0 {
+                i += (special.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        let Some(&b) = bytes.get(i) else { break };
+        let needs = b < 0x20 || b == b'"' || b == b'\\' || (b >= 0x80 && ascii);
         if !needs {
             i += 1;
             continue;
@@ -61,8 +115,7 @@ pub fn write_str<S: Sink + ?Sized>(out: &mut S, s: &str, escape: Escape) -> Resu
         }
         run = i;
     }
-    out.put(bytes.get(run..).unwrap_or_default())?;
-    out.put(b"\"")
+    out.put(bytes.get(run..).unwrap_or_default())
 }
 
 fn put_u_escape<S: Sink + ?Sized>(out: &mut S, unit: u16) -> Result<(), Full> {
@@ -109,6 +162,7 @@ pub fn write_i64<S: Sink + ?Sized>(out: &mut S, n: i64) -> Result<(), Full> {
 pub struct ObjectWriter<'s, S: Sink + ?Sized> {
     out: &'s mut S,
     escape: Escape,
+    sep: Separators,
     first: bool,
 }
 
@@ -121,15 +175,31 @@ impl<'s, S: Sink + ?Sized> ObjectWriter<'s, S> {
     /// Opens an object (writes `{`), escaping strings as `escape` says.
     pub fn with_escape(out: &'s mut S, escape: Escape) -> Result<Self, Full> {
         out.put(b"{")?;
-        Ok(ObjectWriter { out, escape, first: true })
+        Ok(ObjectWriter { out, escape, sep: Separators::Compact, first: true })
+    }
+
+    /// Separates members (and those of nested objects and arrays) as `sep` says.
+    ///
+    /// ```
+    /// use vmwire_proto::json::{Escape, ObjectWriter, Separators};
+    /// let mut out = heapless::Vec::<u8, 64>::new();
+    /// let mut obj = ObjectWriter::with_escape(&mut out, Escape::Ascii)?.separators(Separators::Python);
+    /// obj.str("method", "caf\u{e9}")?.array("args", |_| Ok(()))?;
+    /// obj.finish()?;
+    /// assert_eq!(&out[..], br#"{"method": "caf\u00e9", "args": []}"#);
+    /// # Ok::<(), vmwire_proto::buf::Full>(())
+    /// ```
+    pub fn separators(mut self, sep: Separators) -> Self {
+        self.sep = sep;
+        self
     }
 
     fn key(&mut self, key: &str) -> Result<&mut S, Full> {
         if !core::mem::take(&mut self.first) {
-            self.out.put(b",")?;
+            self.out.put(self.sep.comma())?;
         }
         write_str(self.out, key, self.escape)?;
-        self.out.put(b":")?;
+        self.out.put(self.sep.colon())?;
         Ok(self.out)
     }
 
@@ -188,8 +258,8 @@ impl<'s, S: Sink + ?Sized> ObjectWriter<'s, S> {
         key: &str,
         build: impl FnOnce(&mut ObjectWriter<'_, S>) -> Result<(), Full>,
     ) -> Result<&mut Self, Full> {
-        let escape = self.escape;
-        let mut inner = ObjectWriter::with_escape(self.key(key)?, escape)?;
+        let (escape, sep) = (self.escape, self.sep);
+        let mut inner = ObjectWriter::with_escape(self.key(key)?, escape)?.separators(sep);
         build(&mut inner)?;
         inner.finish()?;
         Ok(self)
@@ -201,8 +271,8 @@ impl<'s, S: Sink + ?Sized> ObjectWriter<'s, S> {
         key: &str,
         build: impl FnOnce(&mut ArrayWriter<'_, S>) -> Result<(), Full>,
     ) -> Result<&mut Self, Full> {
-        let escape = self.escape;
-        let mut inner = ArrayWriter::with_escape(self.key(key)?, escape)?;
+        let (escape, sep) = (self.escape, self.sep);
+        let mut inner = ArrayWriter::with_escape(self.key(key)?, escape)?.separators(sep);
         build(&mut inner)?;
         inner.finish()?;
         Ok(self)
@@ -219,6 +289,7 @@ impl<'s, S: Sink + ?Sized> ObjectWriter<'s, S> {
 pub struct ArrayWriter<'s, S: Sink + ?Sized> {
     out: &'s mut S,
     escape: Escape,
+    sep: Separators,
     first: bool,
 }
 
@@ -231,12 +302,18 @@ impl<'s, S: Sink + ?Sized> ArrayWriter<'s, S> {
     /// Opens an array (writes `[`), escaping strings as `escape` says.
     pub fn with_escape(out: &'s mut S, escape: Escape) -> Result<Self, Full> {
         out.put(b"[")?;
-        Ok(ArrayWriter { out, escape, first: true })
+        Ok(ArrayWriter { out, escape, sep: Separators::Compact, first: true })
+    }
+
+    /// Separates elements (and the members of nested objects) as `sep` says.
+    pub fn separators(mut self, sep: Separators) -> Self {
+        self.sep = sep;
+        self
     }
 
     fn comma(&mut self) -> Result<&mut S, Full> {
         if !core::mem::take(&mut self.first) {
-            self.out.put(b",")?;
+            self.out.put(self.sep.comma())?;
         }
         Ok(self.out)
     }
@@ -266,8 +343,8 @@ impl<'s, S: Sink + ?Sized> ArrayWriter<'s, S> {
         &mut self,
         build: impl FnOnce(&mut ObjectWriter<'_, S>) -> Result<(), Full>,
     ) -> Result<&mut Self, Full> {
-        let escape = self.escape;
-        let mut inner = ObjectWriter::with_escape(self.comma()?, escape)?;
+        let (escape, sep) = (self.escape, self.sep);
+        let mut inner = ObjectWriter::with_escape(self.comma()?, escape)?.separators(sep);
         build(&mut inner)?;
         inner.finish()?;
         Ok(self)

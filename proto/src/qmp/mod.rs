@@ -501,7 +501,15 @@ impl<S: Storage> Core<S> {
 }
 
 fn parse_timestamp(v: Value<'_>) -> Option<Timestamp> {
-    Some(Timestamp { seconds: v.get("seconds")?.as_i64()?, microseconds: v.get("microseconds")?.as_i64()? })
+    let (mut seconds, mut microseconds) = (None, None);
+    for (key, value) in v.as_object()?.members() {
+        if key == "seconds" {
+            seconds = value.as_i64();
+        } else if key == "microseconds" {
+            microseconds = value.as_i64();
+        }
+    }
+    Some(Timestamp { seconds: seconds?, microseconds: microseconds? })
 }
 
 impl<S: Storage> Machine for Client<S> {

@@ -4,6 +4,8 @@
 //! usage error, 3 when the connection or the protocol failed.
 
 mod hmp;
+mod minimega;
+mod negotiator;
 mod qga;
 mod qmp;
 mod shell;
@@ -27,6 +29,14 @@ enum Commands {
     Hmp(hmp::HmpArgs),
     /// The QEMU guest agent: a command, `exec`, `cat`, `put`, or a shell.
     Qga(qga::QgaArgs),
+    /// minimega's command socket: one command like `minimega -e`, or a shell like `-attach`.
+    Minimega(minimega::MinimegaArgs),
+    /// negotiator, host side: list guests, call a guest, or answer them all (the host daemon).
+    #[command(name = "negotiator-host", disable_help_flag = true)]
+    NegotiatorHost(negotiator::Raw),
+    /// negotiator, guest side: call the host, or answer it (the guest daemon).
+    #[command(name = "negotiator-guest", disable_help_flag = true)]
+    NegotiatorGuest(negotiator::Raw),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +45,9 @@ fn main() -> ExitCode {
         Commands::Qmp(args) => qmp::run(args),
         Commands::Hmp(args) => hmp::run(args),
         Commands::Qga(args) => qga::run(args),
+        Commands::Minimega(args) => minimega::run(args),
+        Commands::NegotiatorHost(args) => negotiator::host(args),
+        Commands::NegotiatorGuest(args) => negotiator::guest(args),
     }
 }
 

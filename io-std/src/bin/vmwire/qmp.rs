@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use vmwire_proto::json::Value;
 use vmwire_std::qemu::Qemu;
 use vmwire_std::qmp::{Error, Event, Options, Qmp};
 
@@ -114,24 +115,37 @@ fn print_events(qmp: &mut Qmp, pretty: bool) -> ExitCode {
     }
 }
 
-/// `{"return": …}` or `{"error": {"class", "desc"}}`, as QEMU shapes a reply.
+/// `{"return": …}` or `{"error": {"class", "desc"}}`, as QEMU shapes a reply;
+/// a return value keeps QEMU's member order and escapes.
 pub fn reply_json(reply: Result<&str, &vmwire_std::qmp::QemuError>, pretty: bool) -> String {
-    let value = match reply {
-        Ok(raw) => serde_json::json!({ "return": serde_json::from_str::<serde_json::Value>(raw).unwrap_or_default() }),
-        Err(e) => serde_json::json!({ "error": { "class": e.class, "desc": e.desc } }),
-    };
-    to_json(&value, pretty)
+    match reply {
+        Ok(raw) => {
+            let text = format!("{{\"return\": {raw}}}");
+            match Value::parse(text.as_bytes()) {
+                Ok(v) if pretty => v.pretty(4).to_string(),
+                Ok(v) => v.compact().to_string(),
+                Err(_) => text,
+            }
+        }
+        Err(e) => to_json(&serde_json::json!({ "error": { "class": e.class, "desc": e.desc } }), pretty),
+    }
 }
 
+/// An event as QEMU shapes it: timestamp, event, data.
 fn event_json(event: &Event, pretty: bool) -> String {
-    let mut value = serde_json::json!({
-        "event": event.name,
-        "timestamp": { "seconds": event.timestamp.seconds, "microseconds": event.timestamp.microseconds },
-    });
+    let name = serde_json::Value::String(event.name.clone());
+    let (seconds, micros) = (event.timestamp.seconds, event.timestamp.microseconds);
+    let mut text =
+        format!("{{\"timestamp\": {{\"seconds\": {seconds}, \"microseconds\": {micros}}}, \"event\": {name}");
     if !event.data.is_null() {
-        value["data"] = event.data.clone();
+        text.push_str(&format!(", \"data\": {}", event.data));
     }
-    to_json(&value, pretty)
+    text.push('}');
+    match Value::parse(text.as_bytes()) {
+        Ok(v) if pretty => v.pretty(4).to_string(),
+        Ok(v) => v.compact().to_string(),
+        Err(_) => text,
+    }
 }
 
 fn to_json(value: &serde_json::Value, pretty: bool) -> String {

@@ -76,7 +76,10 @@ fn history_file(name: &str) -> Option<PathBuf> {
 pub fn interactive<S: Session>(name: &str, prompt: &str, mut session: S) -> Result<(), String> {
     let (request_tx, request_rx) = mpsc::channel::<Request>();
     let (reply_tx, reply_rx) = mpsc::channel::<Reply>();
-    let mut editor: Editor<Asker, DefaultHistory> = Editor::new().map_err(|e| e.to_string())?;
+    // Bash-like: Tab completes the common prefix, a second Tab lists the candidates.
+    let config =
+        rustyline::Config::builder().completion_type(rustyline::CompletionType::List).auto_add_history(false).build();
+    let mut editor: Editor<Asker, DefaultHistory> = Editor::with_config(config).map_err(|e| e.to_string())?;
     editor.set_helper(Some(Asker { requests: request_tx.clone(), replies: std::sync::Mutex::new(reply_rx) }));
     let history = history_file(name);
     if let Some(h) = &history {
@@ -170,5 +173,25 @@ pub fn complete_command(line: &str, commands: &[String]) -> (usize, Vec<String>)
     match last_word(line) {
         (0, word) => (0, starting_with(commands, word)),
         (start, _) => (start, Vec::new()),
+    }
+}
+
+/// Lines for [`Session::idle`]: what `next` has without waiting, one line
+/// each (made by `line`), and whether it failed (its error is then the last
+/// line).
+pub fn drain<T, E: std::fmt::Display>(
+    mut next: impl FnMut() -> Result<Option<T>, E>,
+    mut line: impl FnMut(T) -> String,
+) -> (Vec<String>, bool) {
+    let mut lines = Vec::new();
+    loop {
+        match next() {
+            Ok(Some(item)) => lines.push(line(item)),
+            Ok(None) => return (lines, false),
+            Err(e) => {
+                lines.push(e.to_string());
+                return (lines, true);
+            }
+        }
     }
 }

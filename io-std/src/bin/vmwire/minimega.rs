@@ -1,0 +1,215 @@
+//! `vmwire minimega`: one command like `minimega -e`, or a shell like
+//! `minimega -attach` (with tab completion from the daemon).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use vmwire_std::minimega::{DEFAULT_SOCKET, Error, Frame, Minimega, Options, quote};
+
+use crate::shell::{self, Session};
+
+/// Talk to minimega over its command socket.
+#[derive(Debug, Args)]
+pub struct MinimegaArgs {
+    /// The daemon's command socket (`<-base>/minimega`).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Run every command in this namespace (`namespace "NAME" …`; the
+    /// daemon's active namespace is left alone).
+    #[arg(long, value_name = "NAME")]
+    namespace: Option<String>,
+    /// Print each frame's responses as JSON (the daemon's own shape) instead
+    /// of its rendering.
+    #[arg(long)]
+    json: bool,
+    /// Seconds to wait for each frame of a reply (0: forever).
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    timeout: f64,
+    /// The command. Its first word is taken as written (it may be a whole
+    /// command line, read by minimega's lexer); each further word is one
+    /// argument, quoted as minimega needs. Without a command, an interactive
+    /// shell starts.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+/// The command line for `words`: the first as written, the rest quoted.
+fn command_line(words: &[String]) -> String {
+    let mut line = String::new();
+    for (i, word) in words.iter().enumerate() {
+        if i > 0 {
+            line.push(' ');
+            line.push_str(&quote(word));
+        } else {
+            line.push_str(word);
+        }
+    }
+    line
+}
+
+pub fn run(args: MinimegaArgs) -> ExitCode {
+    let timeout = (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout));
+    let options = Options { timeout, raise_errors: false, namespace: args.namespace.clone(), ..Options::default() };
+    let mut mm = match Minimega::connect_with(&args.socket, options) {
+        Ok(mm) => mm,
+        Err(e @ Error::Protocol(_)) => return crate::usage(&e),
+        Err(e) => return crate::fail(&e),
+    };
+    if args.command.is_empty() {
+        let prompt = match &args.namespace {
+            Some(ns) => format!("minimega:{}[{ns}]$ ", args.socket.display()),
+            None => format!("minimega:{}$ ", args.socket.display()),
+        };
+        let shell = MinimegaShell { mm, json: args.json, quit_armed: false, ended: false };
+        return match shell::interactive("minimega", &prompt, shell) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => crate::fail(&e),
+        };
+    }
+    let line = command_line(&args.command);
+    match stream(&mut mm, &line, args.json) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e @ Error::Protocol(vmwire_proto::minimega::Error::Empty { .. })) => crate::usage(&e),
+        // `quit` gets no reply: the daemon exits.
+        Err(Error::Closed { frames: 0, .. }) if is_quit(&line) => ExitCode::SUCCESS,
+        Err(e) => crate::fail(&e),
+    }
+}
+
+fn is_quit(line: &str) -> bool {
+    line.split_whitespace().next() == Some("quit")
+}
+
+/// Runs `line`, printing each frame as it arrives: the daemon's rendering
+/// (or JSON) on stdout, errors on stderr as minimega prints them. Returns
+/// whether no response carried an error.
+fn stream(mm: &mut Minimega, line: &str, json: bool) -> Result<bool, Error> {
+    let mut ok = true;
+    for frame in mm.stream(line)? {
+        match frame {
+            Ok(frame) => ok &= print_frame(&frame, json),
+            Err(Error::Protocol(e)) => {
+                eprintln!("{e}");
+                ok = false;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for status in mm.take_status() {
+        eprintln!("{status}");
+    }
+    Ok(ok)
+}
+
+fn print_frame(frame: &Frame, json: bool) -> bool {
+    if json {
+        if !frame.responses.is_empty() {
+            println!("{}", frame.to_json());
+        }
+    } else if !frame.rendered.is_empty() {
+        println!("{}", frame.rendered);
+    }
+    let mut ok = true;
+    for r in frame.errors() {
+        eprintln!("Error ({}): {}", r.host, r.error.as_deref().unwrap_or_default());
+        ok = false;
+    }
+    ok
+}
+
+struct MinimegaShell {
+    mm: Minimega,
+    json: bool,
+    quit_armed: bool,
+    ended: bool,
+}
+
+impl Session for MinimegaShell {
+    fn run(&mut self, line: &str) -> Result<String, String> {
+        let line = line.trim();
+        match line {
+            "disconnect" => {
+                self.ended = true;
+                return Ok(String::new());
+            }
+            "quit" if !std::mem::replace(&mut self.quit_armed, true) => {
+                return Ok("CAUTION: calling 'quit' will cause the minimega daemon to exit\n\
+                           If you really want to stop the minimega daemon, enter 'quit' again"
+                    .into());
+            }
+            _ => self.quit_armed = false,
+        }
+        // Frames are printed as they arrive; a long `read` shows progress.
+        match stream(&mut self.mm, line, self.json) {
+            Ok(_) => Ok(String::new()),
+            Err(e @ Error::Closed { .. }) => {
+                self.ended = true;
+                Err(e.to_string())
+            }
+            Err(e @ (Error::Io(_) | Error::Timeout)) => {
+                self.ended = true;
+                Err(e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn complete(&mut self, line: &str) -> (usize, Vec<String>) {
+        let (start, _) = shell::last_word(line);
+        let Ok(lines) = self.mm.suggest(line) else { return (start, Vec::new()) };
+        // The daemon completes whole lines; offer the last word's part.
+        let before = &line[..start];
+        (start, lines.iter().filter_map(|l| l.strip_prefix(before)).map(str::to_string).collect())
+    }
+
+    fn idle(&mut self) -> Vec<String> {
+        let mm = &mut self.mm;
+        let (lines, failed) = shell::drain(|| mm.next_status(Some(Duration::ZERO)), |status| status);
+        self.ended |= failed;
+        lines
+    }
+
+    fn ended(&self) -> bool {
+        self.ended
+    }
+}
+
+#[cfg(test)]
+#[path = "../../../tests/fake_minimega/mod.rs"]
+mod fake_minimega;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_word_is_taken_as_written_the_rest_quoted() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(command_line(&words(&["vm info"])), "vm info");
+        assert_eq!(command_line(&words(&["vm", "config", "disk", "/a b.qcow2"])), "vm config disk \"/a b.qcow2\"");
+        assert_eq!(command_line(&words(&["echo \"a b\" c"])), "echo \"a b\" c");
+    }
+
+    #[test]
+    fn completion_asks_the_daemon() {
+        let fake = fake_minimega::Fake::start();
+        let mm = Minimega::connect(fake.path()).unwrap();
+        let mut shell = MinimegaShell { mm, json: false, quit_armed: false, ended: false };
+        assert_eq!(shell.complete("vm i"), (3, vec!["info ".to_string()]));
+        assert_eq!(shell.complete("nam"), (0, vec!["namespace ".to_string()]));
+        assert_eq!(shell.complete("zzz").1, Vec::<String>::new());
+        assert_eq!(shell.complete("").1, Vec::<String>::new());
+        // Status messages show while idle.
+        shell.run("echo x").unwrap();
+        assert!(fake.status("VM 3 started"));
+        assert_eq!(shell.idle(), ["VM 3 started"]);
+        // `quit` needs saying twice, as with minimega -attach.
+        assert!(shell.run("quit").unwrap().starts_with("CAUTION"));
+        assert!(!fake.stopped());
+        assert!(shell.run("disconnect").is_ok());
+        assert!(shell.ended());
+    }
+}

@@ -1,0 +1,580 @@
+//! negotiator over std: the host and the guest sides of the channel.
+//!
+//! On the host, each channel of a guest is a UNIX socket of QEMU's chardev
+//! (found with `virsh`, or given); in the guest, it is a character device
+//! `/dev/vport*` (found through `/sys/class/virtio-ports/*/name`, or given).
+//!
+//! ```no_run
+//! use vmwire_std::negotiator::{Commands, GuestAgent, GuestChannel, GUEST_TO_HOST_CHANNEL};
+//!
+//! // Host: call into a guest.
+//! let mut guest = GuestChannel::connect("/var/lib/libvirt/qemu/channel/target/vm1.negotiator-host-to-guest.0")?;
+//! println!("{:?}", guest.list_commands()?);
+//! let output = guest.execute("reconfigure-network", &["eth0"], Some("address=10.0.0.2\n"))?;
+//!
+//! // Guest: call the host, or answer it.
+//! let mut host = GuestAgent::open_channel(GUEST_TO_HOST_CHANNEL, Default::default())?;
+//! let addresses = host.execute("find-ip-addresses", &[], None)?;
+//! GuestAgent::open("/dev/vport0p1")?.serve(&Commands::default())?;
+//! # Ok::<(), vmwire_std::negotiator::Error>(())
+//! ```
+//!
+//! A responder here serves only `list_commands` and `execute`, and
+//! `execute` runs only executables found by name in the [`Commands`]
+//! directories, without a shell. The Python peer instead runs any public
+//! method it is sent (including `raw_write`, which writes raw bytes to the
+//! channel) and passes a single command to `bash -c`.
+
+mod commands;
+mod daemon;
+mod discovery;
+
+use std::fmt;
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use vmwire_proto::Machine;
+use vmwire_proto::buf::Heap;
+use vmwire_proto::json::Value;
+use vmwire_proto::negotiator::{self as proto, Caller, CallerEvent, Request, Responder, ResponderEvent};
+
+use crate::transport::{Conn, DriveError, Stream, deadline};
+
+pub use commands::{CommandError, Commands, USER_COMMANDS_DIRECTORY};
+pub use daemon::{DaemonHandle, HostDaemon};
+pub use discovery::{
+    VIRTIO_PORTS, channels_in_domain_xml, find_channels_of_guest, find_character_device, find_character_device_in,
+    find_running_guests, find_supported_guests,
+};
+pub use vmwire_proto::negotiator::{Config, GUEST_TO_HOST_CHANNEL, HOST_TO_GUEST_CHANNEL};
+
+/// The time limit for a call when none is given, as the original's.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings for a channel.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Time limit for each call, and for writing a response to a peer that
+    /// does not read; `None` waits forever.
+    pub timeout: Option<Duration>,
+    /// Limits on frames.
+    pub config: Config,
+}
+
+impl Default for Options {
+    /// [`DEFAULT_TIMEOUT`], default limits.
+    fn default() -> Self {
+        Options { timeout: Some(DEFAULT_TIMEOUT), config: Config::default() }
+    }
+}
+
+/// Everything that can go wrong, with "the other side's method failed"
+/// ([`Error::Remote`]) kept apart from I/O, timeouts and protocol errors.
+#[derive(Debug)]
+pub enum Error {
+    /// The remote method failed; its error text (`RemoteMethodFailed`).
+    Remote(String),
+    /// The socket or device failed.
+    Io(io::Error),
+    /// No response within the time limit. The call is forgotten: a late
+    /// response is dropped, not mistaken for the next call's.
+    Timeout,
+    /// The other side closed the channel.
+    Closed,
+    /// The other side broke the protocol (or the channel was used wrongly).
+    Protocol(proto::Error),
+    /// The result did not decode into the requested type, or the arguments
+    /// did not encode.
+    Json(serde_json::Error),
+    /// A guest, channel or device could not be found.
+    Discovery(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Remote(e) => write!(f, "remote method failed: {e}"),
+            Error::Io(e) => write!(f, "negotiator I/O error: {e}"),
+            Error::Timeout => f.write_str("negotiator: timed out waiting for a response"),
+            Error::Closed => f.write_str("negotiator: the channel was closed"),
+            Error::Protocol(e) => e.fmt(f),
+            Error::Json(e) => write!(f, "negotiator: JSON: {e}"),
+            Error::Discovery(e) => write!(f, "negotiator: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            Error::Protocol(e) => Some(e),
+            Error::Json(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<proto::Error> for Error {
+    fn from(e: proto::Error) -> Self {
+        Error::Protocol(e)
+    }
+}
+
+impl From<DriveError<proto::Error>> for Error {
+    fn from(e: DriveError<proto::Error>) -> Self {
+        match e {
+            DriveError::Io(e) => Error::Io(e),
+            DriveError::Timeout => Error::Timeout,
+            DriveError::Closed => Error::Closed,
+            DriveError::Machine(e) => Error::Protocol(e),
+        }
+    }
+}
+
+/// Opens `path`: a UNIX socket is connected to, anything else (a
+/// character device) opened read-write.
+fn open_path(path: &Path) -> io::Result<Stream> {
+    if std::fs::metadata(path)?.file_type().is_socket() {
+        Stream::connect_unix(path)
+    } else {
+        Stream::open_device(path)
+    }
+}
+
+/// The calling end of a channel: `call_remote_method`, one call at a time,
+/// each with a time limit.
+#[derive(Debug)]
+pub struct Channel {
+    conn: Conn<Caller<Heap>>,
+    label: String,
+    options: Options,
+}
+
+impl Channel {
+    /// A channel over `stream`; `label` names it in messages.
+    pub fn new(stream: Stream, label: impl Into<String>, options: Options) -> Self {
+        let machine = Caller::new(options.config);
+        Channel { conn: Conn::new(stream, machine), label: label.into(), options }
+    }
+
+    /// Connects to a UNIX socket (QEMU's end of a channel, on the host).
+    pub fn connect_unix(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let stream = Stream::connect_unix(path)
+            .map_err(|e| Error::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display()))))?;
+        Ok(Channel::new(stream, format!("UNIX socket {}", path.display()), options))
+    }
+
+    /// What the channel is connected to.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Sets the time limit for each call (`None`: wait forever).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.options.timeout = timeout;
+    }
+
+    /// Calls `method` with `args` (anything that serialises to a JSON array,
+    /// or `()` for none) and `kw` (to a JSON object, or `()`), and decodes
+    /// its result into `T`.
+    pub fn call<T: DeserializeOwned>(
+        &mut self,
+        method: &str,
+        args: impl Serialize,
+        kw: impl Serialize,
+    ) -> Result<T, Error> {
+        let args = serde_json::to_vec(&args).map_err(Error::Json)?;
+        let kw = serde_json::to_vec(&kw).map_err(Error::Json)?;
+        let args =
+            if args == b"null" { Value::parse(b"[]") } else { Value::parse(&args) }.map_err(proto::Error::from)?;
+        let kw = if kw == b"null" { Value::parse(b"{}") } else { Value::parse(&kw) }.map_err(proto::Error::from)?;
+        self.ready()?.call(method, args, kw)?;
+        self.response(|v| v.deserialize().map_err(Error::Json))
+    }
+
+    /// Calls `method` with arguments given as JSON text (an array and an
+    /// object) and returns the result's JSON text.
+    pub fn call_raw(&mut self, method: &str, args: &str, kw: &str) -> Result<String, Error> {
+        let args = Value::parse(args.as_bytes()).map_err(proto::Error::from)?;
+        let kw = Value::parse(kw.as_bytes()).map_err(proto::Error::from)?;
+        self.ready()?.call(method, args, kw)?;
+        self.response(|v| Ok(v.raw_str().to_owned()))
+    }
+
+    /// The commands the other side offers.
+    pub fn list_commands(&mut self) -> Result<Vec<String>, Error> {
+        self.ready()?.call_with("list_commands", |_| Ok(()), |_| Ok(()))?;
+        self.response(|v| v.deserialize().map_err(Error::Json))
+    }
+
+    /// Runs `command` with `args` on the other side, `input` on its standard
+    /// input, and returns its output (one line: trimmed, as the original does).
+    pub fn execute(&mut self, command: &str, args: &[&str], input: Option<&str>) -> Result<String, Error> {
+        self.ready()?.call_with(
+            "execute",
+            |a| {
+                a.str(command)?;
+                args.iter().try_for_each(|arg| a.str(arg).map(drop))
+            },
+            |kw| input.map_or(Ok(()), |i| kw.str("input", i).map(drop)),
+        )?;
+        self.response(|v| {
+            v.as_str().map(|s| s.to_string()).ok_or(Error::Protocol(proto::Error::BadMessage {
+                what: "execute returned something other than a string",
+            }))
+        })
+    }
+
+    /// The machine, if the channel is still open.
+    fn ready(&mut self) -> Result<&mut Caller<Heap>, Error> {
+        match self.conn.machine().state() {
+            proto::State::Closed => Err(Error::Closed),
+            _ => Ok(self.conn.machine_mut()),
+        }
+    }
+
+    /// Sends the call and waits for its response within the time limit.
+    fn response<T>(&mut self, on_result: impl FnOnce(Value<'_>) -> Result<T, Error>) -> Result<T, Error> {
+        let deadline = deadline(self.options.timeout);
+        let outcome = self.wait(deadline, on_result);
+        if matches!(outcome, Err(Error::Timeout | Error::Io(_))) {
+            self.conn.machine_mut().forget();
+        }
+        outcome
+    }
+
+    fn wait<T>(
+        &mut self,
+        deadline: Option<Instant>,
+        on_result: impl FnOnce(Value<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.conn.flush(deadline)?;
+        let mut on_result = Some(on_result);
+        loop {
+            while let Some(event) = self.conn.machine_mut().poll()? {
+                match event {
+                    CallerEvent::Result(value) => return on_result.take().map_or(Err(Error::Closed), |f| f(value)),
+                    CallerEvent::Error(error) => return Err(Error::Remote(error.to_string())),
+                    CallerEvent::Invalid(e) => return Err(Error::Protocol(e)),
+                    CallerEvent::Failed | CallerEvent::Closed => return Err(Error::Closed),
+                    CallerEvent::Stale(reply) => log::debug!("{}: late response dropped: {reply:?}", self.label),
+                    CallerEvent::Unsolicited(v) => log::warn!("{}: unsolicited frame dropped: {v}", self.label),
+                    CallerEvent::Malformed(e) => log::warn!("{}: {e}", self.label),
+                }
+            }
+            self.conn.pump(deadline)?;
+        }
+    }
+
+    /// Closes the channel; later calls fail with [`Error::Closed`].
+    pub fn close(&mut self) {
+        self.conn.close();
+    }
+
+    /// Answers the other side's calls on this channel until it closes (for
+    /// a character device: forever, waiting for the host whenever it is not
+    /// connected). `env` goes into every command's environment.
+    fn serve(self, commands: &Commands, env: &[(&str, &str)]) -> Result<(), Error> {
+        let (stream, _) = self.conn.into_parts();
+        serve_stream(stream, &self.label, commands, env, &self.options)
+    }
+}
+
+/// What a request asks for, owned, so that the machine is free to answer it.
+enum Job {
+    List,
+    Execute { argv: Vec<String>, input: Option<String> },
+    Refused(String),
+}
+
+impl Job {
+    fn of(request: &Request<'_>) -> Job {
+        match request.method {
+            "list_commands" => match (request.args().next(), request.kw().next()) {
+                (None, None) => Job::List,
+                _ => Job::Refused("list_commands() takes no arguments".into()),
+            },
+            "execute" => {
+                let mut argv = Vec::new();
+                for (i, arg) in request.args().enumerate() {
+                    match arg.as_str() {
+                        Some(s) => argv.push(s.to_string()),
+                        None => return Job::Refused(CommandError::BadArgument(i).to_string()),
+                    }
+                }
+                let mut input = None;
+                for (key, value) in request.kw() {
+                    if key == "input" {
+                        input = match (value.as_str(), value.is_null()) {
+                            (Some(s), _) => Some(s.to_string()),
+                            (None, true) => None,
+                            (None, false) => return Job::Refused("execute() input must be a string or null".into()),
+                        };
+                    } else if key != "capture" {
+                        // `capture` is what the original command-line tools send; it changes nothing.
+                        return Job::Refused(CommandError::UnexpectedKeyword(key.to_string()).to_string());
+                    }
+                }
+                Job::Execute { argv, input }
+            }
+            other => Job::Refused(format!("Method {other} not supported")),
+        }
+    }
+}
+
+/// Answers calls on `stream` until it closes; a character device whose
+/// host goes away is waited on until it comes back.
+fn serve_stream(
+    mut stream: Stream,
+    label: &str,
+    commands: &Commands,
+    env: &[(&str, &str)],
+    options: &Options,
+) -> Result<(), Error> {
+    loop {
+        let device = matches!(stream, Stream::Device(_));
+        let mut conn = Conn::new(stream, Responder::<Heap>::new(options.config));
+        let outcome = serve_session(&mut conn, label, commands, env, options);
+        if !device || outcome.is_err() {
+            return outcome;
+        }
+        // A virtio port reads as ended while the host side is not connected,
+        // and poll(2) cannot wait for it to connect: look again in a while.
+        log::debug!("{label}: the host is not connected; waiting");
+        std::thread::sleep(Duration::from_millis(250));
+        stream = conn.into_parts().0;
+    }
+}
+
+/// One session: requests answered in turn until the stream ends.
+fn serve_session(
+    conn: &mut Conn<Responder<Heap>>,
+    label: &str,
+    commands: &Commands,
+    env: &[(&str, &str)],
+    options: &Options,
+) -> Result<(), Error> {
+    let mut broken = None;
+    loop {
+        loop {
+            let job = match conn.machine_mut().poll()? {
+                None => break,
+                Some(ResponderEvent::Request(request)) => Job::of(&request),
+                Some(ResponderEvent::Unsupported(method)) => {
+                    log::warn!("{label}: refused to call method {method}");
+                    continue;
+                }
+                Some(ResponderEvent::Malformed(e)) => {
+                    log::warn!("{label}: {e}");
+                    if e.breaks_framing() {
+                        broken = Some(e);
+                    }
+                    continue;
+                }
+                Some(ResponderEvent::Closed) => {
+                    let _ = conn.flush(deadline(options.timeout));
+                    return broken.map_or(Ok(()), |e| Err(Error::Protocol(e)));
+                }
+            };
+            answer(conn.machine_mut(), label, job, commands, env)?;
+        }
+        conn.flush(deadline(options.timeout))?;
+        match conn.fill(None) {
+            Ok(()) | Err(DriveError::Closed) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Does what `job` asks and answers it.
+fn answer(
+    machine: &mut Responder<Heap>,
+    label: &str,
+    job: Job,
+    commands: &Commands,
+    env: &[(&str, &str)],
+) -> Result<(), Error> {
+    let answered = match job {
+        Job::List => {
+            log::info!("{label}: list_commands()");
+            let names = commands.list();
+            machine.respond_array(|a| names.iter().try_for_each(|n| a.str(n).map(drop)))
+        }
+        Job::Execute { argv, input } => {
+            log::info!("{label}: execute({argv:?})");
+            match commands.execute(&argv, input.as_deref(), env) {
+                Ok(output) => machine.respond_str(&output),
+                Err(e) => {
+                    log::warn!("{label}: {e}");
+                    machine.respond_error(&e.to_string())
+                }
+            }
+        }
+        Job::Refused(message) => {
+            log::warn!("{label}: {message}");
+            machine.respond_error(&message)
+        }
+    };
+    match answered {
+        // Too large to send once escaped: say so instead.
+        Err(proto::Error::TransmitFull(full)) => {
+            machine.respond_error(&format!("the result is larger than the limit of {} bytes", full.limit))?
+        }
+        other => other?,
+    }
+    Ok(())
+}
+
+/// The host's side of a guest's channel: calls into the guest on
+/// [`HOST_TO_GUEST_CHANNEL`], or answers it on [`GUEST_TO_HOST_CHANNEL`].
+#[derive(Debug)]
+pub struct GuestChannel {
+    channel: Channel,
+    guest_name: Option<String>,
+}
+
+impl GuestChannel {
+    /// The host's side over `channel` (a connection made some other way);
+    /// `guest_name` as for [`GuestChannel::connect_with`].
+    pub fn new(channel: Channel, guest_name: Option<&str>) -> Self {
+        GuestChannel { channel, guest_name: guest_name.map(str::to_owned) }
+    }
+
+    /// Connects to a channel's UNIX socket, with default options.
+    pub fn connect(socket_path: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::connect_with(socket_path, None, Options::default())
+    }
+
+    /// Connects to a channel's UNIX socket; `guest_name` is the guest's name
+    /// when known (commands then see it in `$NEGOTIATOR_GUEST`).
+    pub fn connect_with(
+        socket_path: impl AsRef<Path>,
+        guest_name: Option<&str>,
+        options: Options,
+    ) -> Result<Self, Error> {
+        Ok(GuestChannel::new(Channel::connect_unix(socket_path, options)?, guest_name))
+    }
+
+    /// Connects to guest `guest_name`'s [`HOST_TO_GUEST_CHANNEL`], found with `virsh`.
+    pub fn connect_guest(guest_name: &str, options: Options) -> Result<Self, Error> {
+        let channels = find_channels_of_guest(guest_name)?;
+        let path = channels
+            .get(HOST_TO_GUEST_CHANNEL)
+            .ok_or_else(|| Error::Discovery(format!("guest {guest_name:?} has no {HOST_TO_GUEST_CHANNEL} channel")))?;
+        Self::connect_with(path, Some(guest_name), options)
+    }
+
+    /// The guest's name, when known.
+    pub fn guest_name(&self) -> Option<&str> {
+        self.guest_name.as_deref()
+    }
+
+    /// Answers the guest's calls (this should be its [`GUEST_TO_HOST_CHANNEL`])
+    /// until it closes, with `$NEGOTIATOR_GUEST` set to the guest's name.
+    pub fn serve(self, commands: &Commands) -> Result<(), Error> {
+        let env = self.guest_name.as_deref().map(|name| ("NEGOTIATOR_GUEST", name));
+        self.channel.serve(commands, env.as_slice())
+    }
+}
+
+impl Deref for GuestChannel {
+    type Target = Channel;
+    fn deref(&self) -> &Channel {
+        &self.channel
+    }
+}
+
+impl DerefMut for GuestChannel {
+    fn deref_mut(&mut self) -> &mut Channel {
+        &mut self.channel
+    }
+}
+
+/// The guest's side: calls the host on [`GUEST_TO_HOST_CHANNEL`], or answers
+/// it on [`HOST_TO_GUEST_CHANNEL`] (the guest daemon).
+#[derive(Debug)]
+pub struct GuestAgent {
+    channel: Channel,
+}
+
+impl GuestAgent {
+    /// The guest's side over `channel` (a connection made some other way).
+    pub fn new(channel: Channel) -> Self {
+        GuestAgent { channel }
+    }
+
+    /// Opens a channel's character device (or, for tests and for the host,
+    /// a UNIX socket), with default options.
+    pub fn open(device_or_socket: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::open_with(device_or_socket, Options::default())
+    }
+
+    /// [`GuestAgent::open`] with options. A device another process holds
+    /// (`EBUSY`) is tried again until the time limit.
+    pub fn open_with(device_or_socket: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
+        let path = device_or_socket.as_ref();
+        let deadline = deadline(options.timeout);
+        let stream = loop {
+            match open_path(path) {
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(Error::Io(e));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(Error::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display())))),
+                Ok(stream) => break stream,
+            }
+        };
+        let label = match stream {
+            Stream::Device(_) => format!("character device {}", path.display()),
+            _ => format!("UNIX socket {}", path.display()),
+        };
+        Ok(GuestAgent { channel: Channel::new(stream, label, options) })
+    }
+
+    /// Opens the character device of the virtio-serial port `channel_name`,
+    /// found through [`VIRTIO_PORTS`].
+    pub fn open_channel(channel_name: &str, options: Options) -> Result<Self, Error> {
+        Self::open_with(find_character_device(channel_name)?, options)
+    }
+
+    /// Answers the host's calls: the guest daemon. On a character device it
+    /// never returns unless the device fails: while the host is not
+    /// connected it waits for it. On a socket it returns when the socket closes.
+    pub fn serve(self, commands: &Commands) -> Result<(), Error> {
+        self.channel.serve(commands, &[])
+    }
+}
+
+impl Deref for GuestAgent {
+    type Target = Channel;
+    fn deref(&self) -> &Channel {
+        &self.channel
+    }
+}
+
+impl DerefMut for GuestAgent {
+    fn deref_mut(&mut self) -> &mut Channel {
+        &mut self.channel
+    }
+}
+
+/// Serves one connected socket for the host daemon.
+fn serve_guest(stream: Stream, guest_name: &str, commands: &Commands, options: &Options) -> Result<(), Error> {
+    let label = format!("guest {guest_name}");
+    serve_stream(stream, &label, commands, &[("NEGOTIATOR_GUEST", guest_name)], options)
+}

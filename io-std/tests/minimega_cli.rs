@@ -1,0 +1,122 @@
+//! `vmwire minimega` against the fake daemon (see `fake_minimega/`: no real
+//! minimega can run here).
+
+mod fake_minimega;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use fake_minimega::{Fake, World};
+
+fn vmwire(fake: &Fake, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vmwire"))
+        .arg("minimega")
+        .arg("--socket")
+        .arg(fake.path())
+        .args(args)
+        .output()
+        .expect("run vmwire")
+}
+
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap()
+}
+
+fn files(world: &mut World) {
+    world.files.insert("/s.mm".into(), "echo one\nvm kill nosuchvm\necho two\nnamespace\n".into());
+}
+
+#[test]
+fn prints_the_rendering_like_minimega_e() {
+    let fake = Fake::start();
+    let out = vmwire(&fake, &["version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), format!("mmpeer: {}\n", fake_minimega::VERSION));
+    assert!(out.stderr.is_empty());
+    // Tables come aligned and sorted, as the daemon renders them.
+    fake.world().namespaces.push(("b".into(), String::new()));
+    let out = vmwire(&fake, &["namespace"]);
+    assert_eq!(
+        text(&out.stdout),
+        "host   | namespace | vlans    | active\nmmpeer | b         |          | false\nmmpeer | minimega  | 101-4096 | true\n"
+    );
+}
+
+#[test]
+fn errors_go_to_stderr_and_the_status_is_not_zero() {
+    let fake = Fake::with(files);
+    let out = vmwire(&fake, &["vm", "kill", "nosuchvm"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert_eq!(text(&out.stderr), "Error (mmpeer): vm not found: nosuchvm\n");
+    // An error mid-stream: the rest of the stream is printed all the same.
+    let out = vmwire(&fake, &["read", "/s.mm"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("mmpeer: one\nmmpeer: two\nhost   | namespace"), "{stdout}");
+    assert_eq!(text(&out.stderr), "Error (mmpeer): vm not found: nosuchvm\n");
+}
+
+#[test]
+fn arguments_are_quoted_and_namespaced() {
+    let fake = Fake::start();
+    let out = vmwire(&fake, &["--namespace", "exp", "echo", "a b", "#c"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "mmpeer: a b #c\n");
+    assert_eq!(fake.world().requests, ["{\"Command\":\"namespace \\\"exp\\\" echo \\\"a b\\\" \\\"#c\\\"\"}"]);
+    // One word: a whole command line, as written.
+    let out = vmwire(&fake, &["echo \"x y\" z"]);
+    assert_eq!(text(&out.stdout), "mmpeer: x y z\n");
+    let out = vmwire(&fake, &["--namespace", "bad/name", "version"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn json_output_is_the_daemons_shape() {
+    let fake = Fake::start();
+    let out = vmwire(&fake, &["--json", "host", "name"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["Host"], "mmpeer");
+    assert_eq!(v[0]["Data"]["MemTotal"], 24105);
+    assert_eq!(v[0]["Header"], serde_json::Value::Null);
+    // A header and no rows: `Tabular` stays null, as the daemon sends it.
+    let out = vmwire(&fake, &["--json", "vm", "info"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["Header"].as_array().unwrap().len(), 44);
+    assert_eq!(v[0]["Tabular"], serde_json::Value::Null);
+    assert_eq!(v[0]["Data"], serde_json::json!([]));
+}
+
+#[test]
+fn quit_and_unreachable_daemons() {
+    let fake = Fake::start();
+    let out = vmwire(&fake, &["quit"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(fake.stopped());
+    let out = vmwire(&fake, &["version"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("cannot connect to"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn the_shell_runs_lines_from_stdin() {
+    let fake = Fake::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmwire"))
+        .arg("minimega")
+        .arg("--socket")
+        .arg(fake.path())
+        .env("HOME", fake.path().parent().unwrap())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"version\nvm kill x\necho \"a b\"\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(&format!("mmpeer: {}\n", fake_minimega::VERSION)), "{stdout}");
+    assert!(stdout.contains("mmpeer: a b\n"), "{stdout}");
+    assert!(text(&out.stderr).contains("Error (mmpeer): vm not found: x"));
+}
