@@ -47,26 +47,17 @@ fn drain<S: vmwire_proto::buf::Storage>(m: &mut Client<S>, log: &mut Vec<String>
     m.transmitted(n);
 }
 
-/// Feeds `bytes` in pieces of the given sizes (cycled); empty = end of stream.
-fn feed<S: vmwire_proto::buf::Storage>(m: &mut Client<S>, bytes: &[u8], sizes: &[usize], log: &mut Vec<String>) {
-    if bytes.is_empty() {
-        m.recv_commit(0).unwrap();
-        drain(m, log);
-        return;
-    }
-    let (mut fed, mut k) = (0, 0);
-    while fed < bytes.len() {
-        let want = sizes[k % sizes.len()].max(1).min(bytes.len() - fed);
-        k += 1;
-        let mut taken = 0;
-        while taken < want {
-            let n = m.receive(&bytes[fed + taken..fed + want]).unwrap();
-            taken += n;
-            drain(m, log);
-            assert!(n > 0 || taken == want, "machine took nothing after being drained");
-        }
-        fed += want;
-    }
+/// Feeds `bytes` in pieces of the given sizes (cycled; empty = end of
+/// stream), writing out what the machine queues as an adapter does.
+fn feed<S: vmwire_proto::buf::Storage + 'static>(
+    m: &mut Client<S>,
+    bytes: &[u8],
+    sizes: &[usize],
+    log: &mut Vec<String>,
+) {
+    common::feed_flushing(m, bytes, sizes, |e| log.push(describe(e)));
+    let n = m.transmit().len();
+    m.transmitted(n);
 }
 
 /// The complete lines a captured client wrote (CR and LF each end one).
@@ -266,7 +257,7 @@ fn ready(config: Config) -> Client<Heap> {
     m
 }
 
-fn run<S: vmwire_proto::buf::Storage>(m: &mut Client<S>, bytes: &[u8]) -> Vec<String> {
+fn run<S: vmwire_proto::buf::Storage + 'static>(m: &mut Client<S>, bytes: &[u8]) -> Vec<String> {
     let mut log = Vec::new();
     drain(m, &mut log);
     feed(m, bytes, &[usize::MAX], &mut log);
