@@ -6,10 +6,12 @@
 //! deadlines; every byte of the protocol is handled by the machine in
 //! `vmwire-proto`, driven through the one loop in [`transport`].
 
+pub mod hmp;
 pub mod http;
 pub mod minimega;
 pub mod negotiator;
 pub mod qemu;
+pub mod qga;
 pub mod qmp;
 pub mod transport;
 pub mod xenapi;

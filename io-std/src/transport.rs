@@ -58,9 +58,18 @@ impl Stream {
         Err(last)
     }
 
-    /// Opens a character device (such as `/dev/vport0p1`) for reading and writing.
+    /// Opens a character device (such as `/dev/vport0p1`) for reading and
+    /// writing. A terminal (a serial line, a pty from `-chardev pty`) is put
+    /// in raw mode first: no echo, no line editing, no CR/LF translation, so
+    /// that every byte passes as it is.
     pub fn open_device(path: impl AsRef<Path>) -> io::Result<Self> {
-        OpenOptions::new().read(true).write(true).open(path).map(Stream::Device)
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        if rustix::termios::isatty(&file) {
+            let mut termios = rustix::termios::tcgetattr(&file)?;
+            termios.make_raw();
+            rustix::termios::tcsetattr(&file, rustix::termios::OptionalActions::Now, &termios)?;
+        }
+        Ok(Stream::Device(file))
     }
 
     /// Shuts down both directions (sockets only; devices are left as they are).

@@ -4,7 +4,7 @@
 
 use vmwire_proto::buf::Fixed;
 use vmwire_proto::{Machine, negotiator, qmp};
-use vmwire_proto::{http, xenapi, xmlrpc};
+use vmwire_proto::{hmp, http, qga, xenapi, xmlrpc};
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
@@ -30,7 +30,11 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     let requested = matches!(responder.poll(), Ok(Some(negotiator::ResponderEvent::Request(r))) if r.method == "list_commands");
     let answered = responder.respond_array(|a| a.str("caf\u{e9}").map(drop)).is_ok()
         && responder.transmit() == b"42\n{\"success\": true, \"result\": [\"caf\\u00e9\"]}";
-    if greeted && negotiating && requested && answered && minimega_runs() && xenapi_logs_in() { 0 } else { 1 }
+    if greeted && negotiating && requested && answered && minimega_runs() && xenapi_logs_in() && hmp_runs() && qga_syncs() {
+        0
+    } else {
+        1
+    }
 }
 
 /// A minimega command, built with the command-line builder, and its reply.
@@ -67,4 +71,25 @@ fn xenapi_logs_in() -> bool {
     let logged_in = matches!(xapi.poll(), Ok(Some(xenapi::Event::LoggedIn { session: "OpaqueRef:s" })));
     let parsed = xmlrpc::parse_response(body).is_ok_and(|r| r.result().is_ok_and(|v| v.get("Status").is_some()));
     sent && logged_in && parsed && body.len() == 216
+}
+
+/// The human monitor machine: banner, one command, its echo and output.
+fn hmp_runs() -> bool {
+    let mut hmp = hmp::Client::<Fixed<512, 64>>::new(hmp::Config::default());
+    let Ok(id) = hmp.command("cont") else { return false };
+    let _ = hmp.receive(b"QEMU 7.2.22 monitor - type 'help' for more information\r\n(qemu) ");
+    let bannered = matches!(hmp.poll(), Ok(Some(hmp::Event::Banner(_))));
+    let sent = hmp.transmit() == b"cont\n";
+    hmp.transmitted(5);
+    let _ = hmp.receive(b"c\x1b[K\x1b[Dco\x1b[K\x1b[D\x1b[Dcon\x1b[K\x1b[D\x1b[D\x1b[Dcont\x1b[K\r\n(qemu) ");
+    let finished = matches!(hmp.poll(), Ok(Some(hmp::Event::Output { id: got, text: b"" })) if got == id);
+    bannered && sent && finished
+}
+
+/// The guest agent machine: the opening 0xFF sync, and a stale reply dropped.
+fn qga_syncs() -> bool {
+    let mut qga = qga::Client::<Fixed<512, 256, 4>>::new(qga::Config::default(), 7);
+    let opens = qga.transmit().starts_with(b"\xff{\"execute\":\"guest-sync-delimited\"");
+    let _ = qga.receive(b"{\"return\": {}}\n\xff{\"return\": 7}\n");
+    opens && matches!(qga.poll(), Ok(Some(qga::Event::Synced)))
 }

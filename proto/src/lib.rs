@@ -11,6 +11,9 @@
 //! | --- | --- |
 //! | [`qmp`] | QEMU Machine Protocol (client) |
 //! | [`json`] | the shared JSON framer, zero-copy reader and writer |
+//! | [`hmp`] | QEMU's human monitor (readline monitor client), and HMP over QMP |
+//! | [`qga`] | the QEMU guest agent (client) |
+//! | [`base64`] | base64 in and out of JSON strings (the guest agent's payloads) |
 //! | [`negotiator`] | negotiator's host/guest channel (caller and responder) |
 //! | [`minimega`] | minimega's command socket (client) |
 //! | [`http`] | HTTP/1.x framing (client and server) for XML-RPC |
@@ -33,11 +36,15 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod base64;
 pub mod buf;
+pub mod hmp;
 pub mod http;
 pub mod json;
 pub mod minimega;
 pub mod negotiator;
+mod qapi;
+pub mod qga;
 pub mod qmp;
 pub mod xenapi;
 pub mod xmlrpc;

@@ -132,6 +132,8 @@ pub(crate) struct Scanner {
     members: Index,
     /// Stream offset of `data[0]`.
     offset: u64,
+    /// A byte that ends whatever is in progress (see [`Scanner::set_delimiter`]).
+    delimiter: Option<u8>,
 }
 
 impl Scanner {
@@ -151,7 +153,16 @@ impl Scanner {
             stack: [0; MAX_DEPTH / 64],
             members: Index::default(),
             offset: 0,
+            delimiter: None,
         }
+    }
+
+    /// Makes `byte` (one that cannot appear in JSON text, such as QGA's
+    /// `0xFF`) a delimiter: between values it is skipped like white space,
+    /// and after invalid input framing resumes right after the next one (or
+    /// at the next value that begins a line, whichever comes first).
+    pub(crate) fn set_delimiter(&mut self, byte: u8) {
+        self.delimiter = Some(byte);
     }
 
     pub(crate) fn limits(&self) -> Limits {
@@ -264,11 +275,22 @@ impl Scanner {
         outcome
     }
 
-    /// Looks for a `{` or `[` right after a `\n`; leaves `pos` on it if found.
+    /// Looks for a `{` or `[` right after a `\n` (or for the delimiter);
+    /// leaves `pos` where framing resumes if found.
     fn resync(&mut self, data: &[u8]) -> bool {
         let mut from = self.pos;
-        while let Some(found) = data.get(from..).and_then(|rest| memchr::memchr(b'\n', rest)) {
+        let delimiter = self.delimiter;
+        let next = |rest: &[u8]| match delimiter {
+            None => memchr::memchr(b'\n', rest),
+            Some(d) => memchr::memchr2(b'\n', d, rest),
+        };
+        while let Some(found) = data.get(from..).and_then(next) {
             let newline = from + found;
+            if data.get(newline) != Some(&b'\n') {
+                // The delimiter: what follows it is a fresh start.
+                self.pos = newline + 1;
+                return true;
+            }
             match data.get(newline + 1) {
                 Some(b'{' | b'[') => {
                     self.pos = newline + 1;
@@ -442,7 +464,9 @@ impl Scanner {
                 in_value = false;
             }
             (Partial::None, Expect::Top) => {
-                let _ = skip_ws!(Expect::Top);
+                while Some(skip_ws!(Expect::Top)) == self.delimiter {
+                    i += 1;
+                }
                 self.start = i;
                 self.members.len = 0;
                 self.members.overflow = false;

@@ -125,6 +125,25 @@ impl<B: Buf<u8>> Framer<B> {
         Framer { rx: RxBuf::new(buffer), scan: Scanner::new(Limits { max_message, ..limits }), later: 0 }
     }
 
+    /// Makes `byte`, which cannot appear in JSON text, a delimiter: skipped
+    /// between values, and a point to resume framing at after invalid input
+    /// (the value it cuts short is reported as invalid). The guest agent
+    /// sends `0xFF` before a `guest-sync-delimited` reply for this; RFC 7464
+    /// JSON text sequences use `0x1E`.
+    ///
+    /// ```
+    /// use vmwire_proto::json::{Framer, Limits};
+    /// let mut framer = Framer::new(heapless::Vec::<u8, 128>::new(), Limits::default()).with_delimiter(0xFF);
+    /// framer.receive(b"{\"return\": {\"cut sh\xff{\"return\": 7}\n");
+    /// assert!(framer.next().unwrap().is_err()); // the value the 0xFF cut short
+    /// assert_eq!(framer.next().unwrap()?.get("return").and_then(|v| v.as_u64()), Some(7));
+    /// # Ok::<(), vmwire_proto::json::Error>(())
+    /// ```
+    pub fn with_delimiter(mut self, byte: u8) -> Self {
+        self.scan.set_delimiter(byte);
+        self
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> Limits {
         self.scan.limits()
@@ -198,6 +217,28 @@ impl<B: Buf<u8>> Framer<B> {
                 Step::Error(e)
             }
         }
+    }
+
+    /// [`Framer::step`], and at the end of the stream (`eof`) what
+    /// [`Framer::finish`] makes of the rest.
+    pub(crate) fn step_until(&mut self, eof: bool) -> Step {
+        match self.step() {
+            Step::More if eof => self.step_finish().unwrap_or(Step::More),
+            step => step,
+        }
+    }
+
+    /// Commits `n` received bytes like [`Framer::recv_commit`]; with
+    /// `drop`, for a machine that is closed, drops everything buffered.
+    pub(crate) fn commit(&mut self, n: usize, drop: bool) -> bool {
+        if !self.rx.commit(n) {
+            return false;
+        }
+        if drop {
+            let all = self.buffered().len();
+            self.discard(all);
+        }
+        true
     }
 
     /// [`Framer::finish`] without the borrow.

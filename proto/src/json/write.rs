@@ -234,6 +234,16 @@ impl<'s, S: Sink + ?Sized> ObjectWriter<'s, S> {
         Ok(self)
     }
 
+    /// A string member holding `bytes` in [base64](crate::base64), as the
+    /// guest agent takes file contents and process input.
+    pub fn base64(&mut self, key: &str, bytes: &[u8]) -> Result<&mut Self, Full> {
+        let out = self.key(key)?;
+        out.put(b"\"")?;
+        crate::base64::encode(out, bytes)?;
+        out.put(b"\"")?;
+        Ok(self)
+    }
+
     /// A member whose value is already-validated JSON, written as it is
     /// (in [`Escape::Ascii`] mode, its strings are re-escaped to ASCII).
     pub fn value(&mut self, key: &str, value: Value<'_>) -> Result<&mut Self, Full> {

@@ -35,54 +35,11 @@
 use core::fmt;
 
 use crate::Machine;
-use crate::buf::{Buf, Full, Sink, Storage, TxBuf};
+use crate::buf::{Full, Sink, Storage, TxBuf};
 use crate::json::{self, Framer, JsonStr, Kind, Limits, Message, ObjectWriter, Step, Value};
+use crate::qapi::{self, Members, Pending, SendError, Settled, Table};
 
-/// Longest caller-chosen string id, in bytes.
-pub const MAX_ID_LEN: usize = 64;
-
-/// A command's id, as sent and as echoed back in its reply.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Id {
-    /// A number; the ids the machine assigns itself are numbers.
-    Number(u64),
-    /// A string chosen by the caller (at most [`MAX_ID_LEN`] bytes).
-    String(heapless::String<MAX_ID_LEN>),
-}
-
-impl Id {
-    /// A string id; `None` if longer than [`MAX_ID_LEN`] bytes.
-    pub fn string(s: &str) -> Option<Self> {
-        heapless::String::try_from(s).ok().map(Id::String)
-    }
-
-    /// Whether the reply id `v` is this id. QEMU echoes an id as JSON it
-    /// re-serialised itself (`"é"` comes back as `"\u00E9"`), so strings are
-    /// compared after decoding.
-    pub fn matches(&self, v: Value<'_>) -> bool {
-        match self {
-            Id::Number(n) => v.as_u64() == Some(*n),
-            Id::String(s) => v.as_str().is_some_and(|j| j == s.as_str()),
-        }
-    }
-
-    fn write<S: Sink + ?Sized>(&self, obj: &mut ObjectWriter<'_, S>) -> Result<(), Full> {
-        match self {
-            Id::Number(n) => obj.u64("id", *n)?,
-            Id::String(s) => obj.str("id", s)?,
-        };
-        Ok(())
-    }
-}
-
-impl fmt::Display for Id {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Id::Number(n) => write!(f, "{n}"),
-            Id::String(s) => write!(f, "{s:?}"),
-        }
-    }
-}
+pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply};
 
 /// Settings for a [`Client`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,38 +80,6 @@ pub enum State {
     /// The stream ended, or the peer broke the protocol.
     Closed,
 }
-
-/// The peer's own error reply: `{"class": …, "desc": …}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ErrorReply<'a> {
-    /// Error class, such as `GenericError` or `CommandNotFound`.
-    pub class: JsonStr<'a>,
-    /// Human-readable description.
-    pub desc: JsonStr<'a>,
-}
-
-impl ErrorReply<'_> {
-    fn parse(v: Value<'_>) -> Option<ErrorReply<'_>> {
-        let (mut class, mut desc) = (None, None);
-        for (key, value) in v.as_object()?.members() {
-            if key == "class" {
-                class = value.as_str();
-            } else if key == "desc" {
-                desc = value.as_str();
-            }
-        }
-        Some(ErrorReply { class: class?, desc: desc? })
-    }
-}
-
-impl fmt::Display for ErrorReply<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.class, self.desc)
-    }
-}
-
-/// A command's outcome: its `return` value, or the peer's error.
-pub type Reply<'a> = Result<Value<'a>, ErrorReply<'a>>;
 
 /// When an event happened, as QEMU stamped it (seconds and microseconds since
 /// the Unix epoch; both `-1` if QEMU could not read its clock).
@@ -346,54 +271,14 @@ impl From<json::Error> for Error {
     }
 }
 
-/// A command in flight.
-#[derive(Debug, Clone)]
-struct Pending {
-    id: Id,
-    /// The caller gave up on it; its reply will be reported as stale.
-    forgotten: bool,
-    /// It is the `qmp_capabilities` the machine sent itself.
-    negotiation: bool,
-}
-
-/// A command to send, for when [`Client::execute`] is not enough.
-///
-/// ```
-/// use vmwire_proto::{json::Value, qmp::{Command, Id}};
-/// let args = Value::parse(br#"{"fdname": "disk0"}"#)?;
-/// let cmd = Command::new("getfd").arguments(args).id(Id::string("fd-1").unwrap());
-/// # Ok::<(), vmwire_proto::json::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct Command<'c> {
-    name: &'c str,
-    arguments: Option<Value<'c>>,
-    id: Option<Id>,
-    oob: bool,
-}
-
-impl<'c> Command<'c> {
-    /// A command named `name`, without arguments.
-    pub fn new(name: &'c str) -> Self {
-        Command { name, arguments: None, id: None, oob: false }
-    }
-
-    /// With these arguments (a JSON object).
-    pub fn arguments(mut self, arguments: Value<'c>) -> Self {
-        self.arguments = Some(arguments);
-        self
-    }
-
-    /// With this id instead of one the machine assigns.
-    pub fn id(mut self, id: Id) -> Self {
-        self.id = Some(id);
-        self
-    }
-
-    /// Out of band (`exec-oob`).
-    pub fn oob(mut self) -> Self {
-        self.oob = true;
-        self
+impl From<SendError> for Error {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::ArgumentsNotObject => Error::ArgumentsNotObject,
+            SendError::IdInUse(id) => Error::IdInUse(id),
+            SendError::TooManyPending { limit } => Error::TooManyPending { limit },
+            SendError::TransmitFull(full) => Error::TransmitFull(full),
+        }
     }
 }
 
@@ -409,8 +294,7 @@ struct Core<S: Storage> {
     config: Config,
     state: State,
     tx: TxBuf<S::Tx>,
-    pending: S::Table<Pending>,
-    next_id: u64,
+    table: Table<S::Table<Pending>>,
     oob: bool,
     eof: bool,
     closed_reported: bool,
@@ -420,7 +304,7 @@ impl<S: Storage> fmt::Debug for Client<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("state", &self.core.state)
-            .field("pending", &self.core.pending.as_slice().len())
+            .field("pending", &self.core.table.len())
             .field("transmit", &self.core.tx.pending().len())
             .finish_non_exhaustive()
     }
@@ -435,8 +319,7 @@ impl<S: Storage> Client<S> {
                 config,
                 state: State::AwaitingGreeting,
                 tx: TxBuf::new(S::tx(config.max_transmit)),
-                pending: S::table(config.max_pending),
-                next_id: 0,
+                table: Table::new(S::table(config.max_pending)),
                 oob: false,
                 eof: false,
                 closed_reported: false,
@@ -456,7 +339,7 @@ impl<S: Storage> Client<S> {
 
     /// How many commands are waiting for a reply (forgotten ones excluded).
     pub fn in_flight(&self) -> usize {
-        self.core.pending.as_slice().iter().filter(|p| !p.forgotten).count()
+        self.core.table.in_flight()
     }
 
     /// Sends `name` with `arguments` (a JSON object), under an id the machine
@@ -470,28 +353,46 @@ impl<S: Storage> Client<S> {
         self.send(Command { name, arguments, id: None, oob: true })
     }
 
+    /// Like [`Client::execute`], with the arguments written by `arguments`
+    /// straight into the transmit buffer (no JSON text to build first).
+    ///
+    /// ```
+    /// use vmwire_proto::{Machine, buf::Fixed, qmp::{Client, Config}};
+    /// # let mut qmp = Client::<Fixed<4096>>::new(Config::default());
+    /// # qmp.receive(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n")?;
+    /// # qmp.poll()?;
+    /// # let n = qmp.transmit().len();
+    /// # qmp.transmitted(n);
+    /// qmp.execute_with("human-monitor-command", |args| {
+    ///     args.str("command-line", "info status")?;
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(qmp.transmit(), br#"{"execute":"human-monitor-command","arguments":{"command-line":"info status"},"id":1}"#.iter().chain(b"\r\n").copied().collect::<Vec<u8>>());
+    /// # Ok::<(), vmwire_proto::qmp::Error>(())
+    /// ```
+    pub fn execute_with(
+        &mut self,
+        name: &str,
+        arguments: impl FnOnce(&mut ObjectWriter<'_, S::Tx>) -> Result<(), Full>,
+    ) -> Result<Id, Error> {
+        self.core.ready_for("execute")?;
+        let id = self.core.table.fresh_id();
+        let args = |obj: &mut ObjectWriter<'_, S::Tx>| obj.object("arguments", arguments).map(drop);
+        self.core.encode(Pending::new(id.clone()), "execute", name, args)?;
+        Ok(id)
+    }
+
     /// Sends `command`. Commands may be sent from the greeting on: they queue
     /// behind `qmp_capabilities`, which QEMU handles first.
     pub fn send(&mut self, command: Command<'_>) -> Result<Id, Error> {
         let core = &mut self.core;
-        match core.state {
-            State::Negotiating | State::Ready => {}
-            state => {
-                return Err(Error::WrongState { state, operation: "execute" });
-            }
-        }
+        core.ready_for("execute")?;
         if command.oob && !(core.oob && core.state == State::Ready) {
             return Err(Error::OobNotNegotiated);
         }
-        if command.arguments.is_some_and(|a| a.kind() != Kind::Object) {
-            return Err(Error::ArgumentsNotObject);
-        }
-        let id = match command.id {
-            Some(id) if core.position(|p| p.id == id).is_some() => return Err(Error::IdInUse(id)),
-            Some(id) => id,
-            None => core.fresh_id(),
-        };
-        core.encode(&id, command.name, command.arguments, command.oob, false)?;
+        let id = core.table.admit(&command)?;
+        let verb = if command.oob { "exec-oob" } else { "execute" };
+        core.encode(Pending::new(id.clone()), verb, command.name, arguments(command.arguments))?;
         Ok(id)
     }
 
@@ -499,14 +400,7 @@ impl<S: Storage> Client<S> {
     /// comes, is reported as [`Event::Stale`] and matched to nobody. Returns
     /// whether `id` was pending.
     pub fn forget(&mut self, id: &Id) -> bool {
-        let slots = self.core.pending.as_mut_slice();
-        match slots.iter_mut().find(|p| p.id == *id && !p.forgotten) {
-            Some(p) => {
-                p.forgotten = true;
-                true
-            }
-            None => false,
-        }
+        self.core.table.forget(id)
     }
 
     /// Ends the session from this side (the adapter saw an I/O error, or is
@@ -517,55 +411,34 @@ impl<S: Storage> Client<S> {
     }
 }
 
-impl<S: Storage> Core<S> {
-    fn position(&self, f: impl Fn(&Pending) -> bool) -> Option<usize> {
-        self.pending.as_slice().iter().position(f)
+/// Writes `"arguments": value` if there is a value.
+fn arguments<S: Sink + ?Sized>(value: Option<Value<'_>>) -> impl FnOnce(&mut ObjectWriter<'_, S>) -> Result<(), Full> {
+    move |obj| match value {
+        Some(value) => obj.value("arguments", value).map(drop),
+        None => Ok(()),
     }
+}
 
-    fn fresh_id(&mut self) -> Id {
-        loop {
-            let id = Id::Number(self.next_id);
-            self.next_id = self.next_id.wrapping_add(1);
-            if self.position(|p| p.id == id).is_none() {
-                return id;
-            }
+impl<S: Storage> Core<S> {
+    fn ready_for(&self, operation: &'static str) -> Result<(), Error> {
+        match self.state {
+            State::Negotiating | State::Ready => Ok(()),
+            state => Err(Error::WrongState { state, operation }),
         }
     }
 
     /// Encodes a command and records it as pending, all or nothing.
     fn encode(
         &mut self,
-        id: &Id,
+        pending: Pending,
+        verb: &str,
         name: &str,
-        args: Option<Value<'_>>,
-        oob: bool,
-        negotiation: bool,
+        args: impl FnOnce(&mut ObjectWriter<'_, S::Tx>) -> Result<(), Full>,
     ) -> Result<(), Error> {
-        if self.pending.as_slice().len() >= self.pending.limit() {
-            // Make room by dropping the oldest forgotten command, if any.
-            match self.position(|p| p.forgotten) {
-                Some(i) => {
-                    self.pending.remove_at(i);
-                }
-                None => {
-                    return Err(Error::TooManyPending { limit: self.pending.limit() });
-                }
-            }
-        }
-        self.tx
-            .encode(|out| {
-                let mut obj = ObjectWriter::new(out)?;
-                obj.str(if oob { "exec-oob" } else { "execute" }, name)?;
-                if let Some(args) = args {
-                    obj.value("arguments", args)?;
-                }
-                id.write(&mut obj)?;
-                obj.finish()?;
-                out.put(b"\r\n")
-            })
-            .map_err(Error::TransmitFull)?;
-        let entry = Pending { id: id.clone(), forgotten: false, negotiation };
-        self.pending.try_push(entry).map_err(|full| Error::TooManyPending { limit: full.limit })
+        let id = pending.id.clone();
+        self.table
+            .send(&mut self.tx, pending, |out| qapi::write_command(out, verb, name, args, Some(&id), b"\r\n"))
+            .map_err(Error::from)
     }
 
     /// Turns one framed message into an event.
@@ -576,104 +449,52 @@ impl<S: Storage> Core<S> {
                 return Err(Error::NotGreeting);
             };
             self.oob = self.config.oob && greeting.offers("oob");
-            let id = self.fresh_id();
+            let id = self.table.fresh_id();
             self.state = State::Negotiating;
             let enable = if self.oob { Some(Value::trusted(br#"{"enable":["oob"]}"#)) } else { None };
-            self.encode(&id, "qmp_capabilities", enable, false, true)?;
+            let negotiation = Pending { own: true, ..Pending::new(id) };
+            self.encode(negotiation, "execute", "qmp_capabilities", arguments(enable))?;
             return Ok(Event::Greeting(greeting));
         }
         let Some(obj) = msg.object() else {
             return Ok(Event::Malformed(Error::BadMessage { what: "not a JSON object" }));
         };
-        // One pass over the (indexed) members finds everything classification needs.
-        let (mut ret, mut err, mut event, mut id, mut timestamp, mut data, mut greeting) =
-            (None, None, None, None, None, None, false);
-        for (key, value) in obj.members() {
-            // QEMU never escapes its keys; only a key that matches nothing
-            // as it stands is worth decoding.
-            let mut unescaped = [0u8; 16];
-            let mut name = key.raw();
-            loop {
-                match name {
-                    b"return" => ret = Some(value),
-                    b"error" => err = Some(value),
-                    b"event" => event = Some(value),
-                    b"id" => id = Some(value),
-                    b"timestamp" => timestamp = Some(value),
-                    b"data" => data = Some(value),
-                    b"QMP" => greeting = true,
-                    _ if name == key.raw() && key.has_escapes() => {
-                        name = key.unescape_into(&mut unescaped).map_or(&b""[..], str::as_bytes);
-                        continue;
-                    }
-                    _ => {}
-                }
-                break;
-            }
-        }
-        if let Some(name) = event {
-            let (Some(name), Some(timestamp)) = (name.as_str(), timestamp.and_then(parse_timestamp)) else {
+        let m = Members::of(obj);
+        if let Some(name) = m.event {
+            let (Some(name), Some(timestamp)) = (name.as_str(), m.timestamp.and_then(parse_timestamp)) else {
                 return Ok(Event::Malformed(Error::BadMessage { what: "event without a name or timestamp" }));
             };
-            return Ok(Event::Event(AsyncEvent { name, timestamp, data }));
+            return Ok(Event::Event(AsyncEvent { name, timestamp, data: m.data }));
         }
-        let reply = match (ret, err) {
-            (Some(value), None) => Ok(value),
-            (None, Some(error)) => match ErrorReply::parse(error) {
-                Some(error) => Err(error),
-                None => {
-                    return Ok(Event::Malformed(Error::BadMessage { what: "error without class and desc" }));
-                }
-            },
-            (Some(_), Some(_)) => {
-                return Ok(Event::Malformed(Error::BadMessage { what: "both return and error" }));
+        let reply = match m.reply() {
+            Ok(reply) => reply,
+            Err(_) if m.ret.is_none() && m.err.is_none() => {
+                let what = if m.greeting { "a second greeting" } else { "neither return, error nor event" };
+                return Ok(Event::Malformed(Error::BadMessage { what }));
             }
-            (None, None) if greeting => {
-                return Ok(Event::Malformed(Error::BadMessage { what: "a second greeting" }));
-            }
-            (None, None) => {
-                return Ok(Event::Malformed(Error::BadMessage { what: "neither return, error nor event" }));
-            }
+            Err(what) => return Ok(Event::Malformed(Error::BadMessage { what })),
         };
-        let Some(id_value) = id else {
-            return Ok(match reply {
-                Err(error) => Event::UntaggedError(error),
-                Ok(_) => Event::Unmatched(msg),
-            });
-        };
-        // Read the reply's id once, then compare it with each pending one.
-        let number = id_value.as_u64();
-        let string = id_value.as_str();
-        let Some(slot) = self.position(|p| match &p.id {
-            Id::Number(n) => number == Some(*n),
-            Id::String(s) => string.is_some_and(|j| j == s.as_str()),
-        }) else {
-            return Ok(Event::Unmatched(msg));
-        };
-        let Some(pending) = self.pending.remove_at(slot) else {
-            return Ok(Event::Unmatched(msg));
-        };
-        Ok(match (pending.negotiation, pending.forgotten, reply) {
-            (true, _, Ok(_)) => {
+        Ok(match self.table.settle(m.id, reply) {
+            Settled::Own(Ok(_)) => {
                 self.state = State::Ready;
                 Event::Ready { oob: self.oob }
             }
-            (true, _, Err(error)) => {
+            Settled::Own(Err(error)) => {
                 self.state = State::Closed;
                 Event::NegotiationFailed(error)
             }
-            (false, true, reply) => Event::Stale { id: pending.id, reply },
-            (false, false, Ok(value)) => Event::Return { id: pending.id, value },
-            (false, false, Err(error)) => Event::Error { id: pending.id, error },
+            Settled::Stale { id, reply } => Event::Stale { id, reply },
+            Settled::Return { id, value } => Event::Return { id, value },
+            Settled::Error { id, error } => Event::Error { id, error },
+            Settled::Untagged(error) => Event::UntaggedError(error),
+            Settled::Unmatched => Event::Unmatched(msg),
         })
     }
 
     /// After the session closed: one `Failed` per pending command, then `Closed`.
     fn wind_down(&mut self) -> Option<Event<'static>> {
-        while let Some(p) = self.pending.remove_at(0) {
-            if !p.forgotten && !p.negotiation {
-                return Some(Event::Failed { id: p.id });
-            }
+        if let Some((id, _)) = self.table.close_next(self.eof) {
+            return Some(Event::Failed { id });
         }
         (!core::mem::replace(&mut self.closed_reported, true)).then_some(Event::Closed)
     }
@@ -707,13 +528,9 @@ impl<S: Storage> Machine for Client<S> {
             self.core.eof = true;
             return Ok(());
         }
-        if !self.framer.recv_commit(n) {
+        // A closed machine still takes bytes, and drops them: nothing is listening.
+        if !self.framer.commit(n, self.core.state == State::Closed) {
             return Err(Error::CommitTooLarge);
-        }
-        if self.core.state == State::Closed {
-            // Nothing is listening any more: whatever still arrives is dropped.
-            let all = self.framer.buffered().len();
-            self.framer.discard(all);
         }
         Ok(())
     }
@@ -721,10 +538,7 @@ impl<S: Storage> Machine for Client<S> {
     fn poll(&mut self) -> Result<Option<Event<'_>>, Error> {
         let core = &mut self.core;
         if core.state != State::Closed {
-            let step = match self.framer.step() {
-                Step::More if core.eof => self.framer.step_finish().unwrap_or(Step::More),
-                step => step,
-            };
+            let step = self.framer.step_until(core.eof);
             match step {
                 Step::Message(span) => return core.classify(self.framer.message(span)).map(Some),
                 Step::Error(e) => return Ok(Some(Event::Malformed(Error::Json(e)))),

@@ -39,10 +39,31 @@ pub fn transcript(txn: &[u8]) -> Vec<Record> {
 
 /// Feeds `bytes` to `machine` in pieces of the given sizes (cycled), calling
 /// `on_event` for every event; `bytes` empty means end of stream.
-pub fn feed<M: Machine>(machine: &mut M, bytes: &[u8], sizes: &[usize], mut on_event: impl FnMut(M::Event<'_>)) {
-    let mut drain = |m: &mut M| {
-        while let Some(event) = m.poll().expect("poll") {
-            on_event(event);
+pub fn feed<M: Machine>(machine: &mut M, bytes: &[u8], sizes: &[usize], on_event: impl FnMut(M::Event<'_>)) {
+    feed_with(machine, bytes, sizes, false, on_event);
+}
+
+/// [`feed`], writing out (to nowhere) what the machine queues after each
+/// event, as an adapter does: for machines that send one command at a time.
+pub fn feed_flushing<M: Machine>(machine: &mut M, bytes: &[u8], sizes: &[usize], on_event: impl FnMut(M::Event<'_>)) {
+    feed_with(machine, bytes, sizes, true, on_event);
+}
+
+fn feed_with<M: Machine>(
+    machine: &mut M,
+    bytes: &[u8],
+    sizes: &[usize],
+    flush: bool,
+    mut on_event: impl FnMut(M::Event<'_>),
+) {
+    let mut drain = |m: &mut M| loop {
+        if flush {
+            let n = m.transmit().len();
+            m.transmitted(n);
+        }
+        match m.poll().expect("poll") {
+            Some(event) => on_event(event),
+            None => break,
         }
     };
     if bytes.is_empty() {

@@ -3,8 +3,10 @@
 //! Exit status: 0 on success, 1 when the peer answered with an error, 2 on a
 //! usage error, 3 when the connection or the protocol failed.
 
+mod hmp;
 mod minimega;
 mod negotiator;
+mod qga;
 mod qmp;
 mod shell;
 mod xmlrpc;
@@ -24,6 +26,10 @@ struct Cli {
 enum Commands {
     /// QEMU Machine Protocol: one command, `--events`, or an interactive shell.
     Qmp(qmp::QmpArgs),
+    /// QEMU's human monitor: one command, or a shell.
+    Hmp(hmp::HmpArgs),
+    /// The QEMU guest agent: a command, `exec`, `cat`, `put`, or a shell.
+    Qga(qga::QgaArgs),
     /// minimega's command socket: one command like `minimega -e`, or a shell like `-attach`.
     Minimega(minimega::MinimegaArgs),
     /// negotiator, host side: list guests, call a guest, or answer them all (the host daemon).
@@ -42,6 +48,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Commands::Qmp(args) => qmp::run(args),
+        Commands::Hmp(args) => hmp::run(args),
+        Commands::Qga(args) => qga::run(args),
         Commands::Minimega(args) => minimega::run(args),
         Commands::NegotiatorHost(args) => negotiator::host(args),
         Commands::NegotiatorGuest(args) => negotiator::guest(args),

@@ -117,7 +117,7 @@ fn print_events(qmp: &mut Qmp, pretty: bool) -> ExitCode {
 
 /// `{"return": …}` or `{"error": {"class", "desc"}}`, as QEMU shapes a reply;
 /// a return value keeps QEMU's member order and escapes.
-fn reply_json(reply: Result<&str, &vmwire_std::qmp::QemuError>, pretty: bool) -> String {
+pub fn reply_json(reply: Result<&str, &vmwire_std::qmp::QemuError>, pretty: bool) -> String {
     match reply {
         Ok(raw) => {
             let text = format!("{{\"return\": {raw}}}");
@@ -289,11 +289,7 @@ impl Session for QmpShell {
     }
 
     fn complete(&mut self, line: &str) -> (usize, Vec<String>) {
-        let (start, word) = shell::last_word(line);
-        if start > 0 {
-            return (start, Vec::new());
-        }
-        (0, self.commands.iter().filter(|c| c.starts_with(word)).cloned().collect())
+        shell::complete_command(line, &self.commands)
     }
 
     fn idle(&mut self) -> Vec<String> {

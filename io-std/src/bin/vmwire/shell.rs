@@ -162,6 +162,20 @@ pub fn last_word(line: &str) -> (usize, &str) {
     (start, &line[start..])
 }
 
+/// The `words` that begin with `prefix`.
+pub fn starting_with(words: &[String], prefix: &str) -> Vec<String> {
+    words.iter().filter(|w| w.starts_with(prefix)).cloned().collect()
+}
+
+/// Completions for a shell whose lines begin with a command name: the
+/// names in `commands` for the first word, nothing after it.
+pub fn complete_command(line: &str, commands: &[String]) -> (usize, Vec<String>) {
+    match last_word(line) {
+        (0, word) => (0, starting_with(commands, word)),
+        (start, _) => (start, Vec::new()),
+    }
+}
+
 /// Lines for [`Session::idle`]: what `next` has without waiting, one line
 /// each (made by `line`), and whether it failed (its error is then the last
 /// line).

@@ -1,0 +1,154 @@
+//! `vmwire hmp`: one human monitor command, or a shell like QEMU's monitor.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use vmwire_proto::hmp::Config;
+use vmwire_std::hmp::{Error, Monitor, Options};
+use vmwire_std::qemu::Qemu;
+use vmwire_std::qmp::Qmp;
+
+use crate::shell::{self, Session};
+
+/// Talk to QEMU's human monitor (HMP).
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").required(true))]
+pub struct HmpArgs {
+    /// Readline monitor UNIX socket (`-monitor unix:PATH,server=on`, or `-mon chardev=…,mode=readline`).
+    #[arg(long, group = "target", value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Readline monitor on TCP (`-monitor tcp:HOST:PORT,server=on`).
+    #[arg(long, group = "target", value_name = "HOST:PORT")]
+    tcp: Option<String>,
+    /// Start a throwaway QEMU (`-machine none -S`), use it, and shut it down.
+    #[arg(long, group = "target")]
+    launch: bool,
+    /// Run the commands over QMP (`human-monitor-command`) on this QMP UNIX socket.
+    #[arg(long, group = "target", value_name = "PATH")]
+    via_qmp: Option<PathBuf>,
+    /// Seconds to wait for each command (0: forever).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    timeout: f64,
+    /// Print QEMU's `\r\n` line ends as they are (by default they become `\n`).
+    #[arg(long)]
+    crlf: bool,
+    /// The command line (its words are joined with spaces); without one, an
+    /// interactive shell starts. HMP has no error status: the output is
+    /// printed and the exit status is 0.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    line: Vec<String>,
+}
+
+pub fn run(args: HmpArgs) -> ExitCode {
+    let timeout = (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout));
+    let options = Options { timeout, config: Config { lf_newlines: !args.crlf, ..Config::default() } };
+    let launched = if args.launch {
+        match Qemu::builder().hmp().spawn() {
+            Ok(q) => Some(q),
+            Err(e) => return crate::fail(&e),
+        }
+    } else {
+        None
+    };
+    let connected = match (&args.socket, &args.tcp, &args.via_qmp, &launched) {
+        (Some(path), ..) => Monitor::connect_unix(path, options.clone()),
+        (_, Some(addr), ..) => Monitor::connect_tcp(addr.as_str(), options.clone()),
+        (_, _, Some(path), _) => {
+            match Qmp::connect_unix(path, vmwire_std::qmp::Options { timeout, ..Default::default() }) {
+                Ok(qmp) => Ok(Monitor::via_qmp(qmp, options.clone())),
+                Err(e) => Err(e.into()),
+            }
+        }
+        (.., Some(qemu)) => Monitor::connect_unix(qemu.hmp_path().unwrap_or(std::path::Path::new("")), options.clone()),
+        _ => unreachable!("clap requires a target"),
+    };
+    let mut hmp = match connected {
+        Ok(m) => m,
+        Err(e) => return crate::fail(&e),
+    };
+    let code = if args.line.is_empty() {
+        match shell::interactive("hmp", "(qemu) ", HmpShell::new(hmp)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => crate::fail(&e),
+        }
+    } else {
+        let code = match hmp.command(&args.line.join(" ")) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e @ Error::Protocol(_)) => crate::usage(&e),
+            Err(e) => crate::fail(&e),
+        };
+        hmp.close();
+        code
+    };
+    if let Some(mut qemu) = launched {
+        // The session owned the monitor; quit through a fresh connection.
+        if let Some(path) = qemu.hmp_path() {
+            if let Ok(m) = Monitor::connect_unix(path, Options::default()) {
+                let _ = m.quit();
+            }
+        }
+        let _ = qemu.wait_exit(Duration::from_secs(5));
+    }
+    code
+}
+
+struct HmpShell {
+    hmp: Monitor,
+    commands: Vec<String>,
+    infos: Vec<String>,
+    ended: bool,
+}
+
+impl HmpShell {
+    fn new(mut hmp: Monitor) -> Self {
+        // Completion from QEMU's own lists: `help` (`cont|c  -- …`) and `info`.
+        let words = |text: String, skip: usize| -> Vec<String> {
+            let mut words: Vec<String> = text
+                .lines()
+                .filter(|l| !l.starts_with(char::is_whitespace))
+                .filter_map(|l| l.split_whitespace().nth(skip))
+                .flat_map(|w| w.split('|').map(str::to_owned).collect::<Vec<_>>())
+                .collect();
+            words.sort();
+            words.dedup();
+            words
+        };
+        let commands = hmp.command("help").map(|t| words(t, 0)).unwrap_or_default();
+        let infos = hmp.command("info").map(|t| words(t, 1)).unwrap_or_default();
+        HmpShell { hmp, commands, infos, ended: false }
+    }
+}
+
+impl Session for HmpShell {
+    fn run(&mut self, line: &str) -> Result<String, String> {
+        match self.hmp.command(line) {
+            Ok(text) => Ok(text.strip_suffix('\n').unwrap_or(&text).to_owned()),
+            Err(e @ (Error::Closed | Error::Io(_))) => {
+                self.ended = true;
+                Err(e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn complete(&mut self, line: &str) -> (usize, Vec<String>) {
+        let (start, word) = shell::last_word(line);
+        match line[..start].split_whitespace().collect::<Vec<_>>()[..] {
+            ["info" | "i"] => (start, shell::starting_with(&self.infos, word)),
+            _ => shell::complete_command(line, &self.commands),
+        }
+    }
+
+    fn idle(&mut self) -> Vec<String> {
+        self.hmp.take_unsolicited()
+    }
+
+    fn ended(&self) -> bool {
+        self.ended
+    }
+}

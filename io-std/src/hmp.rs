@@ -1,0 +1,479 @@
+//! A blocking client for QEMU's human monitor: the readline monitor over a
+//! UNIX or TCP socket, or HMP over QMP (`human-monitor-command`).
+//!
+//! ```no_run
+//! use vmwire_std::hmp::{Monitor, Options};
+//!
+//! let mut hmp = Monitor::connect_unix("/run/vm/hmp.sock", Options::default())?;
+//! println!("{}", hmp.info("version")?);
+//! if !hmp.status()?.running {
+//!     hmp.command("cont")?;
+//! }
+//! hmp.sendkey("ctrl-alt-f1", None)?;
+//! # Ok::<(), vmwire_std::hmp::Error>(())
+//! ```
+//!
+//! The same commands run over a QMP connection with [`Monitor::via_qmp`]:
+//! no echo and no prompt to read around, and no 4,095-byte line limit.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use vmwire_proto::Machine;
+use vmwire_proto::buf::Heap;
+use vmwire_proto::hmp::{self, Client, Config, Event};
+
+use crate::qmp::{self, Qmp};
+use crate::transport::{Conn, DriveError, Stream, deadline};
+
+/// Settings for a [`Monitor`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Default time limit for connecting and for each command (`None`: wait forever).
+    pub timeout: Option<Duration>,
+    /// Limits, and whether to turn QEMU's `\r\n` into `\n` (off: the output
+    /// comes back as QEMU wrote it).
+    pub config: Config,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { timeout: Some(Duration::from_secs(10)), config: Config::default() }
+    }
+}
+
+/// Everything that can go wrong, with "QEMU said no" ([`Error::Monitor`])
+/// kept apart from I/O, timeouts and protocol errors.
+#[derive(Debug)]
+pub enum Error {
+    /// A command that prints nothing when it works printed this instead
+    /// (the convenience methods only; [`Monitor::command`] returns any text).
+    Monitor(String),
+    /// The socket failed.
+    Io(io::Error),
+    /// No prompt within the time limit (the command may still be running:
+    /// later commands wait behind it).
+    Timeout,
+    /// QEMU closed the monitor before the command finished.
+    Closed,
+    /// The line was refused before it was sent (a line break, a control
+    /// character, too long), or QEMU broke the protocol.
+    Protocol(hmp::Error),
+    /// The output was longer than the limit.
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// Running over QMP failed.
+    Qmp(qmp::Error),
+    /// The output was not what the command prints.
+    Unexpected(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Monitor(text) => write!(f, "QEMU monitor: {}", text.trim_end()),
+            Error::Io(e) => write!(f, "HMP I/O error: {e}"),
+            Error::Timeout => f.write_str("HMP: timed out"),
+            Error::Closed => f.write_str("HMP: monitor closed"),
+            Error::Protocol(e) => e.fmt(f),
+            Error::TooLarge { limit } => write!(f, "HMP: output longer than {limit} bytes"),
+            Error::Qmp(e) => e.fmt(f),
+            Error::Unexpected(text) => write!(f, "HMP: unexpected output: {}", text.trim_end()),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            Error::Protocol(e) => Some(e),
+            Error::Qmp(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<hmp::Error> for Error {
+    fn from(e: hmp::Error) -> Self {
+        Error::Protocol(e)
+    }
+}
+
+impl From<DriveError<hmp::Error>> for Error {
+    fn from(e: DriveError<hmp::Error>) -> Self {
+        match e {
+            DriveError::Io(e) => Error::Io(e),
+            DriveError::Timeout => Error::Timeout,
+            DriveError::Closed => Error::Closed,
+            DriveError::Machine(e) => Error::Protocol(e),
+        }
+    }
+}
+
+impl From<qmp::Error> for Error {
+    fn from(e: qmp::Error) -> Self {
+        match e {
+            qmp::Error::Io(e) => Error::Io(e),
+            qmp::Error::Timeout => Error::Timeout,
+            qmp::Error::Closed => Error::Closed,
+            e => Error::Qmp(e),
+        }
+    }
+}
+
+/// What `info status` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Whether the guest's CPUs are running.
+    pub running: bool,
+    /// QEMU's run state: `running`, `paused`, or why it is not running
+    /// (`prelaunch`, `inmigrate`, `postmigrate`, `shutdown`, …).
+    pub state: String,
+    /// Single-step mode is on.
+    pub single_step: bool,
+}
+
+/// Flags for [`Monitor::migrate`] (`migrate [-d] [-b] [-i] [-r] uri`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrate {
+    /// Return at once (`-d`) rather than when the migration is over.
+    pub detach: bool,
+    /// Copy the disks too (`-b`, block migration).
+    pub block: bool,
+    /// With shared base images, copy only what differs (`-i`).
+    pub incremental: bool,
+    /// Resume a paused postcopy migration (`-r`).
+    pub resume: bool,
+}
+
+impl Default for Migrate {
+    /// Detached: the command returns at once; watch it with `info migrate`.
+    fn default() -> Self {
+        Migrate { detach: true, block: false, incremental: false, resume: false }
+    }
+}
+
+#[derive(Debug)]
+enum Backend {
+    Readline { conn: Box<Conn<Client<Heap>>>, banner: String },
+    Qmp(Box<Qmp>),
+}
+
+/// A connection to QEMU's human monitor.
+#[derive(Debug)]
+pub struct Monitor {
+    backend: Backend,
+    timeout: Option<Duration>,
+    lf_newlines: bool,
+    unsolicited: VecDeque<String>,
+}
+
+/// What came of a command.
+enum Finished {
+    /// Its prompt came back after this output.
+    Output(String),
+    /// QEMU ran it and closed the monitor (`quit`).
+    RanThenClosed,
+}
+
+const MAX_UNSOLICITED: usize = 256;
+
+impl Monitor {
+    /// Connects to a readline monitor's UNIX socket (`-monitor unix:PATH,server=on`
+    /// or `-mon chardev=…,mode=readline`) and waits for the prompt.
+    pub fn connect_unix(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
+        Self::handshake(Stream::connect_unix(path)?, options)
+    }
+
+    /// Connects to a readline monitor on TCP (`-monitor tcp:HOST:PORT,server=on`).
+    pub fn connect_tcp(addr: impl std::net::ToSocketAddrs, options: Options) -> Result<Self, Error> {
+        let timeout = options.timeout;
+        Self::handshake(Stream::connect_tcp(addr, timeout)?, options)
+    }
+
+    /// Waits on `stream` for the banner and the first prompt.
+    pub fn handshake(stream: Stream, options: Options) -> Result<Self, Error> {
+        let mut conn = Box::new(Conn::new(stream, Client::<Heap>::new(options.config)));
+        let deadline = deadline(options.timeout);
+        let mut unsolicited = VecDeque::new();
+        loop {
+            while let Some(event) = conn.machine_mut().poll()? {
+                match event {
+                    Event::Banner(b) => {
+                        let banner = String::from_utf8_lossy(b.text).into_owned();
+                        return Ok(Monitor {
+                            backend: Backend::Readline { conn, banner },
+                            timeout: options.timeout,
+                            lf_newlines: options.config.lf_newlines,
+                            unsolicited,
+                        });
+                    }
+                    Event::Unsolicited(text) => unsolicited.push_back(String::from_utf8_lossy(text).into_owned()),
+                    Event::Closed => return Err(Error::Closed),
+                    _ => {}
+                }
+            }
+            conn.pump(deadline)?;
+        }
+    }
+
+    /// Runs the same commands over an open QMP connection, with
+    /// `human-monitor-command`. The QMP client's own time limit applies.
+    pub fn via_qmp(qmp: Qmp, options: Options) -> Self {
+        let mut qmp = Box::new(qmp);
+        qmp.set_timeout(options.timeout);
+        Monitor {
+            backend: Backend::Qmp(qmp),
+            timeout: options.timeout,
+            lf_newlines: options.config.lf_newlines,
+            unsolicited: VecDeque::new(),
+        }
+    }
+
+    /// The banner before the first prompt (empty over QMP).
+    pub fn banner(&self) -> &str {
+        match &self.backend {
+            Backend::Readline { banner, .. } => banner,
+            Backend::Qmp(_) => "",
+        }
+    }
+
+    /// QEMU's version as `(major, minor, micro)`: from the banner, or the QMP greeting.
+    pub fn version(&self) -> Option<(u64, u64, u64)> {
+        match &self.backend {
+            Backend::Readline { banner, .. } => hmp::Banner { text: banner.as_bytes() }.version(),
+            Backend::Qmp(qmp) => Some(qmp.greeting().version),
+        }
+    }
+
+    /// Sets the default time limit for each command.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+        if let Backend::Qmp(qmp) = &mut self.backend {
+            qmp.set_timeout(timeout);
+        }
+    }
+
+    /// Runs `line` and returns what QEMU printed, error messages included
+    /// (HMP has no error replies: `unknown command: 'x'` is output too).
+    pub fn command(&mut self, line: &str) -> Result<String, Error> {
+        match self.run(line, self.timeout)? {
+            Finished::Output(text) => Ok(text),
+            Finished::RanThenClosed => Err(Error::Closed),
+        }
+    }
+
+    /// [`Monitor::command`] with its own time limit.
+    pub fn command_timeout(&mut self, line: &str, timeout: Option<Duration>) -> Result<String, Error> {
+        match self.run(line, timeout)? {
+            Finished::Output(text) => Ok(text),
+            Finished::RanThenClosed => Err(Error::Closed),
+        }
+    }
+
+    fn run(&mut self, line: &str, timeout: Option<Duration>) -> Result<Finished, Error> {
+        let (lf, default_timeout) = (self.lf_newlines, self.timeout);
+        let conn = match &mut self.backend {
+            Backend::Qmp(qmp) => {
+                qmp.set_timeout(timeout);
+                let result = via_qmp(qmp, line);
+                qmp.set_timeout(default_timeout);
+                return match result {
+                    Ok(mut text) => {
+                        if lf {
+                            let mut bytes = text.into_bytes();
+                            let n = hmp::lf_newlines(&mut bytes);
+                            bytes.truncate(n);
+                            text = String::from_utf8_lossy(&bytes).into_owned();
+                        }
+                        Ok(Finished::Output(text))
+                    }
+                    Err(qmp::Error::Closed) if is_quit(line) => Ok(Finished::RanThenClosed),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            Backend::Readline { conn, .. } => conn,
+        };
+        if conn.machine().state() == hmp::State::Closed {
+            return Err(Error::Closed);
+        }
+        let id = conn.machine_mut().command(line)?;
+        let deadline = deadline(timeout);
+        loop {
+            while let Some(event) = conn.machine_mut().poll()? {
+                match event {
+                    Event::Output { id: got, text } if got == id => {
+                        return Ok(Finished::Output(String::from_utf8_lossy(text).into_owned()));
+                    }
+                    Event::TooLarge { id: got, limit } if got == id => return Err(Error::TooLarge { limit }),
+                    Event::Failed { id: got, output } if got == id => {
+                        return match output {
+                            Some(_) => Ok(Finished::RanThenClosed),
+                            None => Err(Error::Closed),
+                        };
+                    }
+                    Event::Unsolicited(text) => {
+                        if self.unsolicited.len() >= MAX_UNSOLICITED {
+                            self.unsolicited.pop_front();
+                        }
+                        self.unsolicited.push_back(String::from_utf8_lossy(text).into_owned());
+                    }
+                    Event::Closed => return Err(Error::Closed),
+                    // The output of an earlier command that timed out, or an
+                    // echo that was not its command's: that command's business.
+                    _ => {}
+                }
+            }
+            conn.pump(deadline)?;
+        }
+    }
+
+    /// Text QEMU printed while no command was running (bounded: the oldest goes first).
+    pub fn take_unsolicited(&mut self) -> Vec<String> {
+        self.unsolicited.drain(..).collect()
+    }
+
+    /// Runs a command that prints nothing when it works.
+    fn quiet(&mut self, line: &str) -> Result<(), Error> {
+        let text = self.command(line)?;
+        if text.trim().is_empty() { Ok(()) } else { Err(Error::Monitor(text)) }
+    }
+
+    /// `info WHAT`: `info status`, `info block`, `info qtree`, …
+    pub fn info(&mut self, what: &str) -> Result<String, Error> {
+        self.command(&format!("info {what}"))
+    }
+
+    /// The VM's run state, from `info status`.
+    pub fn status(&mut self) -> Result<Status, Error> {
+        let text = self.info("status")?;
+        let status = hmp::Status::parse(text.as_bytes()).ok_or_else(|| Error::Unexpected(text.clone()))?;
+        Ok(Status { running: status.running, state: status.state.to_owned(), single_step: status.single_step })
+    }
+
+    /// Stops the guest's CPUs (`stop`).
+    pub fn stop(&mut self) -> Result<(), Error> {
+        self.quiet("stop")
+    }
+
+    /// Resumes the guest's CPUs (`cont`).
+    pub fn cont(&mut self) -> Result<(), Error> {
+        self.quiet("cont")
+    }
+
+    /// Saves the screen to `file` on QEMU's side (`screendump FILE`, PPM).
+    pub fn screendump(&mut self, file: impl AsRef<Path>) -> Result<(), Error> {
+        let file = file.as_ref().to_str().ok_or_else(|| Error::Unexpected("the file name is not UTF-8".into()))?;
+        self.quiet(&format!("screendump {}", quote(file)))
+    }
+
+    /// Presses `keys` together, such as `ctrl-alt-f1` (`sendkey KEYS [HOLD_MS]`;
+    /// QEMU's default hold time is 100 ms).
+    pub fn sendkey(&mut self, keys: &str, hold_ms: Option<u32>) -> Result<(), Error> {
+        match hold_ms {
+            Some(ms) => self.quiet(&format!("sendkey {keys} {ms}")),
+            None => self.quiet(&format!("sendkey {keys}")),
+        }
+    }
+
+    /// Moves the mouse by `dx`, `dy` (`mouse_move`).
+    pub fn mouse_move(&mut self, dx: i32, dy: i32) -> Result<(), Error> {
+        self.quiet(&format!("mouse_move {dx} {dy}"))
+    }
+
+    /// Sets the mouse buttons: a mask of 1 (left), 2 (middle), 4 (right) (`mouse_button`).
+    pub fn mouse_button(&mut self, state: u32) -> Result<(), Error> {
+        self.quiet(&format!("mouse_button {state}"))
+    }
+
+    /// Migrates to `uri` (`tcp:HOST:PORT`, `unix:PATH`, `exec:CMD`, …).
+    pub fn migrate(&mut self, uri: &str, flags: Migrate) -> Result<(), Error> {
+        let mut line = String::from("migrate");
+        for (on, flag) in
+            [(flags.detach, " -d"), (flags.block, " -b"), (flags.incremental, " -i"), (flags.resume, " -r")]
+        {
+            if on {
+                line.push_str(flag);
+            }
+        }
+        line.push(' ');
+        line.push_str(&quote(uri));
+        self.quiet(&line)
+    }
+
+    /// Caps migration bandwidth at `bytes_per_second`. (The old
+    /// `migrate_set_speed` is gone from QEMU; this is its replacement,
+    /// `migrate_set_parameter max-bandwidth`, given in bytes: without a
+    /// suffix QEMU would read MiB.)
+    pub fn migrate_set_speed(&mut self, bytes_per_second: u64) -> Result<(), Error> {
+        self.quiet(&format!("migrate_set_parameter max-bandwidth {bytes_per_second}B"))
+    }
+
+    /// Quits QEMU (`quit`): done when QEMU has read the line and closed the monitor.
+    pub fn quit(mut self) -> Result<(), Error> {
+        match self.run("quit", self.timeout) {
+            Ok(_) | Err(Error::Closed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Closes the connection.
+    pub fn close(self) {
+        match self.backend {
+            Backend::Readline { mut conn, .. } => conn.close(),
+            Backend::Qmp(qmp) => qmp.close(),
+        }
+    }
+}
+
+fn is_quit(line: &str) -> bool {
+    matches!(line.split_whitespace().next(), Some("quit" | "q"))
+}
+
+/// Quotes an argument for HMP's parser when it has spaces or quotes.
+fn quote(arg: &str) -> String {
+    if !arg.is_empty() && !arg.contains([' ', '"', '\'', '\\', '\t']) {
+        return arg.to_owned();
+    }
+    let mut out = String::with_capacity(arg.len() + 2);
+    out.push('"');
+    for c in arg.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Runs `line` through QMP's `human-monitor-command` and returns its output
+/// (as QEMU wrote it, `\r\n` and all).
+pub fn via_qmp(qmp: &mut Qmp, line: &str) -> Result<String, qmp::Error> {
+    qmp.execute("human-monitor-command", serde_json::json!({ "command-line": line }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_with_spaces_are_quoted() {
+        assert_eq!(quote("/tmp/shot.ppm"), "/tmp/shot.ppm");
+        assert_eq!(quote("/tmp/my shot.ppm"), "\"/tmp/my shot.ppm\"");
+        assert_eq!(quote("a\"b"), "\"a\\\"b\"");
+        assert_eq!(quote(""), "\"\"");
+    }
+}

@@ -1,0 +1,647 @@
+//! A blocking client for the QEMU guest agent.
+//!
+//! ```no_run
+//! use vmwire_std::qga::{Agent, Options};
+//!
+//! // The host end of the guest's org.qemu.guest_agent.0 port.
+//! let mut agent = Agent::connect_unix("/run/vm/qga.sock", Options::default())?;
+//! agent.ping()?;
+//! let out = agent.exec("/bin/uname", &["-r"], &[], None)?;
+//! println!("{} ({:?})", String::from_utf8_lossy(&out.stdout), out.status);
+//! agent.write_file("/tmp/hello", b"hello\n")?;
+//! assert_eq!(agent.read_file("/tmp/hello")?, b"hello\n");
+//! # Ok::<(), vmwire_std::qga::Error>(())
+//! ```
+//!
+//! Opening a session resynchronises with the agent (`0xFF` and
+//! `guest-sync-delimited` with a random id), and so does a command that
+//! timed out, so that a late reply can never be taken for the next one's.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use vmwire_proto::buf::{Bounded, Full, Heap};
+use vmwire_proto::json::{Kind, ObjectWriter, Value};
+use vmwire_proto::qga::{self, Client, Command, Config, Event, ExecStatus, FileRead, Id, QUIET_COMMANDS};
+use vmwire_proto::{Machine, base64};
+
+use crate::transport::{Conn, DriveError, Stream, deadline};
+
+pub use crate::qmp::QemuError;
+
+/// Settings for an [`Agent`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Default time limit for connecting, syncing and each command (`None`: wait forever).
+    pub timeout: Option<Duration>,
+    /// How long [`Agent::exec`] waits for the guest program to end.
+    pub exec_timeout: Option<Duration>,
+    /// Bytes of file data per `guest-file-read` / `guest-file-write`.
+    pub chunk_size: usize,
+    /// Limits on what the agent may send.
+    pub config: Config,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            timeout: Some(Duration::from_secs(10)),
+            exec_timeout: Some(Duration::from_secs(60)),
+            chunk_size: 64 << 10,
+            config: Config::default(),
+        }
+    }
+}
+
+/// Everything that can go wrong, with "the agent said no" ([`Error::Agent`])
+/// kept apart from I/O, timeouts and protocol errors.
+#[derive(Debug)]
+pub enum Error {
+    /// The agent answered the command with an error.
+    Agent(QemuError),
+    /// The socket or device failed.
+    Io(io::Error),
+    /// No reply within the time limit (the session resynchronises before
+    /// the next command).
+    Timeout,
+    /// The agent closed the connection (or died) before replying.
+    Closed,
+    /// The agent broke the protocol, or the client was used wrongly.
+    Protocol(qga::Error),
+    /// The reply did not decode into the requested type, or the arguments
+    /// did not encode.
+    Json(serde_json::Error),
+    /// File or process data that is not base64.
+    Base64(base64::Error),
+    /// A reply not shaped as the command's reply is.
+    Unexpected(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Agent(e) => write!(f, "guest agent error: {e}"),
+            Error::Io(e) => write!(f, "QGA I/O error: {e}"),
+            Error::Timeout => f.write_str("QGA: timed out"),
+            Error::Closed => f.write_str("QGA: connection closed"),
+            Error::Protocol(e) => e.fmt(f),
+            Error::Json(e) => write!(f, "QGA: JSON: {e}"),
+            Error::Base64(e) => write!(f, "QGA: {e}"),
+            Error::Unexpected(what) => write!(f, "QGA: unexpected reply: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            Error::Protocol(e) => Some(e),
+            Error::Json(e) => Some(e),
+            Error::Base64(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<qga::Error> for Error {
+    fn from(e: qga::Error) -> Self {
+        Error::Protocol(e)
+    }
+}
+
+impl From<base64::Error> for Error {
+    fn from(e: base64::Error) -> Self {
+        Error::Base64(e)
+    }
+}
+
+impl From<DriveError<qga::Error>> for Error {
+    fn from(e: DriveError<qga::Error>) -> Self {
+        match e {
+            DriveError::Io(e) => Error::Io(e),
+            DriveError::Timeout => Error::Timeout,
+            DriveError::Closed => Error::Closed,
+            DriveError::Machine(e) => Error::Protocol(e),
+        }
+    }
+}
+
+/// How a guest program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(i64),
+    /// A signal killed it.
+    Signal(i64),
+}
+
+impl ExitStatus {
+    /// Whether it exited with code 0.
+    pub fn success(&self) -> bool {
+        *self == ExitStatus::Code(0)
+    }
+
+    /// Its exit code, if it exited.
+    pub fn code(&self) -> Option<i64> {
+        match *self {
+            ExitStatus::Code(c) => Some(c),
+            ExitStatus::Signal(_) => None,
+        }
+    }
+}
+
+/// What a guest program did ([`Agent::exec`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Its standard output.
+    pub stdout: Vec<u8>,
+    /// Its standard error.
+    pub stderr: Vec<u8>,
+    /// The agent kept only the first 16 MiB of standard output.
+    pub stdout_truncated: bool,
+    /// The agent kept only the first 16 MiB of standard error.
+    pub stderr_truncated: bool,
+}
+
+/// `guest-info`: the agent's version and commands.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Info {
+    /// The agent's version, such as `7.2.22`.
+    pub version: String,
+    /// Every command it knows.
+    pub supported_commands: Vec<CommandInfo>,
+}
+
+/// One command in [`Info`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct CommandInfo {
+    /// Its name.
+    pub name: String,
+    /// Whether it may be used (`qemu-ga -b` disables commands).
+    pub enabled: bool,
+    /// Whether it answers when it succeeds.
+    #[serde(rename = "success-response")]
+    pub success_response: bool,
+}
+
+/// `guest-get-osinfo`: what the guest runs (members the guest does not know are `None`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct OsInfo {
+    /// `id` of os-release, such as `debian`.
+    pub id: Option<String>,
+    /// `NAME` of os-release.
+    pub name: Option<String>,
+    /// `PRETTY_NAME` of os-release.
+    pub pretty_name: Option<String>,
+    /// `VERSION`.
+    pub version: Option<String>,
+    /// `VERSION_ID`.
+    pub version_id: Option<String>,
+    /// `VARIANT`.
+    pub variant: Option<String>,
+    /// `VARIANT_ID`.
+    pub variant_id: Option<String>,
+    /// The kernel release (`uname -r`).
+    pub kernel_release: Option<String>,
+    /// The kernel version (`uname -v`).
+    pub kernel_version: Option<String>,
+    /// The machine (`uname -m`).
+    pub machine: Option<String>,
+}
+
+/// How [`Agent::shutdown`] ends the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Power off.
+    Powerdown,
+    /// Halt.
+    Halt,
+    /// Reboot.
+    Reboot,
+}
+
+impl Shutdown {
+    fn mode(self) -> &'static str {
+        match self {
+            Shutdown::Powerdown => "powerdown",
+            Shutdown::Halt => "halt",
+            Shutdown::Reboot => "reboot",
+        }
+    }
+}
+
+/// A fresh id for `guest-sync-delimited`: the machine has no random numbers
+/// of its own. std's hasher keys are drawn from the OS at random per
+/// process; the clock, the pid and a counter make each id differ.
+fn random_id() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    RandomState::new().hash_one((std::process::id(), now, COUNTER.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// A session with the guest agent, in step with it.
+#[derive(Debug)]
+pub struct Agent {
+    conn: Conn<Client<Heap>>,
+    timeout: Option<Duration>,
+    exec_timeout: Option<Duration>,
+    chunk_size: usize,
+    strays: VecDeque<String>,
+}
+
+const MAX_STRAYS: usize = 256;
+
+/// The arguments of a request, written straight into the machine's buffer.
+type Args<'f> = &'f mut dyn FnMut(&mut ObjectWriter<'_, Bounded<u8>>) -> Result<(), Full>;
+
+impl Agent {
+    /// Connects to the agent's UNIX socket (the host end of the guest's
+    /// virtio-serial port, or `qemu-ga --method unix-listen`) and syncs.
+    pub fn connect_unix(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
+        Self::handshake(Stream::connect_unix(path)?, options)
+    }
+
+    /// Opens a character device that leads to the agent (a serial line or
+    /// pty wired to the agent's port) and syncs.
+    pub fn open_device(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
+        Self::handshake(Stream::open_device(path)?, options)
+    }
+
+    /// Syncs with the agent on `stream`.
+    pub fn handshake(stream: Stream, options: Options) -> Result<Self, Error> {
+        let conn = Conn::new(stream, Client::<Heap>::new(options.config, random_id()));
+        let mut agent = Agent {
+            conn,
+            timeout: options.timeout,
+            exec_timeout: options.exec_timeout,
+            chunk_size: options.chunk_size.max(1),
+            strays: VecDeque::new(),
+        };
+        agent.wait_synced(deadline(options.timeout))?;
+        Ok(agent)
+    }
+
+    /// Sets the default time limit for each command.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    /// Resynchronises now: `0xFF`, `guest-sync-delimited` with a fresh
+    /// random id, and everything the agent sent before its answer dropped.
+    pub fn sync(&mut self) -> Result<(), Error> {
+        self.conn.machine_mut().resync(random_id())?;
+        let deadline = deadline(self.timeout);
+        self.wait_synced(deadline)
+    }
+
+    fn wait_synced(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        loop {
+            while let Some(event) = self.conn.machine_mut().poll()? {
+                match event {
+                    Event::Synced => return Ok(()),
+                    Event::Closed => return Err(Error::Closed),
+                    other => Self::keep_stray(&mut self.strays, other),
+                }
+            }
+            self.pump(deadline)?;
+        }
+    }
+
+    /// Flushes and reads once; a timeout resynchronises the session.
+    fn pump(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        match self.conn.pump(deadline) {
+            Ok(()) => Ok(()),
+            Err(DriveError::Timeout) => {
+                // Whatever is late must not pass for the next command's reply.
+                if self.conn.machine().state() != qga::State::Closed {
+                    self.conn.machine_mut().resync(random_id())?;
+                }
+                Err(Error::Timeout)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `Err(Closed)` once the agent has gone.
+    fn alive(&self) -> Result<(), Error> {
+        match self.conn.machine().state() {
+            qga::State::Closed => Err(Error::Closed),
+            _ => Ok(()),
+        }
+    }
+
+    /// Keeps what belonged to no waiting command (bounded).
+    fn keep_stray(strays: &mut VecDeque<String>, event: Event<'_>) {
+        let text = match event {
+            Event::UntaggedError(e) => format!("error without id: {e}"),
+            Event::Unmatched(m) => format!("unmatched reply: {}", m.value()),
+            Event::Stale { id, .. } => format!("late reply to {id}"),
+            Event::Malformed(e) => e.to_string(),
+            _ => return,
+        };
+        if strays.len() >= MAX_STRAYS {
+            strays.pop_front();
+        }
+        strays.push_back(text);
+    }
+
+    /// Takes the messages that belonged to no waiting command.
+    pub fn take_strays(&mut self) -> Vec<String> {
+        self.strays.drain(..).collect()
+    }
+
+    /// Sends `name` with arguments written by `args`, then waits for its
+    /// reply; `on_return` turns the return value into the result.
+    fn request<T>(
+        &mut self,
+        name: &str,
+        args: Option<Args<'_>>,
+        on_return: impl FnOnce(Value<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.alive()?;
+        let machine = self.conn.machine_mut();
+        let id = match args {
+            Some(args) => machine.execute_with(name, args)?,
+            None => machine.execute(name, None)?,
+        };
+        self.wait(name, id, on_return)
+    }
+
+    /// Waits for command `id`'s reply. A command that does not answer
+    /// when it succeeds gets a `guest-ping` behind it, whose reply shows it did.
+    fn wait<T>(
+        &mut self,
+        name: &str,
+        id: Id,
+        on_return: impl FnOnce(Value<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        if QUIET_COMMANDS.contains(&name) {
+            self.conn.machine_mut().execute("guest-ping", None)?;
+        }
+        let deadline = deadline(self.timeout);
+        let mut on_return = Some(on_return);
+        loop {
+            while let Some(event) = self.conn.machine_mut().poll()? {
+                let value = match event {
+                    Event::Return { id: got, value } if got == id => value,
+                    Event::Accepted { id: got } if got == id => Value::parse(b"null").map_err(qga::Error::from)?,
+                    Event::Error { id: got, error } if got == id => return Err(Error::Agent(error.into())),
+                    Event::Failed { id: got } if got == id => return Err(Error::Closed),
+                    Event::Closed => return Err(Error::Closed),
+                    other => {
+                        Self::keep_stray(&mut self.strays, other);
+                        continue;
+                    }
+                };
+                return on_return.take().map_or(Err(Error::Closed), |f| f(value));
+            }
+            self.pump(deadline)?;
+        }
+    }
+
+    /// Runs `name` with `args` (anything that serialises to a JSON object,
+    /// or `()` for none) and decodes its return value into `T`.
+    pub fn execute<T: DeserializeOwned>(&mut self, name: &str, args: impl Serialize) -> Result<T, Error> {
+        let args = serde_json::to_vec(&args).map_err(Error::Json)?;
+        let args = (args != b"null").then_some(args);
+        self.execute_json(name, args.as_deref(), |v| v.deserialize().map_err(Error::Json))
+    }
+
+    /// Runs `name` with arguments given as JSON text (an object, or `None`)
+    /// and returns the return value's JSON text as the agent sent it.
+    pub fn execute_raw(&mut self, name: &str, args: Option<&str>) -> Result<String, Error> {
+        self.execute_json(name, args.map(str::as_bytes), |v| Ok(v.raw_str().to_owned()))
+    }
+
+    fn execute_json<T>(
+        &mut self,
+        name: &str,
+        args: Option<&[u8]>,
+        on_return: impl FnOnce(Value<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let args = match args {
+            None => None,
+            Some(a) => Some(Value::parse(a).map_err(qga::Error::from)?),
+        };
+        if args.is_some_and(|a| a.kind() != Kind::Object) {
+            return Err(Error::Protocol(qga::Error::ArgumentsNotObject));
+        }
+        let mut command = Command::new(name);
+        if let Some(args) = args {
+            command = command.arguments(args);
+        }
+        self.alive()?;
+        let id = self.conn.machine_mut().send(command)?;
+        self.wait(name, id, on_return)
+    }
+
+    /// `guest-ping`: is the agent there?
+    pub fn ping(&mut self) -> Result<(), Error> {
+        self.request("guest-ping", None, |_| Ok(()))
+    }
+
+    /// `guest-info`: the agent's version and commands.
+    pub fn info(&mut self) -> Result<Info, Error> {
+        self.request("guest-info", None, |v| v.deserialize().map_err(Error::Json))
+    }
+
+    /// `guest-get-osinfo`: the guest's operating system.
+    pub fn osinfo(&mut self) -> Result<OsInfo, Error> {
+        self.request("guest-get-osinfo", None, |v| v.deserialize().map_err(Error::Json))
+    }
+
+    /// Runs `path` in the guest with `args` and `env` (`NAME=value`
+    /// entries), feeding it `input`, and waits (up to
+    /// [`Options::exec_timeout`]) for it to end: `guest-exec`, then
+    /// `guest-exec-status` until it has exited.
+    pub fn exec(&mut self, path: &str, args: &[&str], env: &[&str], input: Option<&[u8]>) -> Result<Output, Error> {
+        let started = Instant::now();
+        let mut write = |a: &mut ObjectWriter<'_, Bounded<u8>>| {
+            a.str("path", path)?;
+            if !args.is_empty() {
+                a.array("arg", |arr| args.iter().try_for_each(|s| arr.str(s).map(drop)))?;
+            }
+            if !env.is_empty() {
+                a.array("env", |arr| env.iter().try_for_each(|s| arr.str(s).map(drop)))?;
+            }
+            if let Some(input) = input {
+                a.base64("input-data", input)?;
+            }
+            a.bool("capture-output", true)?;
+            Ok(())
+        };
+        let pid = self.request("guest-exec", Some(&mut write), |v| {
+            v.get("pid").and_then(|p| p.as_i64()).ok_or_else(|| Error::Unexpected(v.raw_str().into()))
+        })?;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let status = self.request(
+                "guest-exec-status",
+                Some(&mut |a: &mut ObjectWriter<'_, Bounded<u8>>| a.i64("pid", pid).map(drop)),
+                |v| {
+                    let s = ExecStatus::parse(v).ok_or_else(|| Error::Unexpected(v.raw_str().into()))?;
+                    if !s.exited {
+                        return Ok(None);
+                    }
+                    let decode = |data| -> Result<Vec<u8>, Error> {
+                        let mut out = Vec::new();
+                        if let Some(data) = data {
+                            base64::decode_json(&mut out, data)?;
+                        }
+                        Ok(out)
+                    };
+                    let status = match (s.exit_code, s.signal) {
+                        (Some(code), _) => ExitStatus::Code(code),
+                        (None, Some(signal)) => ExitStatus::Signal(signal),
+                        (None, None) => return Err(Error::Unexpected(v.raw_str().into())),
+                    };
+                    Ok(Some(Output {
+                        status,
+                        stdout: decode(s.out_data)?,
+                        stderr: decode(s.err_data)?,
+                        stdout_truncated: s.out_truncated,
+                        stderr_truncated: s.err_truncated,
+                    }))
+                },
+            )?;
+            if let Some(output) = status {
+                return Ok(output);
+            }
+            if self.exec_timeout.is_some_and(|t| started.elapsed() + pause > t) {
+                return Err(Error::Timeout);
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// Opens `path` in the guest in `mode`; the handle.
+    fn open(&mut self, path: &str, mode: &str) -> Result<i64, Error> {
+        let mut args = |a: &mut ObjectWriter<'_, Bounded<u8>>| a.str("path", path)?.str("mode", mode).map(drop);
+        self.request("guest-file-open", Some(&mut args), |v| {
+            v.as_i64().ok_or_else(|| Error::Unexpected(v.raw_str().into()))
+        })
+    }
+
+    /// Runs `work` on an open handle, then closes it whatever happened.
+    fn with_handle<T>(&mut self, handle: i64, work: impl FnOnce(&mut Self) -> Result<T, Error>) -> Result<T, Error> {
+        let result = work(self);
+        let mut args = |a: &mut ObjectWriter<'_, Bounded<u8>>| a.i64("handle", handle).map(drop);
+        let closed = self.request("guest-file-close", Some(&mut args), |_| Ok(()));
+        let value = result?;
+        closed.map(|()| value)
+    }
+
+    /// Streams the guest file `path` into `out`, a chunk at a time; returns
+    /// how many bytes it had. The guest's handle is closed in any case.
+    pub fn read_file_to(&mut self, path: &str, out: &mut impl Write) -> Result<u64, Error> {
+        let handle = self.open(path, "rb")?;
+        let chunk = self.chunk_size as u64;
+        self.with_handle(handle, |agent| {
+            let mut total = 0;
+            let mut data = Vec::new();
+            loop {
+                data.clear();
+                let mut args =
+                    |a: &mut ObjectWriter<'_, Bounded<u8>>| a.i64("handle", handle)?.u64("count", chunk).map(drop);
+                let (count, eof) = agent.request("guest-file-read", Some(&mut args), |v| {
+                    let read = FileRead::parse(v).ok_or_else(|| Error::Unexpected(v.raw_str().into()))?;
+                    base64::decode_json(&mut data, read.data)?;
+                    Ok((read.count, read.eof))
+                })?;
+                if count != data.len() as u64 {
+                    return Err(Error::Unexpected(format!("{count} bytes said, {} sent", data.len())));
+                }
+                out.write_all(&data)?;
+                total += count;
+                if eof || count == 0 {
+                    return Ok(total);
+                }
+            }
+        })
+    }
+
+    /// Reads the guest file `path` whole.
+    pub fn read_file(&mut self, path: &str) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        self.read_file_to(path, &mut out)?;
+        Ok(out)
+    }
+
+    /// Streams `input` into the guest file `path` (created, or truncated),
+    /// a chunk at a time; returns how many bytes were written. The guest's
+    /// handle is closed in any case.
+    pub fn write_file_from(&mut self, path: &str, input: &mut impl Read) -> Result<u64, Error> {
+        let handle = self.open(path, "wb")?;
+        let mut buf = vec![0; self.chunk_size];
+        self.with_handle(handle, |agent| {
+            let mut total = 0;
+            loop {
+                let n = read_full(input, &mut buf)?;
+                if n == 0 {
+                    return Ok(total);
+                }
+                let chunk = buf.get(..n).unwrap_or_default();
+                let mut args =
+                    |a: &mut ObjectWriter<'_, Bounded<u8>>| a.i64("handle", handle)?.base64("buf-b64", chunk).map(drop);
+                let count = agent.request("guest-file-write", Some(&mut args), |v| {
+                    v.get("count").and_then(|c| c.as_u64()).ok_or_else(|| Error::Unexpected(v.raw_str().into()))
+                })?;
+                if count != n as u64 {
+                    return Err(Error::Unexpected(format!("wrote {count} of {n} bytes")));
+                }
+                total += count;
+            }
+        })
+    }
+
+    /// Writes `bytes` to the guest file `path` (created, or truncated).
+    pub fn write_file(&mut self, path: &str, bytes: &[u8]) -> Result<(), Error> {
+        self.write_file_from(path, &mut &bytes[..]).map(drop)
+    }
+
+    /// Shuts the guest down, halts or reboots it (`guest-shutdown`). The
+    /// agent does not answer when it complies: this returns once a
+    /// following `guest-ping` is answered or the agent goes away, and with
+    /// the agent's error if it refuses.
+    pub fn shutdown(&mut self, how: Shutdown) -> Result<(), Error> {
+        let mut args = |a: &mut ObjectWriter<'_, Bounded<u8>>| a.str("mode", how.mode()).map(drop);
+        self.request("guest-shutdown", Some(&mut args), |_| Ok(()))
+    }
+
+    /// Closes the connection.
+    pub fn close(mut self) {
+        self.conn.close();
+    }
+}
+
+/// Reads until `buf` is full or the input ends.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(buf.get_mut(n..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}

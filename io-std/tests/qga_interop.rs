@@ -1,0 +1,419 @@
+//! The blocking guest agent client against a real qemu-ga
+//! (`--method unix-listen`, run here on the host as root), one agent per
+//! test, its socket and state in a private temporary directory.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vmwire_proto::Machine;
+use vmwire_proto::buf::Heap;
+use vmwire_proto::qga::{Client, Config, Event};
+use vmwire_std::qga::{Agent, Error, ExitStatus, Options, Shutdown};
+use vmwire_std::transport::{Conn, Stream, deadline};
+
+/// A qemu-ga listening on `dir/qga.sock`, killed on drop.
+struct Ga {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Ga {
+    fn start(blocked: &[&str]) -> Ga {
+        let dir = tempfile::Builder::new().prefix("vmwire-qga-").tempdir().unwrap();
+        let child = Self::spawn(dir.path(), blocked);
+        Ga { child, dir }
+    }
+
+    fn spawn(dir: &Path, blocked: &[&str]) -> Child {
+        let binary = common::require_binary("qemu-ga", "qemu-guest-agent");
+        let socket = dir.join("qga.sock");
+        let _ = std::fs::remove_file(&socket);
+        let mut cmd = Command::new(binary);
+        cmd.arg("--method").arg("unix-listen").arg("--path").arg(&socket);
+        cmd.arg("--statedir").arg(dir).arg("--pidfile").arg(dir.join("pid")).arg("--logfile").arg(dir.join("log"));
+        if !blocked.is_empty() {
+            cmd.arg("-b").arg(blocked.join(","));
+        }
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let started = Instant::now();
+        while !socket.exists() {
+            assert!(child.try_wait().unwrap().is_none(), "qemu-ga exited: {}", log(dir));
+            assert!(started.elapsed() < Duration::from_secs(10), "qemu-ga did not listen: {}", log(dir));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("qga.sock")
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_owned()
+    }
+
+    fn connect(&self) -> Agent {
+        Agent::connect_unix(self.socket(), Options::default()).expect("connect and sync")
+    }
+
+    /// The agent's open file descriptors.
+    fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).unwrap().count()
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(self.dir.path(), &[]);
+    }
+}
+
+impl Drop for Ga {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+}
+
+#[test]
+fn syncs_pings_and_describes_itself() {
+    let ga = Ga::start(&[]);
+    let mut agent = ga.connect();
+    agent.ping().unwrap();
+    let info = agent.info().unwrap();
+    assert!(info.version.starts_with("7."), "{}", info.version);
+    let exec = info.supported_commands.iter().find(|c| c.name == "guest-exec").unwrap();
+    assert!(exec.enabled && exec.success_response);
+    let shutdown = info.supported_commands.iter().find(|c| c.name == "guest-shutdown").unwrap();
+    assert!(!shutdown.success_response);
+    // This host is the "guest": the agent reads its /etc/os-release.
+    let os = agent.osinfo().unwrap();
+    let release = std::fs::read_to_string("/etc/os-release").unwrap();
+    let id = release.lines().find_map(|l| l.strip_prefix("ID=")).unwrap().trim_matches('"');
+    assert_eq!(os.id.as_deref(), Some(id));
+    assert_eq!(os.machine.as_deref(), Some(std::env::consts::ARCH));
+    // A resync on demand, and typed and raw commands after it.
+    agent.sync().unwrap();
+    let time: u64 = agent.execute("guest-get-time", ()).unwrap();
+    assert!(time > 1_600_000_000_000_000_000);
+    assert_eq!(agent.execute_raw("guest-ping", None).unwrap(), "{}");
+    match agent.execute_raw("no-such-command", None) {
+        Err(Error::Agent(e)) => assert_eq!(e.class, "CommandNotFound"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sync_clears_a_request_left_half_written() {
+    let ga = Ga::start(&[]);
+    // An earlier client dies in the middle of a request.
+    let mut earlier = UnixStream::connect(ga.socket()).unwrap();
+    earlier.write_all(b"{\"execute\": \"guest-sync\", \"arguments\": {\"id\": 1").unwrap();
+    drop(earlier);
+    // The agent's parser still holds it; the opening 0xFF clears it.
+    let mut agent = ga.connect();
+    agent.ping().unwrap();
+    assert!(agent.execute::<serde_json::Value>("guest-get-host-name", ()).unwrap()["host-name"].is_string());
+}
+
+#[test]
+fn exec_reports_exit_codes_signals_and_output() {
+    let ga = Ga::start(&[]);
+    let mut agent = ga.connect();
+    let out = agent.exec("/bin/sh", &["-c", "echo out; echo err >&2; exit 3"], &[], None).unwrap();
+    assert_eq!(
+        (out.status, out.stdout.as_slice(), out.stderr.as_slice()),
+        (ExitStatus::Code(3), &b"out\n"[..], &b"err\n"[..])
+    );
+    assert!(!out.status.success() && !out.stdout_truncated);
+
+    let input: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let out = agent.exec("/bin/cat", &[], &[], Some(&input)).unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, input);
+
+    let out = agent.exec("/bin/sh", &["-c", "echo \"$GREETING\""], &["GREETING=hello from the host"], None).unwrap();
+    assert_eq!(out.stdout, b"hello from the host\n");
+
+    let out = agent.exec("/bin/sh", &["-c", "sleep 0.2; kill -9 $$"], &[], None).unwrap();
+    assert_eq!(out.status, ExitStatus::Signal(9));
+    assert_eq!(out.status.code(), None);
+
+    match agent.exec("/nonexistent/program", &[], &[], None) {
+        Err(Error::Agent(e)) => assert!(e.desc.contains("/nonexistent/program"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn files_round_trip_in_chunks_and_handles_are_closed() {
+    let ga = Ga::start(&[]);
+    let mut agent = ga.connect();
+    let fds = ga.open_fds();
+    // Larger than one 64 KiB chunk, and not a multiple of it or of 3.
+    let data: Vec<u8> = (0..200_017u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let path = ga.path("round trip.bin");
+    agent.write_file(&path, &data).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+    assert_eq!(agent.read_file(&path).unwrap(), data);
+    // Small chunks: many reads and writes.
+    // (The agent takes one client at a time.)
+    agent.close();
+    let mut small = Agent::connect_unix(ga.socket(), Options { chunk_size: 1000, ..Options::default() }).unwrap();
+    let path2 = ga.path("small chunks.bin");
+    small.write_file(&path2, &data[..4321]).unwrap();
+    assert_eq!(small.read_file(&path2).unwrap(), &data[..4321]);
+    small.write_file(&path2, b"").unwrap();
+    assert_eq!(small.read_file(&path2).unwrap(), b"");
+    assert_eq!(ga.open_fds(), fds, "every guest file handle was closed");
+
+    // Failures: open fails (nothing to close), or a read fails (closed anyway).
+    match small.read_file(&ga.path("missing")) {
+        Err(Error::Agent(e)) => assert!(e.desc.contains("No such file"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    match small.read_file(ga.dir.path().to_str().unwrap()) {
+        Err(Error::Agent(e)) => assert!(e.desc.contains("Is a directory"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ga.open_fds(), fds, "the handle of the failed read was closed");
+    small.ping().unwrap();
+}
+
+#[test]
+fn blocked_commands_are_the_agents_error() {
+    let ga = Ga::start(&["guest-exec", "guest-file-open", "guest-shutdown"]);
+    let mut agent = ga.connect();
+    let disabled = |r: Result<(), Error>| match r {
+        Err(Error::Agent(e)) => e.class == "CommandNotFound" && e.desc.contains("disabled"),
+        _ => false,
+    };
+    assert!(disabled(agent.exec("/bin/true", &[], &[], None).map(drop)));
+    assert!(disabled(agent.read_file("/etc/hostname").map(drop)));
+    // guest-shutdown answers only when it refuses: here it does (safely).
+    assert!(disabled(agent.shutdown(Shutdown::Powerdown)));
+    let info = agent.info().unwrap();
+    assert!(!info.supported_commands.iter().find(|c| c.name == "guest-exec").unwrap().enabled);
+    agent.ping().unwrap();
+}
+
+#[test]
+fn agent_killed_mid_command() {
+    let mut ga = Ga::start(&[]);
+    // A guest program that runs until the test is over; exec waits for it.
+    let marker = ga.path("started");
+    let script = format!("echo $$ > '{marker}'; exec sleep 60");
+    let socket = ga.socket();
+    let running = std::thread::spawn(move || {
+        let mut agent = Agent::connect_unix(socket, Options::default()).unwrap();
+        agent.exec("/bin/sh", &["-c", &script], &[], None)
+    });
+    let started = Instant::now();
+    while std::fs::read_to_string(&marker).map_or(true, |pid| !pid.ends_with('\n')) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the guest program did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    ga.kill();
+    let outcome = running.join().unwrap();
+    assert!(matches!(outcome, Err(Error::Closed)), "{outcome:?}");
+    let sleeper = std::fs::read_to_string(&marker).unwrap();
+    let _ = Command::new("kill").arg("-9").arg(sleeper.trim()).status();
+
+    // A command in flight when the agent dies: the machine fails it, then closes.
+    ga.restart();
+    let stream = Stream::connect_unix(ga.socket()).unwrap();
+    let mut conn = Conn::new(stream, Client::<Heap>::new(Config::default(), 77));
+    let deadline = deadline(Some(Duration::from_secs(10)));
+    loop {
+        match conn.machine_mut().poll().unwrap() {
+            Some(Event::Synced) => break,
+            Some(_) => {}
+            None => conn.pump(deadline).unwrap(),
+        }
+    }
+    let stop = Command::new("kill").arg("-STOP").arg(ga.child.id().to_string()).status().unwrap();
+    assert!(stop.success());
+    let ping = conn.machine_mut().execute("guest-ping", None).unwrap();
+    conn.flush(deadline).unwrap();
+    ga.kill();
+    let mut events = Vec::new();
+    while !events.contains(&"closed".to_string()) {
+        match conn.machine_mut().poll().unwrap() {
+            Some(Event::Failed { id }) => events.push(format!("failed {id}")),
+            Some(Event::Closed) => events.push("closed".into()),
+            Some(other) => panic!("{other:?}"),
+            None => conn.pump(deadline).unwrap(),
+        }
+    }
+    assert_eq!(events, [format!("failed {ping}"), "closed".into()]);
+
+    // A new agent on the same path: a new session syncs as usual.
+    ga.restart();
+    ga.connect().ping().unwrap();
+}
+
+#[test]
+fn a_timeout_resyncs_before_the_next_command() {
+    let mut ga = Ga::start(&[]);
+    let mut agent = ga.connect();
+    // A stopped agent answers nothing: the command times out...
+    let pid = ga.child.id().to_string();
+    assert!(Command::new("kill").arg("-STOP").arg(&pid).status().unwrap().success());
+    agent.set_timeout(Some(Duration::from_millis(200)));
+    assert!(matches!(agent.ping(), Err(Error::Timeout)));
+    // ... and once it runs again, its late reply is not taken for the next command's.
+    assert!(Command::new("kill").arg("-CONT").arg(&pid).status().unwrap().success());
+    agent.set_timeout(Some(Duration::from_secs(10)));
+    assert!(agent.execute_raw("guest-get-timezone", None).unwrap().contains("zone"));
+    agent.ping().unwrap();
+    ga.kill();
+}
+
+#[test]
+fn the_command_line_tool() {
+    let ga = Ga::start(&[]);
+    let vmwire = |args: &[&str], stdin: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vmwire"))
+            .arg("qga")
+            .arg("--socket")
+            .arg(ga.socket())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = vmwire(&["guest-ping"], b"");
+    assert_eq!((out.status.code(), out.stdout.as_slice()), (Some(0), &b"{\"return\":{}}\n"[..]));
+    let out = vmwire(&["guest-file-open", "path=/nonexistent/file"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.starts_with(b"{\"error\":{\"class\":\"GenericError\""));
+    let out = vmwire(&["exec", "--", "/bin/sh", "-c", "echo out; echo err >&2; exit 7"], b"");
+    assert_eq!(
+        (out.status.code(), out.stdout.as_slice(), out.stderr.as_slice()),
+        (Some(7), &b"out\n"[..], &b"err\n"[..])
+    );
+    let out = vmwire(&["--stdin", "exec", "--", "/usr/bin/wc", "-c"], &[7; 5000]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "5000");
+    let data: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+    let path = ga.path("put");
+    assert!(vmwire(&["put", &path], &data).status.success());
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+    let out = vmwire(&["cat", &path], b"");
+    assert!(out.status.success());
+    assert_eq!(out.stdout, data);
+}
+
+/// A pseudo-terminal: its controlling side, and the path of the terminal.
+fn pty() -> (std::fs::File, PathBuf) {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    (std::fs::File::from(master), PathBuf::from(name.to_str().unwrap()))
+}
+
+/// Copies bytes from one pty's controlling side to another's until either closes.
+fn relay(mut from: std::fs::File, mut to: std::fs::File) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+#[test]
+fn over_a_character_device() {
+    // qemu-ga on one terminal (it makes its end raw), the client on another
+    // (open_device must make its end raw too, or the terminal would echo
+    // and line-edit the JSON), the two wired back to back like a serial cable.
+    let (agent_side, agent_tty) = pty();
+    let (client_side, client_tty) = pty();
+    // Each terminal stays open here (never read) for the whole test: a
+    // terminal closed by everyone hangs up, and the wire would end early.
+    let holders = [std::fs::File::open(&agent_tty).unwrap(), std::fs::File::open(&client_tty).unwrap()];
+    let wires =
+        [relay(agent_side.try_clone().unwrap(), client_side.try_clone().unwrap()), relay(client_side, agent_side)];
+    let dir = tempfile::Builder::new().prefix("vmwire-qga-").tempdir().unwrap();
+    let binary = common::require_binary("qemu-ga", "qemu-guest-agent");
+    let ga = Command::new(binary)
+        .arg("--method")
+        .arg("isa-serial")
+        .arg("--path")
+        .arg(&agent_tty)
+        .arg("--statedir")
+        .arg(dir.path())
+        .arg("--pidfile")
+        .arg(dir.path().join("pid"))
+        .arg("--logfile")
+        .arg(dir.path().join("log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ga = scopeguard(ga);
+    // The agent is there once it has made its terminal raw.
+    let started = Instant::now();
+    let raw = || {
+        let termios = rustix::termios::tcgetattr(&holders[0]).unwrap();
+        !termios.local_modes.contains(rustix::termios::LocalModes::ICANON)
+    };
+    while !raw() {
+        assert!(
+            ga.0.id() > 0 && started.elapsed() < Duration::from_secs(10),
+            "qemu-ga did not take {}",
+            agent_tty.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut agent = Agent::open_device(&client_tty, Options::default()).unwrap();
+    agent.ping().unwrap();
+    let data: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    let path = dir.path().join("over the wire").to_str().unwrap().to_owned();
+    agent.write_file(&path, &data).unwrap();
+    assert_eq!(agent.read_file(&path).unwrap(), data);
+    let out = agent.exec("/bin/echo", &["over", "a", "tty"], &[], None).unwrap();
+    assert_eq!(out.stdout, b"over a tty\n");
+    agent.close();
+    drop(ga);
+    drop(holders);
+    for wire in wires {
+        wire.join().unwrap();
+    }
+}
+
+/// A child process killed when the guard goes (also when a test fails).
+struct Killed(Child);
+
+fn scopeguard(child: Child) -> Killed {
+    Killed(child)
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,438 @@
+//! What QMP and the guest agent share.
+//!
+//! QEMU answers commands on its QMP monitors and in qemu-ga with one
+//! dispatcher (`qapi/qmp-dispatch.c`): a command is `{"execute": name,
+//! "arguments": {…}, "id": …}`, its reply `{"return": …, "id": …}` or
+//! `{"error": {"class": …, "desc": …}, "id": …}`, with the id echoed as QEMU
+//! re-serialised it. This module holds that common ground once — ids, the
+//! peer's error reply, the command builder, the table of commands in flight
+//! and how a reply is matched to one of them — and [`qmp`](crate::qmp) and
+//! [`qga`](crate::qga) build their machines on it.
+
+use core::fmt;
+
+use crate::buf::{Buf, Full, Sink, TxBuf};
+use crate::json::{JsonStr, Kind, Object, ObjectWriter, Value};
+
+/// Longest caller-chosen string id, in bytes.
+pub const MAX_ID_LEN: usize = 64;
+
+/// A command's id, as sent and as echoed back in its reply.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Id {
+    /// A number; the ids the machine assigns itself are numbers.
+    Number(u64),
+    /// A string chosen by the caller (at most [`MAX_ID_LEN`] bytes).
+    String(heapless::String<MAX_ID_LEN>),
+}
+
+impl Id {
+    /// A string id; `None` if longer than [`MAX_ID_LEN`] bytes.
+    pub fn string(s: &str) -> Option<Self> {
+        heapless::String::try_from(s).ok().map(Id::String)
+    }
+
+    /// Whether the reply id `v` is this id. QEMU echoes an id as JSON it
+    /// re-serialised itself (`"é"` comes back as `"\u00E9"`), so strings are
+    /// compared after decoding.
+    pub fn matches(&self, v: Value<'_>) -> bool {
+        match self {
+            Id::Number(n) => v.as_u64() == Some(*n),
+            Id::String(s) => v.as_str().is_some_and(|j| j == s.as_str()),
+        }
+    }
+
+    fn write<S: Sink + ?Sized>(&self, obj: &mut ObjectWriter<'_, S>) -> Result<(), Full> {
+        match self {
+            Id::Number(n) => obj.u64("id", *n)?,
+            Id::String(s) => obj.str("id", s)?,
+        };
+        Ok(())
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Id::Number(n) => write!(f, "{n}"),
+            Id::String(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// The peer's own error reply: `{"class": …, "desc": …}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorReply<'a> {
+    /// Error class, such as `GenericError` or `CommandNotFound`.
+    pub class: JsonStr<'a>,
+    /// Human-readable description.
+    pub desc: JsonStr<'a>,
+}
+
+impl ErrorReply<'_> {
+    fn parse(v: Value<'_>) -> Option<ErrorReply<'_>> {
+        // One pass over the members.
+        let (mut class, mut desc) = (None, None);
+        for (key, value) in v.as_object()?.members() {
+            if key == "class" {
+                class = value.as_str();
+            } else if key == "desc" {
+                desc = value.as_str();
+            }
+        }
+        Some(ErrorReply { class: class?, desc: desc? })
+    }
+}
+
+impl fmt::Display for ErrorReply<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.class, self.desc)
+    }
+}
+
+/// A command's outcome: its `return` value, or the peer's error.
+pub type Reply<'a> = Result<Value<'a>, ErrorReply<'a>>;
+
+/// A command to send, for when `execute` is not enough.
+///
+/// ```
+/// use vmwire_proto::{json::Value, qmp::{Command, Id}};
+/// let args = Value::parse(br#"{"fdname": "disk0"}"#)?;
+/// let cmd = Command::new("getfd").arguments(args).id(Id::string("fd-1").unwrap());
+/// # Ok::<(), vmwire_proto::json::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Command<'c> {
+    pub(crate) name: &'c str,
+    pub(crate) arguments: Option<Value<'c>>,
+    pub(crate) id: Option<Id>,
+    pub(crate) oob: bool,
+}
+
+impl<'c> Command<'c> {
+    /// A command named `name`, without arguments.
+    pub fn new(name: &'c str) -> Self {
+        Command { name, arguments: None, id: None, oob: false }
+    }
+
+    /// With these arguments (a JSON object).
+    pub fn arguments(mut self, arguments: Value<'c>) -> Self {
+        self.arguments = Some(arguments);
+        self
+    }
+
+    /// With this id instead of one the machine assigns.
+    pub fn id(mut self, id: Id) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Out of band (`exec-oob`; QMP only).
+    pub fn oob(mut self) -> Self {
+        self.oob = true;
+        self
+    }
+}
+
+/// Writes `{"<verb>": name, <arguments>, "id": id}` and `end`. `arguments`
+/// writes the `arguments` member (or nothing).
+pub(crate) fn write_command<S: Sink + ?Sized>(
+    out: &mut S,
+    verb: &str,
+    name: &str,
+    arguments: impl FnOnce(&mut ObjectWriter<'_, S>) -> Result<(), Full>,
+    id: Option<&Id>,
+    end: &[u8],
+) -> Result<(), Full> {
+    let mut obj = ObjectWriter::new(out)?;
+    obj.str(verb, name)?;
+    arguments(&mut obj)?;
+    if let Some(id) = id {
+        id.write(&mut obj)?;
+    }
+    obj.finish()?;
+    out.put(end)
+}
+
+/// Where a command in the table stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// Waiting for its reply.
+    Waiting,
+    /// The caller gave up on it: its reply, if it comes, is stale.
+    Forgotten,
+    /// Its reply will never come (the session was resynchronised): to be
+    /// reported as failed.
+    Abandoned,
+    /// It sends no reply on success, and a later command's reply came
+    /// first: it succeeded. To be reported.
+    Accepted,
+}
+
+/// A command in flight.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    pub(crate) id: Id,
+    pub(crate) slot: Slot,
+    /// The machine sent it itself (QMP's `qmp_capabilities`): its reply is
+    /// the machine's business.
+    pub(crate) own: bool,
+    /// The peer sends no reply when it succeeds (`'success-response': false`
+    /// in the schema, such as the guest agent's `guest-shutdown`).
+    pub(crate) quiet: bool,
+}
+
+impl Pending {
+    pub(crate) fn new(id: Id) -> Self {
+        Pending { id, slot: Slot::Waiting, own: false, quiet: false }
+    }
+}
+
+/// What a reply turned out to be.
+#[derive(Debug)]
+pub(crate) enum Settled<'a> {
+    /// A caller's command succeeded.
+    Return { id: Id, value: Value<'a> },
+    /// A caller's command failed.
+    Error { id: Id, error: ErrorReply<'a> },
+    /// The reply to a forgotten command.
+    Stale { id: Id, reply: Reply<'a> },
+    /// The reply to one of the machine's own commands.
+    Own(Reply<'a>),
+    /// An error without an id.
+    Untagged(ErrorReply<'a>),
+    /// A return without an id, or a reply to no command in the table.
+    Unmatched,
+}
+
+/// How a command ended without a reply of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Its reply will never come.
+    Failed,
+    /// It succeeded silently, as it does.
+    Accepted,
+}
+
+/// Why a command could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SendError {
+    ArgumentsNotObject,
+    IdInUse(Id),
+    TooManyPending { limit: usize },
+    TransmitFull(Full),
+}
+
+/// The commands in flight, in the order they were sent.
+#[derive(Debug)]
+pub(crate) struct Table<T> {
+    slots: T,
+    next_id: u64,
+}
+
+impl<T: Buf<Pending>> Table<T> {
+    pub(crate) fn new(slots: T) -> Self {
+        Table { slots, next_id: 0 }
+    }
+
+    fn position(&self, f: impl Fn(&Pending) -> bool) -> Option<usize> {
+        self.slots.as_slice().iter().position(f)
+    }
+
+    /// Entries of any kind (also forgotten ones).
+    pub(crate) fn len(&self) -> usize {
+        self.slots.as_slice().len()
+    }
+
+    /// Commands still waiting for their reply.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.slots.as_slice().iter().filter(|p| p.slot == Slot::Waiting).count()
+    }
+
+    /// Whether `id` is in the table (waiting, or forgotten and unanswered).
+    pub(crate) fn contains(&self, id: &Id) -> bool {
+        self.position(|p| p.id == *id).is_some()
+    }
+
+    /// A number id not in the table.
+    pub(crate) fn fresh_id(&mut self) -> Id {
+        loop {
+            let id = Id::Number(self.next_id);
+            self.next_id = self.next_id.wrapping_add(1);
+            if !self.contains(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// The id `command` goes out under: its own, if not in use, or a fresh
+    /// one. Its arguments must be an object.
+    pub(crate) fn admit(&mut self, command: &Command<'_>) -> Result<Id, SendError> {
+        if command.arguments.is_some_and(|a| a.kind() != Kind::Object) {
+            return Err(SendError::ArgumentsNotObject);
+        }
+        match &command.id {
+            Some(id) if self.contains(id) => Err(SendError::IdInUse(id.clone())),
+            Some(id) => Ok(id.clone()),
+            None => Ok(self.fresh_id()),
+        }
+    }
+
+    /// Marks waiting command `id` forgotten; whether it was waiting.
+    pub(crate) fn forget(&mut self, id: &Id) -> bool {
+        match self.slots.as_mut_slice().iter_mut().find(|p| p.id == *id && p.slot == Slot::Waiting) {
+            Some(p) => {
+                p.slot = Slot::Forgotten;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Encodes a command with `write` into `tx` and records it, all or
+    /// nothing. A full table makes room by dropping its oldest forgotten command.
+    pub(crate) fn send<B: Buf<u8>>(
+        &mut self,
+        tx: &mut TxBuf<B>,
+        pending: Pending,
+        write: impl FnOnce(&mut B) -> Result<(), Full>,
+    ) -> Result<(), SendError> {
+        let limit = self.slots.limit();
+        if self.len() >= limit {
+            let i = self.position(|p| p.slot == Slot::Forgotten).ok_or(SendError::TooManyPending { limit })?;
+            self.slots.remove_at(i);
+        }
+        tx.encode(write).map_err(SendError::TransmitFull)?;
+        self.slots.try_push(pending).map_err(|full| SendError::TooManyPending { limit: full.limit })
+    }
+
+    /// Matches a reply (its `id` member, if any) to the command it answers
+    /// and takes that command out of the table. Quiet commands sent before it
+    /// have succeeded (the peer answers in order).
+    pub(crate) fn settle<'a>(&mut self, id: Option<Value<'a>>, reply: Reply<'a>) -> Settled<'a> {
+        let Some(id_value) = id else {
+            return match reply {
+                Err(error) => Settled::Untagged(error),
+                Ok(_) => Settled::Unmatched,
+            };
+        };
+        // Read the reply's id once, then compare it with each pending one.
+        let (number, string) = (id_value.as_u64(), id_value.as_str());
+        let answered = |p: &Pending| {
+            matches!(p.slot, Slot::Waiting | Slot::Forgotten)
+                && match &p.id {
+                    Id::Number(n) => number == Some(*n),
+                    Id::String(s) => string.is_some_and(|j| j == s.as_str()),
+                }
+        };
+        let Some(k) = self.position(answered) else {
+            return Settled::Unmatched;
+        };
+        let Some(pending) = self.slots.remove_at(k) else {
+            return Settled::Unmatched;
+        };
+        for earlier in self.slots.as_mut_slice().iter_mut().take(k) {
+            if earlier.quiet && earlier.slot == Slot::Waiting {
+                earlier.slot = Slot::Accepted;
+            }
+        }
+        match (pending.own, pending.slot, reply) {
+            (true, _, reply) => Settled::Own(reply),
+            (false, Slot::Forgotten, reply) => Settled::Stale { id: pending.id, reply },
+            (false, _, Ok(value)) => Settled::Return { id: pending.id, value },
+            (false, _, Err(error)) => Settled::Error { id: pending.id, error },
+        }
+    }
+
+    /// No reply sent so far will come: waiting commands are abandoned,
+    /// forgotten ones dropped.
+    pub(crate) fn abandon_all(&mut self) {
+        for p in self.slots.as_mut_slice() {
+            if p.slot == Slot::Waiting {
+                p.slot = Slot::Abandoned;
+            }
+        }
+        while let Some(i) = self.position(|p| p.slot == Slot::Forgotten || p.own) {
+            self.slots.remove_at(i);
+        }
+    }
+
+    /// Takes out the first command that ended without a reply while the
+    /// session goes on (abandoned, or quietly accepted).
+    pub(crate) fn next_ended(&mut self) -> Option<(Id, Ending)> {
+        let i = self.position(|p| matches!(p.slot, Slot::Abandoned | Slot::Accepted))?;
+        let p = self.slots.remove_at(i)?;
+        Some((p.id, if p.slot == Slot::Accepted { Ending::Accepted } else { Ending::Failed }))
+    }
+
+    /// The session closed: takes out the commands one by one and says how
+    /// each ended. When the peer closed it (`peer_gone`), a quiet command
+    /// still waiting is taken to have succeeded: the peer goes away after
+    /// `guest-shutdown`. Forgotten and the machine's own commands end silently.
+    pub(crate) fn close_next(&mut self, peer_gone: bool) -> Option<(Id, Ending)> {
+        while let Some(p) = self.slots.remove_at(0) {
+            match p.slot {
+                _ if p.own => {}
+                Slot::Forgotten => {}
+                Slot::Waiting if p.quiet && peer_gone => return Some((p.id, Ending::Accepted)),
+                Slot::Waiting | Slot::Abandoned => return Some((p.id, Ending::Failed)),
+                Slot::Accepted => return Some((p.id, Ending::Accepted)),
+            }
+        }
+        None
+    }
+}
+
+/// The members of a QMP-shaped message that tell what it is.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Members<'a> {
+    pub(crate) ret: Option<Value<'a>>,
+    pub(crate) err: Option<Value<'a>>,
+    pub(crate) event: Option<Value<'a>>,
+    pub(crate) id: Option<Value<'a>>,
+    pub(crate) timestamp: Option<Value<'a>>,
+    pub(crate) data: Option<Value<'a>>,
+    /// It has a `QMP` member (a greeting).
+    pub(crate) greeting: bool,
+}
+
+impl<'a> Members<'a> {
+    /// One pass over the (indexed) members finds everything classification needs.
+    pub(crate) fn of(obj: Object<'a>) -> Self {
+        let mut m = Members::default();
+        for (key, value) in obj.members() {
+            // QEMU never escapes its keys; only a key that matches nothing
+            // as it stands is worth decoding.
+            let mut unescaped = [0u8; 16];
+            let mut name = key.raw();
+            loop {
+                match name {
+                    b"return" => m.ret = Some(value),
+                    b"error" => m.err = Some(value),
+                    b"event" => m.event = Some(value),
+                    b"id" => m.id = Some(value),
+                    b"timestamp" => m.timestamp = Some(value),
+                    b"data" => m.data = Some(value),
+                    b"QMP" => m.greeting = true,
+                    _ if name == key.raw() && key.has_escapes() => {
+                        name = key.unescape_into(&mut unescaped).map_or(&b""[..], str::as_bytes);
+                        continue;
+                    }
+                    _ => {}
+                }
+                break;
+            }
+        }
+        m
+    }
+
+    /// The reply this message carries, or what is wrong with it as a reply.
+    pub(crate) fn reply(&self) -> Result<Reply<'a>, &'static str> {
+        match (self.ret, self.err) {
+            (Some(value), None) => Ok(Ok(value)),
+            (None, Some(error)) => ErrorReply::parse(error).map(Err).ok_or("error without class and desc"),
+            (Some(_), Some(_)) => Err("both return and error"),
+            (None, None) => Err("neither return nor error"),
+        }
+    }
+}
