@@ -53,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
     };
     ask(&mut mm);
     let mut closed = 0;
-    let mut drain = |mm: &mut Client<Fixed<1024, 256, 4>>, closed: &mut usize| {
+    let drain = |mm: &mut Client<Fixed<1024, 256, 4>>, closed: &mut usize| {
         loop {
             let again = match mm.poll() {
                 Ok(Some(Event::Frame(f) | Event::Unsolicited(f))) => {

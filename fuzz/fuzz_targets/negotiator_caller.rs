@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
     for (k, piece) in data.chunks(61).enumerate() {
         if caller.state() == State::Idle {
             let call = if k % 3 == 2 {
-                caller.call_with("execute", |a| a.str("find-\u{e9}").map(drop), |kw| kw.str("input", "\u{1F600}").map(drop))
+                caller.call_with(
+                    "execute",
+                    |a| a.str("find-\u{e9}").map(drop),
+                    |kw| kw.str("input", "\u{1F600}").map(drop),
+                )
             } else {
                 caller.call_with("list_commands", |_| Ok(()), |_| Ok(()))
             };
@@ -45,7 +49,9 @@ fuzz_target!(|data: &[u8]| {
     caller.recv_commit(0).expect("end of stream");
     while let Some(event) = caller.poll().expect("poll") {
         match event {
-            CallerEvent::Result(_) | CallerEvent::Error(_) | CallerEvent::Invalid(_) | CallerEvent::Failed => answers += 1,
+            CallerEvent::Result(_) | CallerEvent::Error(_) | CallerEvent::Invalid(_) | CallerEvent::Failed => {
+                answers += 1
+            }
             CallerEvent::Closed => closed += 1,
             _ => {}
         }

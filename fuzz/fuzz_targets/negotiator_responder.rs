@@ -32,7 +32,8 @@ fuzz_target!(|data: &[u8]| {
             };
             if let Some(n) = request {
                 // Answer with something that echoes non-ASCII text.
-                let answered = if n % 2 == 0 { r.respond_str("r\u{e9}sultat \u{1F600}") } else { r.respond_error("\u{2603}") };
+                let answered =
+                    if n % 2 == 0 { r.respond_str("r\u{e9}sultat \u{1F600}") } else { r.respond_error("\u{2603}") };
                 assert!(answered.is_ok());
             }
             assert!(r.transmit().is_ascii());

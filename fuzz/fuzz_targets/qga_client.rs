@@ -13,10 +13,8 @@ type Qga = Client<Fixed<1024, 512, 8>>;
 
 fn run(data: &[u8], chunk: usize, resync_at: usize) -> Vec<String> {
     let mut qga = Qga::new(Config::default(), 42);
-    let mut sent: Vec<Id> = ["guest-ping", "guest-shutdown", "guest-info"]
-        .iter()
-        .map(|c| qga.execute(c, None).unwrap())
-        .collect();
+    let mut sent: Vec<Id> =
+        ["guest-ping", "guest-shutdown", "guest-info"].iter().map(|c| qga.execute(c, None).unwrap()).collect();
     let mut log = Vec::new();
     let mut ended = Vec::new();
     let drain = |qga: &mut Qga, log: &mut Vec<String>, ended: &mut Vec<Id>| {

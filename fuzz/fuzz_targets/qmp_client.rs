@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use vmwire_proto::Machine;
 use vmwire_proto::buf::Fixed;
 use vmwire_proto::qmp::{Client, Config, Event};
-use vmwire_proto::Machine;
 
 fuzz_target!(|data: &[u8]| {
     let mut qmp = Client::<Fixed<1024, 512, 8>>::new(Config::default());

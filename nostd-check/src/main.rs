@@ -27,10 +27,19 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     // negotiator: a request in, the responder's answer out, on fixed storage.
     let mut responder = negotiator::Responder::<Fixed<256, 256, 1>>::new(negotiator::Config::default());
     let _ = responder.receive(b"27\n{\"method\": \"list_commands\"}");
-    let requested = matches!(responder.poll(), Ok(Some(negotiator::ResponderEvent::Request(r))) if r.method == "list_commands");
+    let requested =
+        matches!(responder.poll(), Ok(Some(negotiator::ResponderEvent::Request(r))) if r.method == "list_commands");
     let answered = responder.respond_array(|a| a.str("caf\u{e9}").map(drop)).is_ok()
         && responder.transmit() == b"42\n{\"success\": true, \"result\": [\"caf\\u00e9\"]}";
-    if greeted && negotiating && requested && answered && minimega_runs() && xenapi_logs_in() && hmp_runs() && qga_syncs() {
+    if greeted
+        && negotiating
+        && requested
+        && answered
+        && minimega_runs()
+        && xenapi_logs_in()
+        && hmp_runs()
+        && qga_syncs()
+    {
         0
     } else {
         1
@@ -44,7 +53,8 @@ fn minimega_runs() -> bool {
     let line = minimega::CommandLine::new_in(heapless::String::<64>::new(), "echo").arg("a b").finish();
     let sent = line.is_ok_and(|line| mm.command(&line).is_ok());
     let _ = mm.receive(b"{\"Resp\":[{\"Host\":\"h\",\"Response\":\"a b\",\"Header\":null,\"Tabular\":null,\"Error\":\"\",\"Data\":null}],\"Rendered\":\"h: a b\",\"More\":false,\"Status\":false}\n");
-    let answered = matches!(mm.poll(), Ok(Some(minimega::Event::Frame(f))) if f.responses().any(|r| r.response() == "a b"));
+    let answered =
+        matches!(mm.poll(), Ok(Some(minimega::Event::Frame(f))) if f.responses().any(|r| r.response() == "a b"));
     let ended = matches!(mm.poll(), Ok(Some(minimega::Event::End(s))) if s.frames == 1);
     sent && answered && ended
 }
