@@ -29,6 +29,9 @@
 //! With no features the crate needs neither `std` nor an allocator.
 #![no_std]
 #![forbid(unsafe_code)]
+// Links to `alloc`-only items (`buf::Heap`, …) resolve in the documented
+// build (all features, as docs.rs builds it); without `alloc` they cannot.
+#![cfg_attr(not(feature = "alloc"), allow(rustdoc::broken_intra_doc_links))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "alloc")]
