@@ -9,7 +9,8 @@ use serde::de::IgnoredAny;
 use std::hint::black_box;
 use vmwire_benches::{fixture, longest_line};
 use vmwire_proto::Machine;
-use vmwire_proto::buf::Heap;
+use vmwire_proto::buf::{Bounded, Heap};
+use vmwire_proto::json::{Framer, Limits};
 use vmwire_proto::qmp::{Client, Config, Event};
 
 const GREETING: &[u8] = b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}, \"package\": \"Debian 1:7.2+dfsg-7+deb12u18+b3\"}, \"capabilities\": [\"oob\"]}}\r\n";
@@ -44,6 +45,19 @@ fn run_machine(c: &mut Client<Heap>, bytes: &[u8]) -> usize {
         }
     }
     events
+}
+
+/// Frames and validates `bytes` with the bare JSON framer (no classification); counts the values.
+fn run_framer(f: &mut Framer<Bounded<u8>>, bytes: &[u8]) -> usize {
+    let (mut fed, mut values) = (0, 0);
+    while fed < bytes.len() {
+        fed += f.receive(&bytes[fed..]);
+        while let Some(m) = f.next() {
+            black_box(&m);
+            values += 1;
+        }
+    }
+    values
 }
 
 fn serde_stream<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> usize {
@@ -82,6 +96,11 @@ fn bench(c: &mut Criterion) {
         assert_eq!(run_machine(&mut client, bytes), messages);
         group.bench_function(BenchmarkId::new("vmwire", "frame+validate+classify"), |b| {
             b.iter(|| run_machine(&mut client, black_box(bytes)))
+        });
+        let mut framer = Framer::new(Bounded::new(1 << 24), Limits { max_message: 1 << 24, max_depth: 128 });
+        assert_eq!(run_framer(&mut framer, bytes), messages);
+        group.bench_function(BenchmarkId::new("vmwire", "json::Framer frame+validate"), |b| {
+            b.iter(|| run_framer(&mut framer, black_box(bytes)))
         });
         group.bench_function(BenchmarkId::new("serde_json", "Value"), |b| {
             b.iter(|| serde_stream::<serde_json::Value>(black_box(bytes)))

@@ -27,7 +27,7 @@ use vmwire_proto::buf::Heap;
 use vmwire_proto::hmp::{self, Client, Config, Event};
 
 use crate::qmp::{self, Qmp};
-use crate::transport::{Conn, DriveError, Stream, deadline};
+use crate::transport::{Conn, Stream, deadline};
 
 /// Settings for a [`Monitor`].
 #[derive(Debug, Clone)]
@@ -111,16 +111,7 @@ impl From<hmp::Error> for Error {
     }
 }
 
-impl From<DriveError<hmp::Error>> for Error {
-    fn from(e: DriveError<hmp::Error>) -> Self {
-        match e {
-            DriveError::Io(e) => Error::Io(e),
-            DriveError::Timeout => Error::Timeout,
-            DriveError::Closed => Error::Closed,
-            DriveError::Machine(e) => Error::Protocol(e),
-        }
-    }
-}
+crate::transport::from_drive_error!(Error, hmp::Error, Error::Protocol);
 
 impl From<qmp::Error> for Error {
     fn from(e: qmp::Error) -> Self {

@@ -129,16 +129,7 @@ impl From<base64::Error> for Error {
     }
 }
 
-impl From<DriveError<qga::Error>> for Error {
-    fn from(e: DriveError<qga::Error>) -> Self {
-        match e {
-            DriveError::Io(e) => Error::Io(e),
-            DriveError::Timeout => Error::Timeout,
-            DriveError::Closed => Error::Closed,
-            DriveError::Machine(e) => Error::Protocol(e),
-        }
-    }
-}
+crate::transport::from_drive_error!(Error, qga::Error, Error::Protocol);
 
 /// How a guest program ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -132,16 +132,7 @@ impl From<qmp::Error> for Error {
     }
 }
 
-impl From<DriveError<qmp::Error>> for Error {
-    fn from(e: DriveError<qmp::Error>) -> Self {
-        match e {
-            DriveError::Io(e) => Error::Io(e),
-            DriveError::Timeout => Error::Timeout,
-            DriveError::Closed => Error::Closed,
-            DriveError::Machine(e) => Error::Protocol(e),
-        }
-    }
-}
+crate::transport::from_drive_error!(Error, qmp::Error, Error::Protocol);
 
 /// The server's greeting.
 #[derive(Debug, Clone, PartialEq, Eq)]

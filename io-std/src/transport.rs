@@ -169,6 +169,26 @@ pub enum DriveError<E> {
     Machine(E),
 }
 
+/// Implements `From<DriveError<$machine>>` for a client's error type, whose
+/// `Io`, `Timeout` and `Closed` variants mirror the transport's, and where
+/// `$wrap` turns the machine's own error into the client's.
+macro_rules! from_drive_error {
+    ($error:ty, $machine:ty, $wrap:expr) => {
+        impl From<$crate::transport::DriveError<$machine>> for $error {
+            fn from(e: $crate::transport::DriveError<$machine>) -> Self {
+                use $crate::transport::DriveError;
+                match e {
+                    DriveError::Io(e) => Self::Io(e),
+                    DriveError::Timeout => Self::Timeout,
+                    DriveError::Closed => Self::Closed,
+                    DriveError::Machine(e) => $wrap(e),
+                }
+            }
+        }
+    };
+}
+pub(crate) use from_drive_error;
+
 /// The deadline `timeout` from now; `None` (no deadline) for `None`.
 pub fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     timeout.map(|t| Instant::now() + t)

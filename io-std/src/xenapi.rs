@@ -33,7 +33,6 @@ use vmwire_proto::xenapi::{self as proto, Config, Event, TaskStatus};
 use vmwire_proto::xmlrpc::{self, Value, de, ser};
 
 use crate::http::{Link, OpenError, TlsOptions, Url, UrlError};
-use crate::transport::DriveError;
 use crate::xmlrpc::{Fault, to_json};
 
 /// xapi's local socket, as the Python SDK's `xapi_local()` uses.
@@ -191,16 +190,7 @@ impl From<proto::Error> for Error {
     }
 }
 
-impl From<DriveError<proto_http::Error>> for Error {
-    fn from(e: DriveError<proto_http::Error>) -> Self {
-        match e {
-            DriveError::Io(e) => Error::Io(e),
-            DriveError::Timeout => Error::Timeout,
-            DriveError::Closed => Error::Closed,
-            DriveError::Machine(e) => Error::Protocol(proto::Error::Http(e)),
-        }
-    }
-}
+crate::transport::from_drive_error!(Error, proto_http::Error, |e| Error::Protocol(proto::Error::Http(e)));
 
 /// A XenAPI object reference (`OpaqueRef:…`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

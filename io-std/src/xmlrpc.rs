@@ -35,7 +35,7 @@ use vmwire_proto::xmlrpc::{
 };
 
 use crate::http::{Link, OpenError, TlsOptions, Url, UrlError};
-use crate::transport::{Conn, DriveError, Stream, deadline};
+use crate::transport::{Conn, Stream, deadline};
 
 /// Settings for a [`Client`].
 #[derive(Debug, Clone, Default)]
@@ -185,16 +185,7 @@ impl From<SendError> for Error {
     }
 }
 
-impl From<DriveError<proto_http::Error>> for Error {
-    fn from(e: DriveError<proto_http::Error>) -> Self {
-        match e {
-            DriveError::Io(e) => Error::Io(e),
-            DriveError::Timeout => Error::Timeout,
-            DriveError::Closed => Error::Closed,
-            DriveError::Machine(e) => Error::Http(e),
-        }
-    }
-}
+crate::transport::from_drive_error!(Error, proto_http::Error, Error::Http);
 
 /// A blocking XML-RPC client. Calls go one at a time; the HTTP connection is
 /// kept alive when the server allows it and reopened when it does not.

@@ -132,16 +132,7 @@ impl From<proto::Error> for Error {
     }
 }
 
-impl From<DriveError<proto::Error>> for Error {
-    fn from(e: DriveError<proto::Error>) -> Self {
-        match e {
-            DriveError::Io(e) => Error::Io(e),
-            DriveError::Timeout => Error::Timeout,
-            DriveError::Closed => Error::Closed,
-            DriveError::Machine(e) => Error::Protocol(e),
-        }
-    }
-}
+crate::transport::from_drive_error!(Error, proto::Error, Error::Protocol);
 
 /// Opens `path`: a UNIX socket is connected to, anything else (a
 /// character device) opened read-write.
