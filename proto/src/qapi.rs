@@ -397,33 +397,40 @@ pub(crate) struct Members<'a> {
 }
 
 impl<'a> Members<'a> {
-    /// One pass over the (indexed) members finds everything classification needs.
+    /// One pass over the members finds everything classification needs;
+    /// for a framed message, straight over the framer's index.
     pub(crate) fn of(obj: Object<'a>) -> Self {
         let mut m = Members::default();
-        for (key, value) in obj.members() {
-            // QEMU never escapes its keys; only a key that matches nothing
-            // as it stands is worth decoding.
-            let mut unescaped = [0u8; 16];
-            let mut name = key.raw();
-            loop {
-                match name {
-                    b"return" => m.ret = Some(value),
-                    b"error" => m.err = Some(value),
-                    b"event" => m.event = Some(value),
-                    b"id" => m.id = Some(value),
-                    b"timestamp" => m.timestamp = Some(value),
-                    b"data" => m.data = Some(value),
-                    b"QMP" => m.greeting = true,
-                    _ if name == key.raw() && key.has_escapes() => {
-                        name = key.unescape_into(&mut unescaped).map_or(&b""[..], str::as_bytes);
-                        continue;
-                    }
-                    _ => {}
-                }
-                break;
-            }
+        match obj.indexed_members() {
+            Some(members) => members.for_each(|(key, value)| m.take(key, value)),
+            None => obj.members().for_each(|(key, value)| m.take(key.raw(), value)),
         }
         m
+    }
+
+    /// Keeps `value` if `key` (raw bytes) names a member classification needs.
+    /// QEMU never escapes its keys; only a key that matches nothing as it
+    /// stands is worth decoding.
+    fn take(&mut self, key: &[u8], value: Value<'a>) {
+        let mut unescaped = [0u8; 16];
+        let mut name = key;
+        loop {
+            match name {
+                b"return" => self.ret = Some(value),
+                b"error" => self.err = Some(value),
+                b"event" => self.event = Some(value),
+                b"id" => self.id = Some(value),
+                b"timestamp" => self.timestamp = Some(value),
+                b"data" => self.data = Some(value),
+                b"QMP" => self.greeting = true,
+                _ if name == key && key.contains(&b'\\') => {
+                    name = JsonStr::from_raw(key).unescape_into(&mut unescaped).map_or(&b""[..], str::as_bytes);
+                    continue;
+                }
+                _ => {}
+            }
+            break;
+        }
     }
 
     /// The reply this message carries, or what is wrong with it as a reply.

@@ -264,6 +264,19 @@ impl<'a> Object<'a> {
         Object { raw, index: Some(index) }
     }
 
+    /// The members' raw key bytes and values, straight from the framer's
+    /// index when the object has a complete one (the common case for a
+    /// framed message); `None` otherwise. Keys are as received (escapes kept).
+    pub(crate) fn indexed_members(&self) -> Option<impl Iterator<Item = (&'a [u8], Value<'a>)> + use<'a>> {
+        let index = self.index.filter(|i| !i.overflow)?;
+        let raw = self.raw;
+        let spans = index.spans.get(..usize::from(index.len)).unwrap_or_default();
+        Some(spans.iter().map(move |&[ks, ke, vs, ve]| {
+            let key = raw.get(ks as usize..ke as usize).unwrap_or_default();
+            (key, Value::trusted(raw.get(vs as usize..ve as usize).unwrap_or_default()))
+        }))
+    }
+
     /// The object as a [`Value`].
     pub fn value(&self) -> Value<'a> {
         Value::trusted(self.raw)
@@ -447,6 +460,11 @@ pub struct JsonStr<'a> {
 }
 
 impl<'a> JsonStr<'a> {
+    /// The contents of a string already validated (between its quotes).
+    pub(crate) fn from_raw(raw: &'a [u8]) -> Self {
+        JsonStr { raw }
+    }
+
     /// The contents between the quotes, escapes and all.
     pub fn raw(&self) -> &'a [u8] {
         self.raw
