@@ -411,25 +411,33 @@ impl<'a> Members<'a> {
     /// Keeps `value` if `key` (raw bytes) names a member classification needs.
     /// QEMU never escapes its keys; only a key that matches nothing as it
     /// stands is worth decoding.
+    #[inline]
     fn take(&mut self, key: &[u8], value: Value<'a>) {
+        if !self.take_named(key, value) && key.contains(&b'\\') {
+            self.take_escaped(key, value);
+        }
+    }
+
+    #[inline(always)]
+    fn take_named(&mut self, name: &[u8], value: Value<'a>) -> bool {
+        match name {
+            b"return" => self.ret = Some(value),
+            b"error" => self.err = Some(value),
+            b"event" => self.event = Some(value),
+            b"id" => self.id = Some(value),
+            b"timestamp" => self.timestamp = Some(value),
+            b"data" => self.data = Some(value),
+            b"QMP" => self.greeting = true,
+            _ => return false,
+        }
+        true
+    }
+
+    #[cold]
+    fn take_escaped(&mut self, key: &[u8], value: Value<'a>) {
         let mut unescaped = [0u8; 16];
-        let mut name = key;
-        loop {
-            match name {
-                b"return" => self.ret = Some(value),
-                b"error" => self.err = Some(value),
-                b"event" => self.event = Some(value),
-                b"id" => self.id = Some(value),
-                b"timestamp" => self.timestamp = Some(value),
-                b"data" => self.data = Some(value),
-                b"QMP" => self.greeting = true,
-                _ if name == key && key.contains(&b'\\') => {
-                    name = JsonStr::from_raw(key).unescape_into(&mut unescaped).map_or(&b""[..], str::as_bytes);
-                    continue;
-                }
-                _ => {}
-            }
-            break;
+        if let Ok(name) = JsonStr::from_raw(key).unescape_into(&mut unescaped) {
+            self.take_named(name.as_bytes(), value);
         }
     }
 

@@ -284,6 +284,17 @@ fn oob_and_caller_ids() {
 }
 
 #[test]
+fn escaped_keys_classify_as_their_decoded_names() {
+    let mut c = ready_client();
+    let id = c.execute("x", None).unwrap();
+    c.receive(b"{\"\\u0072eturn\": 5, \"i\\u0064\": 1}\r\n{\"ev\\u0065nt\": \"STOP\", \"timestamp\": {\"seconds\": 1, \"micro\\u0073econds\": 2}}\r\n").unwrap();
+    assert!(
+        matches!(c.poll().unwrap(), Some(Event::Return { id: got, value }) if got == id && value.as_u64() == Some(5))
+    );
+    assert!(matches!(c.poll().unwrap(), Some(Event::Event(e)) if e.name == "STOP" && e.timestamp.microseconds == 2));
+}
+
+#[test]
 fn oob_refused_unless_negotiated() {
     let mut c = Client::<Fixed<1024>>::new(Config::default());
     assert!(matches!(

@@ -373,14 +373,20 @@ impl<'a> Iterator for Elements<'a> {
 
 /// A run of decimal digits as a `u64` (no sign, fraction or exponent; it
 /// overflows to `None`). QMP ids and timestamps go through here.
+#[inline]
 fn digits(raw: &[u8]) -> Option<u64> {
-    if raw.is_empty() {
+    if raw.is_empty() || raw.len() > 20 {
         return None;
     }
-    raw.iter().try_fold(0u64, |n, &b| match b {
-        b'0'..=b'9' => n.checked_mul(10)?.checked_add(u64::from(b - b'0')),
-        _ => None,
-    })
+    let mut n: u64 = 0;
+    for &b in raw {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(digit))?;
+    }
+    Some(n)
 }
 
 pub(crate) fn skip_ws(raw: &[u8], mut i: usize) -> usize {
