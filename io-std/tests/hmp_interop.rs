@@ -5,7 +5,7 @@
 mod common;
 
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vmwire_proto::hmp::{Config, MAX_LINE};
 use vmwire_std::hmp::{Error, Migrate, Monitor, Options, Status};
@@ -63,17 +63,9 @@ fn readline_monitor_on_tcp() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let _qemu = builder().arg("-monitor").arg(format!("tcp:127.0.0.1:{port},server=on,wait=off")).spawn().unwrap();
     // The port is listening once QEMU is up; wait for that, not a fixed time.
-    let started = Instant::now();
-    let mut hmp = loop {
-        match Monitor::connect_tcp(("127.0.0.1", port), Options::default()) {
-            Ok(hmp) => break hmp,
-            Err(e) if started.elapsed() < Duration::from_secs(10) => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
+    let mut hmp = common::eventually("QEMU to listen on TCP", Duration::from_secs(10), || {
+        Monitor::connect_tcp(("127.0.0.1", port), Options::default()).ok()
+    });
     exercise(&mut hmp);
 }
 
@@ -141,11 +133,9 @@ fn input_devices_and_migration() {
     let file = qemu.dir().join("vm.migration");
     hmp.migrate(&format!("exec:cat > {}", file.display()), Migrate::default()).unwrap();
     // Detached: wait for QEMU to say it is done, then the VM is "postmigrate".
-    let started = Instant::now();
-    while !hmp.info("migrate").unwrap().contains("Migration status: completed") {
-        assert!(started.elapsed() < Duration::from_secs(30), "migration did not complete");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::eventually("the migration to complete", Duration::from_secs(30), || {
+        hmp.info("migrate").unwrap().contains("Migration status: completed").then_some(())
+    });
     assert_eq!(hmp.status().unwrap().state, "postmigrate");
     assert!(std::fs::metadata(&file).unwrap().len() > 0);
 }

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vmwire_proto::Machine;
 use vmwire_proto::buf::Heap;
@@ -40,12 +40,10 @@ impl Ga {
             cmd.arg("-b").arg(blocked.join(","));
         }
         let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        let started = Instant::now();
-        while !socket.exists() {
+        common::eventually("qemu-ga to listen", Duration::from_secs(10), || {
             assert!(child.try_wait().unwrap().is_none(), "qemu-ga exited: {}", log(dir));
-            assert!(started.elapsed() < Duration::from_secs(10), "qemu-ga did not listen: {}", log(dir));
-            std::thread::sleep(Duration::from_millis(5));
-        }
+            socket.exists().then_some(())
+        });
         child
     }
 
@@ -221,11 +219,9 @@ fn agent_killed_mid_command() {
         let mut agent = Agent::connect_unix(socket, Options::default()).unwrap();
         agent.exec("/bin/sh", &["-c", &script], &[], None)
     });
-    let started = Instant::now();
-    while std::fs::read_to_string(&marker).map_or(true, |pid| !pid.ends_with('\n')) {
-        assert!(started.elapsed() < Duration::from_secs(10), "the guest program did not start");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    common::eventually("the guest program to start", Duration::from_secs(10), || {
+        std::fs::read_to_string(&marker).is_ok_and(|pid| pid.ends_with('\n')).then_some(())
+    });
     ga.kill();
     let outcome = running.join().unwrap();
     assert!(matches!(outcome, Err(Error::Closed)), "{outcome:?}");
@@ -375,19 +371,11 @@ fn over_a_character_device() {
         .unwrap();
     let ga = scopeguard(ga);
     // The agent is there once it has made its terminal raw.
-    let started = Instant::now();
-    let raw = || {
+    // qemu-ga puts its end of the terminal in raw mode once it has it open.
+    common::eventually(&format!("qemu-ga to take {}", agent_tty.display()), Duration::from_secs(10), || {
         let termios = rustix::termios::tcgetattr(&holders[0]).unwrap();
-        !termios.local_modes.contains(rustix::termios::LocalModes::ICANON)
-    };
-    while !raw() {
-        assert!(
-            ga.0.id() > 0 && started.elapsed() < Duration::from_secs(10),
-            "qemu-ga did not take {}",
-            agent_tty.display()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        (!termios.local_modes.contains(rustix::termios::LocalModes::ICANON)).then_some(())
+    });
     let mut agent = Agent::open_device(&client_tty, Options::default()).unwrap();
     agent.ping().unwrap();
     let data: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();

@@ -37,3 +37,17 @@ pub fn require_binary(binary: &str, package: &str) -> PathBuf {
         })
         .unwrap_or_else(|| panic!("{binary} is not installed: apt-get install {package} (scripts/test does)"))
 }
+
+/// Polls `ready` every few milliseconds until it yields a value; a peer
+/// that never gets there fails the test (saying `what` it was waiting for)
+/// after `limit` instead of hanging it. A guard against hangs, not a timing.
+pub fn eventually<T>(what: &str, limit: std::time::Duration, mut ready: impl FnMut() -> Option<T>) -> T {
+    let give_up = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        assert!(std::time::Instant::now() < give_up, "gave up waiting: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
