@@ -515,13 +515,9 @@ impl<S: Storage> Machine for Client<S> {
             self.core.eof = true;
             return Ok(());
         }
-        if !self.framer.recv_commit(n) {
+        // A closed machine still takes bytes, and drops them: nothing is listening.
+        if !self.framer.commit(n, self.core.state == State::Closed) {
             return Err(Error::CommitTooLarge);
-        }
-        if self.core.state == State::Closed {
-            // Nothing is listening any more: whatever still arrives is dropped.
-            let all = self.framer.buffered().len();
-            self.framer.discard(all);
         }
         Ok(())
     }
