@@ -120,3 +120,56 @@ fn the_shell_runs_lines_from_stdin() {
     assert!(stdout.contains("mmpeer: a b\n"), "{stdout}");
     assert!(text(&out.stderr).contains("Error (mmpeer): vm not found: x"));
 }
+
+#[test]
+fn daemon_wide_state_is_refused_unless_allowed() {
+    let fake = Fake::start();
+    for args in [
+        &["--namespace", "exp1", "namespace", "exp2"][..],
+        &["namespace exp2"],
+        &[".annotate", "false"],
+        &[".json true"],
+        &[".alias", "v=vm"],
+        &["NameSpace 'exp2' # comment"],
+    ] {
+        let out = vmwire(&fake, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty());
+        let stderr = text(&out.stderr);
+        assert!(stderr.starts_with("vmwire: minimega: ") && stderr.contains("--allow-daemon-state"), "{stderr}");
+    }
+    assert!(fake.world().requests.is_empty(), "nothing reached the daemon");
+    assert_eq!(fake.world().active, "minimega");
+    // One-shot modes and namespaced commands go through.
+    let out = vmwire(&fake, &[".annotate", "false", "version"]);
+    assert_eq!(text(&out.stdout), format!("{}\n", fake_minimega::VERSION));
+    let out = vmwire(&fake, &["namespace", "exp2", "echo", "x"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(fake.world().active, "minimega");
+    // Asked for explicitly.
+    let out = vmwire(&fake, &["--allow-daemon-state", "namespace", "exp2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(fake.world().active, "exp2");
+}
+
+#[test]
+fn the_shell_refuses_daemon_wide_state_too() {
+    let fake = Fake::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmwire"))
+        .arg("minimega")
+        .arg("--socket")
+        .arg(fake.path())
+        .env("HOME", fake.path().parent().unwrap())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"namespace exp2\n.csv true\necho still here\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("bare `namespace NAME`") && stderr.contains("bare `.csv`"), "{stderr}");
+    assert!(text(&out.stdout).contains("mmpeer: still here\n"));
+    assert_eq!(fake.world().requests, ["{\"Command\":\"echo still here\"}"]);
+    assert_eq!(fake.world().active, "minimega");
+}

@@ -168,6 +168,72 @@ enum Scan {
 const MODES: [&str; 9] =
     [".json", ".csv", ".headers", ".annotate", ".sort", ".compress", ".record", ".filter", ".columns"];
 
+/// The longest word [`Scan`] tells apart (`.annotate`, `namespace`, …);
+/// longer words are handed to it as `""`, which names nothing either.
+const KEYWORD_MAX: usize = 16;
+
+/// A line that minimega's lexer refuses (an open quote, a bad escape).
+struct LexError;
+
+/// Splits `line` into words as minimega's lexer does, handing each to
+/// `word`: white space (Go's `unicode.IsSpace`) separates words; `"…"` and
+/// `'…'` quote, also in the middle of a word; a backslash escapes `r n t \ "
+/// ' #`, inside quotes or out; `#` outside quotes starts a comment. Words
+/// longer than [`KEYWORD_MAX`] bytes come out as `""`.
+fn lex(line: &str, mut word: impl FnMut(&str)) -> Result<(), LexError> {
+    let mut current = heapless::String::<KEYWORD_MAX>::new();
+    let mut long = false;
+    // A quote was closed in this word: it is a word even if empty.
+    let mut quoted = false;
+    let mut quote: Option<char> = None;
+    let mut emit = |current: &mut heapless::String<KEYWORD_MAX>, long: &mut bool| {
+        word(if *long { "" } else { current.as_str() });
+        current.clear();
+        *long = false;
+    };
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        let push = match (quote, c) {
+            (_, '\\') => match chars.next().ok_or(LexError)? {
+                'r' => '\r',
+                'n' => '\n',
+                't' => '\t',
+                e @ ('\\' | '"' | '\'' | '#') => e,
+                _ => return Err(LexError),
+            },
+            (Some(q), c) if c == q => {
+                quote = None;
+                quoted = true;
+                continue;
+            }
+            (Some(_), c) => c,
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                continue;
+            }
+            (None, '#') => break,
+            (None, c) if c.is_whitespace() => {
+                if !current.is_empty() || long || quoted {
+                    emit(&mut current, &mut long);
+                    quoted = false;
+                }
+                continue;
+            }
+            (None, c) => c,
+        };
+        if current.push(push).is_err() {
+            long = true;
+        }
+    }
+    if quote.is_some() {
+        return Err(LexError);
+    }
+    if !current.is_empty() || long || quoted {
+        emit(&mut current, &mut long);
+    }
+    Ok(())
+}
+
 impl Scan {
     fn next(self, word: &str) -> Scan {
         match self {
@@ -321,5 +387,72 @@ impl<B: LineBuf> CommandLine<B> {
         }
         self.scan.finish()?;
         Ok(self.buf)
+    }
+}
+
+/// Checks a whole command line, written by hand and read as minimega's
+/// lexer reads it (quotes, backslash escapes, `#` comments), against the
+/// rule [`CommandLine::finish`] applies (the same guard, for a line not built
+/// with [`CommandLine`]): an error for a line that would
+/// change daemon-wide state (a bare `namespace NAME`, a bare output mode,
+/// an alias change), or that holds no command at all. A line that does
+/// not lex is let through: the daemon refuses it whole, with its reason.
+///
+/// ```
+/// use vmwire_proto::minimega::{Error, check_line};
+///
+/// assert!(check_line(r#"echo "namespace x" # namespace y"#).is_ok());
+/// assert!(check_line(".annotate false vm info").is_ok());
+/// assert_eq!(check_line(".annotate false"), Err(Error::BareOutputMode { mode: ".annotate" }));
+/// assert_eq!(check_line("  NameSpace 'exp2'"), Err(Error::BareNamespace));
+/// assert_eq!(check_line(".alias v=vm"), Err(Error::DaemonWide { command: ".alias" }));
+/// ```
+pub fn check_line(line: &str) -> Result<(), Error> {
+    let mut scan = Scan::Start;
+    if lex(line, |word| scan = scan.next(word)).is_err() {
+        return Ok(());
+    }
+    scan.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_reads_a_line_as_minimegas_lexer_does() {
+        let refused = check_line;
+        for line in [
+            "namespace exp2",
+            "namespace \"exp2\"",
+            "nam\"espace\" exp2",
+            "namespace exp2 # comment",
+            "namespace 'ex p'",
+        ] {
+            assert_eq!(refused(line), Err(Error::BareNamespace), "{line}");
+        }
+        for line in [".annotate false", ".json true", ".JSON", ".csv\ttrue", ".headers false # x"] {
+            assert!(matches!(refused(line), Err(Error::BareOutputMode { .. })), "{line}");
+        }
+        assert_eq!(refused(".alias v=vm"), Err(Error::DaemonWide { command: ".alias" }));
+        assert_eq!(refused(".unalias v"), Err(Error::DaemonWide { command: ".unalias" }));
+        assert_eq!(refused("# namespace exp2"), Err(Error::Empty { what: "command line" }));
+        assert_eq!(refused("  "), Err(Error::Empty { what: "command line" }));
+        // Fine: one-shot modes, namespaced commands, listings, quoted words
+        // that only look like commands, and lines the daemon refuses anyway.
+        for line in [
+            "vm info",
+            ".annotate false vm info",
+            "namespace exp2 vm info",
+            "namespace",
+            ".alias",
+            "echo namespace exp2",
+            "\"namespace exp2\"",
+            "namespaceeeeeeeeeeeeeeeeeeee exp2",
+            "namespace \"exp2",
+            "namespace exp2 \\x",
+        ] {
+            assert_eq!(refused(line), Ok(()), "{line}");
+        }
     }
 }

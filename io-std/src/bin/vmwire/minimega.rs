@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use vmwire_proto::minimega::check_line;
 use vmwire_std::minimega::{DEFAULT_SOCKET, Error, Frame, Minimega, Options, quote};
 
 use crate::shell::{self, Session};
@@ -24,13 +25,19 @@ pub struct MinimegaArgs {
     /// of its rendering.
     #[arg(long)]
     json: bool,
+    /// Send commands that change state every client of the daemon shares (a
+    /// bare `namespace NAME`, a bare output mode such as `.annotate false`,
+    /// `.alias X=Y`), which are refused otherwise.
+    #[arg(long)]
+    allow_daemon_state: bool,
     /// Seconds to wait for each frame of a reply (0: forever).
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
     timeout: f64,
     /// The command. Its first word is taken as written (it may be a whole
     /// command line, read by minimega's lexer); each further word is one
-    /// argument, quoted as minimega needs. Without a command, an interactive
-    /// shell starts.
+    /// argument, quoted as minimega needs. A line that would change
+    /// daemon-wide state is refused (see --allow-daemon-state). Without a
+    /// command, an interactive shell starts.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     command: Vec<String>,
 }
@@ -49,7 +56,24 @@ fn command_line(words: &[String]) -> String {
     line
 }
 
+/// Refuses `line` if it would change daemon-wide state, unless `allowed`.
+fn guard(line: &str, allowed: bool) -> Result<(), String> {
+    match check_line(line) {
+        Err(e) if !allowed => Err(match e {
+            vmwire_proto::minimega::Error::Empty { .. } => e.to_string(),
+            _ => format!("{e} (--allow-daemon-state sends it anyway)"),
+        }),
+        _ => Ok(()),
+    }
+}
+
 pub fn run(args: MinimegaArgs) -> ExitCode {
+    let line = command_line(&args.command);
+    if !args.command.is_empty()
+        && let Err(e) = guard(&line, args.allow_daemon_state)
+    {
+        return crate::usage(&e);
+    }
     let timeout = (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout));
     let options = Options { timeout, raise_errors: false, namespace: args.namespace.clone(), ..Options::default() };
     let mut mm = match Minimega::connect_with(&args.socket, options) {
@@ -62,13 +86,18 @@ pub fn run(args: MinimegaArgs) -> ExitCode {
             Some(ns) => format!("minimega:{}[{ns}]$ ", args.socket.display()),
             None => format!("minimega:{}$ ", args.socket.display()),
         };
-        let shell = MinimegaShell { mm, json: args.json, quit_armed: false, ended: false };
+        let shell = MinimegaShell {
+            mm,
+            json: args.json,
+            allow_daemon_state: args.allow_daemon_state,
+            quit_armed: false,
+            ended: false,
+        };
         return match shell::interactive("minimega", &prompt, shell) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => crate::fail(&e),
         };
     }
-    let line = command_line(&args.command);
     match stream(&mut mm, &line, args.json) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
@@ -123,6 +152,7 @@ fn print_frame(frame: &Frame, json: bool) -> bool {
 struct MinimegaShell {
     mm: Minimega,
     json: bool,
+    allow_daemon_state: bool,
     quit_armed: bool,
     ended: bool,
 }
@@ -142,6 +172,7 @@ impl Session for MinimegaShell {
             }
             _ => self.quit_armed = false,
         }
+        guard(line, self.allow_daemon_state)?;
         // Frames are printed as they arrive; a long `read` shows progress.
         match stream(&mut self.mm, line, self.json) {
             Ok(_) => Ok(String::new()),
@@ -197,7 +228,7 @@ mod tests {
     fn completion_asks_the_daemon() {
         let fake = fake_minimega::Fake::start();
         let mm = Minimega::connect(fake.path()).unwrap();
-        let mut shell = MinimegaShell { mm, json: false, quit_armed: false, ended: false };
+        let mut shell = MinimegaShell { mm, json: false, allow_daemon_state: false, quit_armed: false, ended: false };
         assert_eq!(shell.complete("vm i"), (3, vec!["info ".to_string()]));
         assert_eq!(shell.complete("nam"), (0, vec!["namespace ".to_string()]));
         assert_eq!(shell.complete("zzz").1, Vec::<String>::new());
