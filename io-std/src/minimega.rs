@@ -58,7 +58,10 @@ pub struct Options {
     /// Status messages kept while nobody reads them; past this the oldest
     /// are dropped and counted ([`Minimega::dropped_status`]).
     pub max_status: usize,
-    /// Limits on what the daemon may send.
+    /// Limits on what the daemon may send. A frame over
+    /// `config.limits.max_message` (64 MiB by default) fails its command with
+    /// [`proto::Error::FrameTooLarge`] as soon as the limit is reached, and
+    /// closes the connection (see [`vmwire_proto::minimega`]).
     pub config: Config,
 }
 
@@ -579,6 +582,10 @@ impl Minimega {
                         return Err(Error::Closed { request: self.request.clone(), frames: summary.frames });
                     }
                     Event::Closed => return Err(Error::Closed { request: None, frames: 0 }),
+                    // The machine has failed the reply and closed: close the socket too.
+                    Event::Malformed(e @ proto::Error::FrameTooLarge { .. }) => {
+                        return Err(self.fail(DriveError::Machine(e)));
+                    }
                     other => {
                         if let Some(t) = take(other) {
                             return Ok(t);

@@ -455,6 +455,32 @@ fn a_timeout_closes_the_connection() {
 }
 
 #[test]
+fn an_oversized_frame_fails_the_command_at_once_and_closes_the_connection() {
+    let fake = Fake::start();
+    let mut config = vmwire_std::minimega::Options::default().config;
+    config.limits.max_message = 4096;
+    // No timeout: the command must fail on its own, not by timing out. The
+    // thread and its channel only guard the test against a hang.
+    let path = fake.path().to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut mm = Minimega::connect_with(&path, Options { timeout: None, config, ..options() }).unwrap();
+        let first = mm.run("shell seq 1 100000").map(|r| r.len());
+        let after = mm.run("version").map(|r| r.len());
+        tx.send((first, after)).unwrap();
+    });
+    let (first, after) = rx.recv_timeout(Duration::from_secs(120)).expect("the command hangs");
+    let e = first.unwrap_err();
+    assert!(matches!(e, Error::Protocol(vmwire_proto::minimega::Error::FrameTooLarge { limit: 4096 })), "{e:?}");
+    assert!(e.to_string().contains("larger than the limit of 4096 bytes"), "{e}");
+    // The connection was closed cleanly: later commands say so at once.
+    assert!(matches!(after, Err(Error::Closed { .. })), "{after:?}");
+    // The daemon is fine, and a frame under the limit is read as usual.
+    let mut mm = Minimega::connect_with(fake.path(), Options { config, ..options() }).unwrap();
+    assert_eq!(mm.run("shell seq 3").unwrap().iter().next().unwrap().response, "1\n2\n3\n");
+}
+
+#[test]
 fn connecting_to_a_missing_socket_says_where() {
     let e = Minimega::connect("/nonexistent/minimega").unwrap_err();
     assert!(e.to_string().starts_with("minimega: cannot connect to /nonexistent/minimega: "), "{e}");

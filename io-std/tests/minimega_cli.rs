@@ -1,11 +1,13 @@
 //! `vmwire minimega` against the fake daemon (see `fake_minimega/`: no real
 //! minimega can run here).
 
+mod common;
 mod fake_minimega;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+use common::eventually;
 use fake_minimega::{Fake, World};
 
 fn vmwire(fake: &Fake, args: &[&str]) -> Output {
@@ -172,4 +174,34 @@ fn the_shell_refuses_daemon_wide_state_too() {
     assert!(text(&out.stdout).contains("mmpeer: still here\n"));
     assert_eq!(fake.world().requests, ["{\"Command\":\"echo still here\"}"]);
     assert_eq!(fake.world().active, "minimega");
+}
+
+#[test]
+fn an_oversized_frame_fails_at_once_naming_the_limit() {
+    let fake = Fake::start();
+    // `--timeout 0` waits forever: only failing at once ends this command.
+    // (Its real size: `shell seq 1 5000000` makes one frame of about 78 MB.)
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmwire"))
+        .args(["minimega", "--socket"])
+        .arg(fake.path())
+        .args(["--timeout", "0", "--max-frame", "4096", "shell", "seq", "1", "100000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = eventually("vmwire to give up on the oversized frame", std::time::Duration::from_secs(120), || {
+        child.try_wait().unwrap()
+    });
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(3));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        text(&out.stderr),
+        "vmwire: minimega: a frame of the reply is larger than the limit of 4096 bytes; the connection is closed, \
+         as the rest of the reply could not be told from the next (--max-frame raises the limit)\n"
+    );
+    // Raised, the limit lets it through.
+    let out = vmwire(&fake, &["--max-frame", "2000000", "shell", "seq", "1", "100000"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).ends_with("\n99999\n100000\n"));
 }

@@ -614,6 +614,48 @@ fn eof_mid_stream_fails_the_reply() {
 }
 
 #[test]
+fn an_oversized_frame_of_a_reply_fails_it_at_once_and_closes() {
+    // `shell seq 1 5000000` at a small scale: the reply's only frame is over
+    // the limit, and its `More: false` comes after the limit is reached.
+    let limits = Limits { max_message: 256, max_depth: 64 };
+    let numbers: Vec<String> = (1..200).map(|n| n.to_string()).collect();
+    let response = numbers.join("\\n");
+    let frame = format!(
+        "{{\"Resp\":[{{\"Host\":\"mmpeer\",\"Response\":\"{response}\",\"Header\":null,\"Tabular\":null,\"Error\":\"\",\"Data\":null}}],\"Rendered\":\"mmpeer: {response}\",\"More\":false,\"Status\":false}}\n"
+    );
+    for sizes in [&[usize::MAX][..], &[1], &[7, 64]] {
+        let mut mm = Client::<Heap>::new(Config { limits, ..Config::default() });
+        mm.command("shell seq 1 199").unwrap();
+        let mut log = Vec::new();
+        // Only the bytes up to the limit are needed to fail the reply.
+        common::feed(&mut mm, &frame.as_bytes()[..300], sizes, |e| log.push(describe(e)));
+        assert_eq!(
+            log,
+            [
+                "malformed minimega: a frame of the reply is larger than the limit of 256 bytes; the connection is closed, as the rest of the reply could not be told from the next",
+                "failed after 0 frames",
+                "closed"
+            ],
+            "{sizes:?}"
+        );
+        assert_eq!(mm.state(), State::Closed);
+        // The rest of the frame, and anything after it, is dropped unread.
+        common::feed(&mut mm, &frame.as_bytes()[300..], sizes, |e| log.push(describe(e)));
+        assert_eq!(log.len(), 3);
+    }
+    // An oversized frame while nothing is asked (a status message) is skipped,
+    // and the session goes on.
+    let mut mm = Client::<Heap>::new(Config { limits, ..Config::default() });
+    let status = format!("{{\"Resp\":null,\"Rendered\":\"{response}\",\"More\":false,\"Status\":true}}\n");
+    let mut log = Vec::new();
+    common::feed(&mut mm, status.as_bytes(), &[64], |e| log.push(describe(e)));
+    assert_eq!(log, ["malformed minimega: invalid JSON at byte 256: value larger than the limit of 256 bytes"]);
+    mm.command("version").unwrap();
+    common::feed(&mut mm, b"{\"Resp\":null,\"Rendered\":\"\",\"More\":false}\n", &[64], |e| log.push(describe(e)));
+    assert_eq!(&log[1..], ["frame", "end frames=1 responses=0 errors=0"]);
+}
+
+#[test]
 fn too_many_responses_is_a_typed_limit() {
     let mut mm = Client::<Fixed<2048, 256, 2>>::new(Config::default());
     mm.command("mesh send all version").unwrap();

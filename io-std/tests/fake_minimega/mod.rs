@@ -780,6 +780,7 @@ fn compiles(words: &[String]) -> bool {
         ["cc", "exec", ..] => w.len() > 2,
         ["cc", "commands"] | ["status", "updates"] => true,
         ["pipe"] | ["pipe", _, _] => true,
+        ["shell", _, ..] => true,
         ["quit"] | ["quit", _] => w.len() == 1 || w[1].parse::<u64>().is_ok(),
         _ => false,
     }
@@ -1139,6 +1140,26 @@ impl World {
                 one(self.ok(""), flags)
             }
             ["status", "updates"] => one(self.ok("status update frequency: 3s"), flags),
+            // `shell seq [FIRST] LAST`, the one program the fake runs: its
+            // output is the response (`shell seq 1 5000000` makes one frame
+            // of about 78 MB, its output twice: `Response` and `Rendered`).
+            ["shell", "seq", bounds @ ..] => {
+                let numbers: Vec<u64> = bounds.iter().filter_map(|b| b.parse().ok()).collect();
+                let (first, last) = match numbers.as_slice() {
+                    [last] => (1, *last),
+                    [first, last] => (*first, *last),
+                    _ => return one(self.err("exit status 1"), flags),
+                };
+                let mut out = String::new();
+                for n in first..=last {
+                    out.push_str(&n.to_string());
+                    out.push('\n');
+                }
+                one(self.ok(out), flags)
+            }
+            ["shell", program, ..] => {
+                one(self.err(format!("exec: {}: executable file not found in $PATH", quoted(program))), flags)
+            }
             ["pipe"] => {
                 let mut names: Vec<&String> = self.pipes.keys().collect();
                 names.sort();

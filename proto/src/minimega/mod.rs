@@ -25,6 +25,11 @@
 //! - a daemon older than 2.8 sends no `Status` member: its frames read the same.
 //! - the daemon closes the connection without a word when it cannot decode a
 //!   request (and after `quit`): a pending reply then ends in [`Event::Failed`].
+//! - a frame over the size limit is skipped, not buffered. Outside a reply
+//!   the session goes on; inside one, the skipped bytes held its `More`, so
+//!   the end of the reply cannot be known: the machine reports
+//!   [`Error::FrameTooLarge`] as soon as the limit is reached, fails the
+//!   reply and closes, rather than wait for an end it could not recognise.
 //!
 //! Command lines are built with [`CommandLine`], which quotes arguments the
 //! way minimega's lexer reads them and never produces a line that changes
@@ -180,6 +185,14 @@ pub enum Error {
         /// What was wrong.
         what: &'static str,
     },
+    /// A frame of a reply over the size limit ([`Config::limits`]). Its
+    /// `More` member was among the bytes skipped, so the reply's end cannot
+    /// be told from the next reply's frames: the reply is failed and the
+    /// connection closed ([`Event::Failed`], then [`Event::Closed`], follow).
+    FrameTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// A frame with more responses than the table of them holds.
     TooManyResponses {
         /// The limit.
@@ -235,6 +248,10 @@ impl fmt::Display for Error {
         match self {
             Error::Json(e) => write!(f, "minimega: {e}"),
             Error::BadFrame { what } => write!(f, "minimega: bad frame: {what}"),
+            Error::FrameTooLarge { limit } => write!(
+                f,
+                "minimega: a frame of the reply is larger than the limit of {limit} bytes; the connection is closed, as the rest of the reply could not be told from the next"
+            ),
             Error::TooManyResponses { limit } => write!(f, "minimega: a frame with more than {limit} responses"),
             Error::Busy { state: State::Suggest } => {
                 f.write_str("minimega: the reply to the last suggestion request is still being read")
@@ -483,6 +500,21 @@ impl<S: Storage> Core<S> {
         Outcome::Malformed(e)
     }
 
+    /// A message that is not valid JSON or is over a limit. Frames after it
+    /// are read as usual, except after an oversized frame of a pending
+    /// reply: its `More` is unknown, so the reply is failed and the session
+    /// ends.
+    fn malformed_json(&mut self, e: json::Error) -> Outcome {
+        match e.kind {
+            json::ErrorKind::TooLarge { limit } if matches!(self.state, State::Command | State::Suggest) => {
+                let outcome = self.malformed(Error::FrameTooLarge { limit });
+                self.close();
+                outcome
+            }
+            _ => self.malformed(Error::Json(e)),
+        }
+    }
+
     fn close(&mut self) {
         if matches!(self.state, State::Command | State::Suggest) {
             self.failed_pending = true;
@@ -535,7 +567,7 @@ impl<S: Storage> Machine for Client<S> {
             };
             let outcome = match step {
                 Step::Message(span) => (core.classify(self.framer.message(span)), Some(span)),
-                Step::Error(e) => (core.malformed(Error::Json(e)), None),
+                Step::Error(e) => (core.malformed_json(e), None),
                 Step::More if core.eof => {
                     core.close();
                     return Ok(core.wind_down());

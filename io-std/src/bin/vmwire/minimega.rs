@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use vmwire_proto::minimega::check_line;
+use vmwire_proto::minimega::{Config, check_line};
 use vmwire_std::minimega::{DEFAULT_SOCKET, Error, Frame, Minimega, Options, quote};
 
 use crate::shell::{self, Session};
@@ -30,6 +30,12 @@ pub struct MinimegaArgs {
     /// `.alias X=Y`), which are refused otherwise.
     #[arg(long)]
     allow_daemon_state: bool,
+    /// The largest frame accepted, in bytes (a frame holds one batch of a
+    /// reply, rendered text included: `vm info` for 10,000 VMs is tens of
+    /// megabytes). A larger one fails the command at once and closes the
+    /// connection.
+    #[arg(long, value_name = "BYTES", default_value_t = Config::default().limits.max_message)]
+    max_frame: usize,
     /// Seconds to wait for each frame of a reply (0: forever).
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
     timeout: f64,
@@ -75,7 +81,10 @@ pub fn run(args: MinimegaArgs) -> ExitCode {
         return crate::usage(&e);
     }
     let timeout = (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout));
-    let options = Options { timeout, raise_errors: false, namespace: args.namespace.clone(), ..Options::default() };
+    let mut config = Config::default();
+    config.limits.max_message = args.max_frame;
+    let options =
+        Options { timeout, raise_errors: false, namespace: args.namespace.clone(), config, ..Options::default() };
     let mut mm = match Minimega::connect_with(&args.socket, options) {
         Ok(mm) => mm,
         Err(e @ Error::Protocol(_)) => return crate::usage(&e),
@@ -104,6 +113,9 @@ pub fn run(args: MinimegaArgs) -> ExitCode {
         Err(e @ Error::Protocol(vmwire_proto::minimega::Error::Empty { .. })) => crate::usage(&e),
         // `quit` gets no reply: the daemon exits.
         Err(Error::Closed { frames: 0, .. }) if is_quit(&line) => ExitCode::SUCCESS,
+        Err(e @ Error::Protocol(vmwire_proto::minimega::Error::FrameTooLarge { .. })) => {
+            crate::fail(&format!("{e} (--max-frame raises the limit)"))
+        }
         Err(e) => crate::fail(&e),
     }
 }
@@ -120,6 +132,8 @@ fn stream(mm: &mut Minimega, line: &str, json: bool) -> Result<bool, Error> {
     for frame in mm.stream(line)? {
         match frame {
             Ok(frame) => ok &= print_frame(&frame, json),
+            // The connection is closed: nothing more of the reply will come.
+            Err(e @ Error::Protocol(vmwire_proto::minimega::Error::FrameTooLarge { .. })) => return Err(e),
             Err(Error::Protocol(e)) => {
                 eprintln!("{e}");
                 ok = false;
@@ -180,7 +194,11 @@ impl Session for MinimegaShell {
                 self.ended = true;
                 Err(e.to_string())
             }
-            Err(e @ (Error::Io(_) | Error::Timeout)) => {
+            Err(
+                e @ (Error::Io(_)
+                | Error::Timeout
+                | Error::Protocol(vmwire_proto::minimega::Error::FrameTooLarge { .. })),
+            ) => {
                 self.ended = true;
                 Err(e.to_string())
             }
