@@ -39,6 +39,7 @@ use vmwire_proto::Machine;
 use vmwire_proto::buf::Heap;
 use vmwire_proto::minimega::{self as proto, Client, Config, Event, State, Summary};
 
+use crate::text::escape;
 use crate::transport::{Conn, DriveError, Stream, deadline};
 
 pub use vmwire_proto::minimega::{CommandLine, DEFAULT_SOCKET, Namespace, Record, Table, quote};
@@ -250,14 +251,15 @@ pub struct CommandError {
 }
 
 impl fmt::Display for CommandError {
-    /// minimega's own form: `Error (HOST): MESSAGE`, one per line.
+    /// minimega's own form: `Error (HOST): MESSAGE`, one per line, the
+    /// daemon's text escaped ([`escape`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut first = true;
         for r in self.responses.errors() {
             if !std::mem::take(&mut first) {
                 f.write_str("\n")?;
             }
-            write!(f, "Error ({}): {}", r.host, r.error.as_deref().unwrap_or_default())?;
+            write!(f, "Error ({}): {}", escape(&r.host), escape(r.error.as_deref().unwrap_or_default()))?;
         }
         for m in &self.responses.malformed {
             if !std::mem::take(&mut first) {

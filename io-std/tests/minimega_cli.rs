@@ -205,3 +205,38 @@ fn an_oversized_frame_fails_at_once_naming_the_limit() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).ends_with("\n99999\n100000\n"));
 }
+
+#[test]
+fn peer_text_is_escaped() {
+    let fake = Fake::with(|world| {
+        files(world);
+        world.status_mid_stream = Some("VM 3\nERROR host: fake line\u{1b}[2J".into());
+    });
+    let raw = |out: &Output| {
+        let all = [&out.stdout[..], &out.stderr[..]].concat();
+        assert!(!all.contains(&0x1b), "a raw ESC reached the terminal: {}", String::from_utf8_lossy(&all));
+    };
+    // An error the daemon words with the guest's (here: the user's) text.
+    let out = vmwire(&fake, &["vm", "kill", "x\nERROR host: fake line\u{1b}[2J"]);
+    raw(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "Error (mmpeer): vm not found: x\\nERROR host: fake line\\u{1b}[2J\n");
+    // A status message in the middle of a stream.
+    let out = vmwire(&fake, &["read", "/s.mm"]);
+    raw(&out);
+    assert!(text(&out.stderr).contains("VM 3\\nERROR host: fake line\\u{1b}[2J\n"), "{}", text(&out.stderr));
+    // Table cells: escaped in place; one that holds a line break would forge
+    // a row of the rendering, so that frame is shown as JSON.
+    let out = vmwire(&fake, &["pipe", "p", "a\u{1b}]0;title\u{7}b"]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = vmwire(&fake, &["pipe"]);
+    raw(&out);
+    assert!(text(&out.stdout).contains("| a\\u{1b}]0;title\\u{7}b\n"), "{}", text(&out.stdout));
+    vmwire(&fake, &["pipe", "p", "x\nmmpeer | forged"]);
+    let out = vmwire(&fake, &["pipe"]);
+    raw(&out);
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(stdout).unwrap();
+    assert_eq!(v[0]["Tabular"][0][6], "x\nmmpeer | forged");
+}

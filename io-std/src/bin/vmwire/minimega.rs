@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use vmwire_proto::minimega::{Config, check_line};
 use vmwire_std::minimega::{DEFAULT_SOCKET, Error, Frame, Minimega, Options, quote};
+use vmwire_std::text::escape;
 
 use crate::shell::{self, Session};
 
@@ -142,25 +143,42 @@ fn stream(mm: &mut Minimega, line: &str, json: bool) -> Result<bool, Error> {
         }
     }
     for status in mm.take_status() {
-        eprintln!("{status}");
+        eprintln!("{}", escape(&status));
     }
     Ok(ok)
 }
 
+/// Prints a frame: its responses as JSON with `json`, else the daemon's
+/// rendering, each line escaped (the daemon and its hosts' guests choose that
+/// text); its errors on stderr as minimega prints them, escaped too. Returns
+/// whether no response carried an error.
 fn print_frame(frame: &Frame, json: bool) -> bool {
-    if json {
+    if json || (!frame.responses.is_empty() && !lines_are_rows(frame)) {
+        // JSON escapes everything; it also shows a cell that holds a line
+        // break, which the rendering would split into a forged row.
         if !frame.responses.is_empty() {
             println!("{}", frame.to_json());
         }
     } else if !frame.rendered.is_empty() {
-        println!("{}", frame.rendered);
+        for line in frame.rendered.split('\n') {
+            println!("{}", escape(line));
+        }
     }
     let mut ok = true;
     for r in frame.errors() {
-        eprintln!("Error ({}): {}", r.host, r.error.as_deref().unwrap_or_default());
+        eprintln!("Error ({}): {}", escape(&r.host), escape(r.error.as_deref().unwrap_or_default()));
         ok = false;
     }
     ok
+}
+
+/// Whether each line of the frame's rendering is one row of its tables: no
+/// host name, column name or cell holds a line break.
+fn lines_are_rows(frame: &Frame) -> bool {
+    let breaks = |s: &String| s.contains('\n');
+    frame.responses.iter().all(|r| {
+        !breaks(&r.host) && !r.header.iter().flatten().any(breaks) && !r.tabular.iter().flatten().flatten().any(breaks)
+    })
 }
 
 struct MinimegaShell {
@@ -216,7 +234,8 @@ impl Session for MinimegaShell {
 
     fn idle(&mut self) -> Vec<String> {
         let mm = &mut self.mm;
-        let (lines, failed) = shell::drain(|| mm.next_status(Some(Duration::ZERO)), |status| status);
+        let (lines, failed) =
+            shell::drain(|| mm.next_status(Some(Duration::ZERO)), |status| escape(&status).to_string());
         self.ended |= failed;
         lines
     }
