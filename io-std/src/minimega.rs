@@ -307,12 +307,8 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Command(e) => e.fmt(f),
-            Error::Connect { path, source } => {
-                write!(
-                    f,
-                    "minimega: cannot connect to {}: {source} (is the daemon running with this -base?)",
-                    path.display()
-                )
+            Error::Connect { source, .. } => {
+                write!(f, "minimega: cannot connect to {source} (is the daemon running with this -base?)")
             }
             Error::Io(e) => write!(f, "minimega: I/O error: {e}"),
             Error::Timeout => f.write_str("minimega: timed out waiting for a reply (connection closed)"),

@@ -72,7 +72,7 @@ impl From<ErrorReply<'_>> for QemuError {
 
 impl fmt::Display for QemuError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.class, self.desc)
+        write!(f, "{}: {}", crate::text::escape(&self.class), crate::text::escape(&self.desc))
     }
 }
 

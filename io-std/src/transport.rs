@@ -31,10 +31,17 @@ pub enum Stream {
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
+/// `e`, its message prefixed with the path it is about; its kind kept.
+pub(crate) fn at(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
 impl Stream {
-    /// Connects to the UNIX socket at `path`.
+    /// Connects to the UNIX socket at `path`. An error names the path
+    /// (`/run/x.sock: No such file or directory`).
     pub fn connect_unix(path: impl AsRef<Path>) -> io::Result<Self> {
-        UnixStream::connect(path).map(Stream::Unix)
+        let path = path.as_ref();
+        UnixStream::connect(path).map(Stream::Unix).map_err(|e| at(path, e))
     }
 
     /// Connects to `addr` over TCP, trying each resolved address for at most
@@ -52,7 +59,7 @@ impl Stream {
                     s.set_nodelay(true)?;
                     return Ok(Stream::Tcp(s));
                 }
-                Err(e) => last = e,
+                Err(e) => last = io::Error::new(e.kind(), format!("{addr}: {e}")),
             }
         }
         Err(last)
@@ -63,7 +70,8 @@ impl Stream {
     /// in raw mode first: no echo, no line editing, no CR/LF translation, so
     /// that every byte passes as it is.
     pub fn open_device(path: impl AsRef<Path>) -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let path = path.as_ref();
+        let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| at(path, e))?;
         if rustix::termios::isatty(&file) {
             let mut termios = rustix::termios::tcgetattr(&file)?;
             termios.make_raw();

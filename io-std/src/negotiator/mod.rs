@@ -43,6 +43,7 @@ use vmwire_proto::buf::Heap;
 use vmwire_proto::json::Value;
 use vmwire_proto::negotiator::{self as proto, Caller, CallerEvent, Request, Responder, ResponderEvent};
 
+use crate::text::escape;
 use crate::transport::{Conn, DriveError, Stream, deadline};
 
 pub use commands::{CommandError, Commands, USER_COMMANDS_DIRECTORY};
@@ -98,7 +99,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Remote(e) => write!(f, "remote method failed: {e}"),
+            Error::Remote(e) => write!(f, "remote method failed: {}", escape(e)),
             Error::Io(e) => write!(f, "negotiator I/O error: {e}"),
             Error::Timeout => f.write_str("negotiator: timed out waiting for a response"),
             Error::Closed => f.write_str("negotiator: the channel was closed"),
@@ -137,7 +138,7 @@ crate::transport::from_drive_error!(Error, proto::Error, Error::Protocol);
 /// Opens `path`: a UNIX socket is connected to, anything else (a
 /// character device) opened read-write.
 fn open_path(path: &Path) -> io::Result<Stream> {
-    if std::fs::metadata(path)?.file_type().is_socket() {
+    if std::fs::metadata(path).map_err(|e| crate::transport::at(path, e))?.file_type().is_socket() {
         Stream::connect_unix(path)
     } else {
         Stream::open_device(path)
@@ -163,8 +164,7 @@ impl Channel {
     /// Connects to a UNIX socket (QEMU's end of a channel, on the host).
     pub fn connect_unix(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
         let path = path.as_ref();
-        let stream = Stream::connect_unix(path)
-            .map_err(|e| Error::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display()))))?;
+        let stream = Stream::connect_unix(path).map_err(Error::Io)?;
         Ok(Channel::new(stream, format!("UNIX socket {}", path.display()), options))
     }
 
@@ -261,8 +261,12 @@ impl Channel {
                     CallerEvent::Error(error) => return Err(Error::Remote(error.to_string())),
                     CallerEvent::Invalid(e) => return Err(Error::Protocol(e)),
                     CallerEvent::Failed | CallerEvent::Closed => return Err(Error::Closed),
-                    CallerEvent::Stale(reply) => log::debug!("{}: late response dropped: {reply:?}", self.label),
-                    CallerEvent::Unsolicited(v) => log::warn!("{}: unsolicited frame dropped: {v}", self.label),
+                    CallerEvent::Stale(reply) => {
+                        log::debug!("{}: late response dropped: {}", self.label, escape(&format!("{reply:?}")))
+                    }
+                    CallerEvent::Unsolicited(v) => {
+                        log::warn!("{}: unsolicited frame dropped: {}", self.label, escape(v.raw_str()))
+                    }
                     CallerEvent::Malformed(e) => log::warn!("{}: {e}", self.label),
                 }
             }
@@ -365,7 +369,7 @@ fn serve_session(
                 None => break,
                 Some(ResponderEvent::Request(request)) => Job::of(&request),
                 Some(ResponderEvent::Unsupported(method)) => {
-                    log::warn!("{label}: refused to call method {method}");
+                    log::warn!("{label}: refused to call method {}", escape(&method.to_cow()));
                     continue;
                 }
                 Some(ResponderEvent::Malformed(e)) => {
@@ -415,7 +419,7 @@ fn answer(
             }
         }
         Job::Refused(message) => {
-            log::warn!("{label}: {message}");
+            log::warn!("{label}: {}", escape(&message));
             machine.respond_error(&message)
         }
     };
@@ -520,13 +524,13 @@ impl GuestAgent {
         let deadline = deadline(options.timeout);
         let stream = loop {
             match open_path(path) {
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
+                Err(e) if e.kind() == io::ErrorKind::ResourceBusy => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Err(Error::Io(e));
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                Err(e) => return Err(Error::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display())))),
+                Err(e) => return Err(Error::Io(e)),
                 Ok(stream) => break stream,
             }
         };

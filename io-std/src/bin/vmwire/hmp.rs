@@ -20,7 +20,7 @@ pub struct HmpArgs {
     #[arg(long, group = "target", value_name = "PATH")]
     socket: Option<PathBuf>,
     /// Readline monitor on TCP (`-monitor tcp:HOST:PORT,server=on`).
-    #[arg(long, group = "target", value_name = "HOST:PORT")]
+    #[arg(long, group = "target", value_name = "HOST:PORT", value_parser = crate::tcp_address)]
     tcp: Option<String>,
     /// Start a throwaway QEMU (`-machine none -S`), use it, and shut it down.
     #[arg(long, group = "target")]

@@ -16,7 +16,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "vmwire", version, about = "Speak the wire protocols that drive virtual machines")]
+#[command(
+    name = "vmwire",
+    version,
+    propagate_version = true,
+    about = "Speak the wire protocols that drive virtual machines"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Commands,
@@ -68,4 +73,13 @@ pub fn fail(error: &dyn std::fmt::Display) -> ExitCode {
 pub fn usage(error: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("vmwire: {error}");
     ExitCode::from(2)
+}
+
+/// Checks a `--tcp` address: `HOST:PORT`, the port a number (`localhost`
+/// alone is a usage error, not a connection that fails).
+pub fn tcp_address(address: &str) -> Result<String, String> {
+    match address.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(address.to_string()),
+        _ => Err("expected HOST:PORT, such as localhost:4444 or [::1]:4444".into()),
+    }
 }

@@ -13,6 +13,7 @@ use vmwire_std::negotiator::{
     Channel, Commands, Error, GUEST_TO_HOST_CHANNEL, GuestAgent, GuestChannel, HOST_TO_GUEST_CHANNEL, HostDaemon,
     Options, USER_COMMANDS_DIRECTORY, find_character_device, find_supported_guests,
 };
+use vmwire_std::text::escape;
 
 /// The words after the subcommand, parsed here rather than by the outer
 /// parser: the original exits 1 on a bad command line, not 2.
@@ -139,7 +140,7 @@ fn tool<P: Parser + clap::CommandFactory>(
 
 /// Reports a failure the way the original does: a message, status 1.
 fn fail(tool: &str, error: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("vmwire {tool}: {error}");
+    eprintln!("vmwire {tool}: {}", escape(&error.to_string()));
     ExitCode::from(1)
 }
 
@@ -191,7 +192,7 @@ fn list_commands(channel: &mut Channel) -> Result<(), Error> {
     let mut commands = channel.list_commands()?;
     commands.sort();
     for command in commands {
-        println!("{command}");
+        println!("{}", escape(&command));
     }
     Ok(())
 }
@@ -306,7 +307,9 @@ impl log::Log for Stderr {
 
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
-            eprintln!("{:<5} {}", record.level(), record.args());
+            // Whatever a record quotes of a peer, it stays one line, with no
+            // control characters.
+            eprintln!("{:<5} {}", record.level(), escape(&record.args().to_string()));
         }
     }
 

@@ -19,7 +19,7 @@ pub struct QmpArgs {
     #[arg(long, group = "target", value_name = "PATH")]
     socket: Option<PathBuf>,
     /// QMP TCP socket (`-qmp tcp:HOST:PORT,server=on`).
-    #[arg(long, group = "target", value_name = "HOST:PORT")]
+    #[arg(long, group = "target", value_name = "HOST:PORT", value_parser = crate::tcp_address)]
     tcp: Option<String>,
     /// Start a throwaway QEMU (`-machine none -S`), use it, and shut it down.
     #[arg(long, group = "target")]
