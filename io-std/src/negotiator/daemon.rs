@@ -228,7 +228,7 @@ impl HostDaemon {
         let socket = match UnixStream::connect(path) {
             Ok(s) => s,
             Err(e) => {
-                log::debug!("guest {name}: cannot connect to {}: {e}", path.display());
+                log::debug!("guest {name}: cannot connect to {e}");
                 return None;
             }
         };
