@@ -14,6 +14,7 @@ mod xmlrpc;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use vmwire_std::text::escape;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -63,15 +64,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Reports a connection or protocol failure; exit status 3.
+/// Reports a connection or protocol failure; exit status 3. The message is
+/// escaped: it can quote what a peer sent.
 pub fn fail(error: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("vmwire: {error}");
+    eprintln!("vmwire: {}", escape(&error.to_string()));
     ExitCode::from(3)
 }
 
-/// Reports a usage error; exit status 2.
+/// Reports a usage error; exit status 2 (escaped like [`fail`]).
 pub fn usage(error: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("vmwire: {error}");
+    eprintln!("vmwire: {}", escape(&error.to_string()));
     ExitCode::from(2)
 }
 
