@@ -487,6 +487,24 @@ fn connecting_to_a_missing_socket_says_where() {
 }
 
 proptest! {
+    /// The guard over a hand-written line (`check_line`, what `vmwire
+    /// minimega` and its shell apply) reads a line as the fake's lexer,
+    /// written independently from minimega's rules, splits it: it refuses
+    /// exactly what the builder refuses for the same words.
+    #[test]
+    fn check_line_reads_lines_as_minimega_does(
+        line in proptest::collection::vec(
+            "namespace|NameSpace|exp2|\\.json|\\.annotate|true|false|\\.alias|v=vm|vm|info|echo|#|\"|'|\\\\|\\\\n|\\\\x| |\t|\u{a0}|namespaceeeeeeeeeeeeeeee",
+            0..10,
+        ).prop_map(|parts| parts.concat())
+    ) {
+        let expected = match lexer::lex(&line) {
+            Err(_) => Ok(()),
+            Ok(words) => CommandLine::new("").args(&words).finish().map(drop),
+        };
+        prop_assert_eq!(vmwire_proto::minimega::check_line(&line), expected, "{:?}", line);
+    }
+
     /// The builder's quoting, read back by a lexer written from minimega's
     /// documented rules, gives the same word for any string.
     #[test]
