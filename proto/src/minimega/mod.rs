@@ -91,7 +91,8 @@ pub const DEFAULT_SOCKET: &str = "/tmp/minimega/minimega";
 pub struct Config {
     /// Size and depth limits for one frame. A frame holds a whole reply from
     /// one host batch, rendered text included: `vm info` for 10,000 VMs is
-    /// tens of megabytes. The default is 64 MiB and depth 64.
+    /// tens of megabytes. The default is 64 MiB and depth 64. A frame of a
+    /// reply over the size limit ends the session ([`Error::FrameTooLarge`]).
     pub limits: Limits,
     /// Most responses in one frame (one per host that answered; with
     /// [`Heap`](crate::buf::Heap) storage, fixed storage has its own table size).
