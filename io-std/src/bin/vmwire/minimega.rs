@@ -76,10 +76,11 @@ fn guard(line: &str, allowed: bool) -> Result<(), String> {
 
 pub fn run(args: MinimegaArgs) -> ExitCode {
     let line = command_line(&args.command);
-    if !args.command.is_empty()
-        && let Err(e) = guard(&line, args.allow_daemon_state)
-    {
-        return crate::usage(&e);
+    // Without a command, the shell guards each line it reads.
+    if !args.command.is_empty() {
+        if let Err(e) = guard(&line, args.allow_daemon_state) {
+            return crate::usage(&e);
+        }
     }
     let timeout = (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout));
     let mut config = Config::default();
