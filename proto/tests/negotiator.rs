@@ -265,7 +265,9 @@ fn a_forgotten_call_never_sent_is_withdrawn() {
     let sent = caller.transmit().len();
     caller.transmitted(sent);
     let mut log = Vec::new();
-    common::feed(&mut caller, &frame(b"{\"success\": true, \"result\": []}"), &[7], |e| log.push(describe_response(&e)));
+    common::feed(&mut caller, &frame(b"{\"success\": true, \"result\": []}"), &[7], |e| {
+        log.push(describe_response(&e))
+    });
     assert_eq!(log, ["result []"]);
 
     // Cut short in the middle of its frame: the peer has lost the framing,
