@@ -236,7 +236,7 @@ fn a_library_caller_that_gives_up(guest: &Guest) {
 /// few ticks). qemu-ga's own time limit is the hang guard.
 fn guest_call_with_no_host(guest: &Guest) {
     let script = format!(
-        "{GUEST_VMWIRE} negotiator-guest -t 3 -e 'hello x'; echo \"status=$?\"; \
+        "timeout 60 {GUEST_VMWIRE} negotiator-guest -t 3 -e 'hello x'; echo \"status=$?\"; \
          cut -d' ' -f16,17 /proc/$$/stat"
     );
     let (code, stdout, stderr) = guest_sh(guest, &script);
