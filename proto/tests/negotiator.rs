@@ -277,6 +277,8 @@ fn a_forgotten_call_never_sent_is_withdrawn() {
     assert!(caller.forget());
     assert_eq!(caller.state(), State::Closed);
     assert!(caller.transmit().is_empty());
+    assert!(matches!(caller.poll(), Ok(Some(CallerEvent::Closed))));
+    assert!(matches!(caller.poll(), Ok(None)));
     assert_eq!(
         caller.call_with("x", |_| Ok(()), |_| Ok(())),
         Err(Error::WrongState { state: State::Closed, operation: "call" })

@@ -420,6 +420,8 @@ fn serve_stream(
 /// from a host that has gone is read and dropped: its caller is not there
 /// to get a response.
 fn wait_for_host(stream: &mut Stream, label: &str) -> Result<(), Error> {
+    // Reads must not block: a host may connect between a look and a read.
+    rustix::io::ioctl_fionbio(&*stream, true).map_err(io::Error::from)?;
     let mut waiting = false;
     let mut scrap = [0u8; 4096];
     let mut dropped = 0usize;

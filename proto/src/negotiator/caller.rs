@@ -180,7 +180,11 @@ impl<S: Storage> Caller<S> {
                 self.core.tx.clear();
                 self.core.state = State::Idle;
             }
-            _ => self.close(),
+            _ => {
+                // Forgotten, so not reported failed: only Closed follows.
+                self.core.state = State::Idle;
+                self.close();
+            }
         }
         true
     }
