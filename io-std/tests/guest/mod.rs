@@ -26,7 +26,7 @@ use std::os::unix::process::CommandExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -140,7 +140,7 @@ static KVM_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool
 /// A running guest. Dropping it kills QEMU and removes its directory.
 #[derive(Debug)]
 pub struct Guest {
-    child: Child,
+    child: Mutex<Child>,
     dir: tempfile::TempDir,
     accel: String,
 }
@@ -168,14 +168,14 @@ impl Guest {
             accel = "tcg".into();
             child = spawn(dir.path(), base, &accel);
         }
-        let mut guest = Guest { child, dir, accel };
+        let guest = Guest { child: Mutex::new(child), dir, accel };
         guest.wait_ready();
         guest
     }
 
     /// Waits until init has run and the agent answers (after a boot or a
     /// reset).
-    pub fn wait_ready(&mut self) {
+    pub fn wait_ready(&self) {
         let give_up = Instant::now() + BOOT_LIMIT;
         while !self.console().contains(UP) {
             self.check_running(give_up, "init to run");
@@ -192,8 +192,8 @@ impl Guest {
     }
 
     /// Panics, with the console's tail, if QEMU has exited or `give_up` has passed.
-    fn check_running(&mut self, give_up: Instant, what: &str) {
-        if let Ok(Some(status)) = self.child.try_wait() {
+    fn check_running(&self, give_up: Instant, what: &str) {
+        if let Some(status) = self.exit_status() {
             panic!("QEMU exited ({status}) while waiting for {what}\n{}", self.report());
         }
         if Instant::now() > give_up {
@@ -263,7 +263,12 @@ impl Guest {
 
     /// A session with the guest agent (10 s per command).
     pub fn qga(&self) -> qga::Agent {
-        qga::Agent::connect_unix(self.qga_path(), qga::Options::default())
+        self.qga_with(qga::Options::default())
+    }
+
+    /// A session with the guest agent with these options.
+    pub fn qga_with(&self, options: qga::Options) -> qga::Agent {
+        qga::Agent::connect_unix(self.qga_path(), options)
             .unwrap_or_else(|e| panic!("connecting to qemu-ga: {e}\n{}", self.report()))
     }
 
@@ -286,10 +291,10 @@ impl Guest {
     }
 
     /// Waits up to `limit` (a hang guard) for QEMU to exit by itself.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+    pub fn wait_exit(&self, limit: Duration) -> Option<ExitStatus> {
         let give_up = Instant::now() + limit;
         loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for QEMU") {
+            if let Some(status) = self.exit_status() {
                 return Some(status);
             }
             if Instant::now() > give_up {
@@ -297,6 +302,12 @@ impl Guest {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// How QEMU exited, if it has.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        let mut child = self.child.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        child.try_wait().expect("waiting for QEMU")
     }
 
     /// What a failing test shows: the accelerator, QEMU's stderr and the
@@ -321,9 +332,10 @@ impl Guest {
 
 impl Drop for Guest {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        let child = self.child.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Ok(None) = child.try_wait() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
@@ -403,11 +415,10 @@ pub fn shared(name: &str, guest: &Shared, test: fn(&Guest)) -> Trial {
 }
 
 /// A trial with a guest of its own (for tests that end the guest).
-pub fn own(name: &str, test: fn(&mut Guest)) -> Trial {
+pub fn own(name: &str, test: fn(&Guest)) -> Trial {
     Trial::test(name, move || {
-        let mut guest = Guest::boot();
-        let outcome = catch_unwind(AssertUnwindSafe(|| test(&mut guest)));
-        outcome.map_err(|panic| failure(&guest, panic))
+        let guest = Guest::boot();
+        reporting(&guest, || test(&guest))
     })
 }
 
