@@ -204,6 +204,37 @@ pub fn deadline(timeout: Option<Duration>) -> Option<Instant> {
 
 /// Waits until `fd` is ready for `flags`, or the deadline passes.
 pub fn wait_ready(fd: BorrowedFd<'_>, flags: PollFlags, deadline: Option<Instant>) -> io::Result<bool> {
+    poll_until(fd, flags, deadline).map(|ready| !ready.is_empty())
+}
+
+/// How often a stream whose peer is not connected is looked at again. A
+/// virtio-serial port whose host side is not connected polls as hung up at
+/// once, for as long as that lasts (`POLLHUP` is a level, not an edge), and
+/// refuses writes with `EAGAIN`: poll(2) cannot wait for the host to come.
+pub const RECHECK_HUNG_UP: Duration = Duration::from_millis(100);
+
+/// Whether `fd` polls as hung up right now: the peer has gone (a socket), or
+/// is not connected (a virtio-serial port, whose host may connect later).
+pub fn hung_up(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let now = Some(Instant::now());
+    Ok(poll_until(fd, PollFlags::empty(), now)?.contains(PollFlags::HUP))
+}
+
+/// Sleeps [`RECHECK_HUNG_UP`], or until the deadline if that is sooner;
+/// false (without sleeping) if the deadline has passed.
+pub fn nap(deadline: Option<Instant>) -> bool {
+    let left = deadline.map_or(RECHECK_HUNG_UP, |d| d.saturating_duration_since(Instant::now()));
+    if left.is_zero() {
+        return false;
+    }
+    std::thread::sleep(left.min(RECHECK_HUNG_UP));
+    true
+}
+
+/// Polls `fd` for `flags` until something is reported or the deadline passes,
+/// and returns what was reported (empty: the deadline passed). `POLLHUP` and
+/// `POLLERR` are reported whatever `flags` asks for.
+pub fn poll_until(fd: BorrowedFd<'_>, flags: PollFlags, deadline: Option<Instant>) -> io::Result<PollFlags> {
     loop {
         let timeout = match deadline {
             None => None,
@@ -214,8 +245,8 @@ pub fn wait_ready(fd: BorrowedFd<'_>, flags: PollFlags, deadline: Option<Instant
         };
         let mut fds = [PollFd::from_borrowed_fd(fd, flags)];
         match rustix::event::poll(&mut fds, timeout.as_ref()) {
-            Ok(0) => return Ok(false),
-            Ok(_) => return Ok(true),
+            Ok(0) => return Ok(PollFlags::empty()),
+            Ok(_) => return Ok(fds[0].revents()),
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -308,9 +339,13 @@ impl<M: Machine> Conn<M> {
     fn write_failed(&mut self, e: io::Error, deadline: Option<Instant>) -> Result<(), DriveError<M::Error>> {
         match e.kind() {
             io::ErrorKind::Interrupted => Ok(()),
-            io::ErrorKind::WouldBlock => match wait_ready(self.stream.as_fd(), PollFlags::OUT, deadline) {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(DriveError::Timeout),
+            io::ErrorKind::WouldBlock => match poll_until(self.stream.as_fd(), PollFlags::OUT, deadline) {
+                Ok(ready) if ready.intersects(PollFlags::OUT | PollFlags::ERR) => Ok(()),
+                // Hung up but not closed: a virtio-serial port whose host is not
+                // connected. Poll(2) would report that at once, over and over:
+                // look again in a while instead, until the deadline.
+                Ok(ready) if ready.contains(PollFlags::HUP) && nap(deadline) => Ok(()),
+                Ok(_) => Err(DriveError::Timeout),
                 Err(e) => Err(DriveError::Io(e)),
             },
             io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {

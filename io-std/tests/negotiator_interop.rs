@@ -579,3 +579,56 @@ fn without_virsh_the_error_says_so() {
     assert_eq!(code, 1);
     assert!(err.contains("virsh is not installed"), "{err}");
 }
+
+/// CPU time (user + system, in ticks of `USER_HZ`) this thread has used.
+fn thread_cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_call_on_a_hung_up_device_waits_for_its_deadline_without_spinning() {
+    // A virtio-serial port with no host polls as hung up at once and refuses
+    // writes (EAGAIN). So does a pseudo-terminal whose slave side was
+    // closed, once its buffer is full: the same test without a guest.
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let slave_path = ptsname(&master, Vec::new()).unwrap();
+    drop(std::fs::File::open(slave_path.to_str().unwrap()).unwrap());
+    // Raw: no echo of what is written back to this side.
+    let mut termios = rustix::termios::tcgetattr(&master).unwrap();
+    termios.make_raw();
+    rustix::termios::tcsetattr(&master, rustix::termios::OptionalActions::Now, &termios).unwrap();
+    rustix::io::ioctl_fionbio(&master, true).unwrap();
+    let mut master = std::fs::File::from(master);
+    // Full: the kernel moves written bytes on to the line discipline's
+    // buffer in the background, so fill until a round takes nothing more.
+    loop {
+        let mut taken = 0;
+        while let Ok(n) = master.write(&[b'x'; 4096]) {
+            taken += n;
+        }
+        if taken == 0 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    let options = Options { timeout: Some(Duration::from_secs(2)), ..Options::default() };
+    let mut channel = Channel::new(Stream::Device(master), "the pty", options);
+    let (done, outcome) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let before = thread_cpu_ticks();
+        let error = channel.list_commands().unwrap_err();
+        let _ = done.send((error, thread_cpu_ticks() - before));
+    });
+    // A hang guard: a transport that ignores its deadline never returns.
+    let (error, used) = outcome.recv_timeout(Duration::from_secs(60)).expect("the call ignored its 2 s deadline");
+    assert!(matches!(error, Error::NotConnected { .. }), "{error:?}");
+    assert_eq!(error.to_string(), "negotiator: no host connected to the pty within 2s");
+    // A spin detector, not a timing: a busy loop burns most of the 2 s.
+    assert!(used < 50, "{used} ticks of CPU in 2 s: the transport spins on a hung-up device");
+}

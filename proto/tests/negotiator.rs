@@ -253,6 +253,39 @@ fn framing_errors_of_the_captures() {
 }
 
 #[test]
+fn a_forgotten_call_never_sent_is_withdrawn() {
+    // No peer took the request (a virtio-serial port with no host): it must
+    // not go out later, to a peer that never asked, and no response is owed.
+    let mut caller = Caller::<Heap>::new(Config::default());
+    caller.call_with("execute", |a| a.str("slow").map(drop), |_| Ok(())).unwrap();
+    assert!(caller.forget());
+    assert!(caller.transmit().is_empty());
+    caller.call_with("list_commands", |_| Ok(()), |_| Ok(())).unwrap();
+    assert_eq!(caller.transmit(), b"49\n{\"method\": \"list_commands\", \"args\": [], \"kw\": {}}");
+    let sent = caller.transmit().len();
+    caller.transmitted(sent);
+    let mut log = Vec::new();
+    common::feed(&mut caller, &frame(b"{\"success\": true, \"result\": []}"), &[7], |e| {
+        log.push(describe_response(&e))
+    });
+    assert_eq!(log, ["result []"]);
+
+    // Cut short in the middle of its frame: the peer has lost the framing,
+    // so the session ends rather than send the next request after it.
+    caller.call_with("execute", |a| a.str("slow").map(drop), |_| Ok(())).unwrap();
+    caller.transmitted(5);
+    assert!(caller.forget());
+    assert_eq!(caller.state(), State::Closed);
+    assert!(caller.transmit().is_empty());
+    assert!(matches!(caller.poll(), Ok(Some(CallerEvent::Closed))));
+    assert!(matches!(caller.poll(), Ok(None)));
+    assert_eq!(
+        caller.call_with("x", |_| Ok(()), |_| Ok(())),
+        Err(Error::WrongState { state: State::Closed, operation: "call" })
+    );
+}
+
+#[test]
 fn one_call_at_a_time() {
     let mut caller = Caller::<Heap>::new(Config::default());
     let none = || Value::parse(b"[]").unwrap();
@@ -265,7 +298,9 @@ fn one_call_at_a_time() {
         caller.call_with("x", |_| Ok(()), |_| Ok(())),
         Err(Error::WrongState { state: State::Busy, operation: "call" })
     );
-    // Forgotten: its late response is stale; the next call gets its own.
+    // Sent, then forgotten: its late response is stale; the next call gets its own.
+    let sent = caller.transmit().len();
+    caller.transmitted(sent);
     assert!(caller.forget());
     caller.call_with("execute", |a| a.str("x").map(drop), |_| Ok(())).unwrap();
     let mut log = Vec::new();

@@ -30,12 +30,14 @@ mod daemon;
 mod discovery;
 
 use std::fmt;
-use std::io;
+use std::io::{self, Read};
 use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use vmwire_proto::Machine;
@@ -44,7 +46,7 @@ use vmwire_proto::json::Value;
 use vmwire_proto::negotiator::{self as proto, Caller, CallerEvent, Request, Responder, ResponderEvent};
 
 use crate::text::escape;
-use crate::transport::{Conn, DriveError, Stream, deadline};
+use crate::transport::{Conn, DriveError, Stream, deadline, hung_up, nap, poll_until};
 
 pub use commands::{CommandError, Commands, USER_COMMANDS_DIRECTORY};
 pub use daemon::{DaemonHandle, HostDaemon};
@@ -94,6 +96,15 @@ pub enum Error {
     Json(serde_json::Error),
     /// A guest, channel or device could not be found.
     Discovery(String),
+    /// Nobody was connected to the other end of the channel within the time
+    /// limit, so the call was not even sent: a virtio-serial port in a guest
+    /// whose host side is not open (no host daemon).
+    NotConnected {
+        /// What the channel is (its [`Channel::label`]).
+        channel: String,
+        /// How long the call waited.
+        waited: Duration,
+    },
 }
 
 impl fmt::Display for Error {
@@ -106,6 +117,9 @@ impl fmt::Display for Error {
             Error::Protocol(e) => e.fmt(f),
             Error::Json(e) => write!(f, "negotiator: JSON: {e}"),
             Error::Discovery(e) => write!(f, "negotiator: {e}"),
+            Error::NotConnected { channel, waited } => {
+                write!(f, "negotiator: no host connected to {channel} within {}s", waited.as_secs_f64())
+            }
         }
     }
 }
@@ -229,22 +243,54 @@ impl Channel {
         })
     }
 
-    /// The machine, if the channel is still open.
+    /// The machine, if the channel is still open, for a new call.
     fn ready(&mut self) -> Result<&mut Caller<Heap>, Error> {
+        self.drop_unasked()?;
         match self.conn.machine().state() {
             proto::State::Closed => Err(Error::Closed),
             _ => Ok(self.conn.machine_mut()),
         }
     }
 
+    /// Reads and drops what is there before a call is made: without request
+    /// ids, nothing that came before a request can be its response (it is
+    /// the response to a call whose caller gave up, say). A hung-up stream is
+    /// left alone: a virtio-serial port reads as ended while it has no host.
+    fn drop_unasked(&mut self) -> Result<(), Error> {
+        let now = Some(Instant::now());
+        // Bounded: a peer that never stops sending cannot hold the call back.
+        for _ in 0..64 {
+            let fd = self.conn.stream().as_fd();
+            if self.conn.at_eof() || hung_up(fd)? || !crate::transport::wait_ready(fd, PollFlags::IN, now)? {
+                break;
+            }
+            match self.conn.fill(now) {
+                Ok(()) | Err(DriveError::Timeout | DriveError::Closed) => {}
+                Err(e) => return Err(e.into()),
+            }
+            while let Some(event) = self.conn.machine_mut().poll()? {
+                note(&self.label, &event);
+            }
+        }
+        Ok(())
+    }
+
     /// Sends the call and waits for its response within the time limit.
     fn response<T>(&mut self, on_result: impl FnOnce(Value<'_>) -> Result<T, Error>) -> Result<T, Error> {
         let deadline = deadline(self.options.timeout);
         let outcome = self.wait(deadline, on_result);
+        let unsent = !self.conn.machine().transmit().is_empty();
         if matches!(outcome, Err(Error::Timeout | Error::Io(_))) {
+            // A request never sent is withdrawn; a sent one's late response is dropped.
             self.conn.machine_mut().forget();
         }
-        outcome
+        match outcome {
+            Err(Error::Timeout) if unsent && caller_gone(&self.conn) => Err(Error::NotConnected {
+                channel: self.label.clone(),
+                waited: self.options.timeout.unwrap_or_default(),
+            }),
+            other => other,
+        }
     }
 
     fn wait<T>(
@@ -261,13 +307,7 @@ impl Channel {
                     CallerEvent::Error(error) => return Err(Error::Remote(error.to_string())),
                     CallerEvent::Invalid(e) => return Err(Error::Protocol(e)),
                     CallerEvent::Failed | CallerEvent::Closed => return Err(Error::Closed),
-                    CallerEvent::Stale(reply) => {
-                        log::debug!("{}: late response dropped: {}", self.label, escape(&format!("{reply:?}")))
-                    }
-                    CallerEvent::Unsolicited(v) => {
-                        log::warn!("{}: unsolicited frame dropped: {}", self.label, escape(v.raw_str()))
-                    }
-                    CallerEvent::Malformed(e) => log::warn!("{}: {e}", self.label),
+                    other => note(&self.label, &other),
                 }
             }
             self.conn.pump(deadline)?;
@@ -285,6 +325,17 @@ impl Channel {
     fn serve(self, commands: &Commands, env: &[(&str, &str)]) -> Result<(), Error> {
         let (stream, _) = self.conn.into_parts();
         serve_stream(stream, &self.label, commands, env, &self.options)
+    }
+}
+
+/// Logs a caller's event that is no call's outcome (a late response, a
+/// frame nobody asked for, a bad frame).
+fn note(label: &str, event: &CallerEvent<'_>) {
+    match event {
+        CallerEvent::Stale(reply) => log::debug!("{label}: late response dropped: {}", escape(&format!("{reply:?}"))),
+        CallerEvent::Unsolicited(v) => log::warn!("{label}: unsolicited frame dropped: {}", escape(v.raw_str())),
+        CallerEvent::Malformed(e) => log::warn!("{label}: {e}"),
+        _ => {}
     }
 }
 
@@ -332,6 +383,13 @@ impl Job {
 
 /// Answers calls on `stream` until it closes; a character device whose
 /// host goes away is waited on until it comes back.
+///
+/// A response goes only to the caller that asked: when the stream hangs up
+/// while a command runs (the caller gave up and left, even if another
+/// caller has connected since), or before the response is written, the
+/// response is dropped and a new session begins. On a virtio-serial port
+/// the host side's leaving shows as `POLLHUP` in the guest; what it sent
+/// and that was not read yet is dropped too, as long as no host is connected.
 fn serve_stream(
     mut stream: Stream,
     label: &str,
@@ -339,22 +397,63 @@ fn serve_stream(
     env: &[(&str, &str)],
     options: &Options,
 ) -> Result<(), Error> {
+    let device = matches!(stream, Stream::Device(_));
     loop {
-        let device = matches!(stream, Stream::Device(_));
+        if device {
+            wait_for_host(&mut stream, label)?;
+        }
         let mut conn = Conn::new(stream, Responder::<Heap>::new(options.config));
         let outcome = serve_session(&mut conn, label, commands, env, options);
-        if !device || outcome.is_err() {
-            return outcome;
-        }
-        // A virtio port reads as ended while the host side is not connected,
-        // and poll(2) cannot wait for it to connect: look again in a while.
-        log::debug!("{label}: the host is not connected; waiting");
-        std::thread::sleep(Duration::from_millis(250));
+        // The session's machine goes with it: a request half read, a response not sent.
         stream = conn.into_parts().0;
+        match outcome {
+            Ok(()) if device => {}
+            // The host left while its response was being written.
+            Err(Error::Timeout | Error::Closed) if device => {}
+            other => return other,
+        }
     }
 }
 
-/// One session: requests answered in turn until the stream ends.
+/// Waits (looking again every [`RECHECK_HUNG_UP`](crate::transport::RECHECK_HUNG_UP)) until a host is connected
+/// to the virtio-serial port `stream`. Meanwhile what the port still holds
+/// from a host that has gone is read and dropped: its caller is not there
+/// to get a response.
+fn wait_for_host(stream: &mut Stream, label: &str) -> Result<(), Error> {
+    // Reads must not block: a host may connect between a look and a read.
+    rustix::io::ioctl_fionbio(&*stream, true).map_err(io::Error::from)?;
+    let mut waiting = false;
+    let mut scrap = [0u8; 4096];
+    let mut dropped = 0usize;
+    while hung_up(stream.as_fd())? {
+        match stream.read(&mut scrap) {
+            Ok(n) if n > 0 => {
+                dropped += n;
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+            Err(e) => return Err(Error::Io(e)),
+        }
+        if !std::mem::replace(&mut waiting, true) {
+            log::debug!("{label}: the host is not connected; waiting");
+        }
+        nap(None);
+    }
+    if dropped > 0 {
+        log::info!("{label}: dropped {dropped} bytes sent by a host that has gone");
+    }
+    Ok(())
+}
+
+/// Whether the other side of `conn` has gone (or, on a virtio-serial port,
+/// is not connected): the caller of any request answered now is not there.
+fn caller_gone<M: Machine>(conn: &Conn<M>) -> bool {
+    hung_up(conn.stream().as_fd()).unwrap_or(false)
+}
+
+/// One session: requests answered in turn until the stream ends, or until
+/// the caller leaves (its response then dropped).
 fn serve_session(
     conn: &mut Conn<Responder<Heap>>,
     label: &str,
@@ -362,6 +461,7 @@ fn serve_session(
     env: &[(&str, &str)],
     options: &Options,
 ) -> Result<(), Error> {
+    let device = matches!(conn.stream(), Stream::Device(_));
     let mut broken = None;
     loop {
         loop {
@@ -380,13 +480,29 @@ fn serve_session(
                     continue;
                 }
                 Some(ResponderEvent::Closed) => {
-                    let _ = conn.flush(deadline(options.timeout));
+                    if !caller_gone(conn) {
+                        let _ = conn.flush(deadline(options.timeout));
+                    }
                     return broken.map_or(Ok(()), |e| Err(Error::Protocol(e)));
                 }
             };
-            answer(conn.machine_mut(), label, job, commands, env)?;
+            let (answer, stayed) = watch_caller(conn.stream().as_fd(), || job.run(label, commands, env));
+            if !stayed {
+                log::info!("{label}: the caller left before its response; dropped");
+                return Ok(());
+            }
+            answer.respond(conn.machine_mut())?;
+        }
+        if !conn.machine().transmit().is_empty() && caller_gone(conn) {
+            log::info!("{label}: the caller left before its response; dropped");
+            return Ok(());
         }
         conn.flush(deadline(options.timeout))?;
+        // A port that polls hung up has no host: what it holds is not a caller's
+        // that could get a response (it reads as ended once emptied).
+        if device && poll_until(conn.stream().as_fd(), PollFlags::IN, None)?.contains(PollFlags::HUP) {
+            return Ok(());
+        }
         match conn.fill(None) {
             Ok(()) | Err(DriveError::Closed) => {}
             Err(e) => return Err(e.into()),
@@ -394,43 +510,97 @@ fn serve_session(
     }
 }
 
-/// Does what `job` asks and answers it.
-fn answer(
-    machine: &mut Responder<Heap>,
-    label: &str,
-    job: Job,
-    commands: &Commands,
-    env: &[(&str, &str)],
-) -> Result<(), Error> {
-    let answered = match job {
-        Job::List => {
-            log::info!("{label}: list_commands()");
-            let names = commands.list();
-            machine.respond_array(|a| names.iter().try_for_each(|n| a.str(n).map(drop)))
-        }
-        Job::Execute { argv, input } => {
-            log::info!("{label}: execute({argv:?})");
-            match commands.execute(&argv, input.as_deref(), env) {
-                Ok(output) => machine.respond_str(&output),
-                Err(e) => {
-                    log::warn!("{label}: {e}");
-                    machine.respond_error(&e.to_string())
-                }
+/// Runs `work` while watching `fd` for the caller's leaving. Returns what
+/// `work` returned, and whether the caller stayed throughout: a stream that
+/// hung up at any moment meanwhile means the caller that asked has gone,
+/// even if another one has connected since (`POLLHUP` is a level: only
+/// watching all along catches a leaving followed by a coming).
+fn watch_caller<T: Send>(fd: BorrowedFd<'_>, work: impl FnOnce() -> T + Send) -> (T, bool) {
+    let Ok((done, finished)) = std::os::unix::net::UnixStream::pair() else {
+        // No socket pair to wake on: only the level after the fact can be seen.
+        let out = work();
+        return (out, !hung_up(fd).unwrap_or(false));
+    };
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(move || {
+            let out = work();
+            drop(done);
+            out
+        });
+        let mut stayed = true;
+        loop {
+            // With no events asked for, poll(2) waits for POLLHUP (or POLLERR) alone.
+            let mut fds = [PollFd::new(&finished, PollFlags::IN), PollFd::from_borrowed_fd(fd, PollFlags::empty())];
+            let watched = if stayed { &mut fds[..] } else { &mut fds[..1] };
+            match rustix::event::poll(watched, None) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                // Cannot watch: wait for the work alone.
+                Err(_) => break,
+            }
+            if !fds[0].revents().is_empty() {
+                break;
+            }
+            if !fds[1].revents().is_empty() {
+                stayed = false;
             }
         }
-        Job::Refused(message) => {
-            log::warn!("{label}: {}", escape(&message));
-            machine.respond_error(&message)
+        match worker.join() {
+            Ok(out) => (out, stayed),
+            Err(panic) => std::panic::resume_unwind(panic),
         }
-    };
-    match answered {
-        // Too large to send once escaped: say so instead.
-        Err(proto::Error::TransmitFull(full)) => {
-            machine.respond_error(&format!("the result is larger than the limit of {} bytes", full.limit))?
+    })
+}
+
+/// What a job came to, owned, so that it can be made while the machine waits.
+enum Answer {
+    Commands(Vec<String>),
+    Output(String),
+    Failed(String),
+}
+
+impl Job {
+    /// Does what the job asks.
+    fn run(self, label: &str, commands: &Commands, env: &[(&str, &str)]) -> Answer {
+        match self {
+            Job::List => {
+                log::info!("{label}: list_commands()");
+                Answer::Commands(commands.list())
+            }
+            Job::Execute { argv, input } => {
+                log::info!("{label}: execute({argv:?})");
+                match commands.execute(&argv, input.as_deref(), env) {
+                    Ok(output) => Answer::Output(output),
+                    Err(e) => {
+                        log::warn!("{label}: {}", escape(&e.to_string()));
+                        Answer::Failed(e.to_string())
+                    }
+                }
+            }
+            Job::Refused(message) => {
+                log::warn!("{label}: {}", escape(&message));
+                Answer::Failed(message)
+            }
         }
-        other => other?,
     }
-    Ok(())
+}
+
+impl Answer {
+    /// Queues the response.
+    fn respond(self, machine: &mut Responder<Heap>) -> Result<(), Error> {
+        let answered = match &self {
+            Answer::Commands(names) => machine.respond_array(|a| names.iter().try_for_each(|n| a.str(n).map(drop))),
+            Answer::Output(output) => machine.respond_str(output),
+            Answer::Failed(message) => machine.respond_error(message),
+        };
+        match answered {
+            // Too large to send once escaped: say so instead.
+            Err(proto::Error::TransmitFull(full)) => {
+                machine.respond_error(&format!("the result is larger than the limit of {} bytes", full.limit))?
+            }
+            other => other?,
+        }
+        Ok(())
+    }
 }
 
 /// The host's side of a guest's channel: calls into the guest on

@@ -65,6 +65,8 @@ struct Core<S: Storage> {
     state: State,
     /// Responses still to come for forgotten calls.
     stale: u64,
+    /// The length of the frame of the call in progress.
+    request_len: usize,
     eof: bool,
     /// The call pending when the session closed is still to be reported failed.
     owe_failed: bool,
@@ -103,6 +105,7 @@ impl<S: Storage> Caller<S> {
                 tx: TxBuf::new(S::tx(config.max_transmit)),
                 state: State::Idle,
                 stale: 0,
+                request_len: 0,
                 eof: false,
                 owe_failed: false,
                 closed_reported: false,
@@ -146,9 +149,11 @@ impl<S: Storage> Caller<S> {
         if core.state != State::Idle {
             return Err(Error::WrongState { state: core.state, operation: "call" });
         }
+        let queued = core.tx.pending().len();
         core.tx
             .encode(|out| write_frame(out, |out| write_request(out as &mut dyn Sink, method, args, kw)))
             .map_err(Error::TransmitFull)?;
+        core.request_len = core.tx.pending().len().saturating_sub(queued);
         core.state = State::Busy;
         Ok(())
     }
@@ -157,12 +162,30 @@ impl<S: Storage> Caller<S> {
     /// it ever comes, is reported as [`CallerEvent::Stale`]; a new call may be
     /// made at once (the peer answers in order). Returns whether a call was
     /// in progress.
+    ///
+    /// A request still wholly unsent (the peer was not there to take it) is
+    /// withdrawn instead: no response will come, and it must not reach a
+    /// peer that turns up later. A request cut short in the middle closes the
+    /// session: the peer could not find the next frame's start.
     pub fn forget(&mut self) -> bool {
         if self.core.state != State::Busy {
             return false;
         }
-        self.core.state = State::Idle;
-        self.core.stale += 1;
+        match self.core.tx.pending().len() {
+            0 => {
+                self.core.state = State::Idle;
+                self.core.stale += 1;
+            }
+            unsent if unsent == self.core.request_len => {
+                self.core.tx.clear();
+                self.core.state = State::Idle;
+            }
+            _ => {
+                // Forgotten, so not reported failed: only Closed follows.
+                self.core.state = State::Idle;
+                self.close();
+            }
+        }
         true
     }
 
