@@ -60,6 +60,9 @@ pub const PROMPT: &[u8] = b"(qemu) ";
 /// The longest line QEMU's readline takes; it drops what is typed beyond.
 pub const MAX_LINE: usize = 4095;
 
+/// Most bytes of the stream's start that [`Event::BadBanner`] shows.
+pub const BAD_BANNER_TEXT: usize = 256;
+
 /// Bytes of receive buffer always kept free to read into.
 const MIN_SPARE: usize = 64;
 
@@ -74,12 +77,16 @@ pub struct Config {
     pub max_queue: usize,
     /// Turn QEMU's `\r\n` line ends into `\n` in the output handed out.
     pub lf_newlines: bool,
+    /// The longest text before the first prompt, in bytes (QEMU's banner is
+    /// one line of about 60). More is [`Error::BannerTooLong`].
+    pub max_banner: usize,
 }
 
 impl Default for Config {
-    /// 16 MiB of output, 64 KiB of queued lines, output as QEMU wrote it.
+    /// 16 MiB of output, 64 KiB of queued lines, output as QEMU wrote it,
+    /// 64 KiB of banner.
     fn default() -> Self {
-        Config { max_output: 16 << 20, max_queue: 64 << 10, lf_newlines: false }
+        Config { max_output: 16 << 20, max_queue: 64 << 10, lf_newlines: false, max_banner: 64 << 10 }
     }
 }
 
@@ -115,6 +122,15 @@ impl Banner<'_> {
     }
 }
 
+/// Whether `data` (the start of the stream) opens a JSON object: `{`, then
+/// after any white space a `"` (QMP's greeting is `{"QMP": …`). A monitor
+/// opens with its banner (`QEMU …`) or its prompt.
+fn opens_with_json(data: &[u8]) -> bool {
+    let ws = |b: &&u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let mut bytes = data.iter().skip_while(ws);
+    bytes.next() == Some(&b'{') && bytes.find(|b| !ws(b)) == Some(&b'"')
+}
+
 fn decimal(digits: &[u8]) -> Option<u64> {
     core::str::from_utf8(digits).ok()?.parse().ok()
 }
@@ -138,6 +154,18 @@ pub enum Event<'a> {
         id: u64,
         /// The limit, in bytes.
         limit: usize,
+    },
+    /// What came before the first prompt is not a monitor's banner: the
+    /// stream opened with JSON (`{"QMP": …`, another protocol's socket), or
+    /// ran past [`Config::max_banner`] with no prompt. `error` says which,
+    /// `text` is the start of what arrived (at most [`BAD_BANNER_TEXT`]
+    /// bytes). The session is over: queued commands are reported
+    /// [`Event::Failed`], then [`Event::Closed`].
+    BadBanner {
+        /// [`Error::NotHmp`] or [`Error::BannerTooLong`].
+        error: Error,
+        /// The first bytes received.
+        text: &'a [u8],
     },
     /// Text that came while no command was running: up to a prompt, up to
     /// where a command went out, or the stream's end; in pieces of the
@@ -203,6 +231,14 @@ pub enum Error {
     },
     /// `recv_commit` was told of more bytes than `recv_buf` offered.
     CommitTooLarge,
+    /// The stream opened with a JSON object (QMP's greeting `{"QMP": …`, or
+    /// another JSON protocol's message), not a monitor's banner and prompt.
+    NotHmp,
+    /// More text than the limit came before the first prompt.
+    BannerTooLong {
+        /// The limit, in bytes ([`Config::max_banner`], within the buffer).
+        limit: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -221,6 +257,12 @@ impl fmt::Display for Error {
             Error::EchoMismatch { offset } => write!(f, "HMP: the echo at byte {offset} is not the command sent"),
             Error::WrongState { state, operation } => write!(f, "HMP: {operation} is not allowed in state {state:?}"),
             Error::CommitTooLarge => f.write_str("HMP: committed more bytes than recv_buf offered"),
+            Error::NotHmp => {
+                f.write_str("HMP: expected the monitor's banner and `(qemu) ` prompt, got JSON (a QMP or guest agent socket?)")
+            }
+            Error::BannerTooLong { limit } => {
+                write!(f, "HMP: more than {limit} bytes came before the first `(qemu) ` prompt")
+            }
         }
     }
 }
@@ -239,6 +281,14 @@ pub fn check_line(line: &[u8]) -> Result<(), Error> {
     if line.len() > MAX_LINE {
         return Err(Error::LineTooLong { len: line.len(), limit: MAX_LINE });
     }
+    check_text(line)
+}
+
+/// Checks that `line` holds no line break and no byte readline takes as an
+/// editing key: the guard for every way of running a command, the readline
+/// monitor ([`check_line`] adds its length limit) and `human-monitor-command`
+/// ([`via_qmp`]), where a line break would still be refused or misread.
+pub fn check_text(line: &[u8]) -> Result<(), Error> {
     match line.iter().position(|&b| b < 0x20 || b == 0x7f || b == 0x9b) {
         None => Ok(()),
         Some(offset) => match line.get(offset) {
@@ -317,6 +367,8 @@ impl Scan {
 #[derive(Debug, Clone, Copy)]
 enum Found {
     Banner(usize),
+    /// Not a banner: JSON (`None`) or too long (`Some(limit)`), with the text's length.
+    BadBanner { too_long: Option<usize>, len: usize },
     Output { id: u64, len: usize },
     TooLarge { id: u64 },
     Unsolicited(usize),
@@ -455,6 +507,20 @@ impl<S: Storage> Client<S> {
         self.config.max_output.min(self.rx.limit().saturating_sub(PROMPT.len() + MIN_SPARE))
     }
 
+    /// Banner limit in force: the configured one, within the buffer.
+    fn max_banner(&self) -> usize {
+        self.config.max_banner.min(self.max_output())
+    }
+
+    /// The stream is not a monitor's: report it with its first bytes, and
+    /// end the session (everything buffered goes with the event).
+    fn bad_banner(&mut self, too_long: Option<usize>) -> Found {
+        let buffered = self.rx.data().len();
+        self.phase = Phase::Closing;
+        self.later = buffered;
+        Found::BadBanner { too_long, len: buffered.min(BAD_BANNER_TEXT) }
+    }
+
     /// The front command finished: drop its line, arm the next.
     fn next_command(&mut self) {
         let len = self.front_len();
@@ -498,14 +564,23 @@ impl<S: Storage> Client<S> {
                         return Some(Found::Mismatch(offset));
                     }
                 }
+                Phase::Banner if self.offset == 0 && opens_with_json(self.rx.data()) => {
+                    return Some(self.bad_banner(None));
+                }
                 Phase::Banner | Phase::Idle | Phase::Output => {
                     let data = self.rx.data();
-                    let max = self.max_output();
+                    let max = match self.phase {
+                        Phase::Banner => self.max_banner(),
+                        _ => self.max_output(),
+                    };
                     let found = self.scan.find(data);
                     // Decided on what the bytes are, never on how they were
                     // chunked: with no prompt yet, the next one can begin no
                     // earlier than PROMPT.len() - 1 bytes from the end.
                     let over = found.map_or(data.len() >= max + PROMPT.len(), |at| at > max);
+                    if over && matches!(self.phase, Phase::Banner) {
+                        return Some(self.bad_banner(Some(max)));
+                    }
                     if over && !matches!(self.phase, Phase::Output) {
                         // Text with no prompt in sight, handed out in pieces of the limit.
                         let piece = max.max(1);
@@ -606,6 +681,10 @@ impl<S: Storage> Client<S> {
         let text = |n: usize| data.get(..n).unwrap_or_default();
         match found {
             Found::Banner(n) => Event::Banner(Banner { text: text(n) }),
+            Found::BadBanner { too_long, len } => Event::BadBanner {
+                error: too_long.map_or(Error::NotHmp, |limit| Error::BannerTooLong { limit }),
+                text: text(len),
+            },
             Found::Output { id, len } => Event::Output { id, text: text(len) },
             Found::TooLarge { id } => Event::TooLarge { id, limit: self.max_output() },
             Found::Unsolicited(n) => Event::Unsolicited(text(n)),
