@@ -79,7 +79,7 @@ pub fn run(args: HmpArgs) -> ExitCode {
                 print!("{text}");
                 ExitCode::SUCCESS
             }
-            Err(e @ Error::Protocol(_)) => crate::usage(&e),
+            Err(e @ Error::BadLine(_)) => crate::usage(&e),
             Err(e) => crate::fail(&e),
         };
         hmp.close();
