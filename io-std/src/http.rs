@@ -96,20 +96,44 @@ fn percent_decode(s: &str) -> Result<String, UrlError> {
     String::from_utf8(out).map_err(|_| UrlError(format!("{s:?} is not UTF-8")))
 }
 
+/// `url` as it may be shown in an error or a log: a password in it
+/// (`user:password@`) is replaced with `***`.
+///
+/// ```
+/// use vmwire_std::http::redact;
+/// assert_eq!(redact("http://root:S3cret@[::1"), "http://root:***@[::1");
+/// assert_eq!(redact("https://host/p:q@r"), "https://host/p:q@r");
+/// assert_eq!(redact("root:S3cret@host"), "root:***@host"); // the scheme forgotten
+/// ```
+pub fn redact(url: &str) -> String {
+    let start = url.find("//").map_or(0, |k| k + 2);
+    let authority_end = url[start..].find('/').map_or(url.len(), |k| start + k);
+    let Some(at) = url[start..authority_end].rfind('@').map(|k| start + k) else { return url.to_owned() };
+    match url[start..at].find(':').map(|k| start + k) {
+        Some(colon) => format!("{}***{}", &url[..=colon], &url[at..]),
+        None => url.to_owned(),
+    }
+}
+
 impl Url {
-    /// Parses `url`.
+    /// Parses `url`. Errors never show a password given in it.
     pub fn parse(url: &str) -> Result<Url, UrlError> {
-        let (scheme, rest) = url.split_once(':').ok_or_else(|| UrlError(format!("{url:?} has no scheme")))?;
+        Self::parse_shown_as(url, &redact(url))
+    }
+
+    /// Parses `url`, naming it `shown` in errors.
+    fn parse_shown_as(url: &str, shown: &str) -> Result<Url, UrlError> {
+        let (scheme, rest) = url.split_once(':').ok_or_else(|| UrlError(format!("{shown:?} has no scheme")))?;
         let scheme = scheme.to_ascii_lowercase();
         if scheme == "unix" {
             let path = rest.trim_start_matches("//");
             let path = if path.starts_with('/') { path } else { rest };
             if path.is_empty() {
-                return Err(UrlError(format!("{url:?} names no socket")));
+                return Err(UrlError(format!("{shown:?} names no socket")));
             }
             return Ok(Url { address: Address::Unix(path.into()), target: "/".into(), credentials: None });
         }
-        let rest = rest.strip_prefix("//").ok_or_else(|| UrlError(format!("{url:?}: expected {scheme}://")))?;
+        let rest = rest.strip_prefix("//").ok_or_else(|| UrlError(format!("{shown:?}: expected {scheme}://")))?;
         let (authority, target) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -117,7 +141,9 @@ impl Url {
         let (credentials, hostport) = match authority.rsplit_once('@') {
             Some((userinfo, hostport)) => {
                 let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-                (Some((percent_decode(user)?, percent_decode(password)?)), hostport)
+                let password = percent_decode(password)
+                    .map_err(|_| UrlError("the password is not percent-encoded UTF-8".into()))?;
+                (Some((percent_decode(user)?, password)), hostport)
             }
             None => (None, authority),
         };
@@ -132,7 +158,7 @@ impl Url {
             other => return Err(UrlError(format!("unsupported scheme {other:?}"))),
         };
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (host, after) = v6.split_once(']').ok_or_else(|| UrlError(format!("{url:?}: unclosed [")))?;
+            let (host, after) = v6.split_once(']').ok_or_else(|| UrlError(format!("{shown:?}: unclosed [")))?;
             (host, after.strip_prefix(':'))
         } else {
             match hostport.rsplit_once(':') {
@@ -141,7 +167,7 @@ impl Url {
             }
         };
         if host.is_empty() {
-            return Err(UrlError(format!("{url:?} names no host")));
+            return Err(UrlError(format!("{shown:?} names no host")));
         }
         let port = match port {
             Some(p) => p.parse().map_err(|_| UrlError(format!("bad port {p:?}")))?,
