@@ -294,6 +294,8 @@ mod tls {
     use std::time::Duration;
 
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::client::{WebPkiServerVerifier, verify_server_name};
+    use rustls::server::ParsedCertificate;
     use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
     use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
     use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -314,7 +316,11 @@ mod tls {
             for der in &options.trusted {
                 roots.add(CertificateDer::from(der.clone())).map_err(invalid)?;
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            let verifier = Pinned { webpki, pinned: options.trusted.clone() };
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth()
         } else {
             let algorithms = provider().signature_verification_algorithms;
             builder
@@ -343,6 +349,56 @@ mod tls {
             conn.complete_io(&mut tcp)?;
         }
         Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))))
+    }
+
+    /// webpki's verification (chain to a root, validity, name), and besides
+    /// a server certificate byte for byte one of [`TlsOptions::trusted`]:
+    /// a pool's self-signed certificate (`openssl req -x509` marks it a CA,
+    /// which webpki refuses as a server's own, `CaUsedAsEndEntity`) is
+    /// trusted as it is, pinned, its name still checked.
+    #[derive(Debug)]
+    struct Pinned {
+        webpki: Arc<WebPkiServerVerifier>,
+        pinned: Vec<Vec<u8>>,
+    }
+
+    impl ServerCertVerifier for Pinned {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            server_name: &ServerName<'_>,
+            ocsp_response: &[u8],
+            now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            if self.pinned.iter().any(|der| der[..] == end_entity[..]) {
+                verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
+                return Ok(ServerCertVerified::assertion());
+            }
+            self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.webpki.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.webpki.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.webpki.supported_verify_schemes()
+        }
     }
 
     /// Accepts any certificate (signatures are still checked): for
