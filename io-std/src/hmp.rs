@@ -27,7 +27,7 @@ use vmwire_proto::buf::Heap;
 use vmwire_proto::hmp::{self, Client, Config, Event};
 
 use crate::qmp::{self, Qmp};
-use crate::transport::{Conn, Stream, deadline};
+use crate::transport::{Conn, DriveError, Stream, deadline};
 
 /// Settings for a [`Monitor`].
 #[derive(Debug, Clone)]
@@ -65,6 +65,13 @@ pub enum Error {
     /// QEMU (or whatever answered) broke the protocol: an echo that was not
     /// the command sent ([`hmp::Error::EchoMismatch`]; the output is dropped).
     Protocol(hmp::Error),
+    /// No prompt within the time limit after connecting.
+    NoPrompt {
+        /// What arrived (escaped, cut short): often nothing, when another
+        /// client holds the monitor (QEMU serves one at a time) or the
+        /// socket is a guest agent's (which never speaks first).
+        got: String,
+    },
     /// What came before the first prompt was not a monitor's banner (JSON
     /// from a QMP or guest agent socket, or more text than the limit).
     Banner {
@@ -93,6 +100,11 @@ impl fmt::Display for Error {
             Error::Closed => f.write_str("HMP: monitor closed"),
             Error::BadLine(e) | Error::Protocol(e) => e.fmt(f),
             Error::Banner { error, got } => write!(f, "{error}: `{got}`"),
+            Error::NoPrompt { got } if got.is_empty() => f.write_str(
+                "HMP: no banner or `(qemu) ` prompt within the time limit; nothing arrived \
+                 (another client holding the monitor? a guest agent's socket?)",
+            ),
+            Error::NoPrompt { got } => write!(f, "HMP: no `(qemu) ` prompt within the time limit; got `{got}`"),
             Error::TooLarge { limit } => write!(f, "HMP: output longer than {limit} bytes"),
             Error::Qmp(e) => e.fmt(f),
             Error::Unexpected(text) => write!(f, "HMP: unexpected output: {}", text.trim_end()),
@@ -242,7 +254,12 @@ impl Monitor {
                     _ => {}
                 }
             }
-            conn.pump(deadline)?;
+            match conn.pump(deadline) {
+                Err(DriveError::Timeout) => {
+                    return Err(Error::NoPrompt { got: crate::text::excerpt(conn.machine().buffered(), EXCERPT) });
+                }
+                other => other?,
+            }
         }
     }
 

@@ -296,3 +296,21 @@ fn line_breaks_and_escapes_are_refused_over_qmp_too() {
     // None of them ran: the VM still waits to be started.
     assert_eq!(hmp.status().unwrap(), prelaunch());
 }
+
+#[test]
+fn no_prompt_in_time_says_what_came() {
+    for (sent, said) in [
+        (&b""[..], "vmwire: HMP: no banner or `(qemu) ` prompt within the time limit; nothing arrived"),
+        (b"QEMU 7.2.22 monitor\r\n\x1b]0;x", r"vmwire: HMP: no `(qemu) ` prompt within the time limit; got `QEMU 7.2.22 monitor\r\n\u{1b}]0;x`"),
+    ] {
+        let (_dir, path, monitor) = scripted_monitor(move |mut s| {
+            use std::io::{Read, Write};
+            s.write_all(sent).unwrap();
+            let _ = s.read(&mut [0; 1]); // until the client gives up
+        });
+        let (code, _, stderr) = vmwire(&["hmp", "--socket", &path, "--timeout", "0.2", "info", "status"]);
+        assert_eq!(code, Some(3), "{stderr}");
+        assert!(stderr.starts_with(said), "{stderr}");
+        monitor.join().unwrap();
+    }
+}

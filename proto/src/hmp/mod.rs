@@ -446,6 +446,12 @@ impl<S: Storage> Client<S> {
         }
     }
 
+    /// Bytes received and not yet handed out in an event (before the first
+    /// prompt: the banner so far), to say what came when the prompt does not.
+    pub fn buffered(&self) -> &[u8] {
+        self.rx.data().get(self.later..).unwrap_or_default()
+    }
+
     /// Commands not yet finished (the running one included).
     pub fn queued(&self) -> usize {
         usize::try_from(self.lines).unwrap_or(usize::MAX)
