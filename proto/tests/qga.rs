@@ -426,9 +426,16 @@ fn a_monitor_socket_is_not_an_agent() {
             let ping = client.execute("guest-ping", None).unwrap();
             let mut log = Vec::new();
             feed(&mut client, opening, sizes, |e| log.push(describe(e)));
+            if found.ends_with("prompt") {
+                // No line end after a prompt: decided at the end of the stream.
+                assert!(log.is_empty(), "{log:?}");
+                feed(&mut client, b"", &[1], |e| log.push(describe(e)));
+            }
             let said = format!("wrong protocol QGA: expected the guest agent's answer to guest-sync-delimited, got {found}: ");
             assert!(log[0].starts_with(&said), "{log:?}");
-            assert!(opening.starts_with(log[0][said.len()..].as_bytes()), "{log:?}");
+            // Its first line, whatever the chunking.
+            let line = opening.iter().position(|&b| b == b'\n').map_or(opening.len(), |k| k + 1);
+            assert_eq!(log[0][said.len()..].as_bytes(), &opening[..line], "{log:?}");
             assert_eq!(log[1..], [format!("failed {ping}"), "closed".into()]);
             assert_eq!(client.state(), State::Closed);
         }

@@ -63,6 +63,20 @@ pub const MAX_LINE: usize = 4095;
 /// Most bytes of the stream's start that [`Event::BadBanner`] shows.
 pub const BAD_BANNER_TEXT: usize = 256;
 
+/// How much of a stream's opening to show when it is another protocol's:
+/// its first line (with the line end) if that ends within `cap` bytes, else
+/// the first `cap` bytes, else, at the end of the stream, all of it; `None`
+/// while none of these has arrived. What is shown depends on the bytes,
+/// never on how they were chunked.
+pub(crate) fn opening_text(data: &[u8], cap: usize, eof: bool) -> Option<usize> {
+    let head = data.get(..cap).unwrap_or(data);
+    match memchr::memchr(b'\n', head) {
+        Some(k) => Some(k + 1),
+        None if head.len() == cap || eof => Some(head.len()),
+        None => None,
+    }
+}
+
 /// Bytes of receive buffer always kept free to read into.
 const MIN_SPARE: usize = 64;
 
@@ -158,8 +172,8 @@ pub enum Event<'a> {
     /// What came before the first prompt is not a monitor's banner: the
     /// stream opened with JSON (`{"QMP": …`, another protocol's socket), or
     /// ran past [`Config::max_banner`] with no prompt. `error` says which,
-    /// `text` is the start of what arrived (at most [`BAD_BANNER_TEXT`]
-    /// bytes). The session is over: queued commands are reported
+    /// `text` is the start of what arrived (its first line, at most
+    /// [`BAD_BANNER_TEXT`] bytes). The session is over: queued commands are reported
     /// [`Event::Failed`], then [`Event::Closed`].
     BadBanner {
         /// [`Error::NotHmp`] or [`Error::BannerTooLong`].
@@ -520,11 +534,25 @@ impl<S: Storage> Client<S> {
 
     /// The stream is not a monitor's: report it with its first bytes, and
     /// end the session (everything buffered goes with the event).
-    fn bad_banner(&mut self, too_long: Option<usize>) -> Found {
+    /// The text shown is `len` bytes: the same whatever the chunking.
+    fn bad_banner(&mut self, too_long: Option<usize>, len: usize) -> Found {
         let buffered = self.rx.data().len();
         self.phase = Phase::Closing;
         self.later = buffered;
-        Found::BadBanner { too_long, len: buffered.min(BAD_BANNER_TEXT) }
+        Found::BadBanner { too_long, len }
+    }
+
+    /// `None` if the stream does not open with JSON; else how much of it to
+    /// show, once that is known ([`opening_text`]).
+    fn json_opening(&self) -> Option<Option<usize>> {
+        let (data, cap) = (self.rx.data(), self.opening_cap());
+        opens_with_json(data.get(..cap).unwrap_or(data)).then(|| opening_text(data, cap, self.eof))
+    }
+
+    /// Bytes of the stream's opening shown if it is another protocol's:
+    /// within the banner limit, so that it is decided before that is.
+    fn opening_cap(&self) -> usize {
+        BAD_BANNER_TEXT.min(self.max_banner()).max(1)
     }
 
     /// The front command finished: drop its line, arm the next.
@@ -570,8 +598,11 @@ impl<S: Storage> Client<S> {
                         return Some(Found::Mismatch(offset));
                     }
                 }
-                Phase::Banner if self.offset == 0 && opens_with_json(self.rx.data()) => {
-                    return Some(self.bad_banner(None));
+                Phase::Banner if self.offset == 0 && self.json_opening().is_some() => {
+                    match self.json_opening().flatten() {
+                        Some(len) => return Some(self.bad_banner(None, len)),
+                        None => break, // the rest of its first line
+                    }
                 }
                 Phase::Banner | Phase::Idle | Phase::Output => {
                     let data = self.rx.data();
@@ -585,7 +616,8 @@ impl<S: Storage> Client<S> {
                     // earlier than PROMPT.len() - 1 bytes from the end.
                     let over = found.map_or(data.len() >= max + PROMPT.len(), |at| at > max);
                     if over && matches!(self.phase, Phase::Banner) {
-                        return Some(self.bad_banner(Some(max)));
+                        let len = self.opening_cap();
+                        return Some(self.bad_banner(Some(max), len));
                     }
                     if over && !matches!(self.phase, Phase::Output) {
                         // Text with no prompt in sight, handed out in pieces of the limit.

@@ -162,7 +162,7 @@ pub enum Event<'a> {
     /// The peer spoke first, as QMP (`{"QMP": …` greeting) or the human
     /// monitor (`QEMU … monitor` banner, `(qemu) ` prompt) do and the agent
     /// never does: this is another protocol's socket. `text` is the start
-    /// of what arrived (at most [`WRONG_PROTOCOL_TEXT`] bytes). The session
+    /// of what arrived (its first line, at most [`WRONG_PROTOCOL_TEXT`] bytes). The session
     /// is over: commands are reported [`Event::Failed`], then [`Event::Closed`].
     WrongProtocol {
         /// [`Error::NotAgent`].
@@ -521,9 +521,13 @@ impl<S: Storage> Machine for Client<S> {
             match opening(self.framer.buffered()) {
                 Opening::Undecided if !core.eof => return Ok(None),
                 Opening::Other(found) => {
-                    core.state = State::Closed;
+                    // Shown: its first line, the same whatever the chunking.
                     let buffered = self.framer.buffered();
-                    let text = buffered.get(..WRONG_PROTOCOL_TEXT).unwrap_or(buffered);
+                    let Some(len) = crate::hmp::opening_text(buffered, WRONG_PROTOCOL_TEXT, core.eof) else {
+                        return Ok(None);
+                    };
+                    core.state = State::Closed;
+                    let text = buffered.get(..len).unwrap_or(buffered);
                     return Ok(Some(Event::WrongProtocol { error: Error::NotAgent { found }, text }));
                 }
                 _ => core.opening = false,
