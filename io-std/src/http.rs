@@ -295,9 +295,9 @@ mod tls {
 
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
     use rustls::client::{WebPkiServerVerifier, verify_server_name};
-    use rustls::server::ParsedCertificate;
     use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
     use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::server::ParsedCertificate;
     use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
     use super::TlsOptions;

@@ -259,7 +259,10 @@ fn text_without_a_prompt_is_refused_past_the_banner_limit() {
     });
     let (code, stdout, stderr) = vmwire(&["hmp", "--socket", &path, "--timeout", "0", "info", "status"]);
     assert_eq!((code, stdout.as_str()), (Some(3), ""), "{stderr}");
-    assert!(stderr.starts_with("vmwire: HMP: more than 65536 bytes came before the first `(qemu) ` prompt: `xxx"), "{stderr}");
+    assert!(
+        stderr.starts_with("vmwire: HMP: more than 65536 bytes came before the first `(qemu) ` prompt: `xxx"),
+        "{stderr}"
+    );
     monitor.join().unwrap();
 }
 
@@ -301,7 +304,10 @@ fn line_breaks_and_escapes_are_refused_over_qmp_too() {
 fn no_prompt_in_time_says_what_came() {
     for (sent, said) in [
         (&b""[..], "vmwire: HMP: no banner or `(qemu) ` prompt within the time limit; nothing arrived"),
-        (b"QEMU 7.2.22 monitor\r\n\x1b]0;x", r"vmwire: HMP: no `(qemu) ` prompt within the time limit; got `QEMU 7.2.22 monitor\r\n\u{1b}]0;x`"),
+        (
+            b"QEMU 7.2.22 monitor\r\n\x1b]0;x",
+            r"vmwire: HMP: no `(qemu) ` prompt within the time limit; got `QEMU 7.2.22 monitor\r\n\u{1b}]0;x`",
+        ),
     ] {
         let (_dir, path, monitor) = scripted_monitor(move |mut s| {
             use std::io::{Read, Write};

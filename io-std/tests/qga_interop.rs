@@ -408,7 +408,8 @@ impl Drop for Killed {
 
 /// Runs `vmwire qga --socket SOCKET ARGS…`; its exit status, standard output and standard error.
 fn vmwire_qga(socket: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vmwire")).arg("qga").arg("--socket").arg(socket).args(args).output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_vmwire")).arg("qga").arg("--socket").arg(socket).args(args).output().unwrap();
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
@@ -453,7 +454,9 @@ fn scripted_agent(
 fn exec_never_turns_a_guest_failure_into_success() {
     // As qemu-ga reports them (Linux keeps 8 bits of a code: 256 is 0 there).
     let ga = Ga::start(&[]);
-    for (script, status) in [("exit 3", 3), ("exit 255", 255), ("exit 256", 0), ("kill -9 $$", 137), ("kill -15 $$", 143)] {
+    for (script, status) in
+        [("exit 3", 3), ("exit 255", 255), ("exit 256", 0), ("kill -9 $$", 137), ("kill -15 $$", 143)]
+    {
         let (code, _, stderr) = vmwire_qga(&ga.socket(), &["exec", "--", "/bin/sh", "-c", script]);
         assert_eq!(code, Some(status), "{script}: {stderr}");
     }

@@ -550,7 +550,8 @@ fn a_self_signed_ca_certificate_given_with_ca_is_trusted() {
         let peer = Peer::start(&["--tls", cert.to_str().unwrap(), key.to_str().unwrap()]);
         let url = format!("https://localhost:{}/", peer.port);
         let ca = cert.to_str().unwrap();
-        let (code, stdout, stderr) = vmwire(&["xenapi", "--url", &url, "--ca", ca, "--password-file", &pw, "VM.get_all"]);
+        let (code, stdout, stderr) =
+            vmwire(&["xenapi", "--url", &url, "--ca", ca, "--password-file", &pw, "VM.get_all"]);
         assert_eq!(code, Some(0), "{stderr}");
         assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout).unwrap().as_array().unwrap().len(), 3);
         // Verification stays on: not trusted without --ca, nor under another name.
@@ -558,7 +559,8 @@ fn a_self_signed_ca_certificate_given_with_ca_is_trusted() {
         assert_eq!(code, Some(3), "{stderr}");
         assert!(stderr.contains("certificate"), "{stderr}");
         let wrong_name = format!("https://127.0.0.1:{}/", peer.port);
-        let (code, _, stderr) = vmwire(&["xenapi", "--url", &wrong_name, "--ca", ca, "--password-file", &pw, "VM.get_all"]);
+        let (code, _, stderr) =
+            vmwire(&["xenapi", "--url", &wrong_name, "--ca", ca, "--password-file", &pw, "VM.get_all"]);
         assert_eq!(code, Some(3), "{stderr}");
         assert!(stderr.contains("certificate"), "{stderr}");
     }
@@ -566,7 +568,9 @@ fn a_self_signed_ca_certificate_given_with_ca_is_trusted() {
 
 #[test]
 fn header_fields_that_frame_the_request_are_refused() {
-    for field in ["Content-Length: 0", "transfer-encoding: chunked", "Host: x", "Connection: close", "X-A: b\u{1}c", "X\nY: z"] {
+    for field in
+        ["Content-Length: 0", "transfer-encoding: chunked", "Host: x", "Connection: close", "X-A: b\u{1}c", "X\nY: z"]
+    {
         let (code, stdout, stderr) = vmwire(&["xmlrpc", "-H", field, "http://127.0.0.1:1/", "system.listMethods"]);
         assert_eq!((code, stdout.as_str()), (Some(2), ""), "{field:?}: {stderr}");
         assert!(stderr.starts_with("vmwire: -H "), "{stderr}");

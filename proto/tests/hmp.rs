@@ -495,7 +495,10 @@ fn text_before_the_first_prompt_is_bounded() {
     }
     assert_eq!(fed, 1100);
     assert_eq!(log.len(), 2, "{log:?}");
-    assert_eq!(log[0], format!("bad banner HMP: more than 1000 bytes came before the first `(qemu) ` prompt: {}", "x".repeat(256)));
+    assert_eq!(
+        log[0],
+        format!("bad banner HMP: more than 1000 bytes came before the first `(qemu) ` prompt: {}", "x".repeat(256))
+    );
     assert_eq!(log[1], "closed");
     // A banner within the limit is fine; a prompt just past it is not.
     let mut m = Client::<Heap>::new(Config { max_banner: 10, ..Config::default() });

@@ -431,11 +431,12 @@ fn a_monitor_socket_is_not_an_agent() {
                 assert!(log.is_empty(), "{log:?}");
                 feed(&mut client, b"", &[1], |e| log.push(describe(e)));
             }
-            let said = format!("wrong protocol QGA: expected the guest agent's answer to guest-sync-delimited, got {found}: ");
+            let said =
+                format!("wrong protocol QGA: expected the guest agent's answer to guest-sync-delimited, got {found}: ");
             assert!(log[0].starts_with(&said), "{log:?}");
             // Its first line, whatever the chunking.
             let line = opening.iter().position(|&b| b == b'\n').map_or(opening.len(), |k| k + 1);
-            assert_eq!(log[0][said.len()..].as_bytes(), &opening[..line], "{log:?}");
+            assert_eq!(&log[0].as_bytes()[said.len()..], &opening[..line], "{log:?}");
             assert_eq!(log[1..], [format!("failed {ping}"), "closed".into()]);
             assert_eq!(client.state(), State::Closed);
         }

@@ -271,9 +271,9 @@ impl fmt::Display for Error {
             Error::EchoMismatch { offset } => write!(f, "HMP: the echo at byte {offset} is not the command sent"),
             Error::WrongState { state, operation } => write!(f, "HMP: {operation} is not allowed in state {state:?}"),
             Error::CommitTooLarge => f.write_str("HMP: committed more bytes than recv_buf offered"),
-            Error::NotHmp => {
-                f.write_str("HMP: expected the monitor's banner and `(qemu) ` prompt, got JSON (a QMP or guest agent socket?)")
-            }
+            Error::NotHmp => f.write_str(
+                "HMP: expected the monitor's banner and `(qemu) ` prompt, got JSON (a QMP or guest agent socket?)",
+            ),
             Error::BannerTooLong { limit } => {
                 write!(f, "HMP: more than {limit} bytes came before the first `(qemu) ` prompt")
             }
@@ -382,12 +382,23 @@ impl Scan {
 enum Found {
     Banner(usize),
     /// Not a banner: JSON (`None`) or too long (`Some(limit)`), with the text's length.
-    BadBanner { too_long: Option<usize>, len: usize },
-    Output { id: u64, len: usize },
-    TooLarge { id: u64 },
+    BadBanner {
+        too_long: Option<usize>,
+        len: usize,
+    },
+    Output {
+        id: u64,
+        len: usize,
+    },
+    TooLarge {
+        id: u64,
+    },
     Unsolicited(usize),
     Mismatch(u64),
-    Failed { id: u64, output: Option<usize> },
+    Failed {
+        id: u64,
+        output: Option<usize>,
+    },
     Closed,
 }
 
