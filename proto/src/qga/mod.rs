@@ -522,8 +522,9 @@ impl<S: Storage> Machine for Client<S> {
                 Opening::Undecided if !core.eof => return Ok(None),
                 Opening::Other(found) => {
                     // Shown: its first line, the same whatever the chunking.
+                    let cap = WRONG_PROTOCOL_TEXT.min(self.framer.limits().max_message).max(1);
                     let buffered = self.framer.buffered();
-                    let Some(len) = crate::hmp::opening_text(buffered, WRONG_PROTOCOL_TEXT, core.eof) else {
+                    let Some(len) = crate::hmp::opening_text(buffered, cap, core.eof) else {
                         return Ok(None);
                     };
                     core.state = State::Closed;
