@@ -504,7 +504,8 @@ fn quote(arg: &str) -> String {
 }
 
 /// Runs `line` through QMP's `human-monitor-command` and returns its output
-/// (as QEMU wrote it, `\r\n` and all).
+/// (as QEMU wrote it, `\r\n` and all). It sends `line` as it is:
+/// [`Monitor::command`] refuses line breaks and escapes first ([`hmp::check_text`]).
 pub fn via_qmp(qmp: &mut Qmp, line: &str) -> Result<String, qmp::Error> {
     qmp.execute("human-monitor-command", serde_json::json!({ "command-line": line }))
 }
