@@ -877,8 +877,8 @@ pub fn lf_newlines(text: &mut [u8]) -> usize {
 /// Runs `line` through QMP's `human-monitor-command`: the same commands
 /// without a terminal (no echo, no prompt, no line limit). The return value
 /// is the output as a JSON string; [`qmp_output`] reads it. Check `line`
-/// with [`check_text`] first, as `vmwire_std::hmp::Monitor` does: QEMU
-/// would take a line break or an escape in it as it does no good.
+/// with [`check_text`] first, as `vmwire_std::hmp::Monitor` does: a line
+/// break or an escape in it would otherwise reach QEMU's parser as it is.
 pub fn via_qmp<S: Storage>(qmp: &mut qmp::Client<S>, line: &str) -> Result<qmp::Id, qmp::Error> {
     qmp.execute_with("human-monitor-command", |args| {
         args.str("command-line", line)?;
