@@ -27,7 +27,7 @@ use vmwire_proto::buf::Heap;
 use vmwire_proto::hmp::{self, Client, Config, Event};
 
 use crate::qmp::{self, Qmp};
-use crate::transport::{Conn, Stream, deadline};
+use crate::transport::{Conn, DriveError, Stream, deadline};
 
 /// Settings for a [`Monitor`].
 #[derive(Debug, Clone)]
@@ -59,9 +59,27 @@ pub enum Error {
     Timeout,
     /// QEMU closed the monitor before the command finished.
     Closed,
-    /// The line was refused before it was sent (a line break, a control
-    /// character, too long), or QEMU broke the protocol.
+    /// The line was refused before it was sent: a line break, a control
+    /// character, too long ([`hmp::check_line`], [`hmp::check_text`]).
+    BadLine(hmp::Error),
+    /// QEMU (or whatever answered) broke the protocol: an echo that was not
+    /// the command sent ([`hmp::Error::EchoMismatch`]; the output is dropped).
     Protocol(hmp::Error),
+    /// No prompt within the time limit after connecting.
+    NoPrompt {
+        /// What arrived (escaped, cut short): often nothing, when another
+        /// client holds the monitor (QEMU serves one at a time) or the
+        /// socket is a guest agent's (which never speaks first).
+        got: String,
+    },
+    /// What came before the first prompt was not a monitor's banner (JSON
+    /// from a QMP or guest agent socket, or more text than the limit).
+    Banner {
+        /// [`hmp::Error::NotHmp`] or [`hmp::Error::BannerTooLong`].
+        error: hmp::Error,
+        /// The start of what arrived, escaped and cut short.
+        got: String,
+    },
     /// The output was longer than the limit.
     TooLarge {
         /// The limit, in bytes.
@@ -80,7 +98,13 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "HMP I/O error: {e}"),
             Error::Timeout => f.write_str("HMP: timed out"),
             Error::Closed => f.write_str("HMP: monitor closed"),
-            Error::Protocol(e) => e.fmt(f),
+            Error::BadLine(e) | Error::Protocol(e) => e.fmt(f),
+            Error::Banner { error, got } => write!(f, "{error}: `{got}`"),
+            Error::NoPrompt { got } if got.is_empty() => f.write_str(
+                "HMP: no banner or `(qemu) ` prompt within the time limit; nothing arrived \
+                 (another client holding the monitor? a guest agent's socket?)",
+            ),
+            Error::NoPrompt { got } => write!(f, "HMP: no `(qemu) ` prompt within the time limit; got `{got}`"),
             Error::TooLarge { limit } => write!(f, "HMP: output longer than {limit} bytes"),
             Error::Qmp(e) => e.fmt(f),
             Error::Unexpected(text) => write!(f, "HMP: unexpected output: {}", text.trim_end()),
@@ -92,7 +116,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) => Some(e),
-            Error::Protocol(e) => Some(e),
+            Error::BadLine(e) | Error::Protocol(e) | Error::Banner { error: e, .. } => Some(e),
             Error::Qmp(e) => Some(e),
             _ => None,
         }
@@ -181,6 +205,17 @@ enum Finished {
 
 const MAX_UNSOLICITED: usize = 256;
 
+/// Characters of a peer's unexpected text shown in an error.
+const EXCERPT: usize = 80;
+
+/// Keeps `text` that came while no command ran (bounded: the oldest goes first).
+fn keep_unsolicited(queue: &mut VecDeque<String>, text: &[u8]) {
+    if queue.len() >= MAX_UNSOLICITED {
+        queue.pop_front();
+    }
+    queue.push_back(String::from_utf8_lossy(text).into_owned());
+}
+
 impl Monitor {
     /// Connects to a readline monitor's UNIX socket (`-monitor unix:PATH,server=on`
     /// or `-mon chardev=…,mode=readline`) and waits for the prompt.
@@ -211,12 +246,20 @@ impl Monitor {
                             unsolicited,
                         });
                     }
-                    Event::Unsolicited(text) => unsolicited.push_back(String::from_utf8_lossy(text).into_owned()),
+                    Event::BadBanner { error, text } => {
+                        return Err(Error::Banner { error, got: crate::text::excerpt(text, EXCERPT) });
+                    }
+                    Event::Unsolicited(text) => keep_unsolicited(&mut unsolicited, text),
                     Event::Closed => return Err(Error::Closed),
                     _ => {}
                 }
             }
-            conn.pump(deadline)?;
+            match conn.pump(deadline) {
+                Err(DriveError::Timeout) => {
+                    return Err(Error::NoPrompt { got: crate::text::excerpt(conn.machine().buffered(), EXCERPT) });
+                }
+                other => other?,
+            }
         }
     }
 
@@ -275,6 +318,8 @@ impl Monitor {
     }
 
     fn run(&mut self, line: &str, timeout: Option<Duration>) -> Result<Finished, Error> {
+        // One guard for both ways of running a line (readline adds its length limit).
+        hmp::check_text(line.as_bytes()).map_err(Error::BadLine)?;
         let (lf, default_timeout) = (self.lf_newlines, self.timeout);
         let conn = match &mut self.backend {
             Backend::Qmp(qmp) => {
@@ -300,27 +345,35 @@ impl Monitor {
         if conn.machine().state() == hmp::State::Closed {
             return Err(Error::Closed);
         }
-        let id = conn.machine_mut().command(line)?;
+        let id = conn.machine_mut().command(line).map_err(Error::BadLine)?;
+        // Commands ahead of this one (earlier ones that timed out): an echo
+        // that does not match is theirs until they have finished.
+        let mut ahead = conn.machine().queued().saturating_sub(1);
+        let mut mismatch = None;
         let deadline = deadline(timeout);
         loop {
             while let Some(event) = conn.machine_mut().poll()? {
                 match event {
+                    // An echo that was not this line: what QEMU ran, and so
+                    // printed, is not known to be this line's.
                     Event::Output { id: got, text } if got == id => {
-                        return Ok(Finished::Output(String::from_utf8_lossy(text).into_owned()));
+                        return match mismatch {
+                            Some(e) => Err(Error::Protocol(e)),
+                            None => Ok(Finished::Output(String::from_utf8_lossy(text).into_owned())),
+                        };
                     }
-                    Event::TooLarge { id: got, limit } if got == id => return Err(Error::TooLarge { limit }),
+                    Event::TooLarge { id: got, limit } if got == id => {
+                        return Err(mismatch.map_or(Error::TooLarge { limit }, Error::Protocol));
+                    }
+                    Event::Output { .. } | Event::TooLarge { .. } | Event::Failed { .. } if ahead > 0 => ahead -= 1,
+                    Event::Malformed(e) if ahead == 0 => mismatch = Some(e),
                     Event::Failed { id: got, output } if got == id => {
                         return match output {
                             Some(_) => Ok(Finished::RanThenClosed),
                             None => Err(Error::Closed),
                         };
                     }
-                    Event::Unsolicited(text) => {
-                        if self.unsolicited.len() >= MAX_UNSOLICITED {
-                            self.unsolicited.pop_front();
-                        }
-                        self.unsolicited.push_back(String::from_utf8_lossy(text).into_owned());
-                    }
+                    Event::Unsolicited(text) => keep_unsolicited(&mut self.unsolicited, text),
                     Event::Closed => return Err(Error::Closed),
                     // The output of an earlier command that timed out, or an
                     // echo that was not its command's: that command's business.
@@ -451,7 +504,8 @@ fn quote(arg: &str) -> String {
 }
 
 /// Runs `line` through QMP's `human-monitor-command` and returns its output
-/// (as QEMU wrote it, `\r\n` and all).
+/// (as QEMU wrote it, `\r\n` and all). It sends `line` as it is:
+/// [`Monitor::command`] refuses line breaks and escapes first ([`hmp::check_text`]).
 pub fn via_qmp(qmp: &mut Qmp, line: &str) -> Result<String, qmp::Error> {
     qmp.execute("human-monitor-command", serde_json::json!({ "command-line": line }))
 }

@@ -96,20 +96,44 @@ fn percent_decode(s: &str) -> Result<String, UrlError> {
     String::from_utf8(out).map_err(|_| UrlError(format!("{s:?} is not UTF-8")))
 }
 
+/// `url` as it may be shown in an error or a log: a password in it
+/// (`user:password@`) is replaced with `***`.
+///
+/// ```
+/// use vmwire_std::http::redact;
+/// assert_eq!(redact("http://root:S3cret@[::1"), "http://root:***@[::1");
+/// assert_eq!(redact("https://host/p:q@r"), "https://host/p:q@r");
+/// assert_eq!(redact("root:S3cret@host"), "root:***@host"); // the scheme forgotten
+/// ```
+pub fn redact(url: &str) -> String {
+    let start = url.find("//").map_or(0, |k| k + 2);
+    let authority_end = url[start..].find('/').map_or(url.len(), |k| start + k);
+    let Some(at) = url[start..authority_end].rfind('@').map(|k| start + k) else { return url.to_owned() };
+    match url[start..at].find(':').map(|k| start + k) {
+        Some(colon) => format!("{}***{}", &url[..=colon], &url[at..]),
+        None => url.to_owned(),
+    }
+}
+
 impl Url {
-    /// Parses `url`.
+    /// Parses `url`. Errors never show a password given in it.
     pub fn parse(url: &str) -> Result<Url, UrlError> {
-        let (scheme, rest) = url.split_once(':').ok_or_else(|| UrlError(format!("{url:?} has no scheme")))?;
+        Self::parse_shown_as(url, &redact(url))
+    }
+
+    /// Parses `url`, naming it `shown` in errors.
+    fn parse_shown_as(url: &str, shown: &str) -> Result<Url, UrlError> {
+        let (scheme, rest) = url.split_once(':').ok_or_else(|| UrlError(format!("{shown:?} has no scheme")))?;
         let scheme = scheme.to_ascii_lowercase();
         if scheme == "unix" {
             let path = rest.trim_start_matches("//");
             let path = if path.starts_with('/') { path } else { rest };
             if path.is_empty() {
-                return Err(UrlError(format!("{url:?} names no socket")));
+                return Err(UrlError(format!("{shown:?} names no socket")));
             }
             return Ok(Url { address: Address::Unix(path.into()), target: "/".into(), credentials: None });
         }
-        let rest = rest.strip_prefix("//").ok_or_else(|| UrlError(format!("{url:?}: expected {scheme}://")))?;
+        let rest = rest.strip_prefix("//").ok_or_else(|| UrlError(format!("{shown:?}: expected {scheme}://")))?;
         let (authority, target) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -117,7 +141,9 @@ impl Url {
         let (credentials, hostport) = match authority.rsplit_once('@') {
             Some((userinfo, hostport)) => {
                 let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-                (Some((percent_decode(user)?, percent_decode(password)?)), hostport)
+                let password = percent_decode(password)
+                    .map_err(|_| UrlError("the password is not percent-encoded UTF-8".into()))?;
+                (Some((percent_decode(user)?, password)), hostport)
             }
             None => (None, authority),
         };
@@ -132,7 +158,7 @@ impl Url {
             other => return Err(UrlError(format!("unsupported scheme {other:?}"))),
         };
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (host, after) = v6.split_once(']').ok_or_else(|| UrlError(format!("{url:?}: unclosed [")))?;
+            let (host, after) = v6.split_once(']').ok_or_else(|| UrlError(format!("{shown:?}: unclosed [")))?;
             (host, after.strip_prefix(':'))
         } else {
             match hostport.rsplit_once(':') {
@@ -141,7 +167,7 @@ impl Url {
             }
         };
         if host.is_empty() {
-            return Err(UrlError(format!("{url:?} names no host")));
+            return Err(UrlError(format!("{shown:?} names no host")));
         }
         let port = match port {
             Some(p) => p.parse().map_err(|_| UrlError(format!("bad port {p:?}")))?,
@@ -268,8 +294,10 @@ mod tls {
     use std::time::Duration;
 
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::client::{WebPkiServerVerifier, verify_server_name};
     use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
     use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::server::ParsedCertificate;
     use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
     use super::TlsOptions;
@@ -288,7 +316,11 @@ mod tls {
             for der in &options.trusted {
                 roots.add(CertificateDer::from(der.clone())).map_err(invalid)?;
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            let verifier = Pinned { webpki, pinned: options.trusted.clone() };
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth()
         } else {
             let algorithms = provider().signature_verification_algorithms;
             builder
@@ -317,6 +349,56 @@ mod tls {
             conn.complete_io(&mut tcp)?;
         }
         Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))))
+    }
+
+    /// webpki's verification (chain to a root, validity, name), and besides
+    /// a server certificate byte for byte one of [`TlsOptions::trusted`]:
+    /// a pool's self-signed certificate (`openssl req -x509` marks it a CA,
+    /// which webpki refuses as a server's own, `CaUsedAsEndEntity`) is
+    /// trusted as it is, pinned, its name still checked.
+    #[derive(Debug)]
+    struct Pinned {
+        webpki: Arc<WebPkiServerVerifier>,
+        pinned: Vec<Vec<u8>>,
+    }
+
+    impl ServerCertVerifier for Pinned {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            server_name: &ServerName<'_>,
+            ocsp_response: &[u8],
+            now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            if self.pinned.iter().any(|der| der[..] == end_entity[..]) {
+                verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
+                return Ok(ServerCertVerified::assertion());
+            }
+            self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.webpki.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.webpki.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.webpki.supported_verify_schemes()
+        }
     }
 
     /// Accepts any certificate (signatures are still checked): for

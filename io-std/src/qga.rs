@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use vmwire_proto::buf::{Bounded, Full, Heap};
-use vmwire_proto::json::{Kind, ObjectWriter, Value};
+use vmwire_proto::json::{ErrorKind, Kind, ObjectWriter, Value};
 use vmwire_proto::qga::{self, Client, Command, Config, Event, ExecStatus, FileRead, Id, QUIET_COMMANDS};
 use vmwire_proto::{Machine, base64};
 
@@ -82,6 +82,22 @@ pub enum Error {
     Base64(base64::Error),
     /// A reply not shaped as the command's reply is.
     Unexpected(String),
+    /// The socket is another protocol's (QMP, the human monitor): it spoke first.
+    WrongProtocol {
+        /// [`qga::Error::NotAgent`].
+        error: qga::Error,
+        /// The start of what arrived, escaped and cut short.
+        got: String,
+    },
+    /// The reply to `command` was longer than the limit
+    /// ([`Options::config`]`.limits.max_message`); it was skipped, and the
+    /// session goes on.
+    ReplyTooLarge {
+        /// The command.
+        command: String,
+        /// The limit, in bytes.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -95,6 +111,10 @@ impl fmt::Display for Error {
             Error::Json(e) => write!(f, "QGA: JSON: {e}"),
             Error::Base64(e) => write!(f, "QGA: {e}"),
             Error::Unexpected(what) => write!(f, "QGA: unexpected reply: {what}"),
+            Error::WrongProtocol { error, got } => write!(f, "{error}: `{got}`"),
+            Error::ReplyTooLarge { command, limit } => {
+                write!(f, "QGA: the reply to {command} is larger than the limit of {limit} bytes")
+            }
         }
     }
 }
@@ -103,7 +123,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) => Some(e),
-            Error::Protocol(e) => Some(e),
+            Error::Protocol(e) | Error::WrongProtocol { error: e, .. } => Some(e),
             Error::Json(e) => Some(e),
             Error::Base64(e) => Some(e),
             _ => None,
@@ -131,6 +151,10 @@ impl From<base64::Error> for Error {
 
 crate::transport::from_drive_error!(Error, qga::Error, Error::Protocol);
 
+/// The exit status [`ExitStatus::exit_status`] gives for an exit code
+/// outside 0..=255.
+pub const OUT_OF_RANGE: u8 = 255;
+
 /// How a guest program ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
@@ -144,6 +168,24 @@ impl ExitStatus {
     /// Whether it exited with code 0.
     pub fn success(&self) -> bool {
         *self == ExitStatus::Code(0)
+    }
+
+    /// An 8-bit exit status for this end, as a shell reports it, with no
+    /// failure ever passing for success: 0 only for `Code(0)`; a code of
+    /// 1..=255 as it is; any other code (256, 512, negative: it would wrap
+    /// to 0 or go past 255) [`OUT_OF_RANGE`]; a signal n as 128 + n, kept
+    /// within 129..=255 (a signal number the agent makes up cannot overflow).
+    ///
+    /// ```
+    /// use vmwire_std::qga::ExitStatus::{Code, Signal};
+    /// assert_eq!([Code(0), Code(3), Code(256), Code(-1)].map(|s| s.exit_status()), [0, 3, 255, 255]);
+    /// assert_eq!([Signal(9), Signal(128), Signal(0), Signal(i64::MAX)].map(|s| s.exit_status()), [137, 255, 129, 255]);
+    /// ```
+    pub fn exit_status(&self) -> u8 {
+        match *self {
+            ExitStatus::Code(code) => u8::try_from(code).unwrap_or(OUT_OF_RANGE),
+            ExitStatus::Signal(signal) => u8::try_from(signal.saturating_add(128).clamp(129, 255)).unwrap_or(u8::MAX),
+        }
     }
 
     /// Its exit code, if it exited.
@@ -307,6 +349,9 @@ impl Agent {
             while let Some(event) = self.conn.machine_mut().poll()? {
                 match event {
                     Event::Synced => return Ok(()),
+                    Event::WrongProtocol { error, text } => {
+                        return Err(Error::WrongProtocol { error, got: crate::text::excerpt(text, 80) });
+                    }
                     Event::Closed => return Err(Error::Closed),
                     other => Self::keep_stray(&mut self.strays, other),
                 }
@@ -396,6 +441,15 @@ impl Agent {
                     Event::Error { id: got, error } if got == id => return Err(Error::Agent(error.into())),
                     Event::Failed { id: got } if got == id => return Err(Error::Closed),
                     Event::Closed => return Err(Error::Closed),
+                    // One command is in flight: a reply over the limit is its
+                    // reply, skipped. The session goes on without it.
+                    Event::Malformed(qga::Error::Json(vmwire_proto::json::Error {
+                        kind: ErrorKind::TooLarge { limit },
+                        ..
+                    })) => {
+                        self.conn.machine_mut().forget(&id);
+                        return Err(Error::ReplyTooLarge { command: name.to_owned(), limit });
+                    }
                     other => {
                         Self::keep_stray(&mut self.strays, other);
                         continue;

@@ -67,6 +67,29 @@ pub fn push_escaped(out: &mut String, text: &str) {
     let _ = write!(out, "{}", escape(text));
 }
 
+/// The start of `bytes` from a peer, for an error message: decoded as
+/// UTF-8 (lossily), cut at `max_chars` characters with `…` when longer, and
+/// escaped as [`escape`] displays it.
+///
+/// ```
+/// use vmwire_std::text::excerpt;
+///
+/// assert_eq!(excerpt(b"{\"QMP\": {\"version\"\r\n", 9), r#"{"QMP": {…"#);
+/// assert_eq!(excerpt(b"ok\r\n", 9), r"ok\r\n");
+/// ```
+pub fn excerpt(bytes: &[u8], max_chars: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::new();
+    match text.char_indices().nth(max_chars) {
+        Some((at, _)) => {
+            push_escaped(&mut out, &text[..at]);
+            out.push('…');
+        }
+        None => push_escaped(&mut out, &text),
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

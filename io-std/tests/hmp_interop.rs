@@ -107,9 +107,9 @@ fn long_lines_and_lines_that_cannot_be_sent() {
     assert_eq!(hmp.command(&line).unwrap(), format!("unknown command: '{line}'\r\n"));
     hmp.set_timeout(Some(Duration::from_secs(10)));
     for bad in ["stop\ncont", "stop\r", "info\tstatus", "x\u{1b}[A"] {
-        assert!(matches!(hmp.command(bad), Err(Error::Protocol(_))), "{bad:?}");
+        assert!(matches!(hmp.command(bad), Err(Error::BadLine(_))), "{bad:?}");
     }
-    assert!(matches!(hmp.command(&"x".repeat(MAX_LINE + 1)), Err(Error::Protocol(_))));
+    assert!(matches!(hmp.command(&"x".repeat(MAX_LINE + 1)), Err(Error::BadLine(_))));
     // None of them reached QEMU: the VM still waits to be started.
     assert_eq!(hmp.status().unwrap(), prelaunch());
     // Non-ASCII goes through as it is.
@@ -200,4 +200,123 @@ fn the_command_line_tool() {
     // A line QEMU's readline cannot take is a usage error.
     let out = std::process::Command::new(vmwire).args(["hmp", "--launch", "info\tstatus"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Runs `vmwire ARGS…`; its exit status, standard output and standard error.
+fn vmwire(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmwire")).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// A scripted monitor on a UNIX socket in a temp dir: `script` gets the
+/// first connection. Its path, and the thread (join it to see it finished).
+fn scripted_monitor(
+    script: impl FnOnce(std::os::unix::net::UnixStream) + Send + 'static,
+) -> (tempfile::TempDir, String, std::thread::JoinHandle<()>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hmp.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let thread = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        script(stream);
+    });
+    (dir, path.to_str().unwrap().to_owned(), thread)
+}
+
+#[test]
+fn a_qmp_socket_is_not_a_monitor() {
+    let qemu = builder().qmp().spawn().unwrap();
+    let qmp = qemu.qmp_path().unwrap().to_str().unwrap();
+    let (code, stdout, stderr) = vmwire(&["hmp", "--socket", qmp, "info", "status"]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(stdout, "");
+    // Said at once, with what came (escaped, cut short), rather than a timeout.
+    assert!(
+        stderr.starts_with("vmwire: HMP: expected the monitor's banner and `(qemu) ` prompt, got JSON")
+            && stderr.contains(r#"`{"QMP": {"version": {"qemu": "#)
+            && stderr.trim_end().ends_with("…`"),
+        "{stderr}"
+    );
+    // The library says the same, typed.
+    match Monitor::connect_unix(qemu.qmp_path().unwrap(), Options::default()) {
+        Err(Error::Banner { error: vmwire_proto::hmp::Error::NotHmp, got }) => assert!(got.starts_with(r#"{"QMP""#)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn text_without_a_prompt_is_refused_past_the_banner_limit() {
+    // A gigabyte with no `(qemu) ` would be held whole; the client stops at the limit.
+    let (_dir, path, monitor) = scripted_monitor(|mut s| {
+        use std::io::Write;
+        let junk = vec![b'x'; 1 << 20];
+        for _ in 0..1024 {
+            if s.write_all(&junk).is_err() {
+                return; // the client hung up
+            }
+        }
+        panic!("the client read a gigabyte without a prompt");
+    });
+    let (code, stdout, stderr) = vmwire(&["hmp", "--socket", &path, "--timeout", "0", "info", "status"]);
+    assert_eq!((code, stdout.as_str()), (Some(3), ""), "{stderr}");
+    assert!(
+        stderr.starts_with("vmwire: HMP: more than 65536 bytes came before the first `(qemu) ` prompt: `xxx"),
+        "{stderr}"
+    );
+    monitor.join().unwrap();
+}
+
+#[test]
+fn an_echo_of_another_command_fails_the_command() {
+    let (_dir, path, monitor) = scripted_monitor(|mut s| {
+        use std::io::{BufRead, BufReader, Write};
+        s.write_all(b"QEMU 7.2.22 monitor - type 'help' for more information\r\n(qemu) ").unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        assert_eq!(line, "info status\n");
+        // Not the line sent: something else ran.
+        s.write_all(b"system_reset\x1b[K\r\n(qemu) ").unwrap();
+        let _ = BufReader::new(&s).read_line(&mut line);
+    });
+    let (code, stdout, stderr) = vmwire(&["hmp", "--socket", &path, "info", "status"]);
+    assert_eq!((code, stdout.as_str()), (Some(3), ""), "{stderr}");
+    assert_eq!(stderr, "vmwire: HMP: the echo at byte 63 is not the command sent\n");
+    monitor.join().unwrap();
+}
+
+#[test]
+fn line_breaks_and_escapes_are_refused_over_qmp_too() {
+    let qemu = builder().qmp().spawn().unwrap();
+    let qmp = qemu.qmp_path().unwrap().to_str().unwrap();
+    for bad in ["cont\nstop", "cont\r", "info status\x1b[A"] {
+        let (code, stdout, stderr) = vmwire(&["hmp", "--via-qmp", qmp, bad]);
+        assert_eq!((code, stdout.as_str()), (Some(2), ""), "{bad:?}: {stderr}");
+        assert!(stderr.starts_with("vmwire: HMP: "), "{stderr}");
+    }
+    let qmp = Qmp::connect_unix(qemu.qmp_path().unwrap(), Default::default()).unwrap();
+    let mut hmp = Monitor::via_qmp(qmp, Options::default());
+    assert!(matches!(hmp.command("cont\nstop"), Err(Error::BadLine(_))));
+    // None of them ran: the VM still waits to be started.
+    assert_eq!(hmp.status().unwrap(), prelaunch());
+}
+
+#[test]
+fn no_prompt_in_time_says_what_came() {
+    for (sent, said) in [
+        (&b""[..], "vmwire: HMP: no banner or `(qemu) ` prompt within the time limit; nothing arrived"),
+        (
+            b"QEMU 7.2.22 monitor\r\n\x1b]0;x",
+            r"vmwire: HMP: no `(qemu) ` prompt within the time limit; got `QEMU 7.2.22 monitor\r\n\u{1b}]0;x`",
+        ),
+    ] {
+        let (_dir, path, monitor) = scripted_monitor(move |mut s| {
+            use std::io::{Read, Write};
+            s.write_all(sent).unwrap();
+            let _ = s.read(&mut [0; 1]); // until the client gives up
+        });
+        let (code, _, stderr) = vmwire(&["hmp", "--socket", &path, "--timeout", "0.2", "info", "status"]);
+        assert_eq!(code, Some(3), "{stderr}");
+        assert!(stderr.starts_with(said), "{stderr}");
+        monitor.join().unwrap();
+    }
 }

@@ -405,3 +405,126 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// Runs `vmwire qga --socket SOCKET ARGS…`; its exit status, standard output and standard error.
+fn vmwire_qga(socket: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_vmwire")).arg("qga").arg("--socket").arg(socket).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// A hostile agent on a UNIX socket: answers the sync as qemu-ga does,
+/// then each command with `reply(name)` (a JSON `return` value, as text),
+/// for one connection. Its socket, and the thread.
+fn scripted_agent(
+    reply: impl Fn(&str) -> Vec<u8> + Send + 'static,
+) -> (tempfile::TempDir, PathBuf, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qga.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let thread = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut out = stream.try_clone().unwrap();
+        let mut lines = BufReader::new(stream);
+        let mut line = Vec::new();
+        while lines.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let text = String::from_utf8_lossy(&line).trim_start_matches('\u{fffd}').to_string();
+            line.clear();
+            let request: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let name = request["execute"].as_str().unwrap();
+            // The sync's answer opens with a raw 0xFF byte.
+            let answer = if name == "guest-sync-delimited" {
+                [&[0xff][..], format!("{{\"return\": {}}}\n", request["arguments"]["id"]).as_bytes()].concat()
+            } else {
+                let mut answer = b"{\"return\": ".to_vec();
+                answer.extend(reply(name));
+                answer.extend(format!(", \"id\": {}}}\n", request["id"]).as_bytes());
+                answer
+            };
+            if out.write_all(&answer).is_err() {
+                return; // the client hung up
+            }
+        }
+    });
+    (dir, path, thread)
+}
+
+#[test]
+fn exec_never_turns_a_guest_failure_into_success() {
+    // As qemu-ga reports them (Linux keeps 8 bits of a code: 256 is 0 there).
+    let ga = Ga::start(&[]);
+    for (script, status) in
+        [("exit 3", 3), ("exit 255", 255), ("exit 256", 0), ("kill -9 $$", 137), ("kill -15 $$", 143)]
+    {
+        let (code, _, stderr) = vmwire_qga(&ga.socket(), &["exec", "--", "/bin/sh", "-c", script]);
+        assert_eq!(code, Some(status), "{script}: {stderr}");
+    }
+    // What another agent (or a hostile one) may report: nothing wraps to 0 or overflows.
+    for (status, expected) in [
+        (r#"{"exited": true, "exitcode": 256}"#, 255),
+        (r#"{"exited": true, "exitcode": 512}"#, 255),
+        (r#"{"exited": true, "exitcode": -1}"#, 255),
+        (r#"{"exited": true, "exitcode": 9223372036854775807}"#, 255),
+        (r#"{"exited": true, "signal": 128}"#, 255),
+        (r#"{"exited": true, "signal": 9223372036854775807}"#, 255),
+        (r#"{"exited": true, "signal": -9223372036854775808}"#, 129),
+        (r#"{"exited": true, "signal": 0}"#, 129),
+        (r#"{"exited": true, "exitcode": 0}"#, 0),
+    ] {
+        let (_dir, socket, agent) = scripted_agent(move |name| match name {
+            "guest-exec" => br#"{"pid": 1}"#.to_vec(),
+            _ => status.as_bytes().to_vec(),
+        });
+        let (code, _, stderr) = vmwire_qga(&socket, &["exec", "--", "/bin/true"]);
+        assert_eq!(code, Some(expected), "{status}: {stderr}");
+        agent.join().unwrap();
+    }
+}
+
+#[test]
+fn a_reply_over_the_limit_says_so() {
+    // 100 MB of return value: over the 64 MiB default.
+    let (_dir, socket, agent) = scripted_agent(|name| match name {
+        "guest-get-osinfo" => [&b"\""[..], &vec![b'a'; 100 << 20], b"\""].concat(),
+        _ => b"{}".to_vec(),
+    });
+    let (code, stdout, stderr) = vmwire_qga(&socket, &["guest-get-osinfo"]);
+    assert_eq!((code, stdout.as_str()), (Some(3), ""), "{stderr}");
+    assert_eq!(stderr, "vmwire: QGA: the reply to guest-get-osinfo is larger than the limit of 67108864 bytes\n");
+    agent.join().unwrap();
+
+    // The library goes on with the session after it.
+    let (_dir, socket, agent) = scripted_agent(|name| match name {
+        "guest-get-osinfo" => [&b"\""[..], &vec![b'a'; 2000], b"\""].concat(),
+        _ => b"{}".to_vec(),
+    });
+    let mut config = Config::default();
+    config.limits.max_message = 1000;
+    let mut ga = Agent::connect_unix(&socket, Options { config, ..Options::default() }).unwrap();
+    match ga.execute_raw("guest-get-osinfo", None) {
+        Err(Error::ReplyTooLarge { command, limit: 1000 }) => assert_eq!(command, "guest-get-osinfo"),
+        other => panic!("{other:?}"),
+    }
+    ga.ping().unwrap();
+    ga.close();
+    agent.join().unwrap();
+}
+
+#[test]
+fn a_monitor_socket_is_not_an_agent() {
+    common::require_binary(vmwire_std::qemu::QEMU_BINARY, vmwire_std::qemu::QEMU_PACKAGE);
+    let qemu = vmwire_std::qemu::Qemu::builder().qmp().hmp().spawn().unwrap();
+    for (socket, said) in [
+        (qemu.qmp_path().unwrap(), r#"got QMP's greeting: `{"QMP": {"version": {"qemu": "#),
+        (qemu.hmp_path().unwrap(), "got the human monitor's banner: `QEMU 7."),
+    ] {
+        let (code, stdout, stderr) = vmwire_qga(socket, &["guest-ping"]);
+        assert_eq!((code, stdout.as_str()), (Some(3), ""), "{stderr}");
+        assert!(
+            stderr.starts_with("vmwire: QGA: expected the guest agent's answer to guest-sync-delimited, ")
+                && stderr.contains(said),
+            "{stderr}"
+        );
+    }
+}

@@ -502,3 +502,128 @@ fn the_cli_calls_xmlrpc_and_xenapi() {
     let (code, _, _) = run(&["xmlrpc", "http://127.0.0.1:1/", "x"], &[]);
     assert_eq!(code, Some(3));
 }
+
+/// Runs `vmwire ARGS…`; its exit status, standard output and standard error.
+fn vmwire(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vmwire")).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// A password file holding `secret` with the permissions `mode`.
+fn password_file(dir: &Path, name: &str, contents: &[u8], mode: u32) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_self_signed_ca_certificate_given_with_ca_is_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    // As `openssl req -x509` makes them: CA:TRUE, the server's name as SAN.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.path().join("ca.pem"), dir.path().join("ca.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let mut pairs = vec![(cert_path, key_path)];
+    // And one from openssl itself, where it is installed.
+    let (ossl_cert, ossl_key) = (dir.path().join("ossl.pem"), dir.path().join("ossl.key"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout"])
+        .arg(&ossl_key)
+        .arg("-out")
+        .arg(&ossl_cert)
+        .stderr(Stdio::null())
+        .status();
+    if made.is_ok_and(|s| s.success()) {
+        pairs.push((ossl_cert, ossl_key));
+    } else {
+        eprintln!("openssl is not installed: testing with rcgen's certificate only");
+    }
+    let pw = password_file(dir.path(), "pw", b"secret\n", 0o600);
+    for (cert, key) in pairs {
+        let peer = Peer::start(&["--tls", cert.to_str().unwrap(), key.to_str().unwrap()]);
+        let url = format!("https://localhost:{}/", peer.port);
+        let ca = cert.to_str().unwrap();
+        let (code, stdout, stderr) =
+            vmwire(&["xenapi", "--url", &url, "--ca", ca, "--password-file", &pw, "VM.get_all"]);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout).unwrap().as_array().unwrap().len(), 3);
+        // Verification stays on: not trusted without --ca, nor under another name.
+        let (code, _, stderr) = vmwire(&["xenapi", "--url", &url, "--password-file", &pw, "VM.get_all"]);
+        assert_eq!(code, Some(3), "{stderr}");
+        assert!(stderr.contains("certificate"), "{stderr}");
+        let wrong_name = format!("https://127.0.0.1:{}/", peer.port);
+        let (code, _, stderr) =
+            vmwire(&["xenapi", "--url", &wrong_name, "--ca", ca, "--password-file", &pw, "VM.get_all"]);
+        assert_eq!(code, Some(3), "{stderr}");
+        assert!(stderr.contains("certificate"), "{stderr}");
+    }
+}
+
+#[test]
+fn header_fields_that_frame_the_request_are_refused() {
+    for field in
+        ["Content-Length: 0", "transfer-encoding: chunked", "Host: x", "Connection: close", "X-A: b\u{1}c", "X\nY: z"]
+    {
+        let (code, stdout, stderr) = vmwire(&["xmlrpc", "-H", field, "http://127.0.0.1:1/", "system.listMethods"]);
+        assert_eq!((code, stdout.as_str()), (Some(2), ""), "{field:?}: {stderr}");
+        assert!(stderr.starts_with("vmwire: -H "), "{stderr}");
+    }
+    // In the library too, for any caller.
+    let options = xmlrpc::Options { headers: vec![("Content-Length".into(), "0".into())], ..xmlrpc::Options::new() };
+    let err = Client::connect_with("http://127.0.0.1:1/", options).unwrap_err();
+    assert_eq!(err.to_string(), "HTTP: the Content-Length field is the framing's own and cannot be given");
+    // Any other field goes through, once.
+    let peer = Peer::start(&[]);
+    let (code, _, stderr) = vmwire(&["xmlrpc", "-H", "traceparent: 00-1-2-01", &peer.url(), "system.listMethods"]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn a_password_in_a_url_is_never_shown() {
+    let (code, _, stderr) = vmwire(&["xmlrpc", "http://root:S3cret@[::1", "system.listMethods"]);
+    assert_eq!(code, Some(3));
+    assert_eq!(stderr, "vmwire: bad URL: \"http://root:***@[::1\": unclosed [\n");
+    for url in ["root:S3cret@host", "http://root:S3%zzcret@host/", "https://root:S3cret@host:x/"] {
+        let (_, _, stderr) = vmwire(&["xmlrpc", url, "system.listMethods"]);
+        assert!(stderr.contains("bad URL") && !stderr.contains("S3"), "{stderr}");
+        let err = Client::connect(url).unwrap_err().to_string();
+        assert!(!err.contains("S3"), "{err}");
+    }
+}
+
+#[test]
+fn password_files_are_bounded_and_checked() {
+    let peer = Peer::start(&[]);
+    let url = peer.url();
+    let dir = tempfile::tempdir().unwrap();
+    let call = |file: &str| vmwire(&["xenapi", "--url", &url, "--password-file", file, "VM.get_all"]);
+    // Endless: refused at the limit, not read to the end.
+    let (code, _, stderr) = call("/dev/zero");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr, "vmwire: /dev/zero: longer than 4096 bytes: not a password file\n");
+    // Empty: refused, rather than logging in with no password.
+    let empty = password_file(dir.path(), "empty", b"", 0o600);
+    let (code, _, stderr) = call(&empty);
+    assert_eq!((code, stderr), (Some(2), format!("vmwire: {empty}: the password is empty\n")));
+    let (code, _, _) = call(&password_file(dir.path(), "newline", b"\n", 0o600));
+    assert_eq!(code, Some(2));
+    // One line end goes; the password is the rest, as it is.
+    for (name, contents) in [("lf", &b"secret\n"[..]), ("crlf", b"secret\r\n"), ("bare", b"secret")] {
+        let (code, _, stderr) = call(&password_file(dir.path(), name, contents, 0o600));
+        assert_eq!((code, stderr.as_str()), (Some(0), ""), "{name}");
+    }
+    let (code, _, stderr) = call(&password_file(dir.path(), "spaces", b"secret \n", 0o600));
+    assert_eq!(code, Some(1), "not trimmed: {stderr}");
+    // Readable by others: used, with a warning.
+    let open = password_file(dir.path(), "open", b"secret\n", 0o644);
+    let (code, _, stderr) = call(&open);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stderr, format!("vmwire: warning: {open} can be read by others (mode 644); chmod 600 it\n"));
+}

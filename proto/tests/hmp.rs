@@ -26,6 +26,7 @@ fn describe(e: Event<'_>) -> String {
         Event::Output { id, text: t } => format!("output {id} {}", text(t)),
         Event::TooLarge { id, limit } => format!("too large {id} {limit}"),
         Event::Unsolicited(t) => format!("unsolicited {}", text(t)),
+        Event::BadBanner { error, text: t } => format!("bad banner {error}: {}", text(t)),
         Event::Malformed(e) => format!("malformed {e}"),
         Event::Failed { id, output } => format!("failed {id} {:?}", output.map(text)),
         Event::Closed => "closed".into(),
@@ -398,6 +399,24 @@ fn end_of_stream_fails_what_is_not_finished() {
 
 proptest! {
     #[test]
+    fn any_chunking_gives_the_same_events_at_the_start(
+        opening in prop_oneof![Just(&b"{\""[..]), Just(&b" {\n \""[..]), Just(&b""[..]), Just(&b"QEMU "[..])],
+        junk in proptest::collection::vec(prop_oneof![Just(b'x'), Just(b'\n'), Just(b'"'), any::<u8>()], 0..700),
+        sizes in proptest::collection::vec(1usize..64, 1..8),
+    ) {
+        let data = [opening, &junk[..]].concat();
+        let events = |sizes: &[usize]| {
+            let mut m = Client::<Fixed<256, 128>>::new(Config::default());
+            let _ = m.command("info status");
+            let mut log = Vec::new();
+            feed(&mut m, &data, sizes, &mut log);
+            feed(&mut m, b"", &[1], &mut log);
+            log
+        };
+        prop_assert_eq!(events(&sizes), events(&[usize::MAX]));
+    }
+
+    #[test]
     fn any_chunking_gives_the_same_events(sizes in proptest::collection::vec(1usize..400, 1..20)) {
         for txn in [&fixture!("06_multi_in_one_write")[..], fixture!("04_bad_command"), fixture!("09_nonascii"), fixture!("10_quit")] {
             prop_assert_eq!(replay(txn, &sizes), replay(txn, &[usize::MAX]));
@@ -443,4 +462,49 @@ fn closing_from_this_side_fails_what_is_queued_and_sends_nothing_more() {
     assert_eq!(m.transmit(), b"", "the queued command never goes out");
     assert!(m.receive(b"nning\r\n(qemu) ").unwrap() > 0);
     assert!(m.poll().unwrap().is_none());
+}
+
+#[test]
+fn a_json_peer_is_not_a_monitor() {
+    // QMP's greeting, as QEMU 7.2 sends it at once on a QMP socket.
+    let greeting = br#"{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": ""}, "capabilities": ["oob"]}}"#;
+    for sizes in [&[usize::MAX][..], &[1]] {
+        let mut m = Client::<Heap>::new(Config::default());
+        let id = m.command("info status").unwrap();
+        let mut log = Vec::new();
+        feed(&mut m, &[&greeting[..], b"\r\n"].concat(), sizes, &mut log);
+        let prefix = "bad banner HMP: expected the monitor's banner and `(qemu) ` prompt, got JSON (a QMP or guest agent socket?): ";
+        let shown = log[0].strip_prefix(prefix).unwrap_or_else(|| panic!("{log:?}"));
+        // Its first line, whatever the chunking.
+        assert_eq!(shown, format!(r"{}\r\n", String::from_utf8_lossy(greeting)));
+        assert_eq!(log[1..], [format!("failed {id} None"), "closed".into()]);
+        assert_eq!(m.state(), State::Closed);
+        assert_eq!(m.transmit(), b"", "the command never went out");
+    }
+}
+
+#[test]
+fn text_before_the_first_prompt_is_bounded() {
+    let mut m = Client::<Heap>::new(Config { max_banner: 1000, ..Config::default() });
+    let mut log = Vec::new();
+    // A megabyte with no prompt, in pieces: it is refused once past the limit.
+    let mut fed = 0;
+    while log.is_empty() && fed < 1_000_000 {
+        feed(&mut m, &[b'x'; 100], &[usize::MAX], &mut log);
+        fed += 100;
+    }
+    assert_eq!(fed, 1100);
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(
+        log[0],
+        format!("bad banner HMP: more than 1000 bytes came before the first `(qemu) ` prompt: {}", "x".repeat(256))
+    );
+    assert_eq!(log[1], "closed");
+    // A banner within the limit is fine; a prompt just past it is not.
+    let mut m = Client::<Heap>::new(Config { max_banner: 10, ..Config::default() });
+    let log = run(&mut m, b"012345678\n(qemu) ");
+    assert!(log[0].starts_with("banner"), "{log:?}");
+    let mut m = Client::<Heap>::new(Config { max_banner: 10, ..Config::default() });
+    let log = run(&mut m, b"0123456789\n(qemu) ");
+    assert!(log[0].starts_with("bad banner HMP: more than 10 bytes"), "{log:?}");
 }

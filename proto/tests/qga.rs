@@ -21,6 +21,7 @@ fn describe(e: Event<'_>) -> String {
         Event::Stale { id, .. } => format!("stale {id}"),
         Event::Unmatched(m) => format!("unmatched {}", m.value()),
         Event::Malformed(e) => format!("malformed {e}"),
+        Event::WrongProtocol { error, text } => format!("wrong protocol {error}: {}", String::from_utf8_lossy(text)),
         Event::Failed { id } => format!("failed {id}"),
         Event::Closed => "closed".into(),
     }
@@ -411,4 +412,38 @@ proptest! {
         prop_assert_eq!(closed, 1);
         prop_assert_eq!(c.in_flight(), 0);
     }
+}
+
+#[test]
+fn a_monitor_socket_is_not_an_agent() {
+    let qmp = b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}, \"package\": \"\"}, \"capabilities\": [\"oob\"]}}\r\n";
+    let hmp = b"QEMU 7.2.22 monitor - type 'help' for more information\r\n(qemu) ";
+    let cases: [(&[u8], &str); 3] =
+        [(qmp, "QMP's greeting"), (hmp, "the human monitor's banner"), (b"(qemu) ", "the human monitor's prompt")];
+    for (opening, found) in cases {
+        for sizes in [&[usize::MAX][..], &[1]] {
+            let mut client = Client::<Heap>::new(Config::default(), 7);
+            let ping = client.execute("guest-ping", None).unwrap();
+            let mut log = Vec::new();
+            feed(&mut client, opening, sizes, |e| log.push(describe(e)));
+            if found.ends_with("prompt") {
+                // No line end after a prompt: decided at the end of the stream.
+                assert!(log.is_empty(), "{log:?}");
+                feed(&mut client, b"", &[1], |e| log.push(describe(e)));
+            }
+            let said =
+                format!("wrong protocol QGA: expected the guest agent's answer to guest-sync-delimited, got {found}: ");
+            assert!(log[0].starts_with(&said), "{log:?}");
+            // Its first line, whatever the chunking.
+            let line = opening.iter().position(|&b| b == b'\n').map_or(opening.len(), |k| k + 1);
+            assert_eq!(&log[0].as_bytes()[said.len()..], &opening[..line], "{log:?}");
+            assert_eq!(log[1..], [format!("failed {ping}"), "closed".into()]);
+            assert_eq!(client.state(), State::Closed);
+        }
+    }
+    // What an agent (or an earlier client's stale reply) opens with is not refused.
+    let mut client = Client::<Heap>::new(Config::default(), 7);
+    let mut log = Vec::new();
+    feed(&mut client, b"{\"return\": {}}\n\xff{\"return\": 7}\n", &[1], |e| log.push(describe(e)));
+    assert_eq!(log, ["synced"]);
 }

@@ -60,6 +60,23 @@ pub const PROMPT: &[u8] = b"(qemu) ";
 /// The longest line QEMU's readline takes; it drops what is typed beyond.
 pub const MAX_LINE: usize = 4095;
 
+/// Most bytes of the stream's start that [`Event::BadBanner`] shows.
+pub const BAD_BANNER_TEXT: usize = 256;
+
+/// How much of a stream's opening to show when it is another protocol's:
+/// its first line (with the line end) if that ends within `cap` bytes, else
+/// the first `cap` bytes, else, at the end of the stream, all of it; `None`
+/// while none of these has arrived. What is shown depends on the bytes,
+/// never on how they were chunked.
+pub(crate) fn opening_text(data: &[u8], cap: usize, eof: bool) -> Option<usize> {
+    let head = data.get(..cap).unwrap_or(data);
+    match memchr::memchr(b'\n', head) {
+        Some(k) => Some(k + 1),
+        None if head.len() == cap || eof => Some(head.len()),
+        None => None,
+    }
+}
+
 /// Bytes of receive buffer always kept free to read into.
 const MIN_SPARE: usize = 64;
 
@@ -74,12 +91,16 @@ pub struct Config {
     pub max_queue: usize,
     /// Turn QEMU's `\r\n` line ends into `\n` in the output handed out.
     pub lf_newlines: bool,
+    /// The longest text before the first prompt, in bytes (QEMU's banner is
+    /// one line of about 60). More is [`Error::BannerTooLong`].
+    pub max_banner: usize,
 }
 
 impl Default for Config {
-    /// 16 MiB of output, 64 KiB of queued lines, output as QEMU wrote it.
+    /// 16 MiB of output, 64 KiB of queued lines, output as QEMU wrote it,
+    /// 64 KiB of banner.
     fn default() -> Self {
-        Config { max_output: 16 << 20, max_queue: 64 << 10, lf_newlines: false }
+        Config { max_output: 16 << 20, max_queue: 64 << 10, lf_newlines: false, max_banner: 64 << 10 }
     }
 }
 
@@ -115,6 +136,15 @@ impl Banner<'_> {
     }
 }
 
+/// Whether `data` (the start of the stream) opens a JSON object: `{`, then
+/// after any white space a `"` (QMP's greeting is `{"QMP": …`). A monitor
+/// opens with its banner (`QEMU …`) or its prompt.
+fn opens_with_json(data: &[u8]) -> bool {
+    let ws = |b: &&u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let mut bytes = data.iter().skip_while(ws);
+    bytes.next() == Some(&b'{') && bytes.find(|b| !ws(b)) == Some(&b'"')
+}
+
 fn decimal(digits: &[u8]) -> Option<u64> {
     core::str::from_utf8(digits).ok()?.parse().ok()
 }
@@ -138,6 +168,18 @@ pub enum Event<'a> {
         id: u64,
         /// The limit, in bytes.
         limit: usize,
+    },
+    /// What came before the first prompt is not a monitor's banner: the
+    /// stream opened with JSON (`{"QMP": …`, another protocol's socket), or
+    /// ran past [`Config::max_banner`] with no prompt. `error` says which,
+    /// `text` is the start of what arrived (its first line, at most
+    /// [`BAD_BANNER_TEXT`] bytes). The session is over: queued commands are reported
+    /// [`Event::Failed`], then [`Event::Closed`].
+    BadBanner {
+        /// [`Error::NotHmp`] or [`Error::BannerTooLong`].
+        error: Error,
+        /// The first bytes received.
+        text: &'a [u8],
     },
     /// Text that came while no command was running: up to a prompt, up to
     /// where a command went out, or the stream's end; in pieces of the
@@ -203,6 +245,14 @@ pub enum Error {
     },
     /// `recv_commit` was told of more bytes than `recv_buf` offered.
     CommitTooLarge,
+    /// The stream opened with a JSON object (QMP's greeting `{"QMP": …`, or
+    /// another JSON protocol's message), not a monitor's banner and prompt.
+    NotHmp,
+    /// More text than the limit came before the first prompt.
+    BannerTooLong {
+        /// The limit, in bytes ([`Config::max_banner`], within the buffer).
+        limit: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -221,6 +271,12 @@ impl fmt::Display for Error {
             Error::EchoMismatch { offset } => write!(f, "HMP: the echo at byte {offset} is not the command sent"),
             Error::WrongState { state, operation } => write!(f, "HMP: {operation} is not allowed in state {state:?}"),
             Error::CommitTooLarge => f.write_str("HMP: committed more bytes than recv_buf offered"),
+            Error::NotHmp => f.write_str(
+                "HMP: expected the monitor's banner and `(qemu) ` prompt, got JSON (a QMP or guest agent socket?)",
+            ),
+            Error::BannerTooLong { limit } => {
+                write!(f, "HMP: more than {limit} bytes came before the first `(qemu) ` prompt")
+            }
         }
     }
 }
@@ -239,6 +295,14 @@ pub fn check_line(line: &[u8]) -> Result<(), Error> {
     if line.len() > MAX_LINE {
         return Err(Error::LineTooLong { len: line.len(), limit: MAX_LINE });
     }
+    check_text(line)
+}
+
+/// Checks that `line` holds no line break and no byte readline takes as an
+/// editing key: the guard for every way of running a command, the readline
+/// monitor ([`check_line`] adds its length limit) and `human-monitor-command`
+/// ([`via_qmp`]), where a line break would still be refused or misread.
+pub fn check_text(line: &[u8]) -> Result<(), Error> {
     match line.iter().position(|&b| b < 0x20 || b == 0x7f || b == 0x9b) {
         None => Ok(()),
         Some(offset) => match line.get(offset) {
@@ -317,11 +381,24 @@ impl Scan {
 #[derive(Debug, Clone, Copy)]
 enum Found {
     Banner(usize),
-    Output { id: u64, len: usize },
-    TooLarge { id: u64 },
+    /// Not a banner: JSON (`None`) or too long (`Some(limit)`), with the text's length.
+    BadBanner {
+        too_long: Option<usize>,
+        len: usize,
+    },
+    Output {
+        id: u64,
+        len: usize,
+    },
+    TooLarge {
+        id: u64,
+    },
     Unsolicited(usize),
     Mismatch(u64),
-    Failed { id: u64, output: Option<usize> },
+    Failed {
+        id: u64,
+        output: Option<usize>,
+    },
     Closed,
 }
 
@@ -394,6 +471,12 @@ impl<S: Storage> Client<S> {
         }
     }
 
+    /// Bytes received and not yet handed out in an event (before the first
+    /// prompt: the banner so far), to say what came when the prompt does not.
+    pub fn buffered(&self) -> &[u8] {
+        self.rx.data().get(self.later..).unwrap_or_default()
+    }
+
     /// Commands not yet finished (the running one included).
     pub fn queued(&self) -> usize {
         usize::try_from(self.lines).unwrap_or(usize::MAX)
@@ -455,6 +538,34 @@ impl<S: Storage> Client<S> {
         self.config.max_output.min(self.rx.limit().saturating_sub(PROMPT.len() + MIN_SPARE))
     }
 
+    /// Banner limit in force: the configured one, within the buffer.
+    fn max_banner(&self) -> usize {
+        self.config.max_banner.min(self.max_output())
+    }
+
+    /// The stream is not a monitor's: report it with its first bytes, and
+    /// end the session (everything buffered goes with the event).
+    /// The text shown is `len` bytes: the same whatever the chunking.
+    fn bad_banner(&mut self, too_long: Option<usize>, len: usize) -> Found {
+        let buffered = self.rx.data().len();
+        self.phase = Phase::Closing;
+        self.later = buffered;
+        Found::BadBanner { too_long, len }
+    }
+
+    /// `None` if the stream does not open with JSON; else how much of it to
+    /// show, once that is known ([`opening_text`]).
+    fn json_opening(&self) -> Option<Option<usize>> {
+        let (data, cap) = (self.rx.data(), self.opening_cap());
+        opens_with_json(data.get(..cap).unwrap_or(data)).then(|| opening_text(data, cap, self.eof))
+    }
+
+    /// Bytes of the stream's opening shown if it is another protocol's:
+    /// within the banner limit, so that it is decided before that is.
+    fn opening_cap(&self) -> usize {
+        BAD_BANNER_TEXT.min(self.max_banner()).max(1)
+    }
+
     /// The front command finished: drop its line, arm the next.
     fn next_command(&mut self) {
         let len = self.front_len();
@@ -498,14 +609,27 @@ impl<S: Storage> Client<S> {
                         return Some(Found::Mismatch(offset));
                     }
                 }
+                Phase::Banner if self.offset == 0 && self.json_opening().is_some() => {
+                    match self.json_opening().flatten() {
+                        Some(len) => return Some(self.bad_banner(None, len)),
+                        None => break, // the rest of its first line
+                    }
+                }
                 Phase::Banner | Phase::Idle | Phase::Output => {
                     let data = self.rx.data();
-                    let max = self.max_output();
+                    let max = match self.phase {
+                        Phase::Banner => self.max_banner(),
+                        _ => self.max_output(),
+                    };
                     let found = self.scan.find(data);
                     // Decided on what the bytes are, never on how they were
                     // chunked: with no prompt yet, the next one can begin no
                     // earlier than PROMPT.len() - 1 bytes from the end.
                     let over = found.map_or(data.len() >= max + PROMPT.len(), |at| at > max);
+                    if over && matches!(self.phase, Phase::Banner) {
+                        let len = self.opening_cap();
+                        return Some(self.bad_banner(Some(max), len));
+                    }
                     if over && !matches!(self.phase, Phase::Output) {
                         // Text with no prompt in sight, handed out in pieces of the limit.
                         let piece = max.max(1);
@@ -606,6 +730,10 @@ impl<S: Storage> Client<S> {
         let text = |n: usize| data.get(..n).unwrap_or_default();
         match found {
             Found::Banner(n) => Event::Banner(Banner { text: text(n) }),
+            Found::BadBanner { too_long, len } => Event::BadBanner {
+                error: too_long.map_or(Error::NotHmp, |limit| Error::BannerTooLong { limit }),
+                text: text(len),
+            },
             Found::Output { id, len } => Event::Output { id, text: text(len) },
             Found::TooLarge { id } => Event::TooLarge { id, limit: self.max_output() },
             Found::Unsolicited(n) => Event::Unsolicited(text(n)),
@@ -748,7 +876,9 @@ pub fn lf_newlines(text: &mut [u8]) -> usize {
 
 /// Runs `line` through QMP's `human-monitor-command`: the same commands
 /// without a terminal (no echo, no prompt, no line limit). The return value
-/// is the output as a JSON string; [`qmp_output`] reads it.
+/// is the output as a JSON string; [`qmp_output`] reads it. Check `line`
+/// with [`check_text`] first, as `vmwire_std::hmp::Monitor` does: a line
+/// break or an escape in it would otherwise reach QEMU's parser as it is.
 pub fn via_qmp<S: Storage>(qmp: &mut qmp::Client<S>, line: &str) -> Result<qmp::Id, qmp::Error> {
     qmp.execute_with("human-monitor-command", |args| {
         args.str("command-line", line)?;

@@ -5,7 +5,7 @@ use core::ops::Range;
 
 use super::body::{Body, Framing};
 use super::head::{self, Headers, ResponseHead, Version};
-use super::write::{encode_with_length, write_header, write_request_line};
+use super::write::{check_field, encode_with_length, write_header, write_request_line};
 use super::{Error, Limits};
 use crate::Machine;
 use crate::buf::{Buf, Full, RxBuf, Sink, Storage, TxBuf};
@@ -155,6 +155,7 @@ impl<S: Storage> Client<S> {
         let mut agent = false;
         for (name, value) in endpoint.headers {
             agent |= name.eq_ignore_ascii_case("user-agent");
+            check_field(name, value.as_bytes())?;
             write_header(&mut template, name, value.as_bytes())?;
         }
         if !agent {

@@ -57,7 +57,7 @@ use core::fmt;
 pub use client::{Client, Config, Endpoint, Event, Response, State};
 pub use head::{Headers, Version};
 pub use server::{Event as ServerEvent, Request, Server, ServerConfig, State as ServerState};
-pub use write::{RequestHead, encode_with_length, write_request_head};
+pub use write::{FRAMING_FIELDS, RequestHead, check_field, encode_with_length, write_request_head};
 
 use crate::buf::Full;
 
@@ -130,8 +130,18 @@ pub enum Error {
     /// The peer sent a response while no request was outstanding.
     UnexpectedResponse,
     /// The caller asked to send a header name or value that HTTP cannot
-    /// carry (a CR, LF or NUL in it, or an empty or invalid name).
+    /// carry (a control character such as CR, LF or NUL in it, or an empty
+    /// or invalid name).
     InvalidHeader,
+    /// The caller asked to send a field that the machine owns: one that
+    /// frames the message or manages the connection ([`FRAMING_FIELDS`]).
+    /// Sent as well, it would duplicate or contradict the machine's own
+    /// (two `Content-Length`s, `Transfer-Encoding: chunked` over a body
+    /// that is not): the shapes of request smuggling.
+    FramingField {
+        /// The field, as [`FRAMING_FIELDS`] spells it.
+        name: &'static str,
+    },
     /// A method called in a state that does not allow it.
     WrongState {
         /// The method.
@@ -158,6 +168,9 @@ impl fmt::Display for Error {
             Error::BadGzip { what } => write!(f, "HTTP: gzip body: {what}"),
             Error::UnexpectedResponse => f.write_str("HTTP: response with no request outstanding"),
             Error::InvalidHeader => f.write_str("HTTP: header name or value cannot be sent"),
+            Error::FramingField { name } => {
+                write!(f, "HTTP: the {name} field is the framing's own and cannot be given")
+            }
             Error::WrongState { operation } => write!(f, "HTTP: {operation} is not allowed now"),
             Error::TransmitFull(e) => write!(f, "HTTP: transmit {e}"),
             Error::CommitTooLarge => f.write_str("HTTP: committed more bytes than recv_buf offered"),

@@ -36,6 +36,7 @@ pub fn write_request_head<S: Sink + ?Sized>(
 ) -> Result<(), Error> {
     write_request_line(out, head.method, head.target, head.host)?;
     for (name, value) in head.headers {
+        check_field(name, value.as_bytes())?;
         write_header(out, name, value.as_bytes())?;
     }
     if let Some(n) = content_length {
@@ -43,6 +44,34 @@ pub fn write_request_head<S: Sink + ?Sized>(
     }
     out.put(b"\r\n")?;
     Ok(())
+}
+
+/// The fields a request's writer owns: `Host`, the body's framing, and the
+/// connection's management. A caller's own ([`RequestHead::headers`],
+/// [`Endpoint::headers`](super::Endpoint::headers)) is refused with
+/// [`Error::FramingField`].
+pub const FRAMING_FIELDS: &[&str] =
+    &["Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "TE", "Trailer", "Upgrade", "Expect"];
+
+/// Checks a field a caller asks to send with a request: a token for a name
+/// ([`Error::InvalidHeader`] otherwise), a value with no control character
+/// but tab ([`Error::InvalidHeader`]), and not one of [`FRAMING_FIELDS`]
+/// ([`Error::FramingField`]).
+///
+/// ```
+/// use vmwire_proto::http::{Error, check_field};
+/// assert_eq!(check_field("traceparent", b"00-4bf9-00f0-01"), Ok(()));
+/// assert_eq!(check_field("content-length", b"0"), Err(Error::FramingField { name: "Content-Length" }));
+/// assert_eq!(check_field("X-Evil", b"a\r\nHost: b"), Err(Error::InvalidHeader));
+/// ```
+pub fn check_field(name: &str, value: &[u8]) -> Result<(), Error> {
+    if !is_token(name) || !is_field_value(value) {
+        return Err(Error::InvalidHeader);
+    }
+    match FRAMING_FIELDS.iter().find(|owned| owned.eq_ignore_ascii_case(name)) {
+        Some(&name) => Err(Error::FramingField { name }),
+        None => Ok(()),
+    }
 }
 
 /// `METHOD target HTTP/1.1` and `Host`.
@@ -80,7 +109,7 @@ pub(crate) fn write_status_line<S: Sink + ?Sized>(out: &mut S, status: u16, reas
 }
 
 /// One header field; refuses names that are not tokens and values that
-/// hold CR, LF or NUL (which would split the message).
+/// hold a control character other than tab (CR or LF would split the message).
 pub(crate) fn write_header<S: Sink + ?Sized>(out: &mut S, name: &str, value: &[u8]) -> Result<(), Error> {
     if !is_token(name) || !is_field_value(value) {
         return Err(Error::InvalidHeader);
@@ -103,8 +132,10 @@ pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Whether `v` may be a field value: visible characters, spaces and tabs,
+/// and bytes of 0x80 and up (RFC 9110's `obs-text`); no other control.
 fn is_field_value(v: &[u8]) -> bool {
-    !v.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+    !v.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
 }
 
 /// Writes a message whose head must carry the body's length, in one pass

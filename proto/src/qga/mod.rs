@@ -49,6 +49,40 @@ pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply};
 /// `guest-sync-delimited` reply. It never occurs in UTF-8 (so in JSON).
 pub const DELIMITER: u8 = 0xFF;
 
+/// Most bytes of the stream's start that [`Event::WrongProtocol`] shows.
+pub const WRONG_PROTOCOL_TEXT: usize = 256;
+
+/// How the other protocols of a QEMU socket open; the agent never speaks first.
+const OTHER_OPENINGS: [(&[u8], &str); 3] = [
+    (b"{\"QMP\":", "QMP's greeting"),
+    (b"QEMU ", "the human monitor's banner"),
+    (b"(qemu) ", "the human monitor's prompt"),
+];
+
+/// What a stream that opens with `data` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// Too few bytes to tell.
+    Undecided,
+    /// Another protocol's (what it opened with).
+    Other(&'static str),
+    /// Not another protocol's: the agent's (or a stale reply of it).
+    Agent,
+}
+
+fn opening(data: &[u8]) -> Opening {
+    let mut verdict = Opening::Agent;
+    for (prefix, found) in OTHER_OPENINGS {
+        if data.starts_with(prefix) {
+            return Opening::Other(found);
+        }
+        if prefix.starts_with(data) {
+            verdict = Opening::Undecided;
+        }
+    }
+    verdict
+}
+
 /// Commands that send no reply when they succeed (`'success-response':
 /// false` in the agent's schema). Their success shows as [`Event::Accepted`].
 pub const QUIET_COMMANDS: &[&str] =
@@ -125,6 +159,17 @@ pub enum Event<'a> {
     Unmatched(Message<'a>),
     /// A message that could not be understood, and was skipped.
     Malformed(Error),
+    /// The peer spoke first, as QMP (`{"QMP": …` greeting) or the human
+    /// monitor (`QEMU … monitor` banner, `(qemu) ` prompt) do and the agent
+    /// never does: this is another protocol's socket. `text` is the start
+    /// of what arrived (its first line, at most [`WRONG_PROTOCOL_TEXT`] bytes). The session
+    /// is over: commands are reported [`Event::Failed`], then [`Event::Closed`].
+    WrongProtocol {
+        /// [`Error::NotAgent`].
+        error: Error,
+        /// The first bytes received.
+        text: &'a [u8],
+    },
     /// This command's reply will not come: the session was resynchronised
     /// or closed first. Reported once for every such command.
     Failed {
@@ -168,6 +213,11 @@ pub enum Error {
     TransmitFull(Full),
     /// `recv_commit` was told of more bytes than `recv_buf` offered.
     CommitTooLarge,
+    /// The peer is not a guest agent: it opened with another protocol's words.
+    NotAgent {
+        /// What it opened with: `QMP's greeting` or `the human monitor's banner`.
+        found: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -182,6 +232,9 @@ impl fmt::Display for Error {
             Error::TooManyPending { limit } => write!(f, "QGA: {limit} commands already in flight"),
             Error::TransmitFull(e) => write!(f, "QGA: transmit {e}"),
             Error::CommitTooLarge => f.write_str("QGA: committed more bytes than recv_buf offered"),
+            Error::NotAgent { found } => {
+                write!(f, "QGA: expected the guest agent's answer to guest-sync-delimited, got {found}")
+            }
         }
     }
 }
@@ -229,6 +282,9 @@ struct Core<S: Storage> {
     sync: u64,
     /// Syncing, and the `0xFF` before the reply is not here yet.
     seeking: bool,
+    /// Nothing received yet has been looked at: the stream's opening tells
+    /// another protocol's socket.
+    opening: bool,
     eof: bool,
     closed_reported: bool,
 }
@@ -262,6 +318,7 @@ impl<S: Storage> Client<S> {
             table: Table::new(S::table(config.max_pending)),
             sync: 0,
             seeking: true,
+            opening: true,
             eof: false,
             closed_reported: false,
         };
@@ -459,6 +516,23 @@ impl<S: Storage> Machine for Client<S> {
         }
         if let Some((id, ending)) = core.table.next_ended() {
             return Ok(Some(Core::<S>::ended(id, ending)));
+        }
+        if core.opening {
+            match opening(self.framer.buffered()) {
+                Opening::Undecided if !core.eof => return Ok(None),
+                Opening::Other(found) => {
+                    // Shown: its first line, the same whatever the chunking.
+                    let cap = WRONG_PROTOCOL_TEXT.min(self.framer.limits().max_message).max(1);
+                    let buffered = self.framer.buffered();
+                    let Some(len) = crate::hmp::opening_text(buffered, cap, core.eof) else {
+                        return Ok(None);
+                    };
+                    core.state = State::Closed;
+                    let text = buffered.get(..len).unwrap_or(buffered);
+                    return Ok(Some(Event::WrongProtocol { error: Error::NotAgent { found }, text }));
+                }
+                _ => core.opening = false,
+            }
         }
         if core.seeking {
             // Everything before the agent's 0xFF is stale.

@@ -36,7 +36,9 @@ pub struct HmpArgs {
     crlf: bool,
     /// The command line (its words are joined with spaces); without one, an
     /// interactive shell starts. HMP has no error status: the output is
-    /// printed and the exit status is 0.
+    /// printed and the exit status is 0; 2 for a line the monitor cannot take
+    /// (a line break, a control character or ESC); 3 when the echo is not
+    /// the line sent, or the socket is not a monitor's.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     line: Vec<String>,
 }
@@ -79,7 +81,7 @@ pub fn run(args: HmpArgs) -> ExitCode {
                 print!("{text}");
                 ExitCode::SUCCESS
             }
-            Err(e @ Error::Protocol(_)) => crate::usage(&e),
+            Err(e @ Error::BadLine(_)) => crate::usage(&e),
             Err(e) => crate::fail(&e),
         };
         hmp.close();

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use vmwire_std::qga::{Agent, Error, ExitStatus, Options};
+use vmwire_std::qga::{Agent, Error, Options};
 
 use crate::qmp::{arguments, reply_json, split_words};
 use crate::shell::{self, Session};
@@ -42,7 +42,9 @@ pub struct QgaArgs {
     /// `cat`, `put`; without one, an interactive shell starts.
     command: Option<String>,
     /// The command's arguments: one JSON object or `key=value` pairs; for
-    /// `exec`, `-- PROGRAM ARGS…`; for `cat` and `put`, the guest path
+    /// `exec`, `-- PROGRAM ARGS…` (`exec` exits as the program did: its exit
+    /// code if 0..=255, 255 for any other code, so that a failure never
+    /// passes for 0, and 128 + n for signal n, at most 255); for `cat` and `put`, the guest path
     /// (`cat` writes the file to standard output, `put` fills it from
     /// standard input).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -135,12 +137,7 @@ fn exec(agent: &mut Agent, args: &QgaArgs) -> ExitCode {
             if out.stdout_truncated || out.stderr_truncated {
                 eprintln!("vmwire: the guest agent cut the program's output short");
             }
-            // As a shell reports it: the code, or 128 + the signal.
-            let code = match out.status {
-                ExitStatus::Code(c) => c,
-                ExitStatus::Signal(s) => 128 + s,
-            };
-            ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1))
+            ExitCode::from(out.status.exit_status())
         }
         Err(e) => outcome(Err(e)),
     }

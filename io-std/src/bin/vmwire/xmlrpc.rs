@@ -26,6 +26,9 @@ pub struct Connection {
     #[arg(long, value_name = "PEM")]
     ca: Option<PathBuf>,
     /// A request field, `Name: value` (repeatable), such as `traceparent: …`.
+    /// The fields that frame the request or manage the connection (`Host`,
+    /// `Content-Length`, `Transfer-Encoding`, `Connection`, …) are vmwire's own
+    /// and refused, as are control characters.
     #[arg(long = "header", short = 'H', value_name = "FIELD")]
     headers: Vec<String>,
     /// Indent the JSON output.
@@ -51,7 +54,9 @@ impl Connection {
             .iter()
             .map(|h| {
                 let (name, value) = h.split_once(':').ok_or_else(|| format!("expected `Name: value`, got {h:?}"))?;
-                Ok((name.trim().to_string(), value.trim().to_string()))
+                let (name, value) = (name.trim(), value.trim());
+                vmwire_proto::http::check_field(name, value.as_bytes()).map_err(|e| format!("-H {h:?}: {e}"))?;
+                Ok((name.to_string(), value.to_string()))
             })
             .collect()
     }
@@ -91,7 +96,8 @@ pub struct XenapiArgs {
     /// The user to log in as.
     #[arg(long, default_value = "root")]
     user: String,
-    /// Read the password from this file (its first line).
+    /// Read the password from this file: all of it less one trailing line
+    /// end, at most 4096 bytes, not empty (a warning if others can read it).
     #[arg(long, value_name = "FILE", conflicts_with = "password_env")]
     password_file: Option<PathBuf>,
     /// Read the password from this environment variable.
@@ -163,13 +169,48 @@ pub fn run_xmlrpc(args: XmlrpcArgs) -> ExitCode {
     }
 }
 
+/// The most a password file may hold: a password and its line end.
+const MAX_PASSWORD_FILE: u64 = 4096;
+
+/// The password in `path`: the whole file less one trailing line end, at
+/// most [`MAX_PASSWORD_FILE`] bytes, not empty. A file others may read is
+/// used, with a warning, as ssh-style tools do.
+fn password_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("{shown}: {e}"))?;
+    let metadata = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    let mode = metadata.permissions().mode();
+    if metadata.is_file() && mode & 0o077 != 0 {
+        eprintln!("vmwire: warning: {shown} can be read by others (mode {:03o}); chmod 600 it", mode & 0o777);
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_PASSWORD_FILE + 1).read_to_end(&mut bytes).map_err(|e| format!("{shown}: {e}"))?;
+    if bytes.len() as u64 > MAX_PASSWORD_FILE {
+        return Err(format!("{shown}: longer than {MAX_PASSWORD_FILE} bytes: not a password file"));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| format!("{shown}: the password is not UTF-8"))?;
+    let line = text.strip_suffix('\n').map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
+    if line.contains(['\n', '\r']) {
+        return Err(format!("{shown}: more than one line (a password file holds the password and one line end)"));
+    }
+    if line.is_empty() {
+        return Err(format!("{shown}: the password is empty"));
+    }
+    Ok(line.to_owned())
+}
+
 fn password(args: &XenapiArgs) -> Result<String, String> {
     if let Some(path) = &args.password_file {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        return Ok(text.lines().next().unwrap_or_default().to_string());
+        return password_file(path);
     }
     if let Some(var) = &args.password_env {
-        return std::env::var(var).map_err(|_| format!("${var} is not set"));
+        return match std::env::var(var) {
+            Ok(pw) if pw.is_empty() => Err(format!("${var} is empty")),
+            Ok(pw) => Ok(pw),
+            Err(_) => Err(format!("${var} is not set")),
+        };
     }
     if args.local {
         // The local socket is for root on the host itself.
