@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use vmwire_std::minimega::{DEFAULT_SOCKET, Error, Frame, Minimega, Options, quote};
 
-use crate::shell::{self, Session};
+use crate::shell::{self, Ended, Interrupt, Printed, Session};
 
 /// Talk to minimega over its command socket.
 #[derive(Debug, Args)]
@@ -62,11 +62,8 @@ pub fn run(args: MinimegaArgs) -> ExitCode {
             Some(ns) => format!("minimega:{}[{ns}]$ ", args.socket.display()),
             None => format!("minimega:{}$ ", args.socket.display()),
         };
-        let shell = MinimegaShell { mm, json: args.json, quit_armed: false, ended: false };
-        return match shell::interactive("minimega", &prompt, shell) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => crate::fail(&e),
-        };
+        let shell = MinimegaShell { mm, json: args.json, quit_armed: false, ended: None };
+        return shell::interactive("minimega", &prompt, shell);
     }
     let line = command_line(&args.command);
     match stream(&mut mm, &line, args.json) {
@@ -124,36 +121,38 @@ struct MinimegaShell {
     mm: Minimega,
     json: bool,
     quit_armed: bool,
-    ended: bool,
+    ended: Option<Ended>,
 }
 
 impl Session for MinimegaShell {
-    fn run(&mut self, line: &str) -> Result<String, String> {
+    fn run(&mut self, line: &str, _: &Interrupt) -> Printed {
         let line = line.trim();
         match line {
             "disconnect" => {
-                self.ended = true;
-                return Ok(String::new());
+                self.ended = Some(Ended::Asked);
+                return Printed::default();
             }
             "quit" if !std::mem::replace(&mut self.quit_armed, true) => {
-                return Ok("CAUTION: calling 'quit' will cause the minimega daemon to exit\n\
-                           If you really want to stop the minimega daemon, enter 'quit' again"
-                    .into());
+                return Printed::ok(
+                    "CAUTION: calling 'quit' will cause the minimega daemon to exit\n\
+                     If you really want to stop the minimega daemon, enter 'quit' again",
+                );
             }
             _ => self.quit_armed = false,
         }
         // Frames are printed as they arrive; a long `read` shows progress.
         match stream(&mut self.mm, line, self.json) {
-            Ok(_) => Ok(String::new()),
-            Err(e @ Error::Closed { .. }) => {
-                self.ended = true;
-                Err(e.to_string())
+            Ok(ok) => Printed { failed: !ok, ..Printed::default() },
+            // `quit` gets no reply: the daemon exits, as asked.
+            Err(Error::Closed { frames: 0, .. }) if is_quit(line) => {
+                self.ended = Some(Ended::Asked);
+                Printed::default()
             }
-            Err(e @ (Error::Io(_) | Error::Timeout)) => {
-                self.ended = true;
-                Err(e.to_string())
+            Err(e @ (Error::Closed { .. } | Error::Io(_) | Error::Timeout)) => {
+                self.ended = Some(Ended::PeerGone);
+                Printed::error(format!("vmwire: {e}; the shell ends"))
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Printed::error(e),
         }
     }
 
@@ -168,11 +167,13 @@ impl Session for MinimegaShell {
     fn idle(&mut self) -> Vec<String> {
         let mm = &mut self.mm;
         let (lines, failed) = shell::drain(|| mm.next_status(Some(Duration::ZERO)), |status| status);
-        self.ended |= failed;
+        if failed {
+            self.ended = Some(Ended::PeerGone);
+        }
         lines
     }
 
-    fn ended(&self) -> bool {
+    fn ended(&self) -> Option<Ended> {
         self.ended
     }
 }
@@ -197,19 +198,20 @@ mod tests {
     fn completion_asks_the_daemon() {
         let fake = fake_minimega::Fake::start();
         let mm = Minimega::connect(fake.path()).unwrap();
-        let mut shell = MinimegaShell { mm, json: false, quit_armed: false, ended: false };
+        let mut shell = MinimegaShell { mm, json: false, quit_armed: false, ended: None };
         assert_eq!(shell.complete("vm i"), (3, vec!["info ".to_string()]));
         assert_eq!(shell.complete("nam"), (0, vec!["namespace ".to_string()]));
         assert_eq!(shell.complete("zzz").1, Vec::<String>::new());
         assert_eq!(shell.complete("").1, Vec::<String>::new());
         // Status messages show while idle.
-        shell.run("echo x").unwrap();
+        let interrupt = Interrupt::default();
+        assert!(!shell.run("echo x", &interrupt).failed);
         assert!(fake.status("VM 3 started"));
         assert_eq!(shell.idle(), ["VM 3 started"]);
         // `quit` needs saying twice, as with minimega -attach.
-        assert!(shell.run("quit").unwrap().starts_with("CAUTION"));
+        assert!(shell.run("quit", &interrupt).out.starts_with(b"CAUTION"));
         assert!(!fake.stopped());
-        assert!(shell.run("disconnect").is_ok());
-        assert!(shell.ended());
+        assert!(!shell.run("disconnect", &interrupt).failed);
+        assert_eq!(shell.ended(), Some(Ended::Asked));
     }
 }

@@ -2,21 +2,46 @@
 //! (rustyline), tab completion asked of the session, and output that the
 //! session produces on its own (QMP events) printed as it arrives, even
 //! while a line is being typed.
+//!
+//! On a terminal: the session's banner, a prompt, history appended to
+//! `~/.vmwire_NAME_history` as each line is entered, Ctrl-C at the prompt
+//! drops the line (as bash does), Ctrl-C while a reply is pending abandons
+//! that command and returns to the prompt (its late reply is discarded),
+//! Ctrl-D ends the shell (status 0).
+//!
+//! Fed from a pipe: no banner, no prompt, no history; each line is run in
+//! turn, and the exit status is 1 if any command failed.
+//!
+//! Either way, when the peer goes away the shell says so and ends with
+//! status 3 (0 when the user asked for it: QMP `quit`, minimega `quit`,
+//! `disconnect`) and never prompts again on a dead connection.
 
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use rustix::termios::{self, LocalModes, OptionalActions, SpecialCodeIndex, Termios};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{Context, Editor, ExternalPrinter, Helper, Highlighter, Hinter, Validator};
+use vmwire_std::text::escape;
+
+/// Longest line the shell reads from a pipe, in bytes.
+pub const MAX_LINE: usize = 1 << 20;
 
 /// What a protocol plugs into the shell. It runs on a thread of its own.
 pub trait Session: Send + 'static {
-    /// Runs one line; the text to print, or an error to print on stderr.
-    fn run(&mut self, line: &str) -> Result<String, String>;
+    /// Runs one line. `interrupt` is raised when the user presses Ctrl-C
+    /// while the reply is pending: a session that can give up on its command
+    /// checks it while it waits (the shell discards whatever it returns).
+    fn run(&mut self, line: &str, interrupt: &Interrupt) -> Printed;
     /// Completions for `line` (the text before the cursor): the candidate
     /// replacements for its last word, and where that word starts.
     fn complete(&mut self, line: &str) -> (usize, Vec<String>) {
@@ -28,9 +53,84 @@ pub trait Session: Send + 'static {
     fn idle(&mut self) -> Vec<String> {
         Vec::new()
     }
-    /// Whether the session has ended (the peer closed): the shell then exits.
-    fn ended(&self) -> bool {
-        false
+    /// Whether the session has ended, and how: the shell then exits.
+    fn ended(&self) -> Option<Ended> {
+        None
+    }
+    /// The prompt for the next line when it is not the shell's usual one
+    /// (QMP's `transaction(` … `)`).
+    fn prompt(&self) -> Option<String> {
+        None
+    }
+    /// Shown once when the shell starts on a terminal.
+    fn banner(&self) -> Option<String> {
+        None
+    }
+}
+
+/// What one line produced.
+#[derive(Debug, Default)]
+pub struct Printed {
+    /// For standard output (peer text is escaped there when it is a terminal).
+    pub out: Vec<u8>,
+    /// For standard error.
+    pub err: String,
+    /// Whether the command failed (the peer's error, or ours): a shell fed
+    /// from a pipe then exits with status 1.
+    pub failed: bool,
+}
+
+impl Printed {
+    /// Output of a command that succeeded.
+    pub fn ok(out: impl Into<Vec<u8>>) -> Self {
+        Printed { out: out.into(), ..Printed::default() }
+    }
+
+    /// Output (on standard output) of a command the peer refused.
+    pub fn refused(out: impl Into<Vec<u8>>) -> Self {
+        Printed { out: out.into(), failed: true, ..Printed::default() }
+    }
+
+    /// An error of the shell's own or of the connection (on standard error).
+    pub fn error(err: impl std::fmt::Display) -> Self {
+        Printed { err: err.to_string(), failed: true, ..Printed::default() }
+    }
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// As the user asked (`quit`, `disconnect`): status 0.
+    Asked,
+    /// The peer went away: status 3.
+    PeerGone,
+}
+
+impl Ended {
+    fn code(self) -> u8 {
+        match self {
+            Ended::Asked => 0,
+            Ended::PeerGone => 3,
+        }
+    }
+}
+
+/// Raised by Ctrl-C while a command's reply is pending.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt(Arc<AtomicBool>);
+
+impl Interrupt {
+    /// Whether the user gave up on the pending command.
+    pub fn raised(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn raise(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    fn lower(&self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 
@@ -39,15 +139,22 @@ enum Request {
     Complete(String),
 }
 
+/// A line's outcome, the session's state after it, and the next prompt.
+struct Outcome {
+    printed: Printed,
+    ended: Option<Ended>,
+    prompt: Option<String>,
+}
+
 enum Reply {
-    Output(Result<String, String>, bool),
+    Output(Outcome),
     Candidates(usize, Vec<String>),
 }
 
 #[derive(Helper, Hinter, Highlighter, Validator)]
 struct Asker {
     requests: mpsc::Sender<Request>,
-    replies: std::sync::Mutex<mpsc::Receiver<Reply>>,
+    replies: Mutex<mpsc::Receiver<Reply>>,
 }
 
 impl Completer for Asker {
@@ -72,34 +179,324 @@ fn history_file(name: &str) -> Option<PathBuf> {
     Some(PathBuf::from(home).join(format!(".vmwire_{name}_history")))
 }
 
-/// Runs the shell until end of input (Ctrl-D) or the session ends.
-pub fn interactive<S: Session>(name: &str, prompt: &str, mut session: S) -> Result<(), String> {
+/// The terminal and the process's end, shared by the reading thread and the
+/// session's: whoever ends the process holds `console` for good, so the
+/// other cannot print half a line or end it a second time.
+struct Console {
+    console: Mutex<()>,
+    /// The terminal's settings before the shell began (restored on exit).
+    saved: Option<Termios>,
+    stdout_is_terminal: bool,
+}
+
+impl Console {
+    /// Prints what a line produced: peer text escaped on a terminal.
+    fn print(&self, printed: &Printed) {
+        let _guard = self.console.lock();
+        if !printed.out.is_empty() {
+            let mut stdout = std::io::stdout().lock();
+            if self.stdout_is_terminal {
+                for line in String::from_utf8_lossy(&printed.out).lines() {
+                    let _ = writeln!(stdout, "{}", escape(line));
+                }
+            } else {
+                let _ = stdout.write_all(&printed.out);
+                if !printed.out.ends_with(b"\n") {
+                    let _ = stdout.write_all(b"\n");
+                }
+            }
+            let _ = stdout.flush();
+        }
+        if !printed.err.is_empty() {
+            eprintln!("{}", escape_lines(&printed.err));
+        }
+    }
+
+    /// Ends the process from the session's thread (the reading thread may be
+    /// inside rustyline, which cannot be woken): the terminal as it was,
+    /// `why` on stderr, status by `ended`.
+    fn end(&self, why: &[String], ended: Ended) -> ! {
+        let guard = self.console.lock();
+        self.restore();
+        for line in why {
+            eprintln!("{}", escape_lines(line));
+        }
+        let _ = std::io::stdout().flush();
+        std::mem::forget(guard);
+        std::process::exit(i32::from(ended.code()))
+    }
+
+    fn restore(&self) {
+        if let Some(saved) = &self.saved {
+            let _ = termios::tcsetattr(std::io::stdin().as_fd(), OptionalActions::Now, saved);
+        }
+    }
+}
+
+fn escape_lines(text: &str) -> String {
+    text.lines().map(|l| escape(l).to_string()).collect::<Vec<_>>().join("\n")
+}
+
+/// Runs the shell until end of input (Ctrl-D) or the session ends; the
+/// exit status as the module documentation says.
+pub fn interactive<S: Session>(name: &str, prompt: &str, session: S) -> ExitCode {
+    let terminal = std::io::stdin().is_terminal();
+    let console = Arc::new(Console {
+        console: Mutex::new(()),
+        saved: if terminal { termios::tcgetattr(std::io::stdin().as_fd()).ok() } else { None },
+        stdout_is_terminal: std::io::stdout().is_terminal(),
+    });
+    if terminal {
+        if let Some(banner) = session.banner() {
+            println!("{}", escape_lines(&banner));
+        }
+    }
     let (request_tx, request_rx) = mpsc::channel::<Request>();
     let (reply_tx, reply_rx) = mpsc::channel::<Reply>();
+    let interrupt = Interrupt::default();
+    let mut editor = if terminal {
+        match line_editor(request_tx.clone(), reply_rx) {
+            Ok(e) => Input::Terminal(Box::new(e)),
+            Err(e) => return crate::fail(&e),
+        }
+    } else {
+        Input::Pipe(Mutex::new(reply_rx))
+    };
+    let printer = match &mut editor {
+        Input::Terminal(e) => e.create_external_printer().ok(),
+        Input::Pipe(_) => None,
+    };
+    let worker = spawn_session(session, request_rx, reply_tx, interrupt.clone(), console.clone(), printer);
+    let history = if terminal { history_file(name) } else { None };
+    if let (Input::Terminal(e), Some(h)) = (&mut editor, &history) {
+        let _ = e.load_history(h);
+    }
+    let mut prompt = prompt.to_owned();
+    let mut failed = false;
+    // Replies to abandoned commands still to come: discarded.
+    let mut abandoned = 0usize;
+    let end = loop {
+        let line = match read_line(&mut editor, &prompt) {
+            Ok(Some(line)) => line,
+            Ok(None) => break None,
+            Err(e) => {
+                eprintln!("vmwire: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let (Input::Terminal(e), Some(h)) = (&mut editor, &history) {
+            let _ = e.add_history_entry(line.as_str());
+            // Appended as it goes, so that no way of ending loses it.
+            let _ = e.append_history(h);
+        }
+        interrupt.lower();
+        if request_tx.send(Request::Line(line)).is_err() {
+            break None;
+        }
+        let replies = match &editor {
+            Input::Terminal(e) => e.helper().map(|h| &h.replies),
+            Input::Pipe(r) => Some(r),
+        };
+        let Some(Ok(replies)) = replies.map(|r| r.lock()) else { break None };
+        match await_output(&replies, &mut abandoned, terminal.then_some(&interrupt)) {
+            Waited::Output(outcome) => {
+                console.print(&outcome.printed);
+                failed |= outcome.printed.failed;
+                if let Some(p) = outcome.prompt {
+                    prompt = p;
+                }
+                if let Some(ended) = outcome.ended {
+                    break Some(ended);
+                }
+            }
+            Waited::Abandoned => {
+                eprintln!("vmwire: interrupted; the command's reply, if it comes, is discarded");
+                abandoned += 1;
+            }
+            Waited::Gone => break None,
+        }
+    };
+    let guard = console.console.lock();
+    drop(editor);
+    drop(request_tx);
+    drop(guard);
+    if end.is_none() {
+        let _ = worker.join();
+    }
+    match end {
+        Some(Ended::PeerGone) => ExitCode::from(Ended::PeerGone.code()),
+        _ if failed && !terminal => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// Where lines come from: rustyline on a terminal, else the pipe as it is.
+enum Input {
+    Terminal(Box<Editor<Asker, DefaultHistory>>),
+    Pipe(Mutex<mpsc::Receiver<Reply>>),
+}
+
+fn line_editor(
+    requests: mpsc::Sender<Request>,
+    replies: mpsc::Receiver<Reply>,
+) -> Result<Editor<Asker, DefaultHistory>, String> {
     // Bash-like: Tab completes the common prefix, a second Tab lists the candidates.
     let config =
         rustyline::Config::builder().completion_type(rustyline::CompletionType::List).auto_add_history(false).build();
     let mut editor: Editor<Asker, DefaultHistory> = Editor::with_config(config).map_err(|e| e.to_string())?;
-    editor.set_helper(Some(Asker { requests: request_tx.clone(), replies: std::sync::Mutex::new(reply_rx) }));
-    let history = history_file(name);
-    if let Some(h) = &history {
-        let _ = editor.load_history(h);
+    editor.set_helper(Some(Asker { requests, replies: Mutex::new(replies) }));
+    Ok(editor)
+}
+
+/// The next line; `None` at the end of input.
+fn read_line(input: &mut Input, prompt: &str) -> Result<Option<String>, String> {
+    match input {
+        Input::Terminal(editor) => loop {
+            match editor.readline(prompt) {
+                Ok(line) => return Ok(Some(line)),
+                // As in bash: the line is dropped, a new prompt.
+                Err(ReadlineError::Interrupted) => continue,
+                Err(ReadlineError::Eof) => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            }
+        },
+        Input::Pipe(_) => {
+            let mut line = Vec::new();
+            let mut stdin = std::io::stdin().lock();
+            let n = (&mut stdin).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Ok(None);
+            }
+            if line.len() > MAX_LINE {
+                // Skip the rest of the line.
+                let mut rest = Vec::new();
+                let _ = stdin.read_until(b'\n', &mut rest);
+                return Err(format!("line longer than {MAX_LINE} bytes, skipped"));
+            }
+            String::from_utf8(line).map(Some).map_err(|_| "line is not UTF-8, skipped".into())
+        }
     }
-    let mut printer: Option<Box<dyn ExternalPrinter + Send>> =
-        editor.create_external_printer().ok().map(|p| Box::new(p) as Box<dyn ExternalPrinter + Send>);
-    let worker = thread::spawn(move || {
+}
+
+enum Waited {
+    Output(Outcome),
+    /// Ctrl-C: the user gave up on the command.
+    Abandoned,
+    /// The session's thread is gone.
+    Gone,
+}
+
+/// Waits for the pending line's outcome, discarding the `abandoned` replies
+/// that come first. With `interrupt` (on a terminal), Ctrl-C raises it and
+/// gives up waiting.
+fn await_output(replies: &mpsc::Receiver<Reply>, abandoned: &mut usize, interrupt: Option<&Interrupt>) -> Waited {
+    let _keys = interrupt.and_then(|_| KeysRaw::enter());
+    loop {
+        let reply = match interrupt {
+            None => replies.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(_) => replies.recv_timeout(Duration::from_millis(100)),
+        };
+        match reply {
+            Ok(Reply::Output(_)) if *abandoned > 0 => *abandoned -= 1,
+            Ok(Reply::Output(outcome)) => return Waited::Output(outcome),
+            Ok(Reply::Candidates(..)) => {}
+            Err(RecvTimeoutError::Disconnected) => return Waited::Gone,
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(interrupt) = interrupt {
+                    if ctrl_c_typed() {
+                        interrupt.raise();
+                        return Waited::Abandoned;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether Ctrl-C was typed (other keys typed meanwhile are dropped).
+fn ctrl_c_typed() -> bool {
+    let stdin = std::io::stdin();
+    let ready = vmwire_std::transport::wait_ready(
+        stdin.as_fd(),
+        rustix::event::PollFlags::IN,
+        Some(std::time::Instant::now()),
+    );
+    if !matches!(ready, Ok(true)) {
+        return false;
+    }
+    let mut keys = [0u8; 64];
+    match rustix::io::read(stdin.as_fd(), &mut keys) {
+        Ok(n) => keys.get(..n).is_some_and(|k| k.contains(&0x03)),
+        Err(_) => false,
+    }
+}
+
+/// The terminal set, while a reply is pending, to hand Ctrl-C to the shell
+/// as a key instead of killing it; as it was again when dropped.
+struct KeysRaw(Termios);
+
+impl KeysRaw {
+    fn enter() -> Option<KeysRaw> {
+        let stdin = std::io::stdin();
+        let saved = termios::tcgetattr(stdin.as_fd()).ok()?;
+        let mut raw = saved.clone();
+        raw.local_modes.remove(LocalModes::ISIG | LocalModes::ICANON | LocalModes::ECHO);
+        raw.special_codes[SpecialCodeIndex::VMIN] = 1;
+        raw.special_codes[SpecialCodeIndex::VTIME] = 0;
+        termios::tcsetattr(stdin.as_fd(), OptionalActions::Now, &raw).ok()?;
+        Some(KeysRaw(saved))
+    }
+}
+
+impl Drop for KeysRaw {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(std::io::stdin().as_fd(), OptionalActions::Now, &self.0);
+    }
+}
+
+/// The session's thread: runs lines and completions as asked, prints what
+/// the session says while idle, and ends the process if the session ends
+/// while the user is at the prompt.
+fn spawn_session<S: Session>(
+    mut session: S,
+    requests: mpsc::Receiver<Request>,
+    replies: mpsc::Sender<Reply>,
+    interrupt: Interrupt,
+    console: Arc<Console>,
+    mut printer: Option<impl ExternalPrinter + Send + 'static>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
         loop {
-            match request_rx.recv_timeout(Duration::from_millis(100)) {
+            match requests.recv_timeout(Duration::from_millis(100)) {
                 Ok(Request::Line(line)) => {
-                    let out = session.run(&line);
-                    let _ = reply_tx.send(Reply::Output(out, session.ended()));
+                    let printed = session.run(&line, &interrupt);
+                    let ended = session.ended();
+                    let outcome = Outcome { printed, ended, prompt: session.prompt() };
+                    let _ = replies.send(Reply::Output(outcome));
+                    if let (Some(ended), true) = (ended, interrupt.raised()) {
+                        // Nobody waits for this reply: the user is at the prompt.
+                        console.end(&[], ended);
+                    }
+                    if ended.is_some() {
+                        return;
+                    }
                 }
                 Ok(Request::Complete(line)) => {
                     let (start, words) = session.complete(&line);
-                    let _ = reply_tx.send(Reply::Candidates(start, words));
+                    let _ = replies.send(Reply::Candidates(start, words));
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    for line in session.idle() {
+                    let lines = session.idle();
+                    if let Some(ended) = session.ended() {
+                        console.end(&lines, ended);
+                    }
+                    let _guard = console.console.lock();
+                    for line in lines {
+                        let line = escape_lines(&line);
                         match printer.as_mut() {
                             Some(p) => {
                                 let _ = p.print(format!("{line}\n"));
@@ -107,53 +504,11 @@ pub fn interactive<S: Session>(name: &str, prompt: &str, mut session: S) -> Resu
                             None => println!("{line}"),
                         }
                     }
-                    if session.ended() {
-                        break;
-                    }
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
             }
         }
-    });
-    loop {
-        match editor.readline(prompt) {
-            Ok(line) if line.trim().is_empty() => {}
-            Ok(line) => {
-                let _ = editor.add_history_entry(line.as_str());
-                if request_tx.send(Request::Line(line)).is_err() {
-                    break;
-                }
-                let helper = editor.helper().ok_or("shell helper missing")?;
-                let replies = helper.replies.lock().map_err(|_| "shell poisoned")?;
-                let reply = loop {
-                    match replies.recv() {
-                        Ok(Reply::Output(out, ended)) => break Some((out, ended)),
-                        Ok(Reply::Candidates(..)) => continue,
-                        Err(_) => break None,
-                    }
-                };
-                let Some((out, ended)) = reply else { break };
-                match out {
-                    Ok(text) if text.is_empty() => {}
-                    Ok(text) => println!("{text}"),
-                    Err(e) => eprintln!("{e}"),
-                }
-                if ended {
-                    break;
-                }
-            }
-            Err(ReadlineError::Interrupted) => {}
-            Err(ReadlineError::Eof) => break,
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    if let Some(h) = &history {
-        let _ = editor.save_history(h);
-    }
-    drop(editor);
-    drop(request_tx);
-    let _ = worker.join();
-    Ok(())
+    })
 }
 
 /// The start of the word the cursor is in, and that word.
