@@ -151,8 +151,8 @@ impl Session for HmpShell {
         }
     }
 
-    fn idle(&mut self) -> Vec<String> {
-        self.hmp.take_unsolicited()
+    fn idle(&mut self) -> Printed {
+        Printed::ok(shell::lines(self.hmp.take_unsolicited()))
     }
 
     fn ended(&self) -> Option<Ended> {

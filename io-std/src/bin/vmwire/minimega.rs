@@ -164,13 +164,13 @@ impl Session for MinimegaShell {
         (start, lines.iter().filter_map(|l| l.strip_prefix(before)).map(str::to_string).collect())
     }
 
-    fn idle(&mut self) -> Vec<String> {
+    fn idle(&mut self) -> Printed {
         let mm = &mut self.mm;
-        let (lines, failed) = shell::drain(|| mm.next_status(Some(Duration::ZERO)), |status| status);
+        let (printed, failed) = shell::drain(|| mm.next_status(Some(Duration::ZERO)), |status| status);
         if failed {
             self.ended = Some(Ended::PeerGone);
         }
-        lines
+        printed
     }
 
     fn ended(&self) -> Option<Ended> {
@@ -207,7 +207,7 @@ mod tests {
         let interrupt = Interrupt::default();
         assert!(!shell.run("echo x", &interrupt).failed);
         assert!(fake.status("VM 3 started"));
-        assert_eq!(shell.idle(), ["VM 3 started"]);
+        assert_eq!(shell.idle().out, b"VM 3 started\n");
         // `quit` needs saying twice, as with minimega -attach.
         assert!(shell.run("quit", &interrupt).out.starts_with(b"CAUTION"));
         assert!(!fake.stopped());

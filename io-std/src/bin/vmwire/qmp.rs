@@ -299,7 +299,9 @@ fn json_command(text: &str) -> Result<ShellCommand<'_>, String> {
                     value.raw_str()
                 ))?);
             }
-            other => return Err(format!("unknown member {:?} (a command has execute or exec-oob, arguments, id)", other)),
+            other => {
+                return Err(format!("unknown member {:?} (a command has execute or exec-oob, arguments, id)", other));
+            }
         }
     }
     if !named {
@@ -481,13 +483,7 @@ struct QmpShell {
 }
 
 impl QmpShell {
-    fn new(
-        mut qmp: Qmp,
-        pretty: bool,
-        verbose: bool,
-        log: Option<std::fs::File>,
-        timeout: Option<Duration>,
-    ) -> Self {
+    fn new(mut qmp: Qmp, pretty: bool, verbose: bool, log: Option<std::fs::File>, timeout: Option<Duration>) -> Self {
         #[derive(serde::Deserialize)]
         struct Info {
             name: String,
@@ -521,9 +517,11 @@ impl QmpShell {
         }
     }
 
-    /// Events and late replies that arrived, logged, as lines to print.
-    fn arrivals(&mut self) -> Vec<String> {
+    /// Events and late replies that arrived, logged, as lines to print; and
+    /// whether the connection ended (its message then on `err`).
+    fn arrivals(&mut self) -> Printed {
         let mut lines = Vec::new();
+        let mut err = String::new();
         loop {
             match self.qmp.next_event(Some(Duration::ZERO)) {
                 Ok(Some(event)) => {
@@ -531,13 +529,16 @@ impl QmpShell {
                     lines.push(event_json(&event, self.pretty));
                 }
                 Ok(None) => break,
-                Err(Error::Closed | Error::Io(_)) => {
+                Err(e @ (Error::Closed | Error::Io(_))) => {
                     self.ended = Some(Ended::PeerGone);
-                    lines.push("vmwire: QEMU closed the connection; the shell ends".into());
+                    err = match e {
+                        Error::Closed => "vmwire: QEMU closed the connection; the shell ends".into(),
+                        e => format!("vmwire: {e}; the shell ends"),
+                    };
                     break;
                 }
                 Err(e) => {
-                    lines.push(format!("vmwire: {e}"));
+                    err = format!("vmwire: {e}");
                     break;
                 }
             }
@@ -554,67 +555,68 @@ impl QmpShell {
                 lines.push(text);
             }
         }
-        lines
+        Printed { out: shell::lines(lines), err, failed: false }
     }
 
     /// Sends `command`, waits for its reply, and prints it after whatever
     /// arrived first.
     fn execute(&mut self, command: &ShellCommand<'_>, interrupt: &Interrupt) -> Printed {
-        let sent = self.qmp.send_command(command.build());
         let mut out = String::new();
+        let sent = self.qmp.send_command(command.build());
         let shown_id = match &sent {
             Ok(id) if self.verbose => Some(id.clone()),
             _ => command.id.clone(),
         };
-        let reply = match sent {
-            Ok(id) => {
-                let message = command.message(&id);
-                self.transcript(&message);
-                if self.verbose {
-                    out.push_str(&message);
-                    out.push('\n');
-                }
-                let reply = await_reply(&mut self.qmp, &id, self.timeout, &|| interrupt.raised());
-                if let Ok(Some(value)) = &reply {
-                    self.transcript(&reply_message(Ok(value), Some(&id), false));
-                } else if let Err(Error::Qemu(e)) = &reply {
-                    self.transcript(&reply_message(Err(e), Some(&id), false));
-                }
-                reply
+        let reply = sent.and_then(|id| {
+            let message = command.message(&id);
+            self.transcript(&message);
+            if self.verbose {
+                out.push_str(&message);
+                out.push('\n');
             }
+            let reply = await_reply(&mut self.qmp, &id, self.timeout, &|| interrupt.raised());
+            match &reply {
+                Ok(Some(value)) => self.transcript(&reply_message(Ok(value), Some(&id), false)),
+                Err(Error::Qemu(e)) => self.transcript(&reply_message(Err(e), Some(&id), false)),
+                _ => {}
+            }
+            reply
+        });
+        let reply = match reply {
+            // Abandoned (Ctrl-C): nobody reads this.
+            Ok(None) => return Printed::error("interrupted"),
+            Ok(Some(value)) => Ok(value),
             Err(e) => Err(e),
         };
-        let mut failed = false;
+        if let (Ok(value), "quit") = (&reply, command.name.as_str()) {
+            out.push_str(&reply_message(Ok(value), shown_id.as_ref(), self.pretty));
+            out.push('\n');
+            return self.quit(out);
+        }
+        // Events that came first are printed first.
+        let arrived = self.arrivals();
+        out.push_str(&String::from_utf8_lossy(&arrived.out));
+        let mut printed = Printed { err: arrived.err, ..Printed::default() };
         match reply {
-            Ok(Some(value)) => {
-                if command.name == "quit" {
-                    out.push_str(&reply_message(Ok(&value), shown_id.as_ref(), self.pretty));
-                    out.push('\n');
-                    return self.quit(out);
-                }
-                for line in self.arrivals() {
-                    out.push_str(&line);
-                    out.push('\n');
-                }
+            Ok(value) => {
                 out.push_str(&reply_message(Ok(&value), shown_id.as_ref(), self.pretty));
             }
             Err(Error::Qemu(e)) => {
-                for line in self.arrivals() {
-                    out.push_str(&line);
-                    out.push('\n');
-                }
                 out.push_str(&reply_message(Err(&e), shown_id.as_ref(), self.pretty));
-                failed = true;
+                printed.failed = true;
             }
-            // Abandoned (Ctrl-C): nobody reads this.
-            Ok(None) => return Printed::error("interrupted"),
             Err(e @ (Error::Closed | Error::Io(_))) => {
                 self.ended = Some(Ended::PeerGone);
-                return Printed { out: out.into(), err: format!("vmwire: {e}; the shell ends"), failed: true };
+                printed.err = format!("vmwire: {e}; the shell ends");
+                printed.failed = true;
             }
-            Err(e) => return Printed { out: out.into(), err: format!("vmwire: {e}"), failed: true },
+            Err(e) => {
+                printed.err = format!("vmwire: {e}");
+                printed.failed = true;
+            }
         }
-        Printed { out: out.into(), err: String::new(), failed }
+        printed.out = out.into_bytes();
+        printed
     }
 
     /// After `quit` was accepted: QEMU sends `SHUTDOWN` and closes. The
@@ -627,12 +629,15 @@ impl QmpShell {
                     out.push_str(&event_json(&event, self.pretty));
                     out.push('\n');
                 }
-                Ok(None) => return Printed { out: out.into(), err: "vmwire: QEMU accepted quit but did not close the connection".into(), failed: true },
+                Ok(None) => {
+                    let err = "vmwire: QEMU accepted quit but did not close the connection";
+                    return Printed { out: out.into_bytes(), err: err.into(), failed: true };
+                }
                 Err(_) => break,
             }
         }
         self.ended = Some(Ended::Asked);
-        Printed { out: out.into(), err: "vmwire: QEMU quit; the shell ends".into(), failed: false }
+        Printed { out: out.into_bytes(), err: "vmwire: QEMU quit; the shell ends".into(), failed: false }
     }
 
     /// One line inside `transaction(` … `)`: an action, or the end.
@@ -706,7 +711,7 @@ impl Session for QmpShell {
         shell::complete_command(line, &self.commands)
     }
 
-    fn idle(&mut self) -> Vec<String> {
+    fn idle(&mut self) -> Printed {
         self.arrivals()
     }
 

@@ -48,10 +48,10 @@ pub trait Session: Send + 'static {
         let _ = line;
         (0, Vec::new())
     }
-    /// Called about ten times a second while nothing else happens: lines to
-    /// print (asynchronous events).
-    fn idle(&mut self) -> Vec<String> {
-        Vec::new()
+    /// Called about ten times a second while nothing else happens: what to
+    /// print (asynchronous events on `out`, one a line).
+    fn idle(&mut self) -> Printed {
+        Printed::default()
     }
     /// Whether the session has ended, and how: the shell then exits.
     fn ended(&self) -> Option<Ended> {
@@ -213,23 +213,18 @@ impl Console {
     }
 
     /// Ends the process from the session's thread (the reading thread may be
-    /// inside rustyline, which cannot be woken): the terminal as it was,
-    /// `why` on stderr, status by `ended`.
-    fn end(&self, why: &[String], ended: Ended) -> ! {
-        let guard = self.console.lock();
-        self.restore();
-        for line in why {
-            eprintln!("{}", escape_lines(line));
-        }
-        let _ = std::io::stdout().flush();
-        std::mem::forget(guard);
-        std::process::exit(i32::from(ended.code()))
-    }
-
-    fn restore(&self) {
+    /// inside rustyline, which cannot be woken): the terminal as it was, the
+    /// last words printed, status by `ended`.
+    fn end(&self, last: &Printed, ended: Ended) -> ! {
         if let Some(saved) = &self.saved {
             let _ = termios::tcsetattr(std::io::stdin().as_fd(), OptionalActions::Now, saved);
+            // Off the line being typed.
+            println!();
         }
+        self.print(last);
+        // Held for good: nobody prints after this, nor ends the process again.
+        std::mem::forget(self.console.lock());
+        std::process::exit(i32::from(ended.code()))
     }
 }
 
@@ -420,11 +415,8 @@ fn await_output(replies: &mpsc::Receiver<Reply>, abandoned: &mut usize, interrup
 /// Whether Ctrl-C was typed (other keys typed meanwhile are dropped).
 fn ctrl_c_typed() -> bool {
     let stdin = std::io::stdin();
-    let ready = vmwire_std::transport::wait_ready(
-        stdin.as_fd(),
-        rustix::event::PollFlags::IN,
-        Some(std::time::Instant::now()),
-    );
+    let ready =
+        vmwire_std::transport::wait_ready(stdin.as_fd(), rustix::event::PollFlags::IN, Some(std::time::Instant::now()));
     if !matches!(ready, Ok(true)) {
         return false;
     }
@@ -479,7 +471,7 @@ fn spawn_session<S: Session>(
                     let _ = replies.send(Reply::Output(outcome));
                     if let (Some(ended), true) = (ended, interrupt.raised()) {
                         // Nobody waits for this reply: the user is at the prompt.
-                        console.end(&[], ended);
+                        console.end(&Printed::default(), ended);
                     }
                     if ended.is_some() {
                         return;
@@ -490,19 +482,19 @@ fn spawn_session<S: Session>(
                     let _ = replies.send(Reply::Candidates(start, words));
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    let lines = session.idle();
+                    let printed = session.idle();
                     if let Some(ended) = session.ended() {
-                        console.end(&lines, ended);
+                        console.end(&printed, ended);
                     }
-                    let _guard = console.console.lock();
-                    for line in lines {
-                        let line = escape_lines(&line);
-                        match printer.as_mut() {
-                            Some(p) => {
-                                let _ = p.print(format!("{line}\n"));
+                    match printer.as_mut() {
+                        // Above the line being typed.
+                        Some(p) => {
+                            let out = String::from_utf8_lossy(&printed.out);
+                            for line in out.lines().chain(printed.err.lines()) {
+                                let _ = p.print(format!("{}\n", escape(line)));
                             }
-                            None => println!("{line}"),
                         }
+                        None => console.print(&printed),
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -531,22 +523,34 @@ pub fn complete_command(line: &str, commands: &[String]) -> (usize, Vec<String>)
     }
 }
 
-/// Lines for [`Session::idle`]: what `next` has without waiting, one line
-/// each (made by `line`), and whether it failed (its error is then the last
-/// line).
+/// What [`Session::idle`] prints: what `next` has without waiting, one line
+/// each (made by `line`), and whether it failed (its error is then on `err`).
 pub fn drain<T, E: std::fmt::Display>(
     mut next: impl FnMut() -> Result<Option<T>, E>,
     mut line: impl FnMut(T) -> String,
-) -> (Vec<String>, bool) {
-    let mut lines = Vec::new();
+) -> (Printed, bool) {
+    let mut printed = Printed::default();
     loop {
         match next() {
-            Ok(Some(item)) => lines.push(line(item)),
-            Ok(None) => return (lines, false),
+            Ok(Some(item)) => {
+                printed.out.extend_from_slice(line(item).as_bytes());
+                printed.out.push(b'\n');
+            }
+            Ok(None) => return (printed, false),
             Err(e) => {
-                lines.push(e.to_string());
-                return (lines, true);
+                printed.err = format!("vmwire: {e}; the shell ends");
+                return (printed, true);
             }
         }
     }
+}
+
+/// Lines joined for [`Printed::out`].
+pub fn lines(lines: Vec<String>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in lines {
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out
 }
