@@ -169,7 +169,10 @@ fn a_raw_json_command_keeps_its_id_in_the_shell_and_one_shot() {
     assert_eq!(lines[0]["return"]["status"], "prelaunch");
     assert_eq!(lines[1]["id"], 7);
     assert!(lines[2].get("id").is_none());
-    assert_eq!(lines[3], serde_json::json!({"error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}, "id": "x"}));
+    assert_eq!(
+        lines[3],
+        serde_json::json!({"error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}, "id": "x"})
+    );
     assert!(stderr.contains("\"id\" must be a string"), "{stderr}");
 
     let out = vmwire(&["qmp", "--socket", sock, r#"{"execute":"query-status","id":"one-shot"}"#], "");

@@ -737,24 +737,68 @@ impl Session for QmpShell {
 mod tests {
     use super::*;
 
+    fn json(words: &[&str]) -> serde_json::Value {
+        let words: Vec<String> = words.iter().map(|s| s.to_string()).collect();
+        serde_json::from_str(&arguments(&words).unwrap().unwrap()).unwrap()
+    }
+
     #[test]
     fn shorthand_arguments() {
-        let words: Vec<String> =
-            ["device=ide0", "force=true", "a.b=1", "a.c=x y", "n=null"].iter().map(|s| s.to_string()).collect();
-        let json = arguments(&words).unwrap().unwrap();
-        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-        assert_eq!(v, serde_json::json!({"device": "ide0", "force": true, "a": {"b": 1, "c": "x y"}, "n": null}));
-        assert_eq!(arguments(&["{\"x\": 1}".into()]).unwrap().unwrap(), "{\"x\":1}");
+        assert_eq!(
+            json(&["device=ide0", "force=true", "a.b=1", "a.c=x y", "n=null", "f=1.5", "h=0x10"]),
+            serde_json::json!({"device": "ide0", "force": true, "a": {"b": 1, "c": "x y"}, "n": null, "f": 1.5, "h": "0x10"})
+        );
+        // JSON values as typed: objects, arrays, strings (quotes and all).
+        assert_eq!(
+            json(&[r#"file={"driver":"null-co"}"#, r#"l=[1, "2"]"#, r#"s="true""#, "q='a b'", "e="]),
+            serde_json::json!({"file": {"driver": "null-co"}, "l": [1, "2"], "s": "true", "q": "a b", "e": ""})
+        );
+        // One JSON object: passed as typed.
+        assert_eq!(arguments(&["{\"x\": 1}".into()]).unwrap().unwrap(), "{\"x\": 1}");
         assert!(arguments(&["[1]".into()]).is_err());
         assert!(arguments(&["novalue".into()]).is_err());
+        assert!(arguments(&["=1".into()]).is_err());
+        assert!(arguments(&["a..b=1".into()]).is_err());
+        // Looks like JSON, is not: an error naming the key.
+        for bad in ["file={driver:null-co}", "x=[1,", "x=\"open", "x='open"] {
+            let e = arguments(&[bad.into()]).unwrap_err();
+            assert!(e.starts_with(bad.split('=').next().unwrap()), "{e}");
+        }
     }
 
     #[test]
     fn words_and_quotes() {
         assert_eq!(
             split_words(r#"human-monitor-command command-line="info status" x='a b'"#).unwrap(),
-            ["human-monitor-command", "command-line=info status", "x=a b"]
+            ["human-monitor-command", "command-line=\"info status\"", "x='a b'"]
+        );
+        assert_eq!(
+            split_words(r#"blockdev-add file={"driver": "null-co", "a": [1, 2]} x="a \" b""#).unwrap(),
+            ["blockdev-add", r#"file={"driver": "null-co", "a": [1, 2]}"#, r#"x="a \" b""#]
         );
         assert!(split_words("a \"b").is_err());
+        assert_eq!(unquote("'a b'"), "a b");
+        assert_eq!(unquote("query-status"), "query-status");
+    }
+
+    #[test]
+    fn commands_written_as_json() {
+        let c = json_command(r#"{"execute": "query-status", "id": "mine"}"#).unwrap();
+        assert_eq!((c.name.as_str(), c.id, c.oob), ("query-status", Id::string("mine"), false));
+        let c = json_command(r#"{"exec-oob": "x", "arguments": {"a": 1}, "id": 7}"#).unwrap();
+        assert_eq!((&c.id, c.oob, c.arguments.map(|a| a.raw_str())), (&Some(Id::Number(7)), true, Some(r#"{"a": 1}"#)));
+        assert_eq!(c.message(&Id::Number(7)), r#"{"exec-oob":"x","arguments":{"a": 1},"id":7}"#);
+        for bad in [
+            r#"{"id": 1}"#,
+            r#"{"execute": 1}"#,
+            r#"{"execute": "a", "exec-oob": "b"}"#,
+            r#"{"execute": "a", "arguments": []}"#,
+            r#"{"execute": "a", "id": -1}"#,
+            r#"{"execute": "a", "id": {"x": 1}}"#,
+            r#"{"execute": "a", "other": 1}"#,
+            r#"{"execute": "a""#,
+        ] {
+            assert!(json_command(bad).is_err(), "{bad}");
+        }
     }
 }
