@@ -471,3 +471,13 @@ fn the_qga_shell_runs_exec_cat_and_put() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), "from the host\n");
 }
+
+#[test]
+fn the_hmp_shell_ends_after_quit_and_reads_no_further() {
+    let qemu = Qemu::builder().hmp().spawn().expect("QEMU starts");
+    let sock = qemu.hmp_path().unwrap().to_str().unwrap();
+    let out = vmwire(&["hmp", "--socket", sock], "info status\nquit\ninfo status\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "VM status: paused (prelaunch)\n");
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+}

@@ -20,7 +20,7 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -115,27 +115,37 @@ impl Ended {
     }
 }
 
-/// Raised by Ctrl-C while a command's reply is pending.
+/// Raised by Ctrl-C while a command's reply is pending. Lines are numbered
+/// from 1; the user gives up on one by its number.
 #[derive(Debug, Clone, Default)]
-pub struct Interrupt(Arc<AtomicBool>);
+pub struct Interrupt(Arc<Lines>);
+
+#[derive(Debug, Default)]
+struct Lines {
+    /// The line the session is running.
+    running: AtomicU64,
+    /// The last line the user gave up on.
+    abandoned: AtomicU64,
+}
 
 impl Interrupt {
-    /// Whether the user gave up on the pending command.
+    /// Whether the user gave up on the command being run.
     pub fn raised(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.abandoned.load(Ordering::SeqCst) >= self.0.running.load(Ordering::SeqCst)
     }
 
-    fn raise(&self) {
-        self.0.store(true, Ordering::SeqCst);
+    fn abandon(&self, line: u64) {
+        self.0.abandoned.store(line, Ordering::SeqCst);
     }
 
-    fn lower(&self) {
-        self.0.store(false, Ordering::SeqCst);
+    fn run(&self, line: u64) {
+        self.0.running.store(line, Ordering::SeqCst);
     }
 }
 
 enum Request {
-    Line(String),
+    /// A line to run, and its number.
+    Line(u64, String),
     Complete(String),
 }
 
@@ -147,7 +157,8 @@ struct Outcome {
 }
 
 enum Reply {
-    Output(Outcome),
+    /// The outcome of the line numbered so.
+    Output(u64, Outcome),
     Candidates(usize, Vec<String>),
 }
 
@@ -165,11 +176,16 @@ impl Completer for Asker {
         if self.requests.send(Request::Complete(line[..pos].to_string())).is_err() {
             return Ok((0, Vec::new()));
         }
-        match replies.recv_timeout(Duration::from_secs(5)) {
-            Ok(Reply::Candidates(start, words)) => {
-                Ok((start, words.into_iter().map(|w| Pair { display: w.clone(), replacement: w }).collect()))
+        loop {
+            match replies.recv_timeout(Duration::from_secs(5)) {
+                Ok(Reply::Candidates(start, words)) => {
+                    let pairs = words.into_iter().map(|w| Pair { display: w.clone(), replacement: w });
+                    return Ok((start, pairs.collect()));
+                }
+                // At the prompt, any outcome is an abandoned line's: discarded.
+                Ok(Reply::Output(..)) => {}
+                Err(_) => return Ok((0, Vec::new())),
             }
-            _ => Ok((0, Vec::new())),
         }
     }
 }
@@ -268,8 +284,7 @@ pub fn interactive<S: Session>(name: &str, prompt: &str, session: S) -> ExitCode
     }
     let mut prompt = prompt.to_owned();
     let mut failed = false;
-    // Replies to abandoned commands still to come: discarded.
-    let mut abandoned = 0usize;
+    let mut number = 0;
     let end = loop {
         let line = match read_line(&mut editor, &prompt) {
             Ok(Some(line)) => line,
@@ -288,8 +303,8 @@ pub fn interactive<S: Session>(name: &str, prompt: &str, session: S) -> ExitCode
             // Appended as it goes, so that no way of ending loses it.
             let _ = e.append_history(h);
         }
-        interrupt.lower();
-        if request_tx.send(Request::Line(line)).is_err() {
+        number += 1;
+        if request_tx.send(Request::Line(number, line)).is_err() {
             break None;
         }
         let replies = match &editor {
@@ -297,7 +312,7 @@ pub fn interactive<S: Session>(name: &str, prompt: &str, session: S) -> ExitCode
             Input::Pipe(r) => Some(r),
         };
         let Some(Ok(replies)) = replies.map(|r| r.lock()) else { break None };
-        match await_output(&replies, &mut abandoned, terminal.then_some(&interrupt)) {
+        match await_output(&replies, number, terminal.then_some(&interrupt)) {
             Waited::Output(outcome) => {
                 console.print(&outcome.printed);
                 failed |= outcome.printed.failed;
@@ -310,7 +325,6 @@ pub fn interactive<S: Session>(name: &str, prompt: &str, session: S) -> ExitCode
             }
             Waited::Abandoned => {
                 eprintln!("vmwire: interrupted; the command's reply, if it comes, is discarded");
-                abandoned += 1;
             }
             Waited::Gone => break None,
         }
@@ -372,6 +386,12 @@ fn read_line(input: &mut Input, prompt: &str) -> Result<Option<String>, String> 
                 let _ = stdin.read_until(b'\n', &mut rest);
                 return Err(format!("line longer than {MAX_LINE} bytes, skipped"));
             }
+            if line.ends_with(b"\n") {
+                line.pop();
+                if line.ends_with(b"\r") {
+                    line.pop();
+                }
+            }
             String::from_utf8(line).map(Some).map_err(|_| "line is not UTF-8, skipped".into())
         }
     }
@@ -385,10 +405,10 @@ enum Waited {
     Gone,
 }
 
-/// Waits for the pending line's outcome, discarding the `abandoned` replies
-/// that come first. With `interrupt` (on a terminal), Ctrl-C raises it and
-/// gives up waiting.
-fn await_output(replies: &mpsc::Receiver<Reply>, abandoned: &mut usize, interrupt: Option<&Interrupt>) -> Waited {
+/// Waits for the outcome of line `number`, discarding those of lines
+/// abandoned before. With `interrupt` (on a terminal), Ctrl-C abandons the
+/// line and gives up waiting.
+fn await_output(replies: &mpsc::Receiver<Reply>, number: u64, interrupt: Option<&Interrupt>) -> Waited {
     let _keys = interrupt.and_then(|_| KeysRaw::enter());
     loop {
         let reply = match interrupt {
@@ -396,17 +416,19 @@ fn await_output(replies: &mpsc::Receiver<Reply>, abandoned: &mut usize, interrup
             Some(_) => replies.recv_timeout(Duration::from_millis(100)),
         };
         match reply {
-            Ok(Reply::Output(_)) if *abandoned > 0 => *abandoned -= 1,
-            Ok(Reply::Output(outcome)) => return Waited::Output(outcome),
-            Ok(Reply::Candidates(..)) => {}
+            Ok(Reply::Output(n, outcome)) if n == number => return Waited::Output(outcome),
+            Ok(Reply::Output(..) | Reply::Candidates(..)) => {}
             Err(RecvTimeoutError::Disconnected) => return Waited::Gone,
             Err(RecvTimeoutError::Timeout) => {
-                if let Some(interrupt) = interrupt {
-                    if ctrl_c_typed() {
-                        interrupt.raise();
-                        return Waited::Abandoned;
-                    }
-                }
+                let Some(interrupt) = interrupt.filter(|_| ctrl_c_typed()) else { continue };
+                interrupt.abandon(number);
+                // An outcome sent just before is still shown if the
+                // session ended with it (the session's thread ends the
+                // process for one sent after).
+                return match replies.try_recv() {
+                    Ok(Reply::Output(n, outcome)) if n == number && outcome.ended.is_some() => Waited::Output(outcome),
+                    _ => Waited::Abandoned,
+                };
             }
         }
     }
@@ -464,11 +486,13 @@ fn spawn_session<S: Session>(
     thread::spawn(move || {
         loop {
             match requests.recv_timeout(Duration::from_millis(100)) {
-                Ok(Request::Line(line)) => {
+                Ok(Request::Line(number, line)) => {
+                    interrupt.run(number);
                     let printed = session.run(&line, &interrupt);
                     let ended = session.ended();
                     let outcome = Outcome { printed, ended, prompt: session.prompt() };
-                    let _ = replies.send(Reply::Output(outcome));
+                    let _ = replies.send(Reply::Output(number, outcome));
+                    // Checked after sending: see `await_output`.
                     if let (Some(ended), true) = (ended, interrupt.raised()) {
                         // Nobody waits for this reply: the user is at the prompt.
                         console.end(&Printed::default(), ended);
