@@ -686,7 +686,11 @@ impl Session for QmpShell {
         };
         let Some((first, rest)) = words.split_first() else { return Printed::default() };
         match first.as_str() {
-            "help" if rest.len() <= 1 => self.help(rest.first().map(String::as_str)),
+            "help" => match rest {
+                [] => self.help(None),
+                [command] => self.help(Some(&unquote(command))),
+                _ => Printed::error("usage: help [COMMAND]"),
+            },
             "transaction(" if self.transaction.is_none() => {
                 self.transaction = Some(Vec::new());
                 self.action(rest, interrupt)
