@@ -481,3 +481,25 @@ fn the_hmp_shell_ends_after_quit_and_reads_no_further() {
     assert_eq!(text(&out.stdout), "VM status: paused (prelaunch)\n");
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn ctrl_c_in_the_qga_shell_discards_the_late_reply() {
+    let ga = Ga::start();
+    let home = tempfile::tempdir().unwrap();
+    let sock = ga.dir.path().join("qga.sock");
+    let mut term = Terminal::spawn(&["qga", "--socket", sock.to_str().unwrap()], home.path());
+    term.expect("QEMU guest agent ");
+    term.expect("(QGA) ");
+    assert!(Command::new("kill").arg("-STOP").arg(ga.child.id().to_string()).status().unwrap().success());
+    term.type_keys("guest-info\r");
+    term.expect_pending();
+    term.type_keys("\x03");
+    term.expect("interrupted");
+    term.expect("(QGA) ");
+    assert!(Command::new("kill").arg("-CONT").arg(ga.child.id().to_string()).status().unwrap().success());
+    term.type_keys("guest-ping\r");
+    term.expect("{\"return\":{}}");
+    term.type_keys("\x04");
+    assert_eq!(term.exit_code(), Some(0), "{}", term.output());
+    assert!(!term.output().contains("supported_commands"), "the late reply was discarded: {}", term.output());
+}

@@ -158,4 +158,13 @@ impl Session for HmpShell {
     fn ended(&self) -> Option<Ended> {
         self.ended
     }
+
+    fn banner(&self) -> Option<String> {
+        let banner = self.hmp.banner().trim();
+        match self.hmp.version() {
+            _ if !banner.is_empty() => Some(banner.to_owned()),
+            Some((major, minor, micro)) => Some(format!("QEMU {major}.{minor}.{micro} monitor (over QMP)")),
+            None => None,
+        }
+    }
 }

@@ -171,6 +171,8 @@ Words of exec, cat and put are quoted as in a POSIX shell."#;
 struct QgaShell {
     agent: Agent,
     commands: Vec<String>,
+    /// The agent's version (`guest-info`).
+    version: String,
     pretty: bool,
     /// `--env` entries for `exec`.
     env: Vec<String>,
@@ -179,13 +181,13 @@ struct QgaShell {
 
 impl QgaShell {
     fn new(mut agent: Agent, pretty: bool, env: Vec<String>) -> Self {
-        let mut commands: Vec<String> = agent
-            .info()
-            .map(|i| i.supported_commands.into_iter().filter(|c| c.enabled).map(|c| c.name).collect())
-            .unwrap_or_default();
+        let (version, mut commands) = match agent.info() {
+            Ok(i) => (i.version, i.supported_commands.into_iter().filter(|c| c.enabled).map(|c| c.name).collect()),
+            Err(_) => (String::new(), Vec::new()),
+        };
         commands.extend(["exec", "cat", "put", "help"].map(String::from));
         commands.sort();
-        QgaShell { agent, commands, pretty, env, ended: None }
+        QgaShell { agent, commands, version, pretty, env, ended: None }
     }
 
     /// The shell's form of the error: the agent's refusal, or the end of the
@@ -275,5 +277,9 @@ impl Session for QgaShell {
 
     fn ended(&self) -> Option<Ended> {
         self.ended
+    }
+
+    fn banner(&self) -> Option<String> {
+        Some(format!("QEMU guest agent {}; type `help` for exec, cat and put.", self.version))
     }
 }
