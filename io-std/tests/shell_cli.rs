@@ -27,15 +27,17 @@ fn socket(qemu: &Qemu) -> &Path {
     qemu.qmp_path().expect("a QMP socket")
 }
 
+/// `vmwire SUBCOMMAND --timeout 30 ARGS…`: a generous limit for each reply,
+/// for a loaded machine (no test waits for a timeout).
+fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vmwire"));
+    command.args(&args[..1]).args(["--timeout", "30"]).args(&args[1..]);
+    command
+}
+
 /// Runs `vmwire ARGS` with `input` on its standard input (a pipe).
 fn vmwire(args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vmwire"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     finish(child)
 }
@@ -128,8 +130,7 @@ fn quit_ends_the_shell_with_status_0_and_reads_no_further() {
 fn the_peer_going_away_ends_the_shell_with_status_3() {
     let mut qemu = qemu();
     // Standard input stays open: the shell must not wait for another line.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vmwire"))
-        .args(["qmp", "--socket", socket(&qemu).to_str().unwrap()])
+    let mut child = command(&["qmp", "--socket", socket(&qemu).to_str().unwrap()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -290,7 +291,9 @@ impl Terminal {
         let child = Command::new("setsid")
             .arg("-c")
             .arg(env!("CARGO_BIN_EXE_vmwire"))
-            .args(args)
+            .args(&args[..1])
+            .args(["--timeout", "30"])
+            .args(&args[1..])
             .env("HOME", home)
             .env("TERM", "xterm")
             .stdin(tty())
@@ -499,7 +502,31 @@ fn ctrl_c_in_the_qga_shell_discards_the_late_reply() {
     assert!(Command::new("kill").arg("-CONT").arg(ga.child.id().to_string()).status().unwrap().success());
     term.type_keys("guest-ping\r");
     term.expect("{\"return\":{}}");
+    // Keys typed while a reply is pending are not the line editor's: wait.
+    term.expect("(QGA) ");
     term.type_keys("\x04");
     assert_eq!(term.exit_code(), Some(0), "{}", term.output());
     assert!(!term.output().contains("supported_commands"), "the late reply was discarded: {}", term.output());
+}
+
+#[test]
+fn an_overlong_or_invalid_line_is_skipped_and_the_next_runs() {
+    let qemu = qemu();
+    let long = format!("query-status x={}\n", "a".repeat(2 << 20));
+    let mut input = long.into_bytes();
+    input.extend_from_slice(b"\xff\xfe\nquery-status\n");
+    let mut child = command(&["qmp", "--socket", socket(&qemu).to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::spawn(move || stdin.write_all(&input));
+    let out = finish(child);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("line longer than 1048576 bytes, skipped"), "{stderr}");
+    assert!(stderr.contains("line is not UTF-8, skipped"), "{stderr}");
+    assert_eq!(json_lines(&out).len(), 1);
 }

@@ -289,10 +289,14 @@ pub fn interactive<S: Session>(name: &str, prompt: &str, session: S) -> ExitCode
         let line = match read_line(&mut editor, &prompt) {
             Ok(Some(line)) => line,
             Ok(None) => break None,
-            Err(e) => {
+            Err(Unread::Skipped(e)) => {
                 eprintln!("vmwire: {e}");
                 failed = true;
                 continue;
+            }
+            Err(Unread::Failed(e)) => {
+                drop(editor);
+                return crate::fail(&format!("reading the input: {e}"));
             }
         };
         if line.trim().is_empty() {
@@ -361,8 +365,16 @@ fn line_editor(
     Ok(editor)
 }
 
+/// Why [`read_line`] has no line.
+enum Unread {
+    /// This line was unreadable; the next may be fine.
+    Skipped(String),
+    /// The input failed.
+    Failed(String),
+}
+
 /// The next line; `None` at the end of input.
-fn read_line(input: &mut Input, prompt: &str) -> Result<Option<String>, String> {
+fn read_line(input: &mut Input, prompt: &str) -> Result<Option<String>, Unread> {
     match input {
         Input::Terminal(editor) => loop {
             match editor.readline(prompt) {
@@ -370,21 +382,31 @@ fn read_line(input: &mut Input, prompt: &str) -> Result<Option<String>, String> 
                 // As in bash: the line is dropped, a new prompt.
                 Err(ReadlineError::Interrupted) => continue,
                 Err(ReadlineError::Eof) => return Ok(None),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(Unread::Failed(e.to_string())),
             }
         },
         Input::Pipe(_) => {
             let mut line = Vec::new();
             let mut stdin = std::io::stdin().lock();
-            let n = (&mut stdin).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).map_err(|e| e.to_string())?;
+            let failed = |e: std::io::Error| Unread::Failed(e.to_string());
+            let n = (&mut stdin).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).map_err(failed)?;
             if n == 0 {
                 return Ok(None);
             }
             if line.len() > MAX_LINE {
-                // Skip the rest of the line.
-                let mut rest = Vec::new();
-                let _ = stdin.read_until(b'\n', &mut rest);
-                return Err(format!("line longer than {MAX_LINE} bytes, skipped"));
+                // Skip the rest of the line, a buffer at a time.
+                loop {
+                    let buf = stdin.fill_buf().map_err(failed)?;
+                    match buf.iter().position(|&b| b == b'\n') {
+                        Some(at) => break stdin.consume(at + 1),
+                        None if buf.is_empty() => break,
+                        None => {
+                            let n = buf.len();
+                            stdin.consume(n);
+                        }
+                    }
+                }
+                return Err(Unread::Skipped(format!("line longer than {MAX_LINE} bytes, skipped")));
             }
             if line.ends_with(b"\n") {
                 line.pop();
@@ -392,7 +414,7 @@ fn read_line(input: &mut Input, prompt: &str) -> Result<Option<String>, String> 
                     line.pop();
                 }
             }
-            String::from_utf8(line).map(Some).map_err(|_| "line is not UTF-8, skipped".into())
+            String::from_utf8(line).map(Some).map_err(|_| Unread::Skipped("line is not UTF-8, skipped".into()))
         }
     }
 }
