@@ -17,7 +17,7 @@ use std::time::Duration;
 use vmwire_std::qemu::Qemu;
 
 /// Generous: a guard against a hang, not a timing.
-const HANG_GUARD: Duration = Duration::from_secs(60);
+const HANG_GUARD: Duration = Duration::from_secs(20);
 
 fn qemu() -> Qemu {
     Qemu::builder().qmp().spawn().expect("QEMU starts (apt-get install qemu-system-x86)")
@@ -318,12 +318,17 @@ impl Terminal {
 
     /// Waits until `text` appears past the mark, and moves the mark past it.
     fn expect(&mut self, text: &str) {
-        let at = common::eventually(&format!("{text:?} on the terminal"), HANG_GUARD, || {
-            let seen = self.seen.lock().unwrap();
+        let give_up = std::time::Instant::now() + HANG_GUARD;
+        loop {
+            let seen = self.seen.lock().unwrap().clone();
+            if let Some(i) = seen[self.mark..].windows(text.len()).position(|w| w == text.as_bytes()) {
+                self.mark += i + text.len();
+                return;
+            }
             let rest = String::from_utf8_lossy(&seen[self.mark..]).into_owned();
-            rest.find(text).map(|i| self.mark + rest[..i].len() + text.len())
-        });
-        self.mark = at;
+            assert!(std::time::Instant::now() < give_up, "gave up waiting for {text:?}; after the mark: {rest:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Waits until the shell waits for a reply: the terminal set to hand it
@@ -529,4 +534,26 @@ fn an_overlong_or_invalid_line_is_skipped_and_the_next_runs() {
     assert!(stderr.contains("line longer than 1048576 bytes, skipped"), "{stderr}");
     assert!(stderr.contains("line is not UTF-8, skipped"), "{stderr}");
     assert_eq!(json_lines(&out).len(), 1);
+}
+
+#[test]
+fn keys_typed_while_a_reply_is_pending_are_kept() {
+    let qemu = qemu();
+    let home = tempfile::tempdir().unwrap();
+    let mut term = Terminal::spawn(&["qmp", "--socket", socket(&qemu).to_str().unwrap()], home.path());
+    term.expect("(QMP) ");
+    signal(&qemu, "-STOP");
+    term.type_keys("query-name\r");
+    term.expect_pending();
+    // A whole line and the start of another, typed before the reply comes.
+    term.type_keys("{\"execute\": \"query-status\", \"id\": \"typed\"}\rquery-sta");
+    signal(&qemu, "-CONT");
+    term.expect("{\"return\":{}}");
+    term.expect("\"id\":\"typed\"}");
+    term.expect("query-sta");
+    term.type_keys("tus\r");
+    term.expect("{\"return\":{\"status\":\"prelaunch\",\"singlestep\":false,\"running\":false}}");
+    term.expect("(QMP) ");
+    term.type_keys("\x04");
+    assert_eq!(term.exit_code(), Some(0), "{}", term.output());
 }

@@ -7,7 +7,8 @@
 //! `~/.vmwire_NAME_history` as each line is entered, Ctrl-C at the prompt
 //! drops the line (as bash does), Ctrl-C while a reply is pending abandons
 //! that command and returns to the prompt (its late reply is discarded),
-//! Ctrl-D ends the shell (status 0).
+//! keys typed while a reply is pending are kept for the next prompt, Ctrl-D
+//! ends the shell (status 0).
 //!
 //! Fed from a pipe: no banner, no prompt, no history; each line is run in
 //! turn, and the exit status is 1 if any command failed.
@@ -285,8 +286,10 @@ pub fn interactive<S: Session>(name: &str, prompt: &str, session: S) -> ExitCode
     let mut prompt = prompt.to_owned();
     let mut failed = false;
     let mut number = 0;
+    // Keys typed while a reply was pending.
+    let mut typed = Vec::new();
     let end = loop {
-        let line = match read_line(&mut editor, &prompt) {
+        let line = match read_line(&mut editor, &prompt, &mut typed) {
             Ok(Some(line)) => line,
             Ok(None) => break None,
             Err(Unread::Skipped(e)) => {
@@ -316,7 +319,7 @@ pub fn interactive<S: Session>(name: &str, prompt: &str, session: S) -> ExitCode
             Input::Pipe(r) => Some(r),
         };
         let Some(Ok(replies)) = replies.map(|r| r.lock()) else { break None };
-        match await_output(&replies, number, terminal.then_some(&interrupt)) {
+        match await_output(&replies, number, terminal.then_some(&interrupt), &mut typed) {
             Waited::Output(outcome) => {
                 console.print(&outcome.printed);
                 failed |= outcome.printed.failed;
@@ -373,11 +376,21 @@ enum Unread {
     Failed(String),
 }
 
-/// The next line; `None` at the end of input.
-fn read_line(input: &mut Input, prompt: &str) -> Result<Option<String>, Unread> {
+/// The next line; `None` at the end of input. On a terminal, keys `typed`
+/// ahead come first.
+fn read_line(input: &mut Input, prompt: &str, typed: &mut Vec<u8>) -> Result<Option<String>, Unread> {
     match input {
         Input::Terminal(editor) => loop {
-            match editor.readline(prompt) {
+            let start = match typed_ahead(typed) {
+                Ok(Some(line)) => {
+                    // As the line editor would have shown it.
+                    println!("{prompt}{}", escape(&line));
+                    return Ok(Some(line));
+                }
+                Ok(None) => return Ok(None),
+                Err(start) => start,
+            };
+            match editor.readline_with_initial(prompt, (&start, "")) {
                 Ok(line) => return Ok(Some(line)),
                 // As in bash: the line is dropped, a new prompt.
                 Err(ReadlineError::Interrupted) => continue,
@@ -429,8 +442,13 @@ enum Waited {
 
 /// Waits for the outcome of line `number`, discarding those of lines
 /// abandoned before. With `interrupt` (on a terminal), Ctrl-C abandons the
-/// line and gives up waiting.
-fn await_output(replies: &mpsc::Receiver<Reply>, number: u64, interrupt: Option<&Interrupt>) -> Waited {
+/// line and gives up waiting; other keys are kept in `typed`.
+fn await_output(
+    replies: &mpsc::Receiver<Reply>,
+    number: u64,
+    interrupt: Option<&Interrupt>,
+    typed: &mut Vec<u8>,
+) -> Waited {
     let _keys = interrupt.and_then(|_| KeysRaw::enter());
     loop {
         let reply = match interrupt {
@@ -438,11 +456,18 @@ fn await_output(replies: &mpsc::Receiver<Reply>, number: u64, interrupt: Option<
             Some(_) => replies.recv_timeout(Duration::from_millis(100)),
         };
         match reply {
-            Ok(Reply::Output(n, outcome)) if n == number => return Waited::Output(outcome),
+            Ok(Reply::Output(n, outcome)) if n == number => {
+                if interrupt.is_some() {
+                    // Keys typed up to now, for the next prompt (a Ctrl-C
+                    // as the reply came drops them).
+                    ctrl_c_typed(typed);
+                }
+                return Waited::Output(outcome);
+            }
             Ok(Reply::Output(..) | Reply::Candidates(..)) => {}
             Err(RecvTimeoutError::Disconnected) => return Waited::Gone,
             Err(RecvTimeoutError::Timeout) => {
-                let Some(interrupt) = interrupt.filter(|_| ctrl_c_typed()) else { continue };
+                let Some(interrupt) = interrupt.filter(|_| ctrl_c_typed(typed)) else { continue };
                 interrupt.abandon(number);
                 // An outcome sent just before is still shown if the
                 // session ended with it (the session's thread ends the
@@ -456,18 +481,53 @@ fn await_output(replies: &mpsc::Receiver<Reply>, number: u64, interrupt: Option<
     }
 }
 
-/// Whether Ctrl-C was typed (other keys typed meanwhile are dropped).
-fn ctrl_c_typed() -> bool {
+/// Whether Ctrl-C was typed. Other keys typed meanwhile are kept in
+/// `typed` (up to [`MAX_LINE`] bytes) for the next prompt; Ctrl-C drops them,
+/// as in bash.
+fn ctrl_c_typed(typed: &mut Vec<u8>) -> bool {
     let stdin = std::io::stdin();
-    let ready =
-        vmwire_std::transport::wait_ready(stdin.as_fd(), rustix::event::PollFlags::IN, Some(std::time::Instant::now()));
-    if !matches!(ready, Ok(true)) {
-        return false;
+    let now = || Some(std::time::Instant::now());
+    // All there is: what stays unread is the line editor's, which loses
+    // what follows a line end in one read.
+    while let Ok(true) = vmwire_std::transport::wait_ready(stdin.as_fd(), rustix::event::PollFlags::IN, now()) {
+        let mut keys = [0u8; 256];
+        let Ok(n @ 1..) = rustix::io::read(stdin.as_fd(), &mut keys) else { return false };
+        let keys = keys.get(..n).unwrap_or_default();
+        if keys.contains(&0x03) {
+            typed.clear();
+            return true;
+        }
+        let room = MAX_LINE.saturating_sub(typed.len());
+        typed.extend(keys.iter().take(room));
     }
-    let mut keys = [0u8; 64];
-    match rustix::io::read(stdin.as_fd(), &mut keys) {
-        Ok(n) => keys.get(..n).is_some_and(|k| k.contains(&0x03)),
-        Err(_) => false,
+    false
+}
+
+/// What was typed ahead (while a reply was pending), for the next prompt:
+/// a whole line (`Ok`, its end taken), or the start of one (`Err`, all
+/// taken). Control keys are dropped; Ctrl-D on an empty line is the end of
+/// input (`Ok(None)`).
+fn typed_ahead(typed: &mut Vec<u8>) -> Result<Option<String>, String> {
+    let end = typed.iter().position(|&b| b == b'\r' || b == b'\n' || b == 0x04);
+    let Some(end) = end else {
+        let start = String::from_utf8_lossy(typed).chars().filter(|c| !c.is_control()).collect();
+        typed.clear();
+        return Err(start);
+    };
+    let eof = typed.get(end) == Some(&0x04);
+    let line: String = String::from_utf8_lossy(&typed[..end]).chars().filter(|c| !c.is_control()).collect();
+    let taken = end + usize::from(typed.get(end..end + 2) == Some(b"\r\n")) + 1;
+    typed.drain(..taken.min(typed.len()));
+    match (eof, line.is_empty()) {
+        (true, true) => Ok(None),
+        // Ctrl-D inside a line does nothing.
+        (true, false) => {
+            let mut rest = line.into_bytes();
+            rest.append(typed);
+            *typed = rest;
+            typed_ahead(typed)
+        }
+        (false, _) => Ok(Some(line)),
     }
 }
 
@@ -599,4 +659,22 @@ pub fn lines(lines: Vec<String>) -> Vec<u8> {
         out.push(b'\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_typed_ahead_make_lines_then_the_start_of_one() {
+        let mut typed = b"query-status\r\n{\"a\": 1}\rcont\x1b[A".to_vec();
+        assert_eq!(typed_ahead(&mut typed), Ok(Some("query-status".into())));
+        assert_eq!(typed_ahead(&mut typed), Ok(Some("{\"a\": 1}".into())));
+        assert_eq!(typed_ahead(&mut typed), Err("cont[A".into()));
+        assert!(typed.is_empty());
+        let mut typed = b"\x04".to_vec();
+        assert_eq!(typed_ahead(&mut typed), Ok(None));
+        let mut typed = b"ab\x04c\n".to_vec();
+        assert_eq!(typed_ahead(&mut typed), Ok(Some("abc".into())));
+    }
 }
