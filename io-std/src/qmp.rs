@@ -348,6 +348,32 @@ impl Qmp {
         self.wait(id, deadline(timeout), |v| Ok(v.raw_str().to_owned()), None)
     }
 
+    /// Sends `command` as built (its own id if it has one, `exec-oob` if
+    /// marked) without waiting; returns its id, for [`Qmp::reply_raw`].
+    pub fn send_command(&mut self, command: Command<'_>) -> Result<Id, Error> {
+        if self.conn.machine().state() == qmp::State::Closed {
+            return Err(Error::Closed);
+        }
+        Ok(self.conn.machine_mut().send(command)?)
+    }
+
+    /// Waits up to `timeout` for the reply to `id` (sent by
+    /// [`Qmp::send_command`]): its return value's JSON text as QEMU sent it,
+    /// or `Ok(None)` when the time is up and the command is still pending
+    /// (wait again, or [`Qmp::forget`] it).
+    pub fn reply_raw(&mut self, id: &Id, timeout: Option<Duration>) -> Result<Option<String>, Error> {
+        match self.wait_inner(id, deadline(timeout), |v| Ok(v.raw_str().to_owned()), None) {
+            Err(Error::Timeout) => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
+    /// Gives up on command `id`: its reply, if it ever comes, is kept as a
+    /// [`Stray::Stale`] and matched to nobody. Whether `id` was pending.
+    pub fn forget(&mut self, id: &Id) -> bool {
+        self.conn.machine_mut().forget(id)
+    }
+
     /// Passes `fd` to QEMU under the name `fdname` (`getfd`, with the
     /// descriptor attached as `SCM_RIGHTS`). UNIX sockets only.
     pub fn send_fd(&mut self, fdname: &str, fd: BorrowedFd<'_>) -> Result<(), Error> {

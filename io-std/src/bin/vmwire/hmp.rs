@@ -10,7 +10,7 @@ use vmwire_std::hmp::{Error, Monitor, Options};
 use vmwire_std::qemu::Qemu;
 use vmwire_std::qmp::Qmp;
 
-use crate::shell::{self, Session};
+use crate::shell::{self, Ended, Interrupt, Printed, Session};
 
 /// Talk to QEMU's human monitor (HMP).
 #[derive(Debug, Args)]
@@ -71,10 +71,7 @@ pub fn run(args: HmpArgs) -> ExitCode {
         Err(e) => return crate::fail(&e),
     };
     let code = if args.line.is_empty() {
-        match shell::interactive("hmp", "(qemu) ", HmpShell::new(hmp)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => crate::fail(&e),
-        }
+        shell::interactive("hmp", "(qemu) ", HmpShell::new(hmp))
     } else {
         let code = match hmp.command(&args.line.join(" ")) {
             Ok(text) => {
@@ -103,7 +100,7 @@ struct HmpShell {
     hmp: Monitor,
     commands: Vec<String>,
     infos: Vec<String>,
-    ended: bool,
+    ended: Option<Ended>,
 }
 
 impl HmpShell {
@@ -122,19 +119,29 @@ impl HmpShell {
         };
         let commands = hmp.command("help").map(|t| words(t, 0)).unwrap_or_default();
         let infos = hmp.command("info").map(|t| words(t, 1)).unwrap_or_default();
-        HmpShell { hmp, commands, infos, ended: false }
+        HmpShell { hmp, commands, infos, ended: None }
     }
 }
 
 impl Session for HmpShell {
-    fn run(&mut self, line: &str) -> Result<String, String> {
+    fn run(&mut self, line: &str, _: &Interrupt) -> Printed {
+        // `quit` (or `q`) ends QEMU: the monitor closes, as the user asked.
+        let quit = matches!(line.split_whitespace().next(), Some("quit" | "q"));
         match self.hmp.command(line) {
-            Ok(text) => Ok(text.strip_suffix('\n').unwrap_or(&text).to_owned()),
-            Err(e @ (Error::Closed | Error::Io(_))) => {
-                self.ended = true;
-                Err(e.to_string())
+            Ok(text) if quit => {
+                self.ended = Some(Ended::Asked);
+                Printed::ok(text)
             }
-            Err(e) => Err(e.to_string()),
+            Ok(text) => Printed::ok(text.strip_suffix('\n').unwrap_or(&text)),
+            Err(Error::Closed) if quit => {
+                self.ended = Some(Ended::Asked);
+                Printed::default()
+            }
+            Err(e @ (Error::Closed | Error::Io(_))) => {
+                self.ended = Some(Ended::PeerGone);
+                Printed::error(format!("vmwire: {e}; the shell ends"))
+            }
+            Err(e) => Printed::error(format!("vmwire: {e}")),
         }
     }
 
@@ -146,11 +153,20 @@ impl Session for HmpShell {
         }
     }
 
-    fn idle(&mut self) -> Vec<String> {
-        self.hmp.take_unsolicited()
+    fn idle(&mut self) -> Printed {
+        Printed::ok(shell::lines(self.hmp.take_unsolicited()))
     }
 
-    fn ended(&self) -> bool {
+    fn ended(&self) -> Option<Ended> {
         self.ended
+    }
+
+    fn banner(&self) -> Option<String> {
+        let banner = self.hmp.banner().trim();
+        match self.hmp.version() {
+            _ if !banner.is_empty() => Some(banner.to_owned()),
+            Some((major, minor, micro)) => Some(format!("QEMU {major}.{minor}.{micro} monitor (over QMP)")),
+            None => None,
+        }
     }
 }

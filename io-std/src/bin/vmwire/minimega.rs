@@ -10,7 +10,7 @@ use vmwire_proto::minimega::{Config, check_line};
 use vmwire_std::minimega::{DEFAULT_SOCKET, Error, Frame, Minimega, Options, quote};
 use vmwire_std::text::escape;
 
-use crate::shell::{self, Session};
+use crate::shell::{self, Ended, Interrupt, Printed, Session};
 
 /// Talk to minimega over its command socket.
 #[derive(Debug, Args)]
@@ -97,17 +97,9 @@ pub fn run(args: MinimegaArgs) -> ExitCode {
             Some(ns) => format!("minimega:{}[{ns}]$ ", args.socket.display()),
             None => format!("minimega:{}$ ", args.socket.display()),
         };
-        let shell = MinimegaShell {
-            mm,
-            json: args.json,
-            allow_daemon_state: args.allow_daemon_state,
-            quit_armed: false,
-            ended: false,
-        };
-        return match shell::interactive("minimega", &prompt, shell) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => crate::fail(&e),
-        };
+        let shell =
+            MinimegaShell { mm, json: args.json, allow_daemon_state: args.allow_daemon_state, quit_armed: false, ended: None };
+        return shell::interactive("minimega", &prompt, shell);
     }
     match stream(&mut mm, &line, args.json) {
         Ok(true) => ExitCode::SUCCESS,
@@ -187,41 +179,46 @@ struct MinimegaShell {
     json: bool,
     allow_daemon_state: bool,
     quit_armed: bool,
-    ended: bool,
+    ended: Option<Ended>,
 }
 
 impl Session for MinimegaShell {
-    fn run(&mut self, line: &str) -> Result<String, String> {
+    fn run(&mut self, line: &str, _: &Interrupt) -> Printed {
         let line = line.trim();
         match line {
             "disconnect" => {
-                self.ended = true;
-                return Ok(String::new());
+                self.ended = Some(Ended::Asked);
+                return Printed::default();
             }
             "quit" if !std::mem::replace(&mut self.quit_armed, true) => {
-                return Ok("CAUTION: calling 'quit' will cause the minimega daemon to exit\n\
-                           If you really want to stop the minimega daemon, enter 'quit' again"
-                    .into());
+                return Printed::ok(
+                    "CAUTION: calling 'quit' will cause the minimega daemon to exit\n\
+                     If you really want to stop the minimega daemon, enter 'quit' again",
+                );
             }
             _ => self.quit_armed = false,
         }
-        guard(line, self.allow_daemon_state)?;
+        if let Err(refused) = guard(line, self.allow_daemon_state) {
+            return Printed::error(refused);
+        }
         // Frames are printed as they arrive; a long `read` shows progress.
         match stream(&mut self.mm, line, self.json) {
-            Ok(_) => Ok(String::new()),
-            Err(e @ Error::Closed { .. }) => {
-                self.ended = true;
-                Err(e.to_string())
+            Ok(ok) => Printed { failed: !ok, ..Printed::default() },
+            // `quit` gets no reply: the daemon exits, as asked.
+            Err(Error::Closed { frames: 0, .. }) if is_quit(line) => {
+                self.ended = Some(Ended::Asked);
+                Printed::default()
             }
             Err(
-                e @ (Error::Io(_)
+                e @ (Error::Closed { .. }
+                | Error::Io(_)
                 | Error::Timeout
                 | Error::Protocol(vmwire_proto::minimega::Error::FrameTooLarge { .. })),
             ) => {
-                self.ended = true;
-                Err(e.to_string())
+                self.ended = Some(Ended::PeerGone);
+                Printed::error(format!("vmwire: {e}; the shell ends"))
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Printed::error(e),
         }
     }
 
@@ -233,15 +230,17 @@ impl Session for MinimegaShell {
         (start, lines.iter().filter_map(|l| l.strip_prefix(before)).map(str::to_string).collect())
     }
 
-    fn idle(&mut self) -> Vec<String> {
+    fn idle(&mut self) -> Printed {
         let mm = &mut self.mm;
-        let (lines, failed) =
+        let (printed, failed) =
             shell::drain(|| mm.next_status(Some(Duration::ZERO)), |status| escape(&status).to_string());
-        self.ended |= failed;
-        lines
+        if failed {
+            self.ended = Some(Ended::PeerGone);
+        }
+        printed
     }
 
-    fn ended(&self) -> bool {
+    fn ended(&self) -> Option<Ended> {
         self.ended
     }
 }
@@ -266,19 +265,20 @@ mod tests {
     fn completion_asks_the_daemon() {
         let fake = fake_minimega::Fake::start();
         let mm = Minimega::connect(fake.path()).unwrap();
-        let mut shell = MinimegaShell { mm, json: false, allow_daemon_state: false, quit_armed: false, ended: false };
+        let mut shell = MinimegaShell { mm, json: false, allow_daemon_state: false, quit_armed: false, ended: None };
         assert_eq!(shell.complete("vm i"), (3, vec!["info ".to_string()]));
         assert_eq!(shell.complete("nam"), (0, vec!["namespace ".to_string()]));
         assert_eq!(shell.complete("zzz").1, Vec::<String>::new());
         assert_eq!(shell.complete("").1, Vec::<String>::new());
         // Status messages show while idle.
-        shell.run("echo x").unwrap();
+        let interrupt = Interrupt::default();
+        assert!(!shell.run("echo x", &interrupt).failed);
         assert!(fake.status("VM 3 started"));
-        assert_eq!(shell.idle(), ["VM 3 started"]);
+        assert_eq!(shell.idle().out, b"VM 3 started\n");
         // `quit` needs saying twice, as with minimega -attach.
-        assert!(shell.run("quit").unwrap().starts_with("CAUTION"));
+        assert!(shell.run("quit", &interrupt).out.starts_with(b"CAUTION"));
         assert!(!fake.stopped());
-        assert!(shell.run("disconnect").is_ok());
-        assert!(shell.ended());
+        assert!(!shell.run("disconnect", &interrupt).failed);
+        assert_eq!(shell.ended(), Some(Ended::Asked));
     }
 }

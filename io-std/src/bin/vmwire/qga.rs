@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use vmwire_std::qga::{Agent, Error, Options};
+use vmwire_std::qga::{Agent, Error, ExitStatus, Options, Output};
 
-use crate::qmp::{arguments, reply_json, split_words};
-use crate::shell::{self, Session};
+use crate::qmp::{arguments, reply_json, split_words, unquote};
+use crate::shell::{self, Ended, Interrupt, Printed, Session};
 
 /// Talk to the QEMU guest agent.
 #[derive(Debug, Args)]
@@ -68,10 +68,7 @@ pub fn run(args: QgaArgs) -> ExitCode {
         Err(e) => return crate::fail(&e),
     };
     let Some(command) = &args.command else {
-        return match shell::interactive("qga", "(QGA) ", QgaShell::new(agent, args.pretty)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => crate::fail(&e),
-        };
+        return shell::interactive("qga", "(QGA) ", QgaShell::new(agent, args.pretty, args.env.clone()));
     };
     let code = match command.as_str() {
         "exec" => exec(&mut agent, &args),
@@ -119,8 +116,8 @@ fn outcome(done: Result<(), Error>) -> ExitCode {
 
 /// Runs a guest program, prints what it printed, exits as it did.
 fn exec(agent: &mut Agent, args: &QgaArgs) -> ExitCode {
-    let Some((program, rest)) = args.args.split_first() else {
-        return crate::usage(&"exec takes -- PROGRAM ARGS…");
+    let Some((program, rest)) = program_and_args(&args.args) else {
+        return crate::usage(&EXEC_USAGE);
     };
     let mut input = Vec::new();
     if args.stdin {
@@ -132,48 +129,150 @@ fn exec(agent: &mut Agent, args: &QgaArgs) -> ExitCode {
     let env: Vec<&str> = args.env.iter().map(String::as_str).collect();
     match agent.exec(program, &argv, &env, args.stdin.then_some(&input[..])) {
         Ok(out) => {
-            let _ = std::io::stdout().lock().write_all(&out.stdout);
-            let _ = std::io::stderr().lock().write_all(&out.stderr);
-            if out.stdout_truncated || out.stderr_truncated {
-                eprintln!("vmwire: the guest agent cut the program's output short");
-            }
+            program_output(&out, &mut std::io::stdout().lock(), &mut std::io::stderr().lock());
             ExitCode::from(out.status.exit_status())
         }
         Err(e) => outcome(Err(e)),
     }
 }
 
+const EXEC_USAGE: &str = "exec takes -- PROGRAM ARGS…";
+
+/// The program and its arguments from `exec`'s words (a leading `--` dropped).
+fn program_and_args(words: &[String]) -> Option<(&String, &[String])> {
+    match words {
+        [dashes, rest @ ..] if dashes == "--" => rest.split_first(),
+        _ => words.split_first(),
+    }
+}
+
+/// Writes what a guest program printed (and a note if the agent cut it
+/// short); returns its status as a shell reports it: the code, or 128 +
+/// the signal.
+fn program_output(out: &Output, stdout: &mut dyn Write, stderr: &mut dyn Write) {
+    let _ = stdout.write_all(&out.stdout);
+    let _ = stderr.write_all(&out.stderr);
+    if out.stdout_truncated || out.stderr_truncated {
+        let _ = writeln!(stderr, "vmwire: the guest agent cut the program's output short");
+    }
+}
+
+/// What the shell's `help` says.
+const SHELL_HELP: &str = r#"Lines are the agent's commands (Tab completes their names), with arguments
+as key=value words or one JSON object (see `vmwire qmp` `help` for values), and:
+  exec [--] PROGRAM [ARGS...]   run a program in the guest (--env applies), print its output
+  cat GUEST_PATH [LOCAL_PATH]   print a guest file, or copy it to a local file
+  put GUEST_PATH LOCAL_PATH     copy a local file into the guest
+  help                          this text
+Words of exec, cat and put are quoted as in a POSIX shell."#;
+
 struct QgaShell {
     agent: Agent,
     commands: Vec<String>,
+    /// The agent's version (`guest-info`).
+    version: String,
     pretty: bool,
-    ended: bool,
+    /// `--env` entries for `exec`.
+    env: Vec<String>,
+    ended: Option<Ended>,
 }
 
 impl QgaShell {
-    fn new(mut agent: Agent, pretty: bool) -> Self {
-        let mut commands: Vec<String> = agent
-            .info()
-            .map(|i| i.supported_commands.into_iter().filter(|c| c.enabled).map(|c| c.name).collect())
-            .unwrap_or_default();
+    fn new(mut agent: Agent, pretty: bool, env: Vec<String>) -> Self {
+        let (version, mut commands) = match agent.info() {
+            Ok(i) => (i.version, i.supported_commands.into_iter().filter(|c| c.enabled).map(|c| c.name).collect()),
+            Err(_) => (String::new(), Vec::new()),
+        };
+        commands.extend(["exec", "cat", "put", "help"].map(String::from));
         commands.sort();
-        QgaShell { agent, commands, pretty, ended: false }
+        QgaShell { agent, commands, version, pretty, env, ended: None }
+    }
+
+    /// The shell's form of the error: the agent's refusal, or the end of the
+    /// connection (the shell then ends).
+    fn failure(&mut self, e: Error) -> Printed {
+        match e {
+            Error::Agent(e) => Printed::error(format!("vmwire: the guest agent says: {e}")),
+            e @ (Error::Closed | Error::Io(_)) => {
+                self.ended = Some(Ended::PeerGone);
+                Printed::error(format!("vmwire: {e}; the shell ends"))
+            }
+            e => Printed::error(format!("vmwire: {e}")),
+        }
+    }
+
+    /// `exec`, `cat`, `put`: `words` as a POSIX shell splits the line.
+    fn builtin(&mut self, words: &[String]) -> Printed {
+        let (out, err) = (&mut Vec::new(), &mut Vec::new());
+        let done = match words {
+            [exec, rest @ ..] if exec == "exec" => {
+                let Some((program, args)) = program_and_args(rest) else { return Printed::error(EXEC_USAGE) };
+                let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+                let env: Vec<&str> = self.env.iter().map(String::as_str).collect();
+                match self.agent.exec(program, &argv, &env, None) {
+                    Ok(output) => {
+                        program_output(&output, out, err);
+                        match output.status {
+                            ExitStatus::Code(0) => Ok(false),
+                            ExitStatus::Code(code) => {
+                                let _ = writeln!(err, "vmwire: {program} exited with status {code}");
+                                Ok(true)
+                            }
+                            ExitStatus::Signal(signal) => {
+                                let _ = writeln!(err, "vmwire: {program} was killed by signal {signal}");
+                                Ok(true)
+                            }
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            [cat, path] if cat == "cat" => self.agent.read_file_to(path, out).map(|_| false),
+            [cat, path, local] if cat == "cat" => match std::fs::File::create(local) {
+                Ok(mut file) => self.agent.read_file_to(path, &mut file).map(|_| false),
+                Err(e) => return Printed::error(format!("vmwire: {local}: {e}")),
+            },
+            [put, path, local] if put == "put" => match std::fs::File::open(local) {
+                Ok(mut file) => self.agent.write_file_from(path, &mut file).map(|_| false),
+                Err(e) => return Printed::error(format!("vmwire: {local}: {e}")),
+            },
+            _ => return Printed::error("usage: cat GUEST_PATH [LOCAL_PATH], put GUEST_PATH LOCAL_PATH"),
+        };
+        match done {
+            Ok(failed) => {
+                let err = String::from_utf8_lossy(err).trim_end().to_owned();
+                Printed { out: std::mem::take(out), err, failed }
+            }
+            Err(e) => self.failure(e),
+        }
     }
 }
 
 impl Session for QgaShell {
-    fn run(&mut self, line: &str) -> Result<String, String> {
-        let words = split_words(line.trim())?;
-        let Some((name, rest)) = words.split_first() else { return Ok(String::new()) };
-        let result = self.agent.execute_raw(name, arguments(rest)?.as_deref());
-        match result {
-            Ok(value) => Ok(reply_json(Ok(&value), self.pretty)),
-            Err(Error::Agent(e)) => Ok(reply_json(Err(&e), self.pretty)),
-            Err(e @ (Error::Closed | Error::Io(_))) => {
-                self.ended = true;
-                Err(e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
+    fn run(&mut self, line: &str, _: &Interrupt) -> Printed {
+        let first = line.split_whitespace().next().unwrap_or_default();
+        if matches!(first, "exec" | "cat" | "put") {
+            return match shlex::split(line) {
+                Some(words) => self.builtin(&words),
+                None => Printed::error("unterminated quote"),
+            };
+        }
+        if first == "help" {
+            return Printed::ok(SHELL_HELP);
+        }
+        let words = match split_words(line.trim()) {
+            Ok(w) => w,
+            Err(e) => return Printed::error(e),
+        };
+        let Some((name, rest)) = words.split_first() else { return Printed::default() };
+        let args = match arguments(rest) {
+            Ok(a) => a,
+            Err(e) => return Printed::error(e),
+        };
+        match self.agent.execute_raw(&unquote(name), args.as_deref()) {
+            Ok(value) => Printed::ok(reply_json(Ok(&value), self.pretty)),
+            Err(Error::Agent(e)) => Printed::refused(reply_json(Err(&e), self.pretty)),
+            Err(e) => self.failure(e),
         }
     }
 
@@ -181,7 +280,11 @@ impl Session for QgaShell {
         shell::complete_command(line, &self.commands)
     }
 
-    fn ended(&self) -> bool {
+    fn ended(&self) -> Option<Ended> {
         self.ended
+    }
+
+    fn banner(&self) -> Option<String> {
+        Some(format!("QEMU guest agent {}; type `help` for exec, cat and put.", self.version))
     }
 }

@@ -2,52 +2,171 @@
 //! (rustyline), tab completion asked of the session, and output that the
 //! session produces on its own (QMP events) printed as it arrives, even
 //! while a line is being typed.
+//!
+//! On a terminal: the session's banner, a prompt, history appended to
+//! `~/.vmwire_NAME_history` as each line is entered, Ctrl-C at the prompt
+//! drops the line (as bash does), Ctrl-C while a reply is pending abandons
+//! that command and returns to the prompt (its late reply is discarded),
+//! keys typed while a reply is pending are kept for the next prompt, Ctrl-D
+//! ends the shell (status 0).
+//!
+//! Fed from a pipe: no banner, no prompt, no history; each line is run in
+//! turn, and the exit status is 1 if any command failed.
+//!
+//! Either way, when the peer goes away the shell says so and ends with
+//! status 3 (0 when the user asked for it: QMP `quit`, minimega `quit`,
+//! `disconnect`) and never prompts again on a dead connection.
 
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use rustix::termios::{self, LocalModes, OptionalActions, SpecialCodeIndex, Termios};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{Context, Editor, ExternalPrinter, Helper, Highlighter, Hinter, Validator};
+use vmwire_std::text::escape;
+
+/// Longest line the shell reads from a pipe, in bytes.
+pub const MAX_LINE: usize = 1 << 20;
 
 /// What a protocol plugs into the shell. It runs on a thread of its own.
 pub trait Session: Send + 'static {
-    /// Runs one line; the text to print, or an error to print on stderr.
-    fn run(&mut self, line: &str) -> Result<String, String>;
+    /// Runs one line. `interrupt` is raised when the user presses Ctrl-C
+    /// while the reply is pending: a session that can give up on its command
+    /// checks it while it waits (the shell discards whatever it returns).
+    fn run(&mut self, line: &str, interrupt: &Interrupt) -> Printed;
     /// Completions for `line` (the text before the cursor): the candidate
     /// replacements for its last word, and where that word starts.
     fn complete(&mut self, line: &str) -> (usize, Vec<String>) {
         let _ = line;
         (0, Vec::new())
     }
-    /// Called about ten times a second while nothing else happens: lines to
-    /// print (asynchronous events).
-    fn idle(&mut self) -> Vec<String> {
-        Vec::new()
+    /// Called about ten times a second while nothing else happens: what to
+    /// print (asynchronous events on `out`, one a line).
+    fn idle(&mut self) -> Printed {
+        Printed::default()
     }
-    /// Whether the session has ended (the peer closed): the shell then exits.
-    fn ended(&self) -> bool {
-        false
+    /// Whether the session has ended, and how: the shell then exits.
+    fn ended(&self) -> Option<Ended> {
+        None
+    }
+    /// The prompt for the next line when it is not the shell's usual one
+    /// (QMP's `transaction(` … `)`).
+    fn prompt(&self) -> Option<String> {
+        None
+    }
+    /// Shown once when the shell starts on a terminal.
+    fn banner(&self) -> Option<String> {
+        None
+    }
+}
+
+/// What one line produced.
+#[derive(Debug, Default)]
+pub struct Printed {
+    /// For standard output (peer text is escaped there when it is a terminal).
+    pub out: Vec<u8>,
+    /// For standard error.
+    pub err: String,
+    /// Whether the command failed (the peer's error, or ours): a shell fed
+    /// from a pipe then exits with status 1.
+    pub failed: bool,
+}
+
+impl Printed {
+    /// Output of a command that succeeded.
+    pub fn ok(out: impl Into<Vec<u8>>) -> Self {
+        Printed { out: out.into(), ..Printed::default() }
+    }
+
+    /// Output (on standard output) of a command the peer refused.
+    pub fn refused(out: impl Into<Vec<u8>>) -> Self {
+        Printed { out: out.into(), failed: true, ..Printed::default() }
+    }
+
+    /// An error of the shell's own or of the connection (on standard error).
+    pub fn error(err: impl std::fmt::Display) -> Self {
+        Printed { err: err.to_string(), failed: true, ..Printed::default() }
+    }
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// As the user asked (`quit`, `disconnect`): status 0.
+    Asked,
+    /// The peer went away: status 3.
+    PeerGone,
+}
+
+impl Ended {
+    fn code(self) -> u8 {
+        match self {
+            Ended::Asked => 0,
+            Ended::PeerGone => 3,
+        }
+    }
+}
+
+/// Raised by Ctrl-C while a command's reply is pending. Lines are numbered
+/// from 1; the user gives up on one by its number.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt(Arc<Lines>);
+
+#[derive(Debug, Default)]
+struct Lines {
+    /// The line the session is running.
+    running: AtomicU64,
+    /// The last line the user gave up on.
+    abandoned: AtomicU64,
+}
+
+impl Interrupt {
+    /// Whether the user gave up on the command being run.
+    pub fn raised(&self) -> bool {
+        self.0.abandoned.load(Ordering::SeqCst) >= self.0.running.load(Ordering::SeqCst)
+    }
+
+    fn abandon(&self, line: u64) {
+        self.0.abandoned.store(line, Ordering::SeqCst);
+    }
+
+    fn run(&self, line: u64) {
+        self.0.running.store(line, Ordering::SeqCst);
     }
 }
 
 enum Request {
-    Line(String),
+    /// A line to run, and its number.
+    Line(u64, String),
     Complete(String),
 }
 
+/// A line's outcome, the session's state after it, and the next prompt.
+struct Outcome {
+    printed: Printed,
+    ended: Option<Ended>,
+    prompt: Option<String>,
+}
+
 enum Reply {
-    Output(Result<String, String>, bool),
+    /// The outcome of the line numbered so.
+    Output(u64, Outcome),
     Candidates(usize, Vec<String>),
 }
 
 #[derive(Helper, Hinter, Highlighter, Validator)]
 struct Asker {
     requests: mpsc::Sender<Request>,
-    replies: std::sync::Mutex<mpsc::Receiver<Reply>>,
+    replies: Mutex<mpsc::Receiver<Reply>>,
 }
 
 impl Completer for Asker {
@@ -58,11 +177,16 @@ impl Completer for Asker {
         if self.requests.send(Request::Complete(line[..pos].to_string())).is_err() {
             return Ok((0, Vec::new()));
         }
-        match replies.recv_timeout(Duration::from_secs(5)) {
-            Ok(Reply::Candidates(start, words)) => {
-                Ok((start, words.into_iter().map(|w| Pair { display: w.clone(), replacement: w }).collect()))
+        loop {
+            match replies.recv_timeout(Duration::from_secs(5)) {
+                Ok(Reply::Candidates(start, words)) => {
+                    let pairs = words.into_iter().map(|w| Pair { display: w.clone(), replacement: w });
+                    return Ok((start, pairs.collect()));
+                }
+                // At the prompt, any outcome is an abandoned line's: discarded.
+                Ok(Reply::Output(..)) => {}
+                Err(_) => return Ok((0, Vec::new())),
             }
-            _ => Ok((0, Vec::new())),
         }
     }
 }
@@ -72,88 +196,417 @@ fn history_file(name: &str) -> Option<PathBuf> {
     Some(PathBuf::from(home).join(format!(".vmwire_{name}_history")))
 }
 
-/// Runs the shell until end of input (Ctrl-D) or the session ends.
-pub fn interactive<S: Session>(name: &str, prompt: &str, mut session: S) -> Result<(), String> {
+/// The terminal and the process's end, shared by the reading thread and the
+/// session's: whoever ends the process holds `console` for good, so the
+/// other cannot print half a line or end it a second time.
+struct Console {
+    console: Mutex<()>,
+    /// The terminal's settings before the shell began (restored on exit).
+    saved: Option<Termios>,
+    stdout_is_terminal: bool,
+}
+
+impl Console {
+    /// Prints what a line produced: peer text escaped on a terminal.
+    fn print(&self, printed: &Printed) {
+        let _guard = self.console.lock();
+        if !printed.out.is_empty() {
+            let mut stdout = std::io::stdout().lock();
+            if self.stdout_is_terminal {
+                for line in String::from_utf8_lossy(&printed.out).lines() {
+                    let _ = writeln!(stdout, "{}", escape(line));
+                }
+            } else {
+                let _ = stdout.write_all(&printed.out);
+                if !printed.out.ends_with(b"\n") {
+                    let _ = stdout.write_all(b"\n");
+                }
+            }
+            let _ = stdout.flush();
+        }
+        if !printed.err.is_empty() {
+            eprintln!("{}", escape_lines(&printed.err));
+        }
+    }
+
+    /// Ends the process from the session's thread (the reading thread may be
+    /// inside rustyline, which cannot be woken): the terminal as it was, the
+    /// last words printed, status by `ended`.
+    fn end(&self, last: &Printed, ended: Ended) -> ! {
+        if let Some(saved) = &self.saved {
+            let _ = termios::tcsetattr(std::io::stdin().as_fd(), OptionalActions::Now, saved);
+            // Off the line being typed.
+            println!();
+        }
+        self.print(last);
+        // Held for good: nobody prints after this, nor ends the process again.
+        std::mem::forget(self.console.lock());
+        std::process::exit(i32::from(ended.code()))
+    }
+}
+
+fn escape_lines(text: &str) -> String {
+    text.lines().map(|l| escape(l).to_string()).collect::<Vec<_>>().join("\n")
+}
+
+/// Runs the shell until end of input (Ctrl-D) or the session ends; the
+/// exit status as the module documentation says.
+pub fn interactive<S: Session>(name: &str, prompt: &str, session: S) -> ExitCode {
+    let terminal = std::io::stdin().is_terminal();
+    let console = Arc::new(Console {
+        console: Mutex::new(()),
+        saved: if terminal { termios::tcgetattr(std::io::stdin().as_fd()).ok() } else { None },
+        stdout_is_terminal: std::io::stdout().is_terminal(),
+    });
+    if terminal {
+        if let Some(banner) = session.banner() {
+            println!("{}", escape_lines(&banner));
+        }
+    }
     let (request_tx, request_rx) = mpsc::channel::<Request>();
     let (reply_tx, reply_rx) = mpsc::channel::<Reply>();
+    let interrupt = Interrupt::default();
+    let mut editor = if terminal {
+        match line_editor(request_tx.clone(), reply_rx) {
+            Ok(e) => Input::Terminal(Box::new(e)),
+            Err(e) => return crate::fail(&e),
+        }
+    } else {
+        Input::Pipe(Mutex::new(reply_rx))
+    };
+    let printer = match &mut editor {
+        Input::Terminal(e) => e.create_external_printer().ok(),
+        Input::Pipe(_) => None,
+    };
+    let worker = spawn_session(session, request_rx, reply_tx, interrupt.clone(), console.clone(), printer);
+    let history = if terminal { history_file(name) } else { None };
+    if let (Input::Terminal(e), Some(h)) = (&mut editor, &history) {
+        let _ = e.load_history(h);
+    }
+    let mut prompt = prompt.to_owned();
+    let mut failed = false;
+    let mut number = 0;
+    // Keys typed while a reply was pending.
+    let mut typed = Vec::new();
+    let end = loop {
+        let line = match read_line(&mut editor, &prompt, &mut typed) {
+            Ok(Some(line)) => line,
+            Ok(None) => break None,
+            Err(Unread::Skipped(e)) => {
+                eprintln!("vmwire: {e}");
+                failed = true;
+                continue;
+            }
+            Err(Unread::Failed(e)) => {
+                drop(editor);
+                return crate::fail(&format!("reading the input: {e}"));
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let (Input::Terminal(e), Some(h)) = (&mut editor, &history) {
+            let _ = e.add_history_entry(line.as_str());
+            // Appended as it goes, so that no way of ending loses it.
+            let _ = e.append_history(h);
+        }
+        number += 1;
+        if request_tx.send(Request::Line(number, line)).is_err() {
+            break None;
+        }
+        let replies = match &editor {
+            Input::Terminal(e) => e.helper().map(|h| &h.replies),
+            Input::Pipe(r) => Some(r),
+        };
+        let Some(Ok(replies)) = replies.map(|r| r.lock()) else { break None };
+        match await_output(&replies, number, terminal.then_some(&interrupt), &mut typed) {
+            Waited::Output(outcome) => {
+                console.print(&outcome.printed);
+                failed |= outcome.printed.failed;
+                if let Some(p) = outcome.prompt {
+                    prompt = p;
+                }
+                if let Some(ended) = outcome.ended {
+                    break Some(ended);
+                }
+            }
+            Waited::Abandoned => {
+                eprintln!("vmwire: interrupted; the command's reply, if it comes, is discarded");
+            }
+            Waited::Gone => break None,
+        }
+    };
+    let guard = console.console.lock();
+    drop(editor);
+    drop(request_tx);
+    drop(guard);
+    if end.is_none() {
+        let _ = worker.join();
+    }
+    match end {
+        Some(Ended::PeerGone) => ExitCode::from(Ended::PeerGone.code()),
+        _ if failed && !terminal => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// Where lines come from: rustyline on a terminal, else the pipe as it is.
+enum Input {
+    Terminal(Box<Editor<Asker, DefaultHistory>>),
+    Pipe(Mutex<mpsc::Receiver<Reply>>),
+}
+
+fn line_editor(
+    requests: mpsc::Sender<Request>,
+    replies: mpsc::Receiver<Reply>,
+) -> Result<Editor<Asker, DefaultHistory>, String> {
     // Bash-like: Tab completes the common prefix, a second Tab lists the candidates.
     let config =
         rustyline::Config::builder().completion_type(rustyline::CompletionType::List).auto_add_history(false).build();
     let mut editor: Editor<Asker, DefaultHistory> = Editor::with_config(config).map_err(|e| e.to_string())?;
-    editor.set_helper(Some(Asker { requests: request_tx.clone(), replies: std::sync::Mutex::new(reply_rx) }));
-    let history = history_file(name);
-    if let Some(h) = &history {
-        let _ = editor.load_history(h);
+    editor.set_helper(Some(Asker { requests, replies: Mutex::new(replies) }));
+    Ok(editor)
+}
+
+/// Why [`read_line`] has no line.
+enum Unread {
+    /// This line was unreadable; the next may be fine.
+    Skipped(String),
+    /// The input failed.
+    Failed(String),
+}
+
+/// The next line; `None` at the end of input. On a terminal, keys `typed`
+/// ahead come first.
+fn read_line(input: &mut Input, prompt: &str, typed: &mut Vec<u8>) -> Result<Option<String>, Unread> {
+    match input {
+        Input::Terminal(editor) => loop {
+            let start = match typed_ahead(typed) {
+                Ok(Some(line)) => {
+                    // As the line editor would have shown it.
+                    println!("{prompt}{}", escape(&line));
+                    return Ok(Some(line));
+                }
+                Ok(None) => return Ok(None),
+                Err(start) => start,
+            };
+            match editor.readline_with_initial(prompt, (&start, "")) {
+                Ok(line) => return Ok(Some(line)),
+                // As in bash: the line is dropped, a new prompt.
+                Err(ReadlineError::Interrupted) => continue,
+                Err(ReadlineError::Eof) => return Ok(None),
+                Err(e) => return Err(Unread::Failed(e.to_string())),
+            }
+        },
+        Input::Pipe(_) => {
+            let mut line = Vec::new();
+            let mut stdin = std::io::stdin().lock();
+            let failed = |e: std::io::Error| Unread::Failed(e.to_string());
+            let n = (&mut stdin).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).map_err(failed)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            if line.len() > MAX_LINE {
+                // Skip the rest of the line, a buffer at a time.
+                loop {
+                    let buf = stdin.fill_buf().map_err(failed)?;
+                    match buf.iter().position(|&b| b == b'\n') {
+                        Some(at) => break stdin.consume(at + 1),
+                        None if buf.is_empty() => break,
+                        None => {
+                            let n = buf.len();
+                            stdin.consume(n);
+                        }
+                    }
+                }
+                return Err(Unread::Skipped(format!("line longer than {MAX_LINE} bytes, skipped")));
+            }
+            if line.ends_with(b"\n") {
+                line.pop();
+                if line.ends_with(b"\r") {
+                    line.pop();
+                }
+            }
+            String::from_utf8(line).map(Some).map_err(|_| Unread::Skipped("line is not UTF-8, skipped".into()))
+        }
     }
-    let mut printer: Option<Box<dyn ExternalPrinter + Send>> =
-        editor.create_external_printer().ok().map(|p| Box::new(p) as Box<dyn ExternalPrinter + Send>);
-    let worker = thread::spawn(move || {
+}
+
+enum Waited {
+    Output(Outcome),
+    /// Ctrl-C: the user gave up on the command.
+    Abandoned,
+    /// The session's thread is gone.
+    Gone,
+}
+
+/// Waits for the outcome of line `number`, discarding those of lines
+/// abandoned before. With `interrupt` (on a terminal), Ctrl-C abandons the
+/// line and gives up waiting; other keys are kept in `typed`.
+fn await_output(
+    replies: &mpsc::Receiver<Reply>,
+    number: u64,
+    interrupt: Option<&Interrupt>,
+    typed: &mut Vec<u8>,
+) -> Waited {
+    let _keys = interrupt.and_then(|_| KeysRaw::enter());
+    loop {
+        let reply = match interrupt {
+            None => replies.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(_) => replies.recv_timeout(Duration::from_millis(100)),
+        };
+        match reply {
+            Ok(Reply::Output(n, outcome)) if n == number => {
+                if interrupt.is_some() {
+                    // Keys typed up to now, for the next prompt (a Ctrl-C
+                    // as the reply came drops them).
+                    ctrl_c_typed(typed);
+                }
+                return Waited::Output(outcome);
+            }
+            Ok(Reply::Output(..) | Reply::Candidates(..)) => {}
+            Err(RecvTimeoutError::Disconnected) => return Waited::Gone,
+            Err(RecvTimeoutError::Timeout) => {
+                let Some(interrupt) = interrupt.filter(|_| ctrl_c_typed(typed)) else { continue };
+                interrupt.abandon(number);
+                // An outcome sent just before is still shown if the
+                // session ended with it (the session's thread ends the
+                // process for one sent after).
+                return match replies.try_recv() {
+                    Ok(Reply::Output(n, outcome)) if n == number && outcome.ended.is_some() => Waited::Output(outcome),
+                    _ => Waited::Abandoned,
+                };
+            }
+        }
+    }
+}
+
+/// Whether Ctrl-C was typed. Other keys typed meanwhile are kept in
+/// `typed` (up to [`MAX_LINE`] bytes) for the next prompt; Ctrl-C drops them,
+/// as in bash.
+fn ctrl_c_typed(typed: &mut Vec<u8>) -> bool {
+    let stdin = std::io::stdin();
+    let now = || Some(std::time::Instant::now());
+    // All there is: what stays unread is the line editor's, which loses
+    // what follows a line end in one read.
+    while let Ok(true) = vmwire_std::transport::wait_ready(stdin.as_fd(), rustix::event::PollFlags::IN, now()) {
+        let mut keys = [0u8; 256];
+        let Ok(n @ 1..) = rustix::io::read(stdin.as_fd(), &mut keys) else { return false };
+        let keys = keys.get(..n).unwrap_or_default();
+        if keys.contains(&0x03) {
+            typed.clear();
+            return true;
+        }
+        let room = MAX_LINE.saturating_sub(typed.len());
+        typed.extend(keys.iter().take(room));
+    }
+    false
+}
+
+/// What was typed ahead (while a reply was pending), for the next prompt:
+/// a whole line (`Ok`, its end taken), or the start of one (`Err`, all
+/// taken). Control keys are dropped; Ctrl-D on an empty line is the end of
+/// input (`Ok(None)`).
+fn typed_ahead(typed: &mut Vec<u8>) -> Result<Option<String>, String> {
+    let end = typed.iter().position(|&b| b == b'\r' || b == b'\n' || b == 0x04);
+    let Some(end) = end else {
+        let start = String::from_utf8_lossy(typed).chars().filter(|c| !c.is_control()).collect();
+        typed.clear();
+        return Err(start);
+    };
+    let eof = typed.get(end) == Some(&0x04);
+    let line: String = String::from_utf8_lossy(&typed[..end]).chars().filter(|c| !c.is_control()).collect();
+    let taken = end + usize::from(typed.get(end..end + 2) == Some(b"\r\n")) + 1;
+    typed.drain(..taken.min(typed.len()));
+    match (eof, line.is_empty()) {
+        (true, true) => Ok(None),
+        // Ctrl-D inside a line does nothing.
+        (true, false) => {
+            let mut rest = line.into_bytes();
+            rest.append(typed);
+            *typed = rest;
+            typed_ahead(typed)
+        }
+        (false, _) => Ok(Some(line)),
+    }
+}
+
+/// The terminal set, while a reply is pending, to hand Ctrl-C to the shell
+/// as a key instead of killing it; as it was again when dropped.
+struct KeysRaw(Termios);
+
+impl KeysRaw {
+    fn enter() -> Option<KeysRaw> {
+        let stdin = std::io::stdin();
+        let saved = termios::tcgetattr(stdin.as_fd()).ok()?;
+        let mut raw = saved.clone();
+        raw.local_modes.remove(LocalModes::ISIG | LocalModes::ICANON | LocalModes::ECHO);
+        raw.special_codes[SpecialCodeIndex::VMIN] = 1;
+        raw.special_codes[SpecialCodeIndex::VTIME] = 0;
+        termios::tcsetattr(stdin.as_fd(), OptionalActions::Now, &raw).ok()?;
+        Some(KeysRaw(saved))
+    }
+}
+
+impl Drop for KeysRaw {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(std::io::stdin().as_fd(), OptionalActions::Now, &self.0);
+    }
+}
+
+/// The session's thread: runs lines and completions as asked, prints what
+/// the session says while idle, and ends the process if the session ends
+/// while the user is at the prompt.
+fn spawn_session<S: Session>(
+    mut session: S,
+    requests: mpsc::Receiver<Request>,
+    replies: mpsc::Sender<Reply>,
+    interrupt: Interrupt,
+    console: Arc<Console>,
+    mut printer: Option<impl ExternalPrinter + Send + 'static>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
         loop {
-            match request_rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(Request::Line(line)) => {
-                    let out = session.run(&line);
-                    let _ = reply_tx.send(Reply::Output(out, session.ended()));
+            match requests.recv_timeout(Duration::from_millis(100)) {
+                Ok(Request::Line(number, line)) => {
+                    interrupt.run(number);
+                    let printed = session.run(&line, &interrupt);
+                    let ended = session.ended();
+                    let outcome = Outcome { printed, ended, prompt: session.prompt() };
+                    let _ = replies.send(Reply::Output(number, outcome));
+                    // Checked after sending: see `await_output`.
+                    if let (Some(ended), true) = (ended, interrupt.raised()) {
+                        // Nobody waits for this reply: the user is at the prompt.
+                        console.end(&Printed::default(), ended);
+                    }
+                    if ended.is_some() {
+                        return;
+                    }
                 }
                 Ok(Request::Complete(line)) => {
                     let (start, words) = session.complete(&line);
-                    let _ = reply_tx.send(Reply::Candidates(start, words));
+                    let _ = replies.send(Reply::Candidates(start, words));
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    for line in session.idle() {
-                        match printer.as_mut() {
-                            Some(p) => {
-                                let _ = p.print(format!("{line}\n"));
+                    let printed = session.idle();
+                    if let Some(ended) = session.ended() {
+                        console.end(&printed, ended);
+                    }
+                    match printer.as_mut() {
+                        // Above the line being typed.
+                        Some(p) => {
+                            let out = String::from_utf8_lossy(&printed.out);
+                            for line in out.lines().chain(printed.err.lines()) {
+                                let _ = p.print(format!("{}\n", escape(line)));
                             }
-                            None => println!("{line}"),
                         }
-                    }
-                    if session.ended() {
-                        break;
+                        None => console.print(&printed),
                     }
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
             }
         }
-    });
-    loop {
-        match editor.readline(prompt) {
-            Ok(line) if line.trim().is_empty() => {}
-            Ok(line) => {
-                let _ = editor.add_history_entry(line.as_str());
-                if request_tx.send(Request::Line(line)).is_err() {
-                    break;
-                }
-                let helper = editor.helper().ok_or("shell helper missing")?;
-                let replies = helper.replies.lock().map_err(|_| "shell poisoned")?;
-                let reply = loop {
-                    match replies.recv() {
-                        Ok(Reply::Output(out, ended)) => break Some((out, ended)),
-                        Ok(Reply::Candidates(..)) => continue,
-                        Err(_) => break None,
-                    }
-                };
-                let Some((out, ended)) = reply else { break };
-                match out {
-                    Ok(text) if text.is_empty() => {}
-                    Ok(text) => println!("{text}"),
-                    Err(e) => eprintln!("{e}"),
-                }
-                if ended {
-                    break;
-                }
-            }
-            Err(ReadlineError::Interrupted) => {}
-            Err(ReadlineError::Eof) => break,
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    if let Some(h) = &history {
-        let _ = editor.save_history(h);
-    }
-    drop(editor);
-    drop(request_tx);
-    let _ = worker.join();
-    Ok(())
+    })
 }
 
 /// The start of the word the cursor is in, and that word.
@@ -176,22 +629,52 @@ pub fn complete_command(line: &str, commands: &[String]) -> (usize, Vec<String>)
     }
 }
 
-/// Lines for [`Session::idle`]: what `next` has without waiting, one line
-/// each (made by `line`), and whether it failed (its error is then the last
-/// line).
+/// What [`Session::idle`] prints: what `next` has without waiting, one line
+/// each (made by `line`), and whether it failed (its error is then on `err`).
 pub fn drain<T, E: std::fmt::Display>(
     mut next: impl FnMut() -> Result<Option<T>, E>,
     mut line: impl FnMut(T) -> String,
-) -> (Vec<String>, bool) {
-    let mut lines = Vec::new();
+) -> (Printed, bool) {
+    let mut printed = Printed::default();
     loop {
         match next() {
-            Ok(Some(item)) => lines.push(line(item)),
-            Ok(None) => return (lines, false),
+            Ok(Some(item)) => {
+                printed.out.extend_from_slice(line(item).as_bytes());
+                printed.out.push(b'\n');
+            }
+            Ok(None) => return (printed, false),
             Err(e) => {
-                lines.push(e.to_string());
-                return (lines, true);
+                printed.err = format!("vmwire: {e}; the shell ends");
+                return (printed, true);
             }
         }
+    }
+}
+
+/// Lines joined for [`Printed::out`].
+pub fn lines(lines: Vec<String>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in lines {
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_typed_ahead_make_lines_then_the_start_of_one() {
+        let mut typed = b"query-status\r\n{\"a\": 1}\rcont\x1b[A".to_vec();
+        assert_eq!(typed_ahead(&mut typed), Ok(Some("query-status".into())));
+        assert_eq!(typed_ahead(&mut typed), Ok(Some("{\"a\": 1}".into())));
+        assert_eq!(typed_ahead(&mut typed), Err("cont[A".into()));
+        assert!(typed.is_empty());
+        let mut typed = b"\x04".to_vec();
+        assert_eq!(typed_ahead(&mut typed), Ok(None));
+        let mut typed = b"ab\x04c\n".to_vec();
+        assert_eq!(typed_ahead(&mut typed), Ok(Some("abc".into())));
     }
 }
