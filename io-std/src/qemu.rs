@@ -16,7 +16,7 @@
 //! second connection would only wait behind the first), waits a bounded
 //! time for it to exit, and kills it only as a last resort. QEMU also dies
 //! with the program that launched it (the kernel sends it SIGTERM when its
-//! parent goes, even by SIGKILL), and [`Qemu::stop_on_signals`] turns
+//! parent goes, even by SIGKILL), and a [`SignalGuard`] turns
 //! SIGTERM, SIGHUP and SIGINT into an orderly shutdown for a program that
 //! launched QEMU on its user's behalf.
 
@@ -294,36 +294,6 @@ impl Qemu {
             .ok_or_else(|| io::Error::other("QEMU's process id is out of range"))
     }
 
-    /// For a program that launched QEMU on its user's behalf (`vmwire …
-    /// --launch`): from now on SIGTERM, SIGHUP and SIGINT do not end the
-    /// program at once. QEMU gets SIGTERM instead (an orderly shutdown:
-    /// the `SHUTDOWN` event, then its monitors close), so whatever the
-    /// program waits for on QEMU ends, and the program takes its normal way
-    /// out: [`Qemu::shutdown`], then [`SignalGuard::finish`], which ends it
-    /// as the signal would have. Where the program does not notice (it
-    /// waits on a terminal), the guard does that itself after a few
-    /// seconds: QEMU killed if it has not exited, the directory removed, the
-    /// program ended by the signal.
-    pub fn stop_on_signals(&self) -> io::Result<SignalGuard> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let pidfd = rustix::process::pidfd_open(self.rustix_pid()?, PidfdFlags::empty())?;
-        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT])?;
-        let shared = Arc::new(Shared::default());
-        let guard = SignalGuard { signals: signals.handle(), shared: Arc::clone(&shared) };
-        let dir = self.dir().to_path_buf();
-        std::thread::Builder::new().name("qemu-signals".into()).spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                shared.caught.store(signal, Ordering::SeqCst);
-                stop(&pidfd);
-                if !shared.wait_finished(Duration::from_secs(2)) {
-                    let _ = std::fs::remove_dir_all(&dir);
-                    let _ = signal_hook::low_level::emulate_default_handler(signal);
-                }
-            }
-        })?;
-        Ok(guard)
-    }
-
     /// Waits up to `timeout` for QEMU to exit by itself (after `quit`).
     pub fn wait_exit(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
         let start = Instant::now();
@@ -369,21 +339,70 @@ impl Shared {
     }
 }
 
-/// Turns SIGTERM, SIGHUP and SIGINT into an orderly shutdown of a launched
-/// QEMU; made by [`Qemu::stop_on_signals`].
+/// For a program that launches QEMU on its user's behalf (`vmwire …
+/// --launch`): turns SIGTERM, SIGHUP and SIGINT into an orderly shutdown.
+///
+/// From [`SignalGuard::new`] on, these signals do not end the program at
+/// once; they are held until [`SignalGuard::watch`] is given the launched
+/// QEMU (so that none slips in while it starts). Then QEMU gets SIGTERM, its
+/// own orderly shutdown (the `SHUTDOWN` event, then its monitors close), so
+/// whatever the program waits for on QEMU ends and the program takes its
+/// normal way out: [`Qemu::shutdown`], then [`SignalGuard::finish`], which
+/// ends it as the signal would have. Where the program does not notice (it
+/// waits on a terminal), the guard does that itself after a few seconds:
+/// QEMU killed if it has not exited, the directory removed, the program
+/// ended by the signal.
+///
+/// ```no_run
+/// use vmwire_std::qemu::{Qemu, SignalGuard};
+/// let mut guard = SignalGuard::new()?;
+/// let qemu = Qemu::builder().qmp().spawn()?;
+/// guard.watch(&qemu)?;
+/// // … use QEMU …
+/// qemu.shutdown(None, std::time::Duration::from_secs(5))?;
+/// guard.finish();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct SignalGuard {
-    signals: signal_hook::iterator::Handle,
+    signals: Option<signal_hook::iterator::Signals>,
+    handle: signal_hook::iterator::Handle,
     shared: Arc<Shared>,
 }
 
 impl SignalGuard {
+    /// Starts catching SIGTERM, SIGHUP and SIGINT (held until [`SignalGuard::watch`]).
+    pub fn new() -> io::Result<Self> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT])?;
+        Ok(SignalGuard { handle: signals.handle(), signals: Some(signals), shared: Arc::default() })
+    }
+
+    /// Shuts `qemu` down when one of the signals comes (or has come since
+    /// [`SignalGuard::new`]). Once only: a second call does nothing.
+    pub fn watch(&mut self, qemu: &Qemu) -> io::Result<()> {
+        let Some(mut signals) = self.signals.take() else { return Ok(()) };
+        let pidfd = rustix::process::pidfd_open(qemu.rustix_pid()?, PidfdFlags::empty())?;
+        let (shared, dir) = (Arc::clone(&self.shared), qemu.dir().to_path_buf());
+        std::thread::Builder::new().name("qemu-signals".into()).spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                shared.caught.store(signal, Ordering::SeqCst);
+                stop(&pidfd);
+                if !shared.wait_finished(Duration::from_secs(2)) {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    let _ = signal_hook::low_level::emulate_default_handler(signal);
+                }
+            }
+        })?;
+        Ok(())
+    }
+
     /// The program is done with QEMU (shut down, directory removed). If one
     /// of the signals arrived meanwhile, ends the program as that signal
     /// would have (its parent sees it killed by the signal); otherwise
     /// returns, and the signals are caught and ignored from now on.
     pub fn finish(self) {
-        self.signals.close();
+        self.handle.close();
         if let Ok(mut finished) = self.shared.finished.lock() {
             *finished = true;
             self.shared.changed.notify_all();

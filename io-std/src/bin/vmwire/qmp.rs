@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use vmwire_proto::json::Value;
-use vmwire_std::qemu::Qemu;
+use vmwire_std::qemu::{Qemu, SignalGuard};
 use vmwire_std::qmp::{Error, Event, Options, Qmp, Stray};
 
 use crate::shell::{self, Session};
@@ -50,20 +50,25 @@ pub fn run(args: QmpArgs) -> ExitCode {
     if !args.launch {
         return session(&args, None).0;
     }
+    // SIGTERM, SIGHUP and SIGINT shut QEMU down and come out here, the way out
+    // that removes its directory.
+    let mut guard = match SignalGuard::new() {
+        Ok(g) => g,
+        Err(e) => return crate::fail(&format!("catching signals: {e}")),
+    };
     let qemu = match Qemu::builder().qmp().spawn() {
         Ok(q) => q,
         Err(e) => return crate::fail(&e),
     };
-    // SIGTERM, SIGHUP and SIGINT shut QEMU down and come out here, the way out
-    // that removes its directory.
-    let guard = match qemu.stop_on_signals() {
-        Ok(g) => g,
-        Err(e) => return crate::fail(&format!("catching signals: {e}")),
-    };
+    if let Err(e) = guard.watch(&qemu) {
+        eprintln!("vmwire: catching signals: {e}");
+    }
     let (code, qmp) = session(&args, qemu.qmp_path());
     // Quit over the connection still open, if any: QEMU would not greet a second one.
-    if let Err(e) = qemu.shutdown(qmp, QUIT_GRACE) {
-        eprintln!("vmwire: shutting QEMU down: {e}");
+    match qemu.shutdown(qmp, QUIT_GRACE) {
+        Ok(status) if status.success() => {}
+        Ok(status) => eprintln!("vmwire: QEMU did not exit cleanly ({status})"),
+        Err(e) => eprintln!("vmwire: shutting QEMU down: {e}"),
     }
     guard.finish();
     code
