@@ -1,6 +1,7 @@
 //! `vmwire qmp` as a process: against a real QEMU (launched by the test, or
 //! by `--launch`), and against a scripted peer on a UNIX socket only where
-//! QEMU cannot produce the bytes (an undecodable event, a malformed reply).
+//! QEMU cannot produce the bytes (an undecodable event, a malformed reply);
+//! the library on the same scripted peer too.
 
 mod common;
 
@@ -267,4 +268,61 @@ fn sighup_shuts_launched_qemu_down() {
 #[test]
 fn sigint_shuts_launched_qemu_down() {
     signal_shuts_launched_qemu_down(rustix::process::Signal::INT);
+}
+
+/// The library on the same scripted peer: an event that cannot be decoded,
+/// arriving while a command waits, is one stray; the command still gets its
+/// reply, and the good event after it arrives.
+#[test]
+fn undecodable_event_does_not_fail_the_pending_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = scripted_peer(
+        dir.path(),
+        "",
+        Some(|id| {
+            format!(
+                "{{\"timestamp\": {{\"seconds\": 1, \"microseconds\": 2}}, \"event\": \"BAD\", \"data\": {{\"n\": 1e400}}}}\r\n\
+                 {{\"return\": {{\"status\": \"prelaunch\", \"singlestep\": false, \"running\": false}}, \"id\": {id}}}\r\n\
+                 {{\"timestamp\": {{\"seconds\": 1, \"microseconds\": 3}}, \"event\": \"GOOD\"}}\r\n"
+            )
+        }),
+    );
+    let mut qmp = Qmp::connect_unix(&path, Options::default()).unwrap();
+    let status: serde_json::Value = qmp.execute("query-status", ()).unwrap();
+    assert_eq!(status["status"], "prelaunch");
+    assert_eq!(qmp.next_event(Some(HANG)).unwrap().unwrap().name, "GOOD");
+    match &qmp.take_strays()[..] {
+        [vmwire_std::qmp::Stray::Malformed(what)] => {
+            assert!(what.contains("event BAD: data: number out of range"), "{what}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Replies that are not valid replies fail their command with the reason;
+/// the session goes on.
+#[test]
+fn malformed_replies_fail_their_command_and_the_session_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = scripted_peer(
+        dir.path(),
+        "",
+        Some(|id| match id.as_u64().unwrap() {
+            1 => format!(
+                "{{\"return\": {{}}, \"error\": {{\"class\": \"GenericError\", \"desc\": \"x\"}}, \"id\": {id}}}\r\n"
+            ),
+            2 => format!("{{\"error\": {{\"class\": \"GenericError\"}}, \"id\": {id}}}\r\n"),
+            _ => format!("{{\"return\": {{}}, \"id\": {id}}}\r\n"),
+        }),
+    );
+    let mut qmp = Qmp::connect_unix(&path, Options::default()).unwrap();
+    for expected in
+        ["QMP: malformed reply: both return and error", "QMP: malformed reply: error without class and desc"]
+    {
+        match qmp.execute_raw("query-status", None) {
+            Err(e @ Error::MalformedReply(_)) => assert_eq!(e.to_string(), expected),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(qmp.execute_raw("query-status", None).unwrap(), "{}");
 }
