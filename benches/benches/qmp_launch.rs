@@ -31,7 +31,7 @@ fn launch_round_trip() {
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("qmp_launch");
     // Each iteration starts a process: few samples, enough time for them.
-    group.sample_size(20).measurement_time(Duration::from_secs(10));
+    group.sample_size(20).measurement_time(Duration::from_secs(15));
     group.bench_function("launch, greeting, negotiate, query-status, quit, exited", |b| b.iter(launch_round_trip));
     group.finish();
 }

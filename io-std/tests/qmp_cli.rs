@@ -187,9 +187,9 @@ fn events_exit_3_when_qemu_is_killed() {
     common::require_binary(QEMU_BINARY, QEMU_PACKAGE);
     let mut qemu = Qemu::builder().qmp().spawn().unwrap();
     let socket = qemu.qmp_path().unwrap().to_str().unwrap().to_owned();
-    let child = vmwire().args(["qmp", "--socket", &socket, "--events"]).spawn().unwrap();
+    let mut child = vmwire().args(["qmp", "--socket", &socket, "--events"]).spawn().unwrap();
     let guard = KillOnDrop(child.id());
-    held(Path::new(&socket));
+    held(&mut child, Path::new(&socket));
     qemu.kill().unwrap();
     std::mem::forget(guard);
     let out = finish(child);
@@ -197,10 +197,15 @@ fn events_exit_3_when_qemu_is_killed() {
     assert_eq!(text(&out.stderr), "vmwire: QMP: the connection closed without a SHUTDOWN event\n");
 }
 
-/// Waits until a client (vmwire) holds the QMP socket at `path`: then
-/// QEMU greets no second client.
-fn held(path: &Path) {
+/// Waits until `vmwire` holds the QMP socket at `path`: then QEMU greets
+/// no second client.
+fn held(vmwire: &mut Child, path: &Path) {
     common::eventually("vmwire to hold the QMP socket", HANG, || {
+        if let Some(status) = vmwire.try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut vmwire.stderr.take().unwrap(), &mut stderr).unwrap();
+            panic!("vmwire ended early ({status}): {stderr}");
+        }
         let options = Options { timeout: Some(Duration::from_millis(200)), ..Options::default() };
         matches!(Qmp::connect_unix(path, options), Err(Error::NoGreeting { .. })).then_some(())
     });
@@ -227,14 +232,10 @@ fn alive(pid: u32) -> bool {
         .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
 }
 
-/// `vmwire qmp --launch --events` sent `signal`: its QEMU is shut down and
-/// reaped, its temporary directory removed, and vmwire ends as the signal
-/// would have ended it.
-fn signal_shuts_launched_qemu_down(signal: rustix::process::Signal) {
-    let child = vmwire().args(["qmp", "--launch", "--events"]).spawn().unwrap();
-    let vmwire_pid = child.id();
-    let guard = KillOnDrop(vmwire_pid);
-    let qemu = common::eventually("vmwire to launch QEMU", HANG, || children(vmwire_pid).first().copied());
+/// The launched QEMU and its directory, once vmwire (`vmwire_pid`) holds
+/// its QMP socket.
+fn launched_qemu(vmwire: &mut Child) -> (u32, PathBuf) {
+    let qemu = common::eventually("vmwire to launch QEMU", HANG, || children(vmwire.id()).first().copied());
     // Its directory, from its command line (`-qmp unix:DIR/qmp.sock,…`).
     let dir = common::eventually("QEMU's command line", HANG, || {
         let cmdline = std::fs::read(format!("/proc/{qemu}/cmdline")).ok()?;
@@ -243,8 +244,35 @@ fn signal_shuts_launched_qemu_down(signal: rustix::process::Signal) {
         let sock = &cmdline[start..start + cmdline[start..].find(",server")?];
         Some(PathBuf::from(sock).parent()?.to_path_buf())
     });
+    held(vmwire, &dir.join("qmp.sock"));
+    (qemu, dir)
+}
+
+/// `vmwire` killed outright (SIGKILL, which it cannot catch): the kernel
+/// still ends its QEMU (the parent death signal). Only the directory is
+/// left behind, as nobody is left to remove it.
+#[test]
+fn sigkill_still_ends_launched_qemu() {
+    let mut child = vmwire().args(["qmp", "--launch", "--events"]).spawn().unwrap();
+    let guard = KillOnDrop(child.id());
+    let (qemu, dir) = launched_qemu(&mut child);
+    drop(guard); // SIGKILL
+
+    let out = finish(child);
+    assert_eq!(out.status.signal(), Some(rustix::process::Signal::KILL.as_raw()));
+    common::eventually("QEMU to exit after vmwire was killed", HANG, || (!alive(qemu)).then_some(()));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `vmwire qmp --launch --events` sent `signal`: its QEMU is shut down and
+/// reaped, its temporary directory removed, and vmwire ends as the signal
+/// would have ended it.
+fn signal_shuts_launched_qemu_down(signal: rustix::process::Signal) {
+    let mut child = vmwire().args(["qmp", "--launch", "--events"]).spawn().unwrap();
+    let vmwire_pid = child.id();
+    let guard = KillOnDrop(vmwire_pid);
+    let (qemu, dir) = launched_qemu(&mut child);
     assert!(dir.exists());
-    held(&dir.join("qmp.sock"));
     rustix::process::kill_process(rustix::process::Pid::from_raw(vmwire_pid as i32).unwrap(), signal).unwrap();
     std::mem::forget(guard);
     let out = finish(child);
