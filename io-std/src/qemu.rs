@@ -274,7 +274,7 @@ impl Qemu {
                 let options = Options { timeout: Some(grace), ..Options::default() };
                 self.qmp_path().and_then(|path| Qmp::connect_unix(path, options).ok())
             });
-            if !qmp.is_some_and(|qmp| qmp.quit().is_ok()) {
+            if qmp.is_none_or(|qmp| qmp.quit().is_err()) {
                 let _ = rustix::process::kill_process(self.rustix_pid()?, Signal::TERM);
             }
         }
