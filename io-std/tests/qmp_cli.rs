@@ -75,7 +75,7 @@ fn human_monitor_socket_is_named_at_once() {
     let stderr = text(&out.stderr);
     assert!(
         stderr.starts_with("vmwire: QMP: expected a QMP greeting, got `QEMU 7.")
-            && stderr.contains(" monitor - type 'help' for more information…`"),
+            && stderr.contains(" monitor - type 'help' for more information"),
         "{stderr}"
     );
 }
