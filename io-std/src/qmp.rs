@@ -136,11 +136,15 @@ impl fmt::Display for Error {
             Error::Closed => f.write_str("QMP: connection closed"),
             Error::Protocol(e) => e.fmt(f),
             Error::NotQmp { received, cut, error } => {
-                let more = if *cut { "…" } else { "" };
                 let why = match error {
                     qmp::Error::NotGreeting => String::new(),
                     e => format!(" ({})", unprefixed(e)),
                 };
+                if received.is_empty() {
+                    // Nothing left to show: the framer skipped it (too large).
+                    return write!(f, "QMP: expected a QMP greeting, got something else{why}");
+                }
+                let more = if *cut { "…" } else { "" };
                 write!(f, "QMP: expected a QMP greeting, got `{}{more}`{why}", escape(received))
             }
             Error::NoGreeting { waited } => write!(
@@ -161,7 +165,7 @@ impl fmt::Display for Error {
 /// A machine error in words, without the `QMP: ` that its `Display` starts with.
 fn unprefixed(e: &qmp::Error) -> String {
     match e {
-        qmp::Error::Json(e) => format!("{} (at byte {})", e.kind, e.offset),
+        qmp::Error::Json(e) => format!("{}, at byte {}", e.kind, e.offset),
         qmp::Error::BadMessage { what } => (*what).to_string(),
         e => e.to_string().trim_start_matches("QMP: ").to_string(),
     }

@@ -269,7 +269,10 @@ fn oversized_greeting_names_the_limit() {
     };
     match Qmp::connect_unix(qemu.qmp_path().unwrap(), options) {
         Err(e @ Error::NotQmp { .. }) => {
-            assert!(e.to_string().contains("larger than the limit of 64 bytes"), "{e}");
+            assert_eq!(
+                e.to_string(),
+                "QMP: expected a QMP greeting, got something else (value larger than the limit of 64 bytes, at byte 64)"
+            );
         }
         other => panic!("{other:?}"),
     }
