@@ -10,13 +10,32 @@
 //! nothing to boot; every monitor socket sits in a private temporary
 //! directory that is removed, with the process killed if still running, when
 //! the [`Qemu`] is dropped.
+//!
+//! Its way out, in order: [`Qemu::shutdown`] quits it over the QMP
+//! connection its owner holds (QEMU serves one QMP client at a time, so a
+//! second connection would only wait behind the first), waits a bounded
+//! time for it to exit, and kills it only as a last resort. QEMU also dies
+//! with the program that launched it (the kernel sends it SIGTERM when its
+//! parent goes, even by SIGKILL), and a [`SignalGuard`] turns
+//! SIGTERM, SIGHUP and SIGINT into an orderly shutdown for a program that
+//! launched QEMU on its user's behalf.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use rustix::event::PollFlags;
+use rustix::process::{Pid, PidfdFlags, Signal};
+
+use crate::qmp::{Options, Qmp};
+use crate::transport::{deadline, wait_ready};
 
 /// The QEMU binary looked for on `PATH`.
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
@@ -153,6 +172,7 @@ impl Builder {
             cmd.arg(arg.to_string_lossy().replace("{dir}", &dir_str));
         }
         let stderr = std::fs::File::create(path_of("stderr"))?;
+        die_with_parent(&mut cmd);
         let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).spawn()?;
         let mut qemu =
             Qemu { child, qmp: self.qmp.then(|| path_of("qmp.sock")), hmp: self.hmp.then(|| path_of("hmp.sock")), dir };
@@ -172,8 +192,34 @@ impl Builder {
     }
 }
 
+/// Makes the child get SIGTERM (QEMU's orderly shutdown) when the thread
+/// that spawns it exits, whatever ends it (SIGKILL too): a launched QEMU
+/// never outlives the program that launched it. Linux ties this to the
+/// spawning *thread*, so spawn a [`Qemu`] on a thread that lives as long as
+/// it should.
+fn die_with_parent(cmd: &mut Command) {
+    let parent = rustix::process::getpid();
+    // SAFETY: `pre_exec` runs the closure in the child between fork and
+    // exec, where only async-signal-safe work is allowed. It makes two
+    // system calls (prctl, getppid) through rustix's direct syscalls, and
+    // allocates nothing and takes no lock. The closure is the only unsafe
+    // code in this crate; a parent death signal can only be set from
+    // inside the child, so there is no safe way to do this.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(Signal::TERM))?;
+            // The parent may have gone before the prctl: then nobody is left to stop us.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(io::Error::other("the launching process exited"));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// A running throwaway QEMU. Dropping it kills the process (if still
-/// running) and removes its temporary directory.
+/// running) and removes its temporary directory; [`Qemu::shutdown`] is the
+/// orderly way.
 #[derive(Debug)]
 pub struct Qemu {
     child: Child,
@@ -214,6 +260,40 @@ impl Qemu {
         self.child.wait().map(drop)
     }
 
+    /// Shuts QEMU down in order and returns how it exited; its temporary
+    /// directory is removed. `qmp` is the QMP connection the owner holds:
+    /// `quit` goes over it, since QEMU serves one QMP client at a time and
+    /// would not greet a second connection while it is open. Without one,
+    /// `quit` goes over a fresh connection to [`Qemu::qmp_path`]; without
+    /// that either (or if the fresh connection fails), QEMU gets SIGTERM,
+    /// which it takes as an orderly shutdown too. Then QEMU has `grace` to
+    /// exit, and is killed (SIGKILL) only if it has not.
+    pub fn shutdown(mut self, qmp: Option<Qmp>, grace: Duration) -> io::Result<ExitStatus> {
+        if self.child.try_wait()?.is_none() {
+            let qmp = qmp.or_else(|| {
+                let options = Options { timeout: Some(grace), ..Options::default() };
+                self.qmp_path().and_then(|path| Qmp::connect_unix(path, options).ok())
+            });
+            if qmp.is_none_or(|qmp| qmp.quit().is_err()) {
+                let _ = rustix::process::kill_process(self.rustix_pid()?, Signal::TERM);
+            }
+        }
+        match self.wait_exit(grace)? {
+            Some(status) => Ok(status),
+            None => {
+                self.child.kill()?;
+                self.child.wait()
+            }
+        }
+    }
+
+    fn rustix_pid(&self) -> io::Result<Pid> {
+        i32::try_from(self.child.id())
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or_else(|| io::Error::other("QEMU's process id is out of range"))
+    }
+
     /// Waits up to `timeout` for QEMU to exit by itself (after `quit`).
     pub fn wait_exit(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
         let start = Instant::now();
@@ -225,6 +305,111 @@ impl Qemu {
                 return Ok(None);
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// SIGTERM to the process behind `pidfd`, then SIGKILL if it has not
+/// exited within 5 s. A pidfd names one process: never another that got
+/// its number after it was reaped.
+fn stop(pidfd: &OwnedFd) {
+    let exited = |grace| wait_ready(pidfd.as_fd(), PollFlags::IN, deadline(Some(grace))).unwrap_or(true);
+    let _ = rustix::process::pidfd_send_signal(pidfd, Signal::TERM);
+    if !exited(Duration::from_secs(5)) {
+        let _ = rustix::process::pidfd_send_signal(pidfd, Signal::KILL);
+        exited(Duration::from_secs(5));
+    }
+}
+
+/// What the signal thread and the program share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// The signal that arrived (0: none yet).
+    caught: AtomicI32,
+    /// Whether the program has finished with QEMU.
+    finished: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Shared {
+    /// Waits up to `limit` for the program to finish with QEMU; whether it has.
+    fn wait_finished(&self, limit: Duration) -> bool {
+        let Ok(finished) = self.finished.lock() else { return false };
+        self.changed.wait_timeout_while(finished, limit, |f| !*f).is_ok_and(|(f, _)| *f)
+    }
+}
+
+/// For a program that launches QEMU on its user's behalf (`vmwire …
+/// --launch`): turns SIGTERM, SIGHUP and SIGINT into an orderly shutdown.
+///
+/// From [`SignalGuard::new`] on, these signals do not end the program at
+/// once; they are held until [`SignalGuard::watch`] is given the launched
+/// QEMU (so that none slips in while it starts). Then QEMU gets SIGTERM, its
+/// own orderly shutdown (the `SHUTDOWN` event, then its monitors close), so
+/// whatever the program waits for on QEMU ends and the program takes its
+/// normal way out: [`Qemu::shutdown`], then [`SignalGuard::finish`], which
+/// ends it as the signal would have. Where the program does not notice (it
+/// waits on a terminal), the guard does that itself after a few seconds:
+/// QEMU killed if it has not exited, the directory removed, the program
+/// ended by the signal.
+///
+/// ```no_run
+/// use vmwire_std::qemu::{Qemu, SignalGuard};
+/// let mut guard = SignalGuard::new()?;
+/// let qemu = Qemu::builder().qmp().spawn()?;
+/// guard.watch(&qemu)?;
+/// // … use QEMU …
+/// qemu.shutdown(None, std::time::Duration::from_secs(5))?;
+/// guard.finish();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct SignalGuard {
+    signals: Option<signal_hook::iterator::Signals>,
+    handle: signal_hook::iterator::Handle,
+    shared: Arc<Shared>,
+}
+
+impl SignalGuard {
+    /// Starts catching SIGTERM, SIGHUP and SIGINT (held until [`SignalGuard::watch`]).
+    pub fn new() -> io::Result<Self> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT])?;
+        Ok(SignalGuard { handle: signals.handle(), signals: Some(signals), shared: Arc::default() })
+    }
+
+    /// Shuts `qemu` down when one of the signals comes (or has come since
+    /// [`SignalGuard::new`]). Once only: a second call does nothing.
+    pub fn watch(&mut self, qemu: &Qemu) -> io::Result<()> {
+        let Some(mut signals) = self.signals.take() else { return Ok(()) };
+        let pidfd = rustix::process::pidfd_open(qemu.rustix_pid()?, PidfdFlags::empty())?;
+        let (shared, dir) = (Arc::clone(&self.shared), qemu.dir().to_path_buf());
+        std::thread::Builder::new().name("qemu-signals".into()).spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                shared.caught.store(signal, Ordering::SeqCst);
+                stop(&pidfd);
+                if !shared.wait_finished(Duration::from_secs(2)) {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    let _ = signal_hook::low_level::emulate_default_handler(signal);
+                }
+            }
+        })?;
+        Ok(())
+    }
+
+    /// The program is done with QEMU (shut down, directory removed). If one
+    /// of the signals arrived meanwhile, ends the program as that signal
+    /// would have (its parent sees it killed by the signal); otherwise
+    /// returns, and the signals are caught and ignored from now on.
+    pub fn finish(self) {
+        self.handle.close();
+        if let Ok(mut finished) = self.shared.finished.lock() {
+            *finished = true;
+            self.shared.changed.notify_all();
+        }
+        let signal = self.shared.caught.load(Ordering::SeqCst);
+        if signal != 0 {
+            let _ = signal_hook::low_level::emulate_default_handler(signal);
         }
     }
 }

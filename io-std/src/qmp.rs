@@ -31,6 +31,7 @@ use vmwire_proto::buf::Heap;
 use vmwire_proto::json::{Kind, Value};
 use vmwire_proto::qmp::{self, Client, Command, Config, ErrorReply, Id};
 
+use crate::text::escape;
 use crate::transport::{Conn, DriveError, Stream, deadline, wait_ready};
 
 pub use vmwire_proto::qmp::Timestamp;
@@ -91,6 +92,36 @@ pub enum Error {
     Closed,
     /// QEMU broke the protocol, or the client was used wrongly.
     Protocol(qmp::Error),
+    /// What arrived first was not a QMP greeting: the socket speaks
+    /// another protocol (a human monitor's banner, say) or is not QEMU's.
+    NotQmp {
+        /// The start of what arrived (its first line, at most 64 characters).
+        received: String,
+        /// Whether more arrived than `received` shows.
+        cut: bool,
+        /// What was wrong with it.
+        error: qmp::Error,
+    },
+    /// The socket took the connection, but no greeting came within the
+    /// time limit. QEMU serves one QMP client at a time and greets the next
+    /// only when the first has gone, so another client most likely holds
+    /// this monitor.
+    NoGreeting {
+        /// How long the greeting was waited for.
+        waited: Duration,
+    },
+    /// QEMU answered the command with a message that is not a valid reply
+    /// (both `return` and `error`, an `error` without `desc`, …).
+    MalformedReply(qmp::Error),
+    /// No reply came (time ran out, or the connection closed), and a message
+    /// that could not be read was skipped meanwhile: most likely the reply
+    /// itself (over the size limit, or not valid JSON).
+    Skipped {
+        /// What was wrong with the skipped message.
+        error: qmp::Error,
+        /// How the wait ended: [`Error::Timeout`] or [`Error::Closed`].
+        then: Box<Error>,
+    },
     /// The reply did not decode into the requested type, or the arguments
     /// did not encode.
     Json(serde_json::Error),
@@ -104,9 +135,51 @@ impl fmt::Display for Error {
             Error::Timeout => f.write_str("QMP: timed out"),
             Error::Closed => f.write_str("QMP: connection closed"),
             Error::Protocol(e) => e.fmt(f),
+            Error::NotQmp { received, cut, error } => {
+                let why = match error {
+                    qmp::Error::NotGreeting => String::new(),
+                    e => format!(" ({})", unprefixed(e)),
+                };
+                if received.is_empty() {
+                    // Nothing left to show: the framer skipped it (too large).
+                    return write!(f, "QMP: expected a QMP greeting, got something else{why}");
+                }
+                let more = if *cut { "…" } else { "" };
+                write!(f, "QMP: expected a QMP greeting, got `{}{more}`{why}", escape(received))
+            }
+            Error::NoGreeting { waited } => write!(
+                f,
+                "QMP: no greeting within {:.1} s: QEMU serves one QMP client at a time, so another client \
+                 most likely holds this socket",
+                waited.as_secs_f64()
+            ),
+            Error::MalformedReply(e) => write!(f, "QMP: malformed reply: {}", unprefixed(e)),
+            Error::Skipped { error, then } => {
+                write!(f, "{then}; a message was skipped meanwhile, most likely the reply: {}", unprefixed(error))
+            }
             Error::Json(e) => write!(f, "QMP: JSON: {e}"),
         }
     }
+}
+
+/// A machine error in words, without the `QMP: ` that its `Display` starts with.
+fn unprefixed(e: &qmp::Error) -> String {
+    match e {
+        qmp::Error::Json(e) => format!("{}, at byte {}", e.kind, e.offset),
+        qmp::Error::BadMessage { what } => (*what).to_string(),
+        e => e.to_string().trim_start_matches("QMP: ").to_string(),
+    }
+}
+
+/// The start of what a peer sent instead of a greeting, for a message: its
+/// first line, at most 64 characters (and whether that cut anything off).
+fn excerpt(received: &[u8]) -> (String, bool) {
+    const MAX: usize = 64;
+    let text = String::from_utf8_lossy(received);
+    let line = text.split(['\r', '\n']).next().unwrap_or_default();
+    let shown: String = line.chars().take(MAX).collect();
+    let cut = shown.len() < text.trim_end().len();
+    (shown, cut)
 }
 
 impl std::error::Error for Error {
@@ -192,6 +265,9 @@ struct Inbox {
     strays: VecDeque<Stray>,
     max: usize,
     dropped: u64,
+    /// The last message skipped as unreadable (since [`Inbox::skipped`] was
+    /// last taken), to say why a reply never came.
+    skipped: Option<qmp::Error>,
 }
 
 impl Inbox {
@@ -210,16 +286,30 @@ impl Inbox {
         self.strays.push_back(stray);
     }
 
+    /// A wait for a reply that ended without one (`Timeout`, `Closed`) says
+    /// so with the message skipped meanwhile, if there was one.
+    fn explain(&mut self, e: Error) -> Error {
+        match (e, self.skipped.take()) {
+            (then @ (Error::Timeout | Error::Closed), Some(error)) => Error::Skipped { error, then: Box::new(then) },
+            (e, skipped) => {
+                self.skipped = skipped;
+                e
+            }
+        }
+    }
+
     /// Keeps whatever an event is that the caller was not waiting for.
-    /// `Err(Closed)` once the session is over.
+    /// `Err(Closed)` once the session is over. A message that cannot be
+    /// decoded (an event whose data `serde_json` refuses, such as a number
+    /// out of its range) is kept as a [`Stray::Malformed`]: one message
+    /// lost, the session goes on.
     fn absorb(&mut self, event: qmp::Event<'_>) -> Result<(), Error> {
         use qmp::Event as E;
         match event {
-            E::Event(e) => self.push_event(Event {
-                name: e.name.to_string(),
-                timestamp: e.timestamp,
-                data: e.data.map_or(Ok(serde_json::Value::Null), |d| d.deserialize()).map_err(Error::Json)?,
-            }),
+            E::Event(e) => match e.data.map_or(Ok(serde_json::Value::Null), |d| d.deserialize()) {
+                Ok(data) => self.push_event(Event { name: e.name.to_string(), timestamp: e.timestamp, data }),
+                Err(error) => self.push_stray(Stray::Malformed(format!("event {}: data: {error}", e.name))),
+            },
             E::UntaggedError(e) => self.push_stray(Stray::UntaggedError(e.into())),
             E::Unmatched(m) => self.push_stray(Stray::Unmatched(m.value().raw_str().into())),
             E::Stale { id, reply } => {
@@ -229,8 +319,18 @@ impl Inbox {
                 };
                 self.push_stray(Stray::Stale { id: id.to_string(), reply });
             }
-            E::Malformed(e) => self.push_stray(Stray::Malformed(e.to_string())),
+            E::Malformed(e) => {
+                self.push_stray(Stray::Malformed(e.to_string()));
+                self.skipped = Some(e);
+            }
+            E::MalformedReply { id, error } => {
+                self.push_stray(Stray::Malformed(format!("the reply to command {id}: {error}")));
+            }
             E::Closed => return Err(Error::Closed),
+            E::NotGreeting { received, error } => {
+                let (received, cut) = excerpt(received);
+                return Err(Error::NotQmp { received, cut, error });
+            }
             E::Greeting(_)
             | E::Ready { .. }
             | E::NegotiationFailed(_)
@@ -291,10 +391,15 @@ impl Qmp {
                         return Ok(Qmp { conn, greeting, inbox, timeout: options.timeout });
                     }
                     qmp::Event::NegotiationFailed(e) => return Err(Error::Qemu(e.into())),
-                    other => inbox.absorb(other)?,
+                    other => inbox.absorb(other).map_err(|e| inbox.explain(e))?,
                 }
             }
-            conn.pump(deadline)?;
+            match conn.pump(deadline) {
+                Err(DriveError::Timeout) if conn.machine().state() == qmp::State::AwaitingGreeting => {
+                    return Err(Error::NoGreeting { waited: options.timeout.unwrap_or_default() });
+                }
+                other => other.map_err(|e| inbox.explain(e.into()))?,
+            }
         }
     }
 
@@ -435,11 +540,12 @@ impl Qmp {
         on_return: impl FnOnce(Value<'_>) -> Result<T, Error>,
         fd: Option<BorrowedFd<'_>>,
     ) -> Result<T, Error> {
+        self.inbox.skipped = None;
         let outcome = self.wait_inner(&id, deadline, on_return, fd);
         if matches!(outcome, Err(Error::Timeout | Error::Io(_))) {
             self.conn.machine_mut().forget(&id);
         }
-        outcome
+        outcome.map_err(|e| self.inbox.explain(e))
     }
 
     fn wait_inner<T>(
@@ -461,6 +567,9 @@ impl Qmp {
                         return on_return.take().map_or(Err(Error::Closed), |f| f(value));
                     }
                     qmp::Event::Error { id: got, error } if got == *id => return Err(Error::Qemu(error.into())),
+                    qmp::Event::MalformedReply { id: got, error } if got == *id => {
+                        return Err(Error::MalformedReply(error));
+                    }
                     qmp::Event::Failed { id: got } if got == *id => return Err(Error::Closed),
                     other => self.inbox.absorb(other)?,
                 }
@@ -509,6 +618,17 @@ impl Qmp {
     /// Takes the messages that belonged to no waiting command.
     pub fn take_strays(&mut self) -> Vec<Stray> {
         self.inbox.strays.drain(..).collect()
+    }
+
+    /// Asks QEMU to exit (`quit`) over this connection, and closes it. The
+    /// connection closing before the reply counts as done: QEMU may go first.
+    pub fn quit(mut self) -> Result<(), Error> {
+        let outcome = match self.execute_raw("quit", None) {
+            Ok(_) | Err(Error::Closed) => Ok(()),
+            Err(e) => Err(e),
+        };
+        self.close();
+        outcome
     }
 
     /// Closes the connection.

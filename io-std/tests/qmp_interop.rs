@@ -232,3 +232,67 @@ fn killed_qemu_fails_the_pending_command_promptly() {
     killer.join().unwrap();
     assert!(matches!(qmp.execute::<serde_json::Value>("query-status", ()), Err(Error::Closed)));
 }
+
+/// `quit` over the connection the owner holds: QEMU exits by itself, with
+/// a normal exit status (not a signal), and its directory is removed.
+#[test]
+fn shutdown_quits_over_the_held_connection() {
+    let qemu = qemu().qmp().spawn().unwrap();
+    let dir = qemu.dir().to_path_buf();
+    let mut qmp = connect(&qemu, Options::default());
+    let _: Status = qmp.execute("query-status", ()).unwrap();
+    let status = qemu.shutdown(Some(qmp), Duration::from_secs(60)).unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(!dir.exists());
+}
+
+/// With no connection held, `quit` goes over a fresh one; without a QMP
+/// socket, QEMU gets SIGTERM. Either way it exits by itself.
+#[test]
+fn shutdown_without_a_held_connection() {
+    let with_qmp = qemu().qmp().spawn().unwrap();
+    assert_eq!(with_qmp.shutdown(None, Duration::from_secs(60)).unwrap().code(), Some(0));
+    let without = qemu().hmp().spawn().unwrap();
+    assert_eq!(without.shutdown(None, Duration::from_secs(60)).unwrap().code(), Some(0));
+}
+
+/// QEMU's own greeting over a small size limit: the handshake fails at
+/// once, naming the limit (not "timed out").
+#[test]
+fn oversized_greeting_names_the_limit() {
+    let qemu = qemu().qmp().spawn().unwrap();
+    let limits = vmwire_proto::json::Limits { max_message: 64, max_depth: 16 };
+    let options = Options {
+        timeout: Some(Duration::from_secs(600)),
+        config: Config { limits, ..Config::default() },
+        ..Options::default()
+    };
+    match Qmp::connect_unix(qemu.qmp_path().unwrap(), options) {
+        Err(e @ Error::NotQmp { .. }) => {
+            assert_eq!(
+                e.to_string(),
+                "QMP: expected a QMP greeting, got something else (value larger than the limit of 64 bytes, at byte 64)"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// QEMU's 207 KB schema over a 64 KiB limit: the reply is skipped, and
+/// when no reply comes the error says why, with the limit. The session goes on.
+#[test]
+fn oversized_reply_names_the_limit_and_the_session_goes_on() {
+    let qemu = qemu().qmp().spawn().unwrap();
+    let limits = vmwire_proto::json::Limits { max_message: 64 << 10, max_depth: 128 };
+    let options = Options { config: Config { limits, ..Config::default() }, ..Options::default() };
+    let mut qmp = connect(&qemu, options);
+    match qmp.execute_timeout::<serde_json::Value>("query-qmp-schema", (), Some(Duration::from_secs(1))) {
+        Err(e @ Error::Skipped { .. }) => {
+            let text = e.to_string();
+            assert!(text.starts_with("QMP: timed out; a message was skipped"), "{text}");
+            assert!(text.contains("larger than the limit of 65536 bytes"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let _: Status = qmp.execute("query-status", ()).unwrap();
+}

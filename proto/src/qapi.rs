@@ -316,32 +316,38 @@ impl<T: Buf<Pending>> Table<T> {
                 Ok(_) => Settled::Unmatched,
             };
         };
-        // Read the reply's id once, then compare it with each pending one.
-        let (number, string) = (id_value.as_u64(), id_value.as_str());
-        let answered = |p: &Pending| {
-            matches!(p.slot, Slot::Waiting | Slot::Forgotten)
-                && match &p.id {
-                    Id::Number(n) => number == Some(*n),
-                    Id::String(s) => string.is_some_and(|j| j == s.as_str()),
-                }
-        };
-        let Some(k) = self.position(answered) else {
+        let Some(pending) = self.answered(id_value) else {
             return Settled::Unmatched;
         };
-        let Some(pending) = self.slots.remove_at(k) else {
-            return Settled::Unmatched;
-        };
-        for earlier in self.slots.as_mut_slice().iter_mut().take(k) {
-            if earlier.quiet && earlier.slot == Slot::Waiting {
-                earlier.slot = Slot::Accepted;
-            }
-        }
         match (pending.own, pending.slot, reply) {
             (true, _, reply) => Settled::Own(reply),
             (false, Slot::Forgotten, reply) => Settled::Stale { id: pending.id, reply },
             (false, _, Ok(value)) => Settled::Return { id: pending.id, value },
             (false, _, Err(error)) => Settled::Error { id: pending.id, error },
         }
+    }
+
+    /// Takes out the command (waiting or forgotten) that a reply with id
+    /// `id_value` answers, if any. Quiet commands sent before it have
+    /// succeeded (the peer answers in order).
+    pub(crate) fn answered(&mut self, id_value: Value<'_>) -> Option<Pending> {
+        // Read the reply's id once, then compare it with each pending one.
+        let (number, string) = (id_value.as_u64(), id_value.as_str());
+        let answers = |p: &Pending| {
+            matches!(p.slot, Slot::Waiting | Slot::Forgotten)
+                && match &p.id {
+                    Id::Number(n) => number == Some(*n),
+                    Id::String(s) => string.is_some_and(|j| j == s.as_str()),
+                }
+        };
+        let k = self.position(answers)?;
+        let pending = self.slots.remove_at(k)?;
+        for earlier in self.slots.as_mut_slice().iter_mut().take(k) {
+            if earlier.quiet && earlier.slot == Slot::Waiting {
+                earlier.slot = Slot::Accepted;
+            }
+        }
+        Some(pending)
     }
 
     /// No reply sent so far will come: waiting commands are abandoned,

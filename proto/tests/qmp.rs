@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use vmwire_proto::Machine;
 use vmwire_proto::buf::{Fixed, Heap};
 use vmwire_proto::json::{Framer, Limits, Value};
-use vmwire_proto::qmp::{Client, Command, Config, Event, Id, State};
+use vmwire_proto::qmp::{Client, Command, Config, Error, Event, Id, State};
 
 /// One line per event, for comparing whole sessions.
 fn describe(e: Event<'_>) -> String {
@@ -15,12 +15,16 @@ fn describe(e: Event<'_>) -> String {
         Event::Greeting(g) => format!("greeting {:?} oob={}", g.version().unwrap(), g.offers("oob")),
         Event::Ready { oob } => format!("ready oob={oob}"),
         Event::NegotiationFailed(e) => format!("negotiation failed {e}"),
+        Event::NotGreeting { received, error } => {
+            format!("not a greeting {:?}: {error}", received.escape_ascii().to_string())
+        }
         Event::Return { id, value } => format!("return {id} {value}"),
         Event::Error { id, error } => format!("error {id} {}", error.class),
         Event::UntaggedError(e) => format!("untagged {}: {}", e.class, e.desc),
         Event::Event(ev) => format!("event {}{}", ev.name, ev.data.map(|d| format!(" {d}")).unwrap_or_default()),
         Event::Stale { id, .. } => format!("stale {id}"),
         Event::Unmatched(m) => format!("unmatched {}", m.value()),
+        Event::MalformedReply { id, error } => format!("malformed reply {id}: {error}"),
         Event::Malformed(e) => format!("malformed {e}"),
         Event::Failed { id } => format!("failed {id}"),
         Event::Closed => "closed".into(),
@@ -340,9 +344,100 @@ fn forgotten_commands_come_back_stale_and_eof_fails_the_rest() {
 fn not_a_greeting_is_fatal() {
     let mut c = Client::<Fixed<256>>::new(Config::default());
     c.receive(b"{\"return\": {}}\r\n").unwrap();
-    assert_eq!(c.poll().unwrap_err(), vmwire_proto::qmp::Error::NotGreeting);
+    match c.poll().unwrap() {
+        Some(Event::NotGreeting { received, error }) => {
+            assert_eq!(received, b"{\"return\": {}}");
+            assert_eq!(error, Error::NotGreeting);
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(matches!(c.poll().unwrap(), Some(Event::Closed)));
     assert!(c.poll().unwrap().is_none());
+}
+
+/// QEMU's human monitor writes its banner at once: said at once, with the
+/// bytes, not after a time limit.
+#[test]
+fn a_human_monitor_banner_is_not_a_greeting() {
+    let banner = b"QEMU 7.2.22 monitor - type 'help' for more information\r\n(qemu) ";
+    let mut c = Client::<Fixed<256>>::new(Config::default());
+    c.receive(banner).unwrap();
+    match c.poll().unwrap() {
+        Some(Event::NotGreeting { received, error }) => {
+            assert_eq!(received, banner);
+            assert_eq!(error, Error::NotGreeting);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.state(), State::Closed);
+    assert!(matches!(c.poll().unwrap(), Some(Event::Closed)));
+    // Even one byte is enough to tell.
+    let mut c = Client::<Fixed<256>>::new(Config::default());
+    c.receive(b"\r\nQ").unwrap();
+    assert!(matches!(c.poll().unwrap(), Some(Event::NotGreeting { received: b"Q", .. })));
+}
+
+#[test]
+fn invalid_or_oversized_greeting_is_fatal_and_says_why() {
+    let mut c = Client::<Fixed<256>>::new(Config::default());
+    c.receive(b"{\"QMP\": x}\r\n").unwrap();
+    match c.poll().unwrap() {
+        Some(Event::NotGreeting { error: Error::Json(e), .. }) => assert_eq!(e.offset, 8),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(c.poll().unwrap(), Some(Event::Closed)));
+
+    let limits = Limits { max_message: 64, max_depth: 8 };
+    let mut c = Client::<Heap>::new(Config { limits, ..Config::default() });
+    let greeting =
+        format!("{{\"QMP\": {{\"version\": {{}}, \"capabilities\": [], \"pad\": \"{}\"}}}}\r\n", "x".repeat(100));
+    c.receive(greeting.as_bytes()).unwrap();
+    match c.poll().unwrap() {
+        Some(Event::NotGreeting { error: Error::Json(e), .. }) => {
+            assert_eq!(e.kind, vmwire_proto::json::ErrorKind::TooLarge { limit: 64 })
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.state(), State::Closed);
+}
+
+/// A reply with the id of a waiting command that is not a valid reply fails
+/// that command, saying how; the session goes on.
+#[test]
+fn malformed_reply_fails_its_command_and_the_session_goes_on() {
+    let mut c = ready_client();
+    let both = c.execute("query-status", None).unwrap();
+    let no_desc = c.execute("query-name", None).unwrap();
+    let neither = c.execute("query-uuid", None).unwrap();
+    let fine = c.execute("query-kvm", None).unwrap();
+    let n = c.transmit().len();
+    c.transmitted(n);
+    c.receive(
+        format!(
+            "{{\"return\": {{}}, \"error\": {{\"class\": \"GenericError\", \"desc\": \"x\"}}, \"id\": {both}}}\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    c.receive(format!("{{\"error\": {{\"class\": \"GenericError\"}}, \"id\": {no_desc}}}\r\n").as_bytes()).unwrap();
+    c.receive(format!("{{\"id\": {neither}}}\r\n").as_bytes()).unwrap();
+    c.receive(b"{\"return\": {}, \"error\": {}, \"id\": 999}\r\n").unwrap();
+    c.receive(format!("{{\"return\": {{}}, \"id\": {fine}}}\r\n").as_bytes()).unwrap();
+    let mut log = Vec::new();
+    while let Some(e) = c.poll().unwrap() {
+        log.push(describe(e));
+    }
+    assert_eq!(
+        log,
+        [
+            format!("malformed reply {both}: QMP: bad message: both return and error"),
+            format!("malformed reply {no_desc}: QMP: bad message: error without class and desc"),
+            format!("malformed reply {neither}: QMP: bad message: neither return, error nor event"),
+            "malformed QMP: bad message: both return and error".to_string(),
+            format!("return {fine} {{}}"),
+        ]
+    );
+    assert_eq!(c.in_flight(), 0);
 }
 
 #[test]

@@ -37,7 +37,7 @@ use core::fmt;
 use crate::Machine;
 use crate::buf::{Full, Sink, Storage, TxBuf};
 use crate::json::{self, Framer, JsonStr, Kind, Limits, Message, ObjectWriter, Step, Value};
-use crate::qapi::{self, Members, Pending, SendError, Settled, Table};
+use crate::qapi::{self, Members, Pending, SendError, Settled, Slot, Table};
 
 pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply};
 
@@ -154,6 +154,19 @@ pub enum Event<'a> {
     },
     /// `qmp_capabilities` was refused; the session is closed.
     NegotiationFailed(ErrorReply<'a>),
+    /// What arrived first is not a QMP greeting: the peer speaks another
+    /// protocol (a human monitor, whose banner `QEMU 7.2.22 monitor - type
+    /// 'help' for more information` comes at once; a guest agent) or is not
+    /// QEMU at all. The session is closed.
+    NotGreeting {
+        /// The bytes that arrived instead, as far as they had arrived (cut
+        /// anywhere: show them escaped, and as much as is useful). Empty
+        /// when the framer had already skipped them (a value over the size limit).
+        received: &'a [u8],
+        /// Why they are not a greeting: [`Error::NotGreeting`] for JSON of
+        /// another shape, [`Error::Json`] for bytes that are not JSON, or too large.
+        error: Error,
+    },
     /// A command succeeded.
     Return {
         /// The command's id.
@@ -184,6 +197,16 @@ pub enum Event<'a> {
     /// A reply whose id matches no command sent on this session (or a return
     /// without an id). Never matched to another caller.
     Unmatched(Message<'a>),
+    /// A message with the id of command `id` that is not a valid reply (both
+    /// `return` and `error`, an `error` without `class` or `desc`, neither):
+    /// the command failed, and `error` says how its reply was malformed. The
+    /// session goes on.
+    MalformedReply {
+        /// The command's id.
+        id: Id,
+        /// What was wrong with the reply ([`Error::BadMessage`]).
+        error: Error,
+    },
     /// A message that could not be understood, and was skipped. The session
     /// goes on.
     Malformed(Error),
@@ -203,7 +226,8 @@ pub enum Event<'a> {
 pub enum Error {
     /// A message that is not valid JSON, or too large or too deep.
     Json(json::Error),
-    /// The first message was not a `{"QMP": …}` greeting. Fatal.
+    /// What arrived first was not a `{"QMP": …}` greeting (see
+    /// [`Event::NotGreeting`]). Fatal.
     NotGreeting,
     /// Valid JSON, but not a QMP message (`what` says how).
     BadMessage {
@@ -238,7 +262,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Json(e) => write!(f, "QMP: {e}"),
-            Error::NotGreeting => f.write_str("QMP: the first message was not a greeting"),
+            Error::NotGreeting => f.write_str("QMP: what arrived first was not a greeting"),
             Error::BadMessage { what } => write!(f, "QMP: bad message: {what}"),
             Error::WrongState { state, operation } => {
                 write!(f, "QMP: {operation} is not allowed in state {state:?}")
@@ -445,8 +469,7 @@ impl<S: Storage> Core<S> {
     fn classify<'a>(&mut self, msg: Message<'a>) -> Result<Event<'a>, Error> {
         if self.state == State::AwaitingGreeting {
             let Some(greeting) = Greeting::parse(&msg) else {
-                self.state = State::Closed;
-                return Err(Error::NotGreeting);
+                return Ok(self.not_greeting(msg.raw(), Error::NotGreeting));
             };
             self.oob = self.config.oob && greeting.offers("oob");
             let id = self.table.fresh_id();
@@ -468,11 +491,14 @@ impl<S: Storage> Core<S> {
         }
         let reply = match m.reply() {
             Ok(reply) => reply,
-            Err(_) if m.ret.is_none() && m.err.is_none() => {
-                let what = if m.greeting { "a second greeting" } else { "neither return, error nor event" };
-                return Ok(Event::Malformed(Error::BadMessage { what }));
+            Err(what) => {
+                let what = match (m.ret.is_none() && m.err.is_none(), m.greeting) {
+                    (true, true) => "a second greeting",
+                    (true, false) => "neither return, error nor event",
+                    (false, _) => what,
+                };
+                return Ok(self.malformed_reply(m.id, Error::BadMessage { what }));
             }
-            Err(what) => return Ok(Event::Malformed(Error::BadMessage { what })),
         };
         Ok(match self.table.settle(m.id, reply) {
             Settled::Own(Ok(_)) => {
@@ -489,6 +515,26 @@ impl<S: Storage> Core<S> {
             Settled::Untagged(error) => Event::UntaggedError(error),
             Settled::Unmatched => Event::Unmatched(msg),
         })
+    }
+
+    /// The first bytes were not a greeting: the session is over.
+    fn not_greeting<'a>(&mut self, received: &'a [u8], error: Error) -> Event<'a> {
+        self.state = State::Closed;
+        Event::NotGreeting { received, error }
+    }
+
+    /// A message that is not a valid reply: if it carries the id of a
+    /// command a caller waits for, that command failed; otherwise it is
+    /// skipped. A malformed answer to `qmp_capabilities` ends the session.
+    fn malformed_reply<'a>(&mut self, id: Option<Value<'_>>, error: Error) -> Event<'a> {
+        match id.and_then(|id| self.table.answered(id)) {
+            Some(p) if p.own => {
+                self.state = State::Closed;
+                Event::Malformed(error)
+            }
+            Some(p) if p.slot == Slot::Waiting => Event::MalformedReply { id: p.id, error },
+            _ => Event::Malformed(error),
+        }
     }
 
     /// After the session closed: one `Failed` per pending command, then `Closed`.
@@ -537,10 +583,21 @@ impl<S: Storage> Machine for Client<S> {
 
     fn poll(&mut self) -> Result<Option<Event<'_>>, Error> {
         let core = &mut self.core;
+        if core.state == State::AwaitingGreeting {
+            // A greeting is a JSON object: anything else that arrives first
+            // (a banner, a prompt) is another protocol, said at once.
+            if self.framer.buffered().trim_ascii_start().first().is_some_and(|&b| b != b'{') {
+                let text = self.framer.buffered().trim_ascii_start();
+                return Ok(Some(core.not_greeting(text, Error::NotGreeting)));
+            }
+        }
         if core.state != State::Closed {
             let step = self.framer.step_until(core.eof);
             match step {
                 Step::Message(span) => return core.classify(self.framer.message(span)).map(Some),
+                Step::Error(e) if core.state == State::AwaitingGreeting => {
+                    return Ok(Some(core.not_greeting(self.framer.buffered(), Error::Json(e))));
+                }
                 Step::Error(e) => return Ok(Some(Event::Malformed(Error::Json(e)))),
                 Step::More if core.eof => core.state = State::Closed,
                 Step::More => return Ok(None),

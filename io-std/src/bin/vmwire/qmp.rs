@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use vmwire_proto::json::{Kind, Value};
 use vmwire_proto::qmp::{Command, Id, MAX_ID_LEN};
-use vmwire_std::qemu::Qemu;
+use vmwire_std::qemu::{Qemu, SignalGuard};
 use vmwire_std::qmp::{Error, Event, Options, Qmp, Stray};
 
 use crate::shell::{self, Ended, Interrupt, Printed, Session};
@@ -52,46 +52,63 @@ pub struct QmpArgs {
     args: Vec<String>,
 }
 
+/// How long a launched QEMU has to exit after `quit` before it is killed.
+const QUIT_GRACE: Duration = Duration::from_secs(5);
+
 pub fn run(args: QmpArgs) -> ExitCode {
+    if !args.launch {
+        return session(&args, None).0;
+    }
+    // SIGTERM, SIGHUP and SIGINT shut QEMU down and come out here, the way out
+    // that removes its directory.
+    let mut guard = match SignalGuard::new() {
+        Ok(g) => g,
+        Err(e) => return crate::fail(&format!("catching signals: {e}")),
+    };
+    let qemu = match Qemu::builder().qmp().spawn() {
+        Ok(q) => q,
+        Err(e) => return crate::fail(&e),
+    };
+    if let Err(e) = guard.watch(&qemu) {
+        eprintln!("vmwire: catching signals: {e}");
+    }
+    let (code, qmp) = session(&args, qemu.qmp_path());
+    // Quit over the connection still open, if any: QEMU would not greet a second one.
+    match qemu.shutdown(qmp, QUIT_GRACE) {
+        Ok(status) if status.success() => {}
+        Ok(status) => eprintln!("vmwire: QEMU did not exit cleanly ({status})"),
+        Err(e) => eprintln!("vmwire: shutting QEMU down: {e}"),
+    }
+    guard.finish();
+    code
+}
+
+/// Connects (to `launched`, the socket of a QEMU started for this run, if
+/// any) and does what the arguments ask; returns the exit status and the
+/// connection, if it is still open.
+fn session(args: &QmpArgs, launched: Option<&std::path::Path>) -> (ExitCode, Option<Qmp>) {
     let timeout = (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout));
     let options = Options { timeout, oob: args.oob, ..Options::default() };
-    let launched = if args.launch {
-        match Qemu::builder().qmp().spawn() {
-            Ok(q) => Some(q),
-            Err(e) => return crate::fail(&e),
-        }
-    } else {
-        None
-    };
-    let connected = match (&args.socket, &args.tcp, &launched) {
+    let connected = match (&args.socket, &args.tcp, launched) {
         (Some(path), _, _) => Qmp::connect_unix(path, options),
         (_, Some(addr), _) => Qmp::connect_tcp(addr.as_str(), options),
-        (_, _, Some(qemu)) => Qmp::connect_unix(qemu.qmp_path().unwrap_or(std::path::Path::new("")), options),
+        (_, _, Some(path)) => Qmp::connect_unix(path, options),
         _ => unreachable!("clap requires a target"),
     };
     let mut qmp = match connected {
         Ok(q) => q,
-        Err(e) => return crate::fail(&e),
+        Err(e) => return (crate::fail(&e), None),
     };
-    let code = if args.events {
-        print_events(&mut qmp, args.pretty)
+    if args.events {
+        (print_events(&mut qmp, args.pretty), Some(qmp))
     } else if let Some(command) = args.command.as_deref().filter(|c| is_json_command(c)) {
-        one_shot_json(&mut qmp, command, &args)
+        (one_shot_json(&mut qmp, command, args), Some(qmp))
     } else if let Some(command) = &args.command {
-        one_shot(&mut qmp, command, &args.args, args.pretty)
+        (one_shot(&mut qmp, command, &args.args, args.pretty), Some(qmp))
     } else {
-        shell(qmp, &args)
-    };
-    if let Some(mut qemu) = launched {
-        // The shell owns its connection; quit through a fresh one.
-        if let Some(path) = qemu.qmp_path() {
-            if let Ok(mut q) = Qmp::connect_unix(path, Options::default()) {
-                let _ = q.execute_raw("quit", None);
-            }
-        }
-        let _ = qemu.wait_exit(Duration::from_secs(5));
+        // The shell owns its connection, and closes it when it ends.
+        (shell(qmp, args), None)
     }
-    code
 }
 
 fn one_shot(qmp: &mut Qmp, command: &str, args: &[String], pretty: bool) -> ExitCode {
@@ -112,14 +129,38 @@ fn one_shot(qmp: &mut Qmp, command: &str, args: &[String], pretty: bool) -> Exit
     }
 }
 
+/// Prints events until the connection closes: exit 0 after `SHUTDOWN` (a
+/// clean end), 3 if it closed without one (QEMU killed, or crashed).
+/// Messages that could not be read are reported on stderr, and the stream
+/// goes on.
 fn print_events(qmp: &mut Qmp, pretty: bool) -> ExitCode {
+    let mut shut_down = false;
     loop {
-        match qmp.next_event(None) {
-            Ok(Some(event)) => println!("{}", event_json(&event, pretty)),
+        let next = qmp.next_event(None);
+        for stray in qmp.take_strays() {
+            warn_stray(&stray);
+        }
+        match next {
+            Ok(Some(event)) => {
+                shut_down |= event.name == "SHUTDOWN";
+                println!("{}", event_json(&event, pretty));
+            }
             Ok(None) => {}
-            Err(Error::Closed) => return ExitCode::SUCCESS,
+            Err(Error::Closed) if shut_down => return ExitCode::SUCCESS,
+            Err(Error::Closed) => return crate::fail(&"QMP: the connection closed without a SHUTDOWN event"),
             Err(e) => return crate::fail(&e),
         }
+    }
+}
+
+/// Reports on stderr a message that belonged to no command.
+fn warn_stray(stray: &Stray) {
+    use vmwire_std::text::escape;
+    match stray {
+        Stray::Malformed(what) => eprintln!("vmwire: skipped a message: {}", escape(what)),
+        Stray::UntaggedError(e) => eprintln!("vmwire: QEMU error without an id: {}", escape(&e.to_string())),
+        Stray::Unmatched(raw) => eprintln!("vmwire: a reply to no command: {}", escape(raw)),
+        Stray::Stale { id, reply } => eprintln!("vmwire: a late reply to command {id}: {}", escape(reply)),
     }
 }
 
