@@ -238,14 +238,51 @@ fn launched_qemu(vmwire: &mut Child) -> (u32, PathBuf) {
     let qemu = common::eventually("vmwire to launch QEMU", HANG, || children(vmwire.id()).first().copied());
     // Its directory, from its command line (`-qmp unix:DIR/qmp.sock,…`).
     let dir = common::eventually("QEMU's command line", HANG, || {
-        let cmdline = std::fs::read(format!("/proc/{qemu}/cmdline")).ok()?;
-        let cmdline = text(&cmdline);
+        let cmdline = cmdline_of(qemu);
         let start = cmdline.find("unix:")? + "unix:".len();
         let sock = &cmdline[start..start + cmdline[start..].find(",server")?];
         Some(PathBuf::from(sock).parent()?.to_path_buf())
     });
-    held(vmwire, &dir.join("qmp.sock"));
+    // `-qmp unix:…` for `vmwire qmp`, `-monitor unix:…` for `vmwire hmp`.
+    if cmdline_of(qemu).contains("-qmp") {
+        held(vmwire, &dir.join("qmp.sock"));
+    } else {
+        held_monitor(vmwire, &dir.join("hmp.sock"));
+    }
     (qemu, dir)
+}
+
+/// The command line of process `pid` (empty once it has gone).
+fn cmdline_of(pid: u32) -> String {
+    text(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+}
+
+/// Waits until `vmwire` holds the human monitor at `path` (a second client
+/// gets no prompt).
+fn held_monitor(vmwire: &mut Child, path: &Path) {
+    common::eventually("vmwire to hold the monitor", HANG, || {
+        assert!(vmwire.try_wait().unwrap().is_none(), "vmwire ended early");
+        let options = vmwire_std::hmp::Options { timeout: Some(Duration::from_millis(200)), ..Default::default() };
+        matches!(vmwire_std::hmp::Monitor::connect_unix(path, options), Err(vmwire_std::hmp::Error::NoPrompt { .. }))
+            .then_some(())
+    });
+}
+
+/// `vmwire hmp --launch` (its shell waiting for input) also shuts its QEMU
+/// down in order and removes its directory when a signal ends it.
+#[test]
+fn sigterm_shuts_qemu_launched_for_hmp_down() {
+    let mut child = vmwire().args(["hmp", "--launch"]).stdin(Stdio::piped()).spawn().unwrap();
+    let vmwire_pid = child.id();
+    let guard = KillOnDrop(vmwire_pid);
+    let (qemu, dir) = launched_qemu(&mut child);
+    let pid = rustix::process::Pid::from_raw(vmwire_pid as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    std::mem::forget(guard);
+    let out = finish(child);
+    assert_eq!(out.status.signal(), Some(rustix::process::Signal::TERM.as_raw()), "{}", text(&out.stderr));
+    assert!(!alive(qemu), "QEMU {qemu} outlived vmwire");
+    assert!(!dir.exists(), "{} left behind", dir.display());
 }
 
 /// `vmwire` killed outright (SIGKILL, which it cannot catch): the kernel

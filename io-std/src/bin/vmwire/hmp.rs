@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use vmwire_proto::hmp::Config;
 use vmwire_std::hmp::{Error, Monitor, Options};
-use vmwire_std::qemu::Qemu;
+use vmwire_std::qemu::{Qemu, SignalGuard};
 use vmwire_std::qmp::Qmp;
 
 use crate::shell::{self, Ended, Interrupt, Printed, Session};
@@ -43,16 +43,29 @@ pub struct HmpArgs {
     line: Vec<String>,
 }
 
+/// How long a launched QEMU has to exit after `quit` before it is stopped.
+const QUIT_GRACE: Duration = Duration::from_secs(5);
+
 pub fn run(args: HmpArgs) -> ExitCode {
     let timeout = (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout));
     let options = Options { timeout, config: Config { lf_newlines: !args.crlf, ..Config::default() } };
-    let launched = if args.launch {
-        match Qemu::builder().hmp().spawn() {
-            Ok(q) => Some(q),
+    // With --launch, SIGTERM, SIGHUP and SIGINT shut QEMU down and come out
+    // through the end of this function, which removes its directory.
+    let (launched, guard) = if args.launch {
+        let mut guard = match SignalGuard::new() {
+            Ok(g) => g,
+            Err(e) => return crate::fail(&format!("catching signals: {e}")),
+        };
+        let qemu = match Qemu::builder().hmp().spawn() {
+            Ok(q) => q,
             Err(e) => return crate::fail(&e),
+        };
+        if let Err(e) = guard.watch(&qemu) {
+            eprintln!("vmwire: catching signals: {e}");
         }
+        (Some(qemu), Some(guard))
     } else {
-        None
+        (None, None)
     };
     let connected = match (&args.socket, &args.tcp, &args.via_qmp, &launched) {
         (Some(path), ..) => Monitor::connect_unix(path, options.clone()),
@@ -84,14 +97,22 @@ pub fn run(args: HmpArgs) -> ExitCode {
         hmp.close();
         code
     };
-    if let Some(mut qemu) = launched {
-        // The session owned the monitor; quit through a fresh connection.
+    if let Some(qemu) = launched {
+        // The session's monitor is closed by now: quit through a fresh one,
+        // then give QEMU its grace (SIGTERM, and SIGKILL last, if it stays).
         if let Some(path) = qemu.hmp_path() {
             if let Ok(m) = Monitor::connect_unix(path, Options::default()) {
                 let _ = m.quit();
             }
         }
-        let _ = qemu.wait_exit(Duration::from_secs(5));
+        match qemu.shutdown(None, QUIT_GRACE) {
+            Ok(status) if status.success() => {}
+            Ok(status) => eprintln!("vmwire: QEMU did not exit cleanly ({status})"),
+            Err(e) => eprintln!("vmwire: shutting QEMU down: {e}"),
+        }
+    }
+    if let Some(guard) = guard {
+        guard.finish();
     }
     code
 }
