@@ -257,7 +257,10 @@ impl fmt::Display for Error {
             Error::Fault(fault, protocol) => write!(f, "{fault} does not apply to {protocol}"),
             Error::Io(e) => write!(f, "{e}"),
             Error::Mismatch { message, expected, actual } => {
-                write!(f, "client message {message} differs from the transcript\n  expected: {expected}\n  actual:   {actual}")
+                write!(
+                    f,
+                    "client message {message} differs from the transcript\n  expected: {expected}\n  actual:   {actual}"
+                )
             }
             Error::Unexpected { actual } => write!(f, "the client sent more than the transcript has: {actual}"),
             Error::Incomplete { expected } => {
@@ -689,7 +692,8 @@ impl Session {
         if !self.protocol.is_qapi() && !http {
             return self.expect_bytes(stream, expected);
         }
-        let expected = if http { http_request(expected).unwrap_or_else(|| expected.to_vec()) } else { expected.to_vec() };
+        let expected =
+            if http { http_request(expected).unwrap_or_else(|| expected.to_vec()) } else { expected.to_vec() };
         loop {
             let incomplete = || Halt::Failed(Error::Incomplete { expected: show(&expected) });
             let Some(actual) = self.next_client_message(stream)? else { return Err(incomplete()) };
@@ -718,7 +722,9 @@ impl Session {
         self.received += 1;
         while matched < expected.len() {
             if self.inbox.is_empty() && !self.read_more(stream)? {
-                return Err(Halt::Failed(Error::Incomplete { expected: show(expected.get(matched..).unwrap_or_default()) }));
+                return Err(Halt::Failed(Error::Incomplete {
+                    expected: show(expected.get(matched..).unwrap_or_default()),
+                }));
             }
             let want = expected.get(matched..).unwrap_or_default();
             let n = want.len().min(self.inbox.len());
@@ -738,7 +744,8 @@ impl Session {
 
     /// QMP/QGA: the client's message must be the expected one as JSON, ids aside.
     fn match_json(&mut self, expected: &[u8], actual: &[u8]) -> Result<(), Halt> {
-        let (Ok(mut want), Ok(mut got)) = (serde_json::from_slice::<Json>(expected), serde_json::from_slice::<Json>(actual))
+        let (Ok(mut want), Ok(mut got)) =
+            (serde_json::from_slice::<Json>(expected), serde_json::from_slice::<Json>(actual))
         else {
             return if expected == actual { Ok(()) } else { Err(Halt::Failed(self.mismatch(expected, actual))) };
         };
@@ -776,6 +783,7 @@ impl Session {
             reply.push(0xFF);
         }
         reply.extend_from_slice(format!("{{\"return\": {id}}}\n").as_bytes());
+        self.garbage_before_resync(stream, &reply)?;
         self.write_message(stream, &reply)?;
         Ok(true)
     }
@@ -810,9 +818,7 @@ impl Session {
                 self.write_message(stream, stray.as_bytes())?;
             }
         }
-        if self.has(Fault::GarbageBeforeResync) && out.contains(&0xFF) {
-            self.write_message(stream, b"{\"return\": {\"garbage\": [1, 2")?;
-        }
+        self.garbage_before_resync(stream, &out)?;
         self.sent += 1;
         let k = self.sent;
         if self.faults.contains(&Fault::CloseMid(k)) {
@@ -826,6 +832,15 @@ impl Session {
         }
         if self.faults.contains(&Fault::CloseAfter(k)) {
             return Err(Halt::Fault);
+        }
+        Ok(())
+    }
+
+    /// With [`Fault::GarbageBeforeResync`], a value cut short before `bytes`
+    /// if they hold a `0xFF`.
+    fn garbage_before_resync(&mut self, stream: &mut UnixStream, bytes: &[u8]) -> Result<(), Error> {
+        if self.has(Fault::GarbageBeforeResync) && bytes.contains(&0xFF) {
+            self.write_message(stream, b"{\"return\": {\"garbage\": [1, 2")?;
         }
         Ok(())
     }

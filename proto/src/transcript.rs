@@ -371,7 +371,12 @@ mod tests {
     fn fields_round_trip() {
         let records = [
             Record { direction: Direction::Note, bytes: b"protocol: qmp", micros: None, fds: 0 },
-            Record { direction: Direction::ClientToServer, bytes: b"{\"execute\": \"getfd\"}\n", micros: Some(0), fds: 1 },
+            Record {
+                direction: Direction::ClientToServer,
+                bytes: b"{\"execute\": \"getfd\"}\n",
+                micros: Some(0),
+                fds: 1,
+            },
             Record { direction: Direction::ServerToClient, bytes: b"\xff\n\n", micros: Some(12_345_678), fds: 0 },
             Record { direction: Direction::ServerToClient, bytes: b"", micros: Some(999), fds: 0 },
         ];

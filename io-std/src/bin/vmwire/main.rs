@@ -8,6 +8,7 @@ mod minimega;
 mod negotiator;
 mod qga;
 mod qmp;
+mod replay;
 mod shell;
 mod xmlrpc;
 
@@ -48,6 +49,8 @@ enum Commands {
     Xmlrpc(xmlrpc::XmlrpcArgs),
     /// XenAPI (xapi): log in, make one call, print the Value as JSON.
     Xenapi(xmlrpc::XenapiArgs),
+    /// Serve a recorded transcript as a fake peer, with faults on request.
+    Replay(replay::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Commands::NegotiatorGuest(args) => negotiator::guest(args),
         Commands::Xmlrpc(args) => xmlrpc::run_xmlrpc(args),
         Commands::Xenapi(args) => xmlrpc::run_xenapi(args),
+        Commands::Replay(args) => replay::run(args),
     }
 }
 
