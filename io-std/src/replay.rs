@@ -412,7 +412,7 @@ impl Splitter {
 }
 
 /// The JSON framer for one direction of `protocol` (QGA: `0xFF` delimits).
-fn json_framer(protocol: Protocol) -> Framer<Bounded<u8>> {
+pub(crate) fn json_framer(protocol: Protocol) -> Framer<Bounded<u8>> {
     let framer = Framer::new(Bounded::new(MAX_MESSAGE), Limits { max_message: MAX_MESSAGE, max_depth: 1024 });
     if protocol == Protocol::Qga { framer.with_delimiter(0xFF) } else { framer }
 }
@@ -853,13 +853,16 @@ impl Session {
     /// client's sync id) in place of the recorded ones; `None` if the bytes
     /// can go as recorded. The flag says the oversized fault replaced it.
     fn map_reply(&mut self, raw: &[u8], value: Option<&Json>) -> Option<(Vec<u8>, bool)> {
-        let recorded = value.and_then(|v| v.get("id")).cloned();
-        let at = self.ids.iter().position(|m| m.recorded == recorded)?;
-        let mapped = self.ids.remove(at);
         let sync = value.and_then(|v| v.get("return")).and_then(|r| {
             let at = self.syncs.iter().position(|(rec, _)| rec == r)?;
             Some(self.syncs.remove(at).1)
         });
+        let recorded = value.and_then(|v| v.get("id")).cloned();
+        let Some(at) = self.ids.iter().position(|m| m.recorded == recorded) else {
+            // A reply to nothing the client sent (a stray in the recording too).
+            return sync.map(|sync| (rewrite(raw, recorded.as_ref(), Some(&sync)), false));
+        };
+        let mapped = self.ids.remove(at);
         let handshake = matches!(mapped.command.as_str(), "qmp_capabilities" | "guest-sync" | "guest-sync-delimited");
         if let Some(n) = self.faults.iter().find_map(|f| if let Fault::Oversized(n) = f { Some(*n) } else { None })
             && !handshake
@@ -971,7 +974,7 @@ fn rewrite(raw: &[u8], id: Option<&Json>, ret: Option<&Json>) -> Vec<u8> {
 
 /// The first complete HTTP request in `bytes`, as compared: `METHOD
 /// TARGET\n` and the body (headers vary with the client and are left out).
-fn http_request(bytes: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn http_request(bytes: &[u8]) -> Option<Vec<u8>> {
     use vmwire_proto::Machine;
     use vmwire_proto::http::{Limits, Server, ServerConfig, ServerEvent};
     let limits = Limits { max_body: MAX_MESSAGE, ..Limits::default() };
