@@ -38,33 +38,30 @@
 //! return, duplicate and unknown ids, garbage before a QGA resync, an
 //! oversized reply.
 //!
+//! A test of a program's own code against a QMP session recorded with
+//! `vmwire record qmp` (here one of vmwire's fixtures), its replies cut into
+//! one-byte reads:
+//!
 //! ```
 //! use vmwire_std::qmp::{Options, Qmp};
 //! use vmwire_std::replay::{Fault, Peer, Protocol};
 //!
-//! let transcript = br#"< 142
-//! {"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": "Debian 1:7.2+dfsg-7+deb12u18+b3"}, "capabilities": ["oob"]}}
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/qmp/01_greeting_caps_noid.txn");
+//! let peer = Peer::start_file(Protocol::Qmp, file, &[Fault::Split(1)])?;
 //!
-//! > 33
-//! {"execute": "qmp_capabilities"}
-//!
-//! < 16
-//! {"return": {}}
-//!
-//! > 29
-//! {"execute": "query-status"}
-//!
-//! < 76
-//! {"return": {"status": "prelaunch", "singlestep": false, "running": false}}
-//!
-//! "#;
-//! let peer = Peer::start(Protocol::Qmp, transcript, &[Fault::Split(1)])?;
+//! // The code under test connects to `peer.path()` instead of QEMU's socket.
 //! let mut qmp = Qmp::connect_unix(peer.path(), Options::default())?;
 //! let status: serde_json::Value = qmp.execute("query-status", ())?;
 //! assert_eq!(status["status"], "prelaunch");
+//! let version: serde_json::Value = qmp.execute("query-version", ())?;
+//! assert_eq!(version["qemu"]["major"], 7);
 //! qmp.close();
+//!
+//! // Did the code send everything the recorded client sent, and nothing else?
 //! peer.finish()?;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # Ok(())
+//! # }
 //! ```
 
 use std::fmt;
@@ -593,6 +590,7 @@ impl Session {
                     };
                 }
             };
+            stream.set_write_timeout(Some(TICK))?;
             let result = self.serve(&mut stream, &mut rest);
             let _ = stream.shutdown(std::net::Shutdown::Both);
             match result {
@@ -890,22 +888,16 @@ impl Session {
             std::thread::sleep(delay);
         }
         let split = self.faults.iter().find_map(|f| if let Fault::Split(n) = f { Some(*n) } else { None });
-        let result = match split {
-            Some(n) => {
-                let mut result = Ok(());
-                for (i, piece) in bytes.chunks(n.max(1)).enumerate() {
-                    if i > 0 {
-                        std::thread::sleep(SPLIT_PAUSE);
-                    }
-                    result = stream.write_all(piece);
-                    if result.is_err() {
-                        break;
-                    }
-                }
-                result
+        let mut result = Ok(());
+        for (i, piece) in bytes.chunks(split.unwrap_or(bytes.len()).max(1)).enumerate() {
+            if i > 0 {
+                std::thread::sleep(SPLIT_PAUSE);
             }
-            None => stream.write_all(bytes),
-        };
+            result = self.write_all(stream, piece);
+            if result.is_err() {
+                break;
+            }
+        }
         match result {
             // The client went away: what it did not read is its business;
             // what it did not send shows up as Incomplete.
@@ -915,6 +907,27 @@ impl Session {
             }
             other => other.map_err(Error::Io),
         }
+    }
+}
+
+impl Session {
+    /// Writes all of `bytes`, giving up when the peer is stopped while the
+    /// client does not read (so that [`Peer::finish`] and drop never hang).
+    fn write_all(&self, stream: &mut UnixStream, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            match stream.write(bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => bytes = bytes.get(n..).unwrap_or_default(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    if self.stopped() {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading"));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
 

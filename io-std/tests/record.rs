@@ -250,3 +250,30 @@ fn xenapi_over_python_xmlrpc_server() {
     assert!(summary.contains("POST / session.login_with_password"), "{summary}");
     assert!(summary.contains("< +") && summary.contains("HTTP/1.0 200 OK"), "{summary}");
 }
+
+#[test]
+fn file_descriptors_pass_through_the_proxy() {
+    common::require_binary("qemu-system-x86_64", "qemu-system-x86");
+    let qemu = vmwire_std::qemu::Qemu::builder().qmp().spawn().unwrap();
+    let qmp = qemu.qmp_path().unwrap().to_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, txn) = (dir.path().join("proxy.sock"), dir.path().join("s.txn"));
+    let mut record = vmwire();
+    record.args(["record", "qmp", "--connect", &qmp, "--connections", "1"]).arg("--listen").arg(&proxy);
+    let recorder = Killed::new(record.arg("--out").arg(&txn).spawn().unwrap());
+    wait_for_socket(&proxy);
+    let mut client = vmwire_std::qmp::Qmp::connect_unix(&proxy, Default::default()).unwrap();
+    let file = std::fs::File::open("/dev/null").unwrap();
+    // QEMU refuses `getfd` without a descriptor: success means it got one.
+    client.send_fd("recorded", std::os::fd::AsFd::as_fd(&file)).unwrap();
+    client.execute_raw("closefd", Some(r#"{"fdname": "recorded"}"#)).unwrap();
+    client.close();
+    let out = wait(recorder.take(), "vmwire record");
+    assert_eq!(out.status.code(), Some(0));
+    let text = std::fs::read(&txn).unwrap();
+    let passed: Vec<_> =
+        vmwire_proto::transcript::Reader::new(&text).map(Result::unwrap).filter(|r| r.fds > 0).collect();
+    assert_eq!(passed.len(), 1);
+    assert_eq!(passed[0].direction, vmwire_proto::transcript::Direction::ClientToServer);
+    assert!(String::from_utf8_lossy(passed[0].bytes).contains("getfd"));
+}

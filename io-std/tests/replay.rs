@@ -648,3 +648,17 @@ fn cli_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--protocol"));
 }
+
+#[test]
+fn finish_does_not_wait_for_a_client_that_stopped_reading() {
+    // A server message far larger than a socket buffer, to a client that
+    // never reads it.
+    let big = format!("{{\"QMP\": {{\"x\": \"{}\"}}}}\r\n", "y".repeat(8 << 20));
+    let mut text = Vec::new();
+    let record = vmwire_proto::transcript::Record::new(Direction::ServerToClient, big.as_bytes());
+    vmwire_proto::transcript::write_record(&mut text, &record).unwrap();
+    let peer = Peer::start(Protocol::Qmp, &text, &[]).unwrap();
+    let _client = std::os::unix::net::UnixStream::connect(peer.path()).unwrap();
+    let error = peer.finish().unwrap_err();
+    assert!(error.to_string().contains("the client stopped reading"), "{error}");
+}
