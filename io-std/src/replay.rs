@@ -17,8 +17,9 @@
 //!   back as the reply's `return`), the client's `0xFF` resync bytes are not
 //!   compared, and a sync the transcript does not expect is answered at once
 //!   (every client opens with one, with a random id).
-//! - HMP, negotiator, minimega: byte for byte, as a stream (how the client
-//!   cuts its writes does not matter).
+//! - minimega: message by message, as JSON values (it has no ids).
+//! - HMP, negotiator: byte for byte, as a stream (how the client cuts its
+//!   writes does not matter).
 //! - XML-RPC: request by request: the HTTP method and path, and the call's
 //!   method name and params as values (not the XML text, which every client
 //!   formats its own way, nor the headers: `Host`, `User-Agent`,
@@ -128,6 +129,11 @@ impl Protocol {
     /// Whether messages are JSON values compared with ids mapped.
     fn is_qapi(self) -> bool {
         matches!(self, Protocol::Qmp | Protocol::Qga)
+    }
+
+    /// Whether messages are framed and compared as JSON values.
+    fn is_json(self) -> bool {
+        self.is_qapi() || self == Protocol::Minimega
     }
 }
 
@@ -362,7 +368,7 @@ impl Splitter {
     /// Server bytes: QMP/QGA cut after each message and the white space after
     /// it; the other protocols keep the recorded writes.
     fn server(&mut self, bytes: &[u8], steps: &mut Vec<Step>) {
-        if !self.protocol.is_qapi() {
+        if !self.protocol.is_json() {
             steps.push(Step::Send { bytes: bytes.to_vec(), message: None });
             return;
         }
@@ -382,7 +388,7 @@ impl Splitter {
     /// Client bytes: QMP/QGA one step per message; the others one step per
     /// run of client records.
     fn client(&mut self, bytes: &[u8], steps: &mut Vec<Step>) {
-        if !self.protocol.is_qapi() {
+        if !self.protocol.is_json() {
             self.pending.extend_from_slice(bytes);
             return;
         }
@@ -665,7 +671,7 @@ impl Session {
 
     /// A complete client message out of what has arrived, if there is one.
     fn frame_client(&mut self) -> Result<Option<Vec<u8>>, Error> {
-        if self.protocol.is_qapi() {
+        if self.protocol.is_json() {
             let n = self.framer.receive(&self.inbox);
             self.inbox.drain(..n);
             return match self.framer.next() {
@@ -687,7 +693,7 @@ impl Session {
 
     fn expect(&mut self, stream: &mut UnixStream, expected: &[u8]) -> Result<(), Halt> {
         let http = self.protocol == Protocol::Xmlrpc;
-        if !self.protocol.is_qapi() && !http {
+        if !self.protocol.is_json() && !http {
             return self.expect_bytes(stream, expected);
         }
         let expected =
