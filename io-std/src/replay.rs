@@ -2,7 +2,7 @@
 //! use vmwire (or any other client) without the real QEMU, qemu-ga or daemon.
 //!
 //! A [`Peer`] listens on a UNIX socket in a temporary directory, accepts one
-//! client, and plays the server's side of a [transcript](vmwire_proto::transcript):
+//! client, and plays the server's side of a [`transcript`]:
 //! it sends what the server sent and expects what the client sent, in the
 //! recorded order. Events keep their recorded place relative to replies.
 //!
@@ -396,7 +396,7 @@ impl Splitter {
             self.framer.receive(&[b]);
             match self.framer.next() {
                 Some(Ok(m)) => steps.push(Step::Expect(m.raw().to_vec())),
-                // Invalid JSON in the recording: the client must send the same bytes.
+                // Invalid JSON in the recording is not expected of the client.
                 Some(Err(_)) => {}
                 None => {}
             }
@@ -646,6 +646,10 @@ impl Session {
             match stream.read(&mut buf) {
                 Ok(0) => self.eof = true,
                 Ok(n) => {
+                    if self.inbox.len() + n > MAX_MESSAGE {
+                        let what = format!("the client sent more than {MAX_MESSAGE} bytes without a complete message");
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, what).into());
+                    }
                     self.inbox.extend_from_slice(buf.get(..n).unwrap_or_default());
                     return Ok(true);
                 }

@@ -740,3 +740,24 @@ fn fault_split_minimega() {
     drop(minimega);
     peer.finish().unwrap();
 }
+
+#[test]
+fn fault_event_before_return_to_the_guest_agent() {
+    // The agent has no events: the client keeps what it cannot match aside
+    // and still gets its replies.
+    let text = read("qga/02_ping_info_osinfo.txn");
+    let (outcomes, verdict) = replay_qga("02_ping_info_osinfo", &[Fault::EventBeforeReturn]);
+    verdict.unwrap();
+    assert_eq!(outcomes, qga_recorded_outcomes(&text));
+}
+
+#[test]
+fn fault_close_mid_message_negotiator_and_hmp() {
+    let (outputs, verdict) = replay_negotiator("01_interface_client", &[Fault::CloseMid(2)]);
+    verdict.unwrap();
+    assert!(outputs[0].is_ok(), "{outputs:?}");
+    assert_eq!(outputs[1], Err("negotiator: the stream ended 17 bytes into a frame of 37 bytes".into()));
+    let (outputs, verdict) = replay_hmp("02_info_version", &[Fault::CloseMid(2)]);
+    verdict.unwrap();
+    assert!(outputs[0].as_ref().is_err_and(|e| e.contains("closed")), "{outputs:?}");
+}
