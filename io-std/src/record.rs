@@ -68,11 +68,58 @@ impl std::fmt::Display for Address {
     }
 }
 
-/// The listening end.
+/// A listening socket, UNIX or TCP; a UNIX socket's file is removed on drop.
 #[derive(Debug)]
-enum Listener {
+pub(crate) enum Listener {
     Unix(UnixListener, PathBuf),
     Tcp(TcpListener),
+}
+
+impl Listener {
+    /// Listens on `address` (a UNIX socket path that must not exist, or `HOST:PORT`).
+    pub(crate) fn bind(address: &Address) -> io::Result<Listener> {
+        Ok(match address {
+            Address::Unix(path) => Listener::Unix(UnixListener::bind(path).map_err(|e| at(path, e))?, path.clone()),
+            Address::Tcp(addr) => Listener::Tcp(TcpListener::bind(addr.as_str())?),
+        })
+    }
+
+    /// The address bound (with the port the system chose for `:0`).
+    pub(crate) fn address(&self) -> io::Result<Address> {
+        Ok(match self {
+            Listener::Unix(_, path) => Address::Unix(path.clone()),
+            Listener::Tcp(l) => Address::Tcp(l.local_addr()?.to_string()),
+        })
+    }
+
+    /// The next client (TCP: with Nagle's algorithm off).
+    pub(crate) fn accept(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Listener::Unix(l, _) => Stream::Unix(l.accept()?.0),
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept()?;
+                s.set_nodelay(true)?;
+                Stream::Tcp(s)
+            }
+        })
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Unix(l, _) => l.as_fd(),
+            Listener::Tcp(l) => l.as_fd(),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// A recording proxy, bound and ready to accept; see the [module documentation](self).
@@ -91,19 +138,12 @@ impl Proxy {
     /// Listens on `listen` (a UNIX socket path that must not exist, or
     /// `HOST:PORT`), to forward to `connect`.
     pub fn bind(protocol: Protocol, listen: Address, connect: Address) -> io::Result<Proxy> {
-        let listener = match &listen {
-            Address::Unix(path) => Listener::Unix(UnixListener::bind(path).map_err(|e| at(path, e))?, path.clone()),
-            Address::Tcp(addr) => Listener::Tcp(TcpListener::bind(addr.as_str())?),
-        };
-        Ok(Proxy { protocol, listener, listen, connect })
+        Ok(Proxy { protocol, listener: Listener::bind(&listen)?, listen, connect })
     }
 
     /// The address actually bound (with the port the system chose for `:0`).
     pub fn local_address(&self) -> Address {
-        match &self.listener {
-            Listener::Unix(_, path) => Address::Unix(path.clone()),
-            Listener::Tcp(l) => l.local_addr().map(|a| Address::Tcp(a.to_string())).unwrap_or(self.listen.clone()),
-        }
+        self.listener.address().unwrap_or_else(|_| self.listen.clone())
     }
 
     /// Proxies `connections` clients one after the other (`None`: until an
@@ -121,14 +161,7 @@ impl Proxy {
         log.note(&format!("vmwire record: listening on {}, connecting to {}", self.local_address(), self.connect))?;
         let mut n = 0;
         while connections.is_none_or(|max| n < max) {
-            let client = match &self.listener {
-                Listener::Unix(l, _) => Stream::Unix(l.accept()?.0),
-                Listener::Tcp(l) => {
-                    let (s, _) = l.accept()?;
-                    s.set_nodelay(true)?;
-                    Stream::Tcp(s)
-                }
-            };
+            let client = self.listener.accept()?;
             n += 1;
             if n == 1 {
                 log.start = Instant::now();
@@ -149,14 +182,6 @@ impl Proxy {
             log.note(&format!("connection {n} closed"))?;
         }
         Ok(())
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        if let Listener::Unix(_, path) = &self.listener {
-            let _ = std::fs::remove_file(path);
-        }
     }
 }
 

@@ -68,8 +68,8 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,8 +82,9 @@ use vmwire_proto::buf::Bounded;
 use vmwire_proto::json::{Framer, Limits, Value};
 use vmwire_proto::transcript::{self, Direction, Reader};
 
+use crate::record::{Address, Listener};
 use crate::text::escape;
-use crate::transport::wait_ready;
+use crate::transport::{Stream, wait_ready};
 
 /// The protocols a transcript can be replayed (and recorded) for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -424,7 +425,7 @@ pub(crate) fn json_framer(protocol: Protocol) -> Framer<Bounded<u8>> {
 /// [module documentation](self).
 #[derive(Debug)]
 pub struct Peer {
-    path: PathBuf,
+    address: Address,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), Error>>>,
     /// The temporary directory that holds the socket (none for [`Peer::listen`]).
@@ -437,7 +438,7 @@ impl Peer {
     pub fn start(protocol: Protocol, transcript: &[u8], faults: &[Fault]) -> Result<Peer, Error> {
         let dir = tempfile::Builder::new().prefix("vmwire-replay").tempdir()?;
         let path = dir.path().join(format!("{protocol}.sock"));
-        let mut peer = Peer::listen(protocol, transcript, faults, &path)?;
+        let mut peer = Peer::listen_at(protocol, transcript, faults, &Address::Unix(path))?;
         peer._dir = Some(dir);
         Ok(peer)
     }
@@ -452,22 +453,44 @@ impl Peer {
     /// Serves `transcript` for one client on a UNIX socket bound at `path`
     /// (which must not exist; it is removed when the peer is dropped).
     pub fn listen(protocol: Protocol, transcript: &[u8], faults: &[Fault], path: &Path) -> Result<Peer, Error> {
+        Peer::listen_at(protocol, transcript, faults, &Address::Unix(path.to_path_buf()))
+    }
+
+    /// Serves `transcript` for one client on `address`: a UNIX socket (which
+    /// must not exist; removed when the peer is dropped) or `HOST:PORT` (port
+    /// `0`: one the system picks, see [`Peer::address`]), for clients that
+    /// only speak TCP.
+    pub fn listen_at(
+        protocol: Protocol,
+        transcript: &[u8],
+        faults: &[Fault],
+        address: &Address,
+    ) -> Result<Peer, Error> {
         if let Some(&fault) = faults.iter().find(|f| !f.applies_to(protocol)) {
             return Err(Error::Fault(fault, protocol));
         }
         let steps = script(protocol, transcript)?;
-        let listener = UnixListener::bind(path).map_err(|e| crate::transport::at(path, e))?;
+        let listener = Listener::bind(address)?;
+        let address = listener.address()?;
         let stop = Arc::new(AtomicBool::new(false));
         let session = Session::new(protocol, faults, stop.clone());
         let thread = std::thread::Builder::new()
             .name("vmwire-replay".into())
             .spawn(move || session.accept_and_serve(&listener, steps))?;
-        Ok(Peer { path: path.to_path_buf(), stop, thread: Some(thread), _dir: None })
+        Ok(Peer { address, stop, thread: Some(thread), _dir: None })
     }
 
-    /// The socket to connect to.
+    /// The UNIX socket to connect to (empty for a TCP peer: see [`Peer::address`]).
     pub fn path(&self) -> &Path {
-        &self.path
+        match &self.address {
+            Address::Unix(path) => path,
+            Address::Tcp(_) => Path::new(""),
+        }
+    }
+
+    /// The address to connect to.
+    pub fn address(&self) -> &Address {
+        &self.address
     }
 
     /// Stops the peer once it has nothing left to send on its own (it stops
@@ -497,9 +520,6 @@ impl Drop for Peer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.join();
-        if self._dir.is_none() {
-            let _ = std::fs::remove_file(&self.path);
-        }
     }
 }
 
@@ -579,12 +599,12 @@ impl Session {
 
     /// Serves `steps`, one connection after another: a `Close` step ends a
     /// connection, and the steps after it go to the next client.
-    fn accept_and_serve(mut self, listener: &UnixListener, steps: Vec<Step>) -> Result<(), Error> {
+    fn accept_and_serve(mut self, listener: &Listener, steps: Vec<Step>) -> Result<(), Error> {
         let mut rest = &steps[..];
         loop {
             let mut stream = loop {
                 if wait_ready(listener.as_fd(), PollFlags::IN, Some(Instant::now() + TICK))? {
-                    break listener.accept()?.0;
+                    break listener.accept()?;
                 }
                 if self.stopped() {
                     if rest.len() == steps.len() {
@@ -596,9 +616,13 @@ impl Session {
                     };
                 }
             };
-            stream.set_write_timeout(Some(TICK))?;
+            match &stream {
+                Stream::Unix(s) => s.set_write_timeout(Some(TICK))?,
+                Stream::Tcp(s) => s.set_write_timeout(Some(TICK))?,
+                _ => {}
+            }
             let result = self.serve(&mut stream, &mut rest);
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+            let _ = stream.shutdown();
             match result {
                 Ok(()) => return Ok(()),
                 Err(Halt::Closed) if !rest.is_empty() => {}
@@ -612,7 +636,7 @@ impl Session {
     }
 
     /// Serves steps from the front of `steps` on one connection.
-    fn serve(&mut self, stream: &mut UnixStream, steps: &mut &[Step]) -> Result<(), Halt> {
+    fn serve(&mut self, stream: &mut Stream, steps: &mut &[Step]) -> Result<(), Halt> {
         while let Some((step, rest)) = steps.split_first() {
             *steps = rest;
             match step {
@@ -631,7 +655,7 @@ impl Session {
     }
 
     /// Reads more from the client; `false` at the end of its stream or when stopped.
-    fn read_more(&mut self, stream: &mut UnixStream) -> Result<bool, Error> {
+    fn read_more(&mut self, stream: &mut Stream) -> Result<bool, Error> {
         loop {
             if self.eof {
                 return Ok(false);
@@ -662,7 +686,7 @@ impl Session {
 
     /// The client's next message (QMP/QGA: a JSON value; XML-RPC: a request,
     /// as `METHOD PATH\n` + body; others: whatever arrived), or `None` at the end.
-    fn next_client_message(&mut self, stream: &mut UnixStream) -> Result<Option<Vec<u8>>, Error> {
+    fn next_client_message(&mut self, stream: &mut Stream) -> Result<Option<Vec<u8>>, Error> {
         loop {
             if let Some(message) = self.frame_client()? {
                 return Ok(Some(message));
@@ -695,7 +719,7 @@ impl Session {
         Ok((!self.inbox.is_empty()).then(|| std::mem::take(&mut self.inbox)))
     }
 
-    fn expect(&mut self, stream: &mut UnixStream, expected: &[u8]) -> Result<(), Halt> {
+    fn expect(&mut self, stream: &mut Stream, expected: &[u8]) -> Result<(), Halt> {
         let http = self.protocol == Protocol::Xmlrpc;
         if !self.protocol.is_json() && !http {
             return self.expect_bytes(stream, expected);
@@ -725,7 +749,7 @@ impl Session {
     }
 
     /// Byte protocols: the client's stream must go on with `expected`.
-    fn expect_bytes(&mut self, stream: &mut UnixStream, expected: &[u8]) -> Result<(), Halt> {
+    fn expect_bytes(&mut self, stream: &mut Stream, expected: &[u8]) -> Result<(), Halt> {
         let mut matched = 0;
         self.received += 1;
         while matched < expected.len() {
@@ -773,12 +797,7 @@ impl Session {
 
     /// QGA: a sync from the client that the transcript does not expect here
     /// is answered at once. Returns whether `actual` was such a sync.
-    fn answer_unrecorded_sync(
-        &mut self,
-        stream: &mut UnixStream,
-        actual: &[u8],
-        expected: &[u8],
-    ) -> Result<bool, Halt> {
+    fn answer_unrecorded_sync(&mut self, stream: &mut Stream, actual: &[u8], expected: &[u8]) -> Result<bool, Halt> {
         if self.protocol != Protocol::Qga {
             return Ok(false);
         }
@@ -797,7 +816,7 @@ impl Session {
     }
 
     /// Sends one server step, with the faults applied.
-    fn send(&mut self, stream: &mut UnixStream, bytes: &[u8], message: Option<(usize, usize)>) -> Result<(), Halt> {
+    fn send(&mut self, stream: &mut Stream, bytes: &[u8], message: Option<(usize, usize)>) -> Result<(), Halt> {
         let raw = message.and_then(|(s, e)| bytes.get(s..e));
         let value = raw.and_then(|raw| serde_json::from_slice::<Json>(raw).ok());
         let is_reply = value.as_ref().is_some_and(|v| v.get("return").is_some() || v.get("error").is_some());
@@ -846,7 +865,7 @@ impl Session {
 
     /// With [`Fault::GarbageBeforeResync`], a value cut short before `bytes`
     /// if they hold a `0xFF`.
-    fn garbage_before_resync(&mut self, stream: &mut UnixStream, bytes: &[u8]) -> Result<(), Error> {
+    fn garbage_before_resync(&mut self, stream: &mut Stream, bytes: &[u8]) -> Result<(), Error> {
         if self.has(Fault::GarbageBeforeResync) && bytes.contains(&0xFF) {
             self.write_message(stream, b"{\"return\": {\"garbage\": [1, 2")?;
         }
@@ -893,7 +912,7 @@ impl Session {
     }
 
     /// Writes one server message, with the split and delay faults.
-    fn write_message(&mut self, stream: &mut UnixStream, bytes: &[u8]) -> Result<(), Error> {
+    fn write_message(&mut self, stream: &mut Stream, bytes: &[u8]) -> Result<(), Error> {
         if let Some(delay) = self.faults.iter().find_map(|f| if let Fault::Delay(d) = f { Some(*d) } else { None }) {
             std::thread::sleep(delay);
         }
@@ -923,7 +942,7 @@ impl Session {
 impl Session {
     /// Writes all of `bytes`, giving up when the peer is stopped while the
     /// client does not read (so that [`Peer::finish`] and drop never hang).
-    fn write_all(&self, stream: &mut UnixStream, mut bytes: &[u8]) -> io::Result<()> {
+    fn write_all(&self, stream: &mut Stream, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
             match stream.write(bytes) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

@@ -277,3 +277,54 @@ fn file_descriptors_pass_through_the_proxy() {
     assert_eq!(passed[0].direction, vmwire_proto::transcript::Direction::ClientToServer);
     assert!(String::from_utf8_lossy(passed[0].bytes).contains("getfd"));
 }
+
+/// The address a `vmwire record` or `vmwire replay` prints on its first
+/// line of standard error (`… on tcp:HOST:PORT …`).
+fn printed_address(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    let tcp = line.split_whitespace().find_map(|w| w.strip_prefix("tcp:")).unwrap_or_else(|| panic!("{line:?}"));
+    tcp.to_string()
+}
+
+/// Runs the official XenAPI SDK (`tests/peers/sdk_client.py`) against
+/// `http://ADDRESS/`: one JSON line per step.
+fn sdk_client(python: &Path, address: &str) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/sdk_client.py");
+    let out = Command::new(python).arg(script).arg(format!("http://{address}/")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_xenapi_sdk_over_tcp() {
+    let python = common::require_python_module("XenAPI");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/xenapi_server.py");
+    let mut child = Command::new(&python).arg(script).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let port = line.trim().strip_prefix("PORT ").unwrap_or_else(|| panic!("{line:?}")).to_string();
+    let _peer = Killed::new(child);
+    let dir = tempfile::tempdir().unwrap();
+    let txn = dir.path().join("sdk.txn");
+
+    // The SDK, through the proxy on a TCP port, to Python's server.
+    let mut record = vmwire();
+    record.args(["record", "xmlrpc", "--listen", "127.0.0.1:0", "--connect", &format!("127.0.0.1:{port}")]);
+    let mut recorder = record.arg("--out").arg(&txn).stderr(Stdio::piped()).spawn().unwrap();
+    let proxy = printed_address(&mut recorder);
+    let recorder = Killed::new(recorder);
+    let recorded = sdk_client(&python, &proxy);
+    drop(recorder);
+    assert!(recorded.contains(r#"{"step": "after invalidation", "ok": 3}"#), "{recorded}");
+
+    // The SDK again, against the replay on a TCP port: the same output.
+    let mut replay =
+        vmwire().arg("replay").arg(&txn).args(["--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn().unwrap();
+    let address = printed_address(&mut replay);
+    let replay = Killed::new(replay);
+    let replayed = sdk_client(&python, &address);
+    let out = wait(replay.take(), "vmwire replay");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(replayed, recorded);
+}

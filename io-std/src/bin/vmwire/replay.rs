@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use vmwire_std::record::Address;
 use vmwire_std::replay::{Fault, Peer, Protocol};
 
 /// Serve a recorded transcript (`.txn`) to one client, as the server did.
@@ -12,9 +13,10 @@ use vmwire_std::replay::{Fault, Peer, Protocol};
 pub struct ReplayArgs {
     /// The transcript (written by `vmwire record`, or a file from `fixtures/`).
     file: PathBuf,
-    /// The UNIX socket to listen on (must not exist; removed at the end).
-    #[arg(long, value_name = "PATH")]
-    listen: PathBuf,
+    /// Where the client connects: a UNIX socket path (must not exist;
+    /// removed at the end) or HOST:PORT (port 0: any; the address is printed).
+    #[arg(long, value_name = "ADDRESS")]
+    listen: Address,
     /// qmp, qga, hmp, negotiator, minimega or xmlrpc (default: the
     /// transcript's `protocol:` note).
     #[arg(long, value_name = "NAME")]
@@ -82,14 +84,14 @@ pub fn run(args: ReplayArgs) -> ExitCode {
     let Some(protocol) = args.protocol.or_else(|| Protocol::of_transcript(&text)) else {
         return crate::usage(&"the transcript names no protocol: give --protocol");
     };
-    let peer = match Peer::listen(protocol, &text, &args.faults(), &args.listen) {
+    let peer = match Peer::listen_at(protocol, &text, &args.faults(), &args.listen) {
         Ok(peer) => peer,
         Err(e @ (vmwire_std::replay::Error::Transcript(_) | vmwire_std::replay::Error::Fault(..))) => {
             return crate::usage(&e);
         }
         Err(e) => return crate::fail(&e),
     };
-    eprintln!("vmwire: replaying {} ({protocol}) on {}", args.file.display(), args.listen.display());
+    eprintln!("vmwire: replaying {} ({protocol}) on {}", args.file.display(), peer.address());
     match peer.wait() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => crate::fail(&e),
