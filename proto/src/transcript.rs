@@ -260,7 +260,7 @@ fn millis(text: &[u8]) -> Option<u64> {
         Some(dot) => (number.get(..dot)?, number.get(dot + 1..)?),
         None => (number, &b""[..]),
     };
-    if whole.len() > 15 || frac.len() > 3 || (number.contains(&b'.') && frac.is_empty()) {
+    if frac.len() > 3 || (number.contains(&b'.') && frac.is_empty()) {
         return None;
     }
     let mut micros = decimal(whole)?.checked_mul(1000)?;
@@ -269,7 +269,7 @@ fn millis(text: &[u8]) -> Option<u64> {
         if !d.is_ascii_digit() {
             return None;
         }
-        micros += u64::from(d - b'0') * scale;
+        micros = micros.checked_add(u64::from(d - b'0') * scale)?;
         scale /= 10;
     }
     Some(micros)
@@ -391,6 +391,37 @@ mod tests {
         assert!(back[3].is_close());
     }
 
+    proptest::proptest! {
+        /// Any records, written, read back the same; any bytes never panic
+        /// the reader, and an error points inside the input.
+        #[test]
+        fn writer_and_reader_agree(
+            records in proptest::collection::vec(
+                (0..3u8, proptest::collection::vec(proptest::num::u8::ANY, 0..64), proptest::option::of(proptest::num::u64::ANY), 0..=MAX_FDS),
+                0..8,
+            ),
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            let direction = |d: u8| [Direction::ClientToServer, Direction::ServerToClient, Direction::Note][usize::from(d)];
+            let records: Vec<_> = records
+                .iter()
+                .map(|(d, bytes, micros, fds)| Record { direction: direction(*d), bytes, micros: *micros, fds: *fds })
+                .collect();
+            let mut text = Vec::new();
+            for r in &records {
+                write_record(&mut text, r).unwrap();
+            }
+            let back: Vec<_> = Reader::new(&text).map(Result::unwrap).collect();
+            proptest::prop_assert_eq!(back, records);
+            text.extend_from_slice(&junk);
+            for r in Reader::new(&text) {
+                if let Err(e) = r {
+                    proptest::prop_assert!(e.offset < text.len());
+                }
+            }
+        }
+    }
+
     #[test]
     fn errors_say_where() {
         let cases: &[(&[u8], ErrorKind, usize, usize)] = &[
@@ -420,5 +451,7 @@ mod tests {
         assert_eq!(Reader::new(b"").next(), None);
         assert_eq!(millis(b"1.5ms"), Some(1500));
         assert_eq!(millis(b"999999999999999.999ms"), Some(999_999_999_999_999_999));
+        assert_eq!(millis(b"18446744073709551.615ms"), Some(u64::MAX));
+        assert_eq!(millis(b"18446744073709551.616ms"), None);
     }
 }
