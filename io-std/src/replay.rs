@@ -774,7 +774,8 @@ impl Session {
         Ok(())
     }
 
-    /// QMP/QGA: the client's message must be the expected one as JSON, ids aside.
+    /// QMP/QGA/minimega: the client's message must be the expected one as
+    /// JSON, ids aside (QMP/QGA: remembered, to map the replies).
     fn match_json(&mut self, expected: &[u8], actual: &[u8]) -> Result<(), Halt> {
         let (Ok(mut want), Ok(mut got)) =
             (serde_json::from_slice::<Json>(expected), serde_json::from_slice::<Json>(actual))
@@ -790,8 +791,10 @@ impl Session {
         if let (Some(r), Some(c)) = (want_sync, got_sync) {
             self.syncs.push((r, c));
         }
-        let command = command_name(&got);
-        self.ids.push(Mapped { recorded, client, command });
+        if self.protocol.is_qapi() {
+            let command = command_name(&got);
+            self.ids.push(Mapped { recorded, client, command });
+        }
         Ok(())
     }
 
