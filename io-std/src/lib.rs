@@ -13,6 +13,8 @@ pub mod negotiator;
 pub mod qemu;
 pub mod qga;
 pub mod qmp;
+pub mod record;
+pub mod replay;
 pub mod text;
 pub mod transport;
 pub mod xenapi;

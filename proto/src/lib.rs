@@ -19,6 +19,7 @@
 //! | [`http`] | HTTP/1.x framing (client and server) for XML-RPC |
 //! | [`xmlrpc`] | XML-RPC: zero-copy parser, writer, serde, client and server machines |
 //! | [`xenapi`] | the XenAPI (xapi) over XML-RPC: results, failures, tasks, a session machine |
+//! | [`transcript`] | the `.txn` transcript format of `vmwire record` / `vmwire replay`: reader and writer |
 //!
 //! # Features
 //! - `alloc`: growable, bounded buffers ([`buf::Heap`]) and owned conversions.
@@ -49,6 +50,7 @@ pub mod negotiator;
 mod qapi;
 pub mod qga;
 pub mod qmp;
+pub mod transcript;
 pub mod xenapi;
 pub mod xmlrpc;
 

@@ -8,6 +8,8 @@ mod minimega;
 mod negotiator;
 mod qga;
 mod qmp;
+mod record;
+mod replay;
 mod shell;
 mod xmlrpc;
 
@@ -48,6 +50,10 @@ enum Commands {
     Xmlrpc(xmlrpc::XmlrpcArgs),
     /// XenAPI (xapi): log in, make one call, print the Value as JSON.
     Xenapi(xmlrpc::XenapiArgs),
+    /// Record a session through a transparent proxy (a transcript, and a summary).
+    Record(record::RecordArgs),
+    /// Serve a recorded transcript as a fake peer, with faults on request.
+    Replay(replay::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +67,8 @@ fn main() -> ExitCode {
         Commands::NegotiatorGuest(args) => negotiator::guest(args),
         Commands::Xmlrpc(args) => xmlrpc::run_xmlrpc(args),
         Commands::Xenapi(args) => xmlrpc::run_xenapi(args),
+        Commands::Record(args) => record::run(args),
+        Commands::Replay(args) => replay::run(args),
     }
 }
 

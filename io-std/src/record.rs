@@ -1,0 +1,411 @@
+//! A transparent recording proxy: what `vmwire record` runs.
+//!
+//! A [`Proxy`] listens on a UNIX socket or a TCP port; for each client it
+//! accepts (one at a time), it connects to the real peer and copies the
+//! bytes both ways unchanged — file descriptors passed with them
+//! (`SCM_RIGHTS`, UNIX sockets only) included — while it writes a
+//! [transcript](vmwire_proto::transcript) with the time of every read and
+//! the number of descriptors, and, if asked, a protocol-aware summary: one
+//! line per message (JSON messages on one line each, HTTP requests as the
+//! method and the XML-RPC call, HMP as text lines).
+//!
+//! The transcript starts with a `protocol: NAME` note, so that
+//! `vmwire replay` knows how to serve it. Each connection is introduced by
+//! a note; a side closing its end is a record of length 0.
+//!
+//! The copy is a single `poll(2)` loop with blocking writes: fine for
+//! request/response protocols; a peer that never reads while the other
+//! side writes a lot would stall it, as it would stall the real client.
+
+use std::io::{self, IoSliceMut, Write};
+use std::net::{Shutdown, TcpListener};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Instant;
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+use vmwire_proto::buf::Bounded;
+use vmwire_proto::json::Framer;
+use vmwire_proto::transcript::{Direction, Record, write_record};
+
+use crate::replay::{Protocol, http_request, json_framer};
+use crate::text::escape;
+use crate::transport::{Stream, at};
+
+/// Where to listen or connect: a UNIX socket path, or `HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// A UNIX socket.
+    Unix(PathBuf),
+    /// A TCP address, `HOST:PORT`.
+    Tcp(String),
+}
+
+impl FromStr for Address {
+    type Err = String;
+
+    /// `HOST:PORT` (the port a number, no `/`) is TCP; anything else is a
+    /// UNIX socket path.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err("empty address".into());
+        }
+        let tcp = !s.contains('/')
+            && s.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        Ok(if tcp { Address::Tcp(s.to_string()) } else { Address::Unix(PathBuf::from(s)) })
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+            Address::Tcp(addr) => write!(f, "tcp:{addr}"),
+        }
+    }
+}
+
+/// A listening socket, UNIX or TCP; a UNIX socket's file is removed on drop.
+#[derive(Debug)]
+pub(crate) enum Listener {
+    Unix(UnixListener, PathBuf),
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    /// Listens on `address` (a UNIX socket path that must not exist, or `HOST:PORT`).
+    pub(crate) fn bind(address: &Address) -> io::Result<Listener> {
+        Ok(match address {
+            Address::Unix(path) => Listener::Unix(UnixListener::bind(path).map_err(|e| at(path, e))?, path.clone()),
+            Address::Tcp(addr) => Listener::Tcp(TcpListener::bind(addr.as_str())?),
+        })
+    }
+
+    /// The address bound (with the port the system chose for `:0`).
+    pub(crate) fn address(&self) -> io::Result<Address> {
+        Ok(match self {
+            Listener::Unix(_, path) => Address::Unix(path.clone()),
+            Listener::Tcp(l) => Address::Tcp(l.local_addr()?.to_string()),
+        })
+    }
+
+    /// The next client (TCP: with Nagle's algorithm off).
+    pub(crate) fn accept(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Listener::Unix(l, _) => Stream::Unix(l.accept()?.0),
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept()?;
+                s.set_nodelay(true)?;
+                Stream::Tcp(s)
+            }
+        })
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Unix(l, _) => l.as_fd(),
+            Listener::Tcp(l) => l.as_fd(),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A recording proxy, bound and ready to accept; see the [module documentation](self).
+#[derive(Debug)]
+pub struct Proxy {
+    protocol: Protocol,
+    listener: Listener,
+    listen: Address,
+    connect: Address,
+}
+
+/// Most descriptors taken from one message (the kernel's `SCM_MAX_FD`).
+const MAX_FDS: usize = 253;
+
+impl Proxy {
+    /// Listens on `listen` (a UNIX socket path that must not exist, or
+    /// `HOST:PORT`), to forward to `connect`.
+    pub fn bind(protocol: Protocol, listen: Address, connect: Address) -> io::Result<Proxy> {
+        Ok(Proxy { protocol, listener: Listener::bind(&listen)?, listen, connect })
+    }
+
+    /// The address actually bound (with the port the system chose for `:0`).
+    pub fn local_address(&self) -> Address {
+        self.listener.address().unwrap_or_else(|_| self.listen.clone())
+    }
+
+    /// Proxies `connections` clients one after the other (`None`: until an
+    /// error), writing the transcript to `transcript` and, if given, the
+    /// summary to `summary`. Both are flushed after every record.
+    pub fn run(
+        &self,
+        connections: Option<usize>,
+        transcript: &mut dyn Write,
+        summary: Option<&mut dyn Write>,
+    ) -> io::Result<()> {
+        // Times count from the first client's connection.
+        let mut log = Log { start: Instant::now(), transcript, summary, protocol: self.protocol };
+        log.note(&format!("protocol: {}", self.protocol))?;
+        log.note(&format!("vmwire record: listening on {}, connecting to {}", self.local_address(), self.connect))?;
+        let mut n = 0;
+        while connections.is_none_or(|max| n < max) {
+            let client = self.listener.accept()?;
+            n += 1;
+            if n == 1 {
+                log.start = Instant::now();
+            }
+            let server = match &self.connect {
+                Address::Unix(path) => Stream::connect_unix(path),
+                Address::Tcp(addr) => Stream::connect_tcp(addr.as_str(), None),
+            };
+            let server = match server {
+                Ok(s) => s,
+                Err(e) => {
+                    log.note(&format!("connection {n}: could not connect to {}: {e}", self.connect))?;
+                    return Err(e);
+                }
+            };
+            log.note(&format!("connection {n} opened"))?;
+            copy_both_ways(&client, &server, &mut log)?;
+            log.note(&format!("connection {n} closed"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Copies `client` ↔ `server` until both have closed their ends.
+fn copy_both_ways(client: &Stream, server: &Stream, log: &mut Log<'_, '_>) -> io::Result<()> {
+    let mut open = [true, true];
+    let mut buf = vec![0u8; 1 << 16];
+    let mut summaries =
+        [Summary::new(log.protocol, Direction::ClientToServer), Summary::new(log.protocol, Direction::ServerToClient)];
+    while open.iter().any(|&o| o) {
+        let flags = |o: bool| if o { PollFlags::IN } else { PollFlags::empty() };
+        let mut fds = [PollFd::new(client, flags(open[0])), PollFd::new(server, flags(open[1]))];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let ready = [fds[0].revents(), fds[1].revents()];
+        for (side, (from, to, direction)) in
+            [(client, server, Direction::ClientToServer), (server, client, Direction::ServerToClient)]
+                .into_iter()
+                .enumerate()
+        {
+            if !open[side] || ready[side].is_empty() {
+                continue;
+            }
+            let (n, fds) = receive(from.as_fd(), &mut buf)?;
+            let bytes = buf.get(..n).unwrap_or_default();
+            if n == 0 {
+                open[side] = false;
+                let _ = shutdown_write(to);
+            } else {
+                forward(to, bytes, &fds)?;
+            }
+            log.record(direction, bytes, fds.len(), &mut summaries[side])?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads once, with any descriptors that came along. A reset is the end of
+/// the stream.
+fn receive(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    loop {
+        match recvmsg(fd, &mut [IoSliceMut::new(buf)], &mut control, RecvFlags::CMSG_CLOEXEC) {
+            Ok(msg) => {
+                let mut fds = Vec::new();
+                for message in control.drain() {
+                    if let RecvAncillaryMessage::ScmRights(rights) = message {
+                        fds.extend(rights);
+                    }
+                }
+                return Ok((msg.bytes, fds));
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::CONNRESET) => return Ok((0, Vec::new())),
+            // Not a socket that takes recvmsg (cannot happen here): read plainly.
+            Err(rustix::io::Errno::NOTSOCK) => {
+                return rustix::io::read(fd, buf).map(|n| (n, Vec::new())).map_err(Into::into);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Writes all of `bytes` to `to`, with `fds` attached to the first write.
+fn forward(to: &Stream, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<()> {
+    let mut to = clone_stream(to)?;
+    let mut written = 0;
+    if !fds.is_empty() {
+        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+        written = to.send_with_fds(bytes, &borrowed)?;
+    }
+    match to.write_all(bytes.get(written..).unwrap_or_default()) {
+        // The other side went away: its end shows up as a read of 0 next.
+        Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => Ok(()),
+        other => other,
+    }
+}
+
+/// A second handle on the same socket, to write through a shared reference.
+fn clone_stream(s: &Stream) -> io::Result<Stream> {
+    match s {
+        Stream::Unix(u) => u.try_clone().map(Stream::Unix),
+        Stream::Tcp(t) => t.try_clone().map(Stream::Tcp),
+        _ => Err(io::Error::new(io::ErrorKind::Unsupported, "only sockets are proxied")),
+    }
+}
+
+fn shutdown_write(s: &Stream) -> io::Result<()> {
+    match s {
+        Stream::Unix(u) => u.shutdown(Shutdown::Write),
+        Stream::Tcp(t) => t.shutdown(Shutdown::Write),
+        _ => Ok(()),
+    }
+}
+
+/// Where records go.
+struct Log<'a, 'b> {
+    start: Instant,
+    transcript: &'a mut dyn Write,
+    summary: Option<&'b mut dyn Write>,
+    protocol: Protocol,
+}
+
+impl Log<'_, '_> {
+    fn micros(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn note(&mut self, text: &str) -> io::Result<()> {
+        let record = Record { direction: Direction::Note, bytes: text.as_bytes(), micros: None, fds: 0 };
+        self.write(&record)
+    }
+
+    fn write(&mut self, record: &Record<'_>) -> io::Result<()> {
+        let mut out = Vec::with_capacity(record.bytes.len() + 32);
+        let _ = write_record(&mut out, record);
+        self.transcript.write_all(&out)?;
+        self.transcript.flush()
+    }
+
+    fn record(&mut self, direction: Direction, bytes: &[u8], fds: usize, summary: &mut Summary) -> io::Result<()> {
+        let micros = self.micros();
+        let fds = u32::try_from(fds).unwrap_or(u32::MAX);
+        self.write(&Record { direction, bytes, micros: Some(micros), fds })?;
+        let Some(out) = self.summary.as_mut() else { return Ok(()) };
+        let time = format!("+{}.{:03}ms", micros / 1000, micros % 1000);
+        let marker = char::from(direction.marker());
+        if bytes.is_empty() {
+            writeln!(out, "{marker} {time} (closed)")?;
+        }
+        if fds > 0 {
+            writeln!(out, "{marker} {time} ({fds} file descriptors)")?;
+        }
+        for line in summary.feed(bytes) {
+            writeln!(out, "{marker} {time} {}", escape(&line))?;
+        }
+        out.flush()
+    }
+}
+
+/// Cuts one direction into messages, with the protocol's own framer, for
+/// the summary.
+enum Summary {
+    Json(Box<Framer<Bounded<u8>>>),
+    Negotiator(Box<vmwire_proto::negotiator::Decoder<Bounded<u8>>>),
+    Lines(Vec<u8>),
+    Http { buffered: Vec<u8>, request: bool },
+}
+
+impl Summary {
+    fn new(protocol: Protocol, direction: Direction) -> Summary {
+        match protocol {
+            Protocol::Qmp | Protocol::Qga | Protocol::Minimega => Summary::Json(Box::new(json_framer(protocol))),
+            Protocol::Negotiator => Summary::Negotiator(Box::new(vmwire_proto::negotiator::Decoder::new(
+                Bounded::new(16 << 20),
+                vmwire_proto::negotiator::Limits { max_frame: 16 << 20, ..Default::default() },
+            ))),
+            Protocol::Hmp => Summary::Lines(Vec::new()),
+            Protocol::Xmlrpc => Summary::Http { buffered: Vec::new(), request: direction == Direction::ClientToServer },
+        }
+    }
+
+    /// The messages `bytes` complete, one line each.
+    fn feed(&mut self, mut bytes: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        match self {
+            Summary::Json(framer) => {
+                while !bytes.is_empty() {
+                    let n = framer.receive(bytes);
+                    bytes = bytes.get(n..).unwrap_or_default();
+                    while let Some(message) = framer.next() {
+                        lines.push(match message {
+                            Ok(m) => m.value().compact().to_string(),
+                            Err(e) => format!("(invalid JSON: {e})"),
+                        });
+                    }
+                    if n == 0 {
+                        framer.reset();
+                    }
+                }
+            }
+            Summary::Negotiator(decoder) => {
+                while !bytes.is_empty() && !decoder.is_broken() {
+                    let n = decoder.receive(bytes);
+                    bytes = bytes.get(n..).unwrap_or_default();
+                    while let Some(frame) = decoder.next() {
+                        lines.push(match frame {
+                            Ok(m) => m.value().compact().to_string(),
+                            Err(e) => format!("(bad frame: {e})"),
+                        });
+                    }
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+            Summary::Lines(pending) => {
+                pending.extend_from_slice(bytes);
+                while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    lines.push(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string());
+                }
+                if pending.len() > 4096 {
+                    lines.push(String::from_utf8_lossy(&std::mem::take(pending)).into_owned());
+                }
+            }
+            Summary::Http { buffered, request: true } => {
+                buffered.extend_from_slice(bytes);
+                if let Some(call) = http_request(buffered) {
+                    buffered.clear();
+                    lines.push(String::from_utf8_lossy(&call).replacen('\n', " ", 1));
+                }
+            }
+            Summary::Http { request: false, .. } => {
+                if bytes.starts_with(b"HTTP/") {
+                    let status = bytes.split(|&b| b == b'\r' || b == b'\n').next().unwrap_or_default();
+                    lines.push(String::from_utf8_lossy(status).into_owned());
+                }
+            }
+        }
+        lines
+    }
+}

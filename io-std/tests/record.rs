@@ -1,0 +1,330 @@
+//! `vmwire record` between a client and the real peer (QEMU, qemu-ga,
+//! negotiator-common, Python's XML-RPC server), then `vmwire replay` of
+//! what it wrote: the same client gets the same output from the replay as
+//! from the real peer.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A hang guard for processes that must end on their own.
+const GUARD: Duration = Duration::from_secs(60);
+
+fn vmwire() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vmwire"))
+}
+
+/// Kills a child on drop (pass or fail), unless taken back.
+struct Killed(Option<Child>);
+
+impl Killed {
+    fn new(child: Child) -> Killed {
+        Killed(Some(child))
+    }
+
+    fn take(mut self) -> Child {
+        self.0.take().unwrap()
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits for `child` to exit by itself; kills it and fails after [`GUARD`].
+fn wait(mut child: Child, what: &str) -> Output {
+    let give_up = Instant::now() + GUARD;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > give_up {
+            let _ = child.kill();
+            panic!("{what} did not end");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn wait_for_socket(path: &Path) {
+    common::eventually(&format!("{} to appear", path.display()), GUARD, || path.exists().then_some(()));
+}
+
+/// Records `client` talking to `real` through `vmwire record PROTOCOL`
+/// (`connections` of them; `None`: the recorder is stopped once the client
+/// is done), then replays the transcript to the same client. Returns the
+/// client's output (the same both times) and the summary.
+fn record_then_replay(
+    protocol: &str,
+    real: &str,
+    connections: Option<usize>,
+    client: impl Fn(&Path) -> String,
+) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, txn, summary) = (dir.path().join("proxy.sock"), dir.path().join("s.txn"), dir.path().join("s.sum"));
+    let mut record = vmwire();
+    record.args(["record", protocol, "--connect", real]).arg("--listen").arg(&proxy);
+    record.arg("--out").arg(&txn).arg("--summary").arg(&summary);
+    if let Some(n) = connections {
+        record.args(["--connections", &n.to_string()]);
+    }
+    let recorder = Killed::new(record.stderr(Stdio::piped()).spawn().unwrap());
+    wait_for_socket(&proxy);
+    let recorded = client(&proxy);
+    match connections {
+        Some(_) => {
+            let out = wait(recorder.take(), "vmwire record");
+            assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        None => drop(recorder),
+    }
+
+    let socket = dir.path().join("replay.sock");
+    let replay = vmwire().arg("replay").arg(&txn).arg("--listen").arg(&socket).stderr(Stdio::piped()).spawn().unwrap();
+    let replay = Killed::new(replay);
+    wait_for_socket(&socket);
+    let replayed = client(&socket);
+    let out = wait(replay.take(), "vmwire replay");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{}", String::from_utf8_lossy(&std::fs::read(&txn).unwrap()));
+    assert_eq!(replayed, recorded);
+    (recorded, std::fs::read_to_string(&summary).unwrap())
+}
+
+/// Runs the `vmwire` command line; its standard output (exit status 0).
+fn run(args: &[&str], socket: &Path) -> String {
+    let out =
+        vmwire().args(args.iter().map(|a| if *a == "SOCKET" { socket.to_str().unwrap() } else { a })).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn qemu_qmp_and_hmp() {
+    common::require_binary("qemu-system-x86_64", "qemu-system-x86");
+    let qemu = vmwire_std::qemu::Qemu::builder().qmp().hmp().spawn().unwrap();
+    let qmp = qemu.qmp_path().unwrap().to_str().unwrap().to_string();
+    let (output, summary) =
+        record_then_replay("qmp", &qmp, Some(1), |socket| run(&["qmp", "--socket", "SOCKET", "query-status"], socket));
+    assert_eq!(output, "{\"return\":{\"status\":\"prelaunch\",\"singlestep\":false,\"running\":false}}\n");
+    // One message per line, with its time.
+    let lines: Vec<&str> = summary.lines().collect();
+    assert_eq!(lines.len(), 7, "{summary}");
+    assert!(lines[0].starts_with("< +") && lines[0].contains(r#"{"QMP":{"version""#), "{summary}");
+    assert!(lines[3].ends_with(r#"{"execute":"query-status","id":1}"#), "{summary}");
+
+    // Events in their place: cont then stop, through the library client.
+    let (output, _) = record_then_replay("qmp", &qmp, Some(1), |socket| {
+        let mut client = vmwire_std::qmp::Qmp::connect_unix(socket, Default::default()).unwrap();
+        let mut seen = Vec::new();
+        for command in ["cont", "stop", "query-status"] {
+            seen.push(client.execute_raw(command, None).unwrap());
+        }
+        while let Ok(Some(event)) = client.next_event(Some(Duration::ZERO)) {
+            seen.push(event.name);
+        }
+        client.close();
+        seen.join("\n")
+    });
+    assert!(output.ends_with("RESUME\nSTOP"), "{output}");
+
+    let hmp = qemu.hmp_path().unwrap().to_str().unwrap().to_string();
+    let (output, summary) = record_then_replay("hmp", &hmp, Some(1), |socket| {
+        run(&["hmp", "--socket", "SOCKET", "info", "status"], socket)
+    });
+    // The second QMP session left it stopped.
+    assert_eq!(output, "VM status: paused\n");
+    assert!(summary.contains("> +") && summary.contains("info status"), "{summary}");
+}
+
+#[test]
+fn qemu_guest_agent() {
+    let binary = common::require_binary("qemu-ga", "qemu-guest-agent");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("qga.sock");
+    let child = Command::new(binary)
+        .args(["--method", "unix-listen", "--path"])
+        .arg(&socket)
+        .arg("--statedir")
+        .arg(dir.path())
+        .arg("--pidfile")
+        .arg(dir.path().join("pid"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _ga = Killed::new(child);
+    wait_for_socket(&socket);
+    // The client opens with a random sync id: the replay maps it.
+    let (output, summary) = record_then_replay("qga", socket.to_str().unwrap(), Some(1), |socket| {
+        run(&["qga", "--socket", "SOCKET", "guest-get-host-name"], socket)
+    });
+    assert!(output.contains("host-name"), "{output}");
+    assert!(summary.contains(r#"{"execute":"guest-sync-delimited","arguments":{"id":"#), "{summary}");
+}
+
+/// negotiator-common's `NegotiatorInterface` serving one connection.
+const NEGOTIATOR_SERVER: &str = r#"
+import logging, socket, sys
+logging.disable(logging.CRITICAL)
+import negotiator_common
+negotiator_common.USER_COMMANDS_DIRECTORY = sys.argv[2]
+from negotiator_common import NegotiatorInterface
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(sys.argv[1])
+server.listen(1)
+server.settimeout(60)
+print("ready", flush=True)
+conn, _ = server.accept()
+interface = NegotiatorInterface(conn.makefile("rw", encoding="utf-8"), "test")
+try:
+    interface.enter_main_loop()
+except Exception:
+    pass
+"#;
+
+#[test]
+fn negotiator_common() {
+    let python = common::require_python_module("negotiator_common");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("negotiator.sock");
+    std::fs::create_dir(dir.path().join("commands")).unwrap();
+    let mut child = Command::new(python)
+        .arg("-c")
+        .arg(NEGOTIATOR_SERVER)
+        .arg(&socket)
+        .arg(dir.path().join("commands"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let _peer = Killed::new(child);
+    let (output, summary) = record_then_replay("negotiator", socket.to_str().unwrap(), Some(1), |socket| {
+        let options = vmwire_std::negotiator::Options::default();
+        let mut channel = vmwire_std::negotiator::Channel::connect_unix(socket, options).unwrap();
+        let list = channel.list_commands().map_err(|e| e.to_string());
+        let nosuch = channel.call_raw("nosuch", "[]", "{}").map_err(|e| e.to_string());
+        format!("{list:?}\n{nosuch:?}")
+    });
+    assert!(output.starts_with("Ok([\"find-") && output.contains("\"find-disk-usage\""), "{output}");
+    assert!(output.ends_with("Err(\"remote method failed: Method nosuch not supported\")"), "{output}");
+    assert!(
+        summary.contains(r#"> +"#) && summary.contains(r#"{"method":"list_commands","args":[],"kw":{}}"#),
+        "{summary}"
+    );
+}
+
+#[test]
+fn xenapi_over_python_xmlrpc_server() {
+    let python = common::require_python_module("XenAPI");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/xenapi_server.py");
+    let mut child = Command::new(python).arg(script).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let port: u16 =
+        line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
+    let _peer = Killed::new(child);
+    // Python's server speaks HTTP/1.0: a connection per call. The recorder
+    // is stopped once the client is done.
+    let (output, summary) = record_then_replay("xmlrpc", &format!("127.0.0.1:{port}"), None, |socket| {
+        let url = format!("unix:{}", socket.display());
+        let out = vmwire()
+            .args(["xenapi", "--url", &url, "--password-env", "PW", "VM.get_all"])
+            .env("PW", "secret")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    });
+    assert!(output.contains("OpaqueRef:"), "{output}");
+    assert!(summary.contains("POST / session.login_with_password"), "{summary}");
+    assert!(summary.contains("< +") && summary.contains("HTTP/1.0 200 OK"), "{summary}");
+}
+
+#[test]
+fn file_descriptors_pass_through_the_proxy() {
+    common::require_binary("qemu-system-x86_64", "qemu-system-x86");
+    let qemu = vmwire_std::qemu::Qemu::builder().qmp().spawn().unwrap();
+    let qmp = qemu.qmp_path().unwrap().to_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, txn) = (dir.path().join("proxy.sock"), dir.path().join("s.txn"));
+    let mut record = vmwire();
+    record.args(["record", "qmp", "--connect", &qmp, "--connections", "1"]).arg("--listen").arg(&proxy);
+    let recorder = Killed::new(record.arg("--out").arg(&txn).spawn().unwrap());
+    wait_for_socket(&proxy);
+    let mut client = vmwire_std::qmp::Qmp::connect_unix(&proxy, Default::default()).unwrap();
+    let file = std::fs::File::open("/dev/null").unwrap();
+    // QEMU refuses `getfd` without a descriptor: success means it got one.
+    client.send_fd("recorded", std::os::fd::AsFd::as_fd(&file)).unwrap();
+    client.execute_raw("closefd", Some(r#"{"fdname": "recorded"}"#)).unwrap();
+    client.close();
+    let out = wait(recorder.take(), "vmwire record");
+    assert_eq!(out.status.code(), Some(0));
+    let text = std::fs::read(&txn).unwrap();
+    let passed: Vec<_> =
+        vmwire_proto::transcript::Reader::new(&text).map(Result::unwrap).filter(|r| r.fds > 0).collect();
+    assert_eq!(passed.len(), 1);
+    assert_eq!(passed[0].direction, vmwire_proto::transcript::Direction::ClientToServer);
+    assert!(String::from_utf8_lossy(passed[0].bytes).contains("getfd"));
+}
+
+/// The address a `vmwire record` or `vmwire replay` prints on its first
+/// line of standard error (`… on tcp:HOST:PORT …`).
+fn printed_address(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    let tcp = line.split_whitespace().find_map(|w| w.strip_prefix("tcp:")).unwrap_or_else(|| panic!("{line:?}"));
+    tcp.to_string()
+}
+
+/// Runs the official XenAPI SDK (`tests/peers/sdk_client.py`) against
+/// `http://ADDRESS/`: one JSON line per step.
+fn sdk_client(python: &Path, address: &str) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/sdk_client.py");
+    let out = Command::new(python).arg(script).arg(format!("http://{address}/")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_xenapi_sdk_over_tcp() {
+    let python = common::require_python_module("XenAPI");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/xenapi_server.py");
+    let mut child = Command::new(&python).arg(script).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let port = line.trim().strip_prefix("PORT ").unwrap_or_else(|| panic!("{line:?}")).to_string();
+    let _peer = Killed::new(child);
+    let dir = tempfile::tempdir().unwrap();
+    let txn = dir.path().join("sdk.txn");
+
+    // The SDK, through the proxy on a TCP port, to Python's server.
+    let mut record = vmwire();
+    record.args(["record", "xmlrpc", "--listen", "127.0.0.1:0", "--connect", &format!("127.0.0.1:{port}")]);
+    let mut recorder = record.arg("--out").arg(&txn).stderr(Stdio::piped()).spawn().unwrap();
+    let proxy = printed_address(&mut recorder);
+    let recorder = Killed::new(recorder);
+    let recorded = sdk_client(&python, &proxy);
+    drop(recorder);
+    assert!(recorded.contains(r#"{"step": "after invalidation", "ok": 3}"#), "{recorded}");
+
+    // The SDK again, against the replay on a TCP port: the same output.
+    let mut replay =
+        vmwire().arg("replay").arg(&txn).args(["--listen", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn().unwrap();
+    let address = printed_address(&mut replay);
+    let replay = Killed::new(replay);
+    let replayed = sdk_client(&python, &address);
+    let out = wait(replay.take(), "vmwire replay");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(replayed, recorded);
+}
