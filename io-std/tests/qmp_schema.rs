@@ -148,3 +148,86 @@ fn checker_agrees_with_qemus_validation() {
     assert!(counts.commands > 100 && counts.invalid > 1000 && counts.valid > 100, "{counts:?}");
     assert_eq!(counts.refused_by_validation + counts.refused_otherwise, counts.invalid);
 }
+
+#[test]
+fn client_checks_before_sending_when_asked() {
+    common::require_binary(QEMU_BINARY, QEMU_PACKAGE);
+    let qemu = Qemu::builder().qmp().spawn().expect("QEMU starts");
+    let options = Options { check: true, ..Options::default() };
+    let mut qmp = Qmp::connect_unix(qemu.qmp_path().unwrap(), options).expect("connect");
+    assert_eq!(qmp.schema().unwrap().view().len(), 1051);
+    match qmp.execute_raw("blockdev-add", Some(r#"{"driver": "qcow2", "file": {"driver": "nul-co"}}"#)) {
+        Err(Error::Refused(e)) => {
+            assert!(e.starts_with("blockdev-add: file.driver: expected one of \"blkdebug\""), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // A schema in which query-status needs an argument: the command is
+    // refused here, and QEMU, which would have answered it, never sees it.
+    let text = String::from_utf8(qmp.schema().unwrap().text().clone()).unwrap();
+    let needs =
+        qmp.schema().unwrap().command("block-set-write-threshold").unwrap().arguments().unwrap().name().to_string();
+    let entry = r#"{"name": "query-status", "ret-type": "1", "meta-type": "command", "arg-type": "0"}"#;
+    assert!(text.contains(entry));
+    let doctored = text.replace(entry, &entry.replace(r#""arg-type": "0""#, &format!(r#""arg-type": "{needs}""#)));
+    qmp.set_schema(vmwire_std::qmp::Schema::read_heap(doctored.into_bytes()).unwrap());
+    match qmp.execute_raw("query-status", None) {
+        Err(Error::Refused(e)) => assert_eq!(e, "query-status: node-name: missing; expected a string"),
+        other => panic!("{other:?}"),
+    }
+    qmp.set_check(false);
+    assert!(qmp.execute_raw("query-status", None).unwrap().contains("prelaunch"));
+    assert!(qmp.take_strays().is_empty(), "a reply to a command that should not have been sent");
+    // Off by default. (QEMU serves one QMP client at a time.)
+    qmp.close();
+    let mut plain = Qmp::connect_unix(qemu.qmp_path().unwrap(), Options::default()).expect("connect");
+    assert!(plain.schema().is_none());
+    assert!(matches!(plain.execute_raw("blockdev-add", Some(r#"{"driver": "nul-co"}"#)), Err(Error::Qemu(_))));
+}
+
+/// Runs `vmwire` with `args`: exit status, stdout, stderr.
+fn vmwire(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmwire")).args(args).output().expect("vmwire runs");
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+}
+
+#[test]
+fn cli_saves_the_schema_and_checks_offline_and_before_sending() {
+    common::require_binary(QEMU_BINARY, QEMU_PACKAGE);
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("schema.json");
+    let saved = saved.to_str().unwrap();
+    let qemu = Qemu::builder().qmp().spawn().expect("QEMU starts");
+    let socket = qemu.qmp_path().unwrap().to_str().unwrap().to_string();
+
+    let (code, out, err) = vmwire(&["qmp", "--socket", &socket, "--schema-out", saved]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
+    assert_eq!(HeapSchema::read_heap(std::fs::read(saved).unwrap()).unwrap().view().len(), 1051);
+
+    // Offline: no QEMU needed.
+    let (code, out, err) =
+        vmwire(&["qmp", "--schema", saved, "--check", "blockdev-add", "driver=qcow2", "file.driver=nul-co"]);
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert!(err.starts_with("vmwire: blockdev-add: file.driver: expected one of \"blkdebug\""), "{err}");
+    assert!(err.trim_end().ends_with("got \"nul-co\""), "{err}");
+    let (code, out, err) =
+        vmwire(&["qmp", "--schema", saved, "--check", "drive-backup", "device=d", "target=/t", "sync=full"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "ok\n", "vmwire: warning: drive-backup: deprecated\n"));
+    let (code, _, err) = vmwire(&["qmp", "--check", "query-status"]);
+    assert_eq!(code, 2, "{err}");
+
+    // Online: checked by default, and the refused command is not sent.
+    let bad = ["blockdev-add", "driver=file", "filename=/nonexistent", "bogus=1"];
+    let (code, out, err) = vmwire(&[&["qmp", "--socket", &socket][..], &bad].concat());
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert_eq!(err, "vmwire: blockdev-add: bogus: no such member; not sent (--no-check sends it anyway)\n");
+    let (code, out, _) = vmwire(&[&["qmp", "--socket", &socket, "--no-check"][..], &bad].concat());
+    assert_eq!(code, 1);
+    assert!(out.contains("Parameter 'bogus' is unexpected"), "{out}");
+    let (code, out, _) = vmwire(&["qmp", "--socket", &socket, "--check", "query-status"]);
+    assert_eq!((code, out.as_str()), (0, "ok\n"));
+    let (code, out, _) = vmwire(&["qmp", "--socket", &socket, "--schema", saved, "query-status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("prelaunch"), "{out}");
+}

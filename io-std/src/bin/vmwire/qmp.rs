@@ -7,13 +7,14 @@ use std::time::Duration;
 use clap::Args;
 use vmwire_proto::json::Value;
 use vmwire_std::qemu::Qemu;
-use vmwire_std::qmp::{Error, Event, Options, Qmp};
+use vmwire_std::qmp::{Error, Event, Options, Qmp, Schema};
+use vmwire_std::text::escape;
 
 use crate::shell::{self, Session};
 
 /// Talk to QEMU over QMP.
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("target").required(true))]
+#[command(group = clap::ArgGroup::new("target"))]
 pub struct QmpArgs {
     /// QMP UNIX socket (`-qmp unix:PATH,server=on`).
     #[arg(long, group = "target", value_name = "PATH")]
@@ -36,6 +37,20 @@ pub struct QmpArgs {
     /// Indent JSON output.
     #[arg(long)]
     pretty: bool,
+    /// Check the command against QEMU's schema and print the verdict,
+    /// without sending it (with `--schema`, no QEMU is needed).
+    #[arg(long, requires = "command", conflicts_with = "no_check")]
+    check: bool,
+    /// Check commands against this saved schema (a `query-qmp-schema`
+    /// reply, as `--schema-out` writes it) instead of QEMU's own.
+    #[arg(long, value_name = "FILE")]
+    schema: Option<PathBuf>,
+    /// Write QEMU's schema (`query-qmp-schema`) to FILE.
+    #[arg(long, value_name = "FILE")]
+    schema_out: Option<PathBuf>,
+    /// Send commands without checking them against the schema first.
+    #[arg(long)]
+    no_check: bool,
     /// Command to run; without one, an interactive shell starts.
     command: Option<String>,
     /// Its arguments: one JSON object, or `key=value` pairs (values are JSON
@@ -44,6 +59,9 @@ pub struct QmpArgs {
 }
 
 pub fn run(args: QmpArgs) -> ExitCode {
+    if let Some(code) = schema_offline(&args) {
+        return code;
+    }
     let timeout = (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout));
     let options = Options { timeout, oob: args.oob, ..Options::default() };
     let launched = if args.launch {
@@ -58,13 +76,15 @@ pub fn run(args: QmpArgs) -> ExitCode {
         (Some(path), _, _) => Qmp::connect_unix(path, options),
         (_, Some(addr), _) => Qmp::connect_tcp(addr.as_str(), options),
         (_, _, Some(qemu)) => Qmp::connect_unix(qemu.qmp_path().unwrap_or(std::path::Path::new("")), options),
-        _ => unreachable!("clap requires a target"),
+        _ => return crate::usage(&"one of --socket, --tcp or --launch is needed (or --check with --schema)"),
     };
     let mut qmp = match connected {
         Ok(q) => q,
         Err(e) => return crate::fail(&e),
     };
-    let code = if args.events {
+    let code = if let Some(code) = schema_online(&mut qmp, &args) {
+        code
+    } else if args.events {
         print_events(&mut qmp, args.pretty)
     } else if let Some(command) = &args.command {
         one_shot(&mut qmp, command, &args.args, args.pretty)
@@ -86,6 +106,79 @@ pub fn run(args: QmpArgs) -> ExitCode {
     code
 }
 
+/// `--check` with `--schema` and no QEMU: checks offline. `None`: not this case.
+fn schema_offline(args: &QmpArgs) -> Option<ExitCode> {
+    let offline = args.socket.is_none() && args.tcp.is_none() && !args.launch;
+    if !(offline && args.check && args.schema.is_some()) {
+        return None;
+    }
+    let schema = match args.schema.as_deref().map(load_schema) {
+        Some(Ok(schema)) => schema,
+        Some(Err(e)) => return Some(crate::fail(&e)),
+        None => return None,
+    };
+    Some(check_only(&schema, args))
+}
+
+/// The schema options on a connection: keeps the schema to check against
+/// (`--schema`, or QEMU's own unless `--no-check` or `--events`), writes it
+/// (`--schema-out`), checks without sending (`--check`). `Some` when that
+/// was all there was to do.
+fn schema_online(qmp: &mut Qmp, args: &QmpArgs) -> Option<ExitCode> {
+    let wanted = args.check || args.schema_out.is_some() || !(args.no_check || args.events);
+    if let Some(path) = &args.schema {
+        match load_schema(path) {
+            Ok(schema) => qmp.set_schema(schema),
+            Err(e) => return Some(crate::fail(&e)),
+        }
+    } else if wanted {
+        if let Err(e) = qmp.fetch_schema() {
+            return Some(crate::fail(&e));
+        }
+    }
+    if let Some(out) = &args.schema_out {
+        let text = qmp.schema().map(|s| s.text().as_slice()).unwrap_or_default();
+        if let Err(e) = std::fs::write(out, text) {
+            return Some(crate::fail(&format!("{}: {e}", out.display())));
+        }
+    }
+    if args.check {
+        return Some(qmp.schema().map_or(ExitCode::from(3), |schema| check_only(schema, args)));
+    }
+    qmp.set_check(!args.no_check);
+    (args.schema_out.is_some() && args.command.is_none() && !args.events).then_some(ExitCode::SUCCESS)
+}
+
+fn load_schema(path: &std::path::Path) -> Result<Schema, String> {
+    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Schema::read_heap(text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `--check`: prints `ok` (and any warnings) or what is wrong; exit 0 or 2.
+fn check_only(schema: &Schema, args: &QmpArgs) -> ExitCode {
+    let Some(command) = &args.command else { return crate::usage(&"--check needs a command") };
+    let text = match arguments(&args.args) {
+        Ok(a) => a,
+        Err(e) => return crate::usage(&e),
+    };
+    let value = text.as_deref().map(|t| Value::parse(t.as_bytes()));
+    let value = match value.transpose() {
+        Ok(v) => v,
+        Err(e) => return crate::usage(&e),
+    };
+    match vmwire_std::qmp::check(schema, command, value) {
+        Ok(warnings) => {
+            for w in warnings {
+                eprintln!("vmwire: warning: {}", escape(&w));
+            }
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(Error::Refused(e)) => crate::usage(&escape(&e)),
+        Err(e) => crate::fail(&e),
+    }
+}
+
 fn one_shot(qmp: &mut Qmp, command: &str, args: &[String], pretty: bool) -> ExitCode {
     let args = match arguments(args) {
         Ok(a) => a,
@@ -100,6 +193,7 @@ fn one_shot(qmp: &mut Qmp, command: &str, args: &[String], pretty: bool) -> Exit
             println!("{}", reply_json(Err(&e), pretty));
             ExitCode::from(1)
         }
+        Err(Error::Refused(e)) => crate::usage(&format!("{}; not sent (--no-check sends it anyway)", escape(&e))),
         Err(e) => crate::fail(&e),
     }
 }
