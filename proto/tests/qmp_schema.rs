@@ -198,7 +198,7 @@ fn malformed_schemas_are_errors() {
             .contains("no entry has this type name")
     );
     assert!(
-        read(r#"[{"name": "0", "meta-type": "enum"}, {"name": "0", "meta-type": "enum"}]"#)
+        read(r#"[{"name": "0", "meta-type": "enum", "values": []}, {"name": "0", "meta-type": "enum", "values": []}]"#)
             .unwrap_err()
             .contains("a second entry")
     );

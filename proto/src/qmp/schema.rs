@@ -61,6 +61,8 @@ const DEPRECATED: u8 = 1;
 const UNSTABLE: u8 = 2;
 const OPTIONAL: u8 = 4;
 const ALLOW_OOB: u8 = 8;
+/// An object's variants come before its members in the item table.
+const VARIANTS_FIRST: u8 = 16;
 
 /// A byte range of the schema text.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -171,6 +173,8 @@ impl JsonType {
 /// are the reader's business).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Entry {
+    /// The name's first eight bytes, big-endian: most comparisons end here.
+    key: u64,
     name: Span,
     raw: Span,
     meta: MetaType,
@@ -195,6 +199,9 @@ pub struct Item {
     name: Span,
     raw: Span,
     ty: u16,
+    /// While reading: where the type's name is within `raw`, and its length.
+    ty_at: u16,
+    ty_len: u8,
     flags: u8,
 }
 
@@ -327,32 +334,22 @@ impl<T: AsRef<[u8]>, E: Buf<Entry>, I: Buf<Item>> Schema<T, E, I> {
             Kind::Object => value.get("return").unwrap_or(value),
             _ => value,
         };
-        let list = list.as_array().ok_or_else(|| shape(bytes, list.raw(), "an array of SchemaInfo"))?;
+        if list.kind() != Kind::Array {
+            return Err(shape(bytes, list.raw(), "an array of SchemaInfo"));
+        }
         entries.truncate(0);
         items.truncate(0);
-        for info in list {
-            let name = info.get("name").and_then(|n| n.as_str());
-            let meta = info.get("meta-type").and_then(|m| m.as_str());
-            let (Some(name), Some(meta)) = (name, meta) else {
-                return Err(shape(bytes, info.raw(), "a SchemaInfo object with name and meta-type"));
-            };
-            let meta = match meta.raw() {
-                b"builtin" => MetaType::Builtin,
-                b"enum" => MetaType::Enum,
-                b"array" => MetaType::Array,
-                b"object" => MetaType::Object,
-                b"alternate" => MetaType::Alternate,
-                b"command" => MetaType::Command,
-                b"event" => MetaType::Event,
-                _ => MetaType::Other,
-            };
-            let entry = Entry { name: span(bytes, name.raw()), raw: span(bytes, info.raw()), meta, ..Entry::default() };
+        // One pass over the text: every entry and item but the type references.
+        let mut walk = Walk { whole: bytes, raw: list.raw(), pos: 1 };
+        while let Some(at) = walk.element() {
             if entries.as_slice().len() >= usize::from(NONE) {
                 return Err(Error::TooLarge);
             }
+            let (entry, end) = describe(bytes, list.raw(), at, &mut items)?;
+            walk.pos = end;
             entries.try_push(entry).map_err(|Full { limit }| Error::Full { table: "entries", limit })?;
         }
-        entries.as_mut_slice().sort_unstable_by(|x, y| x.name.get(bytes).cmp(y.name.get(bytes)));
+        entries.as_mut_slice().sort_unstable_by(|x, y| order(bytes, x, y.key, y.name.get(bytes)));
         if let Some(pair) = entries
             .as_slice()
             .windows(2)
@@ -361,13 +358,9 @@ impl<T: AsRef<[u8]>, E: Buf<Entry>, I: Buf<Item>> Schema<T, E, I> {
             let second = pair.get(1).map_or(0, |e| e.name.start as usize);
             return Err(Error::Duplicate { offset: second });
         }
-        for i in 0..entries.as_slice().len() {
-            let Some(&entry) = entries.as_slice().get(i) else { break };
-            let filled = fill(bytes, entries.as_slice(), &mut items, entry)?;
-            if let Some(slot) = entries.as_mut_slice().get_mut(i) {
-                *slot = filled;
-            }
-        }
+        // Then the type references, by name among the sorted entries,
+        // looking again only at the small objects that hold them.
+        resolve(bytes, entries.as_mut_slice(), items.as_mut_slice())?;
         Ok(Schema { text, entries, items })
     }
 
@@ -399,111 +392,356 @@ impl<T: AsRef<[u8]>, E: Buf<Entry>, I: Buf<Item>> Schema<T, E, I> {
     }
 }
 
+/// The first eight bytes of `name`, big-endian, zero-padded: sorting by
+/// this and then by the whole name is sorting by name.
+fn prefix(name: &[u8]) -> u64 {
+    let mut key = [0u8; 8];
+    for (k, b) in key.iter_mut().zip(name) {
+        *k = *b;
+    }
+    u64::from_be_bytes(key)
+}
+
+/// How `entry` sorts against the name `name` whose prefix is `key`.
+fn order(text: &[u8], entry: &Entry, key: u64, name: &[u8]) -> core::cmp::Ordering {
+    entry.key.cmp(&key).then_with(|| entry.name.get(text).cmp(name))
+}
+
 /// Looks up `name` among the sorted `entries`.
 fn find(text: &[u8], entries: &[Entry], name: &[u8]) -> Option<u16> {
-    let i = entries.binary_search_by(|e| e.name.get(text).cmp(name)).ok()?;
+    let key = prefix(name);
+    let i = entries.binary_search_by(|e| order(text, e, key, name)).ok()?;
     u16::try_from(i).ok()
 }
 
-/// `entry` with its details read from its text: flags, types resolved, items pushed.
-fn fill<I: Buf<Item>>(text: &[u8], entries: &[Entry], items: &mut I, mut entry: Entry) -> Result<Entry, Error> {
-    let info = Value::trusted(entry.raw.get(text));
-    let type_ref = |v: Option<Value<'_>>, what: &'static str| -> Result<u16, Error> {
-        let Some(name) = v.and_then(|v| v.as_str()) else {
-            return Err(shape(text, v.map_or(info.raw(), |v| v.raw()), what));
-        };
-        find(text, entries, name.raw()).ok_or(Error::UnknownType { offset: offset(text, name.raw()) })
-    };
+/// The members of `object` named by `keys`, in one pass (the first of each;
+/// keys compared as sent, and QAPI's have no escapes).
+fn fields<'a, const N: usize>(object: Value<'a>, keys: [&str; N]) -> [Option<Value<'a>>; N] {
+    let mut found = [None; N];
+    for (key, value) in object.as_object().into_iter().flat_map(|o| o.members()) {
+        if let Some(slot) = keys.iter().position(|k| k.as_bytes() == key.raw()).and_then(|i| found.get_mut(i)) {
+            slot.get_or_insert(value);
+        }
+    }
+    found
+}
+
+/// Walks the members of a (validated) object or the elements of an array
+/// once: for the big entries, reading while skipping is what costs.
+struct Walk<'a> {
+    /// The whole schema text, for offsets in errors.
+    whole: &'a [u8],
+    raw: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Walk<'a> {
+    /// The next member's key (as sent) and where its value starts.
+    fn member(&mut self) -> Option<(&'a [u8], usize)> {
+        let raw = self.raw;
+        let mut i = json::skip_ws(raw, self.pos);
+        if raw.get(i) == Some(&b',') {
+            i = json::skip_ws(raw, i + 1);
+        }
+        if raw.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = json::skip_string(raw, i);
+        let key = raw.get(i + 1..key_end.saturating_sub(1))?;
+        let colon = json::skip_ws(raw, key_end);
+        let start = json::skip_ws(raw, colon + 1);
+        self.pos = start;
+        Some((key, start))
+    }
+
+    /// The next element's start.
+    fn element(&mut self) -> Option<usize> {
+        let raw = self.raw;
+        let mut i = json::skip_ws(raw, self.pos);
+        if raw.get(i) == Some(&b',') {
+            i = json::skip_ws(raw, i + 1);
+        }
+        if matches!(raw.get(i), Some(b']' | b'}') | None) {
+            return None;
+        }
+        self.pos = i;
+        Some(i)
+    }
+
+    /// The value at `start`, skipped.
+    fn skip(&mut self, start: usize) -> Value<'a> {
+        let end = json::skip_value(self.raw, start);
+        self.pos = end;
+        Value::trusted(self.raw.get(start..end).unwrap_or_default())
+    }
+
+    /// The array at `start`, its elements handed to `each`.
+    fn array(&mut self, start: usize, mut each: impl FnMut(Value<'a>) -> Result<(), Error>) -> Result<(), Error> {
+        self.array_walk(start, |walk, at| {
+            let v = walk.skip(at);
+            each(v)
+        })
+    }
+
+    /// The array at `start`: `each` gets a walk positioned at each element
+    /// (and where it starts), and leaves the walk's position past it.
+    fn array_walk(
+        &mut self,
+        start: usize,
+        mut each: impl FnMut(&mut Walk<'a>, usize) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        if self.raw.get(start) != Some(&b'[') {
+            let v = self.skip(start);
+            return Err(Error::Shape { offset: offset(self.whole, v.raw()), expected: "an array" });
+        }
+        let mut inner = Walk { whole: self.whole, raw: self.raw, pos: start + 1 };
+        while let Some(at) = inner.element() {
+            each(&mut inner, at)?;
+        }
+        let close = json::skip_ws(self.raw, inner.pos);
+        self.pos = close + 1;
+        Ok(())
+    }
+
+    /// The object at `start`, walked once: the values of `keys` (the
+    /// first of each), and the object itself. Not an object: skipped, no values.
+    fn object<const N: usize>(&mut self, start: usize, keys: [&str; N]) -> ([Option<Value<'a>>; N], Value<'a>) {
+        let mut found = [None; N];
+        if self.raw.get(start) != Some(&b'{') {
+            let v = self.skip(start);
+            return (found, v);
+        }
+        self.pos = start + 1;
+        while let Some((key, at)) = self.member() {
+            let v = self.skip(at);
+            if let Some(slot) = keys.iter().position(|k| k.as_bytes() == key).and_then(|i| found.get_mut(i)) {
+                slot.get_or_insert(v);
+            }
+        }
+        let end = json::skip_ws(self.raw, self.pos) + 1;
+        self.pos = end;
+        (found, Value::trusted(self.raw.get(start..end).unwrap_or_default()))
+    }
+}
+
+/// One `SchemaInfo` as an entry, its members, values, variants or branches
+/// pushed to `items`, in one walk over its text; type references are left
+/// for [`resolve`].
+/// The entry starts at `start` in `raw` (a validated array); returns it and where it ends.
+fn describe<'a, I: Buf<Item>>(
+    text: &'a [u8],
+    raw: &'a [u8],
+    start: usize,
+    items: &mut I,
+) -> Result<(Entry, usize), Error> {
+    let here = raw.get(start..).unwrap_or_default();
+    if here.first() != Some(&b'{') {
+        return Err(shape(text, here, "a SchemaInfo object with name and meta-type"));
+    }
     let first = items.as_slice().len();
-    entry.items = u32::try_from(first).map_err(|_| Error::TooLarge)?;
-    entry.a = NONE;
-    entry.b = NONE;
-    entry.flags = feature_flags(info.get("features"));
-    let push = |items: &mut I, name: &[u8], raw: &[u8], ty: u16, flags: u8| -> Result<(), Error> {
-        let item = Item { name: span(text, name), raw: span(text, raw), ty, flags };
+    let mut entry =
+        Entry { items: u32::try_from(first).map_err(|_| Error::TooLarge)?, a: NONE, b: NONE, ..Entry::default() };
+    let (mut name, mut meta, mut json_type, mut tag, mut values) = (None, None, None, None, None);
+    let (mut members, mut variants, mut nameless) = (None::<u16>, None::<u16>, None);
+    let push = |items: &mut I, name: &[u8], raw: &[u8], flags: u8| -> Result<(), Error> {
+        let item = Item { name: span(text, name), raw: span(text, raw), ty: NONE, flags, ..Item::default() };
         items.try_push(item).map_err(|Full { limit }| Error::Full { table: "items", limit })
     };
-    let array = |key: &str, what: &'static str| -> Result<json::Elements<'_>, Error> {
-        info.get(key).and_then(|m| m.as_array()).ok_or_else(|| shape(text, info.raw(), what))
+    let count = |items: &I, from: usize| u16::try_from(items.as_slice().len() - from).map_err(|_| Error::TooLarge);
+    let mut walk = Walk { whole: text, raw, pos: start + 1 };
+    while let Some((key, at)) = walk.member() {
+        match key {
+            b"members" | b"variants" => {
+                let is_variants = key == b"variants";
+                if values.is_some() && !is_variants {
+                    // An enum's values came first: its members say more.
+                    items.truncate(first);
+                    values = None;
+                }
+                let from = items.as_slice().len();
+                walk.array_walk(at, |walk, at| {
+                    let ([n, case, ty, default, features], m) =
+                        walk.object(at, ["name", "case", "type", "default", "features"]);
+                    let n = if is_variants { case } else { n };
+                    let n = n.and_then(|n| n.as_str());
+                    if n.is_none() && nameless.is_none() {
+                        nameless = Some(m);
+                    }
+                    let optional = if default.is_some() { OPTIONAL } else { 0 };
+                    // Where the type's name is, for `resolve` (0: look it up again).
+                    let ty = ty.and_then(|t| t.as_str()).map(|t| t.raw());
+                    let ty_at = ty.and_then(|t| u16::try_from(offset(m.raw(), t)).ok());
+                    let ty_len = ty.and_then(|t| u8::try_from(t.len()).ok());
+                    let (ty_at, ty_len) = ty_at.zip(ty_len).unwrap_or((0, 0));
+                    let name = n.map_or(&[][..], |n| n.raw());
+                    let item = Item {
+                        name: span(text, name),
+                        raw: span(text, m.raw()),
+                        ty: NONE,
+                        ty_at,
+                        ty_len,
+                        flags: optional | feature_flags(features),
+                    };
+                    items.try_push(item).map_err(|Full { limit }| Error::Full { table: "items", limit })
+                })?;
+                let n = Some(count(items, from)?);
+                if is_variants {
+                    variants = n;
+                    if members.is_none() {
+                        entry.flags |= VARIANTS_FIRST;
+                    }
+                } else {
+                    members = n;
+                }
+            }
+            b"values" if members.is_none() => {
+                let from = items.as_slice().len();
+                walk.array(at, |v| match v.as_str() {
+                    Some(s) => push(items, s.raw(), v.raw(), 0),
+                    None => Err(shape(text, v.raw(), "an enum value (a string)")),
+                })?;
+                values = Some(count(items, from)?);
+            }
+            _ => {
+                let v = walk.skip(at);
+                match key {
+                    b"name" => name = v.as_str(),
+                    b"meta-type" => meta = v.as_str(),
+                    b"json-type" => json_type = v.as_str(),
+                    b"tag" => tag = Some(v),
+                    b"features" => entry.flags |= feature_flags(Some(v)),
+                    b"allow-oob" if v.as_bool() == Some(true) => entry.flags |= ALLOW_OOB,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let end = json::skip_ws(raw, walk.pos) + 1;
+    let info = raw.get(start..end).unwrap_or_default();
+    entry.raw = span(text, info);
+    let (Some(name), Some(meta)) = (name, meta) else {
+        return Err(shape(text, info, "a SchemaInfo object with name and meta-type"));
     };
-    let count = |n: usize| u16::try_from(n).map_err(|_| Error::TooLarge);
+    entry.name = span(text, name.raw());
+    entry.key = prefix(name.raw());
+    entry.meta = match meta.raw() {
+        b"builtin" => MetaType::Builtin,
+        b"enum" => MetaType::Enum,
+        b"array" => MetaType::Array,
+        b"object" => MetaType::Object,
+        b"alternate" => MetaType::Alternate,
+        b"command" => MetaType::Command,
+        b"event" => MetaType::Event,
+        _ => MetaType::Other,
+    };
+    let need = |ok: bool, what: &'static str| if ok { Ok(()) } else { Err(shape(text, info, what)) };
     match entry.meta {
         MetaType::Builtin => {
-            let json = info.get("json-type").and_then(|j| j.as_str()).and_then(JsonType::from_name);
-            entry.json = json.ok_or_else(|| shape(text, info.raw(), "a builtin with a json-type"))?;
+            let json = json_type.and_then(JsonType::from_name);
+            entry.json = json.ok_or_else(|| shape(text, info, "a builtin with a json-type"))?;
         }
         MetaType::Enum => {
-            let mut n = 0;
-            match info.get("members").and_then(|m| m.as_array()) {
-                // QEMU 6.2 and later: members with features.
-                Some(members) => {
-                    for m in members {
-                        let name = m.get("name").and_then(|n| n.as_str());
-                        let name = name.ok_or_else(|| shape(text, m.raw(), "an enum member with a name"))?;
-                        push(items, name.raw(), m.raw(), NONE, feature_flags(m.get("features")))?;
-                        n += 1;
-                    }
-                }
-                None => {
-                    for v in array("values", "an enum with values")? {
-                        let name = v.as_str().ok_or_else(|| shape(text, v.raw(), "an enum value (a string)"))?;
-                        push(items, name.raw(), v.raw(), NONE, 0)?;
-                        n += 1;
-                    }
-                }
+            need(members.is_some() || values.is_some(), "an enum with values")?;
+            if let Some(m) = nameless {
+                return Err(shape(text, m.raw(), "an enum member with a name"));
             }
-            entry.members = count(n)?;
+            entry.members = members.or(values).unwrap_or(0);
         }
-        MetaType::Array => entry.a = type_ref(info.get("element-type"), "an array with an element-type")?,
         MetaType::Object => {
-            let mut n = 0;
-            for m in array("members", "an object with members")? {
-                let name = m.get("name").and_then(|n| n.as_str());
-                let name = name.ok_or_else(|| shape(text, m.raw(), "a member with a name"))?;
-                let ty = type_ref(m.get("type"), "a member with a type")?;
-                let optional = if m.get("default").is_some() { OPTIONAL } else { 0 };
-                push(items, name.raw(), m.raw(), ty, optional | feature_flags(m.get("features")))?;
-                n += 1;
+            need(members.is_some(), "an object with members")?;
+            if let Some(m) = nameless {
+                return Err(shape(text, m.raw(), "a member with a name"));
             }
-            entry.members = count(n)?;
-            if let Some(tag) = info.get("tag") {
+            entry.members = members.unwrap_or(0);
+            entry.variants = variants.unwrap_or(0);
+            if let Some(tag) = tag {
+                need(variants.is_some(), "a union with variants")?;
                 let tag = tag.as_str().ok_or_else(|| shape(text, tag.raw(), "a tag (a member name)"))?;
-                let members = items.as_slice().get(first..).unwrap_or_default();
-                let at = members.iter().position(|m| m.name.get(text) == tag.raw());
+                let at = member_items(&entry, items.as_slice()).iter().position(|m| m.name.get(text) == tag.raw());
                 entry.a = at
                     .and_then(|i| u16::try_from(i).ok())
                     .ok_or(Error::Shape { offset: offset(text, tag.raw()), expected: "a tag that names a member" })?;
-                let mut v = 0;
-                for variant in array("variants", "a union with variants")? {
-                    let case = variant.get("case").and_then(|c| c.as_str());
-                    let case = case.ok_or_else(|| shape(text, variant.raw(), "a variant with a case"))?;
-                    let ty = type_ref(variant.get("type"), "a variant with a type")?;
-                    push(items, case.raw(), variant.raw(), ty, 0)?;
-                    v += 1;
-                }
-                entry.variants = count(v)?;
             }
         }
         MetaType::Alternate => {
-            let mut n = 0;
-            for m in array("members", "an alternate with members")? {
-                let ty = type_ref(m.get("type"), "an alternate member with a type")?;
-                push(items, b"", m.raw(), ty, 0)?;
-                n += 1;
-            }
-            entry.members = count(n)?;
+            need(members.is_some(), "an alternate with members")?;
+            entry.members = members.unwrap_or(0);
         }
-        MetaType::Command => {
-            entry.a = type_ref(info.get("arg-type"), "a command with an arg-type")?;
-            entry.b = type_ref(info.get("ret-type"), "a command with a ret-type")?;
-            if info.get("allow-oob").and_then(|o| o.as_bool()) == Some(true) {
-                entry.flags |= ALLOW_OOB;
-            }
+        MetaType::Array | MetaType::Command | MetaType::Event | MetaType::Other => {
+            // Items of keys this meta-type does not have: not kept.
+            items.truncate(first);
         }
-        MetaType::Event => entry.a = type_ref(info.get("arg-type"), "an event with an arg-type")?,
-        MetaType::Other => {}
     }
-    Ok(entry)
+    Ok((entry, end))
+}
+
+/// Where an entry's members (or values, or branches) start among its items.
+fn members_skip(entry: &Entry) -> u16 {
+    if entry.flags & VARIANTS_FIRST != 0 { entry.variants } else { 0 }
+}
+
+/// Where an object's variants start among its items.
+fn variants_skip(entry: &Entry) -> u16 {
+    if entry.flags & VARIANTS_FIRST != 0 { 0 } else { entry.members }
+}
+
+/// An entry's members (values, branches) in the item table.
+fn member_items<'i>(entry: &Entry, items: &'i [Item]) -> &'i [Item] {
+    let start = entry.items as usize + usize::from(members_skip(entry));
+    items.get(start..start + usize::from(entry.members)).unwrap_or_default()
+}
+
+/// Resolves the type references of every entry and item.
+fn resolve(text: &[u8], entries: &mut [Entry], items: &mut [Item]) -> Result<(), Error> {
+    let lookup = |entries: &[Entry], at: Value<'_>, v: Option<Value<'_>>, what: &'static str| -> Result<u16, Error> {
+        let Some(name) = v.and_then(|v| v.as_str()) else {
+            return Err(shape(text, v.map_or(at.raw(), |v| v.raw()), what));
+        };
+        find(text, entries, name.raw()).ok_or(Error::UnknownType { offset: offset(text, name.raw()) })
+    };
+    for i in 0..entries.len() {
+        let Some(&entry) = entries.get(i) else { break };
+        let info = Value::trusted(entry.raw.get(text));
+        let (a, b) = match entry.meta {
+            MetaType::Array => {
+                (lookup(entries, info, info.get("element-type"), "an array with an element-type")?, NONE)
+            }
+            MetaType::Event => (lookup(entries, info, info.get("arg-type"), "an event with an arg-type")?, NONE),
+            MetaType::Command => {
+                let [arg, ret] = fields(info, ["arg-type", "ret-type"]);
+                (
+                    lookup(entries, info, arg, "a command with an arg-type")?,
+                    lookup(entries, info, ret, "a command with a ret-type")?,
+                )
+            }
+            MetaType::Object | MetaType::Alternate => {
+                let start = entry.items as usize;
+                let n = usize::from(entry.members) + usize::from(entry.variants);
+                for item in items.get_mut(start..start + n).unwrap_or_default() {
+                    let raw = item.raw.get(text);
+                    let at = usize::from(item.ty_at);
+                    item.ty = match raw.get(at..at + usize::from(item.ty_len)) {
+                        Some(name) if item.ty_len > 0 => {
+                            find(text, entries, name).ok_or(Error::UnknownType { offset: offset(text, name) })?
+                        }
+                        _ => lookup(
+                            entries,
+                            Value::trusted(raw),
+                            Value::trusted(raw).get("type"),
+                            "a member with a type",
+                        )?,
+                    };
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        if let Some(slot) = entries.get_mut(i) {
+            slot.a = a;
+            slot.b = b;
+        }
+    }
+    Ok(())
 }
 
 /// A read schema, borrowed: the questions and the checker.
@@ -673,7 +911,7 @@ impl<'s> Type<'s> {
     /// [`Type::arguments`]), in schema order.
     pub fn members(&self) -> impl Iterator<Item = Member<'s>> + use<'s> {
         let n = if self.meta() == MetaType::Object { self.entry.members } else { 0 };
-        self.items(0, n)
+        self.items(members_skip(self.entry), n)
     }
 
     /// A union's tag member.
@@ -681,26 +919,25 @@ impl<'s> Type<'s> {
         if self.meta() != MetaType::Object || self.entry.a == NONE {
             return None;
         }
-        self.items(self.entry.a, 1).next()
+        self.items(members_skip(self.entry).saturating_add(self.entry.a), 1).next()
     }
 
     /// A union's variants: [`Member::name`] is the case, [`Member::ty`] its type.
     pub fn variants(&self) -> impl Iterator<Item = Member<'s>> + use<'s> {
-        let (skip, n) =
-            if self.meta() == MetaType::Object { (self.entry.members, self.entry.variants) } else { (0, 0) };
-        self.items(skip, n)
+        let union = self.meta() == MetaType::Object && self.entry.a != NONE;
+        self.items(variants_skip(self.entry), if union { self.entry.variants } else { 0 })
     }
 
     /// An enum's values, in schema order.
     pub fn values(&self) -> impl Iterator<Item = Member<'s>> + use<'s> {
         let n = if self.meta() == MetaType::Enum { self.entry.members } else { 0 };
-        self.items(0, n)
+        self.items(members_skip(self.entry), n)
     }
 
     /// An alternate's branches ([`Member::ty`]).
     pub fn branches(&self) -> impl Iterator<Item = Member<'s>> + use<'s> {
         let n = if self.meta() == MetaType::Alternate { self.entry.members } else { 0 };
-        self.items(0, n)
+        self.items(members_skip(self.entry), n)
     }
 
     /// An array's element type.
@@ -811,7 +1048,10 @@ impl<'s> Member<'s> {
 
     fn is(&self, key: JsonStr<'_>) -> bool {
         let name = self.item.name.get(self.schema.text);
-        key.raw() == name || (key.has_escapes() && core::str::from_utf8(name).is_ok_and(|n| key == n))
+        // An escape makes the key longer than what it decodes to: only
+        // then is decoding worth a look.
+        key.raw() == name
+            || (key.raw().len() > name.len() && key.has_escapes() && core::str::from_utf8(name).is_ok_and(|n| key == n))
     }
 }
 
