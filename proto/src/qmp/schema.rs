@@ -1050,8 +1050,10 @@ impl<'s> Member<'s> {
         let name = self.item.name.get(self.schema.text);
         // An escape makes the key longer than what it decodes to: only
         // then is decoding worth a look.
-        key.raw() == name
-            || (key.raw().len() > name.len() && key.has_escapes() && core::str::from_utf8(name).is_ok_and(|n| key == n))
+        let raw = key.raw();
+        // Lengths and first bytes settle most comparisons without a call to memcmp.
+        (raw.len() == name.len() && raw.first() == name.first() && raw == name)
+            || (raw.len() > name.len() && key.has_escapes() && core::str::from_utf8(name).is_ok_and(|n| key == n))
     }
 }
 
