@@ -75,6 +75,10 @@ impl Span {
     fn get(self, text: &[u8]) -> &[u8] {
         text.get(self.start as usize..self.end as usize).unwrap_or_default()
     }
+
+    fn len(self) -> usize {
+        self.end.saturating_sub(self.start) as usize
+    }
 }
 
 /// What a schema entry describes (introspection's `meta-type`).
@@ -196,6 +200,8 @@ pub struct Entry {
 /// the item table holds).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Item {
+    /// The name's first eight bytes, big-endian (see [`prefix`]).
+    key: u64,
     name: Span,
     raw: Span,
     ty: u16,
@@ -544,7 +550,14 @@ fn describe<'a, I: Buf<Item>>(
     let (mut name, mut meta, mut json_type, mut tag, mut values) = (None, None, None, None, None);
     let (mut members, mut variants, mut nameless) = (None::<u16>, None::<u16>, None);
     let push = |items: &mut I, name: &[u8], raw: &[u8], flags: u8| -> Result<(), Error> {
-        let item = Item { name: span(text, name), raw: span(text, raw), ty: NONE, flags, ..Item::default() };
+        let item = Item {
+            key: prefix(name),
+            name: span(text, name),
+            raw: span(text, raw),
+            ty: NONE,
+            flags,
+            ..Item::default()
+        };
         items.try_push(item).map_err(|Full { limit }| Error::Full { table: "items", limit })
     };
     let count = |items: &I, from: usize| u16::try_from(items.as_slice().len() - from).map_err(|_| Error::TooLarge);
@@ -575,6 +588,7 @@ fn describe<'a, I: Buf<Item>>(
                     let (ty_at, ty_len) = ty_at.zip(ty_len).unwrap_or((0, 0));
                     let name = n.map_or(&[][..], |n| n.raw());
                     let item = Item {
+                        key: prefix(name),
                         name: span(text, name),
                         raw: span(text, m.raw()),
                         ty: NONE,
@@ -689,6 +703,26 @@ fn variants_skip(entry: &Entry) -> u16 {
 fn member_items<'i>(entry: &Entry, items: &'i [Item]) -> &'i [Item] {
     let start = entry.items as usize + usize::from(members_skip(entry));
     items.get(start..start + usize::from(entry.members)).unwrap_or_default()
+}
+
+/// An object's variants in the item table.
+fn variant_items<'i>(entry: &Entry, items: &'i [Item]) -> &'i [Item] {
+    let start = entry.items as usize + usize::from(variants_skip(entry));
+    items.get(start..start + usize::from(entry.variants)).unwrap_or_default()
+}
+
+/// Where among `items` the one named `key` is: by prefix and length first,
+/// decoding escapes only when nothing matched as sent.
+fn position(items: &[Item], text: &[u8], key: JsonStr<'_>) -> Option<usize> {
+    let raw = key.raw();
+    let (p, len) = (prefix(raw), raw.len());
+    let found = items
+        .iter()
+        .position(|item| item.key == p && item.name.len() == len && (len <= 8 || item.name.get(text) == raw));
+    if found.is_some() || !key.has_escapes() {
+        return found;
+    }
+    items.iter().position(|item| core::str::from_utf8(item.name.get(text)).is_ok_and(|n| key == n))
 }
 
 /// Resolves the type references of every entry and item.
@@ -926,6 +960,22 @@ impl<'s> Type<'s> {
     pub fn variants(&self) -> impl Iterator<Item = Member<'s>> + use<'s> {
         let union = self.meta() == MetaType::Object && self.entry.a != NONE;
         self.items(variants_skip(self.entry), if union { self.entry.variants } else { 0 })
+    }
+
+    /// The member (value, for an enum) named `key`, and its index.
+    fn find_member(&self, key: JsonStr<'_>) -> Option<(usize, Member<'s>)> {
+        let items = member_items(self.entry, self.schema.items);
+        let i = position(items, self.schema.text, key)?;
+        Some((i, Member { schema: self.schema, item: items.get(i)? }))
+    }
+
+    /// The union variant for case `case`.
+    fn find_variant(&self, case: JsonStr<'_>) -> Option<Member<'s>> {
+        if self.meta() != MetaType::Object || self.entry.a == NONE {
+            return None;
+        }
+        let items = variant_items(self.entry, self.schema.items);
+        Some(Member { schema: self.schema, item: items.get(position(items, self.schema.text, case)?)? })
     }
 
     /// An enum's values, in schema order.
@@ -1365,7 +1415,7 @@ impl<'a> Checker<'a, '_> {
             }
             MetaType::Enum => {
                 let Some(s) = value.as_str() else { return wrong };
-                let Some(v) = ty.values().find(|v| v.is(s)) else { return wrong };
+                let Some((_, v)) = ty.find_member(s) else { return wrong };
                 self.member_flags(v);
             }
             MetaType::Array => {
@@ -1401,7 +1451,7 @@ impl<'a> Checker<'a, '_> {
                     _ => false,
                 };
                 let by_string = |t: &Type<'_>| {
-                    t.meta() != MetaType::Enum || value.as_str().is_some_and(|s| t.values().any(|v| v.is(s)))
+                    t.meta() != MetaType::Enum || value.as_str().is_some_and(|s| t.find_member(s).is_some())
                 };
                 let mut fitting = ty.branches().filter_map(|b| b.ty()).filter(fits);
                 let Some(first) = fitting.next() else { return wrong };
@@ -1446,25 +1496,21 @@ impl<'a> Checker<'a, '_> {
                 self.path.pop();
             }
             if let Some(case) = case.as_str() {
-                at = t.variants().find(|v| v.is(case)).and_then(|v| v.ty()).filter(|v| v.meta() == MetaType::Object);
+                at = t.find_variant(case).and_then(|v| v.ty()).filter(|v| v.meta() == MetaType::Object);
             }
         }
         // Members seen, per level: a bit per member (members past 256 are not tracked).
         let mut seen = [[0u64; 4]; LEVELS];
         for (key, v) in object.members() {
-            let found = levels.iter().enumerate().find_map(|(l, t)| Some((l, t.members().position(|m| m.is(key))?)));
-            let Some((level, index)) = found else {
+            let found = levels.iter().enumerate().find_map(|(l, t)| Some((l, t.find_member(key)?)));
+            let Some((level, (index, member))) = found else {
                 if open {
                     continue;
                 }
                 self.path.push(Step::Key(key));
                 return Err(Mismatch::UnknownMember);
             };
-            let (Some(member), Some(bits)) =
-                (levels.get(level).and_then(|t| t.members().nth(index)), seen.get_mut(level))
-            else {
-                continue;
-            };
+            let Some(bits) = seen.get_mut(level) else { continue };
             self.path.push(Step::Key(key));
             if let Some(word) = bits.get_mut(index / 64) {
                 let bit = 1u64 << (index % 64);
