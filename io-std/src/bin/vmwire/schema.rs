@@ -56,7 +56,9 @@ fn sorted(mut names: Vec<String>) -> Vec<String> {
 fn members_of<'s>(object: Type<'s>, path: &str, given: &[(&str, &str)]) -> Vec<vmwire_proto::qmp::schema::Member<'s>> {
     let mut out: Vec<_> = object.members().collect();
     let mut at = object;
-    while let Some(tag) = at.tag() {
+    // A union's variant may be a union in turn; a schema that loops is cut short.
+    for _ in 0..8 {
+        let Some(tag) = at.tag() else { break };
         let key = if path.is_empty() { tag.name().to_string() } else { format!("{path}.{}", tag.name()) };
         let case = given.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
         let variant = case.and_then(|case| at.variants().find(|v| v.name() == case)).and_then(|v| v.ty());
@@ -105,7 +107,13 @@ fn values_of(ty: Type<'_>) -> Vec<String> {
     match ty.meta() {
         MetaType::Enum => ty.values().map(|v| v.name().to_string()).collect(),
         MetaType::Builtin if ty.json_type() == Some(JsonType::Boolean) => vec!["true".into(), "false".into()],
-        MetaType::Alternate => ty.branches().filter_map(|b| b.ty()).flat_map(values_of).collect(),
+        // QAPI alternates do not nest: only their direct branches count.
+        MetaType::Alternate => ty
+            .branches()
+            .filter_map(|b| b.ty())
+            .filter(|t| t.meta() != MetaType::Alternate)
+            .flat_map(values_of)
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -145,6 +153,9 @@ const DEPTH: usize = 2;
 
 /// The members of `object` (and its variants), one line each, indented.
 fn object_lines(out: &mut String, object: Type<'_>, indent: usize, depth: usize) {
+    if depth > DEPTH {
+        return; // a schema whose unions loop
+    }
     let pad = "  ".repeat(indent);
     for m in object.members() {
         let mut notes = Vec::new();
@@ -163,7 +174,7 @@ fn object_lines(out: &mut String, object: Type<'_>, indent: usize, depth: usize)
         for v in object.variants() {
             let Some(ty) = v.ty().filter(|t| t.members().next().is_some()) else { continue };
             let _ = writeln!(out, "{pad}when {} is \"{}\":", tag.name(), v.name());
-            object_lines(out, ty, indent + 1, depth);
+            object_lines(out, ty, indent + 1, depth + 1);
         }
     }
 }
@@ -226,6 +237,20 @@ mod tests {
         let (_, names) = complete(s, "block-set-write-threshold node-name=a ");
         assert_eq!(names, ["write-threshold="]);
         assert_eq!(complete(s, "no-such-command x"), (16, vec![]));
+    }
+
+    #[test]
+    fn a_schema_that_loops_is_cut_short() {
+        let text = br#"[{"name": "c", "meta-type": "command", "arg-type": "0", "ret-type": "0"},
+            {"name": "0", "meta-type": "object", "tag": "t", "variants": [{"case": "a", "type": "0"}],
+             "members": [{"name": "t", "type": "1"}, {"name": "x", "type": "2", "default": null}]},
+            {"name": "1", "meta-type": "enum", "values": ["a"]},
+            {"name": "2", "meta-type": "alternate", "members": [{"type": "2"}, {"type": "0"}]}]"#;
+        let s = HeapSchema::read_heap(&text[..]).unwrap();
+        assert!(describe(s.view(), "c").contains("when t is \"a\":"));
+        assert_eq!(complete(s.view(), "c t=a x=").1, Vec::<String>::new());
+        assert_eq!(complete(s.view(), "c t=a x.t=").1, ["a"]);
+        assert!(s.check("c", None).is_err());
     }
 
     #[test]
