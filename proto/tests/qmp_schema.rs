@@ -9,6 +9,28 @@ use schema_gen::{Gen, Kind, expected_path, mutate, rng};
 use vmwire_proto::json::Value;
 use vmwire_proto::qmp::schema::{self, Error, FixedSchema, HeapSchema, MetaType, Mismatch, Schema, SchemaRef};
 
+/// Counts this thread's allocations, to show that fixed storage needs none.
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: forwarded as received.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: forwarded as received.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
 /// The reply line of the capture: `{"return": [...]}`.
 fn reply() -> &'static [u8] {
     let s2c: &[u8] = include_bytes!("../../fixtures/qmp/06_query_qmp_schema.s2c");
@@ -182,6 +204,20 @@ fn fixed_storage_and_its_limits() {
     let small: Result<FixedSchema<&[u8], 1100, 100>, _> =
         Schema::read(reply(), heapless::Vec::new(), heapless::Vec::new());
     assert_eq!(small.unwrap_err(), Error::Full { table: "items", limit: 100 });
+}
+
+#[test]
+fn fixed_storage_reads_and_checks_without_allocating() {
+    let text = reply();
+    let args = br#"{"driver": "qcow2", "file": {"driver": "file", "filename": "/x", "aio": "native"}}"#;
+    let bad = br#"{"driver": "qcow2", "file": {"driver": "nul-co"}}"#;
+    let before = ALLOCATIONS.with(|n| n.get());
+    let s: FixedSchema<&[u8], 1100, 4500> = Schema::read(text, heapless::Vec::new(), heapless::Vec::new()).unwrap();
+    assert!(s.check("blockdev-add", Some(Value::parse(args).unwrap())).is_ok());
+    let err = s.check("blockdev-add", Some(Value::parse(bad).unwrap())).unwrap_err();
+    assert!(s.has("blockdev-add/arg-type/+file/aio/^io_uring"));
+    assert_eq!(ALLOCATIONS.with(|n| n.get()), before);
+    assert_eq!(err.path.to_string(), "file.driver");
 }
 
 #[test]
