@@ -222,6 +222,11 @@ fn cli_saves_the_schema_and_checks_offline_and_before_sending() {
     let (code, out, err) = vmwire(&[&["qmp", "--socket", &socket][..], &bad].concat());
     assert_eq!((code, out.as_str()), (2, ""));
     assert_eq!(err, "vmwire: blockdev-add: bogus: no such member; not sent (--no-check sends it anyway)\n");
+    // Warnings are shown, and the command is sent.
+    let deprecated = ["drive-backup", "device=nodev", "target=/nonexistent", "sync=full"];
+    let (code, out, err) = vmwire(&[&["qmp", "--socket", &socket][..], &deprecated].concat());
+    assert_eq!((code, err.as_str()), (1, "vmwire: warning: drive-backup: deprecated\n"));
+    assert!(out.contains("\"error\""), "{out}");
     let (code, out, _) = vmwire(&[&["qmp", "--socket", &socket, "--no-check"][..], &bad].concat());
     assert_eq!(code, 1);
     assert!(out.contains("Parameter 'bogus' is unexpected"), "{out}");

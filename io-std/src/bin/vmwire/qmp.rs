@@ -106,6 +106,9 @@ pub fn run(args: QmpArgs) -> ExitCode {
     code
 }
 
+/// After a command refused by the check.
+const NOT_SENT: &str = "; not sent (--no-check sends it anyway)";
+
 /// `--check` with `--schema` and no QEMU: checks offline. `None`: not this case.
 fn schema_offline(args: &QmpArgs) -> Option<ExitCode> {
     let offline = args.socket.is_none() && args.tcp.is_none() && !args.launch;
@@ -146,6 +149,12 @@ fn schema_online(qmp: &mut Qmp, args: &QmpArgs) -> Option<ExitCode> {
         return Some(qmp.schema().map_or(ExitCode::from(3), |schema| check_only(schema, args)));
     }
     qmp.set_check(!args.no_check);
+    if let (Some(schema), Some(command), false) = (qmp.schema(), &args.command, args.no_check || args.events) {
+        // The client checks again as it sends; this shows the warnings.
+        if let Err(code) = check_arguments(schema, command, &args.args, true) {
+            return Some(code);
+        }
+    }
     (args.schema_out.is_some() && args.command.is_none() && !args.events).then_some(ExitCode::SUCCESS)
 }
 
@@ -157,25 +166,30 @@ fn load_schema(path: &std::path::Path) -> Result<Schema, String> {
 /// `--check`: prints `ok` (and any warnings) or what is wrong; exit 0 or 2.
 fn check_only(schema: &Schema, args: &QmpArgs) -> ExitCode {
     let Some(command) = &args.command else { return crate::usage(&"--check needs a command") };
-    let text = match arguments(&args.args) {
-        Ok(a) => a,
-        Err(e) => return crate::usage(&e),
-    };
-    let value = text.as_deref().map(|t| Value::parse(t.as_bytes()));
-    let value = match value.transpose() {
-        Ok(v) => v,
-        Err(e) => return crate::usage(&e),
-    };
+    match check_arguments(schema, command, &args.args, false) {
+        Ok(()) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// Checks `command` with its command-line arguments against `schema`:
+/// warnings (`deprecated`, `unstable`) to stderr; what is wrong, exit 2
+/// (saying it is not sent, when it was to be `sending`).
+fn check_arguments(schema: &Schema, command: &str, words: &[String], sending: bool) -> Result<(), ExitCode> {
+    let text = arguments(words).map_err(|e| crate::usage(&e))?;
+    let value = text.as_deref().map(|t| Value::parse(t.as_bytes())).transpose().map_err(|e| crate::usage(&e))?;
     match vmwire_std::qmp::check(schema, command, value) {
         Ok(warnings) => {
             for w in warnings {
                 eprintln!("vmwire: warning: {}", escape(&w));
             }
-            println!("ok");
-            ExitCode::SUCCESS
+            Ok(())
         }
-        Err(Error::Refused(e)) => crate::usage(&escape(&e)),
-        Err(e) => crate::fail(&e),
+        Err(Error::Refused(e)) => Err(crate::usage(&format!("{}{}", escape(&e), if sending { NOT_SENT } else { "" }))),
+        Err(e) => Err(crate::fail(&e)),
     }
 }
 
@@ -193,7 +207,7 @@ fn one_shot(qmp: &mut Qmp, command: &str, args: &[String], pretty: bool) -> Exit
             println!("{}", reply_json(Err(&e), pretty));
             ExitCode::from(1)
         }
-        Err(Error::Refused(e)) => crate::usage(&format!("{}; not sent (--no-check sends it anyway)", escape(&e))),
+        Err(Error::Refused(e)) => crate::usage(&format!("{}{NOT_SENT}", escape(&e))),
         Err(e) => crate::fail(&e),
     }
 }
