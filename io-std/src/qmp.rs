@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use vmwire_proto::Machine;
 use vmwire_proto::buf::Heap;
 use vmwire_proto::json::{Kind, Value};
-use vmwire_proto::qmp::{self, Client, Command, Config, ErrorReply, Id};
+use vmwire_proto::qmp::{self, Client, Command, Config, ErrorReply, Id, schema};
 
 use crate::text::escape;
 use crate::transport::{Conn, DriveError, Stream, deadline, wait_ready};
@@ -48,13 +48,27 @@ pub struct Options {
     pub max_events: usize,
     /// Limits on what QEMU may send.
     pub config: Config,
+    /// Fetch QEMU's schema (`query-qmp-schema`) when connecting, and check
+    /// each command's arguments against it before sending: a command that
+    /// does not match is [`Error::Refused`] and never reaches QEMU. Off by
+    /// default; see also [`Qmp::set_schema`] and [`Qmp::set_check`].
+    pub check: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { timeout: Some(Duration::from_secs(10)), oob: false, max_events: 1024, config: Config::default() }
+        Options {
+            timeout: Some(Duration::from_secs(10)),
+            oob: false,
+            max_events: 1024,
+            config: Config::default(),
+            check: false,
+        }
     }
 }
+
+/// A QAPI schema kept by a [`Qmp`] client: `query-qmp-schema`'s reply, owned.
+pub type Schema = schema::HeapSchema<Vec<u8>>;
 
 /// QEMU's own error reply: the command failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +139,11 @@ pub enum Error {
     /// The reply did not decode into the requested type, or the arguments
     /// did not encode.
     Json(serde_json::Error),
+    /// The arguments do not match QEMU's schema: the command was not sent.
+    /// The message names the command, the member and what was expected.
+    Refused(String),
+    /// QEMU's schema (`query-qmp-schema`, or a saved copy) could not be read.
+    Schema(schema::Error),
 }
 
 impl fmt::Display for Error {
@@ -158,6 +177,8 @@ impl fmt::Display for Error {
                 write!(f, "{then}; a message was skipped meanwhile, most likely the reply: {}", unprefixed(error))
             }
             Error::Json(e) => write!(f, "QMP: JSON: {e}"),
+            Error::Refused(e) => write!(f, "not sent: {e}"),
+            Error::Schema(e) => e.fmt(f),
         }
     }
 }
@@ -188,6 +209,7 @@ impl std::error::Error for Error {
             Error::Io(e) => Some(e),
             Error::Protocol(e) => Some(e),
             Error::Json(e) => Some(e),
+            Error::Schema(e) => Some(e),
             _ => None,
         }
     }
@@ -256,6 +278,14 @@ pub struct Qmp {
     greeting: Greeting,
     inbox: Inbox,
     timeout: Option<Duration>,
+    checking: Checking,
+}
+
+/// The schema a [`Qmp`] client checks commands against, and whether it does.
+#[derive(Debug, Default)]
+struct Checking {
+    schema: Option<Schema>,
+    on: bool,
 }
 
 /// What arrives while nobody is asking for it.
@@ -388,7 +418,13 @@ impl Qmp {
                             package: String::new(),
                             capabilities: Vec::new(),
                         });
-                        return Ok(Qmp { conn, greeting, inbox, timeout: options.timeout });
+                        let mut qmp =
+                            Qmp { conn, greeting, inbox, timeout: options.timeout, checking: Checking::default() };
+                        if options.check {
+                            qmp.fetch_schema()?;
+                            qmp.set_check(true);
+                        }
+                        return Ok(qmp);
                     }
                     qmp::Event::NegotiationFailed(e) => return Err(Error::Qemu(e.into())),
                     other => inbox.absorb(other).map_err(|e| inbox.explain(e))?,
@@ -459,6 +495,7 @@ impl Qmp {
         if self.conn.machine().state() == qmp::State::Closed {
             return Err(Error::Closed);
         }
+        self.check_before_sending(command.name(), command.args())?;
         Ok(self.conn.machine_mut().send(command)?)
     }
 
@@ -520,6 +557,7 @@ impl Qmp {
         if args.is_some_and(|a| a.kind() != Kind::Object) {
             return Err(Error::Protocol(qmp::Error::ArgumentsNotObject));
         }
+        self.check_before_sending(name, args)?;
         let mut command = Command::new(name);
         if let Some(args) = args {
             command = command.arguments(args);
@@ -528,6 +566,44 @@ impl Qmp {
             command = command.oob();
         }
         Ok(self.conn.machine_mut().send(command)?)
+    }
+
+    /// Fetches QEMU's schema (`query-qmp-schema`) and keeps it, replacing
+    /// any schema kept before.
+    pub fn fetch_schema(&mut self) -> Result<&Schema, Error> {
+        let text = self.execute_raw("query-qmp-schema", None)?;
+        self.set_schema(Schema::read_heap(text.into_bytes()).map_err(Error::Schema)?);
+        self.schema().ok_or(Error::Closed)
+    }
+
+    /// Keeps `schema` (a saved one, say) to check commands against.
+    pub fn set_schema(&mut self, schema: Schema) {
+        self.checking.schema = Some(schema);
+    }
+
+    /// The schema kept, if any.
+    pub fn schema(&self) -> Option<&Schema> {
+        self.checking.schema.as_ref()
+    }
+
+    /// Turns checking before sending on or off (it needs a schema:
+    /// [`Qmp::fetch_schema`] or [`Qmp::set_schema`]).
+    pub fn set_check(&mut self, on: bool) {
+        self.checking.on = on;
+    }
+
+    /// Checks a command against the kept schema when checking is on;
+    /// warnings (`deprecated`, `unstable`) go to the log.
+    fn check_before_sending(&self, name: &str, args: Option<Value<'_>>) -> Result<(), Error> {
+        match (&self.checking.schema, self.checking.on) {
+            (Some(schema), true) => {
+                for warning in check(schema, name, args)? {
+                    log::warn!("QMP: {}", crate::text::escape(&warning));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Drives the connection until command `id` is answered; `on_return`
@@ -635,4 +711,15 @@ impl Qmp {
     pub fn close(mut self) {
         self.conn.close();
     }
+}
+
+/// Checks `name` with `args` against `schema`: the warnings (`deprecated`,
+/// `unstable` members and values) if it passes, [`Error::Refused`] if not.
+pub fn check(schema: &Schema, name: &str, args: Option<Value<'_>>) -> Result<Vec<String>, Error> {
+    let mut warnings = Vec::new();
+    schema
+        .view()
+        .check_with(name, args, &mut |w| warnings.push(w.to_string()))
+        .map_err(|e| Error::Refused(e.to_string()))?;
+    Ok(warnings)
 }

@@ -161,7 +161,8 @@ fn a_raw_json_command_keeps_its_id_in_the_shell_and_one_shot() {
         "{\"execute\": \"nope\", \"id\": \"x\"}\n",
         "{\"execute\": \"query-status\", \"id\": -1}\n",
     );
-    let out = vmwire(&["qmp", "--socket", sock], lines);
+    // QEMU's own error for `nope` (with checking on, the schema refuses it first).
+    let out = vmwire(&["qmp", "--no-check", "--socket", sock], lines);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "a command failed; stderr: {stderr}");
     let lines = json_lines(&out);
@@ -179,9 +180,15 @@ fn a_raw_json_command_keeps_its_id_in_the_shell_and_one_shot() {
     let out = vmwire(&["qmp", "--socket", sock, r#"{"execute":"query-status","id":"one-shot"}"#], "");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(json_lines(&out)[0]["id"], "one-shot");
-    let out = vmwire(&["qmp", "--socket", sock, r#"{"execute":"stop","arguments":{"x":1},"id":2}"#], "");
+    // QEMU's error keeps the id too (sent unchecked); checked, the schema
+    // refuses the stray member before it is sent: a usage error.
+    let bad = r#"{"execute":"stop","arguments":{"x":1},"id":2}"#;
+    let out = vmwire(&["qmp", "--no-check", "--socket", sock, bad], "");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert_eq!(json_lines(&out)[0]["id"], 2);
+    let out = vmwire(&["qmp", "--socket", sock, bad], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("stop: x: no such member; not sent"), "{}", text(&out.stderr));
     let out = vmwire(&["qmp", "--socket", sock, r#"{"execute":"stop","bogus":1}"#], "");
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("unknown member \"bogus\""), "{}", text(&out.stderr));
@@ -208,10 +215,12 @@ fn help_is_local_verbose_and_log_show_every_message() {
     let logged = std::fs::read_to_string(&log).unwrap();
     let logged: Vec<serde_json::Value> = logged.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(logged, vec![sent, got]);
-    // help COMMAND: the place for the schema's description.
-    let out = vmwire(&args[..3], "help query-status\nhelp no-such-command\n");
-    assert!(text(&out.stdout).contains("query-status"));
-    assert!(text(&out.stderr).contains("no-such-command: QEMU has no such command"));
+    // help NAME: the command's arguments or the event's data, from QEMU's schema.
+    let out = vmwire(&args[..3], "help blockdev-del\nhelp SHUTDOWN\nhelp no-such-command\n");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("blockdev-del (command)") && stdout.contains("node-name"), "{stdout}");
+    assert!(stdout.contains("SHUTDOWN (event)") && stdout.contains("guest"), "{stdout}");
+    assert!(text(&out.stderr).contains("no-such-command: QEMU has no such command or event"));
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -257,12 +266,19 @@ fn transaction_groups_actions_into_one_command() {
 fn a_piped_shell_prints_only_replies_and_exits_1_when_a_command_failed() {
     let qemu = qemu();
     let sock = socket(&qemu).to_str().unwrap();
-    let out = vmwire(&["qmp", "--socket", sock], "query-status\nno-such-command\nquery-status\n");
+    let input = "query-status\nno-such-command\nquery-status\n";
+    let out = vmwire(&["qmp", "--no-check", "--socket", sock], input);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 3, "no banner, no prompt: {lines:?}");
     assert_eq!(lines[1]["error"]["class"], "CommandNotFound");
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    // Checked against the schema (the default), the command is refused
+    // before it is sent: said on stderr, and the status is the same.
+    let out = vmwire(&["qmp", "--socket", sock], input);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(json_lines(&out).len(), 2);
+    assert!(text(&out.stderr).contains("no-such-command: no such command"), "{}", text(&out.stderr));
     let out = vmwire(&["qmp", "--socket", sock], "query-status\n");
     assert_eq!(out.status.code(), Some(0));
 }

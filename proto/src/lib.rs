@@ -9,7 +9,7 @@
 //!
 //! | module | protocol |
 //! | --- | --- |
-//! | [`qmp`] | QEMU Machine Protocol (client) |
+//! | [`qmp`] | QEMU Machine Protocol (client); [`qmp::schema`]: the live QAPI schema, path queries, checking arguments |
 //! | [`json`] | the shared JSON framer, zero-copy reader and writer |
 //! | [`hmp`] | QEMU's human monitor (readline monitor client), and HMP over QMP |
 //! | [`qga`] | the QEMU guest agent (client) |

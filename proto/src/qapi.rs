@@ -132,6 +132,16 @@ impl<'c> Command<'c> {
         self.oob = true;
         self
     }
+
+    /// The command's name.
+    pub fn name(&self) -> &'c str {
+        self.name
+    }
+
+    /// Its arguments, if it has any.
+    pub fn args(&self) -> Option<Value<'c>> {
+        self.arguments
+    }
 }
 
 /// Writes `{"<verb>": name, <arguments>, "id": id}` and `end`. `arguments`

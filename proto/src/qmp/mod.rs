@@ -41,6 +41,8 @@ use crate::qapi::{self, Members, Pending, SendError, Settled, Slot, Table};
 
 pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply};
 
+pub mod schema;
+
 /// Settings for a [`Client`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {

@@ -10,6 +10,7 @@ mod qga;
 mod qmp;
 mod record;
 mod replay;
+mod schema;
 mod shell;
 mod xmlrpc;
 

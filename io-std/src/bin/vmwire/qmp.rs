@@ -8,13 +8,14 @@ use clap::Args;
 use vmwire_proto::json::{Kind, Value};
 use vmwire_proto::qmp::{Command, Id, MAX_ID_LEN};
 use vmwire_std::qemu::{Qemu, SignalGuard};
-use vmwire_std::qmp::{Error, Event, Options, Qmp, Stray};
+use vmwire_std::qmp::{Error, Event, Options, Qmp, Schema, Stray};
+use vmwire_std::text::escape;
 
 use crate::shell::{self, Ended, Interrupt, Printed, Session};
 
 /// Talk to QEMU over QMP.
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("target").required(true))]
+#[command(group = clap::ArgGroup::new("target"))]
 pub struct QmpArgs {
     /// QMP UNIX socket (`-qmp unix:PATH,server=on`).
     #[arg(long, group = "target", value_name = "PATH")]
@@ -37,6 +38,20 @@ pub struct QmpArgs {
     /// Indent JSON output.
     #[arg(long)]
     pretty: bool,
+    /// Check the command against QEMU's schema and print the verdict,
+    /// without sending it (with `--schema`, no QEMU is needed).
+    #[arg(long, requires = "command", conflicts_with = "no_check")]
+    check: bool,
+    /// Check commands against this saved schema (a `query-qmp-schema`
+    /// reply, as `--schema-out` writes it) instead of QEMU's own.
+    #[arg(long, value_name = "FILE")]
+    schema: Option<PathBuf>,
+    /// Write QEMU's schema (`query-qmp-schema`) to FILE.
+    #[arg(long, value_name = "FILE")]
+    schema_out: Option<PathBuf>,
+    /// Send commands without checking them against the schema first.
+    #[arg(long)]
+    no_check: bool,
     /// Shell: print each JSON message sent and received (as qmp-shell's `-v`).
     #[arg(short = 'v', long)]
     verbose: bool,
@@ -56,6 +71,9 @@ pub struct QmpArgs {
 const QUIT_GRACE: Duration = Duration::from_secs(5);
 
 pub fn run(args: QmpArgs) -> ExitCode {
+    if let Some(code) = schema_offline(&args) {
+        return code;
+    }
     if !args.launch {
         return session(&args, None).0;
     }
@@ -93,13 +111,15 @@ fn session(args: &QmpArgs, launched: Option<&std::path::Path>) -> (ExitCode, Opt
         (Some(path), _, _) => Qmp::connect_unix(path, options),
         (_, Some(addr), _) => Qmp::connect_tcp(addr.as_str(), options),
         (_, _, Some(path)) => Qmp::connect_unix(path, options),
-        _ => unreachable!("clap requires a target"),
+        _ => return (crate::usage(&"one of --socket, --tcp or --launch is needed (or --check with --schema)"), None),
     };
     let mut qmp = match connected {
         Ok(q) => q,
         Err(e) => return (crate::fail(&e), None),
     };
-    if args.events {
+    if let Some(code) = schema_online(&mut qmp, args) {
+        (code, Some(qmp))
+    } else if args.events {
         (print_events(&mut qmp, args.pretty), Some(qmp))
     } else if let Some(command) = args.command.as_deref().filter(|c| is_json_command(c)) {
         (one_shot_json(&mut qmp, command, args), Some(qmp))
@@ -108,6 +128,94 @@ fn session(args: &QmpArgs, launched: Option<&std::path::Path>) -> (ExitCode, Opt
     } else {
         // The shell owns its connection, and closes it when it ends.
         (shell(qmp, args), None)
+    }
+}
+
+/// After a command refused by the check.
+const NOT_SENT: &str = "; not sent (--no-check sends it anyway)";
+
+/// `--check` with `--schema` and no QEMU: checks offline. `None`: not this case.
+fn schema_offline(args: &QmpArgs) -> Option<ExitCode> {
+    let offline = args.socket.is_none() && args.tcp.is_none() && !args.launch;
+    if !(offline && args.check && args.schema.is_some()) {
+        return None;
+    }
+    let schema = match args.schema.as_deref().map(load_schema) {
+        Some(Ok(schema)) => schema,
+        Some(Err(e)) => return Some(crate::fail(&e)),
+        None => return None,
+    };
+    Some(check_only(&schema, args))
+}
+
+/// The schema options on a connection: keeps the schema to check against
+/// (`--schema`, or QEMU's own unless `--no-check` or `--events`), writes it
+/// (`--schema-out`), checks without sending (`--check`). `Some` when that
+/// was all there was to do.
+fn schema_online(qmp: &mut Qmp, args: &QmpArgs) -> Option<ExitCode> {
+    let wanted = args.check || args.schema_out.is_some() || !(args.no_check || args.events);
+    if let Some(path) = &args.schema {
+        match load_schema(path) {
+            Ok(schema) => qmp.set_schema(schema),
+            Err(e) => return Some(crate::fail(&e)),
+        }
+    } else if wanted {
+        if let Err(e) = qmp.fetch_schema() {
+            return Some(crate::fail(&e));
+        }
+    }
+    if let Some(out) = &args.schema_out {
+        let text = qmp.schema().map(|s| s.text().as_slice()).unwrap_or_default();
+        if let Err(e) = std::fs::write(out, text) {
+            return Some(crate::fail(&format!("{}: {e}", out.display())));
+        }
+    }
+    if args.check {
+        return Some(qmp.schema().map_or(ExitCode::from(3), |schema| check_only(schema, args)));
+    }
+    qmp.set_check(!args.no_check);
+    let named = args.command.as_ref().filter(|c| !is_json_command(c));
+    if let (Some(schema), Some(command), false) = (qmp.schema(), named, args.no_check || args.events) {
+        // The client checks again as it sends; this shows the warnings.
+        if let Err(code) = check_arguments(schema, command, &args.args, true) {
+            return Some(code);
+        }
+    }
+    (args.schema_out.is_some() && args.command.is_none() && !args.events).then_some(ExitCode::SUCCESS)
+}
+
+fn load_schema(path: &std::path::Path) -> Result<Schema, String> {
+    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Schema::read_heap(text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `--check`: prints `ok` (and any warnings) or what is wrong; exit 0 or 2.
+fn check_only(schema: &Schema, args: &QmpArgs) -> ExitCode {
+    let Some(command) = &args.command else { return crate::usage(&"--check needs a command") };
+    match check_arguments(schema, command, &args.args, false) {
+        Ok(()) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// Checks `command` with its command-line arguments against `schema`:
+/// warnings (`deprecated`, `unstable`) to stderr; what is wrong, exit 2
+/// (saying it is not sent, when it was to be `sending`).
+fn check_arguments(schema: &Schema, command: &str, words: &[String], sending: bool) -> Result<(), ExitCode> {
+    let text = arguments(words).map_err(|e| crate::usage(&e))?;
+    let value = text.as_deref().map(|t| Value::parse(t.as_bytes())).transpose().map_err(|e| crate::usage(&e))?;
+    match vmwire_std::qmp::check(schema, command, value) {
+        Ok(warnings) => {
+            for w in warnings {
+                eprintln!("vmwire: warning: {}", escape(&w));
+            }
+            Ok(())
+        }
+        Err(Error::Refused(e)) => Err(crate::usage(&format!("{}{}", escape(&e), if sending { NOT_SENT } else { "" }))),
+        Err(e) => Err(crate::fail(&e)),
     }
 }
 
@@ -125,6 +233,7 @@ fn one_shot(qmp: &mut Qmp, command: &str, args: &[String], pretty: bool) -> Exit
             println!("{}", reply_json(Err(&e), pretty));
             ExitCode::from(1)
         }
+        Err(Error::Refused(e)) => crate::usage(&format!("{}{NOT_SENT}", escape(&e))),
         Err(e) => crate::fail(&e),
     }
 }
@@ -228,6 +337,7 @@ fn one_shot_json(qmp: &mut Qmp, text: &str, args: &QmpArgs) -> ExitCode {
             ExitCode::from(1)
         }
         Ok(None) => crate::fail(&Error::Timeout),
+        Err(Error::Refused(e)) => crate::usage(&format!("{}{NOT_SENT}", escape(&e))),
         Err(e) => crate::fail(&e),
     }
 }
@@ -538,15 +648,23 @@ impl QmpShell {
         QmpShell { qmp, commands, pretty, verbose, log, timeout, transaction: None, ended: None }
     }
 
-    /// `help`, or `help COMMAND`. (The place for a description of the
-    /// command's arguments from QEMU's schema.)
-    fn help(&self, command: Option<&str>) -> Printed {
-        match command {
-            None => Printed::ok(HELP),
-            Some(name) if self.commands.iter().any(|c| c == name) => {
-                Printed::ok(format!("{name}: a QEMU command; see QEMU's QMP reference for its arguments"))
+    /// `help`, or `help NAME`: a command's arguments or an event's data,
+    /// from QEMU's schema when the shell has it.
+    fn help(&self, name: Option<&str>) -> Printed {
+        match (name, self.qmp.schema()) {
+            (None, _) => Printed::ok(HELP),
+            (Some(name), Some(schema)) => {
+                let view = schema.view();
+                if view.command(name).is_some() || view.event(name).is_some() {
+                    Printed::ok(crate::schema::describe(view, name))
+                } else {
+                    Printed::error(format!("{name}: QEMU has no such command or event"))
+                }
             }
-            Some(name) => Printed::error(format!("{name}: QEMU has no such command")),
+            (Some(name), None) if self.commands.iter().any(|c| c == name) => {
+                Printed::ok(format!("{name}: a QEMU command (its schema was not fetched: --no-check)"))
+            }
+            (Some(name), None) => Printed::error(format!("{name}: QEMU has no such command")),
         }
     }
 
@@ -752,8 +870,17 @@ impl Session for QmpShell {
         }
     }
 
+    /// Command names (QEMU's and the shell's own); after a command, its
+    /// argument names and values from the schema.
     fn complete(&mut self, line: &str) -> (usize, Vec<String>) {
-        shell::complete_command(line, &self.commands)
+        match self.qmp.schema() {
+            Some(schema) if line.trim_start().contains(char::is_whitespace) => {
+                let trimmed = line.trim_start();
+                let (start, found) = crate::schema::complete(schema.view(), trimmed);
+                (start + line.len() - trimmed.len(), found)
+            }
+            _ => shell::complete_command(line, &self.commands),
+        }
     }
 
     fn idle(&mut self) -> Printed {
