@@ -266,7 +266,7 @@ impl Agent {
     /// Connects to the agent's UNIX socket (the host end of the guest's
     /// virtio-serial port, or `qemu-ga --method unix-listen`) and syncs.
     pub fn connect_unix(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
-        Self::handshake(Stream::connect_unix(path)?, options)
+        Self::handshake(Stream::connect_unix_timeout(path, options.timeout)?, options)
     }
 
     /// Opens a character device that leads to the agent (a serial line or

@@ -26,6 +26,7 @@ fn main() {
         shared("half_request_of_an_earlier_client", &vm, half_request_of_an_earlier_client),
         shared("twenty_connections_in_a_row", &vm, twenty_connections_in_a_row),
         shared("timeout_while_paused_then_recovery", &vm, timeout_while_paused_then_recovery),
+        shared("connect_times_out_while_the_port_is_taken", &vm, connect_times_out_while_the_port_is_taken),
         shared("cli_exec_as_a_process", &vm, cli_exec_as_a_process),
         own("shutdown_ends_the_guest", shutdown_ends_the_guest),
     ];
@@ -196,6 +197,28 @@ fn timeout_while_paused_then_recovery(guest: &Guest) {
     agent.ping().unwrap();
     let out = agent.exec("/bin/echo", &["back"], &[], None).unwrap();
     assert_eq!(out.stdout, b"back\n");
+}
+
+/// QEMU serves one connection to a port at a time and queues few more (a
+/// listen backlog of 1): a client that comes while the port is taken and the
+/// queue is full waits in `connect` itself. The connection's time limit
+/// holds there too; once the port is free, a session works again.
+fn connect_times_out_while_the_port_is_taken(guest: &Guest) {
+    let holder = guest.qga();
+    let queued: Vec<UnixStream> = (0..2).map(|_| UnixStream::connect(guest.qga_path()).unwrap()).collect();
+    let path = guest.qga_path();
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let options = Options { timeout: Some(Duration::from_secs(2)), ..Options::default() };
+        let _ = done.send(vmwire_std::qga::Agent::connect_unix(path, options).map(drop));
+    });
+    // A hang guard, not a timing: the client's own limit is 2 s.
+    let waited = outcome.recv_timeout(Duration::from_secs(60));
+    drop(queued);
+    drop(holder);
+    let waited = waited.expect("connect_unix ignored its time limit (blocked in connect)");
+    assert!(matches!(&waited, Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut), "{waited:?}");
+    guest.qga().ping().unwrap();
 }
 
 /// `vmwire qga --socket … exec -- …` as a user runs it: the program's
