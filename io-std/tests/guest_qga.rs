@@ -204,8 +204,21 @@ fn timeout_while_paused_then_recovery(guest: &Guest) {
 /// queue is full waits in `connect` itself. The connection's time limit
 /// holds there too; once the port is free, a session works again.
 fn connect_times_out_while_the_port_is_taken(guest: &Guest) {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
     let holder = guest.qga();
-    let queued: Vec<UnixStream> = (0..2).map(|_| UnixStream::connect(guest.qga_path()).unwrap()).collect();
+    // Fill the queue: connect until a non-blocking connect would block.
+    let addr = SocketAddrUnix::new(guest.qga_path()).unwrap();
+    let mut queued = Vec::new();
+    loop {
+        let fd =
+            rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::NONBLOCK, None).unwrap();
+        match rustix::net::connect(&fd, &addr) {
+            Ok(()) => queued.push(fd),
+            Err(rustix::io::Errno::AGAIN) => break,
+            Err(e) => panic!("connecting to the queue: {e}"),
+        }
+        assert!(queued.len() < 64, "QEMU queues more than 64 connections");
+    }
     let path = guest.qga_path();
     let (done, outcome) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
