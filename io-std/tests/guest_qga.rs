@@ -28,6 +28,7 @@ fn main() {
         shared("timeout_while_paused_then_recovery", &vm, timeout_while_paused_then_recovery),
         shared("connect_times_out_while_the_port_is_taken", &vm, connect_times_out_while_the_port_is_taken),
         shared("cli_exec_as_a_process", &vm, cli_exec_as_a_process),
+        shared("shutdown_reboot_comes_back", &vm, shutdown_reboot_comes_back),
         own("shutdown_ends_the_guest", shutdown_ends_the_guest),
     ];
     guest::run(vm, trials);
@@ -257,4 +258,19 @@ fn shutdown_ends_the_guest(guest: &Guest) {
     let status = guest.wait_exit(Duration::from_secs(60));
     assert!(status.is_some_and(|s| s.success()), "QEMU did not exit: {status:?}");
     assert!(result.is_ok(), "{result:?}");
+}
+
+/// `guest-shutdown` with mode `reboot`: the guest boots again (QEMU stays)
+/// and a new session finds its agent.
+fn shutdown_reboot_comes_back(guest: &Guest) {
+    let boots = guest.boots();
+    let mut agent = guest.qga_with(Options { timeout: Some(Duration::from_secs(60)), ..Options::default() });
+    let started = std::time::Instant::now();
+    let result = agent.shutdown(Shutdown::Reboot);
+    let took = started.elapsed();
+    // The port is QEMU's: it stays connected across the reboot until we close it.
+    drop(agent);
+    guest.wait_rebooted(boots);
+    assert!(result.is_ok(), "{result:?} after {took:?}");
+    guest.qga().ping().unwrap();
 }
