@@ -220,7 +220,7 @@ impl Monitor {
     /// Connects to a readline monitor's UNIX socket (`-monitor unix:PATH,server=on`
     /// or `-mon chardev=…,mode=readline`) and waits for the prompt.
     pub fn connect_unix(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
-        Self::handshake(Stream::connect_unix(path)?, options)
+        Self::handshake(Stream::connect_unix_timeout(path, options.timeout)?, options)
     }
 
     /// Connects to a readline monitor on TCP (`-monitor tcp:HOST:PORT,server=on`).

@@ -308,7 +308,7 @@ impl Agent {
     /// Connects to the agent's UNIX socket (the host end of the guest's
     /// virtio-serial port, or `qemu-ga --method unix-listen`) and syncs.
     pub fn connect_unix(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
-        Self::handshake(Stream::connect_unix(path)?, options)
+        Self::handshake(Stream::connect_unix_timeout(path, options.timeout)?, options)
     }
 
     /// Opens a character device that leads to the agent (a serial line or
@@ -665,7 +665,10 @@ impl Agent {
     /// Shuts the guest down, halts or reboots it (`guest-shutdown`). The
     /// agent does not answer when it complies: this returns once a
     /// following `guest-ping` is answered or the agent goes away, and with
-    /// the agent's error if it refuses.
+    /// the agent's error if it refuses. Through a virtio-serial port the
+    /// agent's going away shows only when QEMU exits: a reboot whose
+    /// shutdown command never returns (so the agent dies before it answers)
+    /// ends in [`Error::Timeout`] although the guest reboots.
     pub fn shutdown(&mut self, how: Shutdown) -> Result<(), Error> {
         let mut args = |a: &mut ObjectWriter<'_, Bounded<u8>>| a.str("mode", how.mode()).map(drop);
         self.request("guest-shutdown", Some(&mut args), |_| Ok(()))

@@ -375,7 +375,7 @@ impl Inbox {
 impl Qmp {
     /// Connects to QEMU's QMP UNIX socket and negotiates.
     pub fn connect_unix(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
-        Self::handshake(Stream::connect_unix(path)?, options)
+        Self::handshake(Stream::connect_unix_timeout(path, options.timeout)?, options)
     }
 
     /// Connects to QEMU's QMP TCP socket (`-qmp tcp:HOST:PORT,server=on`) and negotiates.

@@ -44,6 +44,39 @@ impl Stream {
         UnixStream::connect(path).map(Stream::Unix).map_err(|e| at(path, e))
     }
 
+    /// Connects to the UNIX socket at `path`, waiting at most `timeout` (no
+    /// limit if `None`) for the listener to take the connection. A listener
+    /// whose queue is full (QEMU's chardev sockets serve one client and
+    /// queue one or two more) would otherwise block `connect` until it
+    /// accepts. Linux offers no readiness to wait for there: a non-blocking
+    /// `connect` fails with `EAGAIN` and is tried again every 10 ms.
+    pub fn connect_unix_timeout(path: impl AsRef<Path>, timeout: Option<Duration>) -> io::Result<Self> {
+        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+        let Some(timeout) = timeout else { return Self::connect_unix(path) };
+        let path = path.as_ref();
+        let give_up = Instant::now() + timeout;
+        let addr = SocketAddrUnix::new(path)?;
+        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+        let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
+        loop {
+            match rustix::net::connect(&fd, &addr) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) if Instant::now() < give_up => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(rustix::io::Errno::AGAIN) => {
+                    let why = format!("{} took no connection within {timeout:?} (its queue is full)", path.display());
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, why));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let stream = UnixStream::from(fd);
+        stream.set_nonblocking(false)?;
+        Ok(Stream::Unix(stream))
+    }
+
     /// Connects to `addr` over TCP, trying each resolved address for at most
     /// `timeout` (no limit if `None`). Nagle's algorithm is turned off:
     /// these protocols send small requests and wait for the reply.

@@ -26,7 +26,9 @@ fn main() {
         shared("half_request_of_an_earlier_client", &vm, half_request_of_an_earlier_client),
         shared("twenty_connections_in_a_row", &vm, twenty_connections_in_a_row),
         shared("timeout_while_paused_then_recovery", &vm, timeout_while_paused_then_recovery),
+        shared("connect_times_out_while_the_port_is_taken", &vm, connect_times_out_while_the_port_is_taken),
         shared("cli_exec_as_a_process", &vm, cli_exec_as_a_process),
+        shared("shutdown_reboot_comes_back", &vm, shutdown_reboot_comes_back),
         own("shutdown_ends_the_guest", shutdown_ends_the_guest),
     ];
     guest::run(vm, trials);
@@ -198,6 +200,41 @@ fn timeout_while_paused_then_recovery(guest: &Guest) {
     assert_eq!(out.stdout, b"back\n");
 }
 
+/// QEMU serves one connection to a port at a time and queues few more (a
+/// listen backlog of 1): a client that comes while the port is taken and the
+/// queue is full waits in `connect` itself. The connection's time limit
+/// holds there too; once the port is free, a session works again.
+fn connect_times_out_while_the_port_is_taken(guest: &Guest) {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let holder = guest.qga();
+    // Fill the queue: connect until a non-blocking connect would block.
+    let addr = SocketAddrUnix::new(guest.qga_path()).unwrap();
+    let mut queued = Vec::new();
+    loop {
+        let fd =
+            rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::NONBLOCK, None).unwrap();
+        match rustix::net::connect(&fd, &addr) {
+            Ok(()) => queued.push(fd),
+            Err(rustix::io::Errno::AGAIN) => break,
+            Err(e) => panic!("connecting to the queue: {e}"),
+        }
+        assert!(queued.len() < 64, "QEMU queues more than 64 connections");
+    }
+    let path = guest.qga_path();
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let options = Options { timeout: Some(Duration::from_secs(2)), ..Options::default() };
+        let _ = done.send(vmwire_std::qga::Agent::connect_unix(path, options).map(drop));
+    });
+    // A hang guard, not a timing: the client's own limit is 2 s.
+    let waited = outcome.recv_timeout(Duration::from_secs(60));
+    drop(queued);
+    drop(holder);
+    let waited = waited.expect("connect_unix ignored its time limit (blocked in connect)");
+    assert!(matches!(&waited, Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut), "{waited:?}");
+    guest.qga().ping().unwrap();
+}
+
 /// `vmwire qga --socket … exec -- …` as a user runs it: the program's
 /// output, and its exit code as vmwire's.
 fn cli_exec_as_a_process(guest: &Guest) {
@@ -221,4 +258,19 @@ fn shutdown_ends_the_guest(guest: &Guest) {
     let status = guest.wait_exit(Duration::from_secs(60));
     assert!(status.is_some_and(|s| s.success()), "QEMU did not exit: {status:?}");
     assert!(result.is_ok(), "{result:?}");
+}
+
+/// `guest-shutdown` with mode `reboot`: the guest boots again (QEMU stays)
+/// and a new session finds its agent.
+fn shutdown_reboot_comes_back(guest: &Guest) {
+    let boots = guest.boots();
+    let mut agent = guest.qga_with(Options { timeout: Some(Duration::from_secs(60)), ..Options::default() });
+    let started = std::time::Instant::now();
+    let result = agent.shutdown(Shutdown::Reboot);
+    let took = started.elapsed();
+    // The port is QEMU's: it stays connected across the reboot until we close it.
+    drop(agent);
+    guest.wait_rebooted(boots);
+    assert!(result.is_ok(), "{result:?} after {took:?}");
+    guest.qga().ping().unwrap();
 }

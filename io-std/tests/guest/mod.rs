@@ -173,11 +173,21 @@ impl Guest {
         guest
     }
 
-    /// Waits until init has run and the agent answers (after a boot or a
-    /// reset).
+    /// Waits until init has run and the agent answers.
     pub fn wait_ready(&self) {
+        self.wait_rebooted(0);
+    }
+
+    /// How many times init has come up (a reset boots the guest again).
+    pub fn boots(&self) -> usize {
+        self.console().matches(UP).count()
+    }
+
+    /// Waits until init has come up more than `boots_before` times and the
+    /// agent answers.
+    pub fn wait_rebooted(&self, boots_before: usize) {
         let give_up = Instant::now() + BOOT_LIMIT;
-        while !self.console().contains(UP) {
+        while self.boots() <= boots_before {
             self.check_running(give_up, "init to run");
             std::thread::sleep(Duration::from_millis(20));
         }
