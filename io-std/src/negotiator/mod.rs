@@ -149,11 +149,12 @@ impl From<proto::Error> for Error {
 
 crate::transport::from_drive_error!(Error, proto::Error, Error::Protocol);
 
-/// Opens `path`: a UNIX socket is connected to, anything else (a
-/// character device) opened read-write.
-fn open_path(path: &Path) -> io::Result<Stream> {
+/// Opens `path`: a UNIX socket is connected to (within `timeout`, as a
+/// busy QEMU chardev's queue can be full), anything else (a character
+/// device) opened read-write.
+fn open_path(path: &Path, timeout: Option<Duration>) -> io::Result<Stream> {
     if std::fs::metadata(path).map_err(|e| crate::transport::at(path, e))?.file_type().is_socket() {
-        Stream::connect_unix(path)
+        Stream::connect_unix_timeout(path, timeout)
     } else {
         Stream::open_device(path)
     }
@@ -178,7 +179,7 @@ impl Channel {
     /// Connects to a UNIX socket (QEMU's end of a channel, on the host).
     pub fn connect_unix(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
         let path = path.as_ref();
-        let stream = Stream::connect_unix(path).map_err(Error::Io)?;
+        let stream = Stream::connect_unix_timeout(path, options.timeout).map_err(Error::Io)?;
         Ok(Channel::new(stream, format!("UNIX socket {}", path.display()), options))
     }
 
@@ -693,7 +694,7 @@ impl GuestAgent {
         let path = device_or_socket.as_ref();
         let deadline = deadline(options.timeout);
         let stream = loop {
-            match open_path(path) {
+            match open_path(path, options.timeout) {
                 Err(e) if e.kind() == io::ErrorKind::ResourceBusy => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Err(Error::Io(e));
