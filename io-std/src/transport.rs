@@ -49,13 +49,14 @@ impl Stream {
     /// whose queue is full (QEMU's chardev sockets serve one client and
     /// queue one or two more) would otherwise block `connect` until it
     /// accepts. Linux offers no readiness to wait for there: a non-blocking
-    /// `connect` fails with `EAGAIN` and is tried again every 10 ms.
+    /// `connect` fails with `EAGAIN` and is tried again every 10 ms. An
+    /// error names the path, as [`Stream::connect_unix`]'s does.
     pub fn connect_unix_timeout(path: impl AsRef<Path>, timeout: Option<Duration>) -> io::Result<Self> {
         use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
         let Some(timeout) = timeout else { return Self::connect_unix(path) };
         let path = path.as_ref();
         let give_up = Instant::now() + timeout;
-        let addr = SocketAddrUnix::new(path)?;
+        let addr = SocketAddrUnix::new(path).map_err(|e| at(path, e.into()))?;
         let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
         let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
         loop {
@@ -69,7 +70,7 @@ impl Stream {
                     let why = format!("{} took no connection within {timeout:?} (its queue is full)", path.display());
                     return Err(io::Error::new(io::ErrorKind::TimedOut, why));
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(at(path, e.into())),
             }
         }
         let stream = UnixStream::from(fd);
