@@ -99,10 +99,14 @@ fn guest_sh(guest: &Guest, script: &str) -> (i64, String, String) {
 
 /// CPU time (user + system, in ticks) the guest's negotiator daemon has used.
 fn daemon_cpu_ticks(guest: &Guest) -> u64 {
+    // Anchored at the program's path: this very script's command line holds
+    // the words `negotiator-guest -d` too.
     let script = "for p in /proc/[0-9]*; do \
-                  if tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q 'negotiator-guest -d'; then cat $p/stat; fi; done";
+                  if tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q '^/usr/local/bin/vmwire negotiator-guest -d'; \
+                  then cat $p/stat; fi; done";
     let (code, stat, stderr) = guest_sh(guest, script);
     assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stat.lines().count(), 1, "one negotiator daemon expected in the guest: {stat:?}");
     // Fields after the command name (in parentheses): state is field 3, utime 14, stime 15.
     let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
     assert!(fields.len() > 13, "no negotiator daemon found in the guest: {stat:?}\n{}", guest.report());
@@ -213,7 +217,7 @@ fn a_caller_that_leaves(guest: &Guest) {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello last\n", "{out:?}");
 
     // Spin detector, not a timing: under a second of CPU for all of the above.
-    let used = daemon_cpu_ticks(guest) - before;
+    let used = daemon_cpu_ticks(guest).checked_sub(before).expect("the guest daemon restarted");
     assert!(used < TICKS, "the guest daemon used {used} ticks of CPU: it spins\n{}", guest.report());
     assert!(guest.console().contains("the caller left before its response; dropped"), "{}", guest.report());
 }
