@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use vmwire_proto::hmp::Config;
 use vmwire_std::hmp::{Error, Monitor, Options};
-use vmwire_std::qemu::{Qemu, SignalGuard};
+use vmwire_std::qemu::Qemu;
 use vmwire_std::qmp::Qmp;
 
 use crate::shell::{self, Ended, Interrupt, Printed, Session};
@@ -43,29 +43,16 @@ pub struct HmpArgs {
     line: Vec<String>,
 }
 
-/// How long a launched QEMU has to exit after `quit` before it is stopped.
-const QUIT_GRACE: Duration = Duration::from_secs(5);
-
 pub fn run(args: HmpArgs) -> ExitCode {
     let timeout = (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout));
     let options = Options { timeout, config: Config { lf_newlines: !args.crlf, ..Config::default() } };
-    // With --launch, SIGTERM, SIGHUP and SIGINT shut QEMU down and come out
-    // through the end of this function, which removes its directory.
-    let (launched, guard) = if args.launch {
-        let mut guard = match SignalGuard::new() {
-            Ok(g) => g,
-            Err(e) => return crate::fail(&format!("catching signals: {e}")),
-        };
-        let qemu = match Qemu::builder().hmp().spawn() {
-            Ok(q) => q,
-            Err(e) => return crate::fail(&e),
-        };
-        if let Err(e) = guard.watch(&qemu) {
-            eprintln!("vmwire: catching signals: {e}");
+    let launched = if args.launch {
+        match crate::Launched::start(Qemu::builder().hmp()) {
+            Ok(l) => Some(l),
+            Err(code) => return code,
         }
-        (Some(qemu), Some(guard))
     } else {
-        (None, None)
+        None
     };
     let connected = match (&args.socket, &args.tcp, &args.via_qmp, &launched) {
         (Some(path), ..) => Monitor::connect_unix(path, options.clone()),
@@ -76,7 +63,9 @@ pub fn run(args: HmpArgs) -> ExitCode {
                 Err(e) => Err(e.into()),
             }
         }
-        (.., Some(qemu)) => Monitor::connect_unix(qemu.hmp_path().unwrap_or(std::path::Path::new("")), options.clone()),
+        (.., Some(launched)) => {
+            Monitor::connect_unix(launched.qemu.hmp_path().unwrap_or(std::path::Path::new("")), options.clone())
+        }
         _ => unreachable!("clap requires a target"),
     };
     let mut hmp = match connected {
@@ -97,22 +86,15 @@ pub fn run(args: HmpArgs) -> ExitCode {
         hmp.close();
         code
     };
-    if let Some(qemu) = launched {
-        // The session's monitor is closed by now: quit through a fresh one,
-        // then give QEMU its grace (SIGTERM, and SIGKILL last, if it stays).
-        if let Some(path) = qemu.hmp_path() {
+    if let Some(launched) = launched {
+        // The session's monitor is closed by now: quit through a fresh one
+        // (HMP has no connection to hand over), then the bounded shutdown.
+        if let Some(path) = launched.qemu.hmp_path() {
             if let Ok(m) = Monitor::connect_unix(path, Options::default()) {
                 let _ = m.quit();
             }
         }
-        match qemu.shutdown(None, QUIT_GRACE) {
-            Ok(status) if status.success() => {}
-            Ok(status) => eprintln!("vmwire: QEMU did not exit cleanly ({status})"),
-            Err(e) => eprintln!("vmwire: shutting QEMU down: {e}"),
-        }
-    }
-    if let Some(guard) = guard {
-        guard.finish();
+        launched.finish(None);
     }
     code
 }

@@ -94,3 +94,39 @@ pub fn tcp_address(address: &str) -> Result<String, String> {
         _ => Err("expected HOST:PORT, such as localhost:4444 or [::1]:4444".into()),
     }
 }
+
+/// A QEMU started by `--launch`, with the signal guard that shuts it down
+/// in order (and removes its directory) if SIGTERM, SIGHUP or SIGINT ends
+/// vmwire first.
+pub struct Launched {
+    /// The QEMU started.
+    pub qemu: vmwire_std::qemu::Qemu,
+    guard: vmwire_std::qemu::SignalGuard,
+}
+
+/// How long a launched QEMU has to exit after `quit` before it is stopped.
+const QUIT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Launched {
+    /// Catches the signals, then starts QEMU as `builder` says.
+    pub fn start(builder: vmwire_std::qemu::Builder) -> Result<Self, ExitCode> {
+        let mut guard = vmwire_std::qemu::SignalGuard::new().map_err(|e| fail(&format!("catching signals: {e}")))?;
+        let qemu = builder.spawn().map_err(|e| fail(&e))?;
+        if let Err(e) = guard.watch(&qemu) {
+            eprintln!("vmwire: catching signals: {e}");
+        }
+        Ok(Launched { qemu, guard })
+    }
+
+    /// Quits QEMU (over `qmp`, the connection still open, if any: QEMU
+    /// would not greet a second one), waits for it, and ends as a caught
+    /// signal would have.
+    pub fn finish(self, qmp: Option<vmwire_std::qmp::Qmp>) {
+        match self.qemu.shutdown(qmp, QUIT_GRACE) {
+            Ok(status) if status.success() => {}
+            Ok(status) => eprintln!("vmwire: QEMU did not exit cleanly ({status})"),
+            Err(e) => eprintln!("vmwire: shutting QEMU down: {e}"),
+        }
+        self.guard.finish();
+    }
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use vmwire_proto::json::{Kind, Value};
 use vmwire_proto::qmp::{Command, Id, MAX_ID_LEN};
-use vmwire_std::qemu::{Qemu, SignalGuard};
+use vmwire_std::qemu::Qemu;
 use vmwire_std::qmp::{Error, Event, Options, Qmp, Schema, Stray};
 use vmwire_std::text::escape;
 
@@ -67,9 +67,6 @@ pub struct QmpArgs {
     args: Vec<String>,
 }
 
-/// How long a launched QEMU has to exit after `quit` before it is killed.
-const QUIT_GRACE: Duration = Duration::from_secs(5);
-
 pub fn run(args: QmpArgs) -> ExitCode {
     if let Some(code) = schema_offline(&args) {
         return code;
@@ -77,27 +74,12 @@ pub fn run(args: QmpArgs) -> ExitCode {
     if !args.launch {
         return session(&args, None).0;
     }
-    // SIGTERM, SIGHUP and SIGINT shut QEMU down and come out here, the way out
-    // that removes its directory.
-    let mut guard = match SignalGuard::new() {
-        Ok(g) => g,
-        Err(e) => return crate::fail(&format!("catching signals: {e}")),
+    let launched = match crate::Launched::start(Qemu::builder().qmp()) {
+        Ok(l) => l,
+        Err(code) => return code,
     };
-    let qemu = match Qemu::builder().qmp().spawn() {
-        Ok(q) => q,
-        Err(e) => return crate::fail(&e),
-    };
-    if let Err(e) = guard.watch(&qemu) {
-        eprintln!("vmwire: catching signals: {e}");
-    }
-    let (code, qmp) = session(&args, qemu.qmp_path());
-    // Quit over the connection still open, if any: QEMU would not greet a second one.
-    match qemu.shutdown(qmp, QUIT_GRACE) {
-        Ok(status) if status.success() => {}
-        Ok(status) => eprintln!("vmwire: QEMU did not exit cleanly ({status})"),
-        Err(e) => eprintln!("vmwire: shutting QEMU down: {e}"),
-    }
-    guard.finish();
+    let (code, qmp) = session(&args, launched.qemu.qmp_path());
+    launched.finish(qmp);
     code
 }
 
