@@ -76,10 +76,26 @@ pub(crate) enum Listener {
 }
 
 impl Listener {
-    /// Listens on `address` (a UNIX socket path that must not exist, or `HOST:PORT`).
+    /// Listens on `address` (a UNIX socket path that must not exist, or
+    /// `HOST:PORT`). A UNIX socket is bound under a temporary name and
+    /// renamed into place once it listens, so that a client that sees the
+    /// path is never refused (bind and listen are two system calls).
     pub(crate) fn bind(address: &Address) -> io::Result<Listener> {
         Ok(match address {
-            Address::Unix(path) => Listener::Unix(UnixListener::bind(path).map_err(|e| at(path, e))?, path.clone()),
+            Address::Unix(path) => {
+                if path.symlink_metadata().is_ok() {
+                    return Err(at(path, io::Error::from(io::ErrorKind::AddrInUse)));
+                }
+                let mut staging = path.clone().into_os_string();
+                staging.push(format!(".{}.binding", std::process::id()));
+                let staging = PathBuf::from(staging);
+                let listener = UnixListener::bind(&staging).map_err(|e| at(path, e))?;
+                if let Err(e) = std::fs::rename(&staging, path) {
+                    let _ = std::fs::remove_file(&staging);
+                    return Err(at(path, e));
+                }
+                Listener::Unix(listener, path.clone())
+            }
             Address::Tcp(addr) => Listener::Tcp(TcpListener::bind(addr.as_str())?),
         })
     }
