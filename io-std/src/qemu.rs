@@ -264,17 +264,20 @@ impl Qemu {
     /// directory is removed. `qmp` is the QMP connection the owner holds:
     /// `quit` goes over it, since QEMU serves one QMP client at a time and
     /// would not greet a second connection while it is open. Without one,
-    /// `quit` goes over a fresh connection to [`Qemu::qmp_path`]; without
-    /// that either (or if the fresh connection fails), QEMU gets SIGTERM,
-    /// which it takes as an orderly shutdown too. Then QEMU has `grace` to
-    /// exit, and is killed (SIGKILL) only if it has not.
+    /// `quit` goes over a fresh connection to [`Qemu::qmp_path`], or else to
+    /// [`Qemu::hmp_path`] (a monitor the owner holds must be closed first);
+    /// without either (or if the fresh connection fails), QEMU gets SIGTERM,
+    /// which it takes as an orderly shutdown once it has set up its signal
+    /// handling (a QEMU signalled in its first moments dies of the signal:
+    /// the monitors are the reliable way). Then QEMU has `grace` to exit, and
+    /// is killed (SIGKILL) only if it has not.
     pub fn shutdown(mut self, qmp: Option<Qmp>, grace: Duration) -> io::Result<ExitStatus> {
         if self.child.try_wait()?.is_none() {
-            let qmp = qmp.or_else(|| {
-                let options = Options { timeout: Some(grace), ..Options::default() };
-                self.qmp_path().and_then(|path| Qmp::connect_unix(path, options).ok())
-            });
-            if qmp.is_none_or(|qmp| qmp.quit().is_err()) {
+            let quit = match qmp {
+                Some(qmp) => qmp.quit().is_ok(),
+                None => self.quit_over_a_fresh_monitor(grace),
+            };
+            if !quit {
                 let _ = rustix::process::kill_process(self.rustix_pid()?, Signal::TERM);
             }
         }
@@ -285,6 +288,20 @@ impl Qemu {
                 self.child.wait()
             }
         }
+    }
+
+    /// `quit` over a fresh QMP connection, or else a fresh human monitor;
+    /// whether one of them took it.
+    fn quit_over_a_fresh_monitor(&self, timeout: Duration) -> bool {
+        if let Some(path) = self.qmp_path() {
+            let options = Options { timeout: Some(timeout), ..Options::default() };
+            return Qmp::connect_unix(path, options).is_ok_and(|qmp| qmp.quit().is_ok());
+        }
+        if let Some(path) = self.hmp_path() {
+            let options = crate::hmp::Options { timeout: Some(timeout), ..Default::default() };
+            return crate::hmp::Monitor::connect_unix(path, options).is_ok_and(|hmp| hmp.quit().is_ok());
+        }
+        false
     }
 
     fn rustix_pid(&self) -> io::Result<Pid> {

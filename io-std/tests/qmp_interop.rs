@@ -246,8 +246,9 @@ fn shutdown_quits_over_the_held_connection() {
     assert!(!dir.exists());
 }
 
-/// With no connection held, `quit` goes over a fresh one; without a QMP
-/// socket, QEMU gets SIGTERM. Either way it exits by itself.
+/// With no connection held, `quit` goes over a fresh QMP connection, or a
+/// fresh human monitor; QEMU exits by itself, at once after it started too
+/// (SIGTERM in its first moments would kill it).
 #[test]
 fn shutdown_without_a_held_connection() {
     let with_qmp = qemu().qmp().spawn().unwrap();

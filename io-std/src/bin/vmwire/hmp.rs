@@ -87,13 +87,7 @@ pub fn run(args: HmpArgs) -> ExitCode {
         code
     };
     if let Some(launched) = launched {
-        // The session's monitor is closed by now: quit through a fresh one
-        // (HMP has no connection to hand over), then the bounded shutdown.
-        if let Some(path) = launched.qemu.hmp_path() {
-            if let Ok(m) = Monitor::connect_unix(path, Options::default()) {
-                let _ = m.quit();
-            }
-        }
+        // The session's monitor is closed by now: `quit` goes through a fresh one.
         launched.finish(None);
     }
     code
