@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use rustix::event::PollFlags;
 use std::os::fd::AsFd;
 use vmwire_proto::Machine;
-use vmwire_proto::buf::Heap;
 
 use crate::transport::{Conn, DriveError, Stream, deadline, wait_ready};
 
@@ -442,46 +441,6 @@ mod tls {
     }
 }
 
-/// What the driving loop needs of an HTTP machine.
-pub(crate) trait HttpMachine: Machine {
-    fn needs_connection(&self) -> bool;
-    fn connected(&mut self);
-    /// The connection is being dropped: abandon what is outstanding.
-    fn abandon(&mut self);
-    /// Connected with nothing outstanding.
-    fn idle(&self) -> bool;
-}
-
-impl HttpMachine for vmwire_proto::xmlrpc::Client<Heap> {
-    fn needs_connection(&self) -> bool {
-        vmwire_proto::xmlrpc::Client::needs_connection(self)
-    }
-    fn connected(&mut self) {
-        vmwire_proto::xmlrpc::Client::connected(self);
-    }
-    fn abandon(&mut self) {
-        self.close();
-    }
-    fn idle(&self) -> bool {
-        self.state() == vmwire_proto::http::State::Idle
-    }
-}
-
-impl HttpMachine for vmwire_proto::xenapi::Session<Heap> {
-    fn needs_connection(&self) -> bool {
-        vmwire_proto::xenapi::Session::needs_connection(self)
-    }
-    fn connected(&mut self) {
-        vmwire_proto::xenapi::Session::connected(self);
-    }
-    fn abandon(&mut self) {
-        self.close();
-    }
-    fn idle(&self) -> bool {
-        self.connection_state() == vmwire_proto::http::State::Idle
-    }
-}
-
 /// Why [`Link::connect`] failed.
 #[derive(Debug)]
 pub(crate) enum OpenError {
@@ -498,7 +457,7 @@ pub(crate) struct Link<M> {
     timeout: Option<Duration>,
 }
 
-impl<M: HttpMachine> Link<M> {
+impl<M: Machine> Link<M> {
     /// Parses `url`, makes the machine for its endpoint (with `headers`,
     /// and basic authentication from the URL's credentials), and connects.
     pub(crate) fn connect(
@@ -532,11 +491,11 @@ impl<M: HttpMachine> Link<M> {
     /// dropped before a request is queued, so that the request goes out on
     /// a fresh one instead of failing.
     pub(crate) fn machine(&mut self) -> &mut M {
-        let stale = self.conn.machine().idle()
+        let stale = self.conn.machine().reusable_idle()
             && (self.conn.stream().has_buffered()
                 || wait_ready(self.conn.stream().as_fd(), PollFlags::IN, Some(Instant::now())).unwrap_or(true));
         if stale {
-            self.conn.machine_mut().abandon();
+            self.conn.machine_mut().close();
         }
         self.conn.machine_mut()
     }
@@ -552,7 +511,7 @@ impl<M: HttpMachine> Link<M> {
         let result = self.drive(deadline, &mut outcome);
         if result.is_err() {
             self.conn.close();
-            self.conn.machine_mut().abandon();
+            self.conn.machine_mut().close();
         }
         result
     }

@@ -401,7 +401,7 @@ impl<M: Machine> Conn<M> {
     fn end(&mut self) {
         if !self.eof {
             self.eof = true;
-            let _ = self.machine.recv_commit(0);
+            self.machine.recv_eof();
         }
     }
 

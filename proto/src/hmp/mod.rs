@@ -750,6 +750,7 @@ impl<S: Storage> Machine for Client<S> {
     where
         Self: 'a;
     type Error = Error;
+    type Request = u64;
 
     fn recv_buf(&mut self) -> &mut [u8] {
         self.settle();
@@ -758,7 +759,7 @@ impl<S: Storage> Machine for Client<S> {
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
         if n == 0 {
-            self.eof = true;
+            self.recv_eof();
             return Ok(());
         }
         if !self.rx.commit(n) {
@@ -791,6 +792,19 @@ impl<S: Storage> Machine for Client<S> {
     fn transmitted(&mut self, n: usize) {
         self.sent = (self.sent + n).min(self.front_len());
     }
+
+    fn recv_eof(&mut self) {
+        self.eof = true;
+    }
+
+    fn close(&mut self) {
+        Client::close(self);
+    }
+
+    /// Nothing: the monitor runs lines in turn, so the line's output still
+    /// comes, under its number, and waits for nobody; the lines behind it
+    /// are answered after it.
+    fn expire(&mut self, _line: &u64) {}
 }
 
 /// What `info status` says: `VM status: running`, `VM status: paused (prelaunch)`.

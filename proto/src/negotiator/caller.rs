@@ -289,6 +289,7 @@ impl<S: Storage> Machine for Caller<S> {
     where
         Self: 'a;
     type Error = Error;
+    type Request = ();
 
     fn recv_buf(&mut self) -> &mut [u8] {
         self.decoder.recv_buf()
@@ -296,7 +297,7 @@ impl<S: Storage> Machine for Caller<S> {
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
         if n == 0 {
-            self.core.eof = true;
+            self.recv_eof();
             return Ok(());
         }
         if !self.decoder.recv_commit(n) {
@@ -329,5 +330,19 @@ impl<S: Storage> Machine for Caller<S> {
 
     fn transmitted(&mut self, n: usize) {
         self.core.tx.drained(n);
+    }
+
+    fn recv_eof(&mut self) {
+        self.core.eof = true;
+    }
+
+    fn close(&mut self) {
+        Caller::close(self);
+    }
+
+    /// Forgets the call ([`Caller::forget`]): its late response is dropped
+    /// as stale; a call still wholly unsent is withdrawn.
+    fn expire(&mut self, _call: &()) {
+        self.forget();
     }
 }

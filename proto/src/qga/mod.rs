@@ -344,6 +344,16 @@ impl<S: Storage> Client<S> {
         self.core.table.in_flight()
     }
 
+    /// The id the next resynchronisation after a timeout uses: the last
+    /// one stirred (splitmix64), so that it is as unguessable as the id the
+    /// session was opened with, and never the same twice in a row.
+    pub fn next_sync_id(&self) -> u64 {
+        let mut z = self.core.sync.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
     /// Resynchronises (after a timeout, or whenever the stream is in doubt):
     /// drops what is not yet written, queues `0xFF` and `guest-sync-delimited`
     /// with `sync_id`, and discards everything received up to the agent's
@@ -492,6 +502,7 @@ impl<S: Storage> Machine for Client<S> {
     where
         Self: 'a;
     type Error = Error;
+    type Request = Id;
 
     fn recv_buf(&mut self) -> &mut [u8] {
         self.framer.recv_buf()
@@ -499,7 +510,7 @@ impl<S: Storage> Machine for Client<S> {
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
         if n == 0 {
-            self.core.eof = true;
+            self.recv_eof();
             return Ok(());
         }
         // A closed machine still takes bytes, and drops them: nothing is listening.
@@ -584,6 +595,23 @@ impl<S: Storage> Machine for Client<S> {
 
     fn transmitted(&mut self, n: usize) {
         self.core.tx.drained(n);
+    }
+
+    fn recv_eof(&mut self) {
+        self.core.eof = true;
+    }
+
+    fn close(&mut self) {
+        Client::close(self);
+    }
+
+    /// Resynchronises under the next sync id (see [`Client::next_sync_id`]),
+    /// so that whatever is late cannot pass for a later command's reply:
+    /// every command still waiting fails ([`Event::Failed`]).
+    fn expire(&mut self, _id: &Id) {
+        if self.core.state != State::Closed && self.resync(self.next_sync_id()).is_err() {
+            self.close();
+        }
     }
 }
 

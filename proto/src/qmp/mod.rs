@@ -564,6 +564,7 @@ impl<S: Storage> Machine for Client<S> {
     where
         Self: 'a;
     type Error = Error;
+    type Request = Id;
 
     fn recv_buf(&mut self) -> &mut [u8] {
         self.framer.recv_buf()
@@ -571,7 +572,7 @@ impl<S: Storage> Machine for Client<S> {
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
         if n == 0 {
-            self.core.eof = true;
+            self.recv_eof();
             return Ok(());
         }
         // A closed machine still takes bytes, and drops them: nothing is listening.
@@ -612,5 +613,18 @@ impl<S: Storage> Machine for Client<S> {
 
     fn transmitted(&mut self, n: usize) {
         self.core.tx.drained(n);
+    }
+
+    fn recv_eof(&mut self) {
+        self.core.eof = true;
+    }
+
+    fn close(&mut self) {
+        Client::close(self);
+    }
+
+    /// Forgets the command: its reply, if it ever comes, is [`Event::Stale`].
+    fn expire(&mut self, id: &Id) {
+        self.forget(id);
     }
 }

@@ -665,8 +665,18 @@ impl<S: Storage> Machine for Session<S> {
     where
         Self: 'a;
     type Error = http::Error;
+    type Request = ();
 
-    crate::xmlrpc::delegate_bytes!(rpc);
+    crate::delegate_bytes!(rpc, http::Error);
+
+    fn close(&mut self) {
+        Session::close(self);
+    }
+
+    /// Closes and abandons the call, login or logout; the session is kept.
+    fn expire(&mut self, _call: &()) {
+        self.close();
+    }
 
     fn poll(&mut self) -> Result<Option<Event<'_>>, http::Error> {
         let Some(step) = self.rpc.step() else { return Ok(None) };

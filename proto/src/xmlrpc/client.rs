@@ -239,8 +239,18 @@ impl<S: Storage> Machine for Client<S> {
     where
         Self: 'a;
     type Error = http::Error;
+    type Request = ();
 
-    crate::xmlrpc::delegate_bytes!(http);
+    crate::delegate_bytes!(http, http::Error);
+
+    fn close(&mut self) {
+        Client::close(self);
+    }
+
+    /// Closes and abandons the call (see [`http::Client`]'s).
+    fn expire(&mut self, _call: &()) {
+        self.close();
+    }
 
     fn poll(&mut self) -> Result<Option<Event<'_>>, http::Error> {
         Ok(match self.step() {

@@ -97,8 +97,13 @@ pub fn run(args: MinimegaArgs) -> ExitCode {
             Some(ns) => format!("minimega:{}[{ns}]$ ", args.socket.display()),
             None => format!("minimega:{}$ ", args.socket.display()),
         };
-        let shell =
-            MinimegaShell { mm, json: args.json, allow_daemon_state: args.allow_daemon_state, quit_armed: false, ended: None };
+        let shell = MinimegaShell {
+            mm,
+            json: args.json,
+            allow_daemon_state: args.allow_daemon_state,
+            quit_armed: false,
+            ended: None,
+        };
         return shell::interactive("minimega", &prompt, shell);
     }
     match stream(&mut mm, &line, args.json) {
