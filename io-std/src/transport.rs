@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use vmwire_proto::Machine;
+use vmwire_proto::op::{self, Inbox, Operation};
 
 /// A byte stream to a peer: a UNIX socket, a TCP connection, or a character
 /// device (the guest end of a virtio-serial port, `/dev/vport*`).
@@ -389,6 +390,64 @@ impl<M: Machine> Conn<M> {
             return Ok(());
         }
         self.machine.recv_commit(n).map_err(DriveError::Machine)
+    }
+
+    /// Runs `operation` until it finishes: the machine's events to it (the
+    /// rest to `inbox`), queued bytes written, bytes read, until `deadline`.
+    /// When the deadline passes, or the stream fails, the operation is
+    /// expired (the machine does what its protocol does then).
+    pub fn run<O, I>(
+        &mut self,
+        operation: &mut O,
+        inbox: &mut I,
+        deadline: Option<Instant>,
+    ) -> Result<O::Output, DriveError<M::Error>>
+    where
+        O: Operation<M>,
+        I: Inbox<M> + ?Sized,
+    {
+        self.run_with_fds(&[], operation, inbox, deadline)
+    }
+
+    /// [`Conn::run`], with `fds` attached (`SCM_RIGHTS`) to the bytes
+    /// queued now (a QMP `getfd`): none, for an empty slice.
+    pub fn run_with_fds<O, I>(
+        &mut self,
+        fds: &[BorrowedFd<'_>],
+        operation: &mut O,
+        inbox: &mut I,
+        deadline: Option<Instant>,
+    ) -> Result<O::Output, DriveError<M::Error>>
+    where
+        O: Operation<M>,
+        I: Inbox<M> + ?Sized,
+    {
+        let sent = if fds.is_empty() { Ok(()) } else { self.flush_with_fds(fds, deadline) };
+        let outcome = sent.and_then(|()| self.wait(operation, inbox, deadline));
+        if matches!(outcome, Err(DriveError::Timeout | DriveError::Io(_))) {
+            operation.expire(&mut self.machine);
+        }
+        outcome
+    }
+
+    /// [`Conn::run`] without expiring the operation when the deadline
+    /// passes: the caller may wait for it again.
+    pub fn wait<O, I>(
+        &mut self,
+        operation: &mut O,
+        inbox: &mut I,
+        deadline: Option<Instant>,
+    ) -> Result<O::Output, DriveError<M::Error>>
+    where
+        O: Operation<M>,
+        I: Inbox<M> + ?Sized,
+    {
+        loop {
+            if let Some(output) = op::drive(&mut self.machine, operation, inbox).map_err(DriveError::Machine)? {
+                return Ok(output);
+            }
+            self.pump(deadline)?;
+        }
     }
 
     /// Flushes, then reads once.

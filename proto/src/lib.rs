@@ -20,6 +20,9 @@
 //! | [`xmlrpc`] | XML-RPC: zero-copy parser, writer, serde, client and server machines |
 //! | [`xenapi`] | the XenAPI (xapi) over XML-RPC: results, failures, tasks, a session machine |
 //!
+//! [`op`] holds what every adapter runs over any of them: an operation (a
+//! request in flight) driven by the machine's events, the rest to an inbox.
+//!
 //! # Features
 //! - `alloc`: growable, bounded buffers ([`buf::Heap`]) and owned conversions.
 //! - `std`: `alloc`, plus typed decoding with `serde_json`.
@@ -46,6 +49,7 @@ pub mod http;
 pub mod json;
 pub mod minimega;
 pub mod negotiator;
+pub mod op;
 mod qapi;
 pub mod qga;
 pub mod qmp;

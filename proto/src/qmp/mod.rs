@@ -40,6 +40,9 @@ use crate::json::{self, Framer, JsonStr, Kind, Limits, Message, ObjectWriter, St
 use crate::qapi::{self, Members, Pending, SendError, Settled, Slot, Table};
 
 pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply};
+pub use op::{Answer, Negotiated, Negotiation, NextEvent, ReplyTo};
+
+mod op;
 
 /// Settings for a [`Client`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
