@@ -102,11 +102,12 @@ pub trait Operation<M: Machine> {
     /// `None` before the machine has named it, or for no request at all.
     fn request(&self) -> Option<&M::Request>;
 
-    /// After an event was taken, with the machine free: queue what comes
-    /// next (a second request of the same operation). `Err` is fatal.
-    fn advance(&mut self, machine: &mut M) -> Result<(), M::Error> {
+    /// After an event was taken ([`Offer::Taken`]), with the machine free:
+    /// queue what comes next (a second request of the same operation), or
+    /// finish (`Some`). `Err` is fatal.
+    fn advance(&mut self, machine: &mut M) -> Result<Option<Self::Output>, M::Error> {
         let _ = machine;
-        Ok(())
+        Ok(None)
     }
 
     /// The deadline passed: the machine does what its protocol does then.
@@ -152,7 +153,9 @@ where
             Offer::Done(output) => return Ok(Some(output)),
         };
         if taken {
-            operation.advance(machine)?;
+            if let Some(output) = operation.advance(machine)? {
+                return Ok(Some(output));
+            }
         }
     }
 }

@@ -44,6 +44,9 @@ use crate::json::{self, Framer, JsonStr, Limits, Message, ObjectWriter, Step, Va
 use crate::qapi::{self, Ending, Members, Pending, SendError, Settled, Table};
 
 pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply};
+pub use op::{Answer, ReplyTo, Synchronise, Synchronised};
+
+mod op;
 
 /// The byte that resets the agent's parser, and that it sends before a
 /// `guest-sync-delimited` reply. It never occurs in UTF-8 (so in JSON).
