@@ -45,6 +45,7 @@
 //! echo check of the next command then reports it as [`Event::Malformed`]).
 
 mod echo;
+mod op;
 
 use core::fmt;
 
@@ -53,6 +54,7 @@ use crate::buf::{Buf, Full, RxBuf, Storage};
 use crate::json::{JsonStr, Value};
 use crate::qmp;
 use echo::Echo;
+pub use op::{Answer, Opened, Opening, ReplyTo};
 
 /// The monitor's prompt.
 pub const PROMPT: &[u8] = b"(qemu) ";
