@@ -346,3 +346,61 @@ impl<S: Storage> Machine for Caller<S> {
         self.forget();
     }
 }
+
+/// How a call ended, as [`Response`] hands it to its caller.
+#[derive(Debug, Clone)]
+pub enum Answer<'a> {
+    /// It succeeded: its result.
+    Result(Value<'a>),
+    /// The remote method failed, with this message.
+    Error(JsonStr<'a>),
+    /// The response could not be understood.
+    Invalid(Error),
+    /// The stream ended (or the session closed) before the response.
+    Closed,
+}
+
+/// Waits for the response to the call in progress, and makes `answer` of it.
+pub struct Response<F> {
+    answer: Option<F>,
+}
+
+impl<F> Response<F> {
+    /// The operation for the call just queued with [`Caller::call`].
+    pub fn new(answer: F) -> Self {
+        Response { answer: Some(answer) }
+    }
+}
+
+impl<F> fmt::Debug for Response<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response").finish_non_exhaustive()
+    }
+}
+
+impl<S: Storage, T, F: for<'a> FnOnce(Answer<'a>) -> T> crate::op::Operation<Caller<S>> for Response<F> {
+    type Output = T;
+
+    fn offer<'a>(&mut self, event: CallerEvent<'a>) -> crate::op::Offer<CallerEvent<'a>, T>
+    where
+        S: 'a,
+    {
+        use crate::op::Offer;
+        let answer = match event {
+            CallerEvent::Result(value) => Answer::Result(value),
+            CallerEvent::Error(message) => Answer::Error(message),
+            CallerEvent::Invalid(e) => Answer::Invalid(e),
+            CallerEvent::Failed | CallerEvent::Closed => Answer::Closed,
+            other => return Offer::Pass(other),
+        };
+        match self.answer.take() {
+            Some(f) => Offer::Done(f(answer)),
+            None => Offer::Taken,
+        }
+    }
+
+    /// One call at a time: the call is the one in progress.
+    fn request(&self) -> Option<&()> {
+        Some(&())
+    }
+}

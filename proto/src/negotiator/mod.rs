@@ -57,7 +57,7 @@ mod responder;
 
 use core::fmt;
 
-pub use caller::{Caller, CallerEvent, Reply};
+pub use caller::{Answer, Caller, CallerEvent, Reply, Response};
 pub use codec::{Decoder, Limits, MAX_LENGTH_LINE, encode, write_frame};
 pub use responder::{Request, Responder, ResponderEvent};
 
