@@ -66,12 +66,14 @@
 
 mod frame;
 mod line;
+mod op;
 mod table;
 
 pub use frame::{Frame, Response, ResponseIter, Row, Rows, Strings};
 #[cfg(feature = "alloc")]
 pub use line::quote;
 pub use line::{CommandLine, LineBuf, Namespace, check_line, needs_quotes, write_word};
+pub use op::{Next, Part, Want};
 #[cfg(feature = "alloc")]
 pub use table::{Record, Table};
 pub use table::{compare_cells, compare_rows, sort_rows};
