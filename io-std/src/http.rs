@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use rustix::event::PollFlags;
 use std::os::fd::AsFd;
 use vmwire_proto::Machine;
+use vmwire_proto::op::{Inbox, Operation};
 
 use crate::transport::{Conn, DriveError, Stream, deadline, wait_ready};
 
@@ -500,47 +501,26 @@ impl<M: Machine> Link<M> {
         self.conn.machine_mut()
     }
 
-    /// Sends what the machine queued and reads until `outcome` makes
-    /// something of an event, reconnecting whenever the machine needs to.
-    /// On any error the connection is dropped and what was outstanding abandoned.
-    pub(crate) fn run<T>(
-        &mut self,
-        mut outcome: impl FnMut(M::Event<'_>) -> Option<T>,
-    ) -> Result<T, DriveError<M::Error>> {
-        let deadline = deadline(self.timeout);
-        let result = self.drive(deadline, &mut outcome);
+    /// Runs `operation` (the machine's events that are not its own to
+    /// `inbox`), connecting whenever the machine needs to. On any error the
+    /// connection is dropped and what was outstanding abandoned.
+    pub(crate) fn run<O, I>(&mut self, operation: &mut O, inbox: &mut I) -> Result<O::Output, DriveError<M::Error>>
+    where
+        O: Operation<M>,
+        I: Inbox<M> + ?Sized,
+    {
+        let connector = &self.connector;
+        let mut connect = |deadline| {
+            connector.connect(deadline).map_err(|e| match e.kind() {
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => DriveError::Timeout,
+                _ => DriveError::Io(e),
+            })
+        };
+        let result = self.conn.run_connecting(&mut connect, operation, inbox, deadline(self.timeout));
         if result.is_err() {
             self.conn.close();
             self.conn.machine_mut().close();
         }
         result
-    }
-
-    fn drive<T>(
-        &mut self,
-        deadline: Option<Instant>,
-        outcome: &mut impl FnMut(M::Event<'_>) -> Option<T>,
-    ) -> Result<T, DriveError<M::Error>> {
-        loop {
-            if self.conn.machine().needs_connection() {
-                let stream = self.connector.connect(deadline).map_err(|e| match e.kind() {
-                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => DriveError::Timeout,
-                    _ => DriveError::Io(e),
-                })?;
-                self.conn.replace_stream(stream);
-                self.conn.machine_mut().connected();
-            }
-            self.conn.flush(deadline)?;
-            while let Some(event) = self.conn.machine_mut().poll().map_err(DriveError::Machine)? {
-                if let Some(t) = outcome(event) {
-                    return Ok(t);
-                }
-            }
-            if self.conn.machine().needs_connection() || !self.conn.machine().transmit().is_empty() {
-                // The machine queued another request (a re-login, a retry).
-                continue;
-            }
-            self.conn.fill(deadline)?;
-        }
     }
 }

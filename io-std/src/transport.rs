@@ -254,6 +254,9 @@ pub fn poll_until(fd: BorrowedFd<'_>, flags: PollFlags, deadline: Option<Instant
     }
 }
 
+/// Opens a new stream by the deadline given, for [`Conn::run_connecting`].
+pub type Connect<'c, E> = dyn FnMut(Option<Instant>) -> Result<Stream, DriveError<E>> + 'c;
+
 /// A machine and the stream it speaks over.
 #[derive(Debug)]
 pub struct Conn<M> {
@@ -423,7 +426,7 @@ impl<M: Machine> Conn<M> {
         I: Inbox<M> + ?Sized,
     {
         let sent = if fds.is_empty() { Ok(()) } else { self.flush_with_fds(fds, deadline) };
-        let outcome = sent.and_then(|()| self.wait(operation, inbox, deadline));
+        let outcome = sent.and_then(|()| self.drive(None, operation, inbox, deadline));
         if matches!(outcome, Err(DriveError::Timeout | DriveError::Io(_))) {
             operation.expire(&mut self.machine);
         }
@@ -442,9 +445,54 @@ impl<M: Machine> Conn<M> {
         O: Operation<M>,
         I: Inbox<M> + ?Sized,
     {
+        self.drive(None, operation, inbox, deadline)
+    }
+
+    /// [`Conn::run`] for a machine that outlives its connections (HTTP):
+    /// whenever it [needs one](Machine::needs_connection), `connect` opens
+    /// it. Expired when the deadline passes, the stream fails, or no
+    /// connection can be opened.
+    pub fn run_connecting<O, I>(
+        &mut self,
+        connect: &mut Connect<'_, M::Error>,
+        operation: &mut O,
+        inbox: &mut I,
+        deadline: Option<Instant>,
+    ) -> Result<O::Output, DriveError<M::Error>>
+    where
+        O: Operation<M>,
+        I: Inbox<M> + ?Sized,
+    {
+        let outcome = self.drive(Some(connect), operation, inbox, deadline);
+        if matches!(outcome, Err(DriveError::Timeout | DriveError::Io(_))) {
+            operation.expire(&mut self.machine);
+        }
+        outcome
+    }
+
+    /// The one loop: the machine's events to the operation until it
+    /// finishes; then a new connection if the machine needs one, queued
+    /// bytes written, and bytes read.
+    fn drive<O, I>(
+        &mut self,
+        mut connect: Option<&mut Connect<'_, M::Error>>,
+        operation: &mut O,
+        inbox: &mut I,
+        deadline: Option<Instant>,
+    ) -> Result<O::Output, DriveError<M::Error>>
+    where
+        O: Operation<M>,
+        I: Inbox<M> + ?Sized,
+    {
         loop {
             if let Some(output) = op::drive(&mut self.machine, operation, inbox).map_err(DriveError::Machine)? {
                 return Ok(output);
+            }
+            if let Some(connect) = connect.as_mut().filter(|_| self.machine.needs_connection()) {
+                let stream = connect(deadline)?;
+                self.replace_stream(stream);
+                self.machine.connected();
+                continue;
             }
             self.pump(deadline)?;
         }

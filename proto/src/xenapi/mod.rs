@@ -746,3 +746,46 @@ impl<S: Storage> Machine for Session<S> {
         }
     }
 }
+
+/// Waits for the end of the session's outstanding call, login or logout
+/// (every event but [`Event::Relogin`], which goes to the inbox: the call
+/// goes on), and makes `answer` of it.
+pub struct Exchange<F> {
+    answer: Option<F>,
+}
+
+impl<F> Exchange<F> {
+    /// The operation for what was just queued on the [`Session`].
+    pub fn new(answer: F) -> Self {
+        Exchange { answer: Some(answer) }
+    }
+}
+
+impl<F> fmt::Debug for Exchange<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exchange").finish_non_exhaustive()
+    }
+}
+
+impl<S: Storage, T, F: for<'a> FnOnce(Event<'a>) -> T> crate::op::Operation<Session<S>> for Exchange<F> {
+    type Output = T;
+
+    fn offer<'a>(&mut self, event: Event<'a>) -> crate::op::Offer<Event<'a>, T>
+    where
+        S: 'a,
+    {
+        match (event, self.answer.take()) {
+            (event @ Event::Relogin { .. }, answer) => {
+                self.answer = answer;
+                crate::op::Offer::Pass(event)
+            }
+            (event, Some(f)) => crate::op::Offer::Done(f(event)),
+            (event, None) => crate::op::Offer::Pass(event),
+        }
+    }
+
+    /// One request at a time: the one outstanding.
+    fn request(&self) -> Option<&()> {
+        Some(&())
+    }
+}

@@ -56,7 +56,7 @@ mod text;
 mod value;
 mod write;
 
-pub use client::{Client, Config, Event, SendError};
+pub use client::{Client, Config, Event, Response, SendError};
 pub use error::{Error, ErrorKind, Message, WriteError};
 pub use server::{Call, Server, ServerConfig, ServerEvent};
 pub use text::{Chunk, Chunks, XmlStr};
