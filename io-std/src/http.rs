@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use vmwire_proto::Machine;
 use vmwire_proto::op::{Inbox, Operation};
 
-use crate::transport::{Conn, DriveError, Stream, deadline, wait_ready};
+use crate::transport::{Conn, DriveError, Stream, With, deadline, wait_ready};
 
 /// Where an endpoint is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -516,7 +516,8 @@ impl<M: Machine> Link<M> {
                 _ => DriveError::Io(e),
             })
         };
-        let result = self.conn.run_connecting(&mut connect, operation, inbox, deadline(self.timeout));
+        let with = With { connect: Some(&mut connect), ..With::default() };
+        let result = self.conn.run_with(with, operation, inbox, deadline(self.timeout));
         if result.is_err() {
             self.conn.close();
             self.conn.machine_mut().close();

@@ -31,7 +31,7 @@ use vmwire_proto::op;
 use vmwire_proto::qmp::{self, Client, Command, Config, ErrorReply, Id};
 
 use crate::text::escape;
-use crate::transport::{Conn, DriveError, Stream, deadline, wait_ready};
+use crate::transport::{Conn, DriveError, Stream, With, deadline, wait_ready};
 
 pub use vmwire_proto::qmp::Timestamp;
 
@@ -546,7 +546,7 @@ impl Qmp {
             Some(fd) => std::slice::from_ref(fd),
             None => &[],
         };
-        let outcome = self.conn.run_with_fds(fds, &mut reply, &mut self.inbox, deadline);
+        let outcome = self.conn.run_with(With { fds, ..With::default() }, &mut reply, &mut self.inbox, deadline);
         outcome.map_err(Error::from).and_then(|reply| reply).map_err(|e| self.inbox.explain(e))
     }
 

@@ -254,8 +254,26 @@ pub fn poll_until(fd: BorrowedFd<'_>, flags: PollFlags, deadline: Option<Instant
     }
 }
 
-/// Opens a new stream by the deadline given, for [`Conn::run_connecting`].
+/// Opens a new stream by the deadline given (see [`With::connect`]).
 pub type Connect<'c, E> = dyn FnMut(Option<Instant>) -> Result<Stream, DriveError<E>> + 'c;
+
+/// What running an operation ends with: its output, or why driving stopped.
+pub type Outcome<O, M> = Result<<O as Operation<M>>::Output, DriveError<<M as Machine>::Error>>;
+
+/// What [`Conn::run_with`] does besides reading and writing.
+pub struct With<'a, 'c, E> {
+    /// Descriptors attached (`SCM_RIGHTS`) to the bytes queued now (QMP's `getfd`).
+    pub fds: &'a [BorrowedFd<'a>],
+    /// Opens a new stream whenever the machine [needs one](Machine::needs_connection)
+    /// (HTTP); a failure to open one fails the operation.
+    pub connect: Option<&'a mut Connect<'c, E>>,
+}
+
+impl<E> Default for With<'_, '_, E> {
+    fn default() -> Self {
+        With { fds: &[], connect: None }
+    }
+}
 
 /// A machine and the stream it speaks over.
 #[derive(Debug)]
@@ -399,34 +417,28 @@ impl<M: Machine> Conn<M> {
     /// rest to `inbox`), queued bytes written, bytes read, until `deadline`.
     /// When the deadline passes, or the stream fails, the operation is
     /// expired (the machine does what its protocol does then).
-    pub fn run<O, I>(
-        &mut self,
-        operation: &mut O,
-        inbox: &mut I,
-        deadline: Option<Instant>,
-    ) -> Result<O::Output, DriveError<M::Error>>
+    pub fn run<O, I>(&mut self, operation: &mut O, inbox: &mut I, deadline: Option<Instant>) -> Outcome<O, M>
     where
         O: Operation<M>,
         I: Inbox<M> + ?Sized,
     {
-        self.run_with_fds(&[], operation, inbox, deadline)
+        self.run_with(With::default(), operation, inbox, deadline)
     }
 
-    /// [`Conn::run`], with `fds` attached (`SCM_RIGHTS`) to the bytes
-    /// queued now (a QMP `getfd`): none, for an empty slice.
-    pub fn run_with_fds<O, I>(
+    /// [`Conn::run`], doing [`With`] besides.
+    pub fn run_with<O, I>(
         &mut self,
-        fds: &[BorrowedFd<'_>],
+        with: With<'_, '_, M::Error>,
         operation: &mut O,
         inbox: &mut I,
         deadline: Option<Instant>,
-    ) -> Result<O::Output, DriveError<M::Error>>
+    ) -> Outcome<O, M>
     where
         O: Operation<M>,
         I: Inbox<M> + ?Sized,
     {
-        let sent = if fds.is_empty() { Ok(()) } else { self.flush_with_fds(fds, deadline) };
-        let outcome = sent.and_then(|()| self.drive(None, operation, inbox, deadline));
+        let sent = if with.fds.is_empty() { Ok(()) } else { self.flush_with_fds(with.fds, deadline) };
+        let outcome = sent.and_then(|()| self.drive(with.connect, operation, inbox, deadline));
         if matches!(outcome, Err(DriveError::Timeout | DriveError::Io(_))) {
             operation.expire(&mut self.machine);
         }
@@ -435,39 +447,12 @@ impl<M: Machine> Conn<M> {
 
     /// [`Conn::run`] without expiring the operation when the deadline
     /// passes: the caller may wait for it again.
-    pub fn wait<O, I>(
-        &mut self,
-        operation: &mut O,
-        inbox: &mut I,
-        deadline: Option<Instant>,
-    ) -> Result<O::Output, DriveError<M::Error>>
+    pub fn wait<O, I>(&mut self, operation: &mut O, inbox: &mut I, deadline: Option<Instant>) -> Outcome<O, M>
     where
         O: Operation<M>,
         I: Inbox<M> + ?Sized,
     {
         self.drive(None, operation, inbox, deadline)
-    }
-
-    /// [`Conn::run`] for a machine that outlives its connections (HTTP):
-    /// whenever it [needs one](Machine::needs_connection), `connect` opens
-    /// it. Expired when the deadline passes, the stream fails, or no
-    /// connection can be opened.
-    pub fn run_connecting<O, I>(
-        &mut self,
-        connect: &mut Connect<'_, M::Error>,
-        operation: &mut O,
-        inbox: &mut I,
-        deadline: Option<Instant>,
-    ) -> Result<O::Output, DriveError<M::Error>>
-    where
-        O: Operation<M>,
-        I: Inbox<M> + ?Sized,
-    {
-        let outcome = self.drive(Some(connect), operation, inbox, deadline);
-        if matches!(outcome, Err(DriveError::Timeout | DriveError::Io(_))) {
-            operation.expire(&mut self.machine);
-        }
-        outcome
     }
 
     /// The one loop: the machine's events to the operation until it
@@ -479,7 +464,7 @@ impl<M: Machine> Conn<M> {
         operation: &mut O,
         inbox: &mut I,
         deadline: Option<Instant>,
-    ) -> Result<O::Output, DriveError<M::Error>>
+    ) -> Outcome<O, M>
     where
         O: Operation<M>,
         I: Inbox<M> + ?Sized,

@@ -119,6 +119,34 @@ pub trait Operation<M: Machine> {
     }
 }
 
+/// The function an operation finishes with: called once, with what the
+/// operation waited for.
+pub struct Finish<F>(Option<F>);
+
+impl<F> Finish<F> {
+    /// Finishes with `f`.
+    pub fn new(f: F) -> Self {
+        Finish(Some(f))
+    }
+
+    /// [`Offer::Done`] with `f(value)` the first time; [`Offer::Taken`] after.
+    pub fn with<A, E, T>(&mut self, value: A) -> Offer<E, T>
+    where
+        F: FnOnce(A) -> T,
+    {
+        match self.0.take() {
+            Some(f) => Offer::Done(f(value)),
+            None => Offer::Taken,
+        }
+    }
+}
+
+impl<F> core::fmt::Debug for Finish<F> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(if self.0.is_some() { "Finish(pending)" } else { "Finish(done)" })
+    }
+}
+
 /// Where events that belong to no operation go.
 pub trait Inbox<M: Machine> {
     /// Keeps (or drops) one event.

@@ -44,7 +44,7 @@ use vmwire_proto::Machine;
 use vmwire_proto::buf::Heap;
 use vmwire_proto::json::Value;
 use vmwire_proto::negotiator::{self as proto, Caller, CallerEvent, Request, Responder, ResponderEvent};
-use vmwire_proto::op::Operation;
+use vmwire_proto::op::{Idle, Operation};
 
 use crate::text::escape;
 use crate::transport::{Conn, DriveError, Stream, deadline, hung_up, nap, poll_until};
@@ -269,9 +269,9 @@ impl Channel {
                 Ok(()) | Err(DriveError::Timeout | DriveError::Closed) => {}
                 Err(e) => return Err(e.into()),
             }
-            while let Some(event) = self.conn.machine_mut().poll()? {
-                note(&self.label, &event);
-            }
+            // No call in progress: every event is noted and dropped.
+            let label = &self.label;
+            vmwire_proto::op::drive(self.conn.machine_mut(), &mut Idle, &mut |e: CallerEvent<'_>| note(label, &e))?;
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use super::{Banner, Client, Error, Event};
 use crate::buf::Storage;
-use crate::op::{Offer, Operation};
+use crate::op::{Finish, Offer, Operation};
 
 /// How a command line ended, as [`ReplyTo`] hands it to its caller.
 #[derive(Debug, Clone)]
@@ -27,24 +27,19 @@ pub enum Answer<'a> {
 /// Waits for one command line's output, and makes `answer` of it. Lines
 /// queued before it (earlier ones whose caller gave up) finish first: what
 /// they print is theirs.
+#[derive(Debug)]
 pub struct ReplyTo<F> {
     id: u64,
     ahead: usize,
     mismatch: Option<Error>,
-    answer: Option<F>,
+    answer: Finish<F>,
 }
 
 impl<F> ReplyTo<F> {
     /// The operation for line `id`, just queued on `client` with
     /// [`Client::command`].
     pub fn new<S: Storage>(client: &Client<S>, id: u64, answer: F) -> Self {
-        ReplyTo { id, ahead: client.queued().saturating_sub(1), mismatch: None, answer: Some(answer) }
-    }
-}
-
-impl<F> core::fmt::Debug for ReplyTo<F> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ReplyTo").field("id", &self.id).field("ahead", &self.ahead).finish_non_exhaustive()
+        ReplyTo { id, ahead: client.queued().saturating_sub(1), mismatch: None, answer: Finish::new(answer) }
     }
 }
 
@@ -80,10 +75,7 @@ impl<S: Storage, T, F: for<'a> FnOnce(Answer<'a>) -> T> Operation<Client<S>> for
             // Unsolicited text, or an earlier line's output or echo: not this line's.
             other => return Offer::Pass(other),
         };
-        match self.answer.take() {
-            Some(f) => Offer::Done(f(answer)),
-            None => Offer::Taken,
-        }
+        self.answer.with(answer)
     }
 
     fn request(&self) -> Option<&u64> {
@@ -108,20 +100,15 @@ pub enum Opened<'a> {
 }
 
 /// Waits for the banner and the first prompt of a fresh [`Client`].
+#[derive(Debug)]
 pub struct Opening<F> {
-    done: Option<F>,
+    done: Finish<F>,
 }
 
 impl<F> Opening<F> {
     /// The operation, finished by `done`.
     pub fn new(done: F) -> Self {
-        Opening { done: Some(done) }
-    }
-}
-
-impl<F> core::fmt::Debug for Opening<F> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Opening").finish_non_exhaustive()
+        Opening { done: Finish::new(done) }
     }
 }
 
@@ -138,10 +125,7 @@ impl<S: Storage, T, F: for<'a> FnOnce(Opened<'a>) -> T> Operation<Client<S>> for
             Event::Closed => Opened::Closed,
             other => return Offer::Pass(other),
         };
-        match self.done.take() {
-            Some(f) => Offer::Done(f(end)),
-            None => Offer::Taken,
-        }
+        self.done.with(end)
     }
 
     /// The banner is the session's own: no line's.

@@ -4,7 +4,7 @@
 use super::{Client, Error, Event, Frame, Strings, Summary};
 use crate::buf::Storage;
 use crate::json::JsonStr;
-use crate::op::{Offer, Operation};
+use crate::op::{Finish, Offer, Operation};
 
 /// What to wait for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,21 +44,16 @@ pub enum Part<'a> {
 
 /// Waits for the next part of what `want` names, and makes `part` of it.
 /// Status messages that come meanwhile go to the inbox.
+#[derive(Debug)]
 pub struct Next<F> {
     want: Want,
-    part: Option<F>,
+    part: Finish<F>,
 }
 
 impl<F> Next<F> {
     /// The operation.
     pub fn new(want: Want, part: F) -> Self {
-        Next { want, part: Some(part) }
-    }
-}
-
-impl<F> core::fmt::Debug for Next<F> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Next").field("want", &self.want).finish_non_exhaustive()
+        Next { want, part: Finish::new(part) }
     }
 }
 
@@ -81,10 +76,7 @@ impl<S: Storage, T, F: for<'a> FnOnce(Part<'a>) -> T> Operation<Client<S>> for N
             (_, Event::Closed) => Part::Closed,
             (_, other) => return Offer::Pass(other),
         };
-        match self.part.take() {
-            Some(f) => Offer::Done(f(part)),
-            None => Offer::Taken,
-        }
+        self.part.with(part)
     }
 
     /// A reply is the request's; a status message or a pipe's string asks

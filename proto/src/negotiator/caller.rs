@@ -361,20 +361,15 @@ pub enum Answer<'a> {
 }
 
 /// Waits for the response to the call in progress, and makes `answer` of it.
+#[derive(Debug)]
 pub struct Response<F> {
-    answer: Option<F>,
+    answer: crate::op::Finish<F>,
 }
 
 impl<F> Response<F> {
     /// The operation for the call just queued with [`Caller::call`].
     pub fn new(answer: F) -> Self {
-        Response { answer: Some(answer) }
-    }
-}
-
-impl<F> fmt::Debug for Response<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Response").finish_non_exhaustive()
+        Response { answer: crate::op::Finish::new(answer) }
     }
 }
 
@@ -393,10 +388,7 @@ impl<S: Storage, T, F: for<'a> FnOnce(Answer<'a>) -> T> crate::op::Operation<Cal
             CallerEvent::Failed | CallerEvent::Closed => Answer::Closed,
             other => return Offer::Pass(other),
         };
-        match self.answer.take() {
-            Some(f) => Offer::Done(f(answer)),
-            None => Offer::Taken,
-        }
+        self.answer.with(answer)
     }
 
     /// One call at a time: the call is the one in progress.

@@ -4,7 +4,7 @@ use super::{Client, Error, ErrorReply, Event, Id, QUIET_COMMANDS, State};
 use crate::Machine;
 use crate::buf::Storage;
 use crate::json::{self, Value};
-use crate::op::{Offer, Operation};
+use crate::op::{Finish, Offer, Operation};
 
 /// How a command ended, as [`ReplyTo`] hands it to its caller.
 #[derive(Debug, Clone)]
@@ -27,9 +27,10 @@ pub enum Answer<'a> {
 }
 
 /// Waits for the reply to one command, and makes `answer` of it.
+#[derive(Debug)]
 pub struct ReplyTo<F> {
     id: Id,
-    answer: Option<F>,
+    answer: Finish<F>,
     too_large: Option<usize>,
 }
 
@@ -41,25 +42,12 @@ impl<F> ReplyTo<F> {
         if QUIET_COMMANDS.contains(&name) {
             client.execute("guest-ping", None)?;
         }
-        Ok(ReplyTo { id, answer: Some(answer), too_large: None })
+        Ok(ReplyTo { id, answer: Finish::new(answer), too_large: None })
     }
 
     /// The command's id.
     pub fn id(&self) -> &Id {
         &self.id
-    }
-
-    fn finish<T>(&mut self, answer: Answer<'_>) -> Option<T>
-    where
-        F: for<'a> FnOnce(Answer<'a>) -> T,
-    {
-        self.answer.take().map(|f| f(answer))
-    }
-}
-
-impl<F> core::fmt::Debug for ReplyTo<F> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ReplyTo").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
@@ -83,16 +71,16 @@ impl<S: Storage, T, F: for<'a> FnOnce(Answer<'a>) -> T> Operation<Client<S>> for
             }
             other => return Offer::Pass(other),
         };
-        match self.finish(answer) {
-            Some(output) => Offer::Done(output),
-            None => Offer::Taken,
-        }
+        self.answer.with(answer)
     }
 
     fn advance(&mut self, client: &mut Client<S>) -> Result<Option<T>, Error> {
         let Some(limit) = self.too_large.take() else { return Ok(None) };
         client.forget(&self.id);
-        Ok(self.finish(Answer::TooLarge { limit }))
+        Ok(match self.answer.with::<_, Event<'_>, T>(Answer::TooLarge { limit }) {
+            Offer::Done(output) => Some(output),
+            _ => None,
+        })
     }
 
     fn request(&self) -> Option<&Id> {
@@ -118,20 +106,15 @@ pub enum Synchronised<'a> {
 
 /// Waits for the sync in progress (of a new [`Client`], or after
 /// [`Client::resync`]) to be answered.
+#[derive(Debug)]
 pub struct Synchronise<F> {
-    done: Option<F>,
+    done: Finish<F>,
 }
 
 impl<F> Synchronise<F> {
     /// The operation, finished by `done`.
     pub fn new(done: F) -> Self {
-        Synchronise { done: Some(done) }
-    }
-}
-
-impl<F> core::fmt::Debug for Synchronise<F> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Synchronise").finish_non_exhaustive()
+        Synchronise { done: Finish::new(done) }
     }
 }
 
@@ -148,10 +131,7 @@ impl<S: Storage, T, F: for<'a> FnOnce(Synchronised<'a>) -> T> Operation<Client<S
             Event::Closed => Synchronised::Closed,
             other => return Offer::Pass(other),
         };
-        match self.done.take() {
-            Some(f) => Offer::Done(f(end)),
-            None => Offer::Taken,
-        }
+        self.done.with(end)
     }
 
     /// The sync is the session's own: no command's id.

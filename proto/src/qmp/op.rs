@@ -3,7 +3,7 @@
 use super::{AsyncEvent, Client, Error, ErrorReply, Event, Greeting, Id};
 use crate::buf::Storage;
 use crate::json::Value;
-use crate::op::{Offer, Operation};
+use crate::op::{Finish, Offer, Operation};
 
 /// How a command ended, as [`ReplyTo`] hands it to its caller.
 #[derive(Debug, Clone)]
@@ -20,27 +20,22 @@ pub enum Answer<'a> {
 }
 
 /// Waits for the reply to command `id`, and makes `answer` of it.
+#[derive(Debug)]
 pub struct ReplyTo<F> {
     id: Id,
-    answer: Option<F>,
+    answer: Finish<F>,
 }
 
 impl<F> ReplyTo<F> {
     /// The operation for command `id` (sent with [`Client::send`] or one of
     /// its kin), finished by `answer`.
     pub fn new(id: Id, answer: F) -> Self {
-        ReplyTo { id, answer: Some(answer) }
+        ReplyTo { id, answer: Finish::new(answer) }
     }
 
     /// The command's id.
     pub fn id(&self) -> &Id {
         &self.id
-    }
-}
-
-impl<F> core::fmt::Debug for ReplyTo<F> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ReplyTo").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
@@ -59,10 +54,7 @@ impl<S: Storage, T, F: for<'a> FnOnce(Answer<'a>) -> T> Operation<Client<S>> for
             Event::Closed => Answer::Closed,
             other => return Offer::Pass(other),
         };
-        match self.answer.take() {
-            Some(f) => Offer::Done(f(answer)),
-            None => Offer::Taken,
-        }
+        self.answer.with(answer)
     }
 
     fn request(&self) -> Option<&Id> {
@@ -93,21 +85,16 @@ pub enum Negotiated<'a> {
 
 /// The greeting and capabilities negotiation of a fresh [`Client`]: hands
 /// the greeting to `greeting`, and how it ended to `done`.
+#[derive(Debug)]
 pub struct Negotiation<G, F> {
     greeting: G,
-    done: Option<F>,
+    done: Finish<F>,
 }
 
 impl<G, F> Negotiation<G, F> {
     /// The negotiation, with what to do with the greeting and with the end.
     pub fn new(greeting: G, done: F) -> Self {
-        Negotiation { greeting, done: Some(done) }
-    }
-}
-
-impl<G, F> core::fmt::Debug for Negotiation<G, F> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Negotiation").finish_non_exhaustive()
+        Negotiation { greeting, done: Finish::new(done) }
     }
 }
 
@@ -134,10 +121,7 @@ where
             Event::Closed => Negotiated::Closed,
             other => return Offer::Pass(other),
         };
-        match self.done.take() {
-            Some(f) => Offer::Done(f(end)),
-            None => Offer::Taken,
-        }
+        self.done.with(end)
     }
 
     /// The negotiation is the session's own: no caller's request.
@@ -148,20 +132,15 @@ where
 
 /// Waits for QEMU's next asynchronous event: hands it to `next`, or `None`
 /// when the session closes first. Everything else goes to the inbox.
+#[derive(Debug)]
 pub struct NextEvent<F> {
-    next: Option<F>,
+    next: Finish<F>,
 }
 
 impl<F> NextEvent<F> {
     /// The operation, finished by `next`.
     pub fn new(next: F) -> Self {
-        NextEvent { next: Some(next) }
-    }
-}
-
-impl<F> core::fmt::Debug for NextEvent<F> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("NextEvent").finish_non_exhaustive()
+        NextEvent { next: Finish::new(next) }
     }
 }
 
@@ -181,10 +160,7 @@ where
             Event::Closed => None,
             other => return Offer::Pass(other),
         };
-        match self.next.take() {
-            Some(f) => Offer::Done(f(next)),
-            None => Offer::Taken,
-        }
+        self.next.with(next)
     }
 
     /// Waiting for an event asks nothing of QEMU.

@@ -750,20 +750,15 @@ impl<S: Storage> Machine for Session<S> {
 /// Waits for the end of the session's outstanding call, login or logout
 /// (every event but [`Event::Relogin`], which goes to the inbox: the call
 /// goes on), and makes `answer` of it.
+#[derive(Debug)]
 pub struct Exchange<F> {
-    answer: Option<F>,
+    answer: crate::op::Finish<F>,
 }
 
 impl<F> Exchange<F> {
     /// The operation for what was just queued on the [`Session`].
     pub fn new(answer: F) -> Self {
-        Exchange { answer: Some(answer) }
-    }
-}
-
-impl<F> fmt::Debug for Exchange<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Exchange").finish_non_exhaustive()
+        Exchange { answer: crate::op::Finish::new(answer) }
     }
 }
 
@@ -774,13 +769,9 @@ impl<S: Storage, T, F: for<'a> FnOnce(Event<'a>) -> T> crate::op::Operation<Sess
     where
         S: 'a,
     {
-        match (event, self.answer.take()) {
-            (event @ Event::Relogin { .. }, answer) => {
-                self.answer = answer;
-                crate::op::Offer::Pass(event)
-            }
-            (event, Some(f)) => crate::op::Offer::Done(f(event)),
-            (event, None) => crate::op::Offer::Pass(event),
+        match event {
+            Event::Relogin { .. } => crate::op::Offer::Pass(event),
+            event => self.answer.with(event),
         }
     }
 

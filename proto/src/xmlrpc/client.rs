@@ -262,20 +262,15 @@ impl<S: Storage> Machine for Client<S> {
 
 /// Waits for the response to the call in progress (every event of the
 /// client is that call's), and makes `answer` of it.
+#[derive(Debug)]
 pub struct Response<F> {
-    answer: Option<F>,
+    answer: crate::op::Finish<F>,
 }
 
 impl<F> Response<F> {
     /// The operation for the call just queued with [`Client::call`].
     pub fn new(answer: F) -> Self {
-        Response { answer: Some(answer) }
-    }
-}
-
-impl<F> fmt::Debug for Response<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Response").finish_non_exhaustive()
+        Response { answer: crate::op::Finish::new(answer) }
     }
 }
 
@@ -286,10 +281,7 @@ impl<S: Storage, T, F: for<'a> FnOnce(Event<'a>) -> T> crate::op::Operation<Clie
     where
         S: 'a,
     {
-        match self.answer.take() {
-            Some(f) => crate::op::Offer::Done(f(event)),
-            None => crate::op::Offer::Pass(event),
-        }
+        self.answer.with(event)
     }
 
     /// One call at a time: the call is the one in progress.
