@@ -1,9 +1,10 @@
 //! Sockets and character devices, and the one loop that drives any
 //! [`Machine`] over them with deadlines.
 //!
-//! Every blocking client in this crate is a [`Conn`] plus what it does with
-//! its machine's events: the I/O, the timeouts and end of stream live here
-//! once.
+//! Every blocking client in this crate is a [`Conn`] and the operations
+//! ([`vmwire_proto::op`]) it runs on it with [`Conn::run`]: the I/O, the
+//! deadlines, end of stream and reconnecting live here once; which event
+//! answers what, and what a passed deadline means, live in `proto`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Read, Write};
