@@ -267,8 +267,8 @@ impl<S: Storage> Server<S> {
                         Ok(None) => {
                             if head.fields.expect_continue && head.version == Version::Http11 && !*continued {
                                 *continued = true;
-                                if core.tx.encode(|out| out.put(b"HTTP/1.1 100 Continue\r\n\r\n")).is_err() {
-                                    return self.reject(Error::TransmitFull(crate::buf::Full { limit: 0 }));
+                                if let Err(full) = core.tx.encode(|out| out.put(b"HTTP/1.1 100 Continue\r\n\r\n")) {
+                                    return self.reject(Error::TransmitFull(full));
                                 }
                             }
                             return self.incomplete();
