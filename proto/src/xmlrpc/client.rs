@@ -126,7 +126,9 @@ impl<S: Storage> Client<S> {
     /// A client for `endpoint` (a `Content-Type: text/xml` field is added).
     pub fn new(config: Config, endpoint: &http::Endpoint<'_>) -> Result<Self, http::Error> {
         let mut fields: heapless::Vec<(&str, &str), { http::MAX_HEADERS }> = heapless::Vec::new();
-        fields.push(("Content-Type", "text/xml")).map_err(|_| http::Error::TooManyHeaders { limit: http::MAX_HEADERS })?;
+        fields
+            .push(("Content-Type", "text/xml"))
+            .map_err(|_| http::Error::TooManyHeaders { limit: http::MAX_HEADERS })?;
         for field in endpoint.headers {
             fields.push(*field).map_err(|_| http::Error::TooManyHeaders { limit: http::MAX_HEADERS })?;
         }
