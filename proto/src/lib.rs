@@ -56,6 +56,45 @@ pub mod qmp;
 pub mod xenapi;
 pub mod xmlrpc;
 
+/// What kind of thing went wrong, across every protocol's `Error` (each
+/// has a `kind()`), in the spirit of `embedded-io`'s `ErrorKind`: enough
+/// for an adapter or a caller to decide what to do without matching every
+/// protocol's variants.
+///
+/// ```
+/// use vmwire_proto::{ErrorKind, Machine, buf::Heap, hmp, qmp};
+/// assert_eq!(qmp::Error::ArgumentsNotObject.kind(), ErrorKind::InvalidInput);
+/// assert_eq!(hmp::check_line(b"info\rstatus").map_err(|e| e.kind()), Err(ErrorKind::InvalidInput));
+/// let mut client = qmp::Client::<Heap>::new(qmp::Config::default());
+/// let too_many = client.recv_buf().len() + 1;
+/// assert_eq!(client.recv_commit(too_many).map_err(|e| e.kind()), Err(ErrorKind::Misuse));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The peer sent something that is not this protocol: invalid JSON or
+    /// framing, a message of the wrong shape, another protocol's opening.
+    InvalidData,
+    /// The peer sent more than a limit allows (a message, a head, a frame,
+    /// a banner); the limit is in the error.
+    TooLarge,
+    /// The caller's own request cannot be sent as it is (its arguments, an
+    /// id already in use, a line readline would split).
+    InvalidInput,
+    /// A table or queue of the caller's requests is full: wait for replies first.
+    Busy,
+    /// The transmit buffer is full: write out what is queued first.
+    TransmitFull,
+    /// A method called in a state that does not allow it.
+    WrongState,
+    /// The machine was misused (`recv_commit` told of more bytes than
+    /// `recv_buf` offered): a bug in the adapter.
+    Misuse,
+    /// The peer does not offer what was asked (out-of-band execution, a
+    /// content encoding).
+    Unsupported,
+}
+
 /// The face every protocol machine shows its adapter.
 ///
 /// An adapter's whole job, for any protocol: events out until there are none,

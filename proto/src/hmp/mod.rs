@@ -257,6 +257,21 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// What kind of error this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            Error::LineBreak { .. } | Error::ControlCharacter { .. } | Error::LineTooLong { .. } => K::InvalidInput,
+            Error::QueueFull(_) => K::Busy,
+            Error::EchoMismatch { .. } | Error::NotHmp => K::InvalidData,
+            Error::BannerTooLong { .. } => K::TooLarge,
+            Error::WrongState { .. } => K::WrongState,
+            Error::CommitTooLarge => K::Misuse,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -153,6 +153,27 @@ pub enum Error {
     CommitTooLarge,
 }
 
+impl Error {
+    /// What kind of error this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            Error::HeadTooLarge { .. } | Error::TooManyHeaders { .. } | Error::BodyTooLarge { .. } => K::TooLarge,
+            Error::BadHead { .. }
+            | Error::BadContentLength
+            | Error::LengthAndTransferEncoding
+            | Error::BadChunk { .. }
+            | Error::BadGzip { .. }
+            | Error::UnexpectedResponse => K::InvalidData,
+            Error::UnsupportedTransferEncoding | Error::UnsupportedContentEncoding => K::Unsupported,
+            Error::InvalidHeader | Error::FramingField { .. } => K::InvalidInput,
+            Error::WrongState { .. } => K::WrongState,
+            Error::TransmitFull(_) => K::TransmitFull,
+            Error::CommitTooLarge => K::Misuse,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

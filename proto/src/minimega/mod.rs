@@ -246,6 +246,29 @@ pub enum Error {
     CommitTooLarge,
 }
 
+impl Error {
+    /// What kind of error this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            Error::Json(e) if e.is_too_large() => K::TooLarge,
+            Error::FrameTooLarge { .. } | Error::TooManyResponses { .. } => K::TooLarge,
+            Error::Json(_) | Error::BadFrame { .. } => K::InvalidData,
+            Error::Busy { .. } => K::Busy,
+            Error::WrongState { .. } => K::WrongState,
+            Error::Empty { .. }
+            | Error::InvalidNamespace
+            | Error::NotPlain
+            | Error::BareNamespace
+            | Error::BareOutputMode { .. }
+            | Error::DaemonWide { .. }
+            | Error::LineFull(_) => K::InvalidInput,
+            Error::TransmitFull(_) => K::TransmitFull,
+            Error::CommitTooLarge => K::Misuse,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

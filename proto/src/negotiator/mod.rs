@@ -187,6 +187,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// What kind of error this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            Error::LengthLineTooLong { .. } | Error::TooLarge { .. } => K::TooLarge,
+            Error::Json(e) if e.is_too_large() => K::TooLarge,
+            Error::InvalidLength { .. }
+            | Error::MissingLength { .. }
+            | Error::NonAscii { .. }
+            | Error::Json(_)
+            | Error::TruncatedLength { .. }
+            | Error::TruncatedBody { .. }
+            | Error::BadMessage { .. } => K::InvalidData,
+            Error::WrongState { .. } => K::WrongState,
+            Error::ArgsNotArray | Error::KwNotObject => K::InvalidInput,
+            Error::TransmitFull(_) => K::TransmitFull,
+            Error::CommitTooLarge => K::Misuse,
+        }
+    }
+}
+
+impl Error {
     /// Whether the error lost the framing of the stream: nothing after it can
     /// be read, and the session is over (the Python peer's read loop ends on
     /// every framing error too).

@@ -261,6 +261,23 @@ pub enum Error {
     CommitTooLarge,
 }
 
+impl Error {
+    /// What kind of error this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            Error::Json(e) if e.is_too_large() => K::TooLarge,
+            Error::Json(_) | Error::NotGreeting | Error::BadMessage { .. } => K::InvalidData,
+            Error::WrongState { .. } => K::WrongState,
+            Error::OobNotNegotiated => K::Unsupported,
+            Error::IdInUse(_) | Error::ArgumentsNotObject => K::InvalidInput,
+            Error::TooManyPending { .. } => K::Busy,
+            Error::TransmitFull(_) => K::TransmitFull,
+            Error::CommitTooLarge => K::Misuse,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
