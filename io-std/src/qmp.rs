@@ -608,3 +608,33 @@ impl Qmp {
         self.conn.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmwire_proto::Machine;
+    use vmwire_proto::op::Inbox as _;
+
+    /// A late error reply is kept as JSON that parses back to what QEMU
+    /// said, whatever its text holds (a `"` or a `\` in `desc`).
+    #[test]
+    fn a_late_error_reply_is_kept_as_valid_json() {
+        let mut machine = Client::<Heap>::new(Config::default());
+        machine
+            .receive(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n{\"return\": {}, \"id\": 0}\r\n")
+            .unwrap();
+        while machine.poll().unwrap().is_some() {}
+        let id = machine.execute("x", None).unwrap();
+        machine.expire(&id);
+        let reply = format!(r#"{{"error": {{"class": "GenericError", "desc": "a \"quoted\" \\ word"}}, "id": {id}}}"#);
+        machine.receive(format!("{reply}\r\n").as_bytes()).unwrap();
+        let mut inbox = Inbox::new(4);
+        while let Some(event) = machine.poll().unwrap() {
+            inbox.keep(event);
+        }
+        let strays: Vec<Stray> = inbox.strays.drain().collect();
+        let [Stray::Stale { reply, .. }] = &strays[..] else { panic!("{strays:?}") };
+        let reply: serde_json::Value = serde_json::from_str(reply).unwrap();
+        assert_eq!(reply, serde_json::json!({ "class": "GenericError", "desc": "a \"quoted\" \\ word" }));
+    }
+}
