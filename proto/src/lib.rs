@@ -9,19 +9,25 @@
 //!
 //! | module | protocol |
 //! | --- | --- |
+//! | **QEMU** | (QMP and QGA share one QAPI core: commands, ids, replies) |
 //! | [`qmp`] | QEMU Machine Protocol (client) |
-//! | [`json`] | the shared JSON framer, zero-copy reader and writer |
-//! | [`hmp`] | QEMU's human monitor (readline monitor client), and HMP over QMP |
 //! | [`qga`] | the QEMU guest agent (client) |
-//! | [`base64`] | base64 in and out of JSON strings (the guest agent's payloads) |
+//! | [`hmp`] | QEMU's human monitor (readline monitor client), and HMP over QMP |
+//! | **other peers** | |
 //! | [`negotiator`] | negotiator's host/guest channel (caller and responder) |
 //! | [`minimega`] | minimega's command socket (client) |
 //! | [`http`] | HTTP/1.x framing (client and server) for XML-RPC |
 //! | [`xmlrpc`] | XML-RPC: zero-copy parser, writer, serde, client and server machines |
 //! | [`xenapi`] | the XenAPI (xapi) over XML-RPC: results, failures, tasks, a session machine |
+//! | **shared** | |
+//! | [`json`] | the shared JSON framer, zero-copy reader and writer |
+//! | [`base64`] | base64 in and out of JSON strings (the guest agent's payloads) and XML-RPC |
+//! | [`buf`] | bounded buffers: fixed (no allocator) or growable |
+//! | [`op`] | operations: a request in flight, driven by its machine's events |
 //!
 //! [`op`] holds what every adapter runs over any of them: an operation (a
 //! request in flight) driven by the machine's events, the rest to an inbox.
+//! [`ErrorKind`] sorts every protocol's errors (`kind()`).
 //!
 //! # Features
 //! - `alloc`: growable, bounded buffers ([`buf::Heap`]) and owned conversions.
