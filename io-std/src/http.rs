@@ -183,8 +183,9 @@ impl Url {
         match &self.address {
             Address::Unix(_) => "localhost".into(),
             Address::Tcp { host, port, tls } => {
-                let host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
-                if *port == if *tls { 443 } else { 80 } { host } else { format!("{host}:{port}") }
+                let mut field = Vec::new();
+                let _ = vmwire_proto::http::write_host(&mut field, host, *port, if *tls { 443 } else { 80 });
+                String::from_utf8_lossy(&field).into_owned()
             }
         }
     }
@@ -192,9 +193,9 @@ impl Url {
     /// The `Authorization` field for the URL's credentials, if any.
     pub fn authorization(&self) -> Option<String> {
         let (user, password) = self.credentials.as_ref()?;
-        let mut encoded = Vec::new();
-        vmwire_proto::xmlrpc::base64::encode(&mut encoded, format!("{user}:{password}").as_bytes()).ok()?;
-        Some(format!("Basic {}", String::from_utf8_lossy(&encoded)))
+        let mut field = Vec::new();
+        vmwire_proto::http::write_basic_authorization(&mut field, user, password).ok()?;
+        Some(String::from_utf8_lossy(&field).into_owned())
     }
 }
 
