@@ -41,7 +41,7 @@ use core::fmt;
 use crate::Machine;
 use crate::buf::{Full, Sink, Storage, TxBuf};
 use crate::json::{self, Framer, JsonStr, Limits, Message, ObjectWriter, Step, Value};
-use crate::qapi::{self, Ending, Members, Pending, SendError, Settled, Table};
+use crate::qapi::{self, Ending, Members, Pending, Settled, Table};
 
 pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply};
 pub use op::{Answer, ReplyTo, Synchronise, Synchronised};
@@ -259,32 +259,7 @@ impl fmt::Display for Error {
     }
 }
 
-impl core::error::Error for Error {
-    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
-        match self {
-            Error::Json(e) => Some(e),
-            Error::TransmitFull(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<json::Error> for Error {
-    fn from(e: json::Error) -> Self {
-        Error::Json(e)
-    }
-}
-
-impl From<SendError> for Error {
-    fn from(e: SendError) -> Self {
-        match e {
-            SendError::ArgumentsNotObject => Error::ArgumentsNotObject,
-            SendError::IdInUse(id) => Error::IdInUse(id),
-            SendError::TooManyPending { limit } => Error::TooManyPending { limit },
-            SendError::TransmitFull(full) => Error::TransmitFull(full),
-        }
-    }
-}
+crate::qapi::client_error!(Error);
 
 /// The guest agent client machine. See the [module documentation](self).
 pub struct Client<S: Storage> {
