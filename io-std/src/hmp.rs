@@ -122,19 +122,7 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Self {
-        Error::Io(e)
-    }
-}
-
-impl From<hmp::Error> for Error {
-    fn from(e: hmp::Error) -> Self {
-        Error::Protocol(e)
-    }
-}
-
-crate::transport::from_drive_error!(Error, hmp::Error, Error::Protocol);
+crate::transport::client_error!(Error, hmp::Error, Error::Protocol);
 
 impl From<qmp::Error> for Error {
     fn from(e: qmp::Error) -> Self {

@@ -130,25 +130,13 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Self {
-        Error::Io(e)
-    }
-}
-
-impl From<qga::Error> for Error {
-    fn from(e: qga::Error) -> Self {
-        Error::Protocol(e)
-    }
-}
-
 impl From<base64::Error> for Error {
     fn from(e: base64::Error) -> Self {
         Error::Base64(e)
     }
 }
 
-crate::transport::from_drive_error!(Error, qga::Error, Error::Protocol);
+crate::transport::client_error!(Error, qga::Error, Error::Protocol);
 
 /// The exit status [`ExitStatus::exit_status`] gives for an exit code
 /// outside 0..=255.

@@ -192,19 +192,7 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Self {
-        Error::Io(e)
-    }
-}
-
-impl From<qmp::Error> for Error {
-    fn from(e: qmp::Error) -> Self {
-        Error::Protocol(e)
-    }
-}
-
-crate::transport::from_drive_error!(Error, qmp::Error, Error::Protocol);
+crate::transport::client_error!(Error, qmp::Error, Error::Protocol);
 
 /// The server's greeting.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -179,10 +179,11 @@ pub enum DriveError<E> {
     Machine(E),
 }
 
-/// Implements `From<DriveError<$machine>>` for a client's error type, whose
-/// `Io`, `Timeout` and `Closed` variants mirror the transport's, and where
-/// `$wrap` turns the machine's own error into the client's.
-macro_rules! from_drive_error {
+/// The conversions every client's error type has: from the transport's
+/// [`DriveError`] (its `Io`, `Timeout` and `Closed` variants mirror the
+/// transport's), from `io::Error` (`Io`), and from the machine's own error
+/// `$machine`, which `$wrap` turns into the client's.
+macro_rules! client_error {
     ($error:ty, $machine:ty, $wrap:expr) => {
         impl From<$crate::transport::DriveError<$machine>> for $error {
             fn from(e: $crate::transport::DriveError<$machine>) -> Self {
@@ -195,9 +196,21 @@ macro_rules! from_drive_error {
                 }
             }
         }
+
+        impl From<std::io::Error> for $error {
+            fn from(e: std::io::Error) -> Self {
+                Self::Io(e)
+            }
+        }
+
+        impl From<$machine> for $error {
+            fn from(e: $machine) -> Self {
+                $wrap(e)
+            }
+        }
     };
 }
-pub(crate) use from_drive_error;
+pub(crate) use client_error;
 
 /// The deadline `timeout` from now; `None` (no deadline) for `None`.
 pub fn deadline(timeout: Option<Duration>) -> Option<Instant> {

@@ -159,12 +159,6 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Self {
-        Error::Io(e)
-    }
-}
-
 impl From<UrlError> for Error {
     fn from(e: UrlError) -> Self {
         Error::Url(e)
@@ -190,7 +184,7 @@ impl From<proto::Error> for Error {
     }
 }
 
-crate::transport::from_drive_error!(Error, proto_http::Error, |e| Error::Protocol(proto::Error::Http(e)));
+crate::transport::client_error!(Error, proto_http::Error, |e| Error::Protocol(proto::Error::Http(e)));
 
 /// A XenAPI object reference (`OpaqueRef:…`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

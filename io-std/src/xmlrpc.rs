@@ -153,12 +153,6 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Self {
-        Error::Io(e)
-    }
-}
-
 impl From<UrlError> for Error {
     fn from(e: UrlError) -> Self {
         Error::Url(e)
@@ -185,7 +179,7 @@ impl From<SendError> for Error {
     }
 }
 
-crate::transport::from_drive_error!(Error, proto_http::Error, Error::Http);
+crate::transport::client_error!(Error, proto_http::Error, Error::Http);
 
 /// A blocking XML-RPC client. Calls go one at a time; the HTTP connection is
 /// kept alive when the server allows it and reopened when it does not.

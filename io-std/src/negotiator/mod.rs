@@ -136,19 +136,7 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Self {
-        Error::Io(e)
-    }
-}
-
-impl From<proto::Error> for Error {
-    fn from(e: proto::Error) -> Self {
-        Error::Protocol(e)
-    }
-}
-
-crate::transport::from_drive_error!(Error, proto::Error, Error::Protocol);
+crate::transport::client_error!(Error, proto::Error, Error::Protocol);
 
 /// Opens `path`: a UNIX socket is connected to, anything else (a
 /// character device) opened read-write.
