@@ -35,7 +35,7 @@ fn run(data: &[u8], chunk: usize) -> Vec<String> {
             assert!(hmp.recv_buf().len() <= 1024);
         }
     }
-    hmp.recv_commit(0).unwrap();
+    hmp.recv_eof();
     drain(&mut hmp, &mut log);
     assert_eq!(log.iter().filter(|l| *l == "Closed").count(), 1, "Closed is reported once");
     assert_eq!(log.last().map(String::as_str), Some("Closed"));

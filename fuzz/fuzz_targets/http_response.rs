@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let _ = http.recv_commit(0);
+    http.recv_eof();
     while let Ok(Some(_)) = http.poll() {
         outcomes += 1;
     }

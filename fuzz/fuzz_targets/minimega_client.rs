@@ -91,7 +91,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(mm.recv_buf().len() <= 1024);
         }
     }
-    let _ = mm.recv_commit(0);
+    mm.recv_eof();
     drain(&mut mm, &mut closed);
     assert_eq!(closed, 1, "Closed is reported exactly once");
     assert_eq!(mm.state(), State::Closed);

@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
         let n = caller.transmit().len();
         caller.transmitted(n);
     }
-    caller.recv_commit(0).expect("end of stream");
+    caller.recv_eof();
     while let Some(event) = caller.poll().expect("poll") {
         match event {
             CallerEvent::Result(_) | CallerEvent::Error(_) | CallerEvent::Invalid(_) | CallerEvent::Failed => {

@@ -44,7 +44,7 @@ fn run(data: &[u8], chunk: usize, resync_at: usize) -> Vec<String> {
             assert!(qga.recv_buf().len() <= 1024);
         }
     }
-    qga.recv_commit(0).unwrap();
+    qga.recv_eof();
     drain(&mut qga, &mut log, &mut ended);
     assert_eq!(log.iter().filter(|l| *l == "Closed").count(), 1, "Closed is reported once");
     assert_eq!(qga.in_flight(), 0);

@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
             qmp.transmitted(n);
         }
     }
-    let _ = qmp.recv_commit(0);
+    qmp.recv_eof();
     while let Ok(Some(event)) = qmp.poll() {
         if let Event::Closed = event {
             closed += 1;

@@ -53,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
                 outcomes += 1;
             }
         }
-        let _ = xapi.recv_commit(0);
+        xapi.recv_eof();
         while let Ok(Some(e)) = xapi.poll() {
             if !matches!(e, Event::Relogin { .. }) {
                 outcomes += 1;

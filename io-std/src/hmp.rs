@@ -16,15 +16,14 @@
 //! The same commands run over a QMP connection with [`Monitor::via_qmp`]:
 //! no echo and no prompt to read around, and no 4,095-byte line limit.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use vmwire_proto::Machine;
 use vmwire_proto::buf::Heap;
 use vmwire_proto::hmp::{self, Client, Config, Event};
+use vmwire_proto::op;
 
 use crate::qmp::{self, Qmp};
 use crate::transport::{Conn, DriveError, Stream, deadline};
@@ -123,19 +122,7 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Self {
-        Error::Io(e)
-    }
-}
-
-impl From<hmp::Error> for Error {
-    fn from(e: hmp::Error) -> Self {
-        Error::Protocol(e)
-    }
-}
-
-crate::transport::from_drive_error!(Error, hmp::Error, Error::Protocol);
+crate::transport::client_error!(Error, hmp::Error, Error::Protocol);
 
 impl From<qmp::Error> for Error {
     fn from(e: qmp::Error) -> Self {
@@ -192,7 +179,7 @@ pub struct Monitor {
     backend: Backend,
     timeout: Option<Duration>,
     lf_newlines: bool,
-    unsolicited: VecDeque<String>,
+    unsolicited: Unsolicited,
 }
 
 /// What came of a command.
@@ -208,12 +195,22 @@ const MAX_UNSOLICITED: usize = 256;
 /// Characters of a peer's unexpected text shown in an error.
 const EXCERPT: usize = 80;
 
-/// Keeps `text` that came while no command ran (bounded: the oldest goes first).
-fn keep_unsolicited(queue: &mut VecDeque<String>, text: &[u8]) {
-    if queue.len() >= MAX_UNSOLICITED {
-        queue.pop_front();
+/// Text that came while no command ran (bounded: the oldest goes first).
+#[derive(Debug)]
+struct Unsolicited(op::Bounded<String>);
+
+impl Unsolicited {
+    fn new() -> Self {
+        Unsolicited(op::Bounded::new(MAX_UNSOLICITED))
     }
-    queue.push_back(String::from_utf8_lossy(text).into_owned());
+}
+
+impl op::Inbox<Client<Heap>> for Unsolicited {
+    fn keep(&mut self, event: Event<'_>) {
+        if let Event::Unsolicited(text) = event {
+            self.0.push(String::from_utf8_lossy(text).into_owned());
+        }
+    }
 }
 
 impl Monitor {
@@ -232,35 +229,26 @@ impl Monitor {
     /// Waits on `stream` for the banner and the first prompt.
     pub fn handshake(stream: Stream, options: Options) -> Result<Self, Error> {
         let mut conn = Box::new(Conn::new(stream, Client::<Heap>::new(options.config)));
-        let deadline = deadline(options.timeout);
-        let mut unsolicited = VecDeque::new();
-        loop {
-            while let Some(event) = conn.machine_mut().poll()? {
-                match event {
-                    Event::Banner(b) => {
-                        let banner = String::from_utf8_lossy(b.text).into_owned();
-                        return Ok(Monitor {
-                            backend: Backend::Readline { conn, banner },
-                            timeout: options.timeout,
-                            lf_newlines: options.config.lf_newlines,
-                            unsolicited,
-                        });
-                    }
-                    Event::BadBanner { error, text } => {
-                        return Err(Error::Banner { error, got: crate::text::excerpt(text, EXCERPT) });
-                    }
-                    Event::Unsolicited(text) => keep_unsolicited(&mut unsolicited, text),
-                    Event::Closed => return Err(Error::Closed),
-                    _ => {}
-                }
+        let mut unsolicited = Unsolicited::new();
+        let mut opening = hmp::Opening::new(|end: hmp::Opened<'_>| match end {
+            hmp::Opened::Banner(b) => Ok(String::from_utf8_lossy(b.text).into_owned()),
+            hmp::Opened::BadBanner { error, text } => {
+                Err(Error::Banner { error, got: crate::text::excerpt(text, EXCERPT) })
             }
-            match conn.pump(deadline) {
-                Err(DriveError::Timeout) => {
-                    return Err(Error::NoPrompt { got: crate::text::excerpt(conn.machine().buffered(), EXCERPT) });
-                }
-                other => other?,
+            hmp::Opened::Closed => Err(Error::Closed),
+        });
+        let banner = match conn.run(&mut opening, &mut unsolicited, deadline(options.timeout)) {
+            Err(DriveError::Timeout) => {
+                return Err(Error::NoPrompt { got: crate::text::excerpt(conn.machine().buffered(), EXCERPT) });
             }
-        }
+            other => other??,
+        };
+        Ok(Monitor {
+            backend: Backend::Readline { conn, banner },
+            timeout: options.timeout,
+            lf_newlines: options.config.lf_newlines,
+            unsolicited,
+        })
     }
 
     /// Runs the same commands over an open QMP connection, with
@@ -272,7 +260,7 @@ impl Monitor {
             backend: Backend::Qmp(qmp),
             timeout: options.timeout,
             lf_newlines: options.config.lf_newlines,
-            unsolicited: VecDeque::new(),
+            unsolicited: Unsolicited::new(),
         }
     }
 
@@ -346,47 +334,19 @@ impl Monitor {
             return Err(Error::Closed);
         }
         let id = conn.machine_mut().command(line).map_err(Error::BadLine)?;
-        // Commands ahead of this one (earlier ones that timed out): an echo
-        // that does not match is theirs until they have finished.
-        let mut ahead = conn.machine().queued().saturating_sub(1);
-        let mut mismatch = None;
-        let deadline = deadline(timeout);
-        loop {
-            while let Some(event) = conn.machine_mut().poll()? {
-                match event {
-                    // An echo that was not this line: what QEMU ran, and so
-                    // printed, is not known to be this line's.
-                    Event::Output { id: got, text } if got == id => {
-                        return match mismatch {
-                            Some(e) => Err(Error::Protocol(e)),
-                            None => Ok(Finished::Output(String::from_utf8_lossy(text).into_owned())),
-                        };
-                    }
-                    Event::TooLarge { id: got, limit } if got == id => {
-                        return Err(mismatch.map_or(Error::TooLarge { limit }, Error::Protocol));
-                    }
-                    Event::Output { .. } | Event::TooLarge { .. } | Event::Failed { .. } if ahead > 0 => ahead -= 1,
-                    Event::Malformed(e) if ahead == 0 => mismatch = Some(e),
-                    Event::Failed { id: got, output } if got == id => {
-                        return match output {
-                            Some(_) => Ok(Finished::RanThenClosed),
-                            None => Err(Error::Closed),
-                        };
-                    }
-                    Event::Unsolicited(text) => keep_unsolicited(&mut self.unsolicited, text),
-                    Event::Closed => return Err(Error::Closed),
-                    // The output of an earlier command that timed out, or an
-                    // echo that was not its command's: that command's business.
-                    _ => {}
-                }
-            }
-            conn.pump(deadline)?;
-        }
+        let mut reply = hmp::ReplyTo::new(conn.machine(), id, |answer: hmp::Answer<'_>| match answer {
+            hmp::Answer::Output(text) => Ok(Finished::Output(String::from_utf8_lossy(text).into_owned())),
+            hmp::Answer::TooLarge { limit } => Err(Error::TooLarge { limit }),
+            hmp::Answer::Mismatch(e) => Err(Error::Protocol(e)),
+            hmp::Answer::RanThenClosed(_) => Ok(Finished::RanThenClosed),
+            hmp::Answer::Closed => Err(Error::Closed),
+        });
+        conn.run(&mut reply, &mut self.unsolicited, deadline(timeout))?
     }
 
     /// Text QEMU printed while no command was running (bounded: the oldest goes first).
     pub fn take_unsolicited(&mut self) -> Vec<String> {
-        self.unsolicited.drain(..).collect()
+        self.unsolicited.0.drain().collect()
     }
 
     /// Runs a command that prints nothing when it works.

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use rustix::event::PollFlags;
 use std::os::fd::AsFd;
 use vmwire_proto::Machine;
-use vmwire_proto::buf::Heap;
+use vmwire_proto::op::{Inbox, Operation};
 
-use crate::transport::{Conn, DriveError, Stream, deadline, wait_ready};
+use crate::transport::{Conn, DriveError, Stream, With, deadline, wait_ready};
 
 /// Where an endpoint is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,8 +183,9 @@ impl Url {
         match &self.address {
             Address::Unix(_) => "localhost".into(),
             Address::Tcp { host, port, tls } => {
-                let host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
-                if *port == if *tls { 443 } else { 80 } { host } else { format!("{host}:{port}") }
+                let mut field = Vec::new();
+                let _ = vmwire_proto::http::write_host(&mut field, host, *port, if *tls { 443 } else { 80 });
+                String::from_utf8_lossy(&field).into_owned()
             }
         }
     }
@@ -192,9 +193,9 @@ impl Url {
     /// The `Authorization` field for the URL's credentials, if any.
     pub fn authorization(&self) -> Option<String> {
         let (user, password) = self.credentials.as_ref()?;
-        let mut encoded = Vec::new();
-        vmwire_proto::xmlrpc::base64::encode(&mut encoded, format!("{user}:{password}").as_bytes()).ok()?;
-        Some(format!("Basic {}", String::from_utf8_lossy(&encoded)))
+        let mut field = Vec::new();
+        vmwire_proto::http::write_basic_authorization(&mut field, user, password).ok()?;
+        Some(String::from_utf8_lossy(&field).into_owned())
     }
 }
 
@@ -442,46 +443,6 @@ mod tls {
     }
 }
 
-/// What the driving loop needs of an HTTP machine.
-pub(crate) trait HttpMachine: Machine {
-    fn needs_connection(&self) -> bool;
-    fn connected(&mut self);
-    /// The connection is being dropped: abandon what is outstanding.
-    fn abandon(&mut self);
-    /// Connected with nothing outstanding.
-    fn idle(&self) -> bool;
-}
-
-impl HttpMachine for vmwire_proto::xmlrpc::Client<Heap> {
-    fn needs_connection(&self) -> bool {
-        vmwire_proto::xmlrpc::Client::needs_connection(self)
-    }
-    fn connected(&mut self) {
-        vmwire_proto::xmlrpc::Client::connected(self);
-    }
-    fn abandon(&mut self) {
-        self.close();
-    }
-    fn idle(&self) -> bool {
-        self.state() == vmwire_proto::http::State::Idle
-    }
-}
-
-impl HttpMachine for vmwire_proto::xenapi::Session<Heap> {
-    fn needs_connection(&self) -> bool {
-        vmwire_proto::xenapi::Session::needs_connection(self)
-    }
-    fn connected(&mut self) {
-        vmwire_proto::xenapi::Session::connected(self);
-    }
-    fn abandon(&mut self) {
-        self.close();
-    }
-    fn idle(&self) -> bool {
-        self.connection_state() == vmwire_proto::http::State::Idle
-    }
-}
-
 /// Why [`Link::connect`] failed.
 #[derive(Debug)]
 pub(crate) enum OpenError {
@@ -498,7 +459,7 @@ pub(crate) struct Link<M> {
     timeout: Option<Duration>,
 }
 
-impl<M: HttpMachine> Link<M> {
+impl<M: Machine> Link<M> {
     /// Parses `url`, makes the machine for its endpoint (with `headers`,
     /// and basic authentication from the URL's credentials), and connects.
     pub(crate) fn connect(
@@ -532,56 +493,36 @@ impl<M: HttpMachine> Link<M> {
     /// dropped before a request is queued, so that the request goes out on
     /// a fresh one instead of failing.
     pub(crate) fn machine(&mut self) -> &mut M {
-        let stale = self.conn.machine().idle()
+        let stale = self.conn.machine().reusable_idle()
             && (self.conn.stream().has_buffered()
                 || wait_ready(self.conn.stream().as_fd(), PollFlags::IN, Some(Instant::now())).unwrap_or(true));
         if stale {
-            self.conn.machine_mut().abandon();
+            self.conn.machine_mut().close();
         }
         self.conn.machine_mut()
     }
 
-    /// Sends what the machine queued and reads until `outcome` makes
-    /// something of an event, reconnecting whenever the machine needs to.
-    /// On any error the connection is dropped and what was outstanding abandoned.
-    pub(crate) fn run<T>(
-        &mut self,
-        mut outcome: impl FnMut(M::Event<'_>) -> Option<T>,
-    ) -> Result<T, DriveError<M::Error>> {
-        let deadline = deadline(self.timeout);
-        let result = self.drive(deadline, &mut outcome);
+    /// Runs `operation` (the machine's events that are not its own to
+    /// `inbox`), connecting whenever the machine needs to. On any error the
+    /// connection is dropped and what was outstanding abandoned.
+    pub(crate) fn run<O, I>(&mut self, operation: &mut O, inbox: &mut I) -> Result<O::Output, DriveError<M::Error>>
+    where
+        O: Operation<M>,
+        I: Inbox<M> + ?Sized,
+    {
+        let connector = &self.connector;
+        let mut connect = |deadline| {
+            connector.connect(deadline).map_err(|e| match e.kind() {
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => DriveError::Timeout,
+                _ => DriveError::Io(e),
+            })
+        };
+        let with = With { connect: Some(&mut connect), ..With::default() };
+        let result = self.conn.run_with(with, operation, inbox, deadline(self.timeout));
         if result.is_err() {
             self.conn.close();
-            self.conn.machine_mut().abandon();
+            self.conn.machine_mut().close();
         }
         result
-    }
-
-    fn drive<T>(
-        &mut self,
-        deadline: Option<Instant>,
-        outcome: &mut impl FnMut(M::Event<'_>) -> Option<T>,
-    ) -> Result<T, DriveError<M::Error>> {
-        loop {
-            if self.conn.machine().needs_connection() {
-                let stream = self.connector.connect(deadline).map_err(|e| match e.kind() {
-                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => DriveError::Timeout,
-                    _ => DriveError::Io(e),
-                })?;
-                self.conn.replace_stream(stream);
-                self.conn.machine_mut().connected();
-            }
-            self.conn.flush(deadline)?;
-            while let Some(event) = self.conn.machine_mut().poll().map_err(DriveError::Machine)? {
-                if let Some(t) = outcome(event) {
-                    return Ok(t);
-                }
-            }
-            if self.conn.machine().needs_connection() || !self.conn.machine().transmit().is_empty() {
-                // The machine queued another request (a re-login, a retry).
-                continue;
-            }
-            self.conn.fill(deadline)?;
-        }
     }
 }

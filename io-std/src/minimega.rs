@@ -28,16 +28,15 @@
 //! frame of this one. With `raise_errors` off, errors are data in
 //! [`Response::error`].
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use vmwire_proto::Machine;
 use vmwire_proto::buf::Heap;
-use vmwire_proto::minimega::{self as proto, Client, Config, Event, State, Summary};
+use vmwire_proto::minimega::{self as proto, Client, Config, Event, Part, State, Summary, Want};
+use vmwire_proto::op;
 
 use crate::text::escape;
 use crate::transport::{Conn, DriveError, Stream, deadline};
@@ -344,14 +343,38 @@ impl From<proto::Error> for Error {
     }
 }
 
+/// Status messages received while nobody waited for one (bounded: the
+/// oldest goes, and is counted).
+#[derive(Debug)]
+struct Status(op::Bounded<String>);
+
+impl op::Inbox<Client<Heap>> for Status {
+    fn keep(&mut self, event: Event<'_>) {
+        if let Event::Status(text) = event {
+            self.0.push(text.to_cow().into_owned());
+        }
+    }
+}
+
+/// What [`Minimega::next_part`] got.
+enum Got<T> {
+    /// A part, made something of (`None`: one the caller skips).
+    Part(Option<T>),
+    /// The machine failed the reply and closed.
+    Fatal(proto::Error),
+    /// The session closed in the middle of the reply, after these frames.
+    Failed(u32),
+    /// The session is closed.
+    Closed,
+}
+
 /// A connection to minimega's command socket.
 #[derive(Debug)]
 pub struct Minimega {
     conn: Conn<Client<Heap>>,
     path: PathBuf,
     options: Options,
-    status: VecDeque<String>,
-    dropped_status: u64,
+    status: Status,
     /// The request whose reply is being read.
     request: Option<String>,
 }
@@ -376,10 +399,9 @@ impl Minimega {
         let stream = Stream::connect_unix(&path).map_err(|source| Error::Connect { path: path.clone(), source })?;
         Ok(Minimega {
             conn: Conn::new(stream, Client::new(options.config)),
+            status: Status(op::Bounded::new(options.max_status)),
             path,
             options,
-            status: VecDeque::new(),
-            dropped_status: 0,
             request: None,
         })
     }
@@ -420,10 +442,15 @@ impl Minimega {
         self.request = Some(prefix.to_string());
         self.conn.machine_mut().suggest(prefix)?;
         self.flush()?;
-        let lines = self.drive(|event| match event {
-            Event::Suggestions(s) => Some(s.map(|s| s.to_cow().into_owned()).collect()),
-            _ => None,
-        })?;
+        let lines = loop {
+            let lines = self.next_part(|part| match part {
+                Part::Suggestions(s) => Some(s.map(|s| s.to_cow().into_owned()).collect()),
+                _ => None,
+            })?;
+            if let Some(lines) = lines {
+                break lines;
+            }
+        };
         self.request = None;
         Ok(lines)
     }
@@ -453,34 +480,29 @@ impl Minimega {
     /// `Ok(None)` when the time is up.
     pub fn next_status(&mut self, timeout: Option<Duration>) -> Result<Option<String>, Error> {
         self.settle()?;
-        if let Some(s) = self.status.pop_front() {
+        if let Some(s) = self.status.0.pop() {
             return Ok(Some(s));
         }
-        let deadline = deadline(timeout);
-        loop {
-            while let Some(event) = self.conn.machine_mut().poll()? {
-                match event {
-                    Event::Status(text) => return Ok(Some(text.to_cow().into_owned())),
-                    Event::Closed | Event::Failed(_) => return Err(Error::Closed { request: None, frames: 0 }),
-                    _ => {}
-                }
-            }
-            match self.conn.pump(deadline) {
-                Ok(()) => {}
-                Err(DriveError::Timeout) => return Ok(None),
-                Err(e) => return Err(self.fail(e)),
-            }
+        let mut next = proto::Next::new(Want::Status, |part: Part<'_>| match part {
+            Part::Status(text) => Some(text.to_cow().into_owned()),
+            _ => None,
+        });
+        match self.conn.wait(&mut next, &mut self.status, deadline(timeout)) {
+            Ok(Some(text)) => Ok(Some(text)),
+            Ok(None) => Err(Error::Closed { request: None, frames: 0 }),
+            Err(DriveError::Timeout) => Ok(None),
+            Err(e) => Err(self.fail(e)),
         }
     }
 
     /// Takes the status messages received while commands ran.
     pub fn take_status(&mut self) -> Vec<String> {
-        self.status.drain(..).collect()
+        self.status.0.drain().collect()
     }
 
     /// How many status messages were dropped because nobody read them.
     pub fn dropped_status(&self) -> u64 {
-        self.dropped_status
+        self.status.0.dropped()
     }
 
     /// Closes the connection.
@@ -526,26 +548,17 @@ impl Minimega {
     fn settle(&mut self) -> Result<(), Error> {
         match self.conn.machine().state() {
             State::Command | State::Suggest => {
-                self.drive(|event| matches!(event, Event::End(_) | Event::Suggestions(_)).then_some(()))?;
+                while self
+                    .next_part(|part| matches!(part, Part::End(_) | Part::Suggestions(_)).then_some(()))?
+                    .is_none()
+                {}
             }
             State::Closed => return Err(Error::Closed { request: None, frames: 0 }),
             _ => {}
         }
-        while let Some(event) = self.conn.machine_mut().poll()? {
-            if let Event::Status(text) = event {
-                let text = text.to_cow().into_owned();
-                self.keep_status(text);
-            }
-        }
+        // No operation: whatever is buffered goes to the inbox.
+        op::drive(self.conn.machine_mut(), &mut op::Idle, &mut self.status)?;
         Ok(())
-    }
-
-    fn keep_status(&mut self, text: String) {
-        if self.status.len() >= self.options.max_status.max(1) {
-            self.status.pop_front();
-            self.dropped_status += 1;
-        }
-        self.status.push_back(text);
     }
 
     fn flush(&mut self) -> Result<(), Error> {
@@ -566,35 +579,23 @@ impl Minimega {
         error
     }
 
-    /// Drives the connection until `take` accepts an event; status messages
-    /// are kept, the end of the connection is an error.
-    fn drive<T>(&mut self, mut take: impl FnMut(Event<'_>) -> Option<T>) -> Result<T, Error> {
-        loop {
-            while let Some(event) = self.conn.machine_mut().poll()? {
-                match event {
-                    Event::Status(text) => {
-                        let text = text.to_cow().into_owned();
-                        self.keep_status(text);
-                    }
-                    Event::Failed(summary) => {
-                        return Err(Error::Closed { request: self.request.clone(), frames: summary.frames });
-                    }
-                    Event::Closed => return Err(Error::Closed { request: None, frames: 0 }),
-                    // The machine has failed the reply and closed: close the socket too.
-                    Event::Malformed(e @ proto::Error::FrameTooLarge { .. }) => {
-                        return Err(self.fail(DriveError::Machine(e)));
-                    }
-                    other => {
-                        if let Some(t) = take(other) {
-                            return Ok(t);
-                        }
-                    }
-                }
-            }
-            let deadline = deadline(self.options.timeout);
-            if let Err(e) = self.conn.pump(deadline) {
-                return Err(self.fail(e));
-            }
+    /// The next part of the reply in progress, made something of by `take`
+    /// (`None`: a part the caller skips). Status messages are kept; the end
+    /// of the connection is an error.
+    fn next_part<T>(&mut self, take: impl for<'a> FnOnce(Part<'a>) -> Option<T>) -> Result<Option<T>, Error> {
+        let mut next = proto::Next::new(Want::Reply, |part: Part<'_>| match part {
+            Part::Fatal(e) => Got::Fatal(e),
+            Part::Failed(summary) => Got::Failed(summary.frames),
+            Part::Closed => Got::Closed,
+            part => Got::Part(take(part)),
+        });
+        match self.conn.run(&mut next, &mut self.status, deadline(self.options.timeout)) {
+            Ok(Got::Part(t)) => Ok(t),
+            // The machine has failed the reply and closed: close the socket too.
+            Ok(Got::Fatal(e)) => Err(self.fail(DriveError::Machine(e))),
+            Ok(Got::Failed(frames)) => Err(Error::Closed { request: self.request.clone(), frames }),
+            Ok(Got::Closed) => Err(Error::Closed { request: None, frames: 0 }),
+            Err(e) => Err(self.fail(e)),
         }
     }
 }
@@ -623,12 +624,17 @@ impl FrameStream<'_> {
         if self.summary.is_some() {
             return Ok(None);
         }
-        let next = self.mm.drive(|event| match event {
-            Event::Frame(f) => Some(Next::Frame(Frame::from_proto(&f))),
-            Event::Malformed(e) => Some(Next::Malformed(e)),
-            Event::End(summary) => Some(Next::End(summary)),
-            _ => None,
-        })?;
+        let next = loop {
+            let next = self.mm.next_part(|part| match part {
+                Part::Frame(f) => Some(Next::Frame(Frame::from_proto(&f))),
+                Part::Malformed(e) => Some(Next::Malformed(e)),
+                Part::End(summary) => Some(Next::End(summary)),
+                _ => None,
+            })?;
+            if let Some(next) = next {
+                break next;
+            }
+        };
         Ok(match next {
             Next::Frame(frame) => Some(Ok(frame)),
             Next::Malformed(e) => Some(Err(e)),
@@ -757,23 +763,18 @@ impl Pipe {
     /// forever); `Ok(None)` when the time is up, [`Error::Closed`] when the
     /// daemon closed the pipe.
     pub fn read(&mut self, timeout: Option<Duration>) -> Result<Option<String>, Error> {
-        let deadline = deadline(timeout);
-        loop {
-            while let Some(event) = self.conn.machine_mut().poll()? {
-                match event {
-                    Event::Pipe(s) => return Ok(Some(s.to_cow().into_owned())),
-                    Event::Malformed(e) => return Err(Error::Protocol(e)),
-                    Event::Closed | Event::Failed(_) => return Err(Error::Closed { request: None, frames: 0 }),
-                    _ => {}
-                }
-            }
-            match self.conn.pump(deadline) {
-                Ok(()) => {}
-                Err(DriveError::Timeout) => return Ok(None),
-                Err(DriveError::Closed) => return Err(Error::Closed { request: None, frames: 0 }),
-                Err(DriveError::Io(e)) => return Err(Error::Io(e)),
-                Err(DriveError::Machine(e)) => return Err(Error::Protocol(e)),
-            }
+        let mut next = proto::Next::new(Want::Pipe, |part: Part<'_>| match part {
+            Part::Pipe(s) => Ok(Some(s.to_cow().into_owned())),
+            Part::Malformed(e) => Err(Error::Protocol(e)),
+            _ => Ok(None),
+        });
+        match self.conn.wait(&mut next, &mut |_: Event<'_>| {}, deadline(timeout)) {
+            Ok(Ok(Some(s))) => Ok(Some(s)),
+            Ok(Ok(None)) | Err(DriveError::Closed) => Err(Error::Closed { request: None, frames: 0 }),
+            Ok(Err(e)) => Err(e),
+            Err(DriveError::Timeout) => Ok(None),
+            Err(DriveError::Io(e)) => Err(Error::Io(e)),
+            Err(DriveError::Machine(e)) => Err(Error::Protocol(e)),
         }
     }
 

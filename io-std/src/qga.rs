@@ -17,7 +17,6 @@
 //! `guest-sync-delimited` with a random id), and so does a command that
 //! timed out, so that a late reply can never be taken for the next one's.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read, Write};
@@ -28,11 +27,11 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use vmwire_proto::buf::{Bounded, Full, Heap};
-use vmwire_proto::json::{ErrorKind, Kind, ObjectWriter, Value};
-use vmwire_proto::qga::{self, Client, Command, Config, Event, ExecStatus, FileRead, Id, QUIET_COMMANDS};
-use vmwire_proto::{Machine, base64};
+use vmwire_proto::json::{ObjectWriter, Value};
+use vmwire_proto::qga::{self, Client, Command, Config, Event, ExecStatus, FileRead, Id};
+use vmwire_proto::{base64, op};
 
-use crate::transport::{Conn, DriveError, Stream, deadline};
+use crate::transport::{Conn, Stream, deadline};
 
 pub use crate::qmp::QemuError;
 
@@ -131,25 +130,13 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Self {
-        Error::Io(e)
-    }
-}
-
-impl From<qga::Error> for Error {
-    fn from(e: qga::Error) -> Self {
-        Error::Protocol(e)
-    }
-}
-
 impl From<base64::Error> for Error {
     fn from(e: base64::Error) -> Self {
         Error::Base64(e)
     }
 }
 
-crate::transport::from_drive_error!(Error, qga::Error, Error::Protocol);
+crate::transport::client_error!(Error, qga::Error, Error::Protocol);
 
 /// The exit status [`ExitStatus::exit_status`] gives for an exit code
 /// outside 0..=255.
@@ -296,10 +283,27 @@ pub struct Agent {
     timeout: Option<Duration>,
     exec_timeout: Option<Duration>,
     chunk_size: usize,
-    strays: VecDeque<String>,
+    strays: Strays,
 }
 
+/// What belonged to no waiting command, in words (bounded: the oldest goes).
+#[derive(Debug)]
+struct Strays(op::Bounded<String>);
+
 const MAX_STRAYS: usize = 256;
+
+impl op::Inbox<Client<Heap>> for Strays {
+    fn keep(&mut self, event: Event<'_>) {
+        let text = match event {
+            Event::UntaggedError(e) => format!("error without id: {e}"),
+            Event::Unmatched(m) => format!("unmatched reply: {}", m.value()),
+            Event::Stale { id, .. } => format!("late reply to {id}"),
+            Event::Malformed(e) => e.to_string(),
+            _ => return,
+        };
+        self.0.push(text);
+    }
+}
 
 /// The arguments of a request, written straight into the machine's buffer.
 type Args<'f> = &'f mut dyn FnMut(&mut ObjectWriter<'_, Bounded<u8>>) -> Result<(), Full>;
@@ -325,7 +329,7 @@ impl Agent {
             timeout: options.timeout,
             exec_timeout: options.exec_timeout,
             chunk_size: options.chunk_size.max(1),
-            strays: VecDeque::new(),
+            strays: Strays(op::Bounded::new(MAX_STRAYS)),
         };
         agent.wait_synced(deadline(options.timeout))?;
         Ok(agent)
@@ -345,34 +349,14 @@ impl Agent {
     }
 
     fn wait_synced(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
-        loop {
-            while let Some(event) = self.conn.machine_mut().poll()? {
-                match event {
-                    Event::Synced => return Ok(()),
-                    Event::WrongProtocol { error, text } => {
-                        return Err(Error::WrongProtocol { error, got: crate::text::excerpt(text, 80) });
-                    }
-                    Event::Closed => return Err(Error::Closed),
-                    other => Self::keep_stray(&mut self.strays, other),
-                }
+        let mut sync = qga::Synchronise::new(|end: qga::Synchronised<'_>| match end {
+            qga::Synchronised::Ready => Ok(()),
+            qga::Synchronised::WrongProtocol { error, text } => {
+                Err(Error::WrongProtocol { error, got: crate::text::excerpt(text, 80) })
             }
-            self.pump(deadline)?;
-        }
-    }
-
-    /// Flushes and reads once; a timeout resynchronises the session.
-    fn pump(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
-        match self.conn.pump(deadline) {
-            Ok(()) => Ok(()),
-            Err(DriveError::Timeout) => {
-                // Whatever is late must not pass for the next command's reply.
-                if self.conn.machine().state() != qga::State::Closed {
-                    self.conn.machine_mut().resync(random_id())?;
-                }
-                Err(Error::Timeout)
-            }
-            Err(e) => Err(e.into()),
-        }
+            qga::Synchronised::Closed => Err(Error::Closed),
+        });
+        self.conn.run(&mut sync, &mut self.strays, deadline)?
     }
 
     /// `Err(Closed)` once the agent has gone.
@@ -383,24 +367,9 @@ impl Agent {
         }
     }
 
-    /// Keeps what belonged to no waiting command (bounded).
-    fn keep_stray(strays: &mut VecDeque<String>, event: Event<'_>) {
-        let text = match event {
-            Event::UntaggedError(e) => format!("error without id: {e}"),
-            Event::Unmatched(m) => format!("unmatched reply: {}", m.value()),
-            Event::Stale { id, .. } => format!("late reply to {id}"),
-            Event::Malformed(e) => e.to_string(),
-            _ => return,
-        };
-        if strays.len() >= MAX_STRAYS {
-            strays.pop_front();
-        }
-        strays.push_back(text);
-    }
-
     /// Takes the messages that belonged to no waiting command.
     pub fn take_strays(&mut self) -> Vec<String> {
-        self.strays.drain(..).collect()
+        self.strays.0.drain().collect()
     }
 
     /// Sends `name` with arguments written by `args`, then waits for its
@@ -420,45 +389,23 @@ impl Agent {
         self.wait(name, id, on_return)
     }
 
-    /// Waits for command `id`'s reply. A command that does not answer
-    /// when it succeeds gets a `guest-ping` behind it, whose reply shows it did.
+    /// Waits for command `id`'s reply (`name`, to say which command).
     fn wait<T>(
         &mut self,
         name: &str,
         id: Id,
         on_return: impl FnOnce(Value<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        if QUIET_COMMANDS.contains(&name) {
-            self.conn.machine_mut().execute("guest-ping", None)?;
-        }
+        let answer = |answer: qga::Answer<'_>| match answer {
+            qga::Answer::Return(value) => on_return(value),
+            qga::Answer::Accepted => Value::parse(b"null").map_err(|e| Error::Protocol(e.into())).and_then(on_return),
+            qga::Answer::Error(error) => Err(Error::Agent(error.into())),
+            qga::Answer::TooLarge { limit } => Err(Error::ReplyTooLarge { command: name.to_owned(), limit }),
+            qga::Answer::Closed => Err(Error::Closed),
+        };
+        let mut reply = qga::ReplyTo::new(self.conn.machine_mut(), name, id, answer)?;
         let deadline = deadline(self.timeout);
-        let mut on_return = Some(on_return);
-        loop {
-            while let Some(event) = self.conn.machine_mut().poll()? {
-                let value = match event {
-                    Event::Return { id: got, value } if got == id => value,
-                    Event::Accepted { id: got } if got == id => Value::parse(b"null").map_err(qga::Error::from)?,
-                    Event::Error { id: got, error } if got == id => return Err(Error::Agent(error.into())),
-                    Event::Failed { id: got } if got == id => return Err(Error::Closed),
-                    Event::Closed => return Err(Error::Closed),
-                    // One command is in flight: a reply over the limit is its
-                    // reply, skipped. The session goes on without it.
-                    Event::Malformed(qga::Error::Json(vmwire_proto::json::Error {
-                        kind: ErrorKind::TooLarge { limit },
-                        ..
-                    })) => {
-                        self.conn.machine_mut().forget(&id);
-                        return Err(Error::ReplyTooLarge { command: name.to_owned(), limit });
-                    }
-                    other => {
-                        Self::keep_stray(&mut self.strays, other);
-                        continue;
-                    }
-                };
-                return on_return.take().map_or(Err(Error::Closed), |f| f(value));
-            }
-            self.pump(deadline)?;
-        }
+        self.conn.run(&mut reply, &mut self.strays, deadline)?
     }
 
     /// Runs `name` with `args` (anything that serialises to a JSON object,
@@ -485,9 +432,6 @@ impl Agent {
             None => None,
             Some(a) => Some(Value::parse(a).map_err(qga::Error::from)?),
         };
-        if args.is_some_and(|a| a.kind() != Kind::Object) {
-            return Err(Error::Protocol(qga::Error::ArgumentsNotObject));
-        }
         let mut command = Command::new(name);
         if let Some(args) = args {
             command = command.arguments(args);

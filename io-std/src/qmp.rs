@@ -16,7 +16,6 @@
 //! # Ok::<(), vmwire_std::qmp::Error>(())
 //! ```
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -26,13 +25,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use vmwire_proto::Machine;
 use vmwire_proto::buf::Heap;
-use vmwire_proto::json::{Kind, Value};
+use vmwire_proto::json::Value;
+use vmwire_proto::op;
 use vmwire_proto::qmp::{self, Client, Command, Config, ErrorReply, Id, schema};
 
 use crate::text::escape;
-use crate::transport::{Conn, DriveError, Stream, deadline, wait_ready};
+use crate::transport::{Conn, DriveError, Stream, With, deadline, wait_ready};
 
 pub use vmwire_proto::qmp::Timestamp;
 
@@ -215,19 +214,7 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Self {
-        Error::Io(e)
-    }
-}
-
-impl From<qmp::Error> for Error {
-    fn from(e: qmp::Error) -> Self {
-        Error::Protocol(e)
-    }
-}
-
-crate::transport::from_drive_error!(Error, qmp::Error, Error::Protocol);
+crate::transport::client_error!(Error, qmp::Error, Error::Protocol);
 
 /// The server's greeting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,32 +275,21 @@ struct Checking {
     on: bool,
 }
 
-/// What arrives while nobody is asking for it.
-#[derive(Debug, Default)]
+/// What arrives while no command waits for it.
+#[derive(Debug)]
 struct Inbox {
-    events: VecDeque<Event>,
-    strays: VecDeque<Stray>,
-    max: usize,
-    dropped: u64,
+    events: op::Bounded<Event>,
+    strays: op::Bounded<Stray>,
     /// The last message skipped as unreadable (since [`Inbox::skipped`] was
     /// last taken), to say why a reply never came.
     skipped: Option<qmp::Error>,
+    /// The session is over.
+    closed: bool,
 }
 
 impl Inbox {
-    fn push_event(&mut self, event: Event) {
-        if self.events.len() >= self.max {
-            self.events.pop_front();
-            self.dropped += 1;
-        }
-        self.events.push_back(event);
-    }
-
-    fn push_stray(&mut self, stray: Stray) {
-        if self.strays.len() >= self.max {
-            self.strays.pop_front();
-        }
-        self.strays.push_back(stray);
+    fn new(max: usize) -> Self {
+        Inbox { events: op::Bounded::new(max), strays: op::Bounded::new(max), skipped: None, closed: false }
     }
 
     /// A wait for a reply that ended without one (`Timeout`, `Closed`) says
@@ -328,47 +304,64 @@ impl Inbox {
         }
     }
 
-    /// Keeps whatever an event is that the caller was not waiting for.
-    /// `Err(Closed)` once the session is over. A message that cannot be
-    /// decoded (an event whose data `serde_json` refuses, such as a number
-    /// out of its range) is kept as a [`Stray::Malformed`]: one message
-    /// lost, the session goes on.
-    fn absorb(&mut self, event: qmp::Event<'_>) -> Result<(), Error> {
+    /// An event as the caller sees it, or, when its data cannot be decoded
+    /// (`serde_json` refuses a number out of its range, say), a
+    /// [`Stray::Malformed`]: one message lost, the session goes on.
+    fn event(e: qmp::AsyncEvent<'_>) -> Result<Event, Stray> {
+        match e.data.map_or(Ok(serde_json::Value::Null), |d| d.deserialize()) {
+            Ok(data) => Ok(Event { name: e.name.to_string(), timestamp: e.timestamp, data }),
+            Err(error) => Err(Stray::Malformed(format!("event {}: data: {error}", e.name))),
+        }
+    }
+}
+
+/// Keeps whatever the machine reports that no operation took.
+impl op::Inbox<Client<Heap>> for Inbox {
+    fn keep(&mut self, event: qmp::Event<'_>) {
         use qmp::Event as E;
-        match event {
-            E::Event(e) => match e.data.map_or(Ok(serde_json::Value::Null), |d| d.deserialize()) {
-                Ok(data) => self.push_event(Event { name: e.name.to_string(), timestamp: e.timestamp, data }),
-                Err(error) => self.push_stray(Stray::Malformed(format!("event {}: data: {error}", e.name))),
+        let stray = match event {
+            E::Event(e) => match Inbox::event(e) {
+                Ok(event) => return self.events.push(event),
+                Err(stray) => stray,
             },
-            E::UntaggedError(e) => self.push_stray(Stray::UntaggedError(e.into())),
-            E::Unmatched(m) => self.push_stray(Stray::Unmatched(m.value().raw_str().into())),
+            E::UntaggedError(e) => Stray::UntaggedError(e.into()),
+            E::Unmatched(m) => Stray::Unmatched(m.value().raw_str().into()),
             E::Stale { id, reply } => {
                 let reply = match reply {
                     Ok(v) => v.raw_str().into(),
-                    Err(e) => format!("{{\"class\": \"{}\", \"desc\": \"{}\"}}", e.class, e.desc),
+                    Err(e) => serde_json::json!({ "class": e.class.to_cow(), "desc": e.desc.to_cow() }).to_string(),
                 };
-                self.push_stray(Stray::Stale { id: id.to_string(), reply });
+                Stray::Stale { id: id.to_string(), reply }
             }
             E::Malformed(e) => {
-                self.push_stray(Stray::Malformed(e.to_string()));
+                let stray = Stray::Malformed(e.to_string());
                 self.skipped = Some(e);
+                stray
             }
-            E::MalformedReply { id, error } => {
-                self.push_stray(Stray::Malformed(format!("the reply to command {id}: {error}")));
-            }
-            E::Closed => return Err(Error::Closed),
-            E::NotGreeting { received, error } => {
-                let (received, cut) = excerpt(received);
-                return Err(Error::NotQmp { received, cut, error });
-            }
+            E::MalformedReply { id, error } => Stray::Malformed(format!("the reply to command {id}: {error}")),
+            E::Closed => return self.closed = true,
             E::Greeting(_)
             | E::Ready { .. }
             | E::NegotiationFailed(_)
+            | E::NotGreeting { .. }
             | E::Return { .. }
             | E::Error { .. }
-            | E::Failed { .. } => {}
-        }
-        Ok(())
+            | E::Failed { .. } => return,
+        };
+        self.strays.push(stray);
+    }
+}
+
+/// How a command's answer becomes the caller's value: `on_return` makes it
+/// of the return value.
+fn answer<T>(
+    on_return: impl FnOnce(Value<'_>) -> Result<T, Error>,
+) -> impl for<'a> FnOnce(qmp::Answer<'a>) -> Result<T, Error> {
+    move |answer: qmp::Answer<'_>| match answer {
+        qmp::Answer::Return(value) => on_return(value),
+        qmp::Answer::Error(error) => Err(Error::Qemu(error.into())),
+        qmp::Answer::Malformed(error) => Err(Error::MalformedReply(error)),
+        qmp::Answer::Closed => Err(Error::Closed),
     }
 }
 
@@ -399,44 +392,41 @@ impl Qmp {
     pub fn handshake(stream: Stream, options: Options) -> Result<Self, Error> {
         let config = Config { oob: options.oob, ..options.config };
         let mut conn = Conn::new(stream, Client::<Heap>::new(config));
-        let deadline = deadline(options.timeout);
-        let mut inbox = Inbox { max: options.max_events.max(1), ..Inbox::default() };
+        let mut inbox = Inbox::new(options.max_events);
         let mut greeting = None;
-        loop {
-            while let Some(event) = conn.machine_mut().poll()? {
-                match event {
-                    qmp::Event::Greeting(g) => {
-                        greeting = Some(Greeting {
-                            version: g.version().unwrap_or_default(),
-                            package: g.package().map(|p| p.to_string()).unwrap_or_default(),
-                            capabilities: g.capabilities().map(|c| c.to_string()).collect(),
-                        });
-                    }
-                    qmp::Event::Ready { .. } => {
-                        let greeting = greeting.take().unwrap_or(Greeting {
-                            version: (0, 0, 0),
-                            package: String::new(),
-                            capabilities: Vec::new(),
-                        });
-                        let mut qmp =
-                            Qmp { conn, greeting, inbox, timeout: options.timeout, checking: Checking::default() };
-                        if options.check {
-                            qmp.fetch_schema()?;
-                            qmp.set_check(true);
-                        }
-                        return Ok(qmp);
-                    }
-                    qmp::Event::NegotiationFailed(e) => return Err(Error::Qemu(e.into())),
-                    other => inbox.absorb(other).map_err(|e| inbox.explain(e))?,
+        let mut negotiation = qmp::Negotiation::new(
+            |g: &qmp::Greeting<'_>| {
+                greeting = Some(Greeting {
+                    version: g.version().unwrap_or_default(),
+                    package: g.package().map(|p| p.to_string()).unwrap_or_default(),
+                    capabilities: g.capabilities().map(|c| c.to_string()).collect(),
+                });
+            },
+            |end: qmp::Negotiated<'_>| match end {
+                qmp::Negotiated::Ready { .. } => Ok(()),
+                qmp::Negotiated::Refused(e) => Err(Error::Qemu(e.into())),
+                qmp::Negotiated::NotGreeting { received, error } => {
+                    let (received, cut) = excerpt(received);
+                    Err(Error::NotQmp { received, cut, error })
                 }
+                qmp::Negotiated::Closed => Err(Error::Closed),
+            },
+        );
+        let outcome = match conn.run(&mut negotiation, &mut inbox, deadline(options.timeout)) {
+            Err(DriveError::Timeout) if conn.machine().state() == qmp::State::AwaitingGreeting => {
+                return Err(Error::NoGreeting { waited: options.timeout.unwrap_or_default() });
             }
-            match conn.pump(deadline) {
-                Err(DriveError::Timeout) if conn.machine().state() == qmp::State::AwaitingGreeting => {
-                    return Err(Error::NoGreeting { waited: options.timeout.unwrap_or_default() });
-                }
-                other => other.map_err(|e| inbox.explain(e.into()))?,
-            }
+            outcome => outcome.map_err(Error::from).and_then(|negotiated| negotiated),
+        };
+        outcome.map_err(|e| inbox.explain(e))?;
+        let greeting =
+            greeting.unwrap_or(Greeting { version: (0, 0, 0), package: String::new(), capabilities: Vec::new() });
+        let mut qmp = Qmp { conn, greeting, inbox, timeout: options.timeout, checking: Checking::default() };
+        if options.check {
+            qmp.fetch_schema()?;
+            qmp.set_check(true);
         }
+        Ok(qmp)
     }
 
     /// The server's greeting.
@@ -504,9 +494,10 @@ impl Qmp {
     /// or `Ok(None)` when the time is up and the command is still pending
     /// (wait again, or [`Qmp::forget`] it).
     pub fn reply_raw(&mut self, id: &Id, timeout: Option<Duration>) -> Result<Option<String>, Error> {
-        match self.wait_inner(id, deadline(timeout), |v| Ok(v.raw_str().to_owned()), None) {
-            Err(Error::Timeout) => Ok(None),
-            other => other.map(Some),
+        let mut reply = qmp::ReplyTo::new(id.clone(), answer(|v| Ok(v.raw_str().to_owned())));
+        match self.conn.wait(&mut reply, &mut self.inbox, deadline(timeout)) {
+            Err(DriveError::Timeout) => Ok(None),
+            other => other.map_err(Error::from).and_then(|reply| reply).map(Some),
         }
     }
 
@@ -554,9 +545,6 @@ impl Qmp {
             None => None,
             Some(a) => Some(Value::parse(a).map_err(|e| Error::Protocol(e.into()))?),
         };
-        if args.is_some_and(|a| a.kind() != Kind::Object) {
-            return Err(Error::Protocol(qmp::Error::ArgumentsNotObject));
-        }
         self.check_before_sending(name, args)?;
         let mut command = Command::new(name);
         if let Some(args) = args {
@@ -606,9 +594,8 @@ impl Qmp {
         }
     }
 
-    /// Drives the connection until command `id` is answered; `on_return`
-    /// turns its return value into the result. `fd` is attached to the
-    /// command's bytes.
+    /// Runs the command `id` until it is answered; `on_return` turns its
+    /// return value into the result. `fd` is attached to the command's bytes.
     fn wait<T>(
         &mut self,
         id: Id,
@@ -617,41 +604,13 @@ impl Qmp {
         fd: Option<BorrowedFd<'_>>,
     ) -> Result<T, Error> {
         self.inbox.skipped = None;
-        let outcome = self.wait_inner(&id, deadline, on_return, fd);
-        if matches!(outcome, Err(Error::Timeout | Error::Io(_))) {
-            self.conn.machine_mut().forget(&id);
-        }
-        outcome.map_err(|e| self.inbox.explain(e))
-    }
-
-    fn wait_inner<T>(
-        &mut self,
-        id: &Id,
-        deadline: Option<Instant>,
-        on_return: impl FnOnce(Value<'_>) -> Result<T, Error>,
-        fd: Option<BorrowedFd<'_>>,
-    ) -> Result<T, Error> {
-        match fd {
-            Some(fd) => self.conn.flush_with_fds(&[fd], deadline)?,
-            None => self.conn.flush(deadline)?,
-        }
-        let mut on_return = Some(on_return);
-        loop {
-            while let Some(event) = self.conn.machine_mut().poll()? {
-                match event {
-                    qmp::Event::Return { id: got, value } if got == *id => {
-                        return on_return.take().map_or(Err(Error::Closed), |f| f(value));
-                    }
-                    qmp::Event::Error { id: got, error } if got == *id => return Err(Error::Qemu(error.into())),
-                    qmp::Event::MalformedReply { id: got, error } if got == *id => {
-                        return Err(Error::MalformedReply(error));
-                    }
-                    qmp::Event::Failed { id: got } if got == *id => return Err(Error::Closed),
-                    other => self.inbox.absorb(other)?,
-                }
-            }
-            self.conn.pump(deadline)?;
-        }
+        let mut reply = qmp::ReplyTo::new(id, answer(on_return));
+        let fds: &[BorrowedFd<'_>] = match &fd {
+            Some(fd) => std::slice::from_ref(fd),
+            None => &[],
+        };
+        let outcome = self.conn.run_with(With { fds, ..With::default() }, &mut reply, &mut self.inbox, deadline);
+        outcome.map_err(Error::from).and_then(|reply| reply).map_err(|e| self.inbox.explain(e))
     }
 
     /// The next event: a queued one, or one read within `timeout` (`None`:
@@ -659,17 +618,17 @@ impl Qmp {
     pub fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<Event>, Error> {
         let deadline = deadline(timeout);
         loop {
-            if let Some(event) = self.inbox.events.pop_front() {
+            if let Some(event) = self.inbox.events.pop() {
                 return Ok(Some(event));
             }
-            while let Some(event) = self.conn.machine_mut().poll()? {
-                self.inbox.absorb(event)?;
+            if self.inbox.closed {
+                return Err(Error::Closed);
             }
-            if !self.inbox.events.is_empty() {
-                continue;
-            }
-            match self.conn.pump(deadline) {
-                Ok(()) => {}
+            let mut next = qmp::NextEvent::new(|e: Option<qmp::AsyncEvent<'_>>| e.map(Inbox::event));
+            match self.conn.run(&mut next, &mut self.inbox, deadline) {
+                Ok(Some(Ok(event))) => return Ok(Some(event)),
+                Ok(Some(Err(stray))) => self.inbox.strays.push(stray),
+                Ok(None) => self.inbox.closed = true,
                 Err(DriveError::Timeout) => return Ok(None),
                 Err(e) => return Err(e.into()),
             }
@@ -688,12 +647,12 @@ impl Qmp {
 
     /// How many events were dropped because nobody read them in time.
     pub fn dropped_events(&self) -> u64 {
-        self.inbox.dropped
+        self.inbox.events.dropped()
     }
 
     /// Takes the messages that belonged to no waiting command.
     pub fn take_strays(&mut self) -> Vec<Stray> {
-        self.inbox.strays.drain(..).collect()
+        self.inbox.strays.drain().collect()
     }
 
     /// Asks QEMU to exit (`quit`) over this connection, and closes it. The
@@ -722,4 +681,34 @@ pub fn check(schema: &Schema, name: &str, args: Option<Value<'_>>) -> Result<Vec
         .check_with(name, args, &mut |w| warnings.push(w.to_string()))
         .map_err(|e| Error::Refused(e.to_string()))?;
     Ok(warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmwire_proto::Machine;
+    use vmwire_proto::op::Inbox as _;
+
+    /// A late error reply is kept as JSON that parses back to what QEMU
+    /// said, whatever its text holds (a `"` or a `\` in `desc`).
+    #[test]
+    fn a_late_error_reply_is_kept_as_valid_json() {
+        let mut machine = Client::<Heap>::new(Config::default());
+        machine
+            .receive(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n{\"return\": {}, \"id\": 0}\r\n")
+            .unwrap();
+        while machine.poll().unwrap().is_some() {}
+        let id = machine.execute("x", None).unwrap();
+        machine.expire(&id);
+        let reply = format!(r#"{{"error": {{"class": "GenericError", "desc": "a \"quoted\" \\ word"}}, "id": {id}}}"#);
+        machine.receive(format!("{reply}\r\n").as_bytes()).unwrap();
+        let mut inbox = Inbox::new(4);
+        while let Some(event) = machine.poll().unwrap() {
+            inbox.keep(event);
+        }
+        let strays: Vec<Stray> = inbox.strays.drain().collect();
+        let [Stray::Stale { reply, .. }] = &strays[..] else { panic!("{strays:?}") };
+        let reply: serde_json::Value = serde_json::from_str(reply).unwrap();
+        assert_eq!(reply, serde_json::json!({ "class": "GenericError", "desc": "a \"quoted\" \\ word" }));
+    }
 }

@@ -1,9 +1,10 @@
 //! Sockets and character devices, and the one loop that drives any
 //! [`Machine`] over them with deadlines.
 //!
-//! Every blocking client in this crate is a [`Conn`] plus what it does with
-//! its machine's events: the I/O, the timeouts and end of stream live here
-//! once.
+//! Every blocking client in this crate is a [`Conn`] and the operations
+//! ([`vmwire_proto::op`]) it runs on it with [`Conn::run`]: the I/O, the
+//! deadlines, end of stream and reconnecting live here once; which event
+//! answers what, and what a passed deadline means, live in `proto`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Read, Write};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use vmwire_proto::Machine;
+use vmwire_proto::op::{self, Inbox, Operation};
 
 /// A byte stream to a peer: a UNIX socket, a TCP connection, or a character
 /// device (the guest end of a virtio-serial port, `/dev/vport*`).
@@ -211,10 +213,11 @@ pub enum DriveError<E> {
     Machine(E),
 }
 
-/// Implements `From<DriveError<$machine>>` for a client's error type, whose
-/// `Io`, `Timeout` and `Closed` variants mirror the transport's, and where
-/// `$wrap` turns the machine's own error into the client's.
-macro_rules! from_drive_error {
+/// The conversions every client's error type has: from the transport's
+/// [`DriveError`] (its `Io`, `Timeout` and `Closed` variants mirror the
+/// transport's), from `io::Error` (`Io`), and from the machine's own error
+/// `$machine`, which `$wrap` turns into the client's.
+macro_rules! client_error {
     ($error:ty, $machine:ty, $wrap:expr) => {
         impl From<$crate::transport::DriveError<$machine>> for $error {
             fn from(e: $crate::transport::DriveError<$machine>) -> Self {
@@ -227,9 +230,21 @@ macro_rules! from_drive_error {
                 }
             }
         }
+
+        impl From<std::io::Error> for $error {
+            fn from(e: std::io::Error) -> Self {
+                Self::Io(e)
+            }
+        }
+
+        impl From<$machine> for $error {
+            fn from(e: $machine) -> Self {
+                $wrap(e)
+            }
+        }
     };
 }
-pub(crate) use from_drive_error;
+pub(crate) use client_error;
 
 /// The deadline `timeout` from now; `None` (no deadline) for `None`.
 pub fn deadline(timeout: Option<Duration>) -> Option<Instant> {
@@ -284,6 +299,27 @@ pub fn poll_until(fd: BorrowedFd<'_>, flags: PollFlags, deadline: Option<Instant
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Opens a new stream by the deadline given (see [`With::connect`]).
+pub type Connect<'c, E> = dyn FnMut(Option<Instant>) -> Result<Stream, DriveError<E>> + 'c;
+
+/// What running an operation ends with: its output, or why driving stopped.
+pub type Outcome<O, M> = Result<<O as Operation<M>>::Output, DriveError<<M as Machine>::Error>>;
+
+/// What [`Conn::run_with`] does besides reading and writing.
+pub struct With<'a, 'c, E> {
+    /// Descriptors attached (`SCM_RIGHTS`) to the bytes queued now (QMP's `getfd`).
+    pub fds: &'a [BorrowedFd<'a>],
+    /// Opens a new stream whenever the machine [needs one](Machine::needs_connection)
+    /// (HTTP); a failure to open one fails the operation.
+    pub connect: Option<&'a mut Connect<'c, E>>,
+}
+
+impl<E> Default for With<'_, '_, E> {
+    fn default() -> Self {
+        With { fds: &[], connect: None }
     }
 }
 
@@ -425,6 +461,76 @@ impl<M: Machine> Conn<M> {
         self.machine.recv_commit(n).map_err(DriveError::Machine)
     }
 
+    /// Runs `operation` until it finishes: the machine's events to it (the
+    /// rest to `inbox`), queued bytes written, bytes read, until `deadline`.
+    /// When the deadline passes, or the stream fails, the operation is
+    /// expired (the machine does what its protocol does then).
+    pub fn run<O, I>(&mut self, operation: &mut O, inbox: &mut I, deadline: Option<Instant>) -> Outcome<O, M>
+    where
+        O: Operation<M>,
+        I: Inbox<M> + ?Sized,
+    {
+        self.run_with(With::default(), operation, inbox, deadline)
+    }
+
+    /// [`Conn::run`], doing [`With`] besides.
+    pub fn run_with<O, I>(
+        &mut self,
+        with: With<'_, '_, M::Error>,
+        operation: &mut O,
+        inbox: &mut I,
+        deadline: Option<Instant>,
+    ) -> Outcome<O, M>
+    where
+        O: Operation<M>,
+        I: Inbox<M> + ?Sized,
+    {
+        let sent = if with.fds.is_empty() { Ok(()) } else { self.flush_with_fds(with.fds, deadline) };
+        let outcome = sent.and_then(|()| self.drive(with.connect, operation, inbox, deadline));
+        if matches!(outcome, Err(DriveError::Timeout | DriveError::Io(_))) {
+            operation.expire(&mut self.machine);
+        }
+        outcome
+    }
+
+    /// [`Conn::run`] without expiring the operation when the deadline
+    /// passes: the caller may wait for it again.
+    pub fn wait<O, I>(&mut self, operation: &mut O, inbox: &mut I, deadline: Option<Instant>) -> Outcome<O, M>
+    where
+        O: Operation<M>,
+        I: Inbox<M> + ?Sized,
+    {
+        self.drive(None, operation, inbox, deadline)
+    }
+
+    /// The one loop: the machine's events to the operation until it
+    /// finishes; then a new connection if the machine needs one, queued
+    /// bytes written, and bytes read.
+    fn drive<O, I>(
+        &mut self,
+        mut connect: Option<&mut Connect<'_, M::Error>>,
+        operation: &mut O,
+        inbox: &mut I,
+        deadline: Option<Instant>,
+    ) -> Outcome<O, M>
+    where
+        O: Operation<M>,
+        I: Inbox<M> + ?Sized,
+    {
+        loop {
+            if let Some(output) = op::drive(&mut self.machine, operation, inbox).map_err(DriveError::Machine)? {
+                return Ok(output);
+            }
+            if let Some(connect) = connect.as_mut().filter(|_| self.machine.needs_connection()) {
+                let stream = connect(deadline)?;
+                self.replace_stream(stream);
+                self.machine.connected();
+                continue;
+            }
+            self.pump(deadline)?;
+        }
+    }
+
     /// Flushes, then reads once.
     pub fn pump(&mut self, deadline: Option<Instant>) -> Result<(), DriveError<M::Error>> {
         self.flush(deadline)?;
@@ -435,7 +541,7 @@ impl<M: Machine> Conn<M> {
     fn end(&mut self) {
         if !self.eof {
             self.eof = true;
-            let _ = self.machine.recv_commit(0);
+            self.machine.recv_eof();
         }
     }
 

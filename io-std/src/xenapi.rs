@@ -159,12 +159,6 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Self {
-        Error::Io(e)
-    }
-}
-
 impl From<UrlError> for Error {
     fn from(e: UrlError) -> Self {
         Error::Url(e)
@@ -190,7 +184,7 @@ impl From<proto::Error> for Error {
     }
 }
 
-crate::transport::from_drive_error!(Error, proto_http::Error, |e| Error::Protocol(proto::Error::Http(e)));
+crate::transport::client_error!(Error, proto_http::Error, |e| Error::Protocol(proto::Error::Http(e)));
 
 /// A XenAPI object reference (`OpaqueRef:…`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -413,29 +407,29 @@ impl Session {
     /// Drives the machine to the end of the outstanding operation.
     fn exchange<T>(&mut self, mut read: impl FnMut(Value<'_>) -> Result<T, Error>) -> Result<Done<T>, Error> {
         let (relogins, events) = (&mut self.relogins, &mut self.events);
-        self.link
-            .run(|event| match event {
-                Event::Relogin { attempt, session } => {
-                    *relogins += 1;
-                    if events.len() >= 64 {
-                        events.remove(0);
-                    }
-                    events.push(SessionEvent::Relogin { attempt, session: session.to_string() });
-                    None
+        let mut relogin = |event: Event<'_>| {
+            if let Event::Relogin { attempt, session } = event {
+                *relogins += 1;
+                if events.len() >= 64 {
+                    events.remove(0);
                 }
-                Event::LoggedIn { session } => Some(Ok(Done::LoggedIn(session.to_string()))),
-                Event::LoggedOut => Some(Ok(Done::LoggedOut)),
-                Event::Result(v) => Some(read(v).map(Done::Value)),
-                Event::Failure(f) => Some(Err(Error::Failure(f.into()))),
-                Event::SessionInvalid { tries } => Some(Err(Error::SessionInvalid { tries })),
-                Event::Fault(f) => Some(Err(Error::Fault(f.into()))),
-                Event::HttpStatus { status, reason, .. } => {
-                    Some(Err(Error::HttpStatus { status, reason: reason.to_string() }))
-                }
-                Event::Malformed(e) => Some(Err(Error::Protocol(e))),
-                Event::ConnectionLost { .. } => Some(Err(Error::Closed)),
-            })
-            .map_err(Error::from)?
+                events.push(SessionEvent::Relogin { attempt, session: session.to_string() });
+            }
+        };
+        let mut exchange = proto::Exchange::new(|event: Event<'_>| match event {
+            Event::LoggedIn { session } => Ok(Done::LoggedIn(session.to_string())),
+            Event::LoggedOut => Ok(Done::LoggedOut),
+            Event::Result(v) => read(v).map(Done::Value),
+            Event::Failure(f) => Err(Error::Failure(f.into())),
+            Event::SessionInvalid { tries } => Err(Error::SessionInvalid { tries }),
+            Event::Fault(f) => Err(Error::Fault(f.into())),
+            Event::HttpStatus { status, reason, .. } => Err(Error::HttpStatus { status, reason: reason.to_string() }),
+            Event::Malformed(e) => Err(Error::Protocol(e)),
+            Event::ConnectionLost { .. } => Err(Error::Closed),
+            // Passed to the inbox by the operation: never here.
+            Event::Relogin { .. } => Err(Error::Closed),
+        });
+        self.link.run(&mut exchange, &mut relogin).map_err(Error::from)?
     }
 }
 

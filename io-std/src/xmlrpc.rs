@@ -153,12 +153,6 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Self {
-        Error::Io(e)
-    }
-}
-
 impl From<UrlError> for Error {
     fn from(e: UrlError) -> Self {
         Error::Url(e)
@@ -185,7 +179,7 @@ impl From<SendError> for Error {
     }
 }
 
-crate::transport::from_drive_error!(Error, proto_http::Error, Error::Http);
+crate::transport::client_error!(Error, proto_http::Error, Error::Http);
 
 /// A blocking XML-RPC client. Calls go one at a time; the HTTP connection is
 /// kept alive when the server allows it and reopened when it does not.
@@ -229,23 +223,17 @@ impl Client {
         read: impl FnOnce(Value<'_>) -> T,
     ) -> Result<T, Error> {
         self.link.machine().call(method, |p| ser::to_params(p, &params))?;
-        let mut read = Some(read);
-        self.link
-            .run(|event| match event {
-                Event::Response(MethodResponse::Params(p)) => {
-                    read.take().map(|f| Ok(f(p.first().unwrap_or(Value::Nil))))
-                }
-                Event::Response(MethodResponse::Fault(f)) => Some(Err(Error::Fault(f.into()))),
-                Event::HttpStatus { status, reason, body } => Some(Err(Error::HttpStatus {
-                    status,
-                    reason: reason.into(),
-                    body: String::from_utf8_lossy(body).into(),
-                })),
-                Event::Malformed(e) => Some(Err(Error::Xml(e))),
-                Event::Http(e) => Some(Err(Error::Http(e))),
-                Event::ConnectionLost { .. } => Some(Err(Error::Closed)),
-            })
-            .map_err(Error::from)?
+        let mut response = xmlrpc::Response::new(|event: Event<'_>| match event {
+            Event::Response(MethodResponse::Params(p)) => Ok(read(p.first().unwrap_or(Value::Nil))),
+            Event::Response(MethodResponse::Fault(f)) => Err(Error::Fault(f.into())),
+            Event::HttpStatus { status, reason, body } => {
+                Err(Error::HttpStatus { status, reason: reason.into(), body: String::from_utf8_lossy(body).into() })
+            }
+            Event::Malformed(e) => Err(Error::Xml(e)),
+            Event::Http(e) => Err(Error::Http(e)),
+            Event::ConnectionLost { .. } => Err(Error::Closed),
+        });
+        self.link.run(&mut response, &mut |_: Event<'_>| {}).map_err(Error::from)?
     }
 
     /// Calls `method` and returns the result as JSON ([`to_json`]).

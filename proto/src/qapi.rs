@@ -467,3 +467,40 @@ impl<'a> Members<'a> {
         }
     }
 }
+
+/// The `source`, `From<json::Error>` and `From<SendError>` of a QAPI
+/// client's `Error` (QMP's and QGA's, alike in these): its `Json`,
+/// `TransmitFull`, `ArgumentsNotObject`, `IdInUse` and `TooManyPending`
+/// variants.
+macro_rules! client_error {
+    ($error:ident) => {
+        impl core::error::Error for $error {
+            fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+                match self {
+                    $error::Json(e) => Some(e),
+                    $error::TransmitFull(e) => Some(e),
+                    _ => None,
+                }
+            }
+        }
+
+        impl From<crate::json::Error> for $error {
+            fn from(e: crate::json::Error) -> Self {
+                $error::Json(e)
+            }
+        }
+
+        impl From<crate::qapi::SendError> for $error {
+            fn from(e: crate::qapi::SendError) -> Self {
+                use crate::qapi::SendError;
+                match e {
+                    SendError::ArgumentsNotObject => $error::ArgumentsNotObject,
+                    SendError::IdInUse(id) => $error::IdInUse(id),
+                    SendError::TooManyPending { limit } => $error::TooManyPending { limit },
+                    SendError::TransmitFull(full) => $error::TransmitFull(full),
+                }
+            }
+        }
+    };
+}
+pub(crate) use client_error;

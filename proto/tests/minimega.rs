@@ -175,7 +175,7 @@ fn replay_with(c2s: &[u8], s2c: &[u8], sizes: &[usize], mut on_event: impl FnMut
         }
         fed += want;
     }
-    mm.recv_commit(0).expect("eof");
+    mm.recv_eof();
     while let Some(e) = mm.poll().expect("poll") {
         on_event(e);
     }
@@ -328,7 +328,7 @@ fn the_daemon_closes_without_a_reply_on_what_it_cannot_decode_and_on_quit() {
         // others in with a command, which the daemon never answers either.
         let mut mm = Client::<Heap>::new(Config::default());
         mm.command(if name == "raw_quit" { "quit" } else { std::str::from_utf8(c2s).unwrap() }).unwrap();
-        mm.recv_commit(0).unwrap();
+        mm.recv_eof();
         let log: Vec<String> = std::iter::from_fn(|| mm.poll().unwrap().map(describe)).collect();
         assert_eq!(log, ["failed after 0 frames", "closed"], "{name}");
     }

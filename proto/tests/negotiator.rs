@@ -83,7 +83,7 @@ fn serve<S: Storage>(
         }
         fed += want;
     }
-    responder.recv_commit(0).unwrap();
+    responder.recv_eof();
     drain(responder, &mut log, &mut out);
     (log, out)
 }

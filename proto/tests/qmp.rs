@@ -446,7 +446,7 @@ fn truncated_message_at_eof_is_reported() {
     let id = c.execute("x", None).unwrap();
     c.receive(b"{\"return\": {\"a\": ").unwrap();
     assert!(c.poll().unwrap().is_none());
-    c.recv_commit(0).unwrap();
+    c.recv_eof();
     let mut log = Vec::new();
     while let Some(e) = c.poll().unwrap() {
         log.push(describe(e));

@@ -309,7 +309,7 @@ proptest! {
             while let Ok(Some(_)) = xapi.poll() {}
             if n == 0 { break; }
         }
-        let _ = xapi.recv_commit(0);
+        xapi.recv_eof();
         while let Ok(Some(_)) = xapi.poll() {}
     }
 }

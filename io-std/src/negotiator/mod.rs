@@ -44,6 +44,7 @@ use vmwire_proto::Machine;
 use vmwire_proto::buf::Heap;
 use vmwire_proto::json::Value;
 use vmwire_proto::negotiator::{self as proto, Caller, CallerEvent, Request, Responder, ResponderEvent};
+use vmwire_proto::op::{Idle, Operation};
 
 use crate::text::escape;
 use crate::transport::{Conn, DriveError, Stream, deadline, hung_up, nap, poll_until};
@@ -135,19 +136,7 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Self {
-        Error::Io(e)
-    }
-}
-
-impl From<proto::Error> for Error {
-    fn from(e: proto::Error) -> Self {
-        Error::Protocol(e)
-    }
-}
-
-crate::transport::from_drive_error!(Error, proto::Error, Error::Protocol);
+crate::transport::client_error!(Error, proto::Error, Error::Protocol);
 
 /// Opens `path`: a UNIX socket is connected to (within `timeout`, as a
 /// busy QEMU chardev's queue can be full), anything else (a character
@@ -269,9 +258,9 @@ impl Channel {
                 Ok(()) | Err(DriveError::Timeout | DriveError::Closed) => {}
                 Err(e) => return Err(e.into()),
             }
-            while let Some(event) = self.conn.machine_mut().poll()? {
-                note(&self.label, &event);
-            }
+            // No call in progress: every event is noted and dropped.
+            let label = &self.label;
+            vmwire_proto::op::drive(self.conn.machine_mut(), &mut Idle, &mut |e: CallerEvent<'_>| note(label, &e))?;
         }
         Ok(())
     }
@@ -279,39 +268,26 @@ impl Channel {
     /// Sends the call and waits for its response within the time limit.
     fn response<T>(&mut self, on_result: impl FnOnce(Value<'_>) -> Result<T, Error>) -> Result<T, Error> {
         let deadline = deadline(self.options.timeout);
-        let outcome = self.wait(deadline, on_result);
+        let mut response = proto::Response::new(|answer: proto::Answer<'_>| match answer {
+            proto::Answer::Result(value) => on_result(value),
+            proto::Answer::Error(message) => Err(Error::Remote(message.to_string())),
+            proto::Answer::Invalid(e) => Err(Error::Protocol(e)),
+            proto::Answer::Closed => Err(Error::Closed),
+        });
+        let label = &self.label;
+        let mut note = |event: CallerEvent<'_>| note(label, &event);
+        let outcome = self.conn.wait(&mut response, &mut note, deadline);
+        // Looked at before the call is expired, which withdraws a request never sent.
         let unsent = !self.conn.machine().transmit().is_empty();
-        if matches!(outcome, Err(Error::Timeout | Error::Io(_))) {
-            // A request never sent is withdrawn; a sent one's late response is dropped.
-            self.conn.machine_mut().forget();
+        if matches!(outcome, Err(DriveError::Timeout | DriveError::Io(_))) {
+            response.expire(self.conn.machine_mut());
         }
         match outcome {
-            Err(Error::Timeout) if unsent && caller_gone(&self.conn) => Err(Error::NotConnected {
+            Err(DriveError::Timeout) if unsent && caller_gone(&self.conn) => Err(Error::NotConnected {
                 channel: self.label.clone(),
                 waited: self.options.timeout.unwrap_or_default(),
             }),
-            other => other,
-        }
-    }
-
-    fn wait<T>(
-        &mut self,
-        deadline: Option<Instant>,
-        on_result: impl FnOnce(Value<'_>) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        self.conn.flush(deadline)?;
-        let mut on_result = Some(on_result);
-        loop {
-            while let Some(event) = self.conn.machine_mut().poll()? {
-                match event {
-                    CallerEvent::Result(value) => return on_result.take().map_or(Err(Error::Closed), |f| f(value)),
-                    CallerEvent::Error(error) => return Err(Error::Remote(error.to_string())),
-                    CallerEvent::Invalid(e) => return Err(Error::Protocol(e)),
-                    CallerEvent::Failed | CallerEvent::Closed => return Err(Error::Closed),
-                    other => note(&self.label, &other),
-                }
-            }
-            self.conn.pump(deadline)?;
+            other => other?,
         }
     }
 

@@ -45,6 +45,7 @@
 //! echo check of the next command then reports it as [`Event::Malformed`]).
 
 mod echo;
+mod op;
 
 use core::fmt;
 
@@ -53,6 +54,7 @@ use crate::buf::{Buf, Full, RxBuf, Storage};
 use crate::json::{JsonStr, Value};
 use crate::qmp;
 use echo::Echo;
+pub use op::{Answer, Opened, Opening, ReplyTo};
 
 /// The monitor's prompt.
 pub const PROMPT: &[u8] = b"(qemu) ";
@@ -253,6 +255,21 @@ pub enum Error {
         /// The limit, in bytes ([`Config::max_banner`], within the buffer).
         limit: usize,
     },
+}
+
+impl Error {
+    /// What kind of error this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            Error::LineBreak { .. } | Error::ControlCharacter { .. } | Error::LineTooLong { .. } => K::InvalidInput,
+            Error::QueueFull(_) => K::Busy,
+            Error::EchoMismatch { .. } | Error::NotHmp => K::InvalidData,
+            Error::BannerTooLong { .. } => K::TooLarge,
+            Error::WrongState { .. } => K::WrongState,
+            Error::CommitTooLarge => K::Misuse,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -750,6 +767,7 @@ impl<S: Storage> Machine for Client<S> {
     where
         Self: 'a;
     type Error = Error;
+    type Request = u64;
 
     fn recv_buf(&mut self) -> &mut [u8] {
         self.settle();
@@ -758,7 +776,7 @@ impl<S: Storage> Machine for Client<S> {
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
         if n == 0 {
-            self.eof = true;
+            self.recv_eof();
             return Ok(());
         }
         if !self.rx.commit(n) {
@@ -791,6 +809,19 @@ impl<S: Storage> Machine for Client<S> {
     fn transmitted(&mut self, n: usize) {
         self.sent = (self.sent + n).min(self.front_len());
     }
+
+    fn recv_eof(&mut self) {
+        self.eof = true;
+    }
+
+    fn close(&mut self) {
+        Client::close(self);
+    }
+
+    /// Nothing: the monitor runs lines in turn, so the line's output still
+    /// comes, under its number, and waits for nobody; the lines behind it
+    /// are answered after it.
+    fn expire(&mut self, _line: &u64) {}
 }
 
 /// What `info status` says: `VM status: running`, `VM status: paused (prelaunch)`.

@@ -436,6 +436,7 @@ impl<S: Storage> Machine for Client<S> {
     where
         Self: 'a;
     type Error = Error;
+    type Request = ();
 
     fn recv_buf(&mut self) -> &mut [u8] {
         self.settle();
@@ -444,7 +445,7 @@ impl<S: Storage> Machine for Client<S> {
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
         if n == 0 {
-            self.core.eof = true;
+            self.recv_eof();
             return Ok(());
         }
         if !self.rx.commit(n) {
@@ -471,5 +472,31 @@ impl<S: Storage> Machine for Client<S> {
 
     fn transmitted(&mut self, n: usize) {
         self.core.tx.drained(n);
+    }
+
+    fn recv_eof(&mut self) {
+        self.core.eof = true;
+    }
+
+    fn close(&mut self) {
+        Client::close(self);
+    }
+
+    /// Closes and abandons the request: HTTP/1.x has no way to skip a
+    /// response, so the next request goes out on a new connection.
+    fn expire(&mut self, _request: &()) {
+        self.close();
+    }
+
+    fn needs_connection(&self) -> bool {
+        Client::needs_connection(self)
+    }
+
+    fn connected(&mut self) {
+        Client::connected(self);
+    }
+
+    fn reusable_idle(&self) -> bool {
+        self.core.state == State::Idle
     }
 }

@@ -59,7 +59,54 @@ pub use head::{Headers, Version};
 pub use server::{Event as ServerEvent, Request, Server, ServerConfig, State as ServerState};
 pub use write::{FRAMING_FIELDS, RequestHead, check_field, encode_with_length, write_request_head};
 
-use crate::buf::Full;
+use crate::buf::{Full, Sink};
+
+/// Writes the value of a `Host` field: `host` (in brackets if it is an
+/// IPv6 address), then `:port` unless `port` is the scheme's `default`.
+pub fn write_host<S: Sink + ?Sized>(out: &mut S, host: &str, port: u16, default: u16) -> Result<(), Full> {
+    if host.contains(':') {
+        out.put(b"[")?;
+        out.put(host.as_bytes())?;
+        out.put(b"]")?;
+    } else {
+        out.put(host.as_bytes())?;
+    }
+    if port != default {
+        out.put(b":")?;
+        crate::json::write_u64(out, u64::from(port))?;
+    }
+    Ok(())
+}
+
+/// Writes the value of an `Authorization` field for basic authentication
+/// (RFC 7617): `Basic ` and the base64 of `user:password`.
+///
+/// ```
+/// let mut field = Vec::new();
+/// vmwire_proto::http::write_basic_authorization(&mut field, "root", "secret")?;
+/// assert_eq!(field, b"Basic cm9vdDpzZWNyZXQ=");
+/// let mut host = Vec::new();
+/// vmwire_proto::http::write_host(&mut host, "::1", 8080, 80)?;
+/// assert_eq!(host, b"[::1]:8080");
+/// # Ok::<(), vmwire_proto::buf::Full>(())
+/// ```
+pub fn write_basic_authorization<S: Sink + ?Sized>(out: &mut S, user: &str, password: &str) -> Result<(), Full> {
+    out.put(b"Basic ")?;
+    // `user:password` in pieces of whole three-byte groups, so that no joined copy is needed.
+    let mut pending = [0u8; 3];
+    let mut len = 0;
+    for &b in user.as_bytes().iter().chain(b":").chain(password.as_bytes()) {
+        if let Some(slot) = pending.get_mut(len) {
+            *slot = b;
+        }
+        len += 1;
+        if len == 3 {
+            crate::base64::encode(out, &pending)?;
+            len = 0;
+        }
+    }
+    crate::base64::encode(out, pending.get(..len).unwrap_or_default())
+}
 
 /// Most headers a message may have, whatever [`Limits::max_headers`] says
 /// (the parser's header table lives on the stack).
@@ -151,6 +198,27 @@ pub enum Error {
     TransmitFull(Full),
     /// `recv_commit` was told of more bytes than `recv_buf` offered.
     CommitTooLarge,
+}
+
+impl Error {
+    /// What kind of error this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            Error::HeadTooLarge { .. } | Error::TooManyHeaders { .. } | Error::BodyTooLarge { .. } => K::TooLarge,
+            Error::BadHead { .. }
+            | Error::BadContentLength
+            | Error::LengthAndTransferEncoding
+            | Error::BadChunk { .. }
+            | Error::BadGzip { .. }
+            | Error::UnexpectedResponse => K::InvalidData,
+            Error::UnsupportedTransferEncoding | Error::UnsupportedContentEncoding => K::Unsupported,
+            Error::InvalidHeader | Error::FramingField { .. } => K::InvalidInput,
+            Error::WrongState { .. } => K::WrongState,
+            Error::TransmitFull(_) => K::TransmitFull,
+            Error::CommitTooLarge => K::Misuse,
+        }
+    }
 }
 
 impl fmt::Display for Error {

@@ -267,8 +267,8 @@ impl<S: Storage> Server<S> {
                         Ok(None) => {
                             if head.fields.expect_continue && head.version == Version::Http11 && !*continued {
                                 *continued = true;
-                                if core.tx.encode(|out| out.put(b"HTTP/1.1 100 Continue\r\n\r\n")).is_err() {
-                                    return self.reject(Error::TransmitFull(crate::buf::Full { limit: 0 }));
+                                if let Err(full) = core.tx.encode(|out| out.put(b"HTTP/1.1 100 Continue\r\n\r\n")) {
+                                    return self.reject(Error::TransmitFull(full));
                                 }
                             }
                             return self.incomplete();
@@ -375,6 +375,7 @@ impl<S: Storage> Machine for Server<S> {
     where
         Self: 'a;
     type Error = Error;
+    type Request = ();
 
     fn recv_buf(&mut self) -> &mut [u8] {
         self.settle();
@@ -383,7 +384,7 @@ impl<S: Storage> Machine for Server<S> {
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
         if n == 0 {
-            self.core.eof = true;
+            self.recv_eof();
             return Ok(());
         }
         if !self.rx.commit(n) {
@@ -414,5 +415,22 @@ impl<S: Storage> Machine for Server<S> {
 
     fn transmitted(&mut self, n: usize) {
         self.core.tx.drained(n);
+    }
+
+    fn recv_eof(&mut self) {
+        self.core.eof = true;
+    }
+
+    /// Nothing more is read or written; [`Event::Closed`] is reported.
+    fn close(&mut self) {
+        self.core.tx.clear();
+        self.core.state = State::Closing;
+        self.core.eof = true;
+    }
+
+    /// Closes: a client that stops halfway through its request leaves the
+    /// connection unusable.
+    fn expire(&mut self, _request: &()) {
+        self.close();
     }
 }

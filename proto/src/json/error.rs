@@ -12,6 +12,13 @@ pub struct Error {
     pub offset: u64,
 }
 
+impl Error {
+    /// Whether the value was over the size or depth limit (rather than not JSON).
+    pub fn is_too_large(&self) -> bool {
+        matches!(self.kind, ErrorKind::TooLarge { .. } | ErrorKind::TooDeep { .. })
+    }
+}
+
 /// The ways a JSON text can be wrong or too big.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

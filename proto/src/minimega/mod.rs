@@ -66,12 +66,14 @@
 
 mod frame;
 mod line;
+mod op;
 mod table;
 
 pub use frame::{Frame, Response, ResponseIter, Row, Rows, Strings};
 #[cfg(feature = "alloc")]
 pub use line::quote;
 pub use line::{CommandLine, LineBuf, Namespace, check_line, needs_quotes, write_word};
+pub use op::{Next, Part, Want};
 #[cfg(feature = "alloc")]
 pub use table::{Record, Table};
 pub use table::{compare_cells, compare_rows, sort_rows};
@@ -242,6 +244,29 @@ pub enum Error {
     TransmitFull(Full),
     /// `recv_commit` was told of more bytes than `recv_buf` offered.
     CommitTooLarge,
+}
+
+impl Error {
+    /// What kind of error this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            Error::Json(e) if e.is_too_large() => K::TooLarge,
+            Error::FrameTooLarge { .. } | Error::TooManyResponses { .. } => K::TooLarge,
+            Error::Json(_) | Error::BadFrame { .. } => K::InvalidData,
+            Error::Busy { .. } => K::Busy,
+            Error::WrongState { .. } => K::WrongState,
+            Error::Empty { .. }
+            | Error::InvalidNamespace
+            | Error::NotPlain
+            | Error::BareNamespace
+            | Error::BareOutputMode { .. }
+            | Error::DaemonWide { .. }
+            | Error::LineFull(_) => K::InvalidInput,
+            Error::TransmitFull(_) => K::TransmitFull,
+            Error::CommitTooLarge => K::Misuse,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -538,6 +563,7 @@ impl<S: Storage> Machine for Client<S> {
     where
         Self: 'a;
     type Error = Error;
+    type Request = ();
 
     fn recv_buf(&mut self) -> &mut [u8] {
         self.framer.recv_buf()
@@ -545,7 +571,7 @@ impl<S: Storage> Machine for Client<S> {
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
         if n == 0 {
-            self.core.eof = true;
+            self.recv_eof();
             return Ok(());
         }
         // A closed machine still takes bytes, and drops them: nothing is listening.
@@ -597,6 +623,20 @@ impl<S: Storage> Machine for Client<S> {
 
     fn transmitted(&mut self, n: usize) {
         self.core.tx.drained(n);
+    }
+
+    fn recv_eof(&mut self) {
+        self.core.eof = true;
+    }
+
+    fn close(&mut self) {
+        Client::close(self);
+    }
+
+    /// Closes: minimega's replies carry no id, so a late one would pass for
+    /// the next command's.
+    fn expire(&mut self, _command: &()) {
+        self.close();
     }
 }
 

@@ -289,6 +289,7 @@ impl<S: Storage> Machine for Caller<S> {
     where
         Self: 'a;
     type Error = Error;
+    type Request = ();
 
     fn recv_buf(&mut self) -> &mut [u8] {
         self.decoder.recv_buf()
@@ -296,7 +297,7 @@ impl<S: Storage> Machine for Caller<S> {
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
         if n == 0 {
-            self.core.eof = true;
+            self.recv_eof();
             return Ok(());
         }
         if !self.decoder.recv_commit(n) {
@@ -329,5 +330,69 @@ impl<S: Storage> Machine for Caller<S> {
 
     fn transmitted(&mut self, n: usize) {
         self.core.tx.drained(n);
+    }
+
+    fn recv_eof(&mut self) {
+        self.core.eof = true;
+    }
+
+    fn close(&mut self) {
+        Caller::close(self);
+    }
+
+    /// Forgets the call ([`Caller::forget`]): its late response is dropped
+    /// as stale; a call still wholly unsent is withdrawn.
+    fn expire(&mut self, _call: &()) {
+        self.forget();
+    }
+}
+
+/// How a call ended, as [`Response`] hands it to its caller.
+#[derive(Debug, Clone)]
+pub enum Answer<'a> {
+    /// It succeeded: its result.
+    Result(Value<'a>),
+    /// The remote method failed, with this message.
+    Error(JsonStr<'a>),
+    /// The response could not be understood.
+    Invalid(Error),
+    /// The stream ended (or the session closed) before the response.
+    Closed,
+}
+
+/// Waits for the response to the call in progress, and makes `answer` of it.
+#[derive(Debug)]
+pub struct Response<F> {
+    answer: crate::op::Finish<F>,
+}
+
+impl<F> Response<F> {
+    /// The operation for the call just queued with [`Caller::call`].
+    pub fn new(answer: F) -> Self {
+        Response { answer: crate::op::Finish::new(answer) }
+    }
+}
+
+impl<S: Storage, T, F: for<'a> FnOnce(Answer<'a>) -> T> crate::op::Operation<Caller<S>> for Response<F> {
+    type Output = T;
+
+    fn offer<'a>(&mut self, event: CallerEvent<'a>) -> crate::op::Offer<CallerEvent<'a>, T>
+    where
+        S: 'a,
+    {
+        use crate::op::Offer;
+        let answer = match event {
+            CallerEvent::Result(value) => Answer::Result(value),
+            CallerEvent::Error(message) => Answer::Error(message),
+            CallerEvent::Invalid(e) => Answer::Invalid(e),
+            CallerEvent::Failed | CallerEvent::Closed => Answer::Closed,
+            other => return Offer::Pass(other),
+        };
+        self.answer.with(answer)
+    }
+
+    /// One call at a time: the call is the one in progress.
+    fn request(&self) -> Option<&()> {
+        Some(&())
     }
 }

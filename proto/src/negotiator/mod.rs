@@ -57,7 +57,7 @@ mod responder;
 
 use core::fmt;
 
-pub use caller::{Caller, CallerEvent, Reply};
+pub use caller::{Answer, Caller, CallerEvent, Reply, Response};
 pub use codec::{Decoder, Limits, MAX_LENGTH_LINE, encode, write_frame};
 pub use responder::{Request, Responder, ResponderEvent};
 
@@ -184,6 +184,28 @@ pub enum Error {
     TransmitFull(Full),
     /// `recv_commit` was told of more bytes than `recv_buf` offered.
     CommitTooLarge,
+}
+
+impl Error {
+    /// What kind of error this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            Error::LengthLineTooLong { .. } | Error::TooLarge { .. } => K::TooLarge,
+            Error::Json(e) if e.is_too_large() => K::TooLarge,
+            Error::InvalidLength { .. }
+            | Error::MissingLength { .. }
+            | Error::NonAscii { .. }
+            | Error::Json(_)
+            | Error::TruncatedLength { .. }
+            | Error::TruncatedBody { .. }
+            | Error::BadMessage { .. } => K::InvalidData,
+            Error::WrongState { .. } => K::WrongState,
+            Error::ArgsNotArray | Error::KwNotObject => K::InvalidInput,
+            Error::TransmitFull(_) => K::TransmitFull,
+            Error::CommitTooLarge => K::Misuse,
+        }
+    }
 }
 
 impl Error {

@@ -262,6 +262,7 @@ impl<S: Storage> Machine for Responder<S> {
     where
         Self: 'a;
     type Error = Error;
+    type Request = ();
 
     fn recv_buf(&mut self) -> &mut [u8] {
         self.decoder.recv_buf()
@@ -269,7 +270,7 @@ impl<S: Storage> Machine for Responder<S> {
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
         if n == 0 {
-            self.core.eof = true;
+            self.recv_eof();
             return Ok(());
         }
         if !self.decoder.recv_commit(n) {
@@ -331,5 +332,19 @@ impl<S: Storage> Machine for Responder<S> {
 
     fn transmitted(&mut self, n: usize) {
         self.core.tx.drained(n);
+    }
+
+    fn recv_eof(&mut self) {
+        self.core.eof = true;
+    }
+
+    fn close(&mut self) {
+        Responder::close(self);
+    }
+
+    /// Closes: a caller that stops halfway through its request leaves no
+    /// way to find the next one's start.
+    fn expire(&mut self, _request: &()) {
+        self.close();
     }
 }

@@ -41,9 +41,12 @@ use core::fmt;
 use crate::Machine;
 use crate::buf::{Full, Sink, Storage, TxBuf};
 use crate::json::{self, Framer, JsonStr, Limits, Message, ObjectWriter, Step, Value};
-use crate::qapi::{self, Ending, Members, Pending, SendError, Settled, Table};
+use crate::qapi::{self, Ending, Members, Pending, Settled, Table};
 
 pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply};
+pub use op::{Answer, ReplyTo, Synchronise, Synchronised};
+
+mod op;
 
 /// The byte that resets the agent's parser, and that it sends before a
 /// `guest-sync-delimited` reply. It never occurs in UTF-8 (so in JSON).
@@ -220,6 +223,23 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// What kind of error this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            Error::Json(e) if e.is_too_large() => K::TooLarge,
+            Error::Json(_) | Error::BadMessage { .. } | Error::NotAgent { .. } => K::InvalidData,
+            Error::WrongState { .. } => K::WrongState,
+            Error::OobNotSupported => K::Unsupported,
+            Error::IdInUse(_) | Error::ArgumentsNotObject => K::InvalidInput,
+            Error::TooManyPending { .. } => K::Busy,
+            Error::TransmitFull(_) => K::TransmitFull,
+            Error::CommitTooLarge => K::Misuse,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -239,32 +259,7 @@ impl fmt::Display for Error {
     }
 }
 
-impl core::error::Error for Error {
-    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
-        match self {
-            Error::Json(e) => Some(e),
-            Error::TransmitFull(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<json::Error> for Error {
-    fn from(e: json::Error) -> Self {
-        Error::Json(e)
-    }
-}
-
-impl From<SendError> for Error {
-    fn from(e: SendError) -> Self {
-        match e {
-            SendError::ArgumentsNotObject => Error::ArgumentsNotObject,
-            SendError::IdInUse(id) => Error::IdInUse(id),
-            SendError::TooManyPending { limit } => Error::TooManyPending { limit },
-            SendError::TransmitFull(full) => Error::TransmitFull(full),
-        }
-    }
-}
+crate::qapi::client_error!(Error);
 
 /// The guest agent client machine. See the [module documentation](self).
 pub struct Client<S: Storage> {
@@ -342,6 +337,16 @@ impl<S: Storage> Client<S> {
     /// How many commands are waiting for a reply (forgotten ones excluded).
     pub fn in_flight(&self) -> usize {
         self.core.table.in_flight()
+    }
+
+    /// The id the next resynchronisation after a timeout uses: the last
+    /// one stirred (splitmix64), so that it is as unguessable as the id the
+    /// session was opened with, and never the same twice in a row.
+    pub fn next_sync_id(&self) -> u64 {
+        let mut z = self.core.sync.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
     }
 
     /// Resynchronises (after a timeout, or whenever the stream is in doubt):
@@ -492,6 +497,7 @@ impl<S: Storage> Machine for Client<S> {
     where
         Self: 'a;
     type Error = Error;
+    type Request = Id;
 
     fn recv_buf(&mut self) -> &mut [u8] {
         self.framer.recv_buf()
@@ -499,7 +505,7 @@ impl<S: Storage> Machine for Client<S> {
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
         if n == 0 {
-            self.core.eof = true;
+            self.recv_eof();
             return Ok(());
         }
         // A closed machine still takes bytes, and drops them: nothing is listening.
@@ -584,6 +590,23 @@ impl<S: Storage> Machine for Client<S> {
 
     fn transmitted(&mut self, n: usize) {
         self.core.tx.drained(n);
+    }
+
+    fn recv_eof(&mut self) {
+        self.core.eof = true;
+    }
+
+    fn close(&mut self) {
+        Client::close(self);
+    }
+
+    /// Resynchronises under the next sync id (see [`Client::next_sync_id`]),
+    /// so that whatever is late cannot pass for a later command's reply:
+    /// every command still waiting fails ([`Event::Failed`]).
+    fn expire(&mut self, _id: &Id) {
+        if self.core.state != State::Closed && self.resync(self.next_sync_id()).is_err() {
+            self.close();
+        }
     }
 }
 

@@ -37,9 +37,12 @@ use core::fmt;
 use crate::Machine;
 use crate::buf::{Full, Sink, Storage, TxBuf};
 use crate::json::{self, Framer, JsonStr, Kind, Limits, Message, ObjectWriter, Step, Value};
-use crate::qapi::{self, Members, Pending, SendError, Settled, Slot, Table};
+use crate::qapi::{self, Members, Pending, Settled, Slot, Table};
 
 pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply};
+pub use op::{Answer, Negotiated, Negotiation, NextEvent, ReplyTo};
+
+mod op;
 
 pub mod schema;
 
@@ -260,6 +263,23 @@ pub enum Error {
     CommitTooLarge,
 }
 
+impl Error {
+    /// What kind of error this is.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            Error::Json(e) if e.is_too_large() => K::TooLarge,
+            Error::Json(_) | Error::NotGreeting | Error::BadMessage { .. } => K::InvalidData,
+            Error::WrongState { .. } => K::WrongState,
+            Error::OobNotNegotiated => K::Unsupported,
+            Error::IdInUse(_) | Error::ArgumentsNotObject => K::InvalidInput,
+            Error::TooManyPending { .. } => K::Busy,
+            Error::TransmitFull(_) => K::TransmitFull,
+            Error::CommitTooLarge => K::Misuse,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -281,32 +301,7 @@ impl fmt::Display for Error {
     }
 }
 
-impl core::error::Error for Error {
-    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
-        match self {
-            Error::Json(e) => Some(e),
-            Error::TransmitFull(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<json::Error> for Error {
-    fn from(e: json::Error) -> Self {
-        Error::Json(e)
-    }
-}
-
-impl From<SendError> for Error {
-    fn from(e: SendError) -> Self {
-        match e {
-            SendError::ArgumentsNotObject => Error::ArgumentsNotObject,
-            SendError::IdInUse(id) => Error::IdInUse(id),
-            SendError::TooManyPending { limit } => Error::TooManyPending { limit },
-            SendError::TransmitFull(full) => Error::TransmitFull(full),
-        }
-    }
-}
+crate::qapi::client_error!(Error);
 
 /// The QMP client machine. See the [module documentation](self).
 pub struct Client<S: Storage> {
@@ -566,6 +561,7 @@ impl<S: Storage> Machine for Client<S> {
     where
         Self: 'a;
     type Error = Error;
+    type Request = Id;
 
     fn recv_buf(&mut self) -> &mut [u8] {
         self.framer.recv_buf()
@@ -573,7 +569,7 @@ impl<S: Storage> Machine for Client<S> {
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
         if n == 0 {
-            self.core.eof = true;
+            self.recv_eof();
             return Ok(());
         }
         // A closed machine still takes bytes, and drops them: nothing is listening.
@@ -614,5 +610,18 @@ impl<S: Storage> Machine for Client<S> {
 
     fn transmitted(&mut self, n: usize) {
         self.core.tx.drained(n);
+    }
+
+    fn recv_eof(&mut self) {
+        self.core.eof = true;
+    }
+
+    fn close(&mut self) {
+        Client::close(self);
+    }
+
+    /// Forgets the command: its reply, if it ever comes, is [`Event::Stale`].
+    fn expire(&mut self, id: &Id) {
+        self.forget(id);
     }
 }

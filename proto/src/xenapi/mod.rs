@@ -665,8 +665,18 @@ impl<S: Storage> Machine for Session<S> {
     where
         Self: 'a;
     type Error = http::Error;
+    type Request = ();
 
-    crate::xmlrpc::delegate_bytes!(rpc);
+    crate::delegate_bytes!(rpc, http::Error);
+
+    fn close(&mut self) {
+        Session::close(self);
+    }
+
+    /// Closes and abandons the call, login or logout; the session is kept.
+    fn expire(&mut self, _call: &()) {
+        self.close();
+    }
 
     fn poll(&mut self) -> Result<Option<Event<'_>>, http::Error> {
         let Some(step) = self.rpc.step() else { return Ok(None) };
@@ -734,5 +744,39 @@ impl<S: Storage> Machine for Session<S> {
             }
             _ => Ok(self.answer(step)),
         }
+    }
+}
+
+/// Waits for the end of the session's outstanding call, login or logout
+/// (every event but [`Event::Relogin`], which goes to the inbox: the call
+/// goes on), and makes `answer` of it.
+#[derive(Debug)]
+pub struct Exchange<F> {
+    answer: crate::op::Finish<F>,
+}
+
+impl<F> Exchange<F> {
+    /// The operation for what was just queued on the [`Session`].
+    pub fn new(answer: F) -> Self {
+        Exchange { answer: crate::op::Finish::new(answer) }
+    }
+}
+
+impl<S: Storage, T, F: for<'a> FnOnce(Event<'a>) -> T> crate::op::Operation<Session<S>> for Exchange<F> {
+    type Output = T;
+
+    fn offer<'a>(&mut self, event: Event<'a>) -> crate::op::Offer<Event<'a>, T>
+    where
+        S: 'a,
+    {
+        match event {
+            Event::Relogin { .. } => crate::op::Offer::Pass(event),
+            event => self.answer.with(event),
+        }
+    }
+
+    /// One request at a time: the one outstanding.
+    fn request(&self) -> Option<&()> {
+        Some(&())
     }
 }

@@ -1,12 +1,11 @@
 //! Base64 (RFC 4648, standard alphabet, padded) for `<base64>` values:
 //! decoding skips white space, as the line-wrapped text peers send needs;
-//! encoding wraps at 76 characters as Python's `encodebytes` does.
+//! encoding wraps at 76 characters as Python's `encodebytes` does, with
+//! the crate's one encoder ([`crate::base64::encode`]).
 
 use core::fmt;
 
 use crate::buf::{Full, Sink};
-
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Why base64 text did not decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,40 +95,16 @@ pub fn decode(text: &[u8], out: &mut [u8]) -> Result<usize, DecodeError> {
 pub fn encode_lines<S: Sink + ?Sized>(out: &mut S, bytes: &[u8]) -> Result<(), Full> {
     // 57 input bytes make one 76-character line.
     for line in bytes.chunks(57) {
-        let mut text = [0u8; 76];
-        let mut len = 0;
-        for group in line.chunks(3) {
-            let b = [
-                group.first().copied().unwrap_or(0),
-                group.get(1).copied().unwrap_or(0),
-                group.get(2).copied().unwrap_or(0),
-            ];
-            let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-            let quad = [
-                ALPHABET[(n >> 18 & 63) as usize],
-                ALPHABET[(n >> 12 & 63) as usize],
-                if group.len() > 1 { ALPHABET[(n >> 6 & 63) as usize] } else { b'=' },
-                if group.len() > 2 { ALPHABET[(n & 63) as usize] } else { b'=' },
-            ];
-            if let Some(slot) = text.get_mut(len..len + 4) {
-                slot.copy_from_slice(&quad);
-            }
-            len += 4;
-        }
-        out.put(text.get(..len).unwrap_or_default())?;
+        crate::base64::encode(out, line)?;
         out.put(b"\n")?;
     }
     Ok(())
 }
 
-/// Writes `bytes` as base64 on one line (for `Authorization: Basic`).
+/// Writes `bytes` as base64 on one line (for `Authorization: Basic`): the
+/// crate's one encoder, [`crate::base64::encode`].
 pub fn encode<S: Sink + ?Sized>(out: &mut S, bytes: &[u8]) -> Result<(), Full> {
-    for line in bytes.chunks(57) {
-        let mut buf = heapless::Vec::<u8, 77>::new();
-        encode_lines(&mut buf, line)?;
-        out.put(buf.strip_suffix(b"\n").unwrap_or(&buf))?;
-    }
-    Ok(())
+    crate::base64::encode(out, bytes)
 }
 
 #[cfg(test)]

@@ -126,7 +126,9 @@ impl<S: Storage> Client<S> {
     /// A client for `endpoint` (a `Content-Type: text/xml` field is added).
     pub fn new(config: Config, endpoint: &http::Endpoint<'_>) -> Result<Self, http::Error> {
         let mut fields: heapless::Vec<(&str, &str), { http::MAX_HEADERS }> = heapless::Vec::new();
-        fields.push(("Content-Type", "text/xml")).map_err(|_| http::Error::TooManyHeaders { limit: 0 })?;
+        fields
+            .push(("Content-Type", "text/xml"))
+            .map_err(|_| http::Error::TooManyHeaders { limit: http::MAX_HEADERS })?;
         for field in endpoint.headers {
             fields.push(*field).map_err(|_| http::Error::TooManyHeaders { limit: http::MAX_HEADERS })?;
         }
@@ -239,13 +241,53 @@ impl<S: Storage> Machine for Client<S> {
     where
         Self: 'a;
     type Error = http::Error;
+    type Request = ();
 
-    crate::xmlrpc::delegate_bytes!(http);
+    crate::delegate_bytes!(http, http::Error);
+
+    fn close(&mut self) {
+        Client::close(self);
+    }
+
+    /// Closes and abandons the call (see [`http::Client`]'s).
+    fn expire(&mut self, _call: &()) {
+        self.close();
+    }
 
     fn poll(&mut self) -> Result<Option<Event<'_>>, http::Error> {
         Ok(match self.step() {
             None => None,
             Some(step) => self.event(step),
         })
+    }
+}
+
+/// Waits for the response to the call in progress (every event of the
+/// client is that call's), and makes `answer` of it.
+#[derive(Debug)]
+pub struct Response<F> {
+    answer: crate::op::Finish<F>,
+}
+
+impl<F> Response<F> {
+    /// The operation for the call just queued with [`Client::call`].
+    pub fn new(answer: F) -> Self {
+        Response { answer: crate::op::Finish::new(answer) }
+    }
+}
+
+impl<S: Storage, T, F: for<'a> FnOnce(Event<'a>) -> T> crate::op::Operation<Client<S>> for Response<F> {
+    type Output = T;
+
+    fn offer<'a>(&mut self, event: Event<'a>) -> crate::op::Offer<Event<'a>, T>
+    where
+        S: 'a,
+    {
+        self.answer.with(event)
+    }
+
+    /// One call at a time: the call is the one in progress.
+    fn request(&self) -> Option<&()> {
+        Some(&())
     }
 }

@@ -43,29 +43,6 @@
 //! # Ok::<(), xmlrpc::Error>(())
 //! ```
 
-/// The byte side of a [`Machine`](crate::Machine) that is a layer over
-/// another (`$inner`): receiving and transmitting go straight through.
-macro_rules! delegate_bytes {
-    ($inner:ident) => {
-        fn recv_buf(&mut self) -> &mut [u8] {
-            self.$inner.recv_buf()
-        }
-
-        fn recv_commit(&mut self, n: usize) -> Result<(), crate::http::Error> {
-            self.$inner.recv_commit(n)
-        }
-
-        fn transmit(&self) -> &[u8] {
-            self.$inner.transmit()
-        }
-
-        fn transmitted(&mut self, n: usize) {
-            self.$inner.transmitted(n);
-        }
-    };
-}
-pub(crate) use delegate_bytes;
-
 pub mod base64;
 pub(crate) mod client;
 #[cfg(feature = "serde")]
@@ -79,7 +56,7 @@ mod text;
 mod value;
 mod write;
 
-pub use client::{Client, Config, Event, SendError};
+pub use client::{Client, Config, Event, Response, SendError};
 pub use error::{Error, ErrorKind, Message, WriteError};
 pub use server::{Call, Server, ServerConfig, ServerEvent};
 pub use text::{Chunk, Chunks, XmlStr};

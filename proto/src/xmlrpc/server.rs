@@ -156,8 +156,18 @@ impl<S: Storage> Machine for Server<S> {
     where
         Self: 'a;
     type Error = http::Error;
+    type Request = ();
 
-    crate::xmlrpc::delegate_bytes!(http);
+    crate::delegate_bytes!(http, http::Error);
+
+    fn close(&mut self) {
+        self.http.close();
+    }
+
+    /// Closes (see [`http::Server`]'s).
+    fn expire(&mut self, _request: &()) {
+        self.close();
+    }
 
     fn poll(&mut self) -> Result<Option<ServerEvent<'_>>, http::Error> {
         let shape = match self.find()? {

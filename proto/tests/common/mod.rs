@@ -67,7 +67,7 @@ fn feed_with<M: Machine>(
         }
     };
     if bytes.is_empty() {
-        machine.recv_commit(0).expect("eof");
+        machine.recv_eof();
         drain(machine);
         return;
     }
