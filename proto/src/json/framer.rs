@@ -346,6 +346,8 @@ impl Scanner {
         let mut depth = self.depth;
         // Whether the innermost open container is an object.
         let mut obj = depth > 0 && self.is_object(depth - 1);
+        // Inside the top-level object (its members are being recorded).
+        let mut top = depth == 1 && obj;
 
         // Out of data: save the state, resume later at `$at` expecting `$expect`.
         macro_rules! suspend {
@@ -384,7 +386,7 @@ impl Scanner {
                     self.pos = i;
                     return Ok(Some(i));
                 }
-                if depth == 1 && obj {
+                if top {
                     self.member_done(i);
                 }
             }};
@@ -394,13 +396,14 @@ impl Scanner {
             () => {{
                 depth -= 1;
                 obj = depth > 0 && self.is_object(depth - 1);
+                top = depth == 1 && obj;
                 value_done!();
             }};
         }
         // A key string ended at `i`: then `:`.
         macro_rules! after_key {
             () => {{
-                if depth == 1 && obj {
+                if top {
                     self.record(1, i - 1);
                 }
                 // `": "` is how nearly every encoder separates a key from its value.
@@ -433,7 +436,7 @@ impl Scanner {
                 if $b != b'"' {
                     unexpected!($b, if $expect == Expect::Key { "'\"'" } else { "'\"' or '}'" });
                 }
-                if depth == 1 && obj {
+                if top {
                     self.record(0, i + 1);
                 }
                 token!(scan_str(d, i + 1), $expect, Partial::Str);
@@ -500,7 +503,7 @@ impl Scanner {
             if in_value {
                 let expect = if may_close { Expect::ValueOrClose } else { Expect::Value };
                 let b = skip_ws!(expect);
-                if depth == 1 && obj {
+                if top {
                     self.record(2, i);
                 }
                 match b {
@@ -515,6 +518,7 @@ impl Scanner {
                             *w = if obj { *w | bit } else { *w & !bit };
                         }
                         depth += 1;
+                        top = depth == 1 && obj;
                         i += 1;
                         if !obj {
                             may_close = true;
@@ -777,6 +781,9 @@ fn utf8_char(d: &[u8], i: usize) -> Result<Option<usize>, ()> {
 /// Continues a number from `d[i]` in `state`, to just past its end.
 fn scan_num(d: &[u8], mut i: usize, mut state: Num) -> (usize, End) {
     loop {
+        if matches!(state, Num::Int | Num::Frac | Num::Exp) {
+            i = skip_digits(d, i);
+        }
         let Some(&b) = d.get(i) else { return (i, End::MoreNum(state)) };
         state = match (state, b) {
             (Num::Minus, b'0') => Num::Zero,
@@ -794,14 +801,27 @@ fn scan_num(d: &[u8], mut i: usize, mut state: Num) -> (usize, End) {
     }
 }
 
+/// Index of the first byte from `d[i]` on that is not a decimal digit.
+#[inline(always)]
+fn skip_digits(d: &[u8], mut i: usize) -> usize {
+    while let Some(b'0'..=b'9') = d.get(i) {
+        i += 1;
+    }
+    i
+}
+
 /// Matches `true`, `false` or `null` at `d[i]`, to just past it; `More`
 /// (resume at `i`) if the data ends inside it.
 fn scan_literal(d: &[u8], i: usize) -> (usize, End) {
-    let literal: &[u8] = match d.get(i) {
-        Some(b't') => b"true",
-        Some(b'f') => b"false",
-        _ => b"null",
+    // Whole, as it nearly always is: one comparison of constant length.
+    let (literal, whole): (&[u8], _) = match d.get(i) {
+        Some(b't') => (b"true", d.get(i..i + 4) == Some(b"true")),
+        Some(b'f') => (b"false", d.get(i..i + 5) == Some(b"false")),
+        _ => (b"null", d.get(i..i + 4) == Some(b"null")),
     };
+    if whole {
+        return (i + literal.len(), End::Done);
+    }
     let seen = d.get(i..).unwrap_or(&[]);
     for (k, &want) in literal.iter().enumerate() {
         match seen.get(k) {

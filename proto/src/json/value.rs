@@ -479,9 +479,9 @@ impl<'a> JsonStr<'a> {
     /// Whether decoding changes anything (the string has a backslash).
     pub fn has_escapes(&self) -> bool {
         // Keys and short values are the common case: a call into memchr
-        // costs more than looking at a few bytes.
+        // (which `<[u8]>::contains` is) costs more than looking at a few bytes.
         if self.raw.len() < 32 {
-            return self.raw.contains(&b'\\');
+            return self.raw.iter().any(|&b| b == b'\\');
         }
         memchr::memchr(b'\\', self.raw).is_some()
     }
