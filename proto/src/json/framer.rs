@@ -665,18 +665,7 @@ pub(crate) fn quote_or_backslash(w: u64) -> u64 {
 #[inline(always)]
 fn scan_str(d: &[u8], mut i: usize) -> (usize, End) {
     loop {
-        // Eight bytes at a time while they are plain ASCII.
-        while let Some(chunk) = d.get(i..i + 8) {
-            let special = special_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
-            if special != 0 {
-                i += (special.trailing_zeros() / 8) as usize;
-                if d.get(i) == Some(&b'"') {
-                    return (i + 1, End::Done);
-                }
-                break;
-            }
-            i += 8;
-        }
+        i = skip_plain(d, i);
         let Some(&b) = d.get(i) else { return (i, End::More) };
         let step = match b {
             b'"' => return (i + 1, End::Done),
@@ -691,6 +680,49 @@ fn scan_str(d: &[u8], mut i: usize) -> (usize, End) {
             Err(invalid) => return (i, End::Bad(invalid)),
         }
     }
+}
+
+/// Index of the first byte from `d[i]` on that [`special_bytes`] picks out,
+/// sixteen bytes at a time (SSE2, through `safe_arch`); or where fewer than
+/// eight bytes are left, for the caller to go on byte by byte.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn skip_plain(d: &[u8], mut i: usize) -> usize {
+    use safe_arch::{cmp_eq_mask_i8_m128i, cmp_lt_mask_i8_m128i, load_unaligned_m128i, move_mask_i8_m128i, set_splat_i8_m128i};
+    while let Some(block) = d.get(i..i + 16) {
+        let v = load_unaligned_m128i(block.try_into().unwrap_or(&[0; 16]));
+        // A signed comparison with 0x20 catches the control characters and,
+        // as negative numbers, every byte with its high bit set.
+        let special = cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b'"' as i8))
+            | cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b'\\' as i8))
+            | cmp_lt_mask_i8_m128i(v, set_splat_i8_m128i(0x20));
+        let mask = move_mask_i8_m128i(special);
+        if mask != 0 {
+            return i + mask.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
+    skip_plain_swar(d, i)
+}
+
+/// [`skip_plain`] without SIMD: eight bytes at a time (SWAR).
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn skip_plain(d: &[u8], i: usize) -> usize {
+    skip_plain_swar(d, i)
+}
+
+/// [`skip_plain`] eight bytes at a time in a `u64` (SWAR).
+#[inline(always)]
+fn skip_plain_swar(d: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = d.get(i..i + 8) {
+        let special = special_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+        if special != 0 {
+            return i + (special.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i
 }
 
 /// Validates the escape at `d[i]` (a backslash); returns the index past it,
@@ -977,6 +1009,32 @@ mod tests {
                     assert_eq!(first(escape_bytes(w, false)), naive(false), "{filler:#x} {b:#x} {k}");
                     let quote = word.iter().position(|&x| x == b'"' || x == b'\\');
                     assert_eq!(first(quote_or_backslash(w)), quote, "{filler:#x} {b:#x} {k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn skip_plain_finds_the_first_special_byte() {
+        let is = |x: u8| x < 0x20 || x == b'"' || x == b'\\' || x >= 0x80;
+        for len in 0..40 {
+            for at in 0..=len {
+                for b in 0..=255u8 {
+                    let mut d = [b'a'; 40];
+                    if at < len {
+                        d[at] = b;
+                    }
+                    let d = &d[..len];
+                    for (from, swar) in (0..len.min(3)).flat_map(|f| [(f, false), (f, true)]) {
+                        let got = if swar { skip_plain_swar(d, from) } else { skip_plain(d, from) };
+                        let want = d[from..].iter().position(|&x| is(x)).map(|k| from + k);
+                        match want {
+                            // Found exactly, unless fewer than eight bytes were left to look at.
+                            Some(w) => assert!(got == w || (got < w && d.len() - got < 8), "{len} {at} {b:#x} {from}"),
+                            None => assert!(d.len() - got < 8 && got >= from, "{len} {at} {b:#x} {from}"),
+                        }
+                        assert!(d[from..got].iter().all(|&x| !is(x)), "{len} {at} {b:#x} {from}");
+                    }
                 }
             }
         }
