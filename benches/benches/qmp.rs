@@ -32,9 +32,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("serde_json", "IgnoredAny"), |b| {
             b.iter(|| serde_stream::<IgnoredAny>(black_box(bytes)))
         });
-        group.bench_function(BenchmarkId::new("qapi-rs", "QmpMessageAny"), |b| {
-            b.iter(|| run_qapi(black_box(bytes)))
-        });
+        group.bench_function(BenchmarkId::new("qapi-rs", "QmpMessageAny"), |b| b.iter(|| run_qapi(black_box(bytes))));
         group.finish();
     }
 }

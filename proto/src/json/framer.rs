@@ -688,7 +688,9 @@ fn scan_str(d: &[u8], mut i: usize) -> (usize, End) {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 fn skip_plain(d: &[u8], mut i: usize) -> usize {
-    use safe_arch::{cmp_eq_mask_i8_m128i, cmp_lt_mask_i8_m128i, load_unaligned_m128i, move_mask_i8_m128i, set_splat_i8_m128i};
+    use safe_arch::{
+        cmp_eq_mask_i8_m128i, cmp_lt_mask_i8_m128i, load_unaligned_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
+    };
     while let Some(block) = d.get(i..i + 16) {
         let v = load_unaligned_m128i(block.try_into().unwrap_or(&[0; 16]));
         // A signed comparison with 0x20 catches the control characters and,

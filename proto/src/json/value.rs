@@ -477,6 +477,7 @@ impl<'a> JsonStr<'a> {
     }
 
     /// Whether decoding changes anything (the string has a backslash).
+    #[allow(clippy::manual_contains)] // `contains` calls memchr: see below
     pub fn has_escapes(&self) -> bool {
         // Keys and short values are the common case: a call into memchr
         // (which `<[u8]>::contains` is) costs more than looking at a few bytes.
