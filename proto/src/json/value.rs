@@ -267,6 +267,7 @@ impl<'a> Object<'a> {
     /// The members' raw key bytes and values, straight from the framer's
     /// index when the object has a complete one (the common case for a
     /// framed message); `None` otherwise. Keys are as received (escapes kept).
+    #[inline]
     pub(crate) fn indexed_members(&self) -> Option<impl Iterator<Item = (&'a [u8], Value<'a>)> + use<'a>> {
         let index = self.index.filter(|i| !i.overflow)?;
         let raw = self.raw;
