@@ -10,3 +10,110 @@ pub fn fixture(path: &str) -> Vec<u8> {
 pub fn longest_line(bytes: &[u8]) -> Vec<u8> {
     bytes.split_inclusive(|&b| b == b'\n').max_by_key(|l| l.len()).unwrap_or_default().to_vec()
 }
+
+/// The QMP benchmark's inputs and runners, shared by `benches/qmp.rs` and
+/// the instruction-count example `examples/qmp_count.rs`.
+pub mod qmp {
+    use std::hint::black_box;
+
+    use vmwire_proto::Machine;
+    use vmwire_proto::buf::{Bounded, Heap};
+    use vmwire_proto::json::{Framer, Limits};
+    use vmwire_proto::qmp::{Client, Config, Event};
+
+    use super::{fixture, longest_line};
+
+    const GREETING: &[u8] = b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}, \"package\": \"Debian 1:7.2+dfsg-7+deb12u18+b3\"}, \"capabilities\": [\"oob\"]}}\r\n";
+
+    /// The 207 KB `query-qmp-schema` reply.
+    pub fn schema() -> Vec<u8> {
+        longest_line(&fixture("qmp/06_query_qmp_schema.s2c"))
+    }
+
+    /// A burst of small replies and events: every message QEMU sent in the
+    /// captured sessions after its greeting, back to back; and how many.
+    pub fn burst() -> (Vec<u8>, usize) {
+        let mut burst = Vec::new();
+        for name in [
+            "08_pipelined",
+            "09_pipelined_oob",
+            "10_cont_stop",
+            "12_quit",
+            "03_caps_oob",
+            "02_caps_with_id",
+            "16_two_qmp_sockets_A",
+        ] {
+            let s2c = fixture(&format!("qmp/{name}.s2c"));
+            burst.extend(s2c.split_inclusive(|&b| b == b'\n').skip(1).flatten());
+        }
+        let messages = burst.split_inclusive(|&b| b == b'\n').count();
+        (burst, messages)
+    }
+
+    /// A negotiated client with nothing pending.
+    pub fn ready() -> Client<Heap> {
+        let mut c = Client::<Heap>::new(Config::default());
+        c.receive(GREETING).unwrap();
+        while c.poll().unwrap().is_some() {}
+        c.receive(b"{\"return\": {}, \"id\": 0}\r\n").unwrap();
+        while c.poll().unwrap().is_some() {}
+        let n = c.transmit().len();
+        c.transmitted(n);
+        c
+    }
+
+    /// Feeds `bytes` through the machine; counts the events.
+    pub fn run_machine(c: &mut Client<Heap>, bytes: &[u8]) -> usize {
+        let mut fed = 0;
+        let mut events = 0;
+        while fed < bytes.len() {
+            let buf = c.recv_buf();
+            let n = buf.len().min(bytes.len() - fed);
+            buf[..n].copy_from_slice(&bytes[fed..fed + n]);
+            c.recv_commit(n).unwrap();
+            fed += n;
+            while let Some(e) = c.poll().unwrap() {
+                black_box(&e);
+                if !matches!(e, Event::Malformed(_)) {
+                    events += 1;
+                }
+            }
+        }
+        events
+    }
+
+    /// The bare JSON framer, with room for the schema reply.
+    pub fn framer() -> Framer<Bounded<u8>> {
+        Framer::new(Bounded::new(1 << 24), Limits { max_message: 1 << 24, max_depth: 128 })
+    }
+
+    /// Frames and validates `bytes` with the bare JSON framer (no classification); counts the values.
+    pub fn run_framer(f: &mut Framer<Bounded<u8>>, bytes: &[u8]) -> usize {
+        let (mut fed, mut values) = (0, 0);
+        while fed < bytes.len() {
+            fed += f.receive(&bytes[fed..]);
+            while let Some(m) = f.next() {
+                black_box(&m);
+                values += 1;
+            }
+        }
+        values
+    }
+
+    /// qapi-rs (`qapi` with its `qmp` feature), what a Rust user would
+    /// otherwise pick: each message parsed into `QmpMessageAny` (an event or
+    /// a response with its `return` kept as a `serde_json::Value`); counts them.
+    pub fn run_qapi(bytes: &[u8]) -> usize {
+        serde_stream::<qapi::qmp::QmpMessageAny>(bytes)
+    }
+
+    /// serde_json over the same bytes, one `T` per value; counts them.
+    pub fn serde_stream<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> usize {
+        let mut n = 0;
+        for value in serde_json::Deserializer::from_slice(bytes).into_iter::<T>() {
+            black_box(value.unwrap());
+            n += 1;
+        }
+        n
+    }
+}

@@ -346,6 +346,8 @@ impl Scanner {
         let mut depth = self.depth;
         // Whether the innermost open container is an object.
         let mut obj = depth > 0 && self.is_object(depth - 1);
+        // Inside the top-level object (its members are being recorded).
+        let mut top = depth == 1 && obj;
 
         // Out of data: save the state, resume later at `$at` expecting `$expect`.
         macro_rules! suspend {
@@ -384,7 +386,7 @@ impl Scanner {
                     self.pos = i;
                     return Ok(Some(i));
                 }
-                if depth == 1 && obj {
+                if top {
                     self.member_done(i);
                 }
             }};
@@ -394,13 +396,14 @@ impl Scanner {
             () => {{
                 depth -= 1;
                 obj = depth > 0 && self.is_object(depth - 1);
+                top = depth == 1 && obj;
                 value_done!();
             }};
         }
         // A key string ended at `i`: then `:`.
         macro_rules! after_key {
             () => {{
-                if depth == 1 && obj {
+                if top {
                     self.record(1, i - 1);
                 }
                 // `": "` is how nearly every encoder separates a key from its value.
@@ -433,7 +436,7 @@ impl Scanner {
                 if $b != b'"' {
                     unexpected!($b, if $expect == Expect::Key { "'\"'" } else { "'\"' or '}'" });
                 }
-                if depth == 1 && obj {
+                if top {
                     self.record(0, i + 1);
                 }
                 token!(scan_str(d, i + 1), $expect, Partial::Str);
@@ -500,7 +503,7 @@ impl Scanner {
             if in_value {
                 let expect = if may_close { Expect::ValueOrClose } else { Expect::Value };
                 let b = skip_ws!(expect);
-                if depth == 1 && obj {
+                if top {
                     self.record(2, i);
                 }
                 match b {
@@ -515,6 +518,7 @@ impl Scanner {
                             *w = if obj { *w | bit } else { *w & !bit };
                         }
                         depth += 1;
+                        top = depth == 1 && obj;
                         i += 1;
                         if !obj {
                             may_close = true;
@@ -661,18 +665,7 @@ pub(crate) fn quote_or_backslash(w: u64) -> u64 {
 #[inline(always)]
 fn scan_str(d: &[u8], mut i: usize) -> (usize, End) {
     loop {
-        // Eight bytes at a time while they are plain ASCII.
-        while let Some(chunk) = d.get(i..i + 8) {
-            let special = special_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
-            if special != 0 {
-                i += (special.trailing_zeros() / 8) as usize;
-                if d.get(i) == Some(&b'"') {
-                    return (i + 1, End::Done);
-                }
-                break;
-            }
-            i += 8;
-        }
+        i = skip_plain(d, i);
         let Some(&b) = d.get(i) else { return (i, End::More) };
         let step = match b {
             b'"' => return (i + 1, End::Done),
@@ -687,6 +680,51 @@ fn scan_str(d: &[u8], mut i: usize) -> (usize, End) {
             Err(invalid) => return (i, End::Bad(invalid)),
         }
     }
+}
+
+/// Index of the first byte from `d[i]` on that [`special_bytes`] picks out,
+/// sixteen bytes at a time (SSE2, through `safe_arch`); or where fewer than
+/// eight bytes are left, for the caller to go on byte by byte.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn skip_plain(d: &[u8], mut i: usize) -> usize {
+    use safe_arch::{
+        cmp_eq_mask_i8_m128i, cmp_lt_mask_i8_m128i, load_unaligned_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
+    };
+    while let Some(block) = d.get(i..i + 16) {
+        let v = load_unaligned_m128i(block.try_into().unwrap_or(&[0; 16]));
+        // A signed comparison with 0x20 catches the control characters and,
+        // as negative numbers, every byte with its high bit set.
+        let special = cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b'"' as i8))
+            | cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b'\\' as i8))
+            | cmp_lt_mask_i8_m128i(v, set_splat_i8_m128i(0x20));
+        let mask = move_mask_i8_m128i(special);
+        if mask != 0 {
+            return i + mask.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
+    skip_plain_swar(d, i)
+}
+
+/// [`skip_plain`] without SIMD: eight bytes at a time (SWAR).
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn skip_plain(d: &[u8], i: usize) -> usize {
+    skip_plain_swar(d, i)
+}
+
+/// [`skip_plain`] eight bytes at a time in a `u64` (SWAR).
+#[inline(always)]
+fn skip_plain_swar(d: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = d.get(i..i + 8) {
+        let special = special_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+        if special != 0 {
+            return i + (special.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i
 }
 
 /// Validates the escape at `d[i]` (a backslash); returns the index past it,
@@ -777,6 +815,9 @@ fn utf8_char(d: &[u8], i: usize) -> Result<Option<usize>, ()> {
 /// Continues a number from `d[i]` in `state`, to just past its end.
 fn scan_num(d: &[u8], mut i: usize, mut state: Num) -> (usize, End) {
     loop {
+        if matches!(state, Num::Int | Num::Frac | Num::Exp) {
+            i = skip_digits(d, i);
+        }
         let Some(&b) = d.get(i) else { return (i, End::MoreNum(state)) };
         state = match (state, b) {
             (Num::Minus, b'0') => Num::Zero,
@@ -794,14 +835,27 @@ fn scan_num(d: &[u8], mut i: usize, mut state: Num) -> (usize, End) {
     }
 }
 
+/// Index of the first byte from `d[i]` on that is not a decimal digit.
+#[inline(always)]
+fn skip_digits(d: &[u8], mut i: usize) -> usize {
+    while let Some(b'0'..=b'9') = d.get(i) {
+        i += 1;
+    }
+    i
+}
+
 /// Matches `true`, `false` or `null` at `d[i]`, to just past it; `More`
 /// (resume at `i`) if the data ends inside it.
 fn scan_literal(d: &[u8], i: usize) -> (usize, End) {
-    let literal: &[u8] = match d.get(i) {
-        Some(b't') => b"true",
-        Some(b'f') => b"false",
-        _ => b"null",
+    // Whole, as it nearly always is: one comparison of constant length.
+    let (literal, whole): (&[u8], _) = match d.get(i) {
+        Some(b't') => (b"true", d.get(i..i + 4) == Some(b"true")),
+        Some(b'f') => (b"false", d.get(i..i + 5) == Some(b"false")),
+        _ => (b"null", d.get(i..i + 4) == Some(b"null")),
     };
+    if whole {
+        return (i + literal.len(), End::Done);
+    }
     let seen = d.get(i..).unwrap_or(&[]);
     for (k, &want) in literal.iter().enumerate() {
         match seen.get(k) {
@@ -957,6 +1011,32 @@ mod tests {
                     assert_eq!(first(escape_bytes(w, false)), naive(false), "{filler:#x} {b:#x} {k}");
                     let quote = word.iter().position(|&x| x == b'"' || x == b'\\');
                     assert_eq!(first(quote_or_backslash(w)), quote, "{filler:#x} {b:#x} {k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn skip_plain_finds_the_first_special_byte() {
+        let is = |x: u8| x < 0x20 || x == b'"' || x == b'\\' || x >= 0x80;
+        for len in 0..40 {
+            for at in 0..=len {
+                for b in 0..=255u8 {
+                    let mut d = [b'a'; 40];
+                    if at < len {
+                        d[at] = b;
+                    }
+                    let d = &d[..len];
+                    for (from, swar) in (0..len.min(3)).flat_map(|f| [(f, false), (f, true)]) {
+                        let got = if swar { skip_plain_swar(d, from) } else { skip_plain(d, from) };
+                        let want = d[from..].iter().position(|&x| is(x)).map(|k| from + k);
+                        match want {
+                            // Found exactly, unless fewer than eight bytes were left to look at.
+                            Some(w) => assert!(got == w || (got < w && d.len() - got < 8), "{len} {at} {b:#x} {from}"),
+                            None => assert!(d.len() - got < 8 && got >= from, "{len} {at} {b:#x} {from}"),
+                        }
+                        assert!(d[from..got].iter().all(|&x| !is(x)), "{len} {at} {b:#x} {from}");
+                    }
                 }
             }
         }

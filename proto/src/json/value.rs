@@ -267,6 +267,7 @@ impl<'a> Object<'a> {
     /// The members' raw key bytes and values, straight from the framer's
     /// index when the object has a complete one (the common case for a
     /// framed message); `None` otherwise. Keys are as received (escapes kept).
+    #[inline]
     pub(crate) fn indexed_members(&self) -> Option<impl Iterator<Item = (&'a [u8], Value<'a>)> + use<'a>> {
         let index = self.index.filter(|i| !i.overflow)?;
         let raw = self.raw;
@@ -477,11 +478,12 @@ impl<'a> JsonStr<'a> {
     }
 
     /// Whether decoding changes anything (the string has a backslash).
+    #[allow(clippy::manual_contains)] // `contains` calls memchr: see below
     pub fn has_escapes(&self) -> bool {
         // Keys and short values are the common case: a call into memchr
-        // costs more than looking at a few bytes.
+        // (which `<[u8]>::contains` is) costs more than looking at a few bytes.
         if self.raw.len() < 32 {
-            return self.raw.contains(&b'\\');
+            return self.raw.iter().any(|&b| b == b'\\');
         }
         memchr::memchr(b'\\', self.raw).is_some()
     }
