@@ -204,3 +204,33 @@ fn a_qmp_capabilities_error_is_escaped() {
     assert!(text(&out.stderr).contains(&format!("GenericError: {ESCAPED}")), "{}", text(&out.stderr));
     qemu.join().unwrap();
 }
+
+/// `vmwire qmp --launch query-qmp-schema | head -c 1`: the reader goes away
+/// early. vmwire ends with SIGPIPE's shell status (141), says nothing (no
+/// panic message), and still shuts its QEMU down and removes its directory.
+#[test]
+fn a_reader_that_goes_away_ends_vmwire_quietly() {
+    let dirs_before = launched_dirs();
+    let mut child = spawn(&["qmp", "--launch", "--pretty", "query-qmp-schema"]);
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(launched_dirs(), dirs_before, "a launched QEMU's directory was left behind");
+}
+
+/// The directories of QEMUs that `--launch` started (`vmwire-qemu-*` in the temporary directory).
+fn launched_dirs() -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmwire-qemu-")))
+        .collect();
+    dirs.sort();
+    dirs
+}

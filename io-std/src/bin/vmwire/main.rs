@@ -58,6 +58,15 @@ enum Commands {
 }
 
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
+    match std::panic::catch_unwind(run) {
+        Ok(code) => code,
+        Err(_) if BROKEN_PIPE.load(std::sync::atomic::Ordering::SeqCst) => ExitCode::from(141),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Commands::Qmp(args) => qmp::run(args),
@@ -129,4 +138,30 @@ impl Launched {
         }
         self.guard.finish();
     }
+}
+
+/// Set when standard output's reader went away (see [`quiet_on_broken_pipe`]).
+static BROKEN_PIPE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `vmwire … | head`: when the reader of standard output goes away, the
+/// program ends quietly with the status a shell gives a program killed by
+/// SIGPIPE (141), as a C tool would, instead of `println!`'s panic message
+/// ("failed printing to stdout: Broken pipe"; Rust ignores SIGPIPE, so the
+/// write fails instead). The panic still unwinds, so a launched QEMU is
+/// shut down and its directory removed on the way out.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            BROKEN_PIPE.store(true, std::sync::atomic::Ordering::SeqCst);
+        } else {
+            default(info)
+        }
+    }));
 }
