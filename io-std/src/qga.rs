@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use vmwire_proto::buf::{Bounded, Full, Heap};
 use vmwire_proto::json::{ObjectWriter, Value};
-use vmwire_proto::qga::{self, Client, Command, Config, Event, ExecStatus, FileRead, Id};
+use vmwire_proto::qga::{self, Client, Command, Config, Event, FileRead, Id};
 use vmwire_proto::{base64, op};
 
 use crate::transport::{Conn, Stream, deadline};
@@ -40,7 +40,8 @@ pub use crate::qmp::QemuError;
 pub struct Options {
     /// Default time limit for connecting, syncing and each command (`None`: wait forever).
     pub timeout: Option<Duration>,
-    /// How long [`Agent::exec`] waits for the guest program to end.
+    /// How long [`Agent::exec`] waits for the guest program to end, its
+    /// `guest-exec` and every `guest-exec-status` included (`None`: forever).
     pub exec_timeout: Option<Duration>,
     /// Bytes of file data per `guest-file-read` / `guest-file-write`.
     pub chunk_size: usize,
@@ -399,9 +400,7 @@ impl Agent {
         let answer = |answer: qga::Answer<'_>| match answer {
             qga::Answer::Return(value) => on_return(value),
             qga::Answer::Accepted => Value::parse(b"null").map_err(|e| Error::Protocol(e.into())).and_then(on_return),
-            qga::Answer::Error(error) => Err(Error::Agent(error.into())),
-            qga::Answer::TooLarge { limit } => Err(Error::ReplyTooLarge { command: name.to_owned(), limit }),
-            qga::Answer::Closed => Err(Error::Closed),
+            other => Err(answer_error(name, other)),
         };
         let mut reply = qga::ReplyTo::new(self.conn.machine_mut(), name, id, answer)?;
         let deadline = deadline(self.timeout);
@@ -461,64 +460,33 @@ impl Agent {
     /// [`Options::exec_timeout`]) for it to end: `guest-exec`, then
     /// `guest-exec-status` until it has exited.
     pub fn exec(&mut self, path: &str, args: &[&str], env: &[&str], input: Option<&[u8]>) -> Result<Output, Error> {
-        let started = Instant::now();
-        let mut write = |a: &mut ObjectWriter<'_, Bounded<u8>>| {
-            a.str("path", path)?;
-            if !args.is_empty() {
-                a.array("arg", |arr| args.iter().try_for_each(|s| arr.str(s).map(drop)))?;
-            }
-            if !env.is_empty() {
-                a.array("env", |arr| env.iter().try_for_each(|s| arr.str(s).map(drop)))?;
-            }
-            if let Some(input) = input {
-                a.base64("input-data", input)?;
-            }
-            a.bool("capture-output", true)?;
-            Ok(())
-        };
-        let pid = self.request("guest-exec", Some(&mut write), |v| {
-            v.get("pid").and_then(|p| p.as_i64()).ok_or_else(|| Error::Unexpected(v.raw_str().into()))
-        })?;
-        let mut pause = Duration::from_millis(2);
-        loop {
-            let status = self.request(
-                "guest-exec-status",
-                Some(&mut |a: &mut ObjectWriter<'_, Bounded<u8>>| a.i64("pid", pid).map(drop)),
-                |v| {
-                    let s = ExecStatus::parse(v).ok_or_else(|| Error::Unexpected(v.raw_str().into()))?;
-                    if !s.exited {
-                        return Ok(None);
+        self.alive()?;
+        let ran = |ran: qga::Ran<'_>| match ran {
+            qga::Ran::Exited(s) => {
+                let decode = |data| -> Result<Vec<u8>, Error> {
+                    let mut out = Vec::new();
+                    if let Some(data) = data {
+                        base64::decode_json(&mut out, data)?;
                     }
-                    let decode = |data| -> Result<Vec<u8>, Error> {
-                        let mut out = Vec::new();
-                        if let Some(data) = data {
-                            base64::decode_json(&mut out, data)?;
-                        }
-                        Ok(out)
-                    };
-                    let status = match (s.exit_code, s.signal) {
-                        (Some(code), _) => ExitStatus::Code(code),
-                        (None, Some(signal)) => ExitStatus::Signal(signal),
-                        (None, None) => return Err(Error::Unexpected(v.raw_str().into())),
-                    };
-                    Ok(Some(Output {
-                        status,
-                        stdout: decode(s.out_data)?,
-                        stderr: decode(s.err_data)?,
-                        stdout_truncated: s.out_truncated,
-                        stderr_truncated: s.err_truncated,
-                    }))
-                },
-            )?;
-            if let Some(output) = status {
-                return Ok(output);
+                    Ok(out)
+                };
+                let status = match (s.exit_code, s.signal) {
+                    (Some(code), _) => ExitStatus::Code(code),
+                    (None, Some(signal)) => ExitStatus::Signal(signal),
+                    (None, None) => return Err(Error::Unexpected("exited with neither exitcode nor signal".into())),
+                };
+                Ok(Output {
+                    status,
+                    stdout: decode(s.out_data)?,
+                    stderr: decode(s.err_data)?,
+                    stdout_truncated: s.out_truncated,
+                    stderr_truncated: s.err_truncated,
+                })
             }
-            if self.exec_timeout.is_some_and(|t| started.elapsed() + pause > t) {
-                return Err(Error::Timeout);
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(100));
-        }
+            qga::Ran::Failed { command, answer } => Err(answer_error(command, answer)),
+        };
+        let mut exec = qga::Exec::new(self.conn.machine_mut(), path, args, env, input, ran)?;
+        self.conn.run(&mut exec, &mut self.strays, deadline(self.exec_timeout))?
     }
 
     /// Opens `path` in the guest in `mode`; the handle.
@@ -621,6 +589,17 @@ impl Agent {
     /// Closes the connection.
     pub fn close(mut self) {
         self.conn.close();
+    }
+}
+
+/// The error of a command (`name`) that did not answer as it does.
+fn answer_error(name: &str, answer: qga::Answer<'_>) -> Error {
+    match answer {
+        qga::Answer::Return(value) => Error::Unexpected(value.raw_str().into()),
+        qga::Answer::Accepted => Error::Unexpected(format!("{name} answered nothing")),
+        qga::Answer::Error(error) => Error::Agent(error.into()),
+        qga::Answer::TooLarge { limit } => Error::ReplyTooLarge { command: name.to_owned(), limit },
+        qga::Answer::Closed => Error::Closed,
     }
 }
 

@@ -504,7 +504,7 @@ impl<M: Machine> Conn<M> {
     }
 
     /// The one loop: the machine's events to the operation until it
-    /// finishes; then a new connection if the machine needs one, queued
+    /// finishes; then the pause it asks for (and it resumes); then a new connection if the machine needs one, queued
     /// bytes written, and bytes read.
     fn drive<O, I>(
         &mut self,
@@ -520,6 +520,16 @@ impl<M: Machine> Conn<M> {
         loop {
             if let Some(output) = op::drive(&mut self.machine, operation, inbox).map_err(DriveError::Machine)? {
                 return Ok(output);
+            }
+            if let Some(pause) = operation.pause() {
+                if deadline.is_some_and(|d| Instant::now() + pause > d) {
+                    return Err(DriveError::Timeout);
+                }
+                std::thread::sleep(pause);
+                match operation.resume(&mut self.machine).map_err(DriveError::Machine)? {
+                    Some(output) => return Ok(output),
+                    None => continue,
+                }
             }
             if let Some(connect) = connect.as_mut().filter(|_| self.machine.needs_connection()) {
                 let stream = connect(deadline)?;
