@@ -339,3 +339,361 @@ impl<S: Storage, T, F: for<'a> FnOnce(Ran<'a>) -> T> Operation<Client<S>> for Ex
         Ok(None)
     }
 }
+
+/// How a file transfer ended, as [`Transfer`] hands it over. The guest's
+/// handle is closed in every case but a failed `guest-file-open`.
+#[derive(Debug, Clone)]
+pub enum Transferred<'a> {
+    /// Every byte went: how many.
+    Done(u64),
+    /// The caller's side (its writer or reader) failed: the caller knows why.
+    Stopped,
+    /// `command` did not answer as it does: its error, the session's end,
+    /// an over-limit reply, or a return value not shaped as its own.
+    Failed {
+        /// The command.
+        command: &'static str,
+        /// How it answered.
+        answer: Answer<'a>,
+    },
+    /// A chunk's data is not base64.
+    Base64(crate::base64::Error),
+    /// A chunk's count disagrees with its data.
+    Miscounted {
+        /// The count the agent gave.
+        said: u64,
+        /// The bytes there were.
+        got: u64,
+    },
+}
+
+/// What a chunk's reply said.
+#[derive(Debug)]
+pub enum Chunked {
+    /// This many bytes went; more may follow.
+    More(u64),
+    /// This many bytes went, the last.
+    Last(u64),
+    /// See [`Transferred::Stopped`].
+    Stopped,
+    /// Not shaped as the command's reply.
+    Unexpected,
+    /// See [`Transferred::Base64`].
+    Base64(crate::base64::Error),
+    /// See [`Transferred::Miscounted`].
+    Miscounted {
+        /// The count the agent gave.
+        said: u64,
+        /// The bytes there were.
+        got: u64,
+    },
+}
+
+/// The next chunk's request.
+#[derive(Debug)]
+pub enum Next {
+    /// Queued, under this id.
+    Sent(Id),
+    /// Nothing more to send.
+    End,
+    /// See [`Transferred::Stopped`].
+    Stopped,
+}
+
+/// Which way a [`Transfer`] goes: the mode it opens the file in, and its chunks.
+pub trait Direction {
+    /// `guest-file-open`'s mode.
+    const MODE: &'static str;
+    /// The command that carries one chunk.
+    const COMMAND: &'static str;
+    /// Queues the next chunk's command on `handle`, of at most `chunk` bytes.
+    fn next<S: Storage>(&mut self, client: &mut Client<S>, handle: i64, chunk: u64) -> Result<Next, Error>;
+    /// The chunk's return value.
+    fn answered(&mut self, value: Value<'_>) -> Chunked;
+}
+
+/// A guest file read into the caller's sink (a `put` that fails stops the
+/// transfer: [`Transferred::Stopped`]).
+#[derive(Debug)]
+pub struct Reading<W>(pub W);
+
+/// A sink that counts what it is given.
+struct Counted<'w, W> {
+    sink: &'w mut W,
+    count: u64,
+}
+
+impl<W: crate::buf::Sink> crate::buf::Sink for Counted<'_, W> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), crate::buf::Full> {
+        self.sink.put(bytes)?;
+        self.count += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+impl<W: crate::buf::Sink> Direction for Reading<W> {
+    const MODE: &'static str = "rb";
+    const COMMAND: &'static str = "guest-file-read";
+
+    fn next<S: Storage>(&mut self, client: &mut Client<S>, handle: i64, chunk: u64) -> Result<Next, Error> {
+        client
+            .execute_with(Self::COMMAND, |a: &mut ObjectWriter<'_, S::Tx>| {
+                a.i64("handle", handle)?.u64("count", chunk).map(drop)
+            })
+            .map(Next::Sent)
+    }
+
+    fn answered(&mut self, value: Value<'_>) -> Chunked {
+        let Some(read) = super::FileRead::parse(value) else { return Chunked::Unexpected };
+        let mut out = Counted { sink: &mut self.0, count: 0 };
+        match crate::base64::decode_json(&mut out, read.data) {
+            Ok(()) if out.count != read.count => Chunked::Miscounted { said: read.count, got: out.count },
+            Ok(()) if read.eof || read.count == 0 => Chunked::Last(read.count),
+            Ok(()) => Chunked::More(read.count),
+            Err(crate::base64::Error::Full(_)) => Chunked::Stopped,
+            Err(e) => Chunked::Base64(e),
+        }
+    }
+}
+
+/// Where a written file's bytes come from (the caller's reader).
+pub trait Source {
+    /// The next chunk, of at most `max` bytes (empty at the end), or `None`
+    /// if the reader failed (the transfer stops: [`Transferred::Stopped`]).
+    fn chunk(&mut self, max: usize) -> Option<&[u8]>;
+}
+
+/// A guest file written from the caller's [`Source`].
+#[derive(Debug)]
+pub struct Writing<R> {
+    /// The source.
+    pub source: R,
+    sent: u64,
+}
+
+impl<R> Writing<R> {
+    /// Writes what `source` gives.
+    pub fn new(source: R) -> Self {
+        Writing { source, sent: 0 }
+    }
+}
+
+impl<R: Source> Direction for Writing<R> {
+    const MODE: &'static str = "wb";
+    const COMMAND: &'static str = "guest-file-write";
+
+    fn next<S: Storage>(&mut self, client: &mut Client<S>, handle: i64, chunk: u64) -> Result<Next, Error> {
+        let max = usize::try_from(chunk).unwrap_or(usize::MAX);
+        let Some(bytes) = self.source.chunk(max) else { return Ok(Next::Stopped) };
+        if bytes.is_empty() {
+            return Ok(Next::End);
+        }
+        self.sent = bytes.len() as u64;
+        client
+            .execute_with(Self::COMMAND, |a: &mut ObjectWriter<'_, S::Tx>| {
+                a.i64("handle", handle)?.base64("buf-b64", bytes).map(drop)
+            })
+            .map(Next::Sent)
+    }
+
+    fn answered(&mut self, value: Value<'_>) -> Chunked {
+        match value.get("count").and_then(|c| c.as_u64()) {
+            None => Chunked::Unexpected,
+            Some(said) if said != self.sent => Chunked::Miscounted { said, got: self.sent },
+            Some(said) => Chunked::More(said),
+        }
+    }
+}
+
+/// Where a [`Transfer`] is.
+#[derive(Debug)]
+enum FileStep {
+    /// `guest-file-open` in flight.
+    Opening(Id),
+    /// Open: queue the next chunk (in `advance`).
+    Due(i64),
+    /// A chunk's command in flight.
+    Chunk(i64, Id),
+    /// Over: close the handle (in `advance`).
+    Closing(i64),
+    /// `guest-file-close` in flight.
+    Closed(Id),
+    /// Finished.
+    Over,
+}
+
+/// A file transfer: `guest-file-open`, a chunk's command at a time until
+/// the file or the source ends, and `guest-file-close` whatever happened
+/// once the file is open; `done` makes the caller's value of how it ended.
+/// A chunk's failure is made into the caller's value at once (its reply is
+/// borrowed), and handed over once the handle is closed.
+#[derive(Debug)]
+pub struct Transfer<D, F, T> {
+    data: D,
+    chunk: u64,
+    step: FileStep,
+    total: u64,
+    too_large: Option<usize>,
+    done: Finish<F>,
+    failed: Option<T>,
+}
+
+impl<D: Direction, F, T> Transfer<D, F, T> {
+    /// Queues `guest-file-open` of `path`; chunks of `chunk` bytes.
+    pub fn new<S: Storage>(client: &mut Client<S>, path: &str, data: D, chunk: u64, done: F) -> Result<Self, Error> {
+        let id = client.execute_with("guest-file-open", |a: &mut ObjectWriter<'_, S::Tx>| {
+            a.str("path", path)?.str("mode", D::MODE).map(drop)
+        })?;
+        let step = FileStep::Opening(id);
+        Ok(Transfer {
+            data,
+            chunk: chunk.max(1),
+            step,
+            total: 0,
+            too_large: None,
+            done: Finish::new(done),
+            failed: None,
+        })
+    }
+
+    /// The caller's side, back (its writer, its reader).
+    pub fn into_data(self) -> D {
+        self.data
+    }
+
+    fn in_flight(&self) -> Option<&Id> {
+        match &self.step {
+            FileStep::Opening(id) | FileStep::Chunk(_, id) | FileStep::Closed(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    fn command(&self) -> &'static str {
+        match self.step {
+            FileStep::Opening(_) => "guest-file-open",
+            FileStep::Closed(_) => "guest-file-close",
+            _ => D::COMMAND,
+        }
+    }
+
+    /// Finishes now, or (the handle open) keeps the ending for after the close.
+    fn end<E>(&mut self, ended: Transferred<'_>) -> Offer<E, T>
+    where
+        F: FnOnce(Transferred<'_>) -> T,
+    {
+        let handle = match self.step {
+            FileStep::Due(handle) | FileStep::Chunk(handle, _) => handle,
+            _ => {
+                // The close's own failure counts only if nothing failed before it.
+                self.step = FileStep::Over;
+                return match self.failed.take() {
+                    Some(output) => Offer::Done(output),
+                    None => self.done.with(ended),
+                };
+            }
+        };
+        if !matches!(ended, Transferred::Done(_)) {
+            if let Offer::Done(output) = self.done.with::<_, E, T>(ended) {
+                self.failed = Some(output);
+            }
+        }
+        self.step = FileStep::Closing(handle);
+        Offer::Taken
+    }
+}
+
+impl<S: Storage, D: Direction, T, F: for<'a> FnOnce(Transferred<'a>) -> T> Operation<Client<S>> for Transfer<D, F, T> {
+    type Output = T;
+
+    fn offer<'a>(&mut self, event: Event<'a>) -> Offer<Event<'a>, T>
+    where
+        S: 'a,
+    {
+        let Some(own) = self.in_flight() else { return Offer::Pass(event) };
+        let command = self.command();
+        let value = match reply_to(own, event) {
+            Reply::Pass(other) => return Offer::Pass(other),
+            Reply::TooLarge(limit) => {
+                self.too_large = Some(limit);
+                return Offer::Taken;
+            }
+            Reply::Answer(Answer::Return(value)) => value,
+            Reply::Answer(answer) => {
+                if matches!(answer, Answer::Closed) {
+                    self.step = FileStep::Over; // no closing over a closed session
+                }
+                return self.end(Transferred::Failed { command, answer });
+            }
+        };
+        match self.step {
+            FileStep::Opening(_) => match value.as_i64() {
+                Some(handle) => {
+                    self.step = FileStep::Due(handle);
+                    Offer::Taken
+                }
+                None => self.end(Transferred::Failed { command, answer: Answer::Return(value) }),
+            },
+            FileStep::Chunk(handle, _) => match self.data.answered(value) {
+                Chunked::More(n) => {
+                    self.total += n;
+                    self.step = FileStep::Due(handle);
+                    Offer::Taken
+                }
+                Chunked::Last(n) => {
+                    self.total += n;
+                    self.end(Transferred::Done(self.total))
+                }
+                Chunked::Stopped => self.end(Transferred::Stopped),
+                Chunked::Unexpected => self.end(Transferred::Failed { command, answer: Answer::Return(value) }),
+                Chunked::Base64(e) => self.end(Transferred::Base64(e)),
+                Chunked::Miscounted { said, got } => self.end(Transferred::Miscounted { said, got }),
+            },
+            FileStep::Closed(_) => {
+                self.step = FileStep::Over;
+                match self.failed.take() {
+                    Some(output) => Offer::Done(output),
+                    None => self.done.with(Transferred::Done(self.total)),
+                }
+            }
+            _ => Offer::Taken,
+        }
+    }
+
+    fn advance(&mut self, client: &mut Client<S>) -> Result<Option<T>, Error> {
+        if let Some(limit) = self.too_large.take() {
+            let command = self.command();
+            if let Some(id) = self.in_flight() {
+                client.forget(id);
+            }
+            if let Offer::Done(output) =
+                self.end::<Event<'_>>(Transferred::Failed { command, answer: Answer::TooLarge { limit } })
+            {
+                return Ok(Some(output));
+            }
+        }
+        match self.step {
+            FileStep::Due(handle) => match self.data.next(client, handle, self.chunk)? {
+                Next::Sent(id) => self.step = FileStep::Chunk(handle, id),
+                Next::End => self.step = FileStep::Closing(handle),
+                Next::Stopped => {
+                    if let Offer::Done(output) = self.done.with::<_, Event<'_>, T>(Transferred::Stopped) {
+                        self.failed = Some(output);
+                    }
+                    self.step = FileStep::Closing(handle);
+                }
+            },
+            _ => {}
+        }
+        if let FileStep::Closing(handle) = self.step {
+            let id = client.execute_with("guest-file-close", |a: &mut ObjectWriter<'_, S::Tx>| {
+                a.i64("handle", handle).map(drop)
+            })?;
+            self.step = FileStep::Closed(id);
+        }
+        Ok(None)
+    }
+
+    fn request(&self) -> Option<&Id> {
+        self.in_flight()
+    }
+}
