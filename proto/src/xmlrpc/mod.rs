@@ -43,7 +43,6 @@
 //! # Ok::<(), xmlrpc::Error>(())
 //! ```
 
-pub mod base64;
 pub(crate) mod client;
 #[cfg(feature = "serde")]
 pub mod de;
