@@ -671,8 +671,8 @@ impl<S: Storage, D: Direction, T, F: for<'a> FnOnce(Transferred<'a>) -> T> Opera
                 return Ok(Some(output));
             }
         }
-        match self.step {
-            FileStep::Due(handle) => match self.data.next(client, handle, self.chunk)? {
+        if let FileStep::Due(handle) = self.step {
+            match self.data.next(client, handle, self.chunk)? {
                 Next::Sent(id) => self.step = FileStep::Chunk(handle, id),
                 Next::End => self.step = FileStep::Closing(handle),
                 Next::Stopped => {
@@ -681,8 +681,7 @@ impl<S: Storage, D: Direction, T, F: for<'a> FnOnce(Transferred<'a>) -> T> Opera
                     }
                     self.step = FileStep::Closing(handle);
                 }
-            },
-            _ => {}
+            }
         }
         if let FileStep::Closing(handle) = self.step {
             let id = client.execute_with("guest-file-close", |a: &mut ObjectWriter<'_, S::Tx>| {
