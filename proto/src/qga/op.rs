@@ -52,6 +52,25 @@ fn reply_to<'a>(own: &Id, event: Event<'a>) -> Reply<'a> {
     })
 }
 
+/// The answer to a sequence's command in flight (`own`), or what the
+/// operation makes of the event instead: not its own (passed), or its
+/// reply over the limit (taken, noted in `too_large`, forgotten in `advance`).
+fn step_answer<'a, T>(
+    own: Option<&Id>,
+    too_large: &mut Option<usize>,
+    event: Event<'a>,
+) -> Result<Answer<'a>, Offer<Event<'a>, T>> {
+    let Some(own) = own else { return Err(Offer::Pass(event)) };
+    match reply_to(own, event) {
+        Reply::Answer(answer) => Ok(answer),
+        Reply::TooLarge(limit) => {
+            *too_large = Some(limit);
+            Err(Offer::Taken)
+        }
+        Reply::Pass(other) => Err(Offer::Pass(other)),
+    }
+}
+
 /// Waits for the reply to one command, and makes `answer` of it.
 #[derive(Debug)]
 pub struct ReplyTo<F> {
@@ -197,6 +216,16 @@ enum Step {
     Polling(i64, Id),
 }
 
+impl Step {
+    /// The id of the command in flight.
+    fn id(&self) -> Option<&Id> {
+        match self {
+            Step::Starting(id) | Step::Polling(_, id) => Some(id),
+            Step::Due(_) | Step::Paused(_) => None,
+        }
+    }
+}
+
 /// The first pause between two `guest-exec-status`; each next one doubles, up to [`EXEC_POLL_MAX`].
 pub const EXEC_POLL_FIRST: Duration = Duration::from_millis(2);
 /// The longest pause between two `guest-exec-status`.
@@ -243,10 +272,7 @@ impl<F> Exec<F> {
 
     /// The id of the command in flight.
     fn in_flight(&self) -> Option<&Id> {
-        match &self.step {
-            Step::Starting(id) | Step::Polling(_, id) => Some(id),
-            Step::Due(_) | Step::Paused(_) => None,
-        }
+        self.step.id()
     }
 
     /// The command in flight.
@@ -273,15 +299,10 @@ impl<S: Storage, T, F: for<'a> FnOnce(Ran<'a>) -> T> Operation<Client<S>> for Ex
     where
         S: 'a,
     {
-        let Some(own) = self.in_flight() else { return Offer::Pass(event) };
         let command = self.command();
-        let ran = match reply_to(own, event) {
-            Reply::Pass(other) => return Offer::Pass(other),
-            Reply::TooLarge(limit) => {
-                self.too_large = Some(limit);
-                return Offer::Taken;
-            }
-            Reply::Answer(Answer::Return(value)) => match &self.step {
+        let ran = match step_answer(self.step.id(), &mut self.too_large, event) {
+            Err(offer) => return offer,
+            Ok(Answer::Return(value)) => match &self.step {
                 Step::Starting(_) => match value.get("pid").and_then(|p| p.as_i64()) {
                     Some(pid) => {
                         self.step = Step::Due(pid);
@@ -299,7 +320,7 @@ impl<S: Storage, T, F: for<'a> FnOnce(Ran<'a>) -> T> Operation<Client<S>> for Ex
                 },
                 Step::Due(_) | Step::Paused(_) => return Offer::Taken,
             },
-            Reply::Answer(answer) => Ran::Failed { command, answer },
+            Ok(answer) => Ran::Failed { command, answer },
         };
         self.done.with(ran)
     }
@@ -522,6 +543,16 @@ enum FileStep {
     Over,
 }
 
+impl FileStep {
+    /// The id of the command in flight.
+    fn id(&self) -> Option<&Id> {
+        match self {
+            FileStep::Opening(id) | FileStep::Chunk(_, id) | FileStep::Closed(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
 /// A file transfer: `guest-file-open`, a chunk's command at a time until
 /// the file or the source ends, and `guest-file-close` whatever happened
 /// once the file is open; `done` makes the caller's value of how it ended.
@@ -562,10 +593,7 @@ impl<D: Direction, F, T> Transfer<D, F, T> {
     }
 
     fn in_flight(&self) -> Option<&Id> {
-        match &self.step {
-            FileStep::Opening(id) | FileStep::Chunk(_, id) | FileStep::Closed(id) => Some(id),
-            _ => None,
-        }
+        self.step.id()
     }
 
     fn command(&self) -> &'static str {
@@ -609,16 +637,11 @@ impl<S: Storage, D: Direction, T, F: for<'a> FnOnce(Transferred<'a>) -> T> Opera
     where
         S: 'a,
     {
-        let Some(own) = self.in_flight() else { return Offer::Pass(event) };
         let command = self.command();
-        let value = match reply_to(own, event) {
-            Reply::Pass(other) => return Offer::Pass(other),
-            Reply::TooLarge(limit) => {
-                self.too_large = Some(limit);
-                return Offer::Taken;
-            }
-            Reply::Answer(Answer::Return(value)) => value,
-            Reply::Answer(answer) => {
+        let value = match step_answer(self.step.id(), &mut self.too_large, event) {
+            Err(offer) => return offer,
+            Ok(Answer::Return(value)) => value,
+            Ok(answer) => {
                 if matches!(answer, Answer::Closed) {
                     self.step = FileStep::Over; // no closing over a closed session
                 }
