@@ -510,6 +510,21 @@ impl<M: Machine> Link<M> {
         O: Operation<M>,
         I: Inbox<M> + ?Sized,
     {
+        self.run_within(operation, inbox, None)
+    }
+
+    /// [`Link::run`] for an operation of several requests (and pauses):
+    /// each wait for the server within the time limit, the whole by `deadline`.
+    pub(crate) fn run_within<O, I>(
+        &mut self,
+        operation: &mut O,
+        inbox: &mut I,
+        deadline: Option<Instant>,
+    ) -> Result<O::Output, DriveError<M::Error>>
+    where
+        O: Operation<M>,
+        I: Inbox<M> + ?Sized,
+    {
         let connector = &self.connector;
         let mut connect = |deadline| {
             connector.connect(deadline).map_err(|e| match e.kind() {
@@ -517,8 +532,8 @@ impl<M: Machine> Link<M> {
                 _ => DriveError::Io(e),
             })
         };
-        let with = With { connect: Some(&mut connect), ..With::default() };
-        let result = self.conn.run_with(with, operation, inbox, deadline(self.timeout));
+        let with = With { connect: Some(&mut connect), step: self.timeout, ..With::default() };
+        let result = self.conn.run_with(with, operation, inbox, deadline);
         if result.is_err() {
             self.conn.close();
             self.conn.machine_mut().close();

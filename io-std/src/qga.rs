@@ -28,10 +28,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use vmwire_proto::buf::{Bounded, Full, Heap};
 use vmwire_proto::json::{ObjectWriter, Value};
-use vmwire_proto::qga::{self, Client, Command, Config, Event, ExecStatus, FileRead, Id};
+use vmwire_proto::qga::{self, Client, Command, Config, Event, Id};
 use vmwire_proto::{base64, op};
 
-use crate::transport::{Conn, Stream, deadline};
+use crate::transport::{Conn, Stream, With, deadline};
 
 pub use crate::qmp::QemuError;
 
@@ -399,9 +399,7 @@ impl Agent {
         let answer = |answer: qga::Answer<'_>| match answer {
             qga::Answer::Return(value) => on_return(value),
             qga::Answer::Accepted => Value::parse(b"null").map_err(|e| Error::Protocol(e.into())).and_then(on_return),
-            qga::Answer::Error(error) => Err(Error::Agent(error.into())),
-            qga::Answer::TooLarge { limit } => Err(Error::ReplyTooLarge { command: name.to_owned(), limit }),
-            qga::Answer::Closed => Err(Error::Closed),
+            other => Err(answer_error(name, other)),
         };
         let mut reply = qga::ReplyTo::new(self.conn.machine_mut(), name, id, answer)?;
         let deadline = deadline(self.timeout);
@@ -461,110 +459,70 @@ impl Agent {
     /// [`Options::exec_timeout`]) for it to end: `guest-exec`, then
     /// `guest-exec-status` until it has exited.
     pub fn exec(&mut self, path: &str, args: &[&str], env: &[&str], input: Option<&[u8]>) -> Result<Output, Error> {
-        let started = Instant::now();
-        let mut write = |a: &mut ObjectWriter<'_, Bounded<u8>>| {
-            a.str("path", path)?;
-            if !args.is_empty() {
-                a.array("arg", |arr| args.iter().try_for_each(|s| arr.str(s).map(drop)))?;
-            }
-            if !env.is_empty() {
-                a.array("env", |arr| env.iter().try_for_each(|s| arr.str(s).map(drop)))?;
-            }
-            if let Some(input) = input {
-                a.base64("input-data", input)?;
-            }
-            a.bool("capture-output", true)?;
-            Ok(())
-        };
-        let pid = self.request("guest-exec", Some(&mut write), |v| {
-            v.get("pid").and_then(|p| p.as_i64()).ok_or_else(|| Error::Unexpected(v.raw_str().into()))
-        })?;
-        let mut pause = Duration::from_millis(2);
-        loop {
-            let status = self.request(
-                "guest-exec-status",
-                Some(&mut |a: &mut ObjectWriter<'_, Bounded<u8>>| a.i64("pid", pid).map(drop)),
-                |v| {
-                    let s = ExecStatus::parse(v).ok_or_else(|| Error::Unexpected(v.raw_str().into()))?;
-                    if !s.exited {
-                        return Ok(None);
+        self.alive()?;
+        let ran = |ran: qga::Ran<'_>| match ran {
+            qga::Ran::Exited(s) => {
+                let decode = |data| -> Result<Vec<u8>, Error> {
+                    let mut out = Vec::new();
+                    if let Some(data) = data {
+                        base64::decode_json(&mut out, data)?;
                     }
-                    let decode = |data| -> Result<Vec<u8>, Error> {
-                        let mut out = Vec::new();
-                        if let Some(data) = data {
-                            base64::decode_json(&mut out, data)?;
-                        }
-                        Ok(out)
-                    };
-                    let status = match (s.exit_code, s.signal) {
-                        (Some(code), _) => ExitStatus::Code(code),
-                        (None, Some(signal)) => ExitStatus::Signal(signal),
-                        (None, None) => return Err(Error::Unexpected(v.raw_str().into())),
-                    };
-                    Ok(Some(Output {
-                        status,
-                        stdout: decode(s.out_data)?,
-                        stderr: decode(s.err_data)?,
-                        stdout_truncated: s.out_truncated,
-                        stderr_truncated: s.err_truncated,
-                    }))
-                },
-            )?;
-            if let Some(output) = status {
-                return Ok(output);
+                    Ok(out)
+                };
+                let status = match (s.exit_code, s.signal) {
+                    (Some(code), _) => ExitStatus::Code(code),
+                    (None, Some(signal)) => ExitStatus::Signal(signal),
+                    (None, None) => return Err(Error::Unexpected("exited with neither exitcode nor signal".into())),
+                };
+                Ok(Output {
+                    status,
+                    stdout: decode(s.out_data)?,
+                    stderr: decode(s.err_data)?,
+                    stdout_truncated: s.out_truncated,
+                    stderr_truncated: s.err_truncated,
+                })
             }
-            if self.exec_timeout.is_some_and(|t| started.elapsed() + pause > t) {
-                return Err(Error::Timeout);
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(100));
-        }
+            qga::Ran::Failed { command, answer } => Err(answer_error(command, answer)),
+        };
+        let mut exec = qga::Exec::new(self.conn.machine_mut(), path, args, env, input, ran)?;
+        let with = With { step: self.timeout, ..With::default() };
+        self.conn.run_with(with, &mut exec, &mut self.strays, deadline(self.exec_timeout))?
     }
 
-    /// Opens `path` in the guest in `mode`; the handle.
-    fn open(&mut self, path: &str, mode: &str) -> Result<i64, Error> {
-        let mut args = |a: &mut ObjectWriter<'_, Bounded<u8>>| a.str("path", path)?.str("mode", mode).map(drop);
-        self.request("guest-file-open", Some(&mut args), |v| {
-            v.as_i64().ok_or_else(|| Error::Unexpected(v.raw_str().into()))
+    /// Runs the transfer of `path` over `data`: the guest's handle is
+    /// closed in any case once open; the caller's own I/O error comes back
+    /// from `data` when the transfer stopped for it.
+    fn transfer<D: qga::Direction>(
+        &mut self,
+        path: &str,
+        data: D,
+        failure: impl FnOnce(D) -> Option<io::Error>,
+    ) -> Result<u64, Error> {
+        self.alive()?;
+        let done = |ended: qga::Transferred<'_>| match ended {
+            qga::Transferred::Done(total) => Ok(total),
+            qga::Transferred::Stopped => Err(None),
+            qga::Transferred::Failed { command, answer } => Err(Some(answer_error(command, answer))),
+            qga::Transferred::Base64(e) => Err(Some(Error::Base64(e))),
+            qga::Transferred::Miscounted { said, got } => {
+                Err(Some(Error::Unexpected(format!("{said} bytes said, {got} sent"))))
+            }
+        };
+        let chunk = self.chunk_size as u64;
+        let mut transfer = qga::Transfer::new(self.conn.machine_mut(), path, data, chunk, done)?;
+        let with = With { step: self.timeout, ..With::default() };
+        let outcome = self.conn.run_with(with, &mut transfer, &mut self.strays, None)?;
+        outcome.map_err(|e| match e {
+            Some(e) => e,
+            None => failure(transfer.into_data()).map_or(Error::Closed, Error::Io),
         })
-    }
-
-    /// Runs `work` on an open handle, then closes it whatever happened.
-    fn with_handle<T>(&mut self, handle: i64, work: impl FnOnce(&mut Self) -> Result<T, Error>) -> Result<T, Error> {
-        let result = work(self);
-        let mut args = |a: &mut ObjectWriter<'_, Bounded<u8>>| a.i64("handle", handle).map(drop);
-        let closed = self.request("guest-file-close", Some(&mut args), |_| Ok(()));
-        let value = result?;
-        closed.map(|()| value)
     }
 
     /// Streams the guest file `path` into `out`, a chunk at a time; returns
     /// how many bytes it had. The guest's handle is closed in any case.
     pub fn read_file_to(&mut self, path: &str, out: &mut impl Write) -> Result<u64, Error> {
-        let handle = self.open(path, "rb")?;
-        let chunk = self.chunk_size as u64;
-        self.with_handle(handle, |agent| {
-            let mut total = 0;
-            let mut data = Vec::new();
-            loop {
-                data.clear();
-                let mut args =
-                    |a: &mut ObjectWriter<'_, Bounded<u8>>| a.i64("handle", handle)?.u64("count", chunk).map(drop);
-                let (count, eof) = agent.request("guest-file-read", Some(&mut args), |v| {
-                    let read = FileRead::parse(v).ok_or_else(|| Error::Unexpected(v.raw_str().into()))?;
-                    base64::decode_json(&mut data, read.data)?;
-                    Ok((read.count, read.eof))
-                })?;
-                if count != data.len() as u64 {
-                    return Err(Error::Unexpected(format!("{count} bytes said, {} sent", data.len())));
-                }
-                out.write_all(&data)?;
-                total += count;
-                if eof || count == 0 {
-                    return Ok(total);
-                }
-            }
-        })
+        let sink = qga::Reading(WriteSink { out, taken: 0, error: None });
+        self.transfer(path, sink, |qga::Reading(sink)| sink.error)
     }
 
     /// Reads the guest file `path` whole.
@@ -578,27 +536,8 @@ impl Agent {
     /// a chunk at a time; returns how many bytes were written. The guest's
     /// handle is closed in any case.
     pub fn write_file_from(&mut self, path: &str, input: &mut impl Read) -> Result<u64, Error> {
-        let handle = self.open(path, "wb")?;
-        let mut buf = vec![0; self.chunk_size];
-        self.with_handle(handle, |agent| {
-            let mut total = 0;
-            loop {
-                let n = read_full(input, &mut buf)?;
-                if n == 0 {
-                    return Ok(total);
-                }
-                let chunk = buf.get(..n).unwrap_or_default();
-                let mut args =
-                    |a: &mut ObjectWriter<'_, Bounded<u8>>| a.i64("handle", handle)?.base64("buf-b64", chunk).map(drop);
-                let count = agent.request("guest-file-write", Some(&mut args), |v| {
-                    v.get("count").and_then(|c| c.as_u64()).ok_or_else(|| Error::Unexpected(v.raw_str().into()))
-                })?;
-                if count != n as u64 {
-                    return Err(Error::Unexpected(format!("wrote {count} of {n} bytes")));
-                }
-                total += count;
-            }
-        })
+        let source = ReadSource { input, buf: Vec::new(), error: None };
+        self.transfer(path, qga::Writing::new(source), |writing| writing.source.error)
     }
 
     /// Writes `bytes` to the guest file `path` (created, or truncated).
@@ -621,6 +560,61 @@ impl Agent {
     /// Closes the connection.
     pub fn close(mut self) {
         self.conn.close();
+    }
+}
+
+/// The error of a command (`name`) that did not answer as it does.
+fn answer_error(name: &str, answer: qga::Answer<'_>) -> Error {
+    match answer {
+        qga::Answer::Return(value) => Error::Unexpected(value.raw_str().into()),
+        qga::Answer::Accepted => Error::Unexpected(format!("{name} answered nothing")),
+        qga::Answer::Error(error) => Error::Agent(error.into()),
+        qga::Answer::TooLarge { limit } => Error::ReplyTooLarge { command: name.to_owned(), limit },
+        qga::Answer::Closed => Error::Closed,
+    }
+}
+
+/// The caller's writer as the sink of a guest file's bytes: a write that
+/// fails takes no more (its limit is what it took) and keeps its error.
+struct WriteSink<'w, W> {
+    out: &'w mut W,
+    taken: usize,
+    error: Option<io::Error>,
+}
+
+impl<W: Write> vmwire_proto::buf::Sink for WriteSink<'_, W> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Full> {
+        match self.out.write_all(bytes) {
+            Ok(()) => {
+                self.taken += bytes.len();
+                Ok(())
+            }
+            Err(e) => {
+                self.error = Some(e);
+                Err(Full { limit: self.taken })
+            }
+        }
+    }
+}
+
+/// The caller's reader as the source of a guest file's bytes: a chunk at a
+/// time into one buffer; a read that fails keeps its error.
+struct ReadSource<'r, R> {
+    input: &'r mut R,
+    buf: Vec<u8>,
+    error: Option<io::Error>,
+}
+
+impl<R: Read> qga::Source for ReadSource<'_, R> {
+    fn chunk(&mut self, max: usize) -> Option<&[u8]> {
+        self.buf.resize(max, 0);
+        match read_full(self.input, &mut self.buf) {
+            Ok(n) => self.buf.get(..n),
+            Err(e) => {
+                self.error = Some(e);
+                None
+            }
+        }
     }
 }
 

@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 use vmwire_proto::buf::Heap;
 use vmwire_proto::json::Value;
 use vmwire_proto::op;
-use vmwire_proto::qmp::{self, Client, Command, Config, ErrorReply, Id, schema};
+use vmwire_proto::qmp::{self, Client, Command, Config, Id, schema};
 
 use crate::text::escape;
 use crate::transport::{Conn, DriveError, Stream, With, deadline, wait_ready};
@@ -69,26 +69,7 @@ impl Default for Options {
 /// A QAPI schema kept by a [`Qmp`] client: `query-qmp-schema`'s reply, owned.
 pub type Schema = schema::HeapSchema<Vec<u8>>;
 
-/// QEMU's own error reply: the command failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QemuError {
-    /// Error class, such as `GenericError` or `CommandNotFound`.
-    pub class: String,
-    /// Description.
-    pub desc: String,
-}
-
-impl From<ErrorReply<'_>> for QemuError {
-    fn from(e: ErrorReply<'_>) -> Self {
-        QemuError { class: e.class.to_string(), desc: e.desc.to_string() }
-    }
-}
-
-impl fmt::Display for QemuError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", crate::text::escape(&self.class), crate::text::escape(&self.desc))
-    }
-}
+pub use vmwire_proto::qmp::owned::{Event, Greeting, QemuError, Stray};
 
 /// Everything that can go wrong, with "QEMU said no" ([`Error::Qemu`]) kept
 /// apart from I/O, timeouts and protocol errors.
@@ -216,48 +197,6 @@ impl std::error::Error for Error {
 
 crate::transport::client_error!(Error, qmp::Error, Error::Protocol);
 
-/// The server's greeting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Greeting {
-    /// QEMU's version as `(major, minor, micro)`.
-    pub version: (u64, u64, u64),
-    /// The distribution's package string.
-    pub package: String,
-    /// Capabilities offered (such as `oob`).
-    pub capabilities: Vec<String>,
-}
-
-/// An asynchronous event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    /// Its name, such as `STOP`.
-    pub name: String,
-    /// When QEMU says it happened.
-    pub timestamp: Timestamp,
-    /// Its `data` member (`null` if none).
-    pub data: serde_json::Value,
-}
-
-/// A message that belonged to no command this client is waiting for. None
-/// of these stop the session; they are kept (bounded) for whoever wants to
-/// look ([`Qmp::take_strays`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stray {
-    /// An error reply without an id.
-    UntaggedError(QemuError),
-    /// A reply to no command sent on this connection (raw JSON).
-    Unmatched(String),
-    /// A reply to a command that timed out.
-    Stale {
-        /// The command's id.
-        id: String,
-        /// The reply (raw JSON of `return` or of `error`).
-        reply: String,
-    },
-    /// A message that could not be understood, and was skipped.
-    Malformed(String),
-}
-
 /// A blocking QMP connection, negotiated and ready for commands.
 #[derive(Debug)]
 pub struct Qmp {
@@ -303,52 +242,21 @@ impl Inbox {
             }
         }
     }
-
-    /// An event as the caller sees it, or, when its data cannot be decoded
-    /// (`serde_json` refuses a number out of its range, say), a
-    /// [`Stray::Malformed`]: one message lost, the session goes on.
-    fn event(e: qmp::AsyncEvent<'_>) -> Result<Event, Stray> {
-        match e.data.map_or(Ok(serde_json::Value::Null), |d| d.deserialize()) {
-            Ok(data) => Ok(Event { name: e.name.to_string(), timestamp: e.timestamp, data }),
-            Err(error) => Err(Stray::Malformed(format!("event {}: data: {error}", e.name))),
-        }
-    }
 }
 
 /// Keeps whatever the machine reports that no operation took.
 impl op::Inbox<Client<Heap>> for Inbox {
     fn keep(&mut self, event: qmp::Event<'_>) {
-        use qmp::Event as E;
-        let stray = match event {
-            E::Event(e) => match Inbox::event(e) {
-                Ok(event) => return self.events.push(event),
-                Err(stray) => stray,
-            },
-            E::UntaggedError(e) => Stray::UntaggedError(e.into()),
-            E::Unmatched(m) => Stray::Unmatched(m.value().raw_str().into()),
-            E::Stale { id, reply } => {
-                let reply = match reply {
-                    Ok(v) => v.raw_str().into(),
-                    Err(e) => serde_json::json!({ "class": e.class.to_cow(), "desc": e.desc.to_cow() }).to_string(),
-                };
-                Stray::Stale { id: id.to_string(), reply }
+        match qmp::owned::Kept::of(event) {
+            qmp::owned::Kept::Event(event) => self.events.push(event),
+            qmp::owned::Kept::Stray(stray) => self.strays.push(stray),
+            qmp::owned::Kept::Skipped(stray, error) => {
+                self.skipped = Some(error);
+                self.strays.push(stray);
             }
-            E::Malformed(e) => {
-                let stray = Stray::Malformed(e.to_string());
-                self.skipped = Some(e);
-                stray
-            }
-            E::MalformedReply { id, error } => Stray::Malformed(format!("the reply to command {id}: {error}")),
-            E::Closed => return self.closed = true,
-            E::Greeting(_)
-            | E::Ready { .. }
-            | E::NegotiationFailed(_)
-            | E::NotGreeting { .. }
-            | E::Return { .. }
-            | E::Error { .. }
-            | E::Failed { .. } => return,
-        };
-        self.strays.push(stray);
+            qmp::owned::Kept::Closed => self.closed = true,
+            qmp::owned::Kept::Nothing => {}
+        }
     }
 }
 
@@ -396,11 +304,7 @@ impl Qmp {
         let mut greeting = None;
         let mut negotiation = qmp::Negotiation::new(
             |g: &qmp::Greeting<'_>| {
-                greeting = Some(Greeting {
-                    version: g.version().unwrap_or_default(),
-                    package: g.package().map(|p| p.to_string()).unwrap_or_default(),
-                    capabilities: g.capabilities().map(|c| c.to_string()).collect(),
-                });
+                greeting = Some(Greeting::from(g));
             },
             |end: qmp::Negotiated<'_>| match end {
                 qmp::Negotiated::Ready { .. } => Ok(()),
@@ -419,8 +323,7 @@ impl Qmp {
             outcome => outcome.map_err(Error::from).and_then(|negotiated| negotiated),
         };
         outcome.map_err(|e| inbox.explain(e))?;
-        let greeting =
-            greeting.unwrap_or(Greeting { version: (0, 0, 0), package: String::new(), capabilities: Vec::new() });
+        let greeting = greeting.unwrap_or_default();
         let mut qmp = Qmp { conn, greeting, inbox, timeout: options.timeout, checking: Checking::default() };
         if options.check {
             qmp.fetch_schema()?;
@@ -624,7 +527,7 @@ impl Qmp {
             if self.inbox.closed {
                 return Err(Error::Closed);
             }
-            let mut next = qmp::NextEvent::new(|e: Option<qmp::AsyncEvent<'_>>| e.map(Inbox::event));
+            let mut next = qmp::NextEvent::new(|e: Option<qmp::AsyncEvent<'_>>| e.map(Event::of));
             match self.conn.run(&mut next, &mut self.inbox, deadline) {
                 Ok(Some(Ok(event))) => return Ok(Some(event)),
                 Ok(Some(Err(stray))) => self.inbox.strays.push(stray),

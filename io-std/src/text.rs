@@ -15,51 +15,9 @@
 //! assert_eq!(escape("Grüße, 世界").to_string(), "Grüße, 世界");
 //! ```
 
-use core::fmt::{self, Display, Write};
+use core::fmt::Write;
 
-/// `text`, displayed with control and bidirectional-formatting characters
-/// escaped; see the [module documentation](self).
-pub fn escape(text: &str) -> Escaped<'_> {
-    Escaped(text)
-}
-
-/// A string displayed with its unsafe characters escaped; made by [`escape`].
-#[derive(Debug, Clone, Copy)]
-pub struct Escaped<'a>(&'a str);
-
-impl Display for Escaped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0;
-        while let Some(at) = rest.find(needs_escape) {
-            f.write_str(&rest[..at])?;
-            let c = rest[at..].chars().next().unwrap_or_default();
-            match c {
-                '\n' => f.write_str(r"\n")?,
-                '\r' => f.write_str(r"\r")?,
-                '\t' => f.write_str(r"\t")?,
-                _ => write!(f, "\\u{{{:x}}}", c as u32)?,
-            }
-            rest = &rest[at + c.len_utf8()..];
-        }
-        f.write_str(rest)
-    }
-}
-
-impl Escaped<'_> {
-    /// Whether displaying this string changes it (it holds a character that
-    /// needs escaping).
-    pub fn is_changed(&self) -> bool {
-        self.0.contains(needs_escape)
-    }
-}
-
-/// C0 and C1 controls, DEL, and the characters that reorder or hide text:
-/// bidirectional embeddings, overrides and isolates, and the line and
-/// paragraph separators.
-fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
-}
+pub use vmwire_proto::text::{Escaped, escape};
 
 /// Appends `text` to `out`, escaped as [`escape`] displays it.
 pub fn push_escaped(out: &mut String, text: &str) {

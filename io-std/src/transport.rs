@@ -302,6 +302,14 @@ pub fn poll_until(fd: BorrowedFd<'_>, flags: PollFlags, deadline: Option<Instant
     }
 }
 
+/// The earlier of two deadlines (`None`: no deadline).
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Opens a new stream by the deadline given (see [`With::connect`]).
 pub type Connect<'c, E> = dyn FnMut(Option<Instant>) -> Result<Stream, DriveError<E>> + 'c;
 
@@ -315,11 +323,55 @@ pub struct With<'a, 'c, E> {
     /// Opens a new stream whenever the machine [needs one](Machine::needs_connection)
     /// (HTTP); a failure to open one fails the operation.
     pub connect: Option<&'a mut Connect<'c, E>>,
+    /// A limit on each wait for the peer besides the deadline, started
+    /// again whenever the operation takes an event (each request of a
+    /// sequence, such as a file's chunks, gets the whole of it).
+    pub step: Option<Duration>,
 }
 
 impl<E> Default for With<'_, '_, E> {
     fn default() -> Self {
-        With { fds: &[], connect: None }
+        With { fds: &[], connect: None, step: None }
+    }
+}
+
+/// An operation, noting whether it took an event since last asked.
+struct Watched<'o, O> {
+    operation: &'o mut O,
+    took: bool,
+}
+
+impl<M: Machine, O: Operation<M>> Operation<M> for Watched<'_, O> {
+    type Output = O::Output;
+
+    fn offer<'a>(&mut self, event: M::Event<'a>) -> op::Offer<M::Event<'a>, O::Output>
+    where
+        M: 'a,
+    {
+        let offer = self.operation.offer(event);
+        self.took |= !matches!(offer, op::Offer::Pass(_));
+        offer
+    }
+
+    fn request(&self) -> Option<&M::Request> {
+        self.operation.request()
+    }
+
+    fn advance(&mut self, machine: &mut M) -> Result<Option<O::Output>, M::Error> {
+        self.operation.advance(machine)
+    }
+
+    fn pause(&self) -> Option<Duration> {
+        self.operation.pause()
+    }
+
+    fn resume(&mut self, machine: &mut M) -> Result<Option<O::Output>, M::Error> {
+        self.took = true;
+        self.operation.resume(machine)
+    }
+
+    fn expire(&mut self, machine: &mut M) {
+        self.operation.expire(machine);
     }
 }
 
@@ -486,7 +538,7 @@ impl<M: Machine> Conn<M> {
         I: Inbox<M> + ?Sized,
     {
         let sent = if with.fds.is_empty() { Ok(()) } else { self.flush_with_fds(with.fds, deadline) };
-        let outcome = sent.and_then(|()| self.drive(with.connect, operation, inbox, deadline));
+        let outcome = sent.and_then(|()| self.drive(with.connect, with.step, operation, inbox, deadline));
         if matches!(outcome, Err(DriveError::Timeout | DriveError::Io(_))) {
             operation.expire(&mut self.machine);
         }
@@ -500,15 +552,18 @@ impl<M: Machine> Conn<M> {
         O: Operation<M>,
         I: Inbox<M> + ?Sized,
     {
-        self.drive(None, operation, inbox, deadline)
+        self.drive(None, None, operation, inbox, deadline)
     }
 
     /// The one loop: the machine's events to the operation until it
-    /// finishes; then a new connection if the machine needs one, queued
-    /// bytes written, and bytes read.
+    /// finishes; then the pause it asks for (and it resumes); then a new
+    /// connection if the machine needs one, queued bytes written, and bytes
+    /// read, each wait bounded by `deadline` and by `step` since the
+    /// operation last took an event.
     fn drive<O, I>(
         &mut self,
         mut connect: Option<&mut Connect<'_, M::Error>>,
+        step: Option<Duration>,
         operation: &mut O,
         inbox: &mut I,
         deadline: Option<Instant>,
@@ -517,17 +572,32 @@ impl<M: Machine> Conn<M> {
         O: Operation<M>,
         I: Inbox<M> + ?Sized,
     {
+        let mut operation = Watched { operation, took: true };
+        let mut limit = deadline;
         loop {
-            if let Some(output) = op::drive(&mut self.machine, operation, inbox).map_err(DriveError::Machine)? {
+            if let Some(output) = op::drive(&mut self.machine, &mut operation, inbox).map_err(DriveError::Machine)? {
                 return Ok(output);
             }
+            if std::mem::take(&mut operation.took) && step.is_some() {
+                limit = earliest(deadline, self::deadline(step));
+            }
+            if let Some(pause) = operation.pause() {
+                if deadline.is_some_and(|d| Instant::now() + pause > d) {
+                    return Err(DriveError::Timeout);
+                }
+                std::thread::sleep(pause);
+                match operation.resume(&mut self.machine).map_err(DriveError::Machine)? {
+                    Some(output) => return Ok(output),
+                    None => continue,
+                }
+            }
             if let Some(connect) = connect.as_mut().filter(|_| self.machine.needs_connection()) {
-                let stream = connect(deadline)?;
+                let stream = connect(limit)?;
                 self.replace_stream(stream);
                 self.machine.connected();
                 continue;
             }
-            self.pump(deadline)?;
+            self.pump(limit)?;
         }
     }
 

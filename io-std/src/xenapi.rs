@@ -29,10 +29,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use vmwire_proto::buf::Heap;
 use vmwire_proto::http as proto_http;
-use vmwire_proto::xenapi::{self as proto, Config, Event, TaskStatus};
+use vmwire_proto::xenapi::{self as proto, Config, Event};
 use vmwire_proto::xmlrpc::{self, Value, de, ser};
 
 use crate::http::{Link, OpenError, TlsOptions, Url, UrlError};
+use crate::transport::DriveError;
 use crate::xmlrpc::{Fault, to_json};
 
 /// xapi's local socket, as the Python SDK's `xapi_local()` uses.
@@ -364,34 +365,34 @@ impl Session {
         timeout: Option<Duration>,
     ) -> Result<R, Error> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let status = loop {
-            let status: String = self.call("task.get_status", (task,))?;
-            let status = TaskStatus::from_text(&status)
-                .ok_or(Error::Protocol(proto::Error::NotAResult { what: "an unknown task status" }))?;
-            if status.is_finished() {
-                break status;
-            }
-            if deadline.is_some_and(|d| Instant::now() + interval > d) {
-                return Err(Error::TaskTimeout);
-            }
-            std::thread::sleep(interval);
-        };
-        let outcome = match status {
-            TaskStatus::Success => {
-                let text: String = self.call("task.get_result", (task,))?;
+        let done = |ended: proto::TaskEnded<'_>| match ended {
+            proto::TaskEnded::Success(v) => {
+                let text: String = v.deserialize().map_err(Error::Decode)?;
                 proto::task_result(&text)
                     .map_err(|e| Error::Protocol(proto::Error::Xml(e)))
                     .and_then(|v| v.deserialize::<R>().map_err(Error::Decode))
             }
-            _ => {
-                let info: Vec<String> = self.call("task.get_error_info", (task,))?;
+            proto::TaskEnded::Failure(v) => {
+                let info: Vec<String> = v.deserialize().map_err(Error::Decode)?;
                 let mut info = info.into_iter();
                 let code = info.next().unwrap_or_else(|| "TASK_CANCELLED".into());
                 Err(Error::Failure(Failure { code, params: info.collect() }))
             }
+            proto::TaskEnded::UnknownStatus => {
+                Err(Error::Protocol(proto::Error::NotAResult { what: "an unknown task status" }))
+            }
+            proto::TaskEnded::NotQueued { error, .. } => Err(Error::Protocol(error)),
+            proto::TaskEnded::Failed { event, .. } => Err(event_error(event)),
         };
-        let _ = self.call::<_, ()>("task.destroy", (task,));
-        outcome
+        let mut wait = proto::WaitTask::new(self.link.machine(), &task.0, interval, done)?;
+        let mut relogin = relogin_inbox(&mut self.relogins, &mut self.events);
+        match self.link.run_within(&mut wait, &mut relogin, deadline) {
+            Ok(outcome) => outcome,
+            Err(DriveError::Timeout) if deadline.is_some_and(|d| Instant::now() + interval > d) => {
+                Err(Error::TaskTimeout)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// `VM.*` calls.
@@ -406,30 +407,44 @@ impl Session {
 
     /// Drives the machine to the end of the outstanding operation.
     fn exchange<T>(&mut self, mut read: impl FnMut(Value<'_>) -> Result<T, Error>) -> Result<Done<T>, Error> {
-        let (relogins, events) = (&mut self.relogins, &mut self.events);
-        let mut relogin = |event: Event<'_>| {
-            if let Event::Relogin { attempt, session } = event {
-                *relogins += 1;
-                if events.len() >= 64 {
-                    events.remove(0);
-                }
-                events.push(SessionEvent::Relogin { attempt, session: session.to_string() });
-            }
-        };
+        let mut relogin = relogin_inbox(&mut self.relogins, &mut self.events);
         let mut exchange = proto::Exchange::new(|event: Event<'_>| match event {
             Event::LoggedIn { session } => Ok(Done::LoggedIn(session.to_string())),
             Event::LoggedOut => Ok(Done::LoggedOut),
             Event::Result(v) => read(v).map(Done::Value),
-            Event::Failure(f) => Err(Error::Failure(f.into())),
-            Event::SessionInvalid { tries } => Err(Error::SessionInvalid { tries }),
-            Event::Fault(f) => Err(Error::Fault(f.into())),
-            Event::HttpStatus { status, reason, .. } => Err(Error::HttpStatus { status, reason: reason.to_string() }),
-            Event::Malformed(e) => Err(Error::Protocol(e)),
-            Event::ConnectionLost { .. } => Err(Error::Closed),
-            // Passed to the inbox by the operation: never here.
-            Event::Relogin { .. } => Err(Error::Closed),
+            event => Err(event_error(event)),
         });
         self.link.run(&mut exchange, &mut relogin).map_err(Error::from)?
+    }
+}
+
+/// The inbox of a session's operations: re-logins, counted and kept (the last 64).
+fn relogin_inbox<'s>(relogins: &'s mut u64, events: &'s mut Vec<SessionEvent>) -> impl FnMut(Event<'_>) + 's {
+    move |event: Event<'_>| {
+        if let Event::Relogin { attempt, session } = event {
+            *relogins += 1;
+            if events.len() >= 64 {
+                events.remove(0);
+            }
+            events.push(SessionEvent::Relogin { attempt, session: session.to_string() });
+        }
+    }
+}
+
+/// The error of an event that is not the answer waited for.
+fn event_error(event: Event<'_>) -> Error {
+    match event {
+        Event::Failure(f) => Error::Failure(f.into()),
+        Event::SessionInvalid { tries } => Error::SessionInvalid { tries },
+        Event::Fault(f) => Error::Fault(f.into()),
+        Event::HttpStatus { status, reason, .. } => Error::HttpStatus { status, reason: reason.to_string() },
+        Event::Malformed(e) => Error::Protocol(e),
+        Event::ConnectionLost { .. } => Error::Closed,
+        Event::LoggedIn { .. } | Event::LoggedOut | Event::Result(_) => {
+            Error::Protocol(proto::Error::NotAResult { what: "an answer of another kind" })
+        }
+        // Passed to the inbox by the operations: never here.
+        Event::Relogin { .. } => Error::Closed,
     }
 }
 

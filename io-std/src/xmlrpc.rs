@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use vmwire_proto::Machine;
 use vmwire_proto::buf::Heap;
 use vmwire_proto::http as proto_http;
 use vmwire_proto::xmlrpc::{
@@ -440,29 +439,22 @@ impl Shared {
 fn serve_connection(stream: Stream, shared: &Shared) {
     let mut conn = Conn::new(stream, xmlrpc::Server::<Heap>::new(shared.config));
     loop {
-        while let Ok(Some(event)) = conn.machine_mut().poll() {
-            let answer = match event {
-                ServerEvent::Call(call) => shared.dispatch(&call.method.to_string(), call.params),
-                ServerEvent::Closed => return,
-                // The machine answered these itself.
-                ServerEvent::Rejected(_) | ServerEvent::Http(_) => continue,
-            };
-            let rpc = conn.machine_mut();
-            let sent = match answer {
-                Ok(value) => rpc.respond(|w| w.raw(&value)),
-                Err(fault) => rpc.fault(fault.code, &fault.string),
-            };
-            if sent.is_err() {
-                let _ = rpc.fault(-32603, "the response does not fit");
+        let mut next =
+            xmlrpc::NextCall::new(|call: xmlrpc::Call<'_>| shared.dispatch(&call.method.to_string(), call.params));
+        match conn.run(&mut next, &mut |_: ServerEvent<'_>| {}, deadline(shared.idle)) {
+            Ok(xmlrpc::Incoming::Call(answer)) => {
+                let _ = conn.machine_mut().answer(answer.as_deref().map_err(|f| (f.code, f.string.as_str())));
+            }
+            Ok(xmlrpc::Incoming::Answered) => {}
+            Ok(xmlrpc::Incoming::Closed) => return,
+            Err(_) => {
+                // Idle too long, or gone: done with this connection.
+                let _ = conn.flush(deadline(Some(Duration::from_secs(1))));
+                conn.close();
+                return;
             }
         }
         if conn.flush(deadline(shared.idle)).is_err() || conn.machine().wants_close() {
-            conn.close();
-            return;
-        }
-        if conn.fill(deadline(shared.idle)).is_err() {
-            // Idle too long, or gone: done with this connection.
-            let _ = conn.flush(deadline(Some(Duration::from_secs(1))));
             conn.close();
             return;
         }

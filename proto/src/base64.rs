@@ -83,6 +83,18 @@ pub fn encode<S: Sink + ?Sized>(out: &mut S, bytes: &[u8]) -> Result<(), Full> {
     out.put(&block[..len])
 }
 
+/// Writes `bytes` as base64, a line break after every 76 characters and
+/// after the last line (Python's `base64.encodebytes`, as XML-RPC's
+/// `<base64>` carries it).
+pub fn encode_lines<S: Sink + ?Sized>(out: &mut S, bytes: &[u8]) -> Result<(), Full> {
+    // 57 input bytes make one 76-character line.
+    for line in bytes.chunks(57) {
+        encode(out, line)?;
+        out.put(b"\n")?;
+    }
+    Ok(())
+}
+
 #[inline(always)]
 fn quad(n: u32) -> [u8; 4] {
     let c = |shift: u32| ALPHABET[(n >> shift & 0x3F) as usize];
@@ -136,12 +148,21 @@ pub struct Decoder {
     /// The group with padding is complete: the text must end.
     done: bool,
     offset: u64,
+    /// White space skipped, the last group's padding optional ([`Decoder::lenient`]).
+    lenient: bool,
 }
 
 impl Decoder {
     /// A decoder at the start of the text.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder for base64 as XML-RPC's `<base64>` carries it: white space
+    /// (the line breaks of wrapped text) skipped, and the last group's
+    /// padding optional (see [`Decoder::end`]).
+    pub fn lenient() -> Self {
+        Decoder { lenient: true, ..Self::default() }
     }
 
     /// Decodes `text` (the next piece), writing whole bytes to `out`.
@@ -173,6 +194,10 @@ impl Decoder {
                 }
             }
             let Some(&byte) = text.get(i) else { break };
+            if self.lenient && matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
+                i += 1;
+                continue;
+            }
             let offset = self.offset + i as u64;
             let v = DECODE[byte as usize];
             let invalid = Error::InvalidByte { byte, offset };
@@ -218,6 +243,58 @@ impl Decoder {
     pub fn finish(self) -> Result<(), Error> {
         if self.have + self.padding == 0 { Ok(()) } else { Err(Error::Truncated) }
     }
+
+    /// The text ended: as [`Decoder::finish`], but a [lenient](Decoder::lenient)
+    /// decoder takes a last group of two or three characters without its
+    /// padding, and writes its bytes to `out`.
+    pub fn end<S: Sink + ?Sized>(self, out: &mut S) -> Result<(), Error> {
+        match (self.lenient, self.have, self.padding) {
+            (true, have @ (2 | 3), 0) => {
+                let n = self.group << (6 * (4 - u32::from(have)));
+                let whole = [(n >> 16) as u8, (n >> 8) as u8];
+                out.put(whole.get(..usize::from(have - 1)).unwrap_or_default())?;
+                Ok(())
+            }
+            _ => self.finish(),
+        }
+    }
+}
+
+/// Decodes all of `text` leniently (see [`Decoder::lenient`]).
+pub fn decode_lenient<S: Sink + ?Sized>(out: &mut S, text: &[u8]) -> Result<(), Error> {
+    let mut decoder = Decoder::lenient();
+    decoder.feed(out, text)?;
+    decoder.end(out)
+}
+
+/// A slice filled from its start, as a [`Sink`].
+#[derive(Debug)]
+pub struct Filling<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+impl<'b> Filling<'b> {
+    /// Fills `buf` from its start.
+    pub fn new(buf: &'b mut [u8]) -> Self {
+        Filling { buf, len: 0 }
+    }
+
+    /// The filled part.
+    pub fn filled(self) -> &'b [u8] {
+        let Filling { buf, len } = self;
+        buf.get(..len).unwrap_or_default()
+    }
+}
+
+impl Sink for Filling<'_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Full> {
+        let limit = self.buf.len();
+        let end = self.len.checked_add(bytes.len()).filter(|&end| end <= limit).ok_or(Full { limit })?;
+        self.buf.get_mut(self.len..end).ok_or(Full { limit })?.copy_from_slice(bytes);
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// Decodes all of `text`.
@@ -244,6 +321,41 @@ pub fn decode_json<S: Sink + ?Sized>(out: &mut S, text: JsonStr<'_>) -> Result<(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lenient_decoding_round_trips_wrapped_lines_of_every_length() {
+        let data: std::vec::Vec<u8> = (0..=255u8).cycle().take(300).collect();
+        for len in 0..data.len() {
+            let mut text = std::vec::Vec::new();
+            super::encode_lines(&mut text, &data[..len]).unwrap();
+            assert!(text.split(|&b| b == b'\n').all(|l| l.len() <= 76));
+            let mut out = [0u8; 300];
+            let mut sink = super::Filling::new(&mut out);
+            super::decode_lenient(&mut sink, &text).unwrap();
+            assert_eq!(sink.filled(), &data[..len]);
+        }
+    }
+
+    #[test]
+    fn lenient_decoding_known_values_and_errors() {
+        use super::{Error, Filling, decode_lenient};
+        use crate::buf::Full;
+        let decode = |text: &[u8], out: &mut [u8]| {
+            let mut sink = Filling::new(out);
+            decode_lenient(&mut sink, text).map(|()| sink.filled().len())
+        };
+        let mut out = [0u8; 64];
+        let n = decode(b"\nAAECYmluYXJ5//4w\n", &mut out).unwrap();
+        assert_eq!(&out[..n], b"\x00\x01\x02binary\xff\xfe0");
+        assert_eq!(decode(b"QQ=", &mut out), Err(Error::Truncated));
+        assert_eq!(decode(b"Q===", &mut out), Err(Error::InvalidByte { byte: b'=', offset: 1 }));
+        assert_eq!(decode(b"QQ==QQ==", &mut out), Err(Error::InvalidByte { byte: b'Q', offset: 4 }));
+        assert_eq!(decode(b"Q!==", &mut out), Err(Error::InvalidByte { byte: b'!', offset: 1 }));
+        assert_eq!(decode(b"QUJD", &mut [0u8; 2]), Err(Error::Full(Full { limit: 2 })));
+        assert_eq!(decode(b"QQ", &mut out), Ok(1));
+        assert_eq!(decode(b"QUI", &mut out), Ok(2));
+        assert_eq!(&out[..2], b"AB");
+    }
+
     use super::*;
     use crate::json::Value;
 

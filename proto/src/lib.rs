@@ -60,6 +60,7 @@ pub mod op;
 mod qapi;
 pub mod qga;
 pub mod qmp;
+pub mod text;
 pub mod transcript;
 pub mod xenapi;
 pub mod xmlrpc;

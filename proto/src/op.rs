@@ -110,6 +110,22 @@ pub trait Operation<M: Machine> {
         Ok(None)
     }
 
+    /// Whether the operation waits for time now, not for the peer (a guest
+    /// program polled until it ends, a XenAPI task until it finishes):
+    /// `Some(d)` asks the adapter to wait `d` on its own timer, then call
+    /// [`Operation::resume`]. Asked whenever the machine has no event left;
+    /// a pause that would end past the deadline is the deadline passing.
+    fn pause(&self) -> Option<core::time::Duration> {
+        None
+    }
+
+    /// The pause asked for is over: queue what comes next, or finish
+    /// (`Some`). `Err` is fatal.
+    fn resume(&mut self, machine: &mut M) -> Result<Option<Self::Output>, M::Error> {
+        let _ = machine;
+        Ok(None)
+    }
+
     /// The deadline passed: the machine does what its protocol does then.
     /// The operation is over; the adapter reports the timeout.
     fn expire(&mut self, machine: &mut M) {

@@ -447,3 +447,114 @@ fn a_monitor_socket_is_not_an_agent() {
     feed(&mut client, b"{\"return\": {}}\n\xff{\"return\": 7}\n", &[1], |e| log.push(describe(e)));
     assert_eq!(log, ["synced"]);
 }
+
+/// Runs `operation` against a scripted agent: `answer` gives the return
+/// value (JSON) of each command sent, by name. Returns the output, the
+/// commands in the order sent, and the pauses asked for.
+fn run_scripted<O: vmwire_proto::op::Operation<Client<Heap>>>(
+    client: &mut Client<Heap>,
+    operation: &mut O,
+    mut answer: impl FnMut(&str) -> String,
+) -> (O::Output, Vec<String>, Vec<std::time::Duration>) {
+    let (mut sent, mut pauses) = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        let mut stray = |e: Event<'_>| panic!("stray {}", describe(e));
+        if let Some(output) = vmwire_proto::op::drive(client, operation, &mut stray).unwrap() {
+            return (output, sent, pauses);
+        }
+        if let Some(pause) = operation.pause() {
+            pauses.push(pause);
+            if let Some(output) = operation.resume(client).unwrap() {
+                return (output, sent, pauses);
+            }
+            continue;
+        }
+        let tx = client.transmit().to_vec();
+        client.transmitted(tx.len());
+        let mut replies = Vec::new();
+        for line in tx.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let request = Value::parse(line).unwrap();
+            let name = request.get("execute").unwrap().as_str().unwrap().to_string();
+            let id = request.get("id").unwrap().raw_str().to_string();
+            replies.extend_from_slice(format!("{{\"return\": {}, \"id\": {id}}}\n", answer(&name)).as_bytes());
+            sent.push(name);
+        }
+        client.receive(&replies).unwrap();
+    }
+    panic!("no end");
+}
+
+#[test]
+fn exec_polls_the_status_with_growing_pauses_until_the_program_exits() {
+    use vmwire_proto::qga::{EXEC_POLL_FIRST, Exec, Ran};
+    let mut client = synced();
+    let mut polls = 0;
+    let mut exec = Exec::new(&mut client, "/bin/true", &["-x"], &[], Some(b"in"), |ran: Ran<'_>| match ran {
+        Ran::Exited(s) => Ok((s.exit_code, s.out_data.map(|d| d.to_string()))),
+        Ran::Failed { command, answer } => Err(format!("{command}: {answer:?}")),
+    })
+    .unwrap();
+    let (output, sent, pauses) = run_scripted(&mut client, &mut exec, |name| match name {
+        "guest-exec" => r#"{"pid": 7}"#.into(),
+        _ if polls < 2 => {
+            polls += 1;
+            r#"{"exited": false}"#.into()
+        }
+        _ => r#"{"exited": true, "exitcode": 3, "out-data": "aGk="}"#.into(),
+    });
+    assert_eq!(output, Ok((Some(3), Some("aGk=".into()))));
+    assert_eq!(sent, ["guest-exec", "guest-exec-status", "guest-exec-status", "guest-exec-status"]);
+    assert_eq!(pauses, [EXEC_POLL_FIRST, EXEC_POLL_FIRST * 2]);
+}
+
+#[test]
+fn a_transfer_closes_the_handle_whatever_happened() {
+    use vmwire_proto::qga::{Reading, Source, Transfer, Transferred, Writing};
+    let describe = |t: Transferred<'_>| format!("{t:?}");
+
+    // Read: two chunks, the second the last; the bytes reach the sink.
+    let mut client = synced();
+    let mut reads = 0;
+    let mut read = Transfer::new(&mut client, "/f", Reading(Vec::new()), 2, describe).unwrap();
+    let (output, sent, _) = run_scripted(&mut client, &mut read, |name| match name {
+        "guest-file-open" => "5".into(),
+        "guest-file-read" => {
+            reads += 1;
+            let eof = reads == 2;
+            format!(r#"{{"count": 2, "buf-b64": "aGk=", "eof": {eof}}}"#)
+        }
+        _ => "{}".into(),
+    });
+    assert_eq!(output, "Done(4)");
+    assert_eq!(sent, ["guest-file-open", "guest-file-read", "guest-file-read", "guest-file-close"]);
+    assert_eq!(read.into_data().0, b"hihi");
+
+    // Write: the caller's reader fails at the second chunk; the handle is closed all the same.
+    struct Failing(u8);
+    impl Source for Failing {
+        fn chunk(&mut self, _max: usize) -> Option<&[u8]> {
+            self.0 += 1;
+            (self.0 == 1).then_some(&b"ab"[..])
+        }
+    }
+    let mut client = synced();
+    let mut write = Transfer::new(&mut client, "/f", Writing::new(Failing(0)), 2, describe).unwrap();
+    let (output, sent, _) = run_scripted(&mut client, &mut write, |name| match name {
+        "guest-file-open" => "5".into(),
+        "guest-file-write" => r#"{"count": 2, "eof": false}"#.into(),
+        _ => "{}".into(),
+    });
+    assert_eq!(output, "Stopped");
+    assert_eq!(sent, ["guest-file-open", "guest-file-write", "guest-file-close"]);
+
+    // A chunk's count that disagrees with its data: the handle is closed, the mismatch reported.
+    let mut client = synced();
+    let mut read = Transfer::new(&mut client, "/f", Reading(Vec::new()), 2, describe).unwrap();
+    let (output, sent, _) = run_scripted(&mut client, &mut read, |name| match name {
+        "guest-file-open" => "5".into(),
+        "guest-file-read" => r#"{"count": 3, "buf-b64": "aGk=", "eof": true}"#.into(),
+        _ => "{}".into(),
+    });
+    assert_eq!(output, "Miscounted { said: 3, got: 2 }");
+    assert_eq!(sent, ["guest-file-open", "guest-file-read", "guest-file-close"]);
+}

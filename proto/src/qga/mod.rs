@@ -44,7 +44,10 @@ use crate::json::{self, Framer, JsonStr, Limits, Message, ObjectWriter, Step, Va
 use crate::qapi::{self, Ending, Members, Pending, Settled, Table};
 
 pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply};
-pub use op::{Answer, ReplyTo, Synchronise, Synchronised};
+pub use op::{
+    Answer, Chunked, Direction, EXEC_POLL_FIRST, EXEC_POLL_MAX, Exec, Next, Ran, Reading, ReplyTo, Source, Synchronise,
+    Synchronised, Transfer, Transferred, Writing,
+};
 
 mod op;
 

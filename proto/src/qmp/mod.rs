@@ -43,6 +43,8 @@ pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply};
 pub use op::{Answer, Negotiated, Negotiation, NextEvent, ReplyTo};
 
 mod op;
+#[cfg(feature = "std")]
+pub mod owned;
 
 pub mod schema;
 

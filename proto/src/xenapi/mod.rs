@@ -50,6 +50,9 @@ use crate::buf::{Buf, Storage};
 use crate::http;
 use crate::xmlrpc::{self, Array, MethodResponse, ParamsWriter, SendError, Value, WriteError, XmlStr, client::Step};
 
+mod task;
+pub use task::{TaskEnded, WaitTask};
+
 /// Longest session reference the machine keeps (xapi's are 46 bytes).
 pub const MAX_REF_LEN: usize = 256;
 /// Longest method name.

@@ -43,7 +43,6 @@
 //! # Ok::<(), xmlrpc::Error>(())
 //! ```
 
-pub mod base64;
 pub(crate) mod client;
 #[cfg(feature = "serde")]
 pub mod de;
@@ -58,7 +57,7 @@ mod write;
 
 pub use client::{Client, Config, Event, Response, SendError};
 pub use error::{Error, ErrorKind, Message, WriteError};
-pub use server::{Call, Server, ServerConfig, ServerEvent};
+pub use server::{Call, INTERNAL_ERROR, Incoming, NextCall, Server, ServerConfig, ServerEvent};
 pub use text::{Chunk, Chunks, XmlStr};
 pub use value::{Array, Base64, DateTime, Elements, Iso8601, Members, Struct, Value};
 pub use write::{

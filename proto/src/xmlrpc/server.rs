@@ -16,6 +16,10 @@ use crate::http::{self, Headers};
 /// (the "specification for fault code interoperability").
 pub const PARSE_ERROR: i64 = -32700;
 
+/// Fault code for a server's own failure (the "specification for fault
+/// code interoperability"): here, a response too large to send.
+pub const INTERNAL_ERROR: i64 = -32603;
+
 /// Settings for a [`Server`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ServerConfig {
@@ -128,6 +132,17 @@ impl<S: Storage> Server<S> {
         self.http.respond(200, "OK", XML, |out| write_fault(out, code, string).map_err(SendError::from))
     }
 
+    /// Answers the current call with its result (a `<value>` already
+    /// written as XML-RPC) or its fault (code and string); a response that
+    /// does not fit the transmit buffer becomes the fault [`INTERNAL_ERROR`].
+    pub fn answer(&mut self, outcome: Result<&[u8], (i64, &str)>) -> Result<(), SendError> {
+        let sent = match outcome {
+            Ok(value) => self.respond(|w| w.raw(value)),
+            Err((code, string)) => self.fault(code, string),
+        };
+        sent.or_else(|_| self.fault(INTERNAL_ERROR, "the response does not fit"))
+    }
+
     fn find(&mut self) -> Result<Option<Found>, http::Error> {
         let max_depth = self.config.limits.max_depth;
         let limits = self.config.limits;
@@ -202,5 +217,55 @@ impl<S: Storage> Machine for Server<S> {
             target: request.target,
             headers: request.headers,
         })))
+    }
+}
+
+/// What [`NextCall`] finished with.
+#[derive(Debug)]
+pub enum Incoming<T> {
+    /// A call, made into the caller's value (its answer, to give with
+    /// [`Server::answer`]).
+    Call(T),
+    /// A request that was not a call, answered by the machine itself: the
+    /// adapter writes the answer (and closes if [`Server::wants_close`]).
+    Answered,
+    /// The connection ended.
+    Closed,
+}
+
+/// Waits for the server's next call, and makes `call` of it.
+#[derive(Debug)]
+pub struct NextCall<F> {
+    call: crate::op::Finish<F>,
+}
+
+impl<F> NextCall<F> {
+    /// The operation, finished by `call`.
+    pub fn new(call: F) -> Self {
+        NextCall { call: crate::op::Finish::new(call) }
+    }
+}
+
+impl<S: Storage, T, F: for<'a> FnOnce(Call<'a>) -> T> crate::op::Operation<Server<S>> for NextCall<F> {
+    type Output = Incoming<T>;
+
+    fn offer<'a>(&mut self, event: ServerEvent<'a>) -> crate::op::Offer<ServerEvent<'a>, Incoming<T>>
+    where
+        S: 'a,
+    {
+        use crate::op::Offer;
+        match event {
+            ServerEvent::Call(call) => match self.call.with::<_, ServerEvent<'a>, T>(call) {
+                Offer::Done(output) => Offer::Done(Incoming::Call(output)),
+                _ => Offer::Taken,
+            },
+            ServerEvent::Rejected(_) | ServerEvent::Http(_) => Offer::Done(Incoming::Answered),
+            ServerEvent::Closed => Offer::Done(Incoming::Closed),
+        }
+    }
+
+    /// A server waits for no request of its own.
+    fn request(&self) -> Option<&()> {
+        None
     }
 }

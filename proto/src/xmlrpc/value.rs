@@ -2,7 +2,6 @@
 
 use core::fmt;
 
-use super::base64;
 use super::grammar::{
     self, Ty, cdata, close, comment, end_tag, is_name_start, misc, open, processing_instruction, start_tag, text,
     type_tag,
@@ -479,18 +478,20 @@ impl<'a> Base64<'a> {
         self.text.len() / 4 * 3 + 3
     }
 
-    /// Decodes into `buf`, returning the bytes written.
-    pub fn decode_into<'b>(&self, buf: &'b mut [u8]) -> Result<&'b [u8], base64::DecodeError> {
-        let n = base64::decode(self.text.as_bytes(), buf)?;
-        Ok(buf.get(..n).unwrap_or_default())
+    /// Decodes into `buf`, returning the bytes written (white space
+    /// skipped, the last group's padding optional:
+    /// [`crate::base64::Decoder::lenient`]).
+    pub fn decode_into<'b>(&self, buf: &'b mut [u8]) -> Result<&'b [u8], crate::base64::Error> {
+        let mut out = crate::base64::Filling::new(buf);
+        crate::base64::decode_lenient(&mut out, self.text.as_bytes())?;
+        Ok(out.filled())
     }
 
     /// Decodes into a new `Vec`.
     #[cfg(feature = "alloc")]
-    pub fn to_vec(&self) -> Result<alloc::vec::Vec<u8>, base64::DecodeError> {
-        let mut out = alloc::vec![0; self.decoded_len()];
-        let n = base64::decode(self.text.as_bytes(), &mut out)?;
-        out.truncate(n);
+    pub fn to_vec(&self) -> Result<alloc::vec::Vec<u8>, crate::base64::Error> {
+        let mut out = alloc::vec::Vec::with_capacity(self.decoded_len());
+        crate::base64::decode_lenient(&mut out, self.text.as_bytes())?;
         Ok(out)
     }
 }

@@ -4,7 +4,6 @@
 
 use core::fmt::Write as _;
 
-use super::base64;
 use super::error::WriteError;
 use super::text::Chunk;
 use super::value::{Iso8601, Value};
@@ -161,7 +160,7 @@ impl<'s, S: Sink + ?Sized> ValueWriter<'s, S> {
     pub fn base64(self, bytes: &[u8]) -> Result<(), WriteError> {
         let out = self.out;
         out.put(b"<value><base64>\n")?;
-        base64::encode_lines(out, bytes)?;
+        crate::base64::encode_lines(out, bytes)?;
         out.put(b"</base64></value>\n")?;
         Ok(())
     }
