@@ -22,8 +22,8 @@ use vmwire_proto::minimega::{CommandLine, Error, Namespace, check_line, write_wo
 fn go_is_space(c: char) -> bool {
     matches!(
         c,
-        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{85}' | '\u{a0}'
-            | '\u{1680}' | '\u{2000}'..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}'
+        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{85}' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}'
     )
 }
 
@@ -92,7 +92,9 @@ fuzz_target!(|data: &[u8]| {
         Some(Ok(ns)) => build(CommandLine::namespaced(ns, command)),
         Some(Err(e)) => {
             assert_eq!(*e, Error::InvalidNamespace);
-            assert!(ns_name.is_some_and(|n| n.is_empty() || n.contains(|c: char| !c.is_ascii_alphanumeric() && !"-_.".contains(c))));
+            assert!(ns_name.is_some_and(
+                |n| n.is_empty() || n.contains(|c: char| !c.is_ascii_alphanumeric() && !"-_.".contains(c))
+            ));
             return;
         }
         None => build(CommandLine::new(command)),
@@ -136,7 +138,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(Error::NotPlain) => assert!(command.contains(['"', '\'', '\\', '#'])),
-        Err(e @ (Error::Empty { .. } | Error::BareNamespace | Error::BareOutputMode { .. } | Error::DaemonWide { .. })) => {
+        Err(
+            e @ (Error::Empty { .. } | Error::BareNamespace | Error::BareOutputMode { .. } | Error::DaemonWide { .. }),
+        ) => {
             // Refused for what the line would do: the hand-made line reads
             // as the same words, and check_line refuses it the same way.
             assert!(!command.contains(['"', '\'', '\\', '#']));

@@ -39,11 +39,8 @@ fn run(data: &[u8], chunk: usize) -> (Vec<String>, Vec<u8>) {
                 assert!(call.params.iter().count() == call.params.len());
                 let line = format!("call {} {:?} {:?} {:?}", call.method, call.params, call.target, call.headers);
                 let n = call.params.len();
-                let answered = if n % 2 == 0 {
-                    rpc.respond(|v| v.int(n as i64))
-                } else {
-                    rpc.fault(-1, "odd number of params")
-                };
+                let answered =
+                    if n % 2 == 0 { rpc.respond(|v| v.int(n as i64)) } else { rpc.fault(-1, "odd number of params") };
                 assert!(answered.is_ok(), "cannot answer: {answered:?}");
                 line
             }
