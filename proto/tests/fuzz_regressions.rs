@@ -75,3 +75,26 @@ fn http_chunk_size_line_limit_does_not_depend_on_the_chunking() {
         assert_eq!(whole, [want], "extension of {extension} bytes");
     }
 }
+
+/// xmlrpc_call (seed `regress_datetime_with_reference`): a dateTime whose
+/// text holds a reference was written back with the reference escaped
+/// again (`&lt;` became `&amp;lt;`), so the rewrite read as other text.
+#[test]
+fn xmlrpc_datetime_is_written_back_as_it_reads() {
+    use vmwire_proto::xmlrpc::{self, Options};
+    let doc = b"<methodCall><methodName>x</methodName><params><param><value>\
+        <dateTime.iso8601>2024&#45;01&lt;</dateTime.iso8601></value></param></params></methodCall>";
+    let call = xmlrpc::parse_call(doc).unwrap();
+    let mut out = Vec::new();
+    xmlrpc::write_call(&mut out, "x", Options::default(), |p| {
+        for v in call.params.iter() {
+            p.param(|w| w.value(&v))?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let again = xmlrpc::parse_call(&out).unwrap();
+    let text = |c: &xmlrpc::MethodCall<'_>| c.params.first().and_then(|v| v.as_datetime()).unwrap().text().to_string();
+    assert_eq!(text(&again), "2024-01<");
+    assert_eq!(text(&again), text(&call));
+}
