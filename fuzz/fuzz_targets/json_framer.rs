@@ -1,7 +1,8 @@
 //! The JSON validator and framer on arbitrary bytes: never panic, never
 //! hold more than their buffer, agree with serde_json on every input
 //! (accepted or rejected), and frame the same values and errors whatever
-//! the chunking.
+//! the chunking; what the writers write (a framed value, escaped to ASCII;
+//! the input as a string) reads back as the same value.
 //!
 //! The differences allowed are the documented ones: nesting (serde_json
 //! stops at 128; here the validator is held to 100 and deeper input is
@@ -11,7 +12,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vmwire_proto::json::{ErrorKind, Framer, Limits, Value};
+use vmwire_proto::json::{ErrorKind, Escape, Framer, Limits, Value, write_str, write_value};
 
 /// Whether serde_json refuses `text` only for a reason this crate documents.
 fn documented_difference(e: &serde_json::Error) -> bool {
@@ -81,8 +82,27 @@ fuzz_target!(|data: &[u8]| {
     for raw in chunked.iter().filter_map(|m| m.as_ref().ok()) {
         assert!(raw.len() <= 200);
         assert!(Value::parse_limited(raw, 16).is_ok(), "a framed value does not validate");
-        if let Err(e) = serde_json::from_slice::<serde_json::Value>(raw) {
-            assert!(documented_difference(&e), "serde_json refuses a framed value: {e}");
+        let theirs = serde_json::from_slice::<serde_json::Value>(raw);
+        if let Err(e) = &theirs {
+            assert!(documented_difference(e), "serde_json refuses a framed value: {e}");
+        }
+        // The writer, escaping to ASCII: serde_json reads the same value back.
+        let mut out = Vec::new();
+        write_value(&mut out, Value::parse(raw).unwrap(), Escape::Ascii).unwrap();
+        assert!(out.is_ascii());
+        assert!(Value::parse(&out).is_ok(), "the writer's output does not validate");
+        if let Ok(v) = theirs {
+            assert_eq!(serde_json::from_slice::<serde_json::Value>(&out).ok(), Some(v), "the writer changed the value");
+        }
+    }
+    // The string writer: any text, written either way, reads back as itself.
+    if let Ok(text) = std::str::from_utf8(rest) {
+        for escape in [Escape::Ascii, Escape::Minimal] {
+            let mut out = Vec::new();
+            write_str(&mut out, text, escape).unwrap();
+            let back = Value::parse(&out).expect("a written string validates");
+            assert_eq!(back.as_str().map(|s| s.to_string()).as_deref(), Some(text));
+            assert_eq!(serde_json::from_slice::<String>(&out).ok().as_deref(), Some(text));
         }
     }
 });
