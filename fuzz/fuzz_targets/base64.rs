@@ -39,7 +39,7 @@ fn bits(chars: &[u8]) -> Option<Vec<u8>> {
 /// The strict reading: groups of four; `=` only to pad the last group
 /// (`xx==`, `xxx=`); nothing else.
 fn reference_strict(text: &[u8]) -> Option<Vec<u8>> {
-    if text.len() % 4 != 0 {
+    if !text.len().is_multiple_of(4) {
         return None;
     }
     let body = text.strip_suffix(b"==").or_else(|| text.strip_suffix(b"=")).unwrap_or(text);
@@ -92,11 +92,11 @@ fuzz_target!(|data: &[u8]| {
     let mut out = vec![0u8; text.len()];
     let lenient_bytes = lenient::decode(text, &mut out).map(|n| out[..n].to_vec());
     assert_eq!(lenient_bytes.as_ref().ok(), reference_lenient(text).as_ref(), "lenient decoder and reference disagree");
-    if let Ok(bytes) = &lenient_bytes {
-        if let Some(short) = bytes.len().checked_sub(1) {
-            let mut small = vec![0u8; short];
-            assert!(matches!(lenient::decode(text, &mut small), Err(lenient::DecodeError::Full(_))));
-        }
+    if let Ok(bytes) = &lenient_bytes
+        && let Some(short) = bytes.len().checked_sub(1)
+    {
+        let mut small = vec![0u8; short];
+        assert!(matches!(lenient::decode(text, &mut small), Err(lenient::DecodeError::Full(_))));
     }
     if let Some(bytes) = reference_strict(text) {
         assert_eq!(lenient_bytes.as_ref().ok(), Some(&bytes), "the lenient decoder refuses strict base64");

@@ -45,7 +45,6 @@ fn run(data: &[u8], chunk: usize) -> Vec<String> {
                         assert!(r.body.len() <= MAX_BODY);
                     }
                     log.push(format!("{event:?}"));
-                    drop(event);
                     if http.state() == State::Disconnected {
                         // That connection is over (a response that closes
                         // it, or one that could not be read): what else it

@@ -31,10 +31,10 @@ fn cross_check(frame: &Frame<'_>) {
     if let Some(serde_json::Value::Array(resps)) = obj.get("Resp") {
         assert_eq!(resps.len(), count);
         for (r, want) in frame.responses().zip(resps) {
-            if let Some(serde_json::Value::String(host)) = want.get("Host") {
-                if want.as_object().is_some_and(|o| o.keys().filter(|k| k.eq_ignore_ascii_case("host")).count() == 1) {
-                    assert_eq!(r.host().to_string(), *host);
-                }
+            if let Some(serde_json::Value::String(host)) = want.get("Host")
+                && want.as_object().is_some_and(|o| o.keys().filter(|k| k.eq_ignore_ascii_case("host")).count() == 1)
+            {
+                assert_eq!(r.host().to_string(), *host);
             }
         }
     }

@@ -11,18 +11,18 @@ use vmwire_proto::xmlrpc;
 
 fuzz_target!(|data: &[u8]| {
     // The decoder alone.
-    if let Ok(response) = xmlrpc::parse_response(data) {
-        if let Ok(v) = response.result() {
-            match xenapi::decode(v) {
-                Ok(Outcome::Failure(f)) => {
-                    let _ = f.to_string();
-                    let _ = f.params().count();
-                }
-                Ok(Outcome::Success(v)) => {
-                    let _ = v.as_i64();
-                }
-                Err(_) => {}
+    if let Ok(response) = xmlrpc::parse_response(data)
+        && let Ok(v) = response.result()
+    {
+        match xenapi::decode(v) {
+            Ok(Outcome::Failure(f)) => {
+                let _ = f.to_string();
+                let _ = f.params().count();
             }
+            Ok(Outcome::Success(v)) => {
+                let _ = v.as_i64();
+            }
+            Err(_) => {}
         }
     }
     // The session machine, logged in, answered with `data` for every request.
