@@ -4,13 +4,16 @@
 //! answers every request it reads (a call, a fault, or an HTTP error),
 //! reports nothing after an HTTP error but `Closed`, reports `Closed`
 //! exactly once, and gives the same events and the same response bytes
-//! whatever the chunking.
+//! whatever the chunking. What it writes reads back: the HTTP client reads
+//! one response per request answered, and every 200's body is an XML-RPC
+//! `<methodResponse>` that the parser reads.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use vmwire_proto::Machine;
+use vmwire_proto::buf::Buf;
 use vmwire_proto::buf::Heap;
-use vmwire_proto::http::{self, Limits};
+use vmwire_proto::http::{self, Endpoint, Limits};
 use vmwire_proto::xmlrpc::{self, Server, ServerConfig, ServerEvent};
 
 const MAX_BODY: usize = 2048;
@@ -83,10 +86,50 @@ fn run(data: &[u8], chunk: usize) -> (Vec<String>, Vec<u8>) {
     (log, sent)
 }
 
+/// Reads `sent` back with the HTTP client, one request at a time: how many
+/// responses it holds.
+fn read_back(sent: &[u8]) -> usize {
+    let endpoint = Endpoint { target: "/", host: "fuzz", headers: &[] };
+    let mut client = http::Client::<Heap>::new(http::Config::default(), &endpoint).expect("a client");
+    let (mut rest, mut count) = (sent, 0);
+    'request: loop {
+        client.post(&[], |b| Ok::<_, http::Error>(b.try_extend(b"x")?)).expect("post");
+        if client.needs_connection() {
+            client.connected();
+        }
+        let n = client.transmit().len();
+        client.transmitted(n);
+        loop {
+            match client.poll().expect("poll") {
+                Some(http::Event::Response(r)) => {
+                    assert!(matches!(r.status, 200 | 400 | 413 | 415 | 431 | 501), "status {}", r.status);
+                    if r.status == 200 {
+                        if let Err(e) = xmlrpc::parse_response(r.body) {
+                            panic!("the server's answer does not parse: {e}\n{}", String::from_utf8_lossy(r.body));
+                        }
+                    }
+                    count += 1;
+                    continue 'request;
+                }
+                Some(other) => panic!("the server's bytes do not read back: {other:?}"),
+                None if rest.is_empty() => break 'request,
+                None => {
+                    let n = client.receive(rest).expect("receive");
+                    assert!(n > 0, "the client takes no more");
+                    rest = &rest[n..];
+                }
+            }
+        }
+    }
+    count
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&chunk, rest)) = data.split_first() else { return };
     let whole = run(rest, rest.len().max(1));
     let chunked = run(rest, usize::from(chunk % 61) + 1);
     assert_eq!(whole.0, chunked.0, "the chunking changed the events");
     assert_eq!(whole.1, chunked.1, "the chunking changed the responses");
+    let answered = whole.0.iter().filter(|l| !l.starts_with("Closed")).count();
+    assert_eq!(read_back(&whole.1), answered, "one response per request");
 });
