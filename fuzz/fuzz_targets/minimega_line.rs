@@ -12,7 +12,11 @@
 //!
 //! Input: the first byte's low bit says whether the line is namespaced (the
 //! first field is then the namespace); the rest is fields separated by NUL:
-//! the command words, then one argument per field.
+//! the command words, then one argument per field. With the first byte's
+//! second bit set, the rest is a whole line as a user writes it instead:
+//! `check_line`'s verdict on it must be its verdict on the same words
+//! written back canonically (so `check_line` reads words as minimega
+//! does), and a line minimega cannot lex is let through.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -78,9 +82,32 @@ fn minimega_lex(input: &str) -> Result<Vec<String>, LexError> {
     Ok(words)
 }
 
+/// `check_line` on a line written by hand.
+fn check_raw_line(line: &str) {
+    let verdict = check_line(line);
+    match minimega_lex(line) {
+        Err(_) => assert_eq!(verdict, Ok(()), "a line minimega refuses whole is let through: {line:?}"),
+        Ok(words) => {
+            let mut canonical = String::new();
+            for word in &words {
+                if !canonical.is_empty() {
+                    canonical.push(' ');
+                }
+                write_word(&mut canonical, word).unwrap();
+            }
+            assert_eq!(minimega_lex(&canonical), Ok(words.clone()));
+            assert_eq!(verdict, check_line(&canonical), "{line:?} reads as {words:?}, written back {canonical:?}");
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else { return };
     let text = String::from_utf8_lossy(rest);
+    if flags & 2 == 2 {
+        check_raw_line(&text);
+        return;
+    }
     let mut fields = text.split('\0');
     let ns_name = if flags & 1 == 1 { fields.next() } else { None };
     let command = fields.next().unwrap_or_default();
