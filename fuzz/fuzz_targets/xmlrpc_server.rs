@@ -103,10 +103,10 @@ fn read_back(sent: &[u8]) -> usize {
             match client.poll().expect("poll") {
                 Some(http::Event::Response(r)) => {
                     assert!(matches!(r.status, 200 | 400 | 413 | 415 | 431 | 501), "status {}", r.status);
-                    if r.status == 200 {
-                        if let Err(e) = xmlrpc::parse_response(r.body) {
-                            panic!("the server's answer does not parse: {e}\n{}", String::from_utf8_lossy(r.body));
-                        }
+                    if r.status == 200
+                        && let Err(e) = xmlrpc::parse_response(r.body)
+                    {
+                        panic!("the server's answer does not parse: {e}\n{}", String::from_utf8_lossy(r.body));
                     }
                     count += 1;
                     continue 'request;
