@@ -11,6 +11,15 @@ use vmwire_proto::qmp::{Client, Config, Event};
 
 type Qmp = Client<Fixed<1024, 512, 8>>;
 
+/// One line for an event: its Debug, but a message's bytes as text (the
+/// derived Debug of a `Message` lists every byte and the member index).
+fn describe(e: &Event<'_>) -> String {
+    match e {
+        Event::Unmatched(m) => format!("Unmatched({:?})", String::from_utf8_lossy(m.raw())),
+        other => format!("{other:?}"),
+    }
+}
+
 /// Feeds `data` in pieces of `chunk` bytes, then the end; one line per event.
 fn run(data: &[u8], chunk: usize) -> Vec<String> {
     let mut qmp = Qmp::new(Config::default());
@@ -23,7 +32,7 @@ fn run(data: &[u8], chunk: usize) -> Vec<String> {
     let drain = |qmp: &mut Qmp, log: &mut Vec<String>| {
         loop {
             match qmp.poll() {
-                Ok(Some(e)) => log.push(format!("{e:?}")),
+                Ok(Some(e)) => log.push(describe(&e)),
                 Ok(None) => break,
                 Err(e) => {
                     log.push(format!("error {e}"));
