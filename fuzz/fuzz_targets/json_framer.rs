@@ -1,61 +1,108 @@
-//! The JSON framer on arbitrary bytes in arbitrary chunks: never panics,
-//! never holds more than its buffer, and agrees with serde_json on what is
-//! valid JSON.
+//! The JSON validator and framer on arbitrary bytes: never panic, never
+//! hold more than their buffer, agree with serde_json on every input
+//! (accepted or rejected), and frame the same values and errors whatever
+//! the chunking; what the writers write (a framed value, escaped to ASCII;
+//! the input as a string) reads back as the same value.
+//!
+//! The differences allowed are the documented ones: nesting (serde_json
+//! stops at 128; here the validator is held to 100 and deeper input is
+//! not compared) and numbers out of `f64`'s range (`1e400`: valid JSON
+//! grammar, which QEMU sends; serde_json refuses it). Both check UTF-8 and
+//! surrogate escapes when reading into `serde_json::Value`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vmwire_proto::json::{Framer, Limits, Value};
+use vmwire_proto::json::{ErrorKind, Escape, Framer, Limits, Value, write_str, write_value};
 
-fuzz_target!(|data: &[u8]| {
-    // One-shot validation agrees with serde_json on every input it accepts
-    // (serde_json allows depth 128; so do we here).
-    if let Ok(v) = Value::parse(data) {
-        if data.len() < 4096 {
-            assert!(serde_json::from_slice::<serde::de::IgnoredAny>(v.raw()).is_ok() || nesting(v.raw()) > 127);
-        }
-    } else if data.len() < 4096 && std::str::from_utf8(data).is_ok() {
-        // serde_json accepts lone surrogate escapes into IgnoredAny; we do not.
-        if let Ok(s) = std::str::from_utf8(data) {
-            if !s.contains("\\u") && serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok() {
-                panic!("serde_json accepts what the framer rejects: {s:?}");
-            }
-        }
-    }
-    // Streaming: the first byte picks the chunk size.
-    let Some((&chunk, rest)) = data.split_first() else { return };
-    let chunk = usize::from(chunk % 31) + 1;
+/// Whether serde_json refuses `text` only for a reason this crate documents.
+fn documented_difference(e: &serde_json::Error) -> bool {
+    e.to_string().starts_with("number out of range")
+}
+
+/// Every outcome of framing `data` fed in pieces of `chunk` bytes: the
+/// value's bytes, or the error's kind.
+fn frame(data: &[u8], chunk: usize) -> Vec<Result<Vec<u8>, ErrorKind>> {
     let mut framer = Framer::new(heapless::Vec::<u8, 256>::new(), Limits { max_message: 200, max_depth: 16 });
-    for piece in rest.chunks(chunk) {
+    let mut out = Vec::new();
+    let mut record = |msg: Result<vmwire_proto::json::Message<'_>, vmwire_proto::json::Error>| {
+        out.push(msg.map(|m| m.raw().to_vec()).map_err(|e| e.kind));
+    };
+    for piece in data.chunks(chunk) {
         let mut fed = 0;
         while fed < piece.len() {
-            fed += framer.receive(&piece[fed..]);
+            let n = framer.receive(&piece[fed..]);
+            fed += n;
             while let Some(msg) = framer.next() {
-                if let Ok(msg) = msg {
-                    assert!(Value::parse(msg.raw()).is_ok());
-                    assert!(msg.raw().len() <= 200);
-                }
+                record(msg);
             }
             assert!(framer.buffered().len() <= 256);
+            assert!(n > 0 || fed == piece.len(), "no room after draining");
         }
     }
-    let _ = framer.finish();
-});
-
-fn nesting(raw: &[u8]) -> usize {
-    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0, false, false);
-    for &b in raw {
-        match (in_str, esc, b) {
-            (true, true, _) => esc = false,
-            (true, false, b'\\') => esc = true,
-            (true, false, b'"') => in_str = false,
-            (false, _, b'"') => in_str = true,
-            (false, _, b'[' | b'{') => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            (false, _, b']' | b'}') => depth -= 1,
-            _ => {}
-        }
+    if let Some(msg) = framer.finish() {
+        record(msg);
     }
-    max
+    out
 }
+
+/// Known, reported, not yet fixed: a value that is invalid at the very byte
+/// where it passes `max_message` is reported as `TooLarge` and then as the
+/// syntax error when the limit is checked first (the bytes arrived in
+/// pieces), as the syntax error alone otherwise. Such a `TooLarge` (one
+/// directly followed by another error) is dropped before comparing.
+fn known_difference(outcomes: &[Result<Vec<u8>, ErrorKind>]) -> Vec<&Result<Vec<u8>, ErrorKind>> {
+    let mut kept = Vec::new();
+    for (i, o) in outcomes.iter().enumerate() {
+        let doubled = matches!(o, Err(ErrorKind::TooLarge { .. })) && matches!(outcomes.get(i + 1), Some(Err(_)));
+        if !doubled {
+            kept.push(o);
+        }
+    }
+    kept
+}
+
+fuzz_target!(|data: &[u8]| {
+    // One-shot validation against serde_json, on every input.
+    let ours = Value::parse_limited(data, 100);
+    if !matches!(&ours, Err(e) if matches!(e.kind, ErrorKind::TooDeep { .. })) {
+        let theirs = serde_json::from_slice::<serde_json::Value>(data);
+        match (&ours, &theirs) {
+            (Ok(_), Ok(_)) | (Err(_), Err(_)) => {}
+            (Ok(_), Err(e)) if documented_difference(e) => {}
+            (Ok(_), Err(e)) => panic!("serde_json refuses what the validator accepts: {e}"),
+            (Err(e), Ok(_)) => panic!("the validator refuses what serde_json accepts: {e}"),
+        }
+    }
+
+    // Streaming: the first byte picks the chunk size.
+    let Some((&chunk, rest)) = data.split_first() else { return };
+    let chunked = frame(rest, usize::from(chunk % 31) + 1);
+    let whole = frame(rest, rest.len().max(1));
+    assert_eq!(known_difference(&chunked), known_difference(&whole), "the chunking changed the values");
+    for raw in chunked.iter().filter_map(|m| m.as_ref().ok()) {
+        assert!(raw.len() <= 200);
+        assert!(Value::parse_limited(raw, 16).is_ok(), "a framed value does not validate");
+        let theirs = serde_json::from_slice::<serde_json::Value>(raw);
+        if let Err(e) = &theirs {
+            assert!(documented_difference(e), "serde_json refuses a framed value: {e}");
+        }
+        // The writer, escaping to ASCII: serde_json reads the same value back.
+        let mut out = Vec::new();
+        write_value(&mut out, Value::parse(raw).unwrap(), Escape::Ascii).unwrap();
+        assert!(out.is_ascii());
+        assert!(Value::parse(&out).is_ok(), "the writer's output does not validate");
+        if let Ok(v) = theirs {
+            assert_eq!(serde_json::from_slice::<serde_json::Value>(&out).ok(), Some(v), "the writer changed the value");
+        }
+    }
+    // The string writer: any text, written either way, reads back as itself.
+    if let Ok(text) = std::str::from_utf8(rest) {
+        for escape in [Escape::Ascii, Escape::Minimal] {
+            let mut out = Vec::new();
+            write_str(&mut out, text, escape).unwrap();
+            let back = Value::parse(&out).expect("a written string validates");
+            assert_eq!(back.as_str().map(|s| s.to_string()).as_deref(), Some(text));
+            assert_eq!(serde_json::from_slice::<String>(&out).ok().as_deref(), Some(text));
+        }
+    }
+});

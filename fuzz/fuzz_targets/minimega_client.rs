@@ -1,7 +1,8 @@
 //! The minimega client machine fed arbitrary bytes (the first byte picks
 //! what it asked: a command, a suggestion, a pipe): never panics, never
-//! grows past its fixed storage, reports `Closed` exactly once, and reads
-//! every frame it accepts as serde_json reads it.
+//! grows past its fixed storage, reports `Closed` exactly once, reads
+//! every frame it accepts as serde_json reads it, and gives the same events
+//! whatever the chunking.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -30,17 +31,18 @@ fn cross_check(frame: &Frame<'_>) {
     if let Some(serde_json::Value::Array(resps)) = obj.get("Resp") {
         assert_eq!(resps.len(), count);
         for (r, want) in frame.responses().zip(resps) {
-            if let Some(serde_json::Value::String(host)) = want.get("Host") {
-                if want.as_object().is_some_and(|o| o.keys().filter(|k| k.eq_ignore_ascii_case("host")).count() == 1) {
-                    assert_eq!(r.host().to_string(), *host);
-                }
+            if let Some(serde_json::Value::String(host)) = want.get("Host")
+                && want.as_object().is_some_and(|o| o.keys().filter(|k| k.eq_ignore_ascii_case("host")).count() == 1)
+            {
+                assert_eq!(r.host().to_string(), *host);
             }
         }
     }
 }
 
-fuzz_target!(|data: &[u8]| {
-    let Some((&mode, data)) = data.split_first() else { return };
+/// Feeds `data` in pieces of `chunk` bytes, then the end; one line per event.
+fn run(mode: u8, data: &[u8], chunk: usize) -> Vec<String> {
+    let mut log = Vec::new();
     let mut mm = Client::<Fixed<1024, 256, 4>>::new(Config::default());
     let ask = |mm: &mut Client<Fixed<1024, 256, 4>>| {
         let _ = match mode % 3 {
@@ -53,9 +55,13 @@ fuzz_target!(|data: &[u8]| {
     };
     ask(&mut mm);
     let mut closed = 0;
-    let drain = |mm: &mut Client<Fixed<1024, 256, 4>>, closed: &mut usize| {
+    let drain = |mm: &mut Client<Fixed<1024, 256, 4>>, closed: &mut usize, log: &mut Vec<String>| {
         loop {
-            let again = match mm.poll() {
+            let event = mm.poll();
+            if !matches!(event, Ok(None)) {
+                log.push(format!("{event:?}"));
+            }
+            let again = match event {
                 Ok(Some(Event::Frame(f) | Event::Unsolicited(f))) => {
                     cross_check(&f);
                     false
@@ -80,19 +86,27 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     };
-    for piece in data.chunks(61) {
+    for piece in data.chunks(chunk) {
         let mut fed = 0;
         while fed < piece.len() {
             match mm.receive(&piece[fed..]) {
                 Ok(n) => fed += n,
                 Err(_) => break,
             }
-            drain(&mut mm, &mut closed);
+            drain(&mut mm, &mut closed, &mut log);
             assert!(mm.recv_buf().len() <= 1024);
         }
     }
     mm.recv_eof();
-    drain(&mut mm, &mut closed);
+    drain(&mut mm, &mut closed, &mut log);
     assert_eq!(closed, 1, "Closed is reported exactly once");
     assert_eq!(mm.state(), State::Closed);
+    log
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, data)) = data.split_first() else { return };
+    let whole = run(mode, data, data.len().max(1));
+    let chunked = run(mode, data, usize::from(mode / 3 % 61) + 1);
+    assert_eq!(whole, chunked, "the chunking changed the events");
 });

@@ -48,7 +48,7 @@ pub(crate) struct Framed {
     pub end: usize,
 }
 
-/// Longest chunk-size line (with extensions) we wait for.
+/// Longest chunk-size line (with extensions and line end) accepted.
 const MAX_CHUNK_LINE: usize = 1024;
 
 impl Body {
@@ -83,7 +83,10 @@ impl Body {
             let bad = Error::BadChunk { offset: self.cursor };
             let rest = data.get(self.cursor..).unwrap_or_default();
             match self.chunk {
+                // The size line (extensions and line end included) is at
+                // most MAX_CHUNK_LINE bytes, however its bytes arrive.
                 Chunk::Size => match httparse::parse_chunk_size(rest) {
+                    Ok(httparse::Status::Complete((used, _))) if used > MAX_CHUNK_LINE => return Err(bad),
                     Ok(httparse::Status::Complete((used, size))) => {
                         self.cursor += used;
                         let size = usize::try_from(size).unwrap_or(usize::MAX);
@@ -95,7 +98,7 @@ impl Body {
                             self.chunk = Chunk::Data(size);
                         }
                     }
-                    Ok(httparse::Status::Partial) if rest.len() <= MAX_CHUNK_LINE => return Ok(None),
+                    Ok(httparse::Status::Partial) if rest.len() < MAX_CHUNK_LINE => return Ok(None),
                     _ => return Err(bad),
                 },
                 Chunk::Data(left) => {

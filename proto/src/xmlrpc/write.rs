@@ -5,7 +5,7 @@
 use core::fmt::Write as _;
 
 use super::error::WriteError;
-use super::text::Chunk;
+use super::text::{Chunk, XmlStr};
 use super::value::{Iso8601, Value};
 use crate::buf::{Full, Sink};
 use crate::json::write_i64;
@@ -220,19 +220,9 @@ impl<'s, S: Sink + ?Sized> ValueWriter<'s, S> {
             Value::Boolean(b) => self.boolean(*b),
             Value::Double(d) => self.double(*d),
             Value::Nil => self.nil(),
-            Value::String(s) => self.scalar("string", |out| {
-                for chunk in s.chunks() {
-                    match chunk {
-                        Chunk::Str(run) => write_text(out, run)?,
-                        Chunk::Char(c) => write_text(out, c.encode_utf8(&mut [0; 4]))?,
-                    }
-                }
-                Ok(())
-            }),
-            Value::DateTime(t) => {
-                let text = t.text();
-                self.scalar("dateTime.iso8601", |out| write_text(out, text.as_str().unwrap_or(text.raw())))
-            }
+            Value::String(s) => self.scalar("string", |out| write_xml_str(out, s)),
+            // Decoded, then escaped again: the raw text holds references.
+            Value::DateTime(t) => self.scalar("dateTime.iso8601", |out| write_xml_str(out, &t.text())),
             Value::Base64(b) => self.scalar("base64", |out| out.put(b.text().as_bytes())),
             Value::Struct(s) => self.structure(|w| {
                 for (name, value) in s.members() {
@@ -244,12 +234,7 @@ impl<'s, S: Sink + ?Sized> ValueWriter<'s, S> {
                         Err(_) => {
                             // A long name: write it piece by piece.
                             w.out.put(MEMBER_OPEN)?;
-                            for chunk in name.chunks() {
-                                match chunk {
-                                    Chunk::Str(run) => write_text(w.out, run)?,
-                                    Chunk::Char(c) => write_text(w.out, c.encode_utf8(&mut [0; 4]))?,
-                                }
-                            }
+                            write_xml_str(w.out, &name)?;
                             w.out.put(MEMBER_NAMED)?;
                             ValueWriter::new(&mut *w.out, w.options).value(&value)?;
                             w.out.put(MEMBER_CLOSE)?;
@@ -266,6 +251,17 @@ impl<'s, S: Sink + ?Sized> ValueWriter<'s, S> {
             }),
         }
     }
+}
+
+/// Writes text read from another document (decoded, then escaped anew).
+fn write_xml_str<S: Sink + ?Sized>(out: &mut S, text: &XmlStr<'_>) -> Result<(), Full> {
+    for chunk in text.chunks() {
+        match chunk {
+            Chunk::Str(run) => write_text(out, run)?,
+            Chunk::Char(c) => write_text(out, c.encode_utf8(&mut [0; 4]))?,
+        }
+    }
+    Ok(())
 }
 
 /// Writes what `text` displays as XML character data, escaped.

@@ -1,0 +1,100 @@
+//! Inputs the fuzz targets (`fuzz/`) found, kept as tests: each names the
+//! target and the seed it left in `fuzz/seeds/`.
+
+use vmwire_proto::json::{ErrorKind, Framer, Limits};
+
+/// Every outcome of framing `data` fed in pieces of `chunk` bytes.
+fn frame(data: &[u8], chunk: usize) -> Vec<Result<Vec<u8>, ErrorKind>> {
+    let mut framer = Framer::new(heapless::Vec::<u8, 64>::new(), Limits { max_message: 8, max_depth: 16 });
+    let mut out = Vec::new();
+    for piece in data.chunks(chunk) {
+        let mut fed = 0;
+        while fed < piece.len() {
+            fed += framer.receive(&piece[fed..]);
+            while let Some(msg) = framer.next() {
+                out.push(msg.map(|m| m.raw().to_vec()).map_err(|e| e.kind));
+            }
+        }
+    }
+    if let Some(msg) = framer.finish() {
+        out.push(msg.map(|m| m.raw().to_vec()).map_err(|e| e.kind));
+    }
+    out
+}
+
+/// json_framer: a value that turns invalid at the very byte where it passes
+/// `max_message` is reported as `TooLarge` and then as the syntax error
+/// when its bytes arrive one by one, but as the syntax error alone when
+/// they arrive at once. The events must not depend on the chunking.
+#[test]
+#[ignore = "known: the JSON framer checks the size limit and the syntax in an order that depends on the chunking (reported, not fixed)"]
+fn json_framer_too_large_and_invalid_at_the_same_byte() {
+    let data = b"[1,2,3,{\n[]\n";
+    assert_eq!(frame(data, 1), frame(data, data.len()));
+}
+
+/// What an HTTP server reports for `request` fed in pieces of `chunk` bytes.
+fn serve(request: &[u8], chunk: usize) -> Vec<String> {
+    use vmwire_proto::Machine;
+    use vmwire_proto::buf::Heap;
+    use vmwire_proto::http::{Server, ServerConfig, ServerEvent};
+    let mut http = Server::<Heap>::new(ServerConfig::default());
+    let mut events = Vec::new();
+    for piece in request.chunks(chunk) {
+        http.receive(piece).unwrap();
+        while let Some(event) = http.poll().unwrap() {
+            events.push(match event {
+                ServerEvent::Request(r) => format!("request {:?}", r.body),
+                other => format!("{other:?}"),
+            });
+        }
+    }
+    events
+}
+
+/// http_response (seed `regress_long_chunk_size_line`): a chunk-size line
+/// (extensions and all) longer than the 1024 bytes waited for was refused
+/// when its bytes trickled in, but accepted when more than 1024 of them
+/// arrived at once. Now the limit holds however they arrive.
+#[test]
+fn http_chunk_size_line_limit_does_not_depend_on_the_chunking() {
+    let head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for (extension, accepted) in [(1020, true), (1021, false), (1100, false)] {
+        let mut request = head.clone();
+        request.extend_from_slice(b"0;");
+        request.extend(std::iter::repeat_n(b'x', extension));
+        request.extend_from_slice(b"\r\n\r\n");
+        let whole = serve(&request, request.len());
+        assert_eq!(whole, serve(&request, 1), "extension of {extension} bytes");
+        assert_eq!(whole, serve(&request, 7), "extension of {extension} bytes");
+        let want = if accepted {
+            "request []".to_string()
+        } else {
+            format!("Malformed(BadChunk {{ offset: {} }})", head.len())
+        };
+        assert_eq!(whole, [want], "extension of {extension} bytes");
+    }
+}
+
+/// xmlrpc_call (seed `regress_datetime_with_reference`): a dateTime whose
+/// text holds a reference was written back with the reference escaped
+/// again (`&lt;` became `&amp;lt;`), so the rewrite read as other text.
+#[test]
+fn xmlrpc_datetime_is_written_back_as_it_reads() {
+    use vmwire_proto::xmlrpc::{self, Options};
+    let doc = b"<methodCall><methodName>x</methodName><params><param><value>\
+        <dateTime.iso8601>2024&#45;01&lt;</dateTime.iso8601></value></param></params></methodCall>";
+    let call = xmlrpc::parse_call(doc).unwrap();
+    let mut out = Vec::new();
+    xmlrpc::write_call(&mut out, "x", Options::default(), |p| {
+        for v in call.params.iter() {
+            p.param(|w| w.value(&v))?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let again = xmlrpc::parse_call(&out).unwrap();
+    let text = |c: &xmlrpc::MethodCall<'_>| c.params.first().and_then(|v| v.as_datetime()).unwrap().text().to_string();
+    assert_eq!(text(&again), "2024-01<");
+    assert_eq!(text(&again), text(&call));
+}
