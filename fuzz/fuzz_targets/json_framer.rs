@@ -45,11 +45,14 @@ fn frame(data: &[u8], chunk: usize) -> Vec<Result<Vec<u8>, ErrorKind>> {
     out
 }
 
-/// Known, reported, not yet fixed: a value that is invalid at the very byte
-/// where it passes `max_message` is reported as `TooLarge` and then as the
-/// syntax error when the limit is checked first (the bytes arrived in
-/// pieces), as the syntax error alone otherwise. Such a `TooLarge` (one
-/// directly followed by another error) is dropped before comparing.
+/// Known, not yet fixed: a value whose limit is reached while a token is
+/// still unfinished (a `\uD83D` waiting for its low half, say) that then
+/// turns out invalid is reported as `TooLarge` and then as the syntax error
+/// when the limit is checked first (the bytes arrived in pieces), as the
+/// syntax error alone otherwise (the error is placed at the token's start,
+/// before the limit). Such a `TooLarge` (one directly followed by another
+/// error) is dropped before comparing. (An invalid byte found past the
+/// limit no longer differs: `TooLarge` comes first either way.)
 fn known_difference(outcomes: &[Result<Vec<u8>, ErrorKind>]) -> Vec<&Result<Vec<u8>, ErrorKind>> {
     let mut kept = Vec::new();
     for (i, o) in outcomes.iter().enumerate() {

@@ -23,14 +23,16 @@ fn frame(data: &[u8], chunk: usize) -> Vec<Result<Vec<u8>, ErrorKind>> {
 }
 
 /// json_framer: a value that turns invalid at the very byte where it passes
-/// `max_message` is reported as `TooLarge` and then as the syntax error
-/// when its bytes arrive one by one, but as the syntax error alone when
-/// they arrive at once. The events must not depend on the chunking.
+/// `max_message` was reported as `TooLarge` and then as the syntax error
+/// when its bytes arrived one by one, but as the syntax error alone when
+/// they arrived at once. The events must not depend on the chunking.
 #[test]
-#[ignore = "known: the JSON framer checks the size limit and the syntax in an order that depends on the chunking (reported, not fixed)"]
 fn json_framer_too_large_and_invalid_at_the_same_byte() {
     let data = b"[1,2,3,{\n[]\n";
-    assert_eq!(frame(data, 1), frame(data, data.len()));
+    for chunk in 1..=data.len() {
+        assert_eq!(frame(data, chunk), frame(data, data.len()), "chunks of {chunk}");
+    }
+    assert!(matches!(frame(data, data.len()).first(), Some(Err(ErrorKind::TooLarge { limit: 8 }))));
 }
 
 /// What an HTTP server reports for `request` fed in pieces of `chunk` bytes.

@@ -134,6 +134,9 @@ pub(crate) struct Scanner {
     offset: u64,
     /// A byte that ends whatever is in progress (see [`Scanner::set_delimiter`]).
     delimiter: Option<u8>,
+    /// A syntax error found past the size limit: reported by the next scan,
+    /// after the `TooLarge` this scan reported.
+    pending: Option<Bad>,
 }
 
 impl Scanner {
@@ -154,6 +157,7 @@ impl Scanner {
             members: Index::default(),
             offset: 0,
             delimiter: None,
+            pending: None,
         }
     }
 
@@ -176,6 +180,7 @@ impl Scanner {
         self.expect = Expect::Top;
         self.partial = Partial::None;
         self.depth = 0;
+        self.pending = None;
     }
 
     /// Whether a value is in progress (or being skipped).
@@ -203,12 +208,18 @@ impl Scanner {
     pub(crate) fn shift(&mut self, n: usize) {
         self.pos = self.pos.saturating_sub(n);
         self.start = self.start.saturating_sub(n);
+        if let Some((_, at)) = &mut self.pending {
+            *at = at.saturating_sub(n);
+        }
         self.offset += n as u64;
     }
 
     /// Scans `data` (everything not yet dropped, the same bytes as last time
     /// plus any new ones) for the next complete value.
     pub(crate) fn scan(&mut self, data: &[u8]) -> Scan {
+        if let Some((kind, at)) = self.pending.take() {
+            return self.fail(kind, at);
+        }
         loop {
             if self.mode == Mode::Resync {
                 if !self.resync(data) {
@@ -224,10 +235,7 @@ impl Scanner {
                     let len = data.len().saturating_sub(self.start);
                     if self.mode == Mode::Normal && self.expect != Expect::Top && len >= self.limits.max_message {
                         self.mode = Mode::Skip;
-                        return self.error(
-                            ErrorKind::TooLarge { limit: self.limits.max_message },
-                            self.start + self.limits.max_message,
-                        );
+                        return self.too_large();
                     }
                     return Scan::More;
                 }
@@ -238,23 +246,37 @@ impl Scanner {
                         continue;
                     }
                     if end - self.start > self.limits.max_message {
-                        return self.error(
-                            ErrorKind::TooLarge { limit: self.limits.max_message },
-                            self.start + self.limits.max_message,
-                        );
+                        return self.too_large();
                     }
                     return Scan::Value { start: self.start, end };
                 }
-                Err((kind, at)) => {
-                    self.mode = Mode::Resync;
-                    self.expect = Expect::Top;
-                    self.partial = Partial::None;
-                    self.depth = 0;
-                    self.pos = at;
-                    return self.error(kind, at);
+                Err((kind, at))
+                    if self.mode == Mode::Normal && at.saturating_sub(self.start) >= self.limits.max_message =>
+                {
+                    // The value (begun at `start`) passed its limit before
+                    // the bad byte: the limit comes first, then the bad byte,
+                    // as when the bytes trickle in.
+                    self.pending = Some((kind, at));
+                    return self.too_large();
                 }
+                Err((kind, at)) => return self.fail(kind, at),
             }
         }
+    }
+
+    /// The value begun at `start` is over the size limit.
+    fn too_large(&self) -> Scan {
+        self.error(ErrorKind::TooLarge { limit: self.limits.max_message }, self.start + self.limits.max_message)
+    }
+
+    /// A syntax error at `at`: reported, then framing resyncs from there.
+    fn fail(&mut self, kind: ErrorKind, at: usize) -> Scan {
+        self.mode = Mode::Resync;
+        self.expect = Expect::Top;
+        self.partial = Partial::None;
+        self.depth = 0;
+        self.pos = at;
+        self.error(kind, at)
     }
 
     fn error(&self, kind: ErrorKind, at: usize) -> Scan {
