@@ -335,46 +335,6 @@ impl<E> Default for With<'_, '_, E> {
     }
 }
 
-/// An operation, noting whether it took an event since last asked.
-struct Watched<'o, O> {
-    operation: &'o mut O,
-    took: bool,
-}
-
-impl<M: Machine, O: Operation<M>> Operation<M> for Watched<'_, O> {
-    type Output = O::Output;
-
-    fn offer<'a>(&mut self, event: M::Event<'a>) -> op::Offer<M::Event<'a>, O::Output>
-    where
-        M: 'a,
-    {
-        let offer = self.operation.offer(event);
-        self.took |= !matches!(offer, op::Offer::Pass(_));
-        offer
-    }
-
-    fn request(&self) -> Option<&M::Request> {
-        self.operation.request()
-    }
-
-    fn advance(&mut self, machine: &mut M) -> Result<Option<O::Output>, M::Error> {
-        self.operation.advance(machine)
-    }
-
-    fn pause(&self) -> Option<Duration> {
-        self.operation.pause()
-    }
-
-    fn resume(&mut self, machine: &mut M) -> Result<Option<O::Output>, M::Error> {
-        self.took = true;
-        self.operation.resume(machine)
-    }
-
-    fn expire(&mut self, machine: &mut M) {
-        self.operation.expire(machine);
-    }
-}
-
 /// A machine and the stream it speaks over.
 #[derive(Debug)]
 pub struct Conn<M> {
@@ -572,32 +532,34 @@ impl<M: Machine> Conn<M> {
         O: Operation<M>,
         I: Inbox<M> + ?Sized,
     {
-        let mut operation = Watched { operation, took: true };
+        let mut progress = op::Progress::new(operation);
         let mut limit = deadline;
         loop {
-            if let Some(output) = op::drive(&mut self.machine, &mut operation, inbox).map_err(DriveError::Machine)? {
-                return Ok(output);
-            }
-            if std::mem::take(&mut operation.took) && step.is_some() {
+            let next = progress.next(&mut self.machine, inbox).map_err(DriveError::Machine)?;
+            if progress.took() && step.is_some() {
                 limit = earliest(deadline, self::deadline(step));
             }
-            if let Some(pause) = operation.pause() {
-                if deadline.is_some_and(|d| Instant::now() + pause > d) {
-                    return Err(DriveError::Timeout);
+            let reconnect = matches!(next, op::Next::Connect);
+            match next {
+                op::Next::Done(output) => return Ok(output),
+                op::Next::Pause(pause) => {
+                    if deadline.is_some_and(|d| Instant::now() + pause > d) {
+                        return Err(DriveError::Timeout);
+                    }
+                    std::thread::sleep(pause);
+                    if let Some(output) = progress.resume(&mut self.machine).map_err(DriveError::Machine)? {
+                        return Ok(output);
+                    }
                 }
-                std::thread::sleep(pause);
-                match operation.resume(&mut self.machine).map_err(DriveError::Machine)? {
-                    Some(output) => return Ok(output),
-                    None => continue,
-                }
+                op::Next::Connect | op::Next::Transfer => match connect.as_mut().filter(|_| reconnect) {
+                    Some(connect) => {
+                        let stream = connect(limit)?;
+                        self.replace_stream(stream);
+                        self.machine.connected();
+                    }
+                    None => self.pump(limit)?,
+                },
             }
-            if let Some(connect) = connect.as_mut().filter(|_| self.machine.needs_connection()) {
-                let stream = connect(limit)?;
-                self.replace_stream(stream);
-                self.machine.connected();
-                continue;
-            }
-            self.pump(limit)?;
         }
     }
 

@@ -186,21 +186,114 @@ where
     O: Operation<M>,
     I: Inbox<M> + ?Sized,
 {
-    loop {
-        let Some(event) = machine.poll()? else { return Ok(None) };
-        let taken = match operation.offer(event) {
-            Offer::Pass(event) => {
-                inbox.keep(event);
-                false
+    Ok(match Progress::new(operation).next(machine, inbox)? {
+        Next::Done(output) => Some(output),
+        _ => None,
+    })
+}
+
+/// What an adapter does next for an operation ([`Progress::next`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next<T> {
+    /// The operation is finished.
+    Done(T),
+    /// Wait this long on the adapter's own timer, then [`Progress::resume`].
+    Pause(core::time::Duration),
+    /// Open a new connection (if the adapter can), then tell the machine
+    /// ([`Machine::connected`]); see [`Machine::needs_connection`].
+    Connect,
+    /// Write what the machine has queued and read what comes: the
+    /// operation waits for the peer.
+    Transfer,
+}
+
+/// An operation being run: the one loop every adapter runs, as decisions.
+///
+/// The adapter asks [`Progress::next`] what to do, does it (waits, opens a
+/// connection, writes and reads, each bounded by its deadline), and asks
+/// again; when its deadline passes it calls [`Progress::expire`].
+///
+/// ```
+/// use vmwire_proto::op::{Next, Progress};
+/// use vmwire_proto::{Machine, buf::Heap, qmp};
+///
+/// let mut machine = qmp::Client::<Heap>::new(qmp::Config::default());
+/// let mut opening = qmp::Negotiation::new(|_: &qmp::Greeting<'_>| {}, |_: qmp::Negotiated<'_>| "done");
+/// let mut progress = Progress::new(&mut opening);
+/// let mut inbox = |_: qmp::Event<'_>| {};
+/// assert_eq!(progress.next(&mut machine, &mut inbox)?, Next::Transfer);
+/// machine.receive(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n")?;
+/// assert_eq!(progress.next(&mut machine, &mut inbox)?, Next::Transfer); // qmp_capabilities sent
+/// assert!(progress.took()); // the greeting: a step was made
+/// machine.receive(b"{\"return\": {}, \"id\": 0}\r\n")?;
+/// assert_eq!(progress.next(&mut machine, &mut inbox)?, Next::Done("done"));
+/// # Ok::<(), vmwire_proto::qmp::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Progress<'o, O> {
+    operation: &'o mut O,
+    took: bool,
+}
+
+impl<'o, O> Progress<'o, O> {
+    /// Starts running `operation`.
+    pub fn new(operation: &'o mut O) -> Self {
+        Progress { operation, took: true }
+    }
+
+    /// Whether the operation took an event (or resumed) since this was last
+    /// asked (at first: true): an adapter that bounds each step of a long
+    /// operation (each chunk of a file) starts that limit again then.
+    pub fn took(&mut self) -> bool {
+        core::mem::take(&mut self.took)
+    }
+
+    /// The machine's events to the operation (the rest to `inbox`), then
+    /// what the adapter does next. `Err` is fatal.
+    pub fn next<M, I>(&mut self, machine: &mut M, inbox: &mut I) -> Result<Next<O::Output>, M::Error>
+    where
+        M: Machine,
+        O: Operation<M>,
+        I: Inbox<M> + ?Sized,
+    {
+        loop {
+            let Some(event) = machine.poll()? else { break };
+            match self.operation.offer(event) {
+                Offer::Pass(event) => {
+                    inbox.keep(event);
+                    continue;
+                }
+                Offer::Done(output) => return Ok(Next::Done(output)),
+                Offer::Taken => self.took = true,
             }
-            Offer::Taken => true,
-            Offer::Done(output) => return Ok(Some(output)),
-        };
-        if taken {
-            if let Some(output) = operation.advance(machine)? {
-                return Ok(Some(output));
+            if let Some(output) = self.operation.advance(machine)? {
+                return Ok(Next::Done(output));
             }
         }
+        Ok(match self.operation.pause() {
+            Some(pause) => Next::Pause(pause),
+            None if machine.needs_connection() => Next::Connect,
+            None => Next::Transfer,
+        })
+    }
+
+    /// The pause [`Next::Pause`] asked for is over: the operation goes on
+    /// (`None`: ask [`Progress::next`] again) or finishes. `Err` is fatal.
+    pub fn resume<M: Machine>(&mut self, machine: &mut M) -> Result<Option<O::Output>, M::Error>
+    where
+        O: Operation<M>,
+    {
+        self.took = true;
+        self.operation.resume(machine)
+    }
+
+    /// The deadline passed (or the adapter gave up): the machine does what
+    /// its protocol does then ([`Operation::expire`]).
+    pub fn expire<M: Machine>(&mut self, machine: &mut M)
+    where
+        O: Operation<M>,
+    {
+        self.operation.expire(machine);
     }
 }
 

@@ -1,0 +1,19 @@
+//! Async adapters for [`vmwire_proto`]'s machines, over `futures-io`.
+//!
+//! Every client here is a [`conn::Conn`] (a machine and any `AsyncRead +
+//! AsyncWrite` stream) and the operations of [`vmwire_proto::op`] it runs:
+//! the same operations, errors and names as the blocking clients of
+//! `vmwire-std`. Nothing here starts a runtime: sockets and timers come
+//! from `async-io`, whose reactor runs under smol, and under any other
+//! executor on a thread of its own; streams from another runtime plug in
+//! through its compat layer (tokio-util's `compat()`).
+//!
+//! QMP's [`qmp::Handle`] shares one connection among many tasks: commands
+//! pipelined and matched by id, events to any number of subscribers, a
+//! driver future the embedder spawns on its own executor.
+
+pub mod conn;
+pub mod qmp;
+
+pub use conn::{Conn, Stream};
+pub use vmwire_proto as proto;

@@ -1,0 +1,1 @@
+//! Async QMP clients.
