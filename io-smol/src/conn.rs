@@ -10,7 +10,7 @@
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::{self, IoSlice};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -96,13 +96,13 @@ impl Stream {
     pub async fn connect_tcp(addr: impl ToSocketAddrs, timeout: Option<Duration>) -> io::Result<Self> {
         let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
         for addr in addr.to_socket_addrs()? {
-            let what = move || format!("{addr}: no connection within {timeout:?}");
+            let what = move || format!("no connection within {timeout:?}");
             match within(deadline(timeout), what, Async::<TcpStream>::connect(addr)).await {
                 Ok(s) => {
                     s.get_ref().set_nodelay(true)?;
                     return Ok(Stream::Tcp(s));
                 }
-                Err(e) => last = io::Error::new(e.kind(), format!("{}: {e}", SocketAddr::from(addr))),
+                Err(e) => last = io::Error::new(e.kind(), format!("{addr}: {e}")),
             }
         }
         Err(last)
@@ -317,6 +317,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin, M: Machine> Conn<S, M> {
         &self.stream
     }
 
+    /// The stream and the machine, both borrowed.
+    pub fn parts_mut(&mut self) -> (&mut S, &mut M) {
+        (&mut self.stream, &mut self.machine)
+    }
+
     /// The stream and the machine, apart.
     pub fn into_parts(self) -> (S, M) {
         (self.stream, self.machine)
@@ -396,8 +401,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin, M: Machine> Conn<S, M> {
     }
 
     /// Writes what is queued; then reads once (the reply may come before the
-    /// whole request is written: both are waited for).
-    fn poll_pump(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), DriveError<M::Error>>> {
+    /// whole request is written: both are waited for). For an adapter that
+    /// polls by hand (a driver shared by many tasks); poll the machine
+    /// until it has nothing before calling this again.
+    pub fn poll_pump(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), DriveError<M::Error>>> {
         let _written_or_waiting = self.poll_flush(cx)?;
         self.poll_fill(cx)
     }

@@ -197,6 +197,43 @@ impl std::error::Error for Error {
 
 crate::transport::client_error!(Error, qmp::Error, Error::Protocol);
 
+/// The opening negotiation as the clients run it: the greeting kept in
+/// `greeting`, the end as the client's result.
+pub fn negotiation(
+    greeting: &mut Option<Greeting>,
+) -> impl op::Operation<Client<Heap>, Output = Result<(), Error>> + '_ {
+    qmp::Negotiation::new(
+        |g: &qmp::Greeting<'_>| *greeting = Some(Greeting::from(g)),
+        |end: qmp::Negotiated<'_>| match end {
+            qmp::Negotiated::Ready { .. } => Ok(()),
+            qmp::Negotiated::Refused(e) => Err(Error::Qemu(e.into())),
+            qmp::Negotiated::NotGreeting { received, error } => {
+                let (received, cut) = excerpt(received);
+                Err(Error::NotQmp { received, cut, error })
+            }
+            qmp::Negotiated::Closed => Err(Error::Closed),
+        },
+    )
+}
+
+/// How running [`negotiation`] ended, as the client's result: time running
+/// out before any greeting is [`Error::NoGreeting`]; a wait that ended
+/// without an answer says what was skipped meanwhile.
+pub fn opened(
+    outcome: Result<Result<(), Error>, DriveError<qmp::Error>>,
+    machine: &Client<Heap>,
+    options: &Options,
+    inbox: &mut Inbox,
+) -> Result<(), Error> {
+    let outcome = match outcome {
+        Err(DriveError::Timeout) if machine.state() == qmp::State::AwaitingGreeting => {
+            return Err(Error::NoGreeting { waited: options.timeout.unwrap_or_default() });
+        }
+        outcome => outcome.map_err(Error::from).and_then(|negotiated| negotiated),
+    };
+    outcome.map_err(|e| inbox.explain(e))
+}
+
 /// A blocking QMP connection, negotiated and ready for commands.
 #[derive(Debug)]
 pub struct Qmp {
@@ -207,33 +244,80 @@ pub struct Qmp {
     checking: Checking,
 }
 
-/// The schema a [`Qmp`] client checks commands against, and whether it does.
+/// The schema a client checks commands against, and whether it does
+/// (shared by the blocking and the async clients).
 #[derive(Debug, Default)]
-struct Checking {
-    schema: Option<Schema>,
-    on: bool,
+pub struct Checking {
+    /// The schema kept, if any.
+    pub schema: Option<Schema>,
+    /// Whether commands are checked before they are sent.
+    pub on: bool,
 }
 
-/// What arrives while no command waits for it.
+impl Checking {
+    /// Checks a command against the kept schema when checking is on;
+    /// warnings (`deprecated`, `unstable`) go to the log.
+    pub fn check(&self, name: &str, args: Option<Value<'_>>) -> Result<(), Error> {
+        match (&self.schema, self.on) {
+            (Some(schema), true) => {
+                for warning in check(schema, name, args)? {
+                    log::warn!("QMP: {}", crate::text::escape(&warning));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks, then queues on `machine`, command `name` with `args` (JSON
+    /// text of an object, or `None`), out of band if `oob`; returns its id.
+    pub fn send(&self, machine: &mut Client<Heap>, name: &str, args: Option<&[u8]>, oob: bool) -> Result<Id, Error> {
+        if machine.state() == qmp::State::Closed {
+            return Err(Error::Closed);
+        }
+        let command = command(name, args, oob)?;
+        self.check(name, command.args())?;
+        Ok(machine.send(command)?)
+    }
+}
+
+/// Command `name` with `args` (JSON text of an object, or `None`), out of
+/// band if `oob`: the text is checked to be JSON here.
+pub fn command<'a>(name: &'a str, args: Option<&'a [u8]>, oob: bool) -> Result<Command<'a>, Error> {
+    let mut command = Command::new(name);
+    if let Some(args) = args {
+        command = command.arguments(Value::parse(args).map_err(|e| Error::Protocol(e.into()))?);
+    }
+    if oob {
+        command = command.oob();
+    }
+    Ok(command)
+}
+
+/// What arrives while no command waits for it (shared by the blocking and
+/// the async clients).
 #[derive(Debug)]
-struct Inbox {
-    events: op::Bounded<Event>,
-    strays: op::Bounded<Stray>,
+pub struct Inbox {
+    /// Events nobody has read yet.
+    pub events: op::Bounded<Event>,
+    /// Messages that belonged to no command.
+    pub strays: op::Bounded<Stray>,
     /// The last message skipped as unreadable (since [`Inbox::skipped`] was
     /// last taken), to say why a reply never came.
-    skipped: Option<qmp::Error>,
+    pub skipped: Option<qmp::Error>,
     /// The session is over.
-    closed: bool,
+    pub closed: bool,
 }
 
 impl Inbox {
-    fn new(max: usize) -> Self {
+    /// An empty inbox keeping at most `max` events and `max` strays.
+    pub fn new(max: usize) -> Self {
         Inbox { events: op::Bounded::new(max), strays: op::Bounded::new(max), skipped: None, closed: false }
     }
 
     /// A wait for a reply that ended without one (`Timeout`, `Closed`) says
     /// so with the message skipped meanwhile, if there was one.
-    fn explain(&mut self, e: Error) -> Error {
+    pub fn explain(&mut self, e: Error) -> Error {
         match (e, self.skipped.take()) {
             (then @ (Error::Timeout | Error::Closed), Some(error)) => Error::Skipped { error, then: Box::new(then) },
             (e, skipped) => {
@@ -262,7 +346,7 @@ impl op::Inbox<Client<Heap>> for Inbox {
 
 /// How a command's answer becomes the caller's value: `on_return` makes it
 /// of the return value.
-fn answer<T>(
+pub fn answer<T>(
     on_return: impl FnOnce(Value<'_>) -> Result<T, Error>,
 ) -> impl for<'a> FnOnce(qmp::Answer<'a>) -> Result<T, Error> {
     move |answer: qmp::Answer<'_>| match answer {
@@ -302,27 +386,8 @@ impl Qmp {
         let mut conn = Conn::new(stream, Client::<Heap>::new(config));
         let mut inbox = Inbox::new(options.max_events);
         let mut greeting = None;
-        let mut negotiation = qmp::Negotiation::new(
-            |g: &qmp::Greeting<'_>| {
-                greeting = Some(Greeting::from(g));
-            },
-            |end: qmp::Negotiated<'_>| match end {
-                qmp::Negotiated::Ready { .. } => Ok(()),
-                qmp::Negotiated::Refused(e) => Err(Error::Qemu(e.into())),
-                qmp::Negotiated::NotGreeting { received, error } => {
-                    let (received, cut) = excerpt(received);
-                    Err(Error::NotQmp { received, cut, error })
-                }
-                qmp::Negotiated::Closed => Err(Error::Closed),
-            },
-        );
-        let outcome = match conn.run(&mut negotiation, &mut inbox, deadline(options.timeout)) {
-            Err(DriveError::Timeout) if conn.machine().state() == qmp::State::AwaitingGreeting => {
-                return Err(Error::NoGreeting { waited: options.timeout.unwrap_or_default() });
-            }
-            outcome => outcome.map_err(Error::from).and_then(|negotiated| negotiated),
-        };
-        outcome.map_err(|e| inbox.explain(e))?;
+        let outcome = conn.run(&mut negotiation(&mut greeting), &mut inbox, deadline(options.timeout));
+        opened(outcome, conn.machine(), &options, &mut inbox)?;
         let greeting = greeting.unwrap_or_default();
         let mut qmp = Qmp { conn, greeting, inbox, timeout: options.timeout, checking: Checking::default() };
         if options.check {
@@ -388,7 +453,7 @@ impl Qmp {
         if self.conn.machine().state() == qmp::State::Closed {
             return Err(Error::Closed);
         }
-        self.check_before_sending(command.name(), command.args())?;
+        self.checking.check(command.name(), command.args())?;
         Ok(self.conn.machine_mut().send(command)?)
     }
 
@@ -441,22 +506,7 @@ impl Qmp {
     }
 
     fn send(&mut self, name: &str, args: Option<&[u8]>, oob: bool) -> Result<Id, Error> {
-        if self.conn.machine().state() == qmp::State::Closed {
-            return Err(Error::Closed);
-        }
-        let args = match args {
-            None => None,
-            Some(a) => Some(Value::parse(a).map_err(|e| Error::Protocol(e.into()))?),
-        };
-        self.check_before_sending(name, args)?;
-        let mut command = Command::new(name);
-        if let Some(args) = args {
-            command = command.arguments(args);
-        }
-        if oob {
-            command = command.oob();
-        }
-        Ok(self.conn.machine_mut().send(command)?)
+        self.checking.send(self.conn.machine_mut(), name, args, oob)
     }
 
     /// Fetches QEMU's schema (`query-qmp-schema`) and keeps it, replacing
@@ -481,20 +531,6 @@ impl Qmp {
     /// [`Qmp::fetch_schema`] or [`Qmp::set_schema`]).
     pub fn set_check(&mut self, on: bool) {
         self.checking.on = on;
-    }
-
-    /// Checks a command against the kept schema when checking is on;
-    /// warnings (`deprecated`, `unstable`) go to the log.
-    fn check_before_sending(&self, name: &str, args: Option<Value<'_>>) -> Result<(), Error> {
-        match (&self.checking.schema, self.checking.on) {
-            (Some(schema), true) => {
-                for warning in check(schema, name, args)? {
-                    log::warn!("QMP: {}", crate::text::escape(&warning));
-                }
-                Ok(())
-            }
-            _ => Ok(()),
-        }
     }
 
     /// Runs the command `id` until it is answered; `on_return` turns its

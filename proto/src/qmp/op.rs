@@ -19,6 +19,33 @@ pub enum Answer<'a> {
     Closed,
 }
 
+impl<'a> Answer<'a> {
+    /// The command `event` answers, and how: or the event handed back, if it
+    /// answers no command (an asynchronous event, a stale or unmatched
+    /// reply, [`Event::Closed`]). What an adapter that waits for many
+    /// commands at once routes by.
+    #[allow(clippy::result_large_err, reason = "the event is handed back whole, as it came")]
+    pub fn of(event: Event<'a>) -> Result<(Id, Answer<'a>), Event<'a>> {
+        match event {
+            Event::Return { id, value } => Ok((id, Answer::Return(value))),
+            Event::Error { id, error } => Ok((id, Answer::Error(error))),
+            Event::MalformedReply { id, error } => Ok((id, Answer::Malformed(error))),
+            Event::Failed { id } => Ok((id, Answer::Closed)),
+            other => Err(other),
+        }
+    }
+
+    /// The event [`Answer::of`] took apart, whole again.
+    fn into_event(self, id: Id) -> Event<'a> {
+        match self {
+            Answer::Return(value) => Event::Return { id, value },
+            Answer::Error(error) => Event::Error { id, error },
+            Answer::Malformed(error) => Event::MalformedReply { id, error },
+            Answer::Closed => Event::Failed { id },
+        }
+    }
+}
+
 /// Waits for the reply to command `id`, and makes `answer` of it.
 #[derive(Debug)]
 pub struct ReplyTo<F> {
@@ -47,12 +74,12 @@ impl<S: Storage, T, F: for<'a> FnOnce(Answer<'a>) -> T> Operation<Client<S>> for
         S: 'a,
     {
         let answer = match event {
-            Event::Return { id, value } if id == self.id => Answer::Return(value),
-            Event::Error { id, error } if id == self.id => Answer::Error(error),
-            Event::MalformedReply { id, error } if id == self.id => Answer::Malformed(error),
-            Event::Failed { id } if id == self.id => Answer::Closed,
             Event::Closed => Answer::Closed,
-            other => return Offer::Pass(other),
+            event => match Answer::of(event) {
+                Ok((id, answer)) if id == self.id => answer,
+                Ok((id, answer)) => return Offer::Pass(answer.into_event(id)),
+                Err(other) => return Offer::Pass(other),
+            },
         };
         self.answer.with(answer)
     }
