@@ -1,6 +1,7 @@
 //! The guest agent client against qemu-ga running in a real Linux guest,
 //! reached through QEMU's virtio-serial port (see `tests/guest/mod.rs`).
 
+#[path = "../../io-std/tests/common/mod.rs"]
 mod common;
 mod guest;
 

@@ -2,6 +2,7 @@
 //! ways, over UNIX sockets in a private temporary directory; the host daemon
 //! against Python guests that come and go; and a hostile peer.
 
+#[path = "../../io-std/tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

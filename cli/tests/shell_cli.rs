@@ -5,6 +5,7 @@
 //! pseudo-terminal that is the shell's controlling terminal (so that Ctrl-C
 //! is what it is for a user).
 
+#[path = "../../io-std/tests/common/mod.rs"]
 mod common;
 
 use std::fs::File;

@@ -9,6 +9,7 @@
 //! connected polls as hung up and refuses writes, and a host that leaves
 //! does not close anything in the guest.
 
+#[path = "../../io-std/tests/common/mod.rs"]
 mod common;
 mod guest;
 

@@ -2,6 +2,7 @@
 //! `xmlrpc.server` serving XenAPI-shaped methods (HTTP/1.0 and 1.1, gzip,
 //! TLS), and the official XenAPI Python SDK against vmwire's server.
 
+#[path = "../../io-std/tests/common/mod.rs"]
 mod common;
 
 use std::collections::HashMap;
@@ -24,7 +25,7 @@ struct Peer {
 impl Peer {
     fn start(args: &[&str]) -> Peer {
         let python = common::require_python_module("XenAPI");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/xenapi_server.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../io-std/tests/peers/xenapi_server.py");
         let mut child = Command::new(python)
             .arg(script)
             .args(args)
@@ -384,7 +385,7 @@ fn the_xenapi_sdk_talks_to_our_server() {
     mock_xapi(&mut server);
     let running = server.spawn().unwrap();
     let url = format!("http://{}/", running.addr().unwrap());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/sdk_client.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../io-std/tests/peers/sdk_client.py");
     let out = Command::new(python).arg(script).arg(&url).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let steps: HashMap<String, serde_json::Value> = String::from_utf8(out.stdout)

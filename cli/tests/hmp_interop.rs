@@ -2,6 +2,7 @@
 //! readline monitor over `-monitor unix:`, `-mon chardev=…,mode=readline`
 //! and `-monitor tcp:`, and HMP over QMP. One QEMU per test.
 
+#[path = "../../io-std/tests/common/mod.rs"]
 mod common;
 
 use std::net::TcpListener;

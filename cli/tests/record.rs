@@ -3,6 +3,7 @@
 //! what it wrote: the same client gets the same output from the replay as
 //! from the real peer.
 
+#[path = "../../io-std/tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -230,7 +231,7 @@ fn negotiator_common() {
 #[test]
 fn xenapi_over_python_xmlrpc_server() {
     let python = common::require_python_module("XenAPI");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/xenapi_server.py");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../io-std/tests/peers/xenapi_server.py");
     let mut child = Command::new(python).arg(script).stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
@@ -293,7 +294,7 @@ fn printed_address(child: &mut Child) -> String {
 /// Runs the official XenAPI SDK (`tests/peers/sdk_client.py`) against
 /// `http://ADDRESS/`: one JSON line per step.
 fn sdk_client(python: &Path, address: &str) -> String {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/sdk_client.py");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../io-std/tests/peers/sdk_client.py");
     let out = Command::new(python).arg(script).arg(format!("http://{address}/")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
@@ -302,7 +303,7 @@ fn sdk_client(python: &Path, address: &str) -> String {
 #[test]
 fn the_xenapi_sdk_over_tcp() {
     let python = common::require_python_module("XenAPI");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/xenapi_server.py");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../io-std/tests/peers/xenapi_server.py");
     let mut child = Command::new(&python).arg(script).stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();

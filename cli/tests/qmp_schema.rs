@@ -8,6 +8,7 @@
 //! `query-*` family and a few other readers), calls generated from the
 //! schema must pass both. The counts are printed (`--nocapture`).
 
+#[path = "../../io-std/tests/common/mod.rs"]
 mod common;
 
 #[path = "../../proto/tests/common/schema_gen.rs"]

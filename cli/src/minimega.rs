@@ -251,7 +251,7 @@ impl Session for MinimegaShell {
 }
 
 #[cfg(test)]
-#[path = "../../../tests/fake_minimega/mod.rs"]
+#[path = "../../io-std/tests/fake_minimega/mod.rs"]
 mod fake_minimega;
 
 #[cfg(test)]

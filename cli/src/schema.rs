@@ -203,7 +203,7 @@ mod tests {
     use vmwire_proto::qmp::schema::HeapSchema;
 
     fn schema() -> HeapSchema<&'static [u8]> {
-        let s2c: &[u8] = include_bytes!("../../../../fixtures/qmp/06_query_qmp_schema.s2c");
+        let s2c: &[u8] = include_bytes!("../../fixtures/qmp/06_query_qmp_schema.s2c");
         let reply = s2c.split(|&b| b == b'\n').find(|l| l.starts_with(b"{\"return\": [")).unwrap();
         HeapSchema::read_heap(reply).unwrap()
     }

@@ -3,6 +3,7 @@
 //! QEMU cannot produce the bytes (an undecodable event, a malformed reply);
 //! the library on the same scripted peer too.
 
+#[path = "../../io-std/tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

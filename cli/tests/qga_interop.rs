@@ -2,6 +2,7 @@
 //! (`--method unix-listen`, run here on the host as root), one agent per
 //! test, its socket and state in a private temporary directory.
 
+#[path = "../../io-std/tests/common/mod.rs"]
 mod common;
 
 use std::io::Write;

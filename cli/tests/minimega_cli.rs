@@ -1,7 +1,9 @@
 //! `vmwire minimega` against the fake daemon (see `fake_minimega/`: no real
 //! minimega can run here).
 
+#[path = "../../io-std/tests/common/mod.rs"]
 mod common;
+#[path = "../../io-std/tests/fake_minimega/mod.rs"]
 mod fake_minimega;
 
 use std::io::Write;

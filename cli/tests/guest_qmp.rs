@@ -2,6 +2,7 @@
 //! `tests/guest/mod.rs`); events are read by a listener on the second QMP
 //! socket while commands go through the first.
 
+#[path = "../../io-std/tests/common/mod.rs"]
 mod common;
 mod guest;
 
