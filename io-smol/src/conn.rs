@@ -10,7 +10,7 @@
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::{self, IoSlice};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -102,7 +102,7 @@ impl Stream {
                     s.get_ref().set_nodelay(true)?;
                     return Ok(Stream::Tcp(s));
                 }
-                Err(e) => last = io::Error::new(e.kind(), format!("{}: {e}", SocketAddr::from(addr))),
+                Err(e) => last = io::Error::new(e.kind(), format!("{addr}: {e}")),
             }
         }
         Err(last)
@@ -251,9 +251,10 @@ impl PassFds for Stream {
 }
 
 /// Opens a new stream by the deadline given, for a machine that
-/// [needs one](Machine::needs_connection) (HTTP).
+/// [needs one](Machine::needs_connection) (HTTP). `Send`, so that an
+/// operation run with it is a future that can move between threads.
 pub type Connect<'c, S, E> =
-    dyn FnMut(Option<Instant>) -> Pin<Box<dyn Future<Output = Result<S, DriveError<E>>> + 'c>> + 'c;
+    dyn FnMut(Option<Instant>) -> Pin<Box<dyn Future<Output = Result<S, DriveError<E>>> + Send + 'c>> + Send + 'c;
 
 /// What [`Conn::run_with`] does besides reading and writing.
 pub struct With<'a, 'c, S, E> {
@@ -315,6 +316,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin, M: Machine> Conn<S, M> {
     /// The stream.
     pub fn stream(&self) -> &S {
         &self.stream
+    }
+
+    /// The stream, to look at it between operations (what is read from it
+    /// here never reaches the machine).
+    pub fn stream_mut(&mut self) -> &mut S {
+        &mut self.stream
     }
 
     /// The stream and the machine, apart.
