@@ -251,9 +251,10 @@ impl PassFds for Stream {
 }
 
 /// Opens a new stream by the deadline given, for a machine that
-/// [needs one](Machine::needs_connection) (HTTP).
+/// [needs one](Machine::needs_connection) (HTTP). `Send`, so that an
+/// operation run with it is a future that can move between threads.
 pub type Connect<'c, S, E> =
-    dyn FnMut(Option<Instant>) -> Pin<Box<dyn Future<Output = Result<S, DriveError<E>>> + 'c>> + 'c;
+    dyn FnMut(Option<Instant>) -> Pin<Box<dyn Future<Output = Result<S, DriveError<E>>> + Send + 'c>> + Send + 'c;
 
 /// What [`Conn::run_with`] does besides reading and writing.
 pub struct With<'a, 'c, S, E> {
@@ -320,6 +321,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin, M: Machine> Conn<S, M> {
     /// The stream and the machine, both borrowed.
     pub fn parts_mut(&mut self) -> (&mut S, &mut M) {
         (&mut self.stream, &mut self.machine)
+    }
+
+    /// The stream, to look at it between operations (what is read from it
+    /// here never reaches the machine).
+    pub fn stream_mut(&mut self) -> &mut S {
+        &mut self.stream
     }
 
     /// The stream and the machine, apart.

@@ -13,7 +13,10 @@
 //! driver future the embedder spawns on its own executor.
 
 pub mod conn;
+pub mod http;
 pub mod qmp;
+pub mod xenapi;
+pub mod xmlrpc;
 
 pub use conn::{Conn, Stream};
 pub use vmwire_proto as proto;

@@ -228,6 +228,17 @@ impl Default for TlsOptions {
     }
 }
 
+#[cfg(feature = "tls")]
+impl TlsOptions {
+    /// The rustls client configuration these options make (rustls on ring;
+    /// Mozilla's roots and [`TlsOptions::trusted`], or any certificate when
+    /// [`TlsOptions::verify`] is off): the one every adapter's HTTPS uses,
+    /// this crate's and vmwire-smol's.
+    pub fn client_config(&self) -> io::Result<std::sync::Arc<rustls::ClientConfig>> {
+        tls::client_config(self)
+    }
+}
+
 /// Reads the certificates of a PEM file (DER each), for [`TlsOptions::trusted`].
 #[cfg(feature = "tls")]
 pub fn pem_certificates(path: impl AsRef<std::path::Path>) -> io::Result<Vec<Vec<u8>>> {
@@ -257,7 +268,7 @@ impl Connector {
     pub(crate) fn new(address: &Address, tls: &TlsOptions) -> io::Result<Self> {
         let needs_tls = matches!(address, Address::Tcp { tls: true, .. });
         #[cfg(feature = "tls")]
-        let tls = if needs_tls { Some(tls::client_config(tls)?) } else { None };
+        let tls = if needs_tls { Some(tls.client_config()?) } else { None };
         #[cfg(not(feature = "tls"))]
         if needs_tls {
             let _ = tls;
@@ -443,12 +454,43 @@ mod tls {
     }
 }
 
-/// Why [`Link::connect`] failed.
+/// Why opening a client failed (each client's error type converts it).
 #[derive(Debug)]
-pub(crate) enum OpenError {
+pub enum OpenError {
+    /// The URL is not usable.
     Url(UrlError),
+    /// The machine refused the endpoint (a header field it cannot send).
     Machine(vmwire_proto::http::Error),
+    /// Connecting failed.
     Io(io::Error),
+}
+
+/// Parses `url` and makes the machine for its endpoint, with `headers` and
+/// basic authentication from the URL's credentials: the first step of
+/// opening a client, before connecting (shared with vmwire-smol's clients).
+pub fn endpoint_machine<M>(
+    url: &str,
+    headers: &[(String, String)],
+    machine: impl FnOnce(&vmwire_proto::http::Endpoint<'_>) -> Result<M, vmwire_proto::http::Error>,
+) -> Result<(M, Url), OpenError> {
+    let url = Url::parse(url).map_err(OpenError::Url)?;
+    let authorization = url.authorization().map(|auth| ("Authorization".to_string(), auth));
+    let fields: Vec<(&str, &str)> =
+        headers.iter().chain(authorization.as_ref()).map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let host = url.host_field();
+    let endpoint = vmwire_proto::http::Endpoint { target: &url.target, host: &host, headers: &fields };
+    let machine = machine(&endpoint).map_err(OpenError::Machine)?;
+    Ok((machine, url))
+}
+
+/// A new connection that could not be opened, as the loop driving a
+/// machine reports it: not opened in time is [`DriveError::Timeout`].
+/// Shared with vmwire-smol's link.
+pub fn connect_failed<E>(e: io::Error) -> DriveError<E> {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => DriveError::Timeout,
+        _ => DriveError::Io(e),
+    }
 }
 
 /// A machine, its connection, and how to open another.
@@ -469,13 +511,7 @@ impl<M: Machine> Link<M> {
         timeout: Option<Duration>,
         machine: impl FnOnce(&vmwire_proto::http::Endpoint<'_>) -> Result<M, vmwire_proto::http::Error>,
     ) -> Result<(Self, Url), OpenError> {
-        let url = Url::parse(url).map_err(OpenError::Url)?;
-        let authorization = url.authorization().map(|auth| ("Authorization".to_string(), auth));
-        let fields: Vec<(&str, &str)> =
-            headers.iter().chain(authorization.as_ref()).map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        let host = url.host_field();
-        let endpoint = vmwire_proto::http::Endpoint { target: &url.target, host: &host, headers: &fields };
-        let machine = machine(&endpoint).map_err(OpenError::Machine)?;
+        let (machine, url) = endpoint_machine(url, headers, machine)?;
         let connector = Connector::new(&url.address, tls).map_err(OpenError::Io)?;
         let link = Link::open(connector, machine, timeout).map_err(OpenError::Io)?;
         Ok((link, url))
@@ -526,12 +562,7 @@ impl<M: Machine> Link<M> {
         I: Inbox<M> + ?Sized,
     {
         let connector = &self.connector;
-        let mut connect = |deadline| {
-            connector.connect(deadline).map_err(|e| match e.kind() {
-                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => DriveError::Timeout,
-                _ => DriveError::Io(e),
-            })
-        };
+        let mut connect = |deadline| connector.connect(deadline).map_err(connect_failed);
         let with = With { connect: Some(&mut connect), step: self.timeout, ..With::default() };
         let result = self.conn.run_with(with, operation, inbox, deadline);
         if result.is_err() {

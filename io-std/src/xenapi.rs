@@ -240,11 +240,93 @@ pub struct Session {
     events: Vec<SessionEvent>,
 }
 
-/// What one exchange ended with, owned.
-enum Done<T> {
+/// What one exchange ended with, owned: see [`answer`].
+#[derive(Debug)]
+pub enum Answer<T> {
+    /// A call's result, as read.
     Value(T),
+    /// A login's session reference.
     LoggedIn(String),
+    /// A logout went through.
     LoggedOut,
+}
+
+impl<T> Answer<T> {
+    /// The session reference of a login.
+    pub fn logged_in(self) -> Result<String, Error> {
+        match self {
+            Answer::LoggedIn(session) => Ok(session),
+            _ => Err(Error::Protocol(proto::Error::NotAResult { what: "a login answered with a value" })),
+        }
+    }
+
+    /// A logout's end.
+    pub fn logged_out(self) -> Result<(), Error> {
+        match self {
+            Answer::LoggedOut => Ok(()),
+            _ => Err(Error::Protocol(proto::Error::NotAResult { what: "a logout answered with a value" })),
+        }
+    }
+
+    /// A call's result.
+    pub fn value(self) -> Result<T, Error> {
+        match self {
+            Answer::Value(t) => Ok(t),
+            _ => Err(Error::Protocol(proto::Error::NotAResult { what: "a call answered as a login" })),
+        }
+    }
+}
+
+/// What the event that ends an exchange ([`proto::Exchange`]) comes to: a
+/// call's value handed to `read`, a login or logout, or the error. Shared
+/// with vmwire-smol's session.
+pub fn answer<T>(event: Event<'_>, read: impl FnOnce(Value<'_>) -> Result<T, Error>) -> Result<Answer<T>, Error> {
+    match event {
+        Event::LoggedIn { session } => Ok(Answer::LoggedIn(session.to_string())),
+        Event::LoggedOut => Ok(Answer::LoggedOut),
+        Event::Result(v) => read(v).map(Answer::Value),
+        event => Err(event_error(event)),
+    }
+}
+
+/// What a finished task ([`proto::WaitTask`]) comes to: `task.get_result`
+/// decoded into `R`, or the failure from `task.get_error_info`. Shared with
+/// vmwire-smol's session.
+pub fn task_ended<R: DeserializeOwned>(ended: proto::TaskEnded<'_>) -> Result<R, Error> {
+    match ended {
+        proto::TaskEnded::Success(v) => {
+            let text: String = v.deserialize().map_err(Error::Decode)?;
+            proto::task_result(&text)
+                .map_err(|e| Error::Protocol(proto::Error::Xml(e)))
+                .and_then(|v| v.deserialize::<R>().map_err(Error::Decode))
+        }
+        proto::TaskEnded::Failure(v) => {
+            let info: Vec<String> = v.deserialize().map_err(Error::Decode)?;
+            let mut info = info.into_iter();
+            let code = info.next().unwrap_or_else(|| "TASK_CANCELLED".into());
+            Err(Error::Failure(Failure { code, params: info.collect() }))
+        }
+        proto::TaskEnded::UnknownStatus => {
+            Err(Error::Protocol(proto::Error::NotAResult { what: "an unknown task status" }))
+        }
+        proto::TaskEnded::NotQueued { error, .. } => Err(Error::Protocol(error)),
+        proto::TaskEnded::Failed { event, .. } => Err(event_error(event)),
+    }
+}
+
+/// A task wait's result: what [`task_ended`] made of the task, or the
+/// driving error, a time-out that leaves no room for another poll being
+/// [`Error::TaskTimeout`]. Shared with vmwire-smol's session.
+pub fn task_waited<R>(
+    waited: Result<Result<R, Error>, DriveError<proto_http::Error>>,
+    deadline: Option<Instant>,
+    interval: Duration,
+) -> Result<R, Error> {
+    match waited {
+        Ok(outcome) => outcome,
+        Err(DriveError::Timeout) if deadline.is_some_and(|d| Instant::now() + interval > d) => Err(Error::TaskTimeout),
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl Session {
@@ -306,19 +388,13 @@ impl Session {
     }
 
     fn finish_login(&mut self) -> Result<String, Error> {
-        match self.exchange(|_| Ok(()))? {
-            Done::LoggedIn(session) => Ok(session),
-            _ => Err(Error::Protocol(proto::Error::NotAResult { what: "a login answered with a value" })),
-        }
+        self.exchange(|_| Ok(()))?.logged_in()
     }
 
     /// `session.logout` (`session.local_logout` after a slave-local login).
     pub fn logout(&mut self) -> Result<(), Error> {
         self.link.machine().logout()?;
-        match self.exchange(|_| Ok(()))? {
-            Done::LoggedOut => Ok(()),
-            _ => Err(Error::Protocol(proto::Error::NotAResult { what: "a logout answered with a value" })),
-        }
+        self.exchange(|_| Ok(()))?.logged_out()
     }
 
     /// Calls `method` (such as `VM.get_record`) with the session and then
@@ -337,11 +413,7 @@ impl Session {
         read: impl FnOnce(Value<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
         self.link.machine().call(method, |p| ser::to_params(p, &params))?;
-        let mut read = Some(read);
-        match self.exchange(|v| read.take().map_or(Err(Error::Closed), |f| f(v)))? {
-            Done::Value(t) => Ok(t),
-            _ => Err(Error::Protocol(proto::Error::NotAResult { what: "a call answered as a login" })),
-        }
+        self.exchange(read)?.value()
     }
 
     /// Calls `method` and returns the `Value` as JSON (see [`to_json`]).
@@ -365,34 +437,9 @@ impl Session {
         timeout: Option<Duration>,
     ) -> Result<R, Error> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let done = |ended: proto::TaskEnded<'_>| match ended {
-            proto::TaskEnded::Success(v) => {
-                let text: String = v.deserialize().map_err(Error::Decode)?;
-                proto::task_result(&text)
-                    .map_err(|e| Error::Protocol(proto::Error::Xml(e)))
-                    .and_then(|v| v.deserialize::<R>().map_err(Error::Decode))
-            }
-            proto::TaskEnded::Failure(v) => {
-                let info: Vec<String> = v.deserialize().map_err(Error::Decode)?;
-                let mut info = info.into_iter();
-                let code = info.next().unwrap_or_else(|| "TASK_CANCELLED".into());
-                Err(Error::Failure(Failure { code, params: info.collect() }))
-            }
-            proto::TaskEnded::UnknownStatus => {
-                Err(Error::Protocol(proto::Error::NotAResult { what: "an unknown task status" }))
-            }
-            proto::TaskEnded::NotQueued { error, .. } => Err(Error::Protocol(error)),
-            proto::TaskEnded::Failed { event, .. } => Err(event_error(event)),
-        };
-        let mut wait = proto::WaitTask::new(self.link.machine(), &task.0, interval, done)?;
+        let mut wait = proto::WaitTask::new(self.link.machine(), &task.0, interval, task_ended::<R>)?;
         let mut relogin = relogin_inbox(&mut self.relogins, &mut self.events);
-        match self.link.run_within(&mut wait, &mut relogin, deadline) {
-            Ok(outcome) => outcome,
-            Err(DriveError::Timeout) if deadline.is_some_and(|d| Instant::now() + interval > d) => {
-                Err(Error::TaskTimeout)
-            }
-            Err(e) => Err(e.into()),
-        }
+        task_waited(self.link.run_within(&mut wait, &mut relogin, deadline), deadline, interval)
     }
 
     /// `VM.*` calls.
@@ -406,20 +453,16 @@ impl Session {
     }
 
     /// Drives the machine to the end of the outstanding operation.
-    fn exchange<T>(&mut self, mut read: impl FnMut(Value<'_>) -> Result<T, Error>) -> Result<Done<T>, Error> {
+    fn exchange<T>(&mut self, read: impl FnOnce(Value<'_>) -> Result<T, Error>) -> Result<Answer<T>, Error> {
         let mut relogin = relogin_inbox(&mut self.relogins, &mut self.events);
-        let mut exchange = proto::Exchange::new(|event: Event<'_>| match event {
-            Event::LoggedIn { session } => Ok(Done::LoggedIn(session.to_string())),
-            Event::LoggedOut => Ok(Done::LoggedOut),
-            Event::Result(v) => read(v).map(Done::Value),
-            event => Err(event_error(event)),
-        });
+        let mut exchange = proto::Exchange::new(|event: Event<'_>| answer(event, read));
         self.link.run(&mut exchange, &mut relogin).map_err(Error::from)?
     }
 }
 
-/// The inbox of a session's operations: re-logins, counted and kept (the last 64).
-fn relogin_inbox<'s>(relogins: &'s mut u64, events: &'s mut Vec<SessionEvent>) -> impl FnMut(Event<'_>) + 's {
+/// The inbox of a session's operations: re-logins, counted into `relogins`
+/// and kept in `events` (the last 64). Shared with vmwire-smol's session.
+pub fn relogin_inbox<'s>(relogins: &'s mut u64, events: &'s mut Vec<SessionEvent>) -> impl FnMut(Event<'_>) + 's {
     move |event: Event<'_>| {
         if let Event::Relogin { attempt, session } = event {
             *relogins += 1;

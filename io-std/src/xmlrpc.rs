@@ -222,22 +222,29 @@ impl Client {
         read: impl FnOnce(Value<'_>) -> T,
     ) -> Result<T, Error> {
         self.link.machine().call(method, |p| ser::to_params(p, &params))?;
-        let mut response = xmlrpc::Response::new(|event: Event<'_>| match event {
-            Event::Response(MethodResponse::Params(p)) => Ok(read(p.first().unwrap_or(Value::Nil))),
-            Event::Response(MethodResponse::Fault(f)) => Err(Error::Fault(f.into())),
-            Event::HttpStatus { status, reason, body } => {
-                Err(Error::HttpStatus { status, reason: reason.into(), body: String::from_utf8_lossy(body).into() })
-            }
-            Event::Malformed(e) => Err(Error::Xml(e)),
-            Event::Http(e) => Err(Error::Http(e)),
-            Event::ConnectionLost { .. } => Err(Error::Closed),
-        });
+        let mut response = xmlrpc::Response::new(|event: Event<'_>| answer(event, read));
         self.link.run(&mut response, &mut |_: Event<'_>| {}).map_err(Error::from)?
     }
 
     /// Calls `method` and returns the result as JSON ([`to_json`]).
     pub fn call_json<P: Serialize>(&mut self, method: &str, params: P) -> Result<serde_json::Value, Error> {
         self.call_with(method, params, to_json)
+    }
+}
+
+/// What the event that answers a call comes to: the result (the first
+/// param, `<nil/>` if none) handed to `read`, or the error. Shared with
+/// vmwire-smol's client.
+pub fn answer<T>(event: Event<'_>, read: impl FnOnce(Value<'_>) -> T) -> Result<T, Error> {
+    match event {
+        Event::Response(MethodResponse::Params(p)) => Ok(read(p.first().unwrap_or(Value::Nil))),
+        Event::Response(MethodResponse::Fault(f)) => Err(Error::Fault(f.into())),
+        Event::HttpStatus { status, reason, body } => {
+            Err(Error::HttpStatus { status, reason: reason.into(), body: String::from_utf8_lossy(body).into() })
+        }
+        Event::Malformed(e) => Err(Error::Xml(e)),
+        Event::Http(e) => Err(Error::Http(e)),
+        Event::ConnectionLost { .. } => Err(Error::Closed),
     }
 }
 
