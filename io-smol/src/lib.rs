@@ -13,6 +13,7 @@
 //! driver future the embedder spawns on its own executor.
 
 pub mod conn;
+pub mod hmp;
 pub mod qga;
 pub mod qmp;
 
