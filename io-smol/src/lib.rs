@@ -13,7 +13,9 @@
 //! driver future the embedder spawns on its own executor.
 
 pub mod conn;
+pub mod hmp;
 pub mod http;
+pub mod qga;
 pub mod qmp;
 pub mod xenapi;
 pub mod xmlrpc;

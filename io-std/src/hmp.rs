@@ -147,6 +147,14 @@ pub struct Status {
     pub single_step: bool,
 }
 
+impl Status {
+    /// What `info status` printed (`text`), read; [`Error::Unexpected`] if it is not that.
+    pub fn parse(text: &str) -> Result<Status, Error> {
+        let status = hmp::Status::parse(text.as_bytes()).ok_or_else(|| Error::Unexpected(text.to_owned()))?;
+        Ok(Status { running: status.running, state: status.state.to_owned(), single_step: status.single_step })
+    }
+}
+
 /// Flags for [`Monitor::migrate`] (`migrate [-d] [-b] [-i] [-r] uri`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Migrate {
@@ -158,6 +166,21 @@ pub struct Migrate {
     pub incremental: bool,
     /// Resume a paused postcopy migration (`-r`).
     pub resume: bool,
+}
+
+impl Migrate {
+    /// The command line that migrates to `uri` with these flags.
+    pub fn command_line(&self, uri: &str) -> String {
+        let mut line = String::from("migrate");
+        for (on, flag) in [(self.detach, " -d"), (self.block, " -b"), (self.incremental, " -i"), (self.resume, " -r")] {
+            if on {
+                line.push_str(flag);
+            }
+        }
+        line.push(' ');
+        line.push_str(&quote(uri));
+        line
+    }
 }
 
 impl Default for Migrate {
@@ -182,8 +205,9 @@ pub struct Monitor {
     unsolicited: Unsolicited,
 }
 
-/// What came of a command.
-enum Finished {
+/// What came of a command line.
+#[derive(Debug)]
+pub enum Finished {
     /// Its prompt came back after this output.
     Output(String),
     /// QEMU ran it and closed the monitor (`quit`).
@@ -195,14 +219,55 @@ const MAX_UNSOLICITED: usize = 256;
 /// Characters of a peer's unexpected text shown in an error.
 const EXCERPT: usize = 80;
 
-/// Text that came while no command ran (bounded: the oldest goes first).
+/// Text that came while no command ran (bounded: the oldest goes first):
+/// the inbox of a [`Monitor`] (and of the async client's).
 #[derive(Debug)]
-struct Unsolicited(op::Bounded<String>);
+pub struct Unsolicited(op::Bounded<String>);
 
 impl Unsolicited {
-    fn new() -> Self {
+    /// An empty inbox.
+    pub fn new() -> Self {
         Unsolicited(op::Bounded::new(MAX_UNSOLICITED))
     }
+
+    /// Takes what it kept, oldest first.
+    pub fn take(&mut self) -> Vec<String> {
+        self.0.drain().collect()
+    }
+}
+
+impl Default for Unsolicited {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How the wait for the first prompt ([`hmp::Opening`]) ended, as the
+/// client reports it: the banner, or why there is none.
+pub fn opened(end: hmp::Opened<'_>) -> Result<String, Error> {
+    match end {
+        hmp::Opened::Banner(b) => Ok(String::from_utf8_lossy(b.text).into_owned()),
+        hmp::Opened::BadBanner { error, text } => {
+            Err(Error::Banner { error, got: crate::text::excerpt(text, EXCERPT) })
+        }
+        hmp::Opened::Closed => Err(Error::Closed),
+    }
+}
+
+/// What came of a command line, from how it ended ([`hmp::ReplyTo`]).
+pub fn finished(answer: hmp::Answer<'_>) -> Result<Finished, Error> {
+    match answer {
+        hmp::Answer::Output(text) => Ok(Finished::Output(String::from_utf8_lossy(text).into_owned())),
+        hmp::Answer::TooLarge { limit } => Err(Error::TooLarge { limit }),
+        hmp::Answer::Mismatch(e) => Err(Error::Protocol(e)),
+        hmp::Answer::RanThenClosed(_) => Ok(Finished::RanThenClosed),
+        hmp::Answer::Closed => Err(Error::Closed),
+    }
+}
+
+/// [`Error::NoPrompt`] for a monitor that sent `buffered` and no prompt in time.
+pub fn no_prompt(buffered: &[u8]) -> Error {
+    Error::NoPrompt { got: crate::text::excerpt(buffered, EXCERPT) }
 }
 
 impl op::Inbox<Client<Heap>> for Unsolicited {
@@ -230,17 +295,9 @@ impl Monitor {
     pub fn handshake(stream: Stream, options: Options) -> Result<Self, Error> {
         let mut conn = Box::new(Conn::new(stream, Client::<Heap>::new(options.config)));
         let mut unsolicited = Unsolicited::new();
-        let mut opening = hmp::Opening::new(|end: hmp::Opened<'_>| match end {
-            hmp::Opened::Banner(b) => Ok(String::from_utf8_lossy(b.text).into_owned()),
-            hmp::Opened::BadBanner { error, text } => {
-                Err(Error::Banner { error, got: crate::text::excerpt(text, EXCERPT) })
-            }
-            hmp::Opened::Closed => Err(Error::Closed),
-        });
+        let mut opening = hmp::Opening::new(opened);
         let banner = match conn.run(&mut opening, &mut unsolicited, deadline(options.timeout)) {
-            Err(DriveError::Timeout) => {
-                return Err(Error::NoPrompt { got: crate::text::excerpt(conn.machine().buffered(), EXCERPT) });
-            }
+            Err(DriveError::Timeout) => return Err(no_prompt(conn.machine().buffered())),
             other => other??,
         };
         Ok(Monitor {
@@ -334,19 +391,13 @@ impl Monitor {
             return Err(Error::Closed);
         }
         let id = conn.machine_mut().command(line).map_err(Error::BadLine)?;
-        let mut reply = hmp::ReplyTo::new(conn.machine(), id, |answer: hmp::Answer<'_>| match answer {
-            hmp::Answer::Output(text) => Ok(Finished::Output(String::from_utf8_lossy(text).into_owned())),
-            hmp::Answer::TooLarge { limit } => Err(Error::TooLarge { limit }),
-            hmp::Answer::Mismatch(e) => Err(Error::Protocol(e)),
-            hmp::Answer::RanThenClosed(_) => Ok(Finished::RanThenClosed),
-            hmp::Answer::Closed => Err(Error::Closed),
-        });
+        let mut reply = hmp::ReplyTo::new(conn.machine(), id, finished);
         conn.run(&mut reply, &mut self.unsolicited, deadline(timeout))?
     }
 
     /// Text QEMU printed while no command was running (bounded: the oldest goes first).
     pub fn take_unsolicited(&mut self) -> Vec<String> {
-        self.unsolicited.0.drain().collect()
+        self.unsolicited.take()
     }
 
     /// Runs a command that prints nothing when it works.
@@ -362,9 +413,7 @@ impl Monitor {
 
     /// The VM's run state, from `info status`.
     pub fn status(&mut self) -> Result<Status, Error> {
-        let text = self.info("status")?;
-        let status = hmp::Status::parse(text.as_bytes()).ok_or_else(|| Error::Unexpected(text.clone()))?;
-        Ok(Status { running: status.running, state: status.state.to_owned(), single_step: status.single_step })
+        Status::parse(&self.info("status")?)
     }
 
     /// Stops the guest's CPUs (`stop`).
@@ -404,17 +453,7 @@ impl Monitor {
 
     /// Migrates to `uri` (`tcp:HOST:PORT`, `unix:PATH`, `exec:CMD`, …).
     pub fn migrate(&mut self, uri: &str, flags: Migrate) -> Result<(), Error> {
-        let mut line = String::from("migrate");
-        for (on, flag) in
-            [(flags.detach, " -d"), (flags.block, " -b"), (flags.incremental, " -i"), (flags.resume, " -r")]
-        {
-            if on {
-                line.push_str(flag);
-            }
-        }
-        line.push(' ');
-        line.push_str(&quote(uri));
-        self.quiet(&line)
+        self.quiet(&flags.command_line(uri))
     }
 
     /// Caps migration bandwidth at `bytes_per_second`. (The old
@@ -447,7 +486,7 @@ fn is_quit(line: &str) -> bool {
 }
 
 /// Quotes an argument for HMP's parser when it has spaces or quotes.
-fn quote(arg: &str) -> String {
+pub fn quote(arg: &str) -> String {
     if !arg.is_empty() && !arg.contains([' ', '"', '\'', '\\', '\t']) {
         return arg.to_owned();
     }

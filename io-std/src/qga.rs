@@ -258,7 +258,8 @@ pub enum Shutdown {
 }
 
 impl Shutdown {
-    fn mode(self) -> &'static str {
+    /// `guest-shutdown`'s `mode` argument.
+    pub fn mode(self) -> &'static str {
         match self {
             Shutdown::Powerdown => "powerdown",
             Shutdown::Halt => "halt",
@@ -270,7 +271,7 @@ impl Shutdown {
 /// A fresh id for `guest-sync-delimited`: the machine has no random numbers
 /// of its own. std's hasher keys are drawn from the OS at random per
 /// process; the clock, the pid and a counter make each id differ.
-fn random_id() -> u64 {
+pub fn random_id() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     RandomState::new().hash_one((std::process::id(), now, COUNTER.fetch_add(1, Ordering::Relaxed)))
@@ -286,11 +287,30 @@ pub struct Agent {
     strays: Strays,
 }
 
-/// What belonged to no waiting command, in words (bounded: the oldest goes).
+/// What belonged to no waiting command, in words (bounded: the oldest goes):
+/// the inbox of an [`Agent`] (and of the async client's).
 #[derive(Debug)]
-struct Strays(op::Bounded<String>);
+pub struct Strays(op::Bounded<String>);
 
 const MAX_STRAYS: usize = 256;
+
+impl Strays {
+    /// An empty inbox.
+    pub fn new() -> Self {
+        Strays(op::Bounded::new(MAX_STRAYS))
+    }
+
+    /// Takes what it kept, oldest first.
+    pub fn take(&mut self) -> Vec<String> {
+        self.0.drain().collect()
+    }
+}
+
+impl Default for Strays {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl op::Inbox<Client<Heap>> for Strays {
     fn keep(&mut self, event: Event<'_>) {
@@ -329,7 +349,7 @@ impl Agent {
             timeout: options.timeout,
             exec_timeout: options.exec_timeout,
             chunk_size: options.chunk_size.max(1),
-            strays: Strays(op::Bounded::new(MAX_STRAYS)),
+            strays: Strays::new(),
         };
         agent.wait_synced(deadline(options.timeout))?;
         Ok(agent)
@@ -349,13 +369,7 @@ impl Agent {
     }
 
     fn wait_synced(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
-        let mut sync = qga::Synchronise::new(|end: qga::Synchronised<'_>| match end {
-            qga::Synchronised::Ready => Ok(()),
-            qga::Synchronised::WrongProtocol { error, text } => {
-                Err(Error::WrongProtocol { error, got: crate::text::excerpt(text, 80) })
-            }
-            qga::Synchronised::Closed => Err(Error::Closed),
-        });
+        let mut sync = qga::Synchronise::new(synchronised);
         self.conn.run(&mut sync, &mut self.strays, deadline)?
     }
 
@@ -369,7 +383,7 @@ impl Agent {
 
     /// Takes the messages that belonged to no waiting command.
     pub fn take_strays(&mut self) -> Vec<String> {
-        self.strays.0.drain().collect()
+        self.strays.take()
     }
 
     /// Sends `name` with arguments written by `args`, then waits for its
@@ -396,11 +410,7 @@ impl Agent {
         id: Id,
         on_return: impl FnOnce(Value<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let answer = |answer: qga::Answer<'_>| match answer {
-            qga::Answer::Return(value) => on_return(value),
-            qga::Answer::Accepted => Value::parse(b"null").map_err(|e| Error::Protocol(e.into())).and_then(on_return),
-            other => Err(answer_error(name, other)),
-        };
+        let answer = |answer: qga::Answer<'_>| returned(name, answer, on_return);
         let mut reply = qga::ReplyTo::new(self.conn.machine_mut(), name, id, answer)?;
         let deadline = deadline(self.timeout);
         self.conn.run(&mut reply, &mut self.strays, deadline)?
@@ -426,16 +436,8 @@ impl Agent {
         args: Option<&[u8]>,
         on_return: impl FnOnce(Value<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let args = match args {
-            None => None,
-            Some(a) => Some(Value::parse(a).map_err(qga::Error::from)?),
-        };
-        let mut command = Command::new(name);
-        if let Some(args) = args {
-            command = command.arguments(args);
-        }
         self.alive()?;
-        let id = self.conn.machine_mut().send(command)?;
+        let id = send_json(self.conn.machine_mut(), name, args)?;
         self.wait(name, id, on_return)
     }
 
@@ -460,31 +462,7 @@ impl Agent {
     /// `guest-exec-status` until it has exited.
     pub fn exec(&mut self, path: &str, args: &[&str], env: &[&str], input: Option<&[u8]>) -> Result<Output, Error> {
         self.alive()?;
-        let ran = |ran: qga::Ran<'_>| match ran {
-            qga::Ran::Exited(s) => {
-                let decode = |data| -> Result<Vec<u8>, Error> {
-                    let mut out = Vec::new();
-                    if let Some(data) = data {
-                        base64::decode_json(&mut out, data)?;
-                    }
-                    Ok(out)
-                };
-                let status = match (s.exit_code, s.signal) {
-                    (Some(code), _) => ExitStatus::Code(code),
-                    (None, Some(signal)) => ExitStatus::Signal(signal),
-                    (None, None) => return Err(Error::Unexpected("exited with neither exitcode nor signal".into())),
-                };
-                Ok(Output {
-                    status,
-                    stdout: decode(s.out_data)?,
-                    stderr: decode(s.err_data)?,
-                    stdout_truncated: s.out_truncated,
-                    stderr_truncated: s.err_truncated,
-                })
-            }
-            qga::Ran::Failed { command, answer } => Err(answer_error(command, answer)),
-        };
-        let mut exec = qga::Exec::new(self.conn.machine_mut(), path, args, env, input, ran)?;
+        let mut exec = qga::Exec::new(self.conn.machine_mut(), path, args, env, input, Output::of)?;
         let with = With { step: self.timeout, ..With::default() };
         self.conn.run_with(with, &mut exec, &mut self.strays, deadline(self.exec_timeout))?
     }
@@ -499,17 +477,8 @@ impl Agent {
         failure: impl FnOnce(D) -> Option<io::Error>,
     ) -> Result<u64, Error> {
         self.alive()?;
-        let done = |ended: qga::Transferred<'_>| match ended {
-            qga::Transferred::Done(total) => Ok(total),
-            qga::Transferred::Stopped => Err(None),
-            qga::Transferred::Failed { command, answer } => Err(Some(answer_error(command, answer))),
-            qga::Transferred::Base64(e) => Err(Some(Error::Base64(e))),
-            qga::Transferred::Miscounted { said, got } => {
-                Err(Some(Error::Unexpected(format!("{said} bytes said, {got} sent"))))
-            }
-        };
         let chunk = self.chunk_size as u64;
-        let mut transfer = qga::Transfer::new(self.conn.machine_mut(), path, data, chunk, done)?;
+        let mut transfer = qga::Transfer::new(self.conn.machine_mut(), path, data, chunk, transferred)?;
         let with = With { step: self.timeout, ..With::default() };
         let outcome = self.conn.run_with(with, &mut transfer, &mut self.strays, None)?;
         outcome.map_err(|e| match e {
@@ -563,8 +532,93 @@ impl Agent {
     }
 }
 
+/// Queues `name` with arguments given as JSON text (an object, or `None`);
+/// the id it goes under.
+pub fn send_json(client: &mut Client<Heap>, name: &str, args: Option<&[u8]>) -> Result<Id, Error> {
+    let args = match args {
+        None => None,
+        Some(a) => Some(Value::parse(a).map_err(qga::Error::from)?),
+    };
+    let mut command = Command::new(name);
+    if let Some(args) = args {
+        command = command.arguments(args);
+    }
+    Ok(client.send(command)?)
+}
+
+/// What command `name` came to from its `answer`: its return value made
+/// into the caller's value by `on_return` (a quiet command's acceptance
+/// as `null`), or its error.
+pub fn returned<T>(
+    name: &str,
+    answer: qga::Answer<'_>,
+    on_return: impl FnOnce(Value<'_>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    match answer {
+        qga::Answer::Return(value) => on_return(value),
+        qga::Answer::Accepted => Value::parse(b"null").map_err(|e| Error::Protocol(e.into())).and_then(on_return),
+        other => Err(answer_error(name, other)),
+    }
+}
+
+/// How a sync ended ([`qga::Synchronise`]), as the client reports it.
+pub fn synchronised(end: qga::Synchronised<'_>) -> Result<(), Error> {
+    match end {
+        qga::Synchronised::Ready => Ok(()),
+        qga::Synchronised::WrongProtocol { error, text } => {
+            Err(Error::WrongProtocol { error, got: crate::text::excerpt(text, 80) })
+        }
+        qga::Synchronised::Closed => Err(Error::Closed),
+    }
+}
+
+impl Output {
+    /// What a guest program did, from how [`qga::Exec`] ended.
+    pub fn of(ran: qga::Ran<'_>) -> Result<Output, Error> {
+        match ran {
+            qga::Ran::Exited(s) => {
+                let decode = |data| -> Result<Vec<u8>, Error> {
+                    let mut out = Vec::new();
+                    if let Some(data) = data {
+                        base64::decode_json(&mut out, data)?;
+                    }
+                    Ok(out)
+                };
+                let status = match (s.exit_code, s.signal) {
+                    (Some(code), _) => ExitStatus::Code(code),
+                    (None, Some(signal)) => ExitStatus::Signal(signal),
+                    (None, None) => return Err(Error::Unexpected("exited with neither exitcode nor signal".into())),
+                };
+                Ok(Output {
+                    status,
+                    stdout: decode(s.out_data)?,
+                    stderr: decode(s.err_data)?,
+                    stdout_truncated: s.out_truncated,
+                    stderr_truncated: s.err_truncated,
+                })
+            }
+            qga::Ran::Failed { command, answer } => Err(answer_error(command, answer)),
+        }
+    }
+}
+
+/// How a file transfer ([`qga::Transfer`]) ended: the bytes it moved, or
+/// its error; `Err(None)` when the caller's side (its reader or writer)
+/// stopped it, whose own error the caller has.
+pub fn transferred(ended: qga::Transferred<'_>) -> Result<u64, Option<Error>> {
+    match ended {
+        qga::Transferred::Done(total) => Ok(total),
+        qga::Transferred::Stopped => Err(None),
+        qga::Transferred::Failed { command, answer } => Err(Some(answer_error(command, answer))),
+        qga::Transferred::Base64(e) => Err(Some(Error::Base64(e))),
+        qga::Transferred::Miscounted { said, got } => {
+            Err(Some(Error::Unexpected(format!("{said} bytes said, {got} sent"))))
+        }
+    }
+}
+
 /// The error of a command (`name`) that did not answer as it does.
-fn answer_error(name: &str, answer: qga::Answer<'_>) -> Error {
+pub fn answer_error(name: &str, answer: qga::Answer<'_>) -> Error {
     match answer {
         qga::Answer::Return(value) => Error::Unexpected(value.raw_str().into()),
         qga::Answer::Accepted => Error::Unexpected(format!("{name} answered nothing")),

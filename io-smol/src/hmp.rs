@@ -1,0 +1,195 @@
+//! An async client for QEMU's human monitor (the readline monitor over a
+//! UNIX or TCP socket): the twin of `vmwire_std::hmp`, with the same
+//! options, errors and values.
+//!
+//! ```no_run
+//! use vmwire_smol::hmp::{Monitor, Options};
+//!
+//! smol::block_on(async {
+//!     let mut hmp = Monitor::connect_unix("/run/vm/hmp.sock", Options::default()).await?;
+//!     println!("{}", hmp.info("version").await?);
+//!     if !hmp.status().await?.running {
+//!         hmp.command("cont").await?;
+//!     }
+//!     hmp.sendkey("ctrl-alt-f1", None).await?;
+//!     Ok::<(), vmwire_smol::hmp::Error>(())
+//! })
+//! # .unwrap();
+//! ```
+//!
+//! A command whose future is dropped before its prompt came back (or whose
+//! time limit passed) goes on running in QEMU: its output is skipped by the
+//! next command, which waits behind it.
+
+use std::net::ToSocketAddrs;
+use std::path::Path;
+use std::time::Duration;
+
+use futures_io::{AsyncRead, AsyncWrite};
+use vmwire_proto::buf::Heap;
+use vmwire_proto::hmp::{self, Client};
+use vmwire_std::hmp::{Finished, Unsolicited, finished, no_prompt, opened, quote};
+
+pub use vmwire_std::hmp::{Error, Migrate, Options, Status};
+
+use crate::conn::{Conn, DriveError, Stream, deadline};
+
+/// A connection to QEMU's human monitor over stream `S`.
+///
+/// Each method is a future that borrows the monitor: one command at a
+/// time. A future dropped before it ends leaves the monitor usable.
+#[derive(Debug)]
+pub struct Monitor<S = Stream> {
+    conn: Conn<S, Client<Heap>>,
+    banner: String,
+    timeout: Option<Duration>,
+    unsolicited: Unsolicited,
+}
+
+impl Monitor {
+    /// Connects to a readline monitor's UNIX socket (`-monitor unix:PATH,server=on`
+    /// or `-mon chardev=…,mode=readline`) and waits for the prompt.
+    pub async fn connect_unix(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
+        let stream = Stream::connect_unix(path, options.timeout).await?;
+        Self::handshake(stream, options).await
+    }
+
+    /// Connects to a readline monitor on TCP (`-monitor tcp:HOST:PORT,server=on`).
+    pub async fn connect_tcp(addr: impl ToSocketAddrs, options: Options) -> Result<Self, Error> {
+        let stream = Stream::connect_tcp(addr, options.timeout).await?;
+        Self::handshake(stream, options).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Monitor<S> {
+    /// Waits on `stream` for the banner and the first prompt.
+    pub async fn handshake(stream: S, options: Options) -> Result<Self, Error> {
+        let mut conn = Conn::new(stream, Client::<Heap>::new(options.config));
+        let mut unsolicited = Unsolicited::new();
+        let mut opening = hmp::Opening::new(opened);
+        let banner = match conn.run(&mut opening, &mut unsolicited, deadline(options.timeout)).await {
+            Err(DriveError::Timeout) => return Err(no_prompt(conn.machine().buffered())),
+            other => other??,
+        };
+        Ok(Monitor { conn, banner, timeout: options.timeout, unsolicited })
+    }
+
+    /// The banner before the first prompt.
+    pub fn banner(&self) -> &str {
+        &self.banner
+    }
+
+    /// QEMU's version as `(major, minor, micro)`, from the banner.
+    pub fn version(&self) -> Option<(u64, u64, u64)> {
+        hmp::Banner { text: self.banner.as_bytes() }.version()
+    }
+
+    /// Sets the default time limit for each command.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    /// Runs `line` and returns what QEMU printed, error messages included
+    /// (HMP has no error replies: `unknown command: 'x'` is output too).
+    pub async fn command(&mut self, line: &str) -> Result<String, Error> {
+        self.command_timeout(line, self.timeout).await
+    }
+
+    /// [`Monitor::command`] with its own time limit.
+    pub async fn command_timeout(&mut self, line: &str, timeout: Option<Duration>) -> Result<String, Error> {
+        match self.run(line, timeout).await? {
+            Finished::Output(text) => Ok(text),
+            Finished::RanThenClosed => Err(Error::Closed),
+        }
+    }
+
+    async fn run(&mut self, line: &str, timeout: Option<Duration>) -> Result<Finished, Error> {
+        hmp::check_text(line.as_bytes()).map_err(Error::BadLine)?;
+        if self.conn.machine().state() == hmp::State::Closed {
+            return Err(Error::Closed);
+        }
+        let id = self.conn.machine_mut().command(line).map_err(Error::BadLine)?;
+        let mut reply = hmp::ReplyTo::new(self.conn.machine(), id, finished);
+        self.conn.run(&mut reply, &mut self.unsolicited, deadline(timeout)).await?
+    }
+
+    /// Text QEMU printed while no command was running (bounded: the oldest goes first).
+    pub fn take_unsolicited(&mut self) -> Vec<String> {
+        self.unsolicited.take()
+    }
+
+    /// Runs a command that prints nothing when it works.
+    async fn quiet(&mut self, line: &str) -> Result<(), Error> {
+        let text = self.command(line).await?;
+        if text.trim().is_empty() { Ok(()) } else { Err(Error::Monitor(text)) }
+    }
+
+    /// `info WHAT`: `info status`, `info block`, `info qtree`, …
+    pub async fn info(&mut self, what: &str) -> Result<String, Error> {
+        self.command(&format!("info {what}")).await
+    }
+
+    /// The VM's run state, from `info status`.
+    pub async fn status(&mut self) -> Result<Status, Error> {
+        Status::parse(&self.info("status").await?)
+    }
+
+    /// Stops the guest's CPUs (`stop`).
+    pub async fn stop(&mut self) -> Result<(), Error> {
+        self.quiet("stop").await
+    }
+
+    /// Resumes the guest's CPUs (`cont`).
+    pub async fn cont(&mut self) -> Result<(), Error> {
+        self.quiet("cont").await
+    }
+
+    /// Saves the screen to `file` on QEMU's side (`screendump FILE`, PPM).
+    pub async fn screendump(&mut self, file: impl AsRef<Path>) -> Result<(), Error> {
+        let file = file.as_ref().to_str().ok_or_else(|| Error::Unexpected("the file name is not UTF-8".into()))?;
+        self.quiet(&format!("screendump {}", quote(file))).await
+    }
+
+    /// Presses `keys` together, such as `ctrl-alt-f1` (`sendkey KEYS [HOLD_MS]`;
+    /// QEMU's default hold time is 100 ms).
+    pub async fn sendkey(&mut self, keys: &str, hold_ms: Option<u32>) -> Result<(), Error> {
+        match hold_ms {
+            Some(ms) => self.quiet(&format!("sendkey {keys} {ms}")).await,
+            None => self.quiet(&format!("sendkey {keys}")).await,
+        }
+    }
+
+    /// Moves the mouse by `dx`, `dy` (`mouse_move`).
+    pub async fn mouse_move(&mut self, dx: i32, dy: i32) -> Result<(), Error> {
+        self.quiet(&format!("mouse_move {dx} {dy}")).await
+    }
+
+    /// Sets the mouse buttons: a mask of 1 (left), 2 (middle), 4 (right) (`mouse_button`).
+    pub async fn mouse_button(&mut self, state: u32) -> Result<(), Error> {
+        self.quiet(&format!("mouse_button {state}")).await
+    }
+
+    /// Migrates to `uri` (`tcp:HOST:PORT`, `unix:PATH`, `exec:CMD`, …).
+    pub async fn migrate(&mut self, uri: &str, flags: Migrate) -> Result<(), Error> {
+        self.quiet(&flags.command_line(uri)).await
+    }
+
+    /// Caps migration bandwidth at `bytes_per_second`
+    /// (`migrate_set_parameter max-bandwidth`, given in bytes).
+    pub async fn migrate_set_speed(&mut self, bytes_per_second: u64) -> Result<(), Error> {
+        self.quiet(&format!("migrate_set_parameter max-bandwidth {bytes_per_second}B")).await
+    }
+
+    /// Quits QEMU (`quit`): done when QEMU has read the line and closed the monitor.
+    pub async fn quit(mut self) -> Result<(), Error> {
+        match self.run("quit", self.timeout).await {
+            Ok(_) | Err(Error::Closed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Closes the connection.
+    pub fn close(mut self) {
+        self.conn.close();
+    }
+}
