@@ -28,11 +28,12 @@ use std::time::Duration;
 use futures_io::{AsyncRead, AsyncWrite};
 use vmwire_proto::buf::Heap;
 use vmwire_proto::hmp::{self, Client};
-use vmwire_std::hmp::{Finished, Unsolicited, finished, no_prompt, opened, quote};
+use vmwire_std::hmp::{Finished, Unsolicited, finished, no_prompt, opened, over_qmp, quote};
 
 pub use vmwire_std::hmp::{Error, Migrate, Options, Status};
 
 use crate::conn::{Conn, DriveError, Stream, deadline};
+use crate::qmp;
 
 /// A connection to QEMU's human monitor over stream `S`.
 ///
@@ -40,10 +41,19 @@ use crate::conn::{Conn, DriveError, Stream, deadline};
 /// time. A future dropped before it ends leaves the monitor usable.
 #[derive(Debug)]
 pub struct Monitor<S = Stream> {
-    conn: Conn<S, Client<Heap>>,
-    banner: String,
+    backend: Backend<S>,
     timeout: Option<Duration>,
+    lf_newlines: bool,
     unsolicited: Unsolicited,
+}
+
+/// How the monitor reaches QEMU.
+#[derive(Debug)]
+enum Backend<S> {
+    /// A readline monitor socket.
+    Readline { conn: Conn<S, Client<Heap>>, banner: String },
+    /// `human-monitor-command` over a (shared) QMP connection.
+    Qmp(qmp::Handle),
 }
 
 impl Monitor {
@@ -52,6 +62,18 @@ impl Monitor {
     pub async fn connect_unix(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
         let stream = Stream::connect_unix(path, options.timeout).await?;
         Self::handshake(stream, options).await
+    }
+
+    /// Runs the same commands over a QMP connection with
+    /// `human-monitor-command`: a [`qmp::Handle`], which other tasks may
+    /// share. The monitor's time limit applies to each command.
+    pub fn via_qmp(qmp: qmp::Handle, options: Options) -> Self {
+        Monitor {
+            backend: Backend::Qmp(qmp),
+            timeout: options.timeout,
+            lf_newlines: options.config.lf_newlines,
+            unsolicited: Unsolicited::new(),
+        }
     }
 
     /// Connects to a readline monitor on TCP (`-monitor tcp:HOST:PORT,server=on`).
@@ -71,17 +93,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Monitor<S> {
             Err(DriveError::Timeout) => return Err(no_prompt(conn.machine().buffered())),
             other => other??,
         };
-        Ok(Monitor { conn, banner, timeout: options.timeout, unsolicited })
+        let (timeout, lf_newlines) = (options.timeout, options.config.lf_newlines);
+        Ok(Monitor { backend: Backend::Readline { conn, banner }, timeout, lf_newlines, unsolicited })
     }
 
-    /// The banner before the first prompt.
+    /// The banner before the first prompt (empty over QMP).
     pub fn banner(&self) -> &str {
-        &self.banner
+        match &self.backend {
+            Backend::Readline { banner, .. } => banner,
+            Backend::Qmp(_) => "",
+        }
     }
 
-    /// QEMU's version as `(major, minor, micro)`, from the banner.
+    /// QEMU's version as `(major, minor, micro)`: from the banner, or the QMP greeting.
     pub fn version(&self) -> Option<(u64, u64, u64)> {
-        hmp::Banner { text: self.banner.as_bytes() }.version()
+        match &self.backend {
+            Backend::Readline { banner, .. } => hmp::Banner { text: banner.as_bytes() }.version(),
+            Backend::Qmp(qmp) => Some(qmp.greeting().version),
+        }
     }
 
     /// Sets the default time limit for each command.
@@ -105,12 +134,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Monitor<S> {
 
     async fn run(&mut self, line: &str, timeout: Option<Duration>) -> Result<Finished, Error> {
         hmp::check_text(line.as_bytes()).map_err(Error::BadLine)?;
-        if self.conn.machine().state() == hmp::State::Closed {
+        let conn = match &mut self.backend {
+            Backend::Qmp(qmp) => {
+                let args = serde_json::json!({ "command-line": line });
+                let result = qmp.clone().with_timeout(timeout).execute("human-monitor-command", args).await;
+                return over_qmp(result, line, self.lf_newlines);
+            }
+            Backend::Readline { conn, .. } => conn,
+        };
+        if conn.machine().state() == hmp::State::Closed {
             return Err(Error::Closed);
         }
-        let id = self.conn.machine_mut().command(line).map_err(Error::BadLine)?;
-        let mut reply = hmp::ReplyTo::new(self.conn.machine(), id, finished);
-        self.conn.run(&mut reply, &mut self.unsolicited, deadline(timeout)).await?
+        let id = conn.machine_mut().command(line).map_err(Error::BadLine)?;
+        let mut reply = hmp::ReplyTo::new(conn.machine(), id, finished);
+        conn.run(&mut reply, &mut self.unsolicited, deadline(timeout)).await?
     }
 
     /// Text QEMU printed while no command was running (bounded: the oldest goes first).
@@ -190,6 +227,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Monitor<S> {
 
     /// Closes the connection.
     pub fn close(mut self) {
-        self.conn.close();
+        if let Backend::Readline { conn, .. } = &mut self.backend {
+            conn.close();
+        }
     }
 }

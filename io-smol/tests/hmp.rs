@@ -70,6 +70,32 @@ fn readline_monitor_on_a_chardev() {
     });
 }
 
+/// The same commands over a shared QMP connection give the readline
+/// monitor's text; a QMP task runs beside them on the same connection.
+#[test]
+fn hmp_over_a_shared_qmp_connection_gives_the_same_text() {
+    let qemu = builder().qmp().hmp().spawn().unwrap();
+    let ex = smol::LocalExecutor::new();
+    smol::block_on(ex.run(async {
+        let qmp = vmwire_smol::qmp::Qmp::connect_unix(qemu.qmp_path().unwrap(), Default::default()).await.unwrap();
+        let (qmp, driver) = qmp.share();
+        ex.spawn(driver).detach();
+        let mut over_qmp = Monitor::via_qmp(qmp.clone(), Options::default());
+        exercise(&mut over_qmp).await;
+        let mut readline = connect(&qemu).await;
+        for line in ["info version", "info status", "help", "info nosuch", "info qtree"] {
+            assert_eq!(readline.command(line).await.unwrap(), over_qmp.command(line).await.unwrap(), "{line}");
+        }
+        let status: serde_json::Value = qmp.execute("query-status", ()).await.unwrap();
+        assert_eq!(status["status"], "paused");
+        let lf = Options { config: Config { lf_newlines: true, ..Config::default() }, ..Options::default() };
+        let help = Monitor::via_qmp(qmp.clone(), lf).command("help").await.unwrap();
+        assert!(help.lines().count() > 100 && !help.contains('\r'));
+        // quit over QMP: QEMU goes, and that is the command's success.
+        over_qmp.quit().await.unwrap();
+    }));
+}
+
 #[test]
 fn readline_monitor_on_tcp() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -371,19 +371,7 @@ impl Monitor {
                 qmp.set_timeout(timeout);
                 let result = via_qmp(qmp, line);
                 qmp.set_timeout(default_timeout);
-                return match result {
-                    Ok(mut text) => {
-                        if lf {
-                            let mut bytes = text.into_bytes();
-                            let n = hmp::lf_newlines(&mut bytes);
-                            bytes.truncate(n);
-                            text = String::from_utf8_lossy(&bytes).into_owned();
-                        }
-                        Ok(Finished::Output(text))
-                    }
-                    Err(qmp::Error::Closed) if is_quit(line) => Ok(Finished::RanThenClosed),
-                    Err(e) => Err(e.into()),
-                };
+                return over_qmp(result, line, lf);
             }
             Backend::Readline { conn, .. } => conn,
         };
@@ -478,6 +466,25 @@ impl Monitor {
             Backend::Readline { mut conn, .. } => conn.close(),
             Backend::Qmp(qmp) => qmp.close(),
         }
+    }
+}
+
+/// What running `line` over QMP came to, as a readline monitor reports
+/// it: the output (with `\n` line ends if `lf`), or for `quit`, the
+/// connection closing before the answer.
+pub fn over_qmp(result: Result<String, qmp::Error>, line: &str, lf: bool) -> Result<Finished, Error> {
+    match result {
+        Ok(mut text) => {
+            if lf {
+                let mut bytes = text.into_bytes();
+                let n = hmp::lf_newlines(&mut bytes);
+                bytes.truncate(n);
+                text = String::from_utf8_lossy(&bytes).into_owned();
+            }
+            Ok(Finished::Output(text))
+        }
+        Err(qmp::Error::Closed) if is_quit(line) => Ok(Finished::RanThenClosed),
+        Err(e) => Err(e.into()),
     }
 }
 
