@@ -49,6 +49,7 @@ pub struct Monitor<S = Stream> {
 
 /// How the monitor reaches QEMU.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant, reason = "one per monitor, never moved in bulk")]
 enum Backend<S> {
     /// A readline monitor socket.
     Readline { conn: Conn<S, Client<Heap>>, banner: String },
