@@ -17,6 +17,7 @@ pub mod hmp;
 pub mod http;
 pub mod qga;
 pub mod qmp;
+pub mod replay;
 pub mod xenapi;
 pub mod xmlrpc;
 

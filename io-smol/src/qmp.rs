@@ -642,16 +642,15 @@ impl Future for Reply<'_> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.shared.lock();
         let ticket = self.ticket;
-        match state.calls.get_mut(&ticket) {
-            Some(Call::Waiting(waker)) => {
-                *waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-            Some(Call::Answered(_)) => {
-                let Some(Call::Answered(result)) = state.calls.remove(&ticket) else { unreachable!() };
+        match state.calls.remove(&ticket) {
+            Some(Call::Answered(result)) => {
                 drop(state);
                 self.taken = true;
                 Poll::Ready(result)
+            }
+            Some(Call::Waiting(_)) => {
+                state.calls.insert(ticket, Call::Waiting(Some(cx.waker().clone())));
+                Poll::Pending
             }
             None => Poll::Ready(Err(Error::Closed)),
         }
