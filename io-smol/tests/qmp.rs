@@ -280,3 +280,44 @@ fn runs_under_tokio() {
         driver.await.unwrap().unwrap();
     });
 }
+
+/// A peer that floods events while nobody reads them: the subscriber's
+/// queue stays at its bound (the rest counted as missed), and calls are
+/// answered all the while.
+#[test]
+fn a_flood_of_events_stays_within_the_bounds() {
+    use std::io::{BufRead, BufReader, Write};
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let peer = std::thread::spawn(move || {
+        let mut reader = BufReader::new(theirs.try_clone().unwrap());
+        let mut writer = theirs;
+        writer.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n").unwrap();
+        let event = b"{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\r\n".repeat(1000);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap() > 0 {
+            let command: serde_json::Value = serde_json::from_str(&line).unwrap();
+            for _ in 0..20 {
+                writer.write_all(&event).unwrap();
+            }
+            let id = command["id"].to_string();
+            writer.write_all(format!("{{\"return\": {{}}, \"id\": {id}}}\r\n").as_bytes()).unwrap();
+            line.clear();
+        }
+    });
+    let ex = LocalExecutor::new();
+    smol::block_on(ex.run(async {
+        let stream = vmwire_smol::Stream::Unix(async_io::Async::new(ours).unwrap());
+        let (qmp, driver) = Qmp::handshake(stream, Options::default()).await.unwrap().share();
+        let driver = ex.spawn(driver);
+        let idle = qmp.subscribe(Filter::All, 8);
+        for _ in 0..5 {
+            qmp.execute::<serde_json::Value>("query-status", ()).await.unwrap();
+        }
+        // 20,000 events for each of the 5 calls, 8 kept.
+        assert_eq!(idle.missed(), 5 * 20_000 - 8);
+        // Nobody left to use it: the driver closes the connection and ends.
+        drop((qmp, idle));
+        driver.await.unwrap();
+    }));
+    peer.join().unwrap();
+}
