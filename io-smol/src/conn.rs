@@ -10,7 +10,7 @@
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::{self, IoSlice};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -102,7 +102,7 @@ impl Stream {
                     s.get_ref().set_nodelay(true)?;
                     return Ok(Stream::Tcp(s));
                 }
-                Err(e) => last = io::Error::new(e.kind(), format!("{}: {e}", SocketAddr::from(addr))),
+                Err(e) => last = io::Error::new(e.kind(), format!("{addr}: {e}")),
             }
         }
         Err(last)

@@ -11,8 +11,13 @@
 //! QMP's [`qmp::Handle`] shares one connection among many tasks: commands
 //! pipelined and matched by id, events to any number of subscribers, a
 //! driver future the embedder spawns on its own executor.
+//!
+//! negotiator's [`negotiator::Channel`] calls the other side of a channel,
+//! and [`negotiator::serve_session`] answers it: an async daemon is a loop
+//! that accepts a connection and serves it.
 
 pub mod conn;
+pub mod negotiator;
 pub mod qmp;
 
 pub use conn::{Conn, Stream};
