@@ -14,9 +14,12 @@
 //!
 //! negotiator's [`negotiator::Channel`] calls the other side of a channel,
 //! and [`negotiator::serve_session`] answers it: an async daemon is a loop
-//! that accepts a connection and serves it.
+//! that accepts a connection and serves it. minimega's
+//! [`minimega::Minimega`] runs commands, streams their replies frame by
+//! frame, and completes command lines.
 
 pub mod conn;
+pub mod minimega;
 pub mod negotiator;
 pub mod qmp;
 
