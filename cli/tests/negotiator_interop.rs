@@ -20,59 +20,13 @@ use vmwire_std::transport::Stream;
 
 /// A Python `NegotiatorInterface` serving one connection on a socket it
 /// binds, with `USER_COMMANDS_DIRECTORY` pointed at our commands.
-const PYTHON_SERVER: &str = r#"
-import logging, socket, sys
-logging.disable(logging.CRITICAL)
-import negotiator_common
-negotiator_common.USER_COMMANDS_DIRECTORY = sys.argv[2]
-from negotiator_common import NegotiatorInterface
-server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-server.bind(sys.argv[1])
-server.listen(1)
-server.settimeout(60)
-print("ready", flush=True)
-conn, _ = server.accept()
-interface = NegotiatorInterface(conn.makefile("rw", encoding="utf-8"), "test")
-try:
-    interface.enter_main_loop()
-except Exception as e:
-    try:
-        print("ended", type(e).__name__, flush=True)
-    except BrokenPipeError:
-        pass
-"#;
+const PYTHON_SERVER: &str = include_str!("../../io-std/tests/peers/negotiator_server.py");
 
 /// A Python `NegotiatorInterface` calling the other end of a socket: it
 /// connects (argv[2] == "connect") or waits for a connection (QEMU's
 /// chardev is the server on the host), makes its calls, prints the outcomes
 /// as one line of JSON, and closes.
-const PYTHON_CALLER: &str = r#"
-import json, logging, os, socket, sys
-logging.disable(logging.CRITICAL)
-from negotiator_common import NegotiatorInterface, RemoteMethodFailed
-path, mode = sys.argv[1], sys.argv[2]
-if mode == "connect":
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    conn.connect(path)
-else:
-    if os.path.exists(path):
-        os.unlink(path)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(1)
-    server.settimeout(60)
-    print("ready", flush=True)
-    conn, _ = server.accept()
-interface = NegotiatorInterface(conn.makefile("rw", encoding="utf-8"), "test")
-def call(*args, **kw):
-    try:
-        return {"result": interface.call_remote_method(*args, **kw)}
-    except RemoteMethodFailed as e:
-        return {"error": str(e)}
-outcomes = [call(*c["args"], **c.get("kw", {})) for c in json.loads(sys.argv[3])]
-print(json.dumps(outcomes), flush=True)
-conn.close()
-"#;
+const PYTHON_CALLER: &str = include_str!("../../io-std/tests/peers/negotiator_caller.py");
 
 struct Fixture {
     dir: tempfile::TempDir,

@@ -11,10 +11,18 @@
 //! QMP's [`qmp::Handle`] shares one connection among many tasks: commands
 //! pipelined and matched by id, events to any number of subscribers, a
 //! driver future the embedder spawns on its own executor.
+//!
+//! negotiator's [`negotiator::Channel`] calls the other side of a channel,
+//! and [`negotiator::serve_session`] answers it: an async daemon is a loop
+//! that accepts a connection and serves it. minimega's
+//! [`minimega::Minimega`] runs commands, streams their replies frame by
+//! frame, and completes command lines.
 
 pub mod conn;
 pub mod hmp;
 pub mod http;
+pub mod minimega;
+pub mod negotiator;
 pub mod qga;
 pub mod qmp;
 pub mod replay;

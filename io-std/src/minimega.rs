@@ -96,7 +96,8 @@ pub struct Response {
 }
 
 impl Response {
-    fn from_proto(r: &proto::Response<'_>) -> Self {
+    /// The response, owned.
+    pub fn from_proto(r: &proto::Response<'_>) -> Self {
         Response {
             host: r.host().to_cow().into_owned(),
             response: r.response().to_cow().into_owned(),
@@ -151,7 +152,8 @@ pub struct Frame {
 }
 
 impl Frame {
-    fn from_proto(f: &proto::Frame<'_>) -> Self {
+    /// The frame, owned.
+    pub fn from_proto(f: &proto::Frame<'_>) -> Self {
         Frame {
             responses: f.responses().map(|r| Response::from_proto(&r)).collect(),
             rendered: f.rendered().to_cow().into_owned(),
@@ -162,6 +164,20 @@ impl Frame {
     /// The responses that carry an error.
     pub fn errors(&self) -> impl Iterator<Item = &Response> {
         self.responses.iter().filter(|r| r.error.is_some())
+    }
+
+    /// A part of `command`'s reply as a stream hands it on: the frame (with
+    /// `raise`, [`Error::Command`] if a response in it carries an error), or
+    /// [`Error::Protocol`] for a frame that could not be read.
+    pub fn checked(part: Result<Frame, proto::Error>, command: &str, raise: bool) -> Result<Self, Error> {
+        match part {
+            Ok(frame) if raise && frame.errors().next().is_some() => {
+                let responses = Responses { frames: vec![frame], malformed: Vec::new() };
+                Err(Error::Command(CommandError { command: command.to_string(), responses }))
+            }
+            Ok(frame) => Ok(frame),
+            Err(malformed) => Err(Error::Protocol(malformed)),
+        }
     }
 
     /// The responses as the daemon sends them: a JSON array (what
@@ -195,6 +211,23 @@ impl Responses {
     /// Whether no response carries an error and every frame could be read.
     pub fn is_ok(&self) -> bool {
         self.errors().next().is_none() && self.malformed.is_empty()
+    }
+
+    /// Adds a part of the reply: a frame, or one that could not be read.
+    pub fn add(&mut self, part: Result<Frame, proto::Error>) {
+        match part {
+            Ok(frame) => self.frames.push(frame),
+            Err(malformed) => self.malformed.push(malformed.to_string()),
+        }
+    }
+
+    /// `command`'s whole reply; with `raise` ([`Options::raise_errors`]),
+    /// [`Error::Command`] unless it [is ok](Responses::is_ok).
+    pub fn checked(self, command: &str, raise: bool) -> Result<Self, Error> {
+        match raise && !self.is_ok() {
+            false => Ok(self),
+            true => Err(Error::Command(CommandError { command: command.to_string(), responses: self })),
+        }
     }
 
     /// The daemon's rendering of the whole reply: each frame's, one per line.
@@ -343,10 +376,45 @@ impl From<proto::Error> for Error {
     }
 }
 
+impl Error {
+    /// Why driving the connection stopped, as the client says it; `request`
+    /// is the request whose reply was awaited, if any.
+    pub fn from_drive(e: DriveError<proto::Error>, request: Option<String>) -> Self {
+        match e {
+            DriveError::Io(e) => Error::Io(e),
+            DriveError::Timeout => Error::Timeout,
+            DriveError::Closed => Error::Closed { request, frames: 0 },
+            DriveError::Machine(e) => Error::Protocol(e),
+        }
+    }
+}
+
 /// Status messages received while nobody waited for one (bounded: the
-/// oldest goes, and is counted).
+/// oldest goes, and is counted): the inbox of a client's operations.
 #[derive(Debug)]
-struct Status(op::Bounded<String>);
+pub struct Status(op::Bounded<String>);
+
+impl Status {
+    /// An empty inbox that keeps at most `max` messages.
+    pub fn new(max: usize) -> Self {
+        Status(op::Bounded::new(max))
+    }
+
+    /// The oldest message kept.
+    pub fn pop(&mut self) -> Option<String> {
+        self.0.pop()
+    }
+
+    /// Takes every message kept, oldest first.
+    pub fn take(&mut self) -> Vec<String> {
+        self.0.drain().collect()
+    }
+
+    /// How many messages were dropped because nobody read them.
+    pub fn dropped(&self) -> u64 {
+        self.0.dropped()
+    }
+}
 
 impl op::Inbox<Client<Heap>> for Status {
     fn keep(&mut self, event: Event<'_>) {
@@ -356,8 +424,9 @@ impl op::Inbox<Client<Heap>> for Status {
     }
 }
 
-/// What [`Minimega::next_part`] got.
-enum Got<T> {
+/// What waiting for the next part of a reply got ([`reply_part`]).
+#[derive(Debug)]
+pub enum Got<T> {
     /// A part, made something of (`None`: one the caller skips).
     Part(Option<T>),
     /// The machine failed the reply and closed.
@@ -366,6 +435,125 @@ enum Got<T> {
     Failed(u32),
     /// The session is closed.
     Closed,
+}
+
+/// The operation that waits for the next part of the reply in progress;
+/// `take` makes something of it (`None`: a part the caller skips). What
+/// running it comes to is read with [`Got::part`].
+pub fn reply_part<T>(
+    take: impl for<'a> FnOnce(Part<'a>) -> Option<T>,
+) -> proto::Next<impl for<'a> FnOnce(Part<'a>) -> Got<T>> {
+    proto::Next::new(Want::Reply, |part: Part<'_>| match part {
+        Part::Fatal(e) => Got::Fatal(e),
+        Part::Failed(summary) => Got::Failed(summary.frames),
+        Part::Closed => Got::Closed,
+        part => Got::Part(take(part)),
+    })
+}
+
+impl<T> Got<T> {
+    /// What running [`reply_part`]'s operation came to, the reply being
+    /// `request`'s: the part (`None`: one skipped), or the error that ends
+    /// the connection (the client closes it).
+    pub fn part(
+        outcome: Result<Got<T>, DriveError<proto::Error>>,
+        request: &Option<String>,
+    ) -> Result<Option<T>, Error> {
+        match outcome {
+            Ok(Got::Part(t)) => Ok(t),
+            // The machine has failed the reply and closed.
+            Ok(Got::Fatal(e)) => Err(Error::Protocol(e)),
+            Ok(Got::Failed(frames)) => Err(Error::Closed { request: request.clone(), frames }),
+            Ok(Got::Closed) => Err(Error::Closed { request: None, frames: 0 }),
+            Err(e) => Err(Error::from_drive(e, request.clone())),
+        }
+    }
+}
+
+/// Queues `command` on `machine`, in namespace `ns` if given; returns the
+/// request as the daemon reads it (for messages).
+pub fn queue_command(machine: &mut Client<Heap>, ns: Option<&str>, command: &str) -> Result<String, Error> {
+    match ns {
+        Some(ns) => machine.command_in(&Namespace::new(ns)?, command)?,
+        None => machine.command(command)?,
+    }
+    Ok(match ns {
+        Some(ns) => format!("namespace \"{ns}\" {command}"),
+        None => command.to_string(),
+    })
+}
+
+/// The operation that waits for the next status message, while no
+/// command runs; what running it comes to is read with [`status_string`].
+pub fn status_message() -> proto::Next<impl for<'a> FnOnce(Part<'a>) -> Option<String>> {
+    proto::Next::new(Want::Status, |part: Part<'_>| match part {
+        Part::Status(text) => Some(text.to_cow().into_owned()),
+        _ => None,
+    })
+}
+
+/// What waiting for a status message ([`status_message`]) came to: the
+/// message, `None` when the time is up, or the error that ends the
+/// connection (the client closes it); `request` is the last request.
+pub fn status_string(
+    outcome: Result<Option<String>, DriveError<proto::Error>>,
+    request: &Option<String>,
+) -> Result<Option<String>, Error> {
+    match outcome {
+        Ok(Some(text)) => Ok(Some(text)),
+        Ok(None) => Err(Error::Closed { request: None, frames: 0 }),
+        Err(DriveError::Timeout) => Ok(None),
+        Err(e) => Err(Error::from_drive(e, request.clone())),
+    }
+}
+
+/// The operation that waits for a pipe's next string; what running it
+/// comes to is read with [`pipe_string`].
+pub fn pipe_next() -> proto::Next<impl for<'a> FnOnce(Part<'a>) -> Result<Option<String>, Error>> {
+    proto::Next::new(Want::Pipe, |part: Part<'_>| match part {
+        Part::Pipe(s) => Ok(Some(s.to_cow().into_owned())),
+        Part::Malformed(e) => Err(Error::Protocol(e)),
+        _ => Ok(None),
+    })
+}
+
+/// What waiting for a pipe's next string ([`pipe_next`]) came to: the
+/// string, `None` when the time is up, [`Error::Closed`] when the daemon
+/// closed the pipe.
+pub fn pipe_string(
+    outcome: Result<Result<Option<String>, Error>, DriveError<proto::Error>>,
+) -> Result<Option<String>, Error> {
+    match outcome {
+        Ok(Ok(Some(s))) => Ok(Some(s)),
+        Ok(Ok(None)) | Err(DriveError::Closed) => Err(Error::Closed { request: None, frames: 0 }),
+        Ok(Err(e)) => Err(e),
+        Err(DriveError::Timeout) => Ok(None),
+        Err(e) => Err(Error::from_drive(e, None)),
+    }
+}
+
+/// What a reply's stream hands on next ([`StreamPart::of`]).
+#[derive(Debug)]
+pub enum StreamPart {
+    /// A frame.
+    Frame(Frame),
+    /// A frame that could not be read (the reply goes on).
+    Malformed(proto::Error),
+    /// The reply's end.
+    End(Summary),
+}
+
+impl StreamPart {
+    /// What a stream of frames makes of a part of the reply (`None`: a part
+    /// it skips).
+    pub fn of(part: Part<'_>) -> Option<Self> {
+        match part {
+            Part::Frame(f) => Some(StreamPart::Frame(Frame::from_proto(&f))),
+            Part::Malformed(e) => Some(StreamPart::Malformed(e)),
+            Part::End(summary) => Some(StreamPart::End(summary)),
+            _ => None,
+        }
+    }
 }
 
 /// A connection to minimega's command socket.
@@ -399,7 +587,7 @@ impl Minimega {
         let stream = Stream::connect_unix(&path).map_err(|source| Error::Connect { path: path.clone(), source })?;
         Ok(Minimega {
             conn: Conn::new(stream, Client::new(options.config)),
-            status: Status(op::Bounded::new(options.max_status)),
+            status: Status::new(options.max_status),
             path,
             options,
             request: None,
@@ -480,29 +668,21 @@ impl Minimega {
     /// `Ok(None)` when the time is up.
     pub fn next_status(&mut self, timeout: Option<Duration>) -> Result<Option<String>, Error> {
         self.settle()?;
-        if let Some(s) = self.status.0.pop() {
+        if let Some(s) = self.status.pop() {
             return Ok(Some(s));
         }
-        let mut next = proto::Next::new(Want::Status, |part: Part<'_>| match part {
-            Part::Status(text) => Some(text.to_cow().into_owned()),
-            _ => None,
-        });
-        match self.conn.wait(&mut next, &mut self.status, deadline(timeout)) {
-            Ok(Some(text)) => Ok(Some(text)),
-            Ok(None) => Err(Error::Closed { request: None, frames: 0 }),
-            Err(DriveError::Timeout) => Ok(None),
-            Err(e) => Err(self.fail(e)),
-        }
+        let outcome = self.conn.wait(&mut status_message(), &mut self.status, deadline(timeout));
+        status_string(outcome, &self.request).map_err(|e| self.closed(e))
     }
 
     /// Takes the status messages received while commands ran.
     pub fn take_status(&mut self) -> Vec<String> {
-        self.status.0.drain().collect()
+        self.status.take()
     }
 
     /// How many status messages were dropped because nobody read them.
     pub fn dropped_status(&self) -> u64 {
-        self.status.0.dropped()
+        self.status.dropped()
     }
 
     /// Closes the connection.
@@ -513,18 +693,10 @@ impl Minimega {
     fn run_in(&mut self, ns: Option<&str>, command: &str) -> Result<Responses, Error> {
         let mut stream = self.stream_in(ns, command)?;
         let mut responses = Responses::default();
-        loop {
-            match stream.next_frame()? {
-                Some(Ok(frame)) => responses.frames.push(frame),
-                Some(Err(malformed)) => responses.malformed.push(malformed.to_string()),
-                None => break,
-            }
+        while let Some(part) = stream.next_frame()? {
+            responses.add(part);
         }
-        let raise = stream.mm.options.raise_errors;
-        if raise && !responses.is_ok() {
-            return Err(Error::Command(CommandError { command: command.to_string(), responses }));
-        }
-        Ok(responses)
+        responses.checked(command, stream.mm.options.raise_errors)
     }
 
     fn stream_in(&mut self, ns: Option<&str>, command: &str) -> Result<FrameStream<'_>, Error> {
@@ -532,14 +704,7 @@ impl Minimega {
         if self.conn.machine().state() == State::Closed {
             return Err(Error::Closed { request: None, frames: 0 });
         }
-        match ns {
-            Some(ns) => self.conn.machine_mut().command_in(&Namespace::new(ns)?, command)?,
-            None => self.conn.machine_mut().command(command)?,
-        }
-        self.request = Some(match ns {
-            Some(ns) => format!("namespace \"{ns}\" {command}"),
-            None => command.to_string(),
-        });
+        self.request = Some(queue_command(self.conn.machine_mut(), ns, command)?);
         self.flush()?;
         Ok(FrameStream { mm: self, command: command.to_string(), summary: None })
     }
@@ -568,12 +733,12 @@ impl Minimega {
 
     /// The connection cannot go on: close it, and say why.
     fn fail(&mut self, e: DriveError<proto::Error>) -> Error {
-        let error = match e {
-            DriveError::Io(e) => Error::Io(e),
-            DriveError::Timeout => Error::Timeout,
-            DriveError::Closed => Error::Closed { request: self.request.clone(), frames: 0 },
-            DriveError::Machine(e) => Error::Protocol(e),
-        };
+        let error = Error::from_drive(e, self.request.clone());
+        self.closed(error)
+    }
+
+    /// Closes the connection (if the session has not closed already), for `error`.
+    fn closed(&mut self, error: Error) -> Error {
         self.conn.machine_mut().close();
         self.conn.close();
         error
@@ -583,28 +748,10 @@ impl Minimega {
     /// (`None`: a part the caller skips). Status messages are kept; the end
     /// of the connection is an error.
     fn next_part<T>(&mut self, take: impl for<'a> FnOnce(Part<'a>) -> Option<T>) -> Result<Option<T>, Error> {
-        let mut next = proto::Next::new(Want::Reply, |part: Part<'_>| match part {
-            Part::Fatal(e) => Got::Fatal(e),
-            Part::Failed(summary) => Got::Failed(summary.frames),
-            Part::Closed => Got::Closed,
-            part => Got::Part(take(part)),
-        });
-        match self.conn.run(&mut next, &mut self.status, deadline(self.options.timeout)) {
-            Ok(Got::Part(t)) => Ok(t),
-            // The machine has failed the reply and closed: close the socket too.
-            Ok(Got::Fatal(e)) => Err(self.fail(DriveError::Machine(e))),
-            Ok(Got::Failed(frames)) => Err(Error::Closed { request: self.request.clone(), frames }),
-            Ok(Got::Closed) => Err(Error::Closed { request: None, frames: 0 }),
-            Err(e) => Err(self.fail(e)),
-        }
+        let outcome = self.conn.run(&mut reply_part(take), &mut self.status, deadline(self.options.timeout));
+        // The session is over (the machine has closed): close the socket too.
+        Got::part(outcome, &self.request).map_err(|e| self.closed(e))
     }
-}
-
-/// What the stream produced next.
-enum Next {
-    Frame(Frame),
-    Malformed(proto::Error),
-    End(Summary),
 }
 
 /// A command's reply, frame by frame as it arrives (see [`Minimega::stream`]).
@@ -625,20 +772,14 @@ impl FrameStream<'_> {
             return Ok(None);
         }
         let next = loop {
-            let next = self.mm.next_part(|part| match part {
-                Part::Frame(f) => Some(Next::Frame(Frame::from_proto(&f))),
-                Part::Malformed(e) => Some(Next::Malformed(e)),
-                Part::End(summary) => Some(Next::End(summary)),
-                _ => None,
-            })?;
-            if let Some(next) = next {
+            if let Some(next) = self.mm.next_part(StreamPart::of)? {
                 break next;
             }
         };
         Ok(match next {
-            Next::Frame(frame) => Some(Ok(frame)),
-            Next::Malformed(e) => Some(Err(e)),
-            Next::End(summary) => {
+            StreamPart::Frame(frame) => Some(Ok(frame)),
+            StreamPart::Malformed(e) => Some(Err(e)),
+            StreamPart::End(summary) => {
                 self.summary = Some(summary);
                 self.mm.request = None;
                 None
@@ -657,13 +798,7 @@ impl Iterator for FrameStream<'_> {
 
     fn next(&mut self) -> Option<Result<Frame, Error>> {
         match self.next_frame() {
-            Ok(Some(Ok(frame))) if self.mm.options.raise_errors && frame.errors().next().is_some() => {
-                let responses = Responses { frames: vec![frame], malformed: Vec::new() };
-                Some(Err(Error::Command(CommandError { command: self.command.clone(), responses })))
-            }
-            Ok(Some(Ok(frame))) => Some(Ok(frame)),
-            Ok(Some(Err(malformed))) => Some(Err(Error::Protocol(malformed))),
-            Ok(None) => None,
+            Ok(part) => part.map(|part| Frame::checked(part, &self.command, self.mm.options.raise_errors)),
             Err(e) => {
                 // The connection is gone: nothing more will come.
                 self.summary = Some(Summary::default());
@@ -739,12 +874,8 @@ impl Pipe {
     }
 
     fn flush(&mut self) -> Result<(), Error> {
-        self.conn.flush(deadline(self.timeout)).map_err(|e| match e {
-            DriveError::Io(e) => Error::Io(e),
-            DriveError::Timeout => Error::Timeout,
-            DriveError::Closed => Error::Closed { request: Some(format!("PlumbPipe {}", self.name)), frames: 0 },
-            DriveError::Machine(e) => Error::Protocol(e),
-        })
+        let request = || Some(format!("PlumbPipe {}", self.name));
+        self.conn.flush(deadline(self.timeout)).map_err(|e| Error::from_drive(e, request()))
     }
 
     /// Writes `data` to the pipe as one string (the daemon drops empty ones).
@@ -763,19 +894,7 @@ impl Pipe {
     /// forever); `Ok(None)` when the time is up, [`Error::Closed`] when the
     /// daemon closed the pipe.
     pub fn read(&mut self, timeout: Option<Duration>) -> Result<Option<String>, Error> {
-        let mut next = proto::Next::new(Want::Pipe, |part: Part<'_>| match part {
-            Part::Pipe(s) => Ok(Some(s.to_cow().into_owned())),
-            Part::Malformed(e) => Err(Error::Protocol(e)),
-            _ => Ok(None),
-        });
-        match self.conn.wait(&mut next, &mut |_: Event<'_>| {}, deadline(timeout)) {
-            Ok(Ok(Some(s))) => Ok(Some(s)),
-            Ok(Ok(None)) | Err(DriveError::Closed) => Err(Error::Closed { request: None, frames: 0 }),
-            Ok(Err(e)) => Err(e),
-            Err(DriveError::Timeout) => Ok(None),
-            Err(DriveError::Io(e)) => Err(Error::Io(e)),
-            Err(DriveError::Machine(e)) => Err(Error::Protocol(e)),
-        }
+        pipe_string(self.conn.wait(&mut pipe_next(), &mut |_: Event<'_>| {}, deadline(timeout)))
     }
 
     /// Closes the pipe's connection.

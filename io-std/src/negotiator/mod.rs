@@ -44,7 +44,7 @@ use vmwire_proto::Machine;
 use vmwire_proto::buf::Heap;
 use vmwire_proto::json::Value;
 use vmwire_proto::negotiator::{self as proto, Caller, CallerEvent, Request, Responder, ResponderEvent};
-use vmwire_proto::op::{Idle, Operation};
+use vmwire_proto::op::{self, Idle, Offer, Operation};
 
 use crate::text::escape;
 use crate::transport::{Conn, DriveError, Stream, deadline, hung_up, nap, poll_until};
@@ -191,46 +191,28 @@ impl Channel {
         args: impl Serialize,
         kw: impl Serialize,
     ) -> Result<T, Error> {
-        let args = serde_json::to_vec(&args).map_err(Error::Json)?;
-        let kw = serde_json::to_vec(&kw).map_err(Error::Json)?;
-        let args =
-            if args == b"null" { Value::parse(b"[]") } else { Value::parse(&args) }.map_err(proto::Error::from)?;
-        let kw = if kw == b"null" { Value::parse(b"{}") } else { Value::parse(&kw) }.map_err(proto::Error::from)?;
-        self.ready()?.call(method, args, kw)?;
-        self.response(|v| v.deserialize().map_err(Error::Json))
+        let call = Call::new(self.ready()?, method, args, kw)?;
+        self.response(call)
     }
 
     /// Calls `method` with arguments given as JSON text (an array and an
     /// object) and returns the result's JSON text.
     pub fn call_raw(&mut self, method: &str, args: &str, kw: &str) -> Result<String, Error> {
-        let args = Value::parse(args.as_bytes()).map_err(proto::Error::from)?;
-        let kw = Value::parse(kw.as_bytes()).map_err(proto::Error::from)?;
-        self.ready()?.call(method, args, kw)?;
-        self.response(|v| Ok(v.raw_str().to_owned()))
+        let call = Call::raw(self.ready()?, method, args, kw)?;
+        self.response(call)
     }
 
     /// The commands the other side offers.
     pub fn list_commands(&mut self) -> Result<Vec<String>, Error> {
-        self.ready()?.call_with("list_commands", |_| Ok(()), |_| Ok(()))?;
-        self.response(|v| v.deserialize().map_err(Error::Json))
+        let call = Call::list_commands(self.ready()?)?;
+        self.response(call)
     }
 
     /// Runs `command` with `args` on the other side, `input` on its standard
     /// input, and returns its output (one line: trimmed, as the original does).
     pub fn execute(&mut self, command: &str, args: &[&str], input: Option<&str>) -> Result<String, Error> {
-        self.ready()?.call_with(
-            "execute",
-            |a| {
-                a.str(command)?;
-                args.iter().try_for_each(|arg| a.str(arg).map(drop))
-            },
-            |kw| input.map_or(Ok(()), |i| kw.str("input", i).map(drop)),
-        )?;
-        self.response(|v| {
-            v.as_str().map(|s| s.to_string()).ok_or(Error::Protocol(proto::Error::BadMessage {
-                what: "execute returned something other than a string",
-            }))
-        })
+        let call = Call::execute(self.ready()?, command, args, input)?;
+        self.response(call)
     }
 
     /// The machine, if the channel is still open, for a new call.
@@ -259,24 +241,16 @@ impl Channel {
                 Err(e) => return Err(e.into()),
             }
             // No call in progress: every event is noted and dropped.
-            let label = &self.label;
-            vmwire_proto::op::drive(self.conn.machine_mut(), &mut Idle, &mut |e: CallerEvent<'_>| note(label, &e))?;
+            op::drive(self.conn.machine_mut(), &mut Idle, &mut Unasked(&self.label))?;
         }
         Ok(())
     }
 
     /// Sends the call and waits for its response within the time limit.
-    fn response<T>(&mut self, on_result: impl FnOnce(Value<'_>) -> Result<T, Error>) -> Result<T, Error> {
+    fn response<T>(&mut self, call: Call<T>) -> Result<T, Error> {
         let deadline = deadline(self.options.timeout);
-        let mut response = proto::Response::new(|answer: proto::Answer<'_>| match answer {
-            proto::Answer::Result(value) => on_result(value),
-            proto::Answer::Error(message) => Err(Error::Remote(message.to_string())),
-            proto::Answer::Invalid(e) => Err(Error::Protocol(e)),
-            proto::Answer::Closed => Err(Error::Closed),
-        });
-        let label = &self.label;
-        let mut note = |event: CallerEvent<'_>| note(label, &event);
-        let outcome = self.conn.wait(&mut response, &mut note, deadline);
+        let mut response = call.response();
+        let outcome = self.conn.wait(&mut response, &mut Unasked(&self.label), deadline);
         // Looked at before the call is expired, which withdraws a request never sent.
         let unsent = !self.conn.machine().transmit().is_empty();
         if matches!(outcome, Err(DriveError::Timeout | DriveError::Io(_))) {
@@ -305,26 +279,135 @@ impl Channel {
     }
 }
 
-/// Logs a caller's event that is no call's outcome (a late response, a
-/// frame nobody asked for, a bad frame).
-fn note(label: &str, event: &CallerEvent<'_>) {
-    match event {
-        CallerEvent::Stale(reply) => log::debug!("{label}: late response dropped: {}", escape(&format!("{reply:?}"))),
-        CallerEvent::Unsolicited(v) => log::warn!("{label}: unsolicited frame dropped: {}", escape(v.raw_str())),
-        CallerEvent::Malformed(e) => log::warn!("{label}: {e}"),
-        _ => {}
+/// A call queued on a [`Caller`], and how its result is read: what a
+/// [`Channel`] does before and after waiting for the response (and what
+/// the async channel of `vmwire-smol` does).
+#[derive(Debug)]
+pub struct Call<T> {
+    read: fn(Value<'_>) -> Result<T, Error>,
+}
+
+impl<T: DeserializeOwned> Call<T> {
+    /// Queues a call of `method` with `args` (anything that serialises to
+    /// a JSON array, or `()` for none) and `kw` (to a JSON object, or `()`);
+    /// its result decodes into `T`.
+    pub fn new(
+        machine: &mut Caller<Heap>,
+        method: &str,
+        args: impl Serialize,
+        kw: impl Serialize,
+    ) -> Result<Self, Error> {
+        let args = serde_json::to_vec(&args).map_err(Error::Json)?;
+        let kw = serde_json::to_vec(&kw).map_err(Error::Json)?;
+        let args =
+            if args == b"null" { Value::parse(b"[]") } else { Value::parse(&args) }.map_err(proto::Error::from)?;
+        let kw = if kw == b"null" { Value::parse(b"{}") } else { Value::parse(&kw) }.map_err(proto::Error::from)?;
+        machine.call(method, args, kw)?;
+        Ok(Call { read: |v| v.deserialize().map_err(Error::Json) })
     }
 }
 
-/// What a request asks for, owned, so that the machine is free to answer it.
-enum Job {
+impl Call<String> {
+    /// Queues a call of `method` with arguments given as JSON text (an
+    /// array and an object); its result is read as JSON text.
+    pub fn raw(machine: &mut Caller<Heap>, method: &str, args: &str, kw: &str) -> Result<Self, Error> {
+        let args = Value::parse(args.as_bytes()).map_err(proto::Error::from)?;
+        let kw = Value::parse(kw.as_bytes()).map_err(proto::Error::from)?;
+        machine.call(method, args, kw)?;
+        Ok(Call { read: |v| Ok(v.raw_str().to_owned()) })
+    }
+
+    /// Queues `execute(command, *args, input=input)`; its result is the
+    /// command's output, a string.
+    pub fn execute(
+        machine: &mut Caller<Heap>,
+        command: &str,
+        args: &[&str],
+        input: Option<&str>,
+    ) -> Result<Self, Error> {
+        machine.call_with(
+            "execute",
+            |a| {
+                a.str(command)?;
+                args.iter().try_for_each(|arg| a.str(arg).map(drop))
+            },
+            |kw| input.map_or(Ok(()), |i| kw.str("input", i).map(drop)),
+        )?;
+        Ok(Call {
+            read: |v| {
+                v.as_str().map(|s| s.to_string()).ok_or(Error::Protocol(proto::Error::BadMessage {
+                    what: "execute returned something other than a string",
+                }))
+            },
+        })
+    }
+}
+
+impl Call<Vec<String>> {
+    /// Queues `list_commands()`; its result is the names.
+    pub fn list_commands(machine: &mut Caller<Heap>) -> Result<Self, Error> {
+        machine.call_with("list_commands", |_| Ok(()), |_| Ok(()))?;
+        Ok(Call { read: |v| v.deserialize().map_err(Error::Json) })
+    }
+}
+
+impl<T> Call<T> {
+    /// The operation that waits for the call's response, and makes the
+    /// call's value of it: its result read, or the remote method's error
+    /// ([`Error::Remote`]), a bad response, the end of the channel.
+    pub fn response(self) -> proto::Response<impl for<'a> FnOnce(proto::Answer<'a>) -> Result<T, Error>> {
+        let read = self.read;
+        proto::Response::new(move |answer: proto::Answer<'_>| match answer {
+            proto::Answer::Result(value) => read(value),
+            proto::Answer::Error(message) => Err(Error::Remote(message.to_string())),
+            proto::Answer::Invalid(e) => Err(Error::Protocol(e)),
+            proto::Answer::Closed => Err(Error::Closed),
+        })
+    }
+}
+
+/// The inbox of a channel's calls: logs (and drops) a caller's event that
+/// is no call's outcome (a late response, a frame nobody asked for, a bad
+/// frame), naming the channel.
+#[derive(Debug, Clone, Copy)]
+pub struct Unasked<'l>(pub &'l str);
+
+impl op::Inbox<Caller<Heap>> for Unasked<'_> {
+    fn keep(&mut self, event: CallerEvent<'_>) {
+        let label = self.0;
+        match event {
+            CallerEvent::Stale(reply) => {
+                log::debug!("{label}: late response dropped: {}", escape(&format!("{reply:?}")))
+            }
+            CallerEvent::Unsolicited(v) => log::warn!("{label}: unsolicited frame dropped: {}", escape(v.raw_str())),
+            CallerEvent::Malformed(e) => log::warn!("{label}: {e}"),
+            _ => {}
+        }
+    }
+}
+
+/// What a request asks for, owned, so that the machine is free to answer
+/// it while the job runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    /// `list_commands()`.
     List,
-    Execute { argv: Vec<String>, input: Option<String> },
+    /// `execute(*argv, input=input)`.
+    Execute {
+        /// The command's name, then its arguments.
+        argv: Vec<String>,
+        /// Its standard input.
+        input: Option<String>,
+    },
+    /// A request refused before anything ran (bad arguments): answer it
+    /// with [`Answer::Failed`] and this message.
     Refused(String),
 }
 
 impl Job {
-    fn of(request: &Request<'_>) -> Job {
+    /// What `request` asks for (refused when its arguments are not what
+    /// the method takes).
+    pub fn of(request: &Request<'_>) -> Job {
         match request.method {
             "list_commands" => match (request.args().next(), request.kw().next()) {
                 (None, None) => Job::List,
@@ -439,28 +522,16 @@ fn serve_session(
     options: &Options,
 ) -> Result<(), Error> {
     let device = matches!(conn.stream(), Stream::Device(_));
-    let mut broken = None;
+    let mut serving = Serving::new(label);
     loop {
-        loop {
-            let job = match conn.machine_mut().poll()? {
-                None => break,
-                Some(ResponderEvent::Request(request)) => Job::of(&request),
-                Some(ResponderEvent::Unsupported(method)) => {
-                    log::warn!("{label}: refused to call method {}", escape(&method.to_cow()));
-                    continue;
-                }
-                Some(ResponderEvent::Malformed(e)) => {
-                    log::warn!("{label}: {e}");
-                    if e.breaks_framing() {
-                        broken = Some(e);
-                    }
-                    continue;
-                }
-                Some(ResponderEvent::Closed) => {
+        while let Some(turn) = op::drive(conn.machine_mut(), &mut serving, &mut |_: ResponderEvent<'_>| {})? {
+            let job = match turn {
+                Turn::Job(job) => job,
+                Turn::End(outcome) => {
                     if !caller_gone(conn) {
                         let _ = conn.flush(deadline(options.timeout));
                     }
-                    return broken.map_or(Ok(()), |e| Err(Error::Protocol(e)));
+                    return outcome;
                 }
             };
             let (answer, stayed) = watch_caller(conn.stream().as_fd(), || job.run(label, commands, env));
@@ -528,16 +599,82 @@ fn watch_caller<T: Send>(fd: BorrowedFd<'_>, work: impl FnOnce() -> T + Send) ->
     })
 }
 
+/// What a responder's session comes to next ([`Serving`]).
+#[derive(Debug)]
+pub enum Turn {
+    /// A request to answer: do the job, then queue its [`Answer`].
+    Job(Job),
+    /// The session is over: the stream ended, or its framing was lost
+    /// (the caller's fault: [`Error::Protocol`]).
+    End(Result<(), Error>),
+}
+
+/// The responder's side of a session, as an operation: each run finishes
+/// with the next request to answer, or the session's end. What the machine
+/// answers itself (methods not offered, bad requests) is logged, naming
+/// the channel, and the run goes on.
+#[derive(Debug)]
+pub struct Serving<'l> {
+    label: &'l str,
+    /// The framing error that will end the session.
+    broken: Option<proto::Error>,
+}
+
+impl<'l> Serving<'l> {
+    /// A session on the channel named `label`.
+    pub fn new(label: &'l str) -> Self {
+        Serving { label, broken: None }
+    }
+}
+
+impl Operation<Responder<Heap>> for Serving<'_> {
+    type Output = Turn;
+
+    fn offer<'a>(&mut self, event: ResponderEvent<'a>) -> Offer<ResponderEvent<'a>, Turn>
+    where
+        Heap: 'a,
+    {
+        let label = self.label;
+        match event {
+            ResponderEvent::Request(request) => return Offer::Done(Turn::Job(Job::of(&request))),
+            ResponderEvent::Unsupported(method) => {
+                log::warn!("{label}: refused to call method {}", escape(&method.to_cow()))
+            }
+            ResponderEvent::Malformed(e) => {
+                log::warn!("{label}: {e}");
+                if e.breaks_framing() {
+                    self.broken = Some(e);
+                }
+            }
+            ResponderEvent::Closed => {
+                return Offer::Done(Turn::End(self.broken.take().map_or(Ok(()), |e| Err(Error::Protocol(e)))));
+            }
+        }
+        Offer::Taken
+    }
+
+    /// Nothing to expire: a session stopped halfway is dropped with its machine.
+    fn request(&self) -> Option<&()> {
+        None
+    }
+}
+
 /// What a job came to, owned, so that it can be made while the machine waits.
-enum Answer {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// `list_commands()`'s names.
     Commands(Vec<String>),
+    /// The command's output.
     Output(String),
+    /// Why the job failed: the error text the caller gets.
     Failed(String),
 }
 
 impl Job {
-    /// Does what the job asks.
-    fn run(self, label: &str, commands: &Commands, env: &[(&str, &str)]) -> Answer {
+    /// Does what the job asks with `commands` (blocking while a command
+    /// runs), logging it under `label`; `env` goes into the command's
+    /// environment.
+    pub fn run(self, label: &str, commands: &Commands, env: &[(&str, &str)]) -> Answer {
         match self {
             Job::List => {
                 log::info!("{label}: list_commands()");
@@ -562,8 +699,9 @@ impl Job {
 }
 
 impl Answer {
-    /// Queues the response.
-    fn respond(self, machine: &mut Responder<Heap>) -> Result<(), Error> {
+    /// Queues the response to the request in progress (one too large to
+    /// send is an error response saying so).
+    pub fn respond(self, machine: &mut Responder<Heap>) -> Result<(), Error> {
         let answered = match &self {
             Answer::Commands(names) => machine.respond_array(|a| names.iter().try_for_each(|n| a.str(n).map(drop))),
             Answer::Output(output) => machine.respond_str(output),
