@@ -8,6 +8,7 @@ mod minimega;
 mod negotiator;
 mod qga;
 mod qmp;
+mod qmp_mux;
 mod record;
 mod replay;
 mod schema;
@@ -35,6 +36,9 @@ struct Cli {
 enum Commands {
     /// QEMU Machine Protocol: one command, `--events`, or an interactive shell.
     Qmp(qmp::QmpArgs),
+    /// Many clients on one QEMU monitor: serve QMP on a socket of its own.
+    #[command(name = "qmp-mux")]
+    QmpMux(qmp_mux::QmpMuxArgs),
     /// QEMU's human monitor: one command, or a shell.
     Hmp(hmp::HmpArgs),
     /// The QEMU guest agent: a command, `exec`, `cat`, `put`, or a shell.
@@ -70,6 +74,7 @@ fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Commands::Qmp(args) => qmp::run(args),
+        Commands::QmpMux(args) => qmp_mux::run(args),
         Commands::Hmp(args) => hmp::run(args),
         Commands::Qga(args) => qga::run(args),
         Commands::Minimega(args) => minimega::run(args),

@@ -54,6 +54,8 @@ use crate::conn::{Conn, DriveError, PassFds, Stream, deadline};
 
 pub use vmwire_std::qmp::{Error, Event, Greeting, Options, QemuError, Schema, Stray, check};
 
+pub mod mux;
+
 /// Arguments as JSON text (`None` for `()` or `null`).
 fn arguments(args: impl Serialize) -> Result<Option<Vec<u8>>, Error> {
     let args = serde_json::to_vec(&args).map_err(Error::Json)?;
@@ -278,6 +280,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Qmp<S> {
             calls: HashMap::new(),
             cancelled: Vec::new(),
             subscribers: Vec::new(),
+            raw_subscribers: Vec::new(),
             strays: std::mem::replace(&mut inbox.strays, Bounded::new(1)),
             driver: None,
             end: None,
@@ -418,7 +421,8 @@ struct State {
     requests: VecDeque<Request>,
     calls: HashMap<Ticket, Call>,
     cancelled: Vec<Ticket>,
-    subscribers: Vec<Weak<Mutex<Queue>>>,
+    subscribers: Vec<Weak<Mutex<Queue<Event>>>>,
+    raw_subscribers: Vec<Weak<Mutex<Queue<RawEvent>>>>,
     strays: Bounded<Stray>,
     driver: Option<Waker>,
     end: Option<End>,
@@ -451,20 +455,29 @@ impl State {
             self.answer(ticket, Err(end.error()));
         }
         self.requests.clear();
-        for queue in self.subscribers.drain(..).filter_map(|q| q.upgrade()) {
-            let mut queue = lock(&queue);
-            queue.closed = true;
-            if let Some(waker) = queue.waker.take() {
-                waker.wake();
-            }
-        }
+        close_all(&mut self.subscribers);
+        close_all(&mut self.raw_subscribers);
         self.end = Some(end);
     }
 
     /// Whether nobody can use the connection any more: no handle, no
     /// subscription, no call.
     fn unused(&self) -> bool {
-        self.handles == 0 && self.calls.is_empty() && self.subscribers.iter().all(|q| q.strong_count() == 0)
+        self.handles == 0
+            && self.calls.is_empty()
+            && self.subscribers.iter().all(|q| q.strong_count() == 0)
+            && self.raw_subscribers.iter().all(|q| q.strong_count() == 0)
+    }
+}
+
+/// Ends every subscription in `queues`.
+fn close_all<T>(queues: &mut Vec<Weak<Mutex<Queue<T>>>>) {
+    for queue in queues.drain(..).filter_map(|q| q.upgrade()) {
+        let mut queue = lock(&queue);
+        queue.closed = true;
+        if let Some(waker) = queue.waker.take() {
+            waker.wake();
+        }
     }
 }
 
@@ -533,6 +546,12 @@ impl Handle {
         self.call(name, args.map(|a| a.as_bytes().to_vec()), false, Vec::new()).await
     }
 
+    /// Like [`Handle::execute_raw`], out of band (`exec-oob`; needs `oob`
+    /// negotiated): what a multiplexer passes a client's `exec-oob` on with.
+    pub async fn execute_oob_raw(&self, name: &str, args: Option<&str>) -> Result<String, Error> {
+        self.call(name, args.map(|a| a.as_bytes().to_vec()), true, Vec::new()).await
+    }
+
     /// Runs `name` out of band (`exec-oob`; needs `oob` negotiated), and
     /// decodes its return value into `T`. QEMU answers it at once, ahead of
     /// commands queued before it.
@@ -576,11 +595,27 @@ impl Handle {
     /// ([`Subscription::missed`]), so a slow reader never holds up replies
     /// or other subscribers.
     pub fn subscribe(&self, filter: Filter, capacity: usize) -> Subscription {
+        self.subscribe_to(filter, capacity, |state| &mut state.subscribers)
+    }
+
+    /// Every event from now on as QEMU wrote it ([`RawEvent`]: its `data`
+    /// as JSON text, not decoded), in a queue of at most `capacity` like
+    /// [`Handle::subscribe`]'s: what a multiplexer passes on to its clients.
+    pub fn subscribe_raw(&self, capacity: usize) -> Subscription<RawEvent> {
+        self.subscribe_to(Filter::All, capacity, |state| &mut state.raw_subscribers)
+    }
+
+    fn subscribe_to<T>(
+        &self,
+        filter: Filter,
+        capacity: usize,
+        list: impl FnOnce(&mut State) -> &mut Vec<Weak<Mutex<Queue<T>>>>,
+    ) -> Subscription<T> {
         let queue = Arc::new(Mutex::new(Queue { events: Bounded::new(capacity), filter, waker: None, closed: false }));
         let mut state = self.shared.lock();
         match state.end {
             Some(_) => lock(&queue).closed = true,
-            None => state.subscribers.push(Arc::downgrade(&queue)),
+            None => list(&mut state).push(Arc::downgrade(&queue)),
         }
         Subscription { queue }
     }
@@ -711,30 +746,48 @@ impl std::fmt::Debug for Filter {
     }
 }
 
+/// An event as QEMU wrote it: what [`Handle::subscribe_raw`] hands out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEvent {
+    /// Its name, such as `STOP`.
+    pub name: String,
+    /// When QEMU says it happened.
+    pub timestamp: qmp::Timestamp,
+    /// Its `data` member's JSON text, exactly as QEMU wrote it, if any.
+    pub data: Option<String>,
+}
+
+impl RawEvent {
+    fn of(e: &qmp::AsyncEvent<'_>) -> Self {
+        RawEvent { name: e.name.to_string(), timestamp: e.timestamp, data: e.data.map(|d| d.raw_str().to_owned()) }
+    }
+}
+
 #[derive(Debug)]
-struct Queue {
-    events: Bounded<Event>,
+struct Queue<T> {
+    events: Bounded<T>,
     filter: Filter,
     waker: Option<Waker>,
     closed: bool,
 }
 
 /// Events for one reader, filtered, in a bounded queue: see
-/// [`Handle::subscribe`]. Also a `Stream` of events (futures-lite's).
+/// [`Handle::subscribe`] (and [`Handle::subscribe_raw`] for
+/// `Subscription<RawEvent>`). Also a `Stream` of events (futures-lite's).
 #[derive(Debug)]
-pub struct Subscription {
-    queue: Arc<Mutex<Queue>>,
+pub struct Subscription<T = Event> {
+    queue: Arc<Mutex<Queue<T>>>,
 }
 
-impl Subscription {
+impl<T> Subscription<T> {
     /// The next event, or `None` once the connection has ended and the
     /// queue is empty.
-    pub async fn next(&mut self) -> Option<Event> {
+    pub async fn next(&mut self) -> Option<T> {
         future::poll_fn(|cx| self.poll_event(cx)).await
     }
 
     /// The next event if one is queued, without waiting.
-    pub fn try_next(&mut self) -> Option<Event> {
+    pub fn try_next(&mut self) -> Option<T> {
         lock(&self.queue).events.pop()
     }
 
@@ -743,7 +796,9 @@ impl Subscription {
         lock(&self.queue).events.dropped()
     }
 
-    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+    /// The next event, or `Ready(None)` once the connection has ended and
+    /// the queue is empty: [`Subscription::next`] for a hand-written `poll`.
+    pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut queue = lock(&self.queue);
         match queue.events.pop() {
             Some(event) => Poll::Ready(Some(event)),
@@ -756,10 +811,10 @@ impl Subscription {
     }
 }
 
-impl futures_lite::Stream for Subscription {
-    type Item = Event;
+impl<T> futures_lite::Stream for Subscription<T> {
+    type Item = T;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         self.get_mut().poll_event(cx)
     }
 }
@@ -855,6 +910,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 }
                 Err(event) => event,
             };
+            if let (qmp::Event::Event(e), false) = (&event, state.raw_subscribers.is_empty()) {
+                deliver_raw(state, RawEvent::of(e));
+            }
             match Kept::of(event) {
                 Kept::Event(event) => deliver(state, event),
                 Kept::Stray(stray) | Kept::Skipped(stray, _) => state.strays.push(stray),
@@ -886,10 +944,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
 /// `event` to every subscriber that wants it.
 fn deliver(state: &mut State, event: Event) {
-    state.subscribers.retain(|queue| {
+    push_to(&mut state.subscribers, &event, |filter, event| filter.wants(event));
+}
+
+/// `event` to every raw subscriber.
+fn deliver_raw(state: &mut State, event: RawEvent) {
+    push_to(&mut state.raw_subscribers, &event, |_, _| true);
+}
+
+/// `event` to the queues in `list` that `wants` it (dropping the queues
+/// whose subscription is gone).
+fn push_to<T: Clone>(list: &mut Vec<Weak<Mutex<Queue<T>>>>, event: &T, wants: impl Fn(&Filter, &T) -> bool) {
+    list.retain(|queue| {
         let Some(queue) = queue.upgrade() else { return false };
         let mut queue = lock(&queue);
-        if queue.filter.wants(&event) {
+        if wants(&queue.filter, event) {
             queue.events.push(event.clone());
             if let Some(waker) = queue.waker.take() {
                 waker.wake();

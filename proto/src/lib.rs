@@ -10,7 +10,7 @@
 //! | module | protocol |
 //! | --- | --- |
 //! | **QEMU** | (QMP and QGA share one QAPI core: commands, ids, replies) |
-//! | [`qmp`] | QEMU Machine Protocol (client); [`qmp::schema`]: the live QAPI schema, path queries, checking arguments |
+//! | [`qmp`] | QEMU Machine Protocol (client; [`qmp::Server`], the server side); [`qmp::schema`]: the live QAPI schema, path queries, checking arguments |
 //! | [`qga`] | the QEMU guest agent (client) |
 //! | [`hmp`] | QEMU's human monitor (readline monitor client), and HMP over QMP |
 //! | **other peers** | |

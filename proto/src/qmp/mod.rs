@@ -47,6 +47,8 @@ mod op;
 pub mod owned;
 
 pub mod schema;
+pub mod server;
+pub use server::{Server, ServerConfig};
 
 /// Settings for a [`Client`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
