@@ -1,6 +1,7 @@
 //! `vmwire qmp-mux`: many clients on one QEMU monitor (vmwire-smol's
 //! [`Mux`]), on a UNIX or TCP socket of its own. Prints nothing but errors;
-//! exits when QEMU goes away.
+//! exits when QEMU goes away, or on SIGTERM, SIGINT or SIGHUP (its UNIX
+//! socket removed either way).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,15 @@ pub struct QmpMuxArgs {
     timeout: f64,
 }
 
+/// A stream that becomes readable when SIGTERM, SIGINT or SIGHUP arrives.
+fn stop_signals() -> std::io::Result<async_io::Async<std::os::unix::net::UnixStream>> {
+    let (read, write) = std::os::unix::net::UnixStream::pair()?;
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
+        signal_hook::low_level::pipe::register(signal, write.try_clone()?)?;
+    }
+    async_io::Async::new(read)
+}
+
 /// Runs the multiplexer until QEMU goes away.
 pub fn run(args: QmpMuxArgs) -> ExitCode {
     let timeout = (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout));
@@ -55,25 +65,35 @@ pub fn run(args: QmpMuxArgs) -> ExitCode {
         Ok(l) => l,
         Err(e) => return crate::fail(&format!("listening: {e}")),
     };
-    let outcome = async_io::block_on(async {
-        let qmp_options = QmpOptions { oob: true, timeout, ..QmpOptions::default() };
-        let qmp = match (&args.socket, &args.tcp) {
-            (Some(path), _) => Qmp::connect_unix(path, qmp_options).await,
-            (_, Some(addr)) => Qmp::connect_tcp(addr.as_str(), qmp_options).await,
-            _ => unreachable!("clap requires one"),
-        }?;
-        let (handle, driver) = qmp.share();
-        let mux = Mux::new(handle, options);
-        let (driven, served) = future::zip(driver, mux.serve(&listener)).await;
-        served.map_err(Error::Io)?;
-        match driven {
-            Ok(()) | Err(Error::Closed) => Ok(()),
-            Err(e) => Err(e),
-        }
-    });
-    if let Some(path) = &args.listen {
-        let _ = std::fs::remove_file(path);
-    }
+    let stop = match stop_signals() {
+        Ok(stop) => stop,
+        Err(e) => return crate::fail(&format!("catching signals: {e}")),
+    };
+    let outcome = async_io::block_on(future::or(
+        async {
+            let qmp_options = QmpOptions { oob: true, timeout, ..QmpOptions::default() };
+            let qmp = match (&args.socket, &args.tcp) {
+                (Some(path), _) => Qmp::connect_unix(path, qmp_options).await,
+                (_, Some(addr)) => Qmp::connect_tcp(addr.as_str(), qmp_options).await,
+                _ => unreachable!("clap requires one"),
+            }?;
+            let (handle, driver) = qmp.share();
+            let mux = Mux::new(handle, options);
+            let (driven, served) = future::zip(driver, mux.serve(&listener)).await;
+            served.map_err(Error::Io)?;
+            match driven {
+                Ok(()) | Err(Error::Closed) => Ok(()),
+                Err(e) => Err(e),
+            }
+        },
+        async {
+            // A signal: stop serving (the listener's drop removes its socket).
+            let mut byte = [0u8; 1];
+            let _ = futures_lite::AsyncReadExt::read(&mut &stop, &mut byte).await;
+            Ok(())
+        },
+    ));
+    drop(listener);
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => crate::fail(&e),

@@ -218,3 +218,49 @@ fn slow_and_vanished_clients_hold_nobody_up_and_qemu_gone_ends_it_all() {
     assert!(!setup.socket.exists());
     drop(slow);
 }
+
+/// A socket left by a mux that was killed is taken over; SIGTERM ends the
+/// mux at once with its socket removed, and QEMU's monitor is free again.
+#[test]
+fn a_stale_socket_is_replaced_and_sigterm_cleans_up() {
+    common::require_binary(QEMU_BINARY, QEMU_PACKAGE);
+    let qemu = Qemu::builder().qmp().spawn().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("mux.sock");
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+    let mux = Command::new(env!("CARGO_BIN_EXE_vmwire"))
+        .args(["qmp-mux", "--socket"])
+        .arg(qemu.qmp_path().unwrap())
+        .arg("--listen")
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _client = common::eventually("the mux serving", Duration::from_secs(30), || {
+        UnixStream::connect(&socket).ok().map(|_| raw(&socket))
+    });
+    let pid = rustix::process::Pid::from_raw(mux.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let out = mux.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!((out.stdout.as_slice(), out.stderr.as_slice()), (&b""[..], &b""[..]));
+    assert!(!socket.exists());
+    // The mux has let go of QEMU's one QMP client slot.
+    let mut qmp = Qmp::connect_unix(qemu.qmp_path().unwrap(), Options::default()).unwrap();
+    let status: serde_json::Value = qmp.execute("query-status", ()).unwrap();
+    assert_eq!(status["status"], "prelaunch");
+    // A file that is not a socket is never taken over.
+    std::fs::write(&socket, "data").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vmwire"))
+        .args(["qmp-mux", "--socket"])
+        .arg(qemu.qmp_path().unwrap())
+        .arg("--listen")
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("address in use"), "{out:?}");
+    assert_eq!(std::fs::read(&socket).unwrap(), b"data");
+}

@@ -24,7 +24,7 @@ use futures_lite::future;
 use vmwire_proto::Machine;
 use vmwire_proto::op::{self, Inbox, Operation};
 
-pub use vmwire_std::transport::{DriveError, Outcome, deadline};
+pub use vmwire_std::transport::{Address, DriveError, Outcome, deadline};
 
 /// A byte stream to a peer: a UNIX socket, a TCP connection, or a
 /// character device (the guest end of a virtio-serial port), each
@@ -193,6 +193,48 @@ fn poll_device(
             };
         }
         ready!(readiness(f, cx))?;
+    }
+}
+
+/// A listening socket, UNIX or TCP: vmwire-std's
+/// [`Listener`](vmwire_std::transport::Listener) (a UNIX socket bound under
+/// a temporary name and renamed into place, one left by a killed listener
+/// replaced, its file removed on drop), registered with the reactor.
+#[derive(Debug)]
+pub struct Listener(Async<vmwire_std::transport::Listener>);
+
+impl Listener {
+    /// Listens on `address`: a UNIX socket path, or `HOST:PORT`.
+    pub fn bind(address: &Address) -> io::Result<Self> {
+        Ok(Listener(Async::new(vmwire_std::transport::Listener::bind(address)?)?))
+    }
+
+    /// Listens on a UNIX socket at `path`.
+    pub fn bind_unix(path: impl AsRef<Path>) -> io::Result<Self> {
+        Self::bind(&Address::Unix(path.as_ref().to_path_buf()))
+    }
+
+    /// Listens on TCP `addr` (port 0: one the system picks, see [`Listener::tcp_addr`]).
+    pub fn bind_tcp(addr: impl ToSocketAddrs) -> io::Result<Self> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        Ok(Listener(Async::new(vmwire_std::transport::Listener::Tcp(listener))?))
+    }
+
+    /// The TCP address listened on (`None` for a UNIX socket).
+    pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        match self.0.get_ref() {
+            vmwire_std::transport::Listener::Tcp(l) => l.local_addr().ok(),
+            vmwire_std::transport::Listener::Unix(..) => None,
+        }
+    }
+
+    /// The next client (TCP: with Nagle's algorithm off).
+    pub async fn accept(&self) -> io::Result<Stream> {
+        match self.0.read_with(|l| l.accept()).await? {
+            vmwire_std::transport::Stream::Unix(s) => Ok(Stream::Unix(Async::new(s)?)),
+            vmwire_std::transport::Stream::Tcp(s) => Ok(Stream::Tcp(Async::new(s)?)),
+            _ => Err(io::Error::other("a listener accepted something that is not a socket")),
+        }
     }
 }
 

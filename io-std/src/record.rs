@@ -18,11 +18,8 @@
 //! side writes a lot would stall it, as it would stall the real client.
 
 use std::io::{self, IoSliceMut, Write};
-use std::net::{Shutdown, TcpListener};
+use std::net::Shutdown;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Instant;
 
 use rustix::event::{PollFd, PollFlags};
@@ -33,110 +30,9 @@ use vmwire_proto::transcript::{Direction, Record, write_record};
 
 use crate::replay::{Protocol, http_request, json_framer};
 use crate::text::escape;
-use crate::transport::{Stream, at};
+use crate::transport::Stream;
 
-/// Where to listen or connect: a UNIX socket path, or `HOST:PORT`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Address {
-    /// A UNIX socket.
-    Unix(PathBuf),
-    /// A TCP address, `HOST:PORT`.
-    Tcp(String),
-}
-
-impl FromStr for Address {
-    type Err = String;
-
-    /// `HOST:PORT` (the port a number, no `/`) is TCP; anything else is a
-    /// UNIX socket path.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.is_empty() {
-            return Err("empty address".into());
-        }
-        let tcp = !s.contains('/')
-            && s.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        Ok(if tcp { Address::Tcp(s.to_string()) } else { Address::Unix(PathBuf::from(s)) })
-    }
-}
-
-impl std::fmt::Display for Address {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Address::Unix(path) => write!(f, "unix:{}", path.display()),
-            Address::Tcp(addr) => write!(f, "tcp:{addr}"),
-        }
-    }
-}
-
-/// A listening socket, UNIX or TCP; a UNIX socket's file is removed on drop.
-#[derive(Debug)]
-pub(crate) enum Listener {
-    Unix(UnixListener, PathBuf),
-    Tcp(TcpListener),
-}
-
-impl Listener {
-    /// Listens on `address` (a UNIX socket path that must not exist, or
-    /// `HOST:PORT`). A UNIX socket is bound under a temporary name and
-    /// renamed into place once it listens, so that a client that sees the
-    /// path is never refused (bind and listen are two system calls).
-    pub(crate) fn bind(address: &Address) -> io::Result<Listener> {
-        Ok(match address {
-            Address::Unix(path) => {
-                if path.symlink_metadata().is_ok() {
-                    return Err(at(path, io::Error::from(io::ErrorKind::AddrInUse)));
-                }
-                let mut staging = path.clone().into_os_string();
-                staging.push(format!(".{}.binding", std::process::id()));
-                let staging = PathBuf::from(staging);
-                let listener = UnixListener::bind(&staging).map_err(|e| at(path, e))?;
-                if let Err(e) = std::fs::rename(&staging, path) {
-                    let _ = std::fs::remove_file(&staging);
-                    return Err(at(path, e));
-                }
-                Listener::Unix(listener, path.clone())
-            }
-            Address::Tcp(addr) => Listener::Tcp(TcpListener::bind(addr.as_str())?),
-        })
-    }
-
-    /// The address bound (with the port the system chose for `:0`).
-    pub(crate) fn address(&self) -> io::Result<Address> {
-        Ok(match self {
-            Listener::Unix(_, path) => Address::Unix(path.clone()),
-            Listener::Tcp(l) => Address::Tcp(l.local_addr()?.to_string()),
-        })
-    }
-
-    /// The next client (TCP: with Nagle's algorithm off).
-    pub(crate) fn accept(&self) -> io::Result<Stream> {
-        Ok(match self {
-            Listener::Unix(l, _) => Stream::Unix(l.accept()?.0),
-            Listener::Tcp(l) => {
-                let (s, _) = l.accept()?;
-                s.set_nodelay(true)?;
-                Stream::Tcp(s)
-            }
-        })
-    }
-}
-
-impl AsFd for Listener {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Listener::Unix(l, _) => l.as_fd(),
-            Listener::Tcp(l) => l.as_fd(),
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Listener::Unix(_, path) = self {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
+pub use crate::transport::{Address, Listener};
 
 /// A recording proxy, bound and ready to accept; see the [module documentation](self).
 #[derive(Debug)]

@@ -8,10 +8,11 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -198,6 +199,125 @@ impl AsFd for Stream {
             Stream::Tls(s) => s.sock.as_fd(),
         }
     }
+}
+
+/// Where to listen or connect: a UNIX socket path, or `HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// A UNIX socket.
+    Unix(PathBuf),
+    /// A TCP address, `HOST:PORT`.
+    Tcp(String),
+}
+
+impl FromStr for Address {
+    type Err = String;
+
+    /// `HOST:PORT` (the port a number, no `/`) is TCP; anything else is a
+    /// UNIX socket path.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err("empty address".into());
+        }
+        let tcp = !s.contains('/')
+            && s.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        Ok(if tcp { Address::Tcp(s.to_string()) } else { Address::Unix(PathBuf::from(s)) })
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+            Address::Tcp(addr) => write!(f, "tcp:{addr}"),
+        }
+    }
+}
+
+/// A listening socket, UNIX or TCP; a UNIX socket's file is removed on drop.
+#[derive(Debug)]
+pub enum Listener {
+    /// A UNIX socket, and its path.
+    Unix(UnixListener, PathBuf),
+    /// A TCP socket.
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    /// Listens on `address` (a UNIX socket path, or `HOST:PORT`). A file at
+    /// the path is refused ([`io::ErrorKind::AddrInUse`]) unless it is a
+    /// socket nobody listens on any more (a daemon killed before it could
+    /// remove it), which is replaced. A UNIX socket is bound under a temporary name and
+    /// renamed into place once it listens, so that a client that sees the
+    /// path is never refused (bind and listen are two system calls).
+    pub fn bind(address: &Address) -> io::Result<Listener> {
+        Ok(match address {
+            Address::Unix(path) => {
+                if path.symlink_metadata().is_ok() {
+                    if !stale(path) {
+                        return Err(at(path, io::Error::from(io::ErrorKind::AddrInUse)));
+                    }
+                    // Left behind by a listener that is gone (killed): take its place.
+                    let _ = std::fs::remove_file(path);
+                }
+                let mut staging = path.clone().into_os_string();
+                staging.push(format!(".{}.binding", std::process::id()));
+                let staging = PathBuf::from(staging);
+                let listener = UnixListener::bind(&staging).map_err(|e| at(path, e))?;
+                if let Err(e) = std::fs::rename(&staging, path) {
+                    let _ = std::fs::remove_file(&staging);
+                    return Err(at(path, e));
+                }
+                Listener::Unix(listener, path.clone())
+            }
+            Address::Tcp(addr) => Listener::Tcp(TcpListener::bind(addr.as_str())?),
+        })
+    }
+
+    /// The address bound (with the port the system chose for `:0`).
+    pub fn address(&self) -> io::Result<Address> {
+        Ok(match self {
+            Listener::Unix(_, path) => Address::Unix(path.clone()),
+            Listener::Tcp(l) => Address::Tcp(l.local_addr()?.to_string()),
+        })
+    }
+
+    /// The next client (TCP: with Nagle's algorithm off).
+    pub fn accept(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Listener::Unix(l, _) => Stream::Unix(l.accept()?.0),
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept()?;
+                s.set_nodelay(true)?;
+                Stream::Tcp(s)
+            }
+        })
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Unix(l, _) => l.as_fd(),
+            Listener::Tcp(l) => l.as_fd(),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Whether `path` is a UNIX socket that refuses connections: one whose
+/// listener is gone.
+fn stale(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    path.symlink_metadata().is_ok_and(|m| m.file_type().is_socket())
+        && UnixStream::connect(path).is_err_and(|e| e.kind() == io::ErrorKind::ConnectionRefused)
 }
 
 /// Why driving a machine stopped.

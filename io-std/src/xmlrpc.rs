@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,7 +33,7 @@ use vmwire_proto::xmlrpc::{
 };
 
 use crate::http::{Link, OpenError, TlsOptions, Url, UrlError};
-use crate::transport::{Conn, Stream, deadline};
+use crate::transport::{Address, Conn, Listener, Stream, deadline};
 
 /// Settings for a [`Client`].
 #[derive(Debug, Clone, Default)]
@@ -304,22 +303,16 @@ impl fmt::Debug for Server {
     }
 }
 
-#[derive(Debug)]
-enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener, PathBuf),
-}
-
 impl Server {
     /// Listens on `addr` over TCP (port 0: any free port).
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
         Ok(Self::on(Listener::Tcp(TcpListener::bind(addr)?)))
     }
 
-    /// Listens on a UNIX socket at `path` (removed again when the server stops).
+    /// Listens on a UNIX socket at `path` (removed again when the server
+    /// stops; one left by a server that was killed is replaced).
     pub fn bind_unix(path: impl AsRef<Path>) -> io::Result<Self> {
-        let path = path.as_ref().to_path_buf();
-        Ok(Self::on(Listener::Unix(UnixListener::bind(&path)?, path)))
+        Ok(Self::on(Listener::bind(&Address::Unix(path.as_ref().to_path_buf()))?))
     }
 
     fn on(listener: Listener) -> Self {
@@ -402,13 +395,7 @@ impl Server {
     fn run(self, stop: &AtomicBool) -> io::Result<()> {
         let shared = Arc::new(Shared { methods: self.methods, config: self.config, idle: self.idle_timeout });
         loop {
-            let stream = match &self.listener {
-                Listener::Tcp(l) => l.accept().map(|(s, _)| {
-                    let _ = s.set_nodelay(true);
-                    Stream::Tcp(s)
-                }),
-                Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
-            };
+            let stream = self.listener.accept();
             if stop.load(Ordering::SeqCst) {
                 break;
             }
@@ -416,9 +403,6 @@ impl Server {
             let shared = shared.clone();
             let _ =
                 std::thread::Builder::new().name("xmlrpc-conn".into()).spawn(move || serve_connection(stream, &shared));
-        }
-        if let Listener::Unix(_, path) = &self.listener {
-            let _ = std::fs::remove_file(path);
         }
         Ok(())
     }

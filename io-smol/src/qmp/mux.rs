@@ -41,15 +41,12 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
-use std::net::{TcpListener, ToSocketAddrs};
-use std::os::unix::net::UnixListener;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_io::{Async, Timer};
+use async_io::Timer;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::future;
 use vmwire_proto::Machine;
@@ -58,7 +55,7 @@ use vmwire_proto::json::Value;
 use vmwire_proto::qmp::server::{Event as ServerEvent, Server, ServerConfig};
 
 use super::{Error, Handle, RawEvent, Subscription};
-use crate::conn::Stream;
+pub use crate::conn::Listener;
 
 /// What a client that stops reading gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -226,48 +223,6 @@ impl Mux {
 /// Accept errors that concern one connection, not the listener.
 fn transient(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted)
-}
-
-/// A listening socket for [`Mux::serve`]: UNIX or TCP.
-#[derive(Debug)]
-pub enum Listener {
-    /// A UNIX stream socket.
-    Unix(Async<UnixListener>),
-    /// A TCP socket.
-    Tcp(Async<TcpListener>),
-}
-
-impl Listener {
-    /// Listens on a UNIX socket at `path` (which must not exist).
-    pub fn bind_unix(path: impl AsRef<Path>) -> io::Result<Self> {
-        Ok(Listener::Unix(Async::<UnixListener>::bind(path)?))
-    }
-
-    /// Listens on TCP `addr`.
-    pub fn bind_tcp(addr: impl ToSocketAddrs) -> io::Result<Self> {
-        let listener = TcpListener::bind(addr)?;
-        Ok(Listener::Tcp(Async::new(listener)?))
-    }
-
-    /// The TCP address listened on (`None` for a UNIX socket).
-    pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
-        match self {
-            Listener::Tcp(l) => l.get_ref().local_addr().ok(),
-            Listener::Unix(_) => None,
-        }
-    }
-
-    /// The next client.
-    pub async fn accept(&self) -> io::Result<Stream> {
-        match self {
-            Listener::Unix(l) => Ok(Stream::Unix(l.accept().await?.0)),
-            Listener::Tcp(l) => {
-                let (stream, _) = l.accept().await?;
-                stream.get_ref().set_nodelay(true)?;
-                Ok(Stream::Tcp(stream))
-            }
-        }
-    }
 }
 
 /// One client's session.
