@@ -29,6 +29,11 @@ fn main() {
         shared("timeout_while_paused_then_recovery", &vm, timeout_while_paused_then_recovery),
         shared("connect_times_out_while_the_port_is_taken", &vm, connect_times_out_while_the_port_is_taken),
         shared("cli_exec_as_a_process", &vm, cli_exec_as_a_process),
+        shared(
+            "async_agent_exec_and_files_with_a_cancelled_call",
+            &vm,
+            async_agent_exec_and_files_with_a_cancelled_call,
+        ),
         shared("shutdown_reboot_comes_back", &vm, shutdown_reboot_comes_back),
         own("shutdown_ends_the_guest", shutdown_ends_the_guest),
     ];
@@ -161,6 +166,32 @@ fn file_of_several_mib_each_way(guest: &Guest) {
     assert_eq!(sha256(&read), guest_sha256(&mut agent, "/tmp/from-guest"));
     let removed = agent.exec("/bin/rm", &["/tmp/from-host", "/tmp/from-guest"], &[], None).unwrap();
     assert!(removed.status.success(), "{removed:?}");
+}
+
+/// vmwire-smol's agent over the same virtio-serial port: exec, a file each
+/// way, and an exec whose future is dropped while the program runs, after
+/// which the agent answers the next call with its own reply.
+fn async_agent_exec_and_files_with_a_cancelled_call(guest: &Guest) {
+    use vmwire_smol::qga::Agent;
+    smol::block_on(async {
+        let mut agent = Agent::connect_unix(guest.qga_path(), Options::default()).await.unwrap();
+        agent.ping().await.unwrap();
+        let out = agent.exec("/bin/sh", &["-c", "printf %s \"$X\"; exit 4"], &["X=async"], None).await.unwrap();
+        assert_eq!((out.stdout.as_slice(), out.status.code()), (&b"async"[..], Some(4)), "{out:?}");
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        agent.write_file("/tmp/async-file", &bytes).await.unwrap();
+        assert_eq!(agent.read_file("/tmp/async-file").await.unwrap(), bytes);
+        let slow = agent.exec("/bin/sleep", &["2"], &[], None);
+        let gave_up = smol::future::or(async { Some(slow.await) }, async {
+            smol::Timer::after(Duration::from_millis(300)).await;
+            None
+        });
+        assert!(gave_up.await.is_none());
+        let out = agent.exec("/bin/cat", &["/tmp/async-file"], &[], None).await.unwrap();
+        assert_eq!(out.stdout, bytes);
+        agent.exec("/bin/rm", &["/tmp/async-file"], &[], None).await.unwrap();
+        agent.close();
+    });
 }
 
 /// A client that sent half a request and went away: the next session

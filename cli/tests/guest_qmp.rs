@@ -17,12 +17,50 @@ fn main() {
     let trials = vec![
         shared("query_status_running", &vm, query_status_running),
         shared("stop_and_cont_with_events", &vm, stop_and_cont_with_events),
+        shared("async_shared_connection_with_subscribers", &vm, async_shared_connection_with_subscribers),
         shared("device_add_and_del_acknowledged_by_the_guest", &vm, device_add_and_del_acknowledged_by_the_guest),
         shared("hmp_info_on_the_running_machine", &vm, hmp_info_on_the_running_machine),
         shared("system_reset_boots_the_guest_again", &vm, system_reset_boots_the_guest_again),
         own("system_powerdown_then_shutdown", system_powerdown_then_shutdown),
     ];
     guest::run(vm, trials);
+}
+
+/// vmwire-smol's shared connection on the running guest's QMP socket: tasks
+/// query while one stops and continues the machine, and two subscribers
+/// with different filters see what they asked for.
+fn async_shared_connection_with_subscribers(guest: &Guest) {
+    use vmwire_smol::qmp::{Filter, Options, Qmp as AsyncQmp};
+    let ex = smol::LocalExecutor::new();
+    smol::block_on(ex.run(async {
+        let (qmp, driver) = AsyncQmp::connect_unix(guest.qmp_path(), Options::default()).await.unwrap().share();
+        let driver = ex.spawn(driver);
+        let mut stops = qmp.subscribe(Filter::names(["STOP"]), 8);
+        let mut both = qmp.subscribe(Filter::predicate(|e| e.name == "STOP" || e.name == "RESUME"), 8);
+        let queries: Vec<_> = (0..8)
+            .map(|_| {
+                let qmp = qmp.clone();
+                ex.spawn(async move {
+                    for _ in 0..10 {
+                        let status: Value = qmp.execute("query-status", ()).await.unwrap();
+                        assert!(status["status"] == "running" || status["status"] == "paused", "{status}");
+                    }
+                })
+            })
+            .collect();
+        qmp.execute::<Value>("stop", ()).await.unwrap();
+        qmp.execute::<Value>("cont", ()).await.unwrap();
+        for query in queries {
+            query.await;
+        }
+        assert_eq!(stops.next().await.unwrap().name, "STOP");
+        assert_eq!(both.next().await.unwrap().name, "STOP");
+        assert_eq!(both.next().await.unwrap().name, "RESUME");
+        let status: Value = qmp.execute("query-status", ()).await.unwrap();
+        assert_eq!(status["status"], "running");
+        drop((qmp, stops, both));
+        driver.await.unwrap();
+    }));
 }
 
 /// A hang guard for an event the guest causes (generous: TCG on a loaded
