@@ -30,10 +30,15 @@ struct Raw {
 }
 
 impl Raw {
-    fn connect(path: &Path) -> Raw {
+    fn connect(path: &Path, oob: bool) -> Raw {
         let mut raw = Raw { socket: UnixStream::connect(path).unwrap(), buf: vec![0; 1 << 16], len: 0 };
         raw.lines(1); // greeting
-        raw.socket.write_all(b"{\"execute\":\"qmp_capabilities\"}\r\n").unwrap();
+        let capabilities: &[u8] = if oob {
+            b"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}\r\n"
+        } else {
+            b"{\"execute\":\"qmp_capabilities\"}\r\n"
+        };
+        raw.socket.write_all(capabilities).unwrap();
         raw.lines(1);
         raw
     }
@@ -107,7 +112,7 @@ fn main() {
         (
             "raw socket, sequential (the floor)".into(),
             Box::new(|n| {
-                let mut raw = Raw::connect(path);
+                let mut raw = Raw::connect(path, false);
                 let start = Instant::now();
                 for _ in 0..n {
                     raw.socket.write_all(REQUEST).unwrap();
@@ -119,7 +124,20 @@ fn main() {
         (
             "raw socket, 64 pipelined".into(),
             Box::new(|n| {
-                let mut raw = Raw::connect(path);
+                let mut raw = Raw::connect(path, false);
+                let burst = REQUEST.repeat(64);
+                let start = Instant::now();
+                for _ in 0..n / 64 {
+                    raw.socket.write_all(&burst).unwrap();
+                    raw.lines(64);
+                }
+                start.elapsed()
+            }),
+        ),
+        (
+            "raw socket, 64 pipelined, oob".into(),
+            Box::new(|n| {
+                let mut raw = Raw::connect(path, true);
                 let burst = REQUEST.repeat(64);
                 let start = Instant::now();
                 for _ in 0..n / 64 {
