@@ -209,18 +209,11 @@ fn vmwire(args: &[&str]) -> (Option<i32>, String, String) {
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
-/// A scripted monitor on a UNIX socket in a temp dir: `script` gets the
-/// first connection. Its path, and the thread (join it to see it finished).
+/// A scripted monitor: [`common::scripted_peer`] on `hmp.sock`, with its path as text.
 fn scripted_monitor(
     script: impl FnOnce(std::os::unix::net::UnixStream) + Send + 'static,
 ) -> (tempfile::TempDir, String, std::thread::JoinHandle<()>) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hmp.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    let thread = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        script(stream);
-    });
+    let (dir, path, thread) = common::scripted_peer("hmp.sock", script);
     (dir, path.to_str().unwrap().to_owned(), thread)
 }
 

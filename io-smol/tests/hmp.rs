@@ -241,21 +241,6 @@ fn a_command_dropped_mid_wait_leaves_the_monitor_in_step() {
     });
 }
 
-/// A scripted monitor on a UNIX socket in a temp dir: `script` gets the
-/// first connection. Its path, and the thread (join it to see it finished).
-fn scripted_monitor(
-    script: impl FnOnce(std::os::unix::net::UnixStream) + Send + 'static,
-) -> (tempfile::TempDir, std::path::PathBuf, std::thread::JoinHandle<()>) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hmp.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    let thread = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        script(stream);
-    });
-    (dir, path, thread)
-}
-
 #[test]
 fn a_qmp_socket_is_not_a_monitor_said_at_once() {
     let qemu = builder().qmp().spawn().unwrap();
@@ -277,7 +262,7 @@ fn a_qmp_socket_is_not_a_monitor_said_at_once() {
 #[test]
 fn text_without_a_prompt_is_refused_past_the_banner_limit() {
     // A gigabyte with no `(qemu) ` would be held whole; the client stops at the limit.
-    let (_dir, path, monitor) = scripted_monitor(|mut s| {
+    let (_dir, path, monitor) = common::scripted_peer("hmp.sock", |mut s| {
         use std::io::Write;
         let junk = vec![b'x'; 1 << 20];
         for _ in 0..1024 {
@@ -305,7 +290,7 @@ fn text_without_a_prompt_is_refused_past_the_banner_limit() {
 
 #[test]
 fn an_echo_of_another_command_fails_the_command() {
-    let (_dir, path, monitor) = scripted_monitor(|mut s| {
+    let (_dir, path, monitor) = common::scripted_peer("hmp.sock", |mut s| {
         use std::io::{BufRead, BufReader, Write};
         s.write_all(b"QEMU 7.2.22 monitor - type 'help' for more information\r\n(qemu) ").unwrap();
         let mut line = String::new();
@@ -337,7 +322,7 @@ fn no_prompt_in_time_says_what_came() {
             r"HMP: no `(qemu) ` prompt within the time limit; got `QEMU 7.2.22 monitor\r\n\u{1b}]0;x`",
         ),
     ] {
-        let (_dir, path, monitor) = scripted_monitor(move |mut s| {
+        let (_dir, path, monitor) = common::scripted_peer("hmp.sock", move |mut s| {
             use std::io::{Read, Write};
             s.write_all(sent).unwrap();
             let _ = s.read(&mut [0; 1]); // until the client gives up

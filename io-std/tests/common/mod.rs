@@ -1,5 +1,8 @@
-//! Shared by the interop tests: finding the real peers. A missing peer fails
-//! the test with what to install; nothing is skipped.
+//! Shared by the interop tests of vmwire-std, the `vmwire` tool (cli/tests)
+//! and vmwire-smol (each includes this module by path): finding the real
+//! peers, and in the submodules starting them and scripting fake ones. A
+//! missing peer fails the test with what to install; nothing is skipped.
+//! Each test crate uses a part of it: what it leaves is not dead code.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -50,4 +53,37 @@ pub fn eventually<T>(what: &str, limit: std::time::Duration, mut ready: impl FnM
         assert!(std::time::Instant::now() < give_up, "gave up waiting: {what}");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+}
+
+pub mod negotiator;
+pub mod pty;
+pub mod qga;
+pub mod xenapi;
+
+/// A child process killed when the guard goes (also when a test fails).
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A scripted peer on a UNIX socket `name` in a temporary directory:
+/// `script` gets the first connection, in a thread. The directory (the
+/// socket goes with it), the socket's path, and the thread (join it to see
+/// the script finished).
+pub fn scripted_peer(
+    name: &str,
+    script: impl FnOnce(std::os::unix::net::UnixStream) + Send + 'static,
+) -> (tempfile::TempDir, PathBuf, std::thread::JoinHandle<()>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let thread = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        script(stream);
+    });
+    (dir, path, thread)
 }
