@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +15,7 @@ use vmwire_std::http::TlsOptions;
 use vmwire_std::xenapi::{self, PowerState, Ref, Session, XenResult};
 use vmwire_std::xmlrpc::{self, Client, Fault, Server};
 
-use common::xenapi::Peer;
+use common::xenapi::{Peer, test_certificate};
 
 impl Peer {
     fn seen(&self) -> HashMap<String, serde_json::Value> {
@@ -195,16 +195,6 @@ fn gzip_bodies_are_decoded() {
     let records = xapi.vm().get_all_records().unwrap();
     assert_eq!(records.len(), 200);
     assert_eq!(peer.seen()["accept_encoding"], "gzip");
-}
-
-fn test_certificate(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    (cert_path, key_path, cert.der().to_vec())
 }
 
 #[test]

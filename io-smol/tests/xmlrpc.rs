@@ -418,21 +418,10 @@ fn gzip_bodies_are_decoded() {
 /// HTTPS with a self-signed certificate made by rcgen.
 #[cfg(feature = "tls")]
 mod https {
-    use std::path::PathBuf;
-
     use vmwire_smol::http::TlsOptions;
 
     use super::*;
-
-    fn test_certificate(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-        std::fs::write(&cert_path, cert.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        (cert_path, key_path, cert.der().to_vec())
-    }
+    use crate::common::xenapi::test_certificate;
 
     #[test]
     fn https_verifies_certificates_by_default() {
