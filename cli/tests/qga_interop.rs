@@ -346,8 +346,7 @@ fn a_reply_over_the_limit_says_so() {
 
 #[test]
 fn a_monitor_socket_is_not_an_agent() {
-    common::require_binary(vmwire_std::qemu::QEMU_BINARY, vmwire_std::qemu::QEMU_PACKAGE);
-    let qemu = vmwire_std::qemu::Qemu::builder().qmp().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().qmp().hmp().spawn().unwrap();
     for (socket, said) in [
         (qemu.qmp_path().unwrap(), r#"got QMP's greeting: `{"QMP": {"version": {"qemu": "#),
         (qemu.hmp_path().unwrap(), "got the human monitor's banner: `QEMU 7."),

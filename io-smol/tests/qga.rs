@@ -460,8 +460,7 @@ fn what_belongs_to_no_command_is_kept_as_strays() {
 
 #[test]
 fn a_monitor_socket_is_not_an_agent_said_at_once() {
-    common::require_binary(vmwire_std::qemu::QEMU_BINARY, vmwire_std::qemu::QEMU_PACKAGE);
-    let qemu = vmwire_std::qemu::Qemu::builder().qmp().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().qmp().hmp().spawn().unwrap();
     smol::block_on(async {
         for (socket, got) in
             [(qemu.qmp_path().unwrap(), r#"{"QMP": {"version": {"qemu": "#), (qemu.hmp_path().unwrap(), "QEMU 7.")]

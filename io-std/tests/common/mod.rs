@@ -41,6 +41,13 @@ pub fn require_binary(binary: &str, package: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{binary} is not installed: apt-get install {package} (scripts/test does)"))
 }
 
+/// A QEMU to configure and start; fails the test (it does not skip) when
+/// QEMU is not installed.
+pub fn qemu_builder() -> vmwire_std::qemu::Builder {
+    require_binary(vmwire_std::qemu::QEMU_BINARY, vmwire_std::qemu::QEMU_PACKAGE);
+    vmwire_std::qemu::Qemu::builder()
+}
+
 /// Polls `ready` every few milliseconds until it yields a value; a peer
 /// that never gets there fails the test (saying `what` it was waiting for)
 /// after `limit` instead of hanging it. A guard against hangs, not a timing.
