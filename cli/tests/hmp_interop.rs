@@ -10,13 +10,8 @@ use std::time::Duration;
 
 use vmwire_proto::hmp::{Config, MAX_LINE};
 use vmwire_std::hmp::{Error, Migrate, Monitor, Options, Status};
-use vmwire_std::qemu::{QEMU_BINARY, QEMU_PACKAGE, Qemu};
+use vmwire_std::qemu::Qemu;
 use vmwire_std::qmp::Qmp;
-
-fn builder() -> vmwire_std::qemu::Builder {
-    common::require_binary(QEMU_BINARY, QEMU_PACKAGE);
-    Qemu::builder()
-}
 
 fn prelaunch() -> Status {
     Status { running: false, state: "prelaunch".into(), single_step: false }
@@ -38,7 +33,7 @@ fn exercise(hmp: &mut Monitor) {
 
 #[test]
 fn readline_monitor_on_a_unix_socket() {
-    let qemu = builder().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().hmp().spawn().unwrap();
     let mut hmp = Monitor::connect_unix(qemu.hmp_path().unwrap(), Options::default()).unwrap();
     assert!(hmp.banner().starts_with("QEMU "), "{:?}", hmp.banner());
     exercise(&mut hmp);
@@ -47,7 +42,7 @@ fn readline_monitor_on_a_unix_socket() {
 
 #[test]
 fn readline_monitor_on_a_chardev() {
-    let qemu = builder()
+    let qemu = common::qemu_builder()
         .arg("-chardev")
         .arg("socket,id=h,path={dir}/h.sock,server=on,wait=off")
         .arg("-mon")
@@ -62,7 +57,8 @@ fn readline_monitor_on_a_chardev() {
 #[test]
 fn readline_monitor_on_tcp() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _qemu = builder().arg("-monitor").arg(format!("tcp:127.0.0.1:{port},server=on,wait=off")).spawn().unwrap();
+    let _qemu =
+        common::qemu_builder().arg("-monitor").arg(format!("tcp:127.0.0.1:{port},server=on,wait=off")).spawn().unwrap();
     // The port is listening once QEMU is up; wait for that, not a fixed time.
     let mut hmp = common::eventually("QEMU to listen on TCP", Duration::from_secs(10), || {
         Monitor::connect_tcp(("127.0.0.1", port), Options::default()).ok()
@@ -72,7 +68,7 @@ fn readline_monitor_on_tcp() {
 
 #[test]
 fn hmp_over_qmp_gives_the_same_text() {
-    let qemu = builder().qmp().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().qmp().hmp().spawn().unwrap();
     let qmp = Qmp::connect_unix(qemu.qmp_path().unwrap(), Default::default()).unwrap();
     let mut over_qmp = Monitor::via_qmp(qmp, Options::default());
     exercise(&mut over_qmp);
@@ -89,7 +85,7 @@ fn hmp_over_qmp_gives_the_same_text() {
 
 #[test]
 fn output_with_lf_newlines_on_request() {
-    let qemu = builder().qmp().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().qmp().hmp().spawn().unwrap();
     let options = Options { config: Config { lf_newlines: true, ..Config::default() }, ..Options::default() };
     let mut readline = Monitor::connect_unix(qemu.hmp_path().unwrap(), options.clone()).unwrap();
     let help = readline.command("help").unwrap();
@@ -100,7 +96,7 @@ fn output_with_lf_newlines_on_request() {
 
 #[test]
 fn long_lines_and_lines_that_cannot_be_sent() {
-    let qemu = builder().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().hmp().spawn().unwrap();
     let mut hmp = Monitor::connect_unix(qemu.hmp_path().unwrap(), Options::default()).unwrap();
     // QEMU's whole line: its echo is 33 MB of redraws.
     let line = format!("info {}", "x".repeat(MAX_LINE - 5));
@@ -119,7 +115,7 @@ fn long_lines_and_lines_that_cannot_be_sent() {
 
 #[test]
 fn input_devices_and_migration() {
-    let qemu = builder().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().hmp().spawn().unwrap();
     let mut hmp = Monitor::connect_unix(qemu.hmp_path().unwrap(), Options::default()).unwrap();
     hmp.sendkey("ctrl-alt-f1", None).unwrap();
     hmp.sendkey("a", Some(10)).unwrap();
@@ -143,7 +139,7 @@ fn input_devices_and_migration() {
 
 #[test]
 fn screendump_writes_the_screen_or_says_why_not() {
-    let qemu = builder().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().hmp().spawn().unwrap();
     let mut hmp = Monitor::connect_unix(qemu.hmp_path().unwrap(), Options::default()).unwrap();
     match hmp.screendump(qemu.dir().join("none.ppm")) {
         Err(Error::Monitor(text)) => assert!(text.starts_with("Error: "), "{text}"),
@@ -159,17 +155,17 @@ fn screendump_writes_the_screen_or_says_why_not() {
 }
 
 fn qemu_with_vga() -> Qemu {
-    builder().arg("-machine").arg("pc").arg("-device").arg("VGA").hmp().spawn().unwrap()
+    common::qemu_builder().arg("-machine").arg("pc").arg("-device").arg("VGA").hmp().spawn().unwrap()
 }
 
 #[test]
 fn quit_ends_qemu() {
-    let mut qemu = builder().hmp().spawn().unwrap();
+    let mut qemu = common::qemu_builder().hmp().spawn().unwrap();
     let hmp = Monitor::connect_unix(qemu.hmp_path().unwrap(), Options::default()).unwrap();
     hmp.quit().unwrap();
     assert!(qemu.wait_exit(Duration::from_secs(10)).unwrap().is_some_and(|s| s.success()));
 
-    let mut qemu = builder().qmp().spawn().unwrap();
+    let mut qemu = common::qemu_builder().qmp().spawn().unwrap();
     let qmp = Qmp::connect_unix(qemu.qmp_path().unwrap(), Default::default()).unwrap();
     Monitor::via_qmp(qmp, Options::default()).quit().unwrap();
     assert!(qemu.wait_exit(Duration::from_secs(10)).unwrap().is_some_and(|s| s.success()));
@@ -177,7 +173,7 @@ fn quit_ends_qemu() {
 
 #[test]
 fn qemu_killed_mid_session() {
-    let mut qemu = builder().hmp().spawn().unwrap();
+    let mut qemu = common::qemu_builder().hmp().spawn().unwrap();
     let mut hmp = Monitor::connect_unix(qemu.hmp_path().unwrap(), Options::default()).unwrap();
     assert_eq!(hmp.status().unwrap(), prelaunch());
     qemu.kill().unwrap();
@@ -191,7 +187,7 @@ fn the_command_line_tool() {
     let out = std::process::Command::new(vmwire).args(["hmp", "--launch", "info", "status"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.stdout, b"VM status: paused (prelaunch)\n");
-    let qemu = builder().qmp().spawn().unwrap();
+    let qemu = common::qemu_builder().qmp().spawn().unwrap();
     let qmp = qemu.qmp_path().unwrap().to_str().unwrap();
     let out = std::process::Command::new(vmwire)
         .args(["hmp", "--via-qmp", qmp, "--crlf", "info", "status"])
@@ -209,24 +205,17 @@ fn vmwire(args: &[&str]) -> (Option<i32>, String, String) {
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
-/// A scripted monitor on a UNIX socket in a temp dir: `script` gets the
-/// first connection. Its path, and the thread (join it to see it finished).
+/// A scripted monitor: [`common::scripted_peer`] on `hmp.sock`, with its path as text.
 fn scripted_monitor(
     script: impl FnOnce(std::os::unix::net::UnixStream) + Send + 'static,
 ) -> (tempfile::TempDir, String, std::thread::JoinHandle<()>) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hmp.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    let thread = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        script(stream);
-    });
+    let (dir, path, thread) = common::scripted_peer("hmp.sock", script);
     (dir, path.to_str().unwrap().to_owned(), thread)
 }
 
 #[test]
 fn a_qmp_socket_is_not_a_monitor() {
-    let qemu = builder().qmp().spawn().unwrap();
+    let qemu = common::qemu_builder().qmp().spawn().unwrap();
     let qmp = qemu.qmp_path().unwrap().to_str().unwrap();
     let (code, stdout, stderr) = vmwire(&["hmp", "--socket", qmp, "info", "status"]);
     assert_eq!(code, Some(3), "{stderr}");
@@ -287,7 +276,7 @@ fn an_echo_of_another_command_fails_the_command() {
 
 #[test]
 fn line_breaks_and_escapes_are_refused_over_qmp_too() {
-    let qemu = builder().qmp().spawn().unwrap();
+    let qemu = common::qemu_builder().qmp().spawn().unwrap();
     let qmp = qemu.qmp_path().unwrap().to_str().unwrap();
     for bad in ["cont\nstop", "cont\r", "info status\x1b[A"] {
         let (code, stdout, stderr) = vmwire(&["hmp", "--via-qmp", qmp, bad]);

@@ -103,9 +103,9 @@ fn quit_and_unreachable_daemons() {
     assert!(text(&out.stderr).contains("cannot connect to"), "{}", text(&out.stderr));
 }
 
-#[test]
-fn the_shell_runs_lines_from_stdin() {
-    let fake = Fake::start();
+/// `vmwire minimega` (the shell) on the fake's socket, `input` on its
+/// standard input (a pipe): how it ended.
+fn shell(fake: &Fake, input: &[u8]) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vmwire"))
         .arg("minimega")
         .arg("--socket")
@@ -116,8 +116,14 @@ fn the_shell_runs_lines_from_stdin() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"version\nvm kill x\necho \"a b\"\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_shell_runs_lines_from_stdin() {
+    let fake = Fake::start();
+    let out = shell(&fake, b"version\nvm kill x\necho \"a b\"\n");
     // `vm kill x` fails, and a shell fed from a pipe says so in its status.
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
@@ -160,18 +166,7 @@ fn daemon_wide_state_is_refused_unless_allowed() {
 #[test]
 fn the_shell_refuses_daemon_wide_state_too() {
     let fake = Fake::start();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vmwire"))
-        .arg("minimega")
-        .arg("--socket")
-        .arg(fake.path())
-        .env("HOME", fake.path().parent().unwrap())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"namespace exp2\n.csv true\necho still here\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = shell(&fake, b"namespace exp2\n.csv true\necho still here\n");
     let stderr = text(&out.stderr);
     assert!(stderr.contains("bare `namespace NAME`") && stderr.contains("bare `.csv`"), "{stderr}");
     assert!(text(&out.stdout).contains("mmpeer: still here\n"));

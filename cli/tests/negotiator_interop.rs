@@ -5,11 +5,10 @@
 #[path = "../../io-std/tests/common/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
@@ -18,77 +17,7 @@ use vmwire_std::negotiator::{
 };
 use vmwire_std::transport::Stream;
 
-/// A Python `NegotiatorInterface` serving one connection on a socket it
-/// binds, with `USER_COMMANDS_DIRECTORY` pointed at our commands.
-const PYTHON_SERVER: &str = include_str!("../../io-std/tests/peers/negotiator_server.py");
-
-/// A Python `NegotiatorInterface` calling the other end of a socket: it
-/// connects (argv[2] == "connect") or waits for a connection (QEMU's
-/// chardev is the server on the host), makes its calls, prints the outcomes
-/// as one line of JSON, and closes.
-const PYTHON_CALLER: &str = include_str!("../../io-std/tests/peers/negotiator_caller.py");
-
-struct Fixture {
-    dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    /// A temporary directory with a commands directory of small scripts.
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let commands = dir.path().join("commands");
-        std::fs::create_dir(&commands).unwrap();
-        for (name, body) in [
-            ("echo-input", "cat"),
-            ("echo-args", "printf '%s|' \"$@\""),
-            ("echo-env", "printf '%s' \"$NEGOTIATOR_GUEST\""),
-            ("lines", "printf 'one\\ntwo\\n'"),
-            ("fail", "exit 3"),
-            ("sleepy", "sleep 30"),
-        ] {
-            let path = commands.join(name);
-            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        // Not executable: not a command.
-        std::fs::write(commands.join("README"), "not a command\n").unwrap();
-        Fixture { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn commands(&self) -> Commands {
-        Commands { time_limit: Some(Duration::from_secs(2)), ..Commands::in_directory(self.path("commands")) }
-    }
-
-    /// Starts a Python script and waits until it prints `ready` (if `wait`).
-    fn python(&self, script: &str, args: &[&str], wait: bool) -> (Child, BufReader<std::process::ChildStdout>) {
-        let python = common::require_python_module("negotiator_common");
-        let mut child = Command::new(python)
-            .arg("-c")
-            .arg(script)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        if wait {
-            let mut line = String::new();
-            out.read_line(&mut line).unwrap();
-            assert_eq!(line.trim(), "ready", "the Python peer did not start");
-        }
-        (child, out)
-    }
-}
-
-fn read_line(out: &mut BufReader<std::process::ChildStdout>) -> String {
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    line
-}
+use common::negotiator::{CALLER as PYTHON_CALLER, Fixture, Hostile, SERVER as PYTHON_SERVER, read_line};
 
 #[test]
 fn vmwire_calls_a_python_interface() {
@@ -182,7 +111,10 @@ fn a_python_interface_calls_the_vmwire_responder() {
 
     let result = |i: usize| outcomes[i].get("result").cloned().unwrap_or_else(|| panic!("{i}: {}", outcomes[i]));
     let error = |i: usize| outcomes[i]["error"].as_str().unwrap_or_else(|| panic!("{i}: {}", outcomes[i])).to_string();
-    assert_eq!(result(0), serde_json::json!(["echo-args", "echo-env", "echo-input", "fail", "lines", "sleepy"]));
+    assert_eq!(
+        result(0),
+        serde_json::json!(["echo-args", "echo-env", "echo-input", "fail", "lines", "sleepy", "slow"])
+    );
     assert_eq!(result(1), "caf\u{e9} \u{2603} \u{1F600}");
     assert_eq!(result(2), "vm-\u{e9}");
     assert_eq!(result(3), "\u{e9}|a b|");
@@ -202,62 +134,9 @@ fn a_python_interface_calls_the_vmwire_responder() {
     assert_eq!(result(17), result(0));
 }
 
-/// A hostile peer: raw bytes to a responder, its answers read back.
-struct Hostile {
-    stream: UnixStream,
-    server: thread::JoinHandle<Result<(), Error>>,
-    _fx: Fixture,
-}
-
 impl Hostile {
     fn new() -> Self {
-        let fx = Fixture::new();
-        let socket = fx.path("hostile.sock");
-        let server = serve_one(UnixListener::bind(&socket).unwrap(), fx.commands(), None);
-        let stream = UnixStream::connect(&socket).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Hostile { stream, server, _fx: fx }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
-    }
-
-    fn request(&mut self, body: &str) -> serde_json::Value {
-        self.send(format!("{}\n{body}", body.len()).as_bytes());
-        self.response()
-    }
-
-    /// Reads one response frame.
-    fn response(&mut self) -> serde_json::Value {
-        let mut line = Vec::new();
-        let mut byte = [0u8];
-        while self.stream.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-            line.push(byte[0]);
-        }
-        let len: usize = std::str::from_utf8(&line).unwrap().parse().unwrap();
-        let mut body = vec![0; len];
-        self.stream.read_exact(&mut body).unwrap();
-        serde_json::from_slice(&body).unwrap()
-    }
-
-    fn error(&mut self, body: &str) -> String {
-        let response = self.request(body);
-        assert_eq!(response["success"], false, "{response}");
-        response["error"].as_str().unwrap().to_owned()
-    }
-
-    /// Closes our end; the responder's outcome.
-    fn finish(self) -> Result<(), Error> {
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
-        let mut rest = Vec::new();
-        let _ = (&self.stream).read_to_end(&mut rest);
-        self.server.join().unwrap()
-    }
-
-    fn works(&mut self) {
-        let ok = self.request(r#"{"method": "execute", "args": ["echo-args", "still", "here"], "kw": {}}"#);
-        assert_eq!(ok, serde_json::json!({"success": true, "result": "still|here|"}));
+        Self::serving(|listener, commands| serve_one(listener, commands, None))
     }
 }
 
@@ -479,7 +358,7 @@ fn cli_guest_daemon_answers_a_python_host() {
     });
     let outcomes: serde_json::Value = serde_json::from_str(&read_line(&mut out)).unwrap();
     assert_eq!(outcomes[1], serde_json::json!({"result": "\u{2603}|"}));
-    assert_eq!(outcomes[0]["result"].as_array().unwrap().len(), 6);
+    assert_eq!(outcomes[0]["result"].as_array().unwrap().len(), 7);
     assert!(python.wait().unwrap().success());
     // The host closed the socket: the daemon (on a socket, not a device) ends well.
     assert_eq!(daemon.join().unwrap().0, 0);
@@ -535,42 +414,14 @@ fn without_virsh_the_error_says_so() {
     assert!(err.contains("virsh is not installed"), "{err}");
 }
 
-/// CPU time (user + system, in ticks of `USER_HZ`) this thread has used.
-fn thread_cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
+use common::pty::thread_cpu_ticks;
 
 #[test]
 fn a_call_on_a_hung_up_device_waits_for_its_deadline_without_spinning() {
     // A virtio-serial port with no host polls as hung up at once and refuses
     // writes (EAGAIN). So does a pseudo-terminal whose slave side was
     // closed, once its buffer is full: the same test without a guest.
-    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
-    grantpt(&master).unwrap();
-    unlockpt(&master).unwrap();
-    let slave_path = ptsname(&master, Vec::new()).unwrap();
-    drop(std::fs::File::open(slave_path.to_str().unwrap()).unwrap());
-    // Raw: no echo of what is written back to this side.
-    let mut termios = rustix::termios::tcgetattr(&master).unwrap();
-    termios.make_raw();
-    rustix::termios::tcsetattr(&master, rustix::termios::OptionalActions::Now, &termios).unwrap();
-    rustix::io::ioctl_fionbio(&master, true).unwrap();
-    let mut master = std::fs::File::from(master);
-    // Full: the kernel moves written bytes on to the line discipline's
-    // buffer in the background, so fill until a round takes nothing more.
-    loop {
-        let mut taken = 0;
-        while let Ok(n) = master.write(&[b'x'; 4096]) {
-            taken += n;
-        }
-        if taken == 0 {
-            break;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
+    let master = common::pty::hung_up_and_full();
 
     let options = Options { timeout: Some(Duration::from_secs(2)), ..Options::default() };
     let mut channel = Channel::new(Stream::Device(master), "the pty", options);

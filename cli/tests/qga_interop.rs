@@ -7,8 +7,8 @@ mod common;
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use vmwire_proto::Machine;
@@ -17,74 +17,12 @@ use vmwire_proto::qga::{Client, Config, Event};
 use vmwire_std::qga::{Agent, Error, ExitStatus, Options, Shutdown};
 use vmwire_std::transport::{Conn, Stream, deadline};
 
-/// A qemu-ga listening on `dir/qga.sock`, killed on drop.
-struct Ga {
-    child: Child,
-    dir: tempfile::TempDir,
-}
+use common::qga::{Ga, returns, scripted_agent};
 
 impl Ga {
-    fn start(blocked: &[&str]) -> Ga {
-        let dir = tempfile::Builder::new().prefix("vmwire-qga-").tempdir().unwrap();
-        let child = Self::spawn(dir.path(), blocked);
-        Ga { child, dir }
-    }
-
-    fn spawn(dir: &Path, blocked: &[&str]) -> Child {
-        let binary = common::require_binary("qemu-ga", "qemu-guest-agent");
-        let socket = dir.join("qga.sock");
-        let _ = std::fs::remove_file(&socket);
-        let mut cmd = Command::new(binary);
-        cmd.arg("--method").arg("unix-listen").arg("--path").arg(&socket);
-        cmd.arg("--statedir").arg(dir).arg("--pidfile").arg(dir.join("pid")).arg("--logfile").arg(dir.join("log"));
-        if !blocked.is_empty() {
-            cmd.arg("-b").arg(blocked.join(","));
-        }
-        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        common::eventually("qemu-ga to listen", Duration::from_secs(10), || {
-            assert!(child.try_wait().unwrap().is_none(), "qemu-ga exited: {}", log(dir));
-            socket.exists().then_some(())
-        });
-        child
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("qga.sock")
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).to_str().unwrap().to_owned()
-    }
-
     fn connect(&self) -> Agent {
         Agent::connect_unix(self.socket(), Options::default()).expect("connect and sync")
     }
-
-    /// The agent's open file descriptors.
-    fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).unwrap().count()
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn restart(&mut self) {
-        self.kill();
-        self.child = Self::spawn(self.dir.path(), &[]);
-    }
-}
-
-impl Drop for Ga {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn log(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("log")).unwrap_or_default()
 }
 
 #[test]
@@ -317,94 +255,25 @@ fn the_command_line_tool() {
     assert_eq!(out.stdout, data);
 }
 
-/// A pseudo-terminal: its controlling side, and the path of the terminal.
-fn pty() -> (std::fs::File, PathBuf) {
-    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
-    grantpt(&master).unwrap();
-    unlockpt(&master).unwrap();
-    let name = ptsname(&master, Vec::new()).unwrap();
-    (std::fs::File::from(master), PathBuf::from(name.to_str().unwrap()))
-}
-
-/// Copies bytes from one pty's controlling side to another's until either closes.
-fn relay(mut from: std::fs::File, mut to: std::fs::File) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        use std::io::Read;
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = from.read(&mut buf) {
-            if to.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-    })
-}
-
 #[test]
 fn over_a_character_device() {
     // qemu-ga on one terminal (it makes its end raw), the client on another
     // (open_device must make its end raw too, or the terminal would echo
     // and line-edit the JSON), the two wired back to back like a serial cable.
-    let (agent_side, agent_tty) = pty();
-    let (client_side, client_tty) = pty();
-    // Each terminal stays open here (never read) for the whole test: a
-    // terminal closed by everyone hangs up, and the wire would end early.
-    let holders = [std::fs::File::open(&agent_tty).unwrap(), std::fs::File::open(&client_tty).unwrap()];
-    let wires =
-        [relay(agent_side.try_clone().unwrap(), client_side.try_clone().unwrap()), relay(client_side, agent_side)];
-    let dir = tempfile::Builder::new().prefix("vmwire-qga-").tempdir().unwrap();
-    let binary = common::require_binary("qemu-ga", "qemu-guest-agent");
-    let ga = Command::new(binary)
-        .arg("--method")
-        .arg("isa-serial")
-        .arg("--path")
-        .arg(&agent_tty)
-        .arg("--statedir")
-        .arg(dir.path())
-        .arg("--pidfile")
-        .arg(dir.path().join("pid"))
-        .arg("--logfile")
-        .arg(dir.path().join("log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let ga = scopeguard(ga);
-    // The agent is there once it has made its terminal raw.
-    // qemu-ga puts its end of the terminal in raw mode once it has it open.
-    common::eventually(&format!("qemu-ga to take {}", agent_tty.display()), Duration::from_secs(10), || {
-        let termios = rustix::termios::tcgetattr(&holders[0]).unwrap();
-        (!termios.local_modes.contains(rustix::termios::LocalModes::ICANON)).then_some(())
-    });
-    let mut agent = Agent::open_device(&client_tty, Options::default()).unwrap();
+    let cable = common::pty::Cable::new();
+    let ga = Ga::serial(&cable.peer);
+    cable.wait_raw("qemu-ga");
+    let mut agent = Agent::open_device(&cable.client, Options::default()).unwrap();
     agent.ping().unwrap();
     let data: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
-    let path = dir.path().join("over the wire").to_str().unwrap().to_owned();
+    let path = ga.path("over the wire");
     agent.write_file(&path, &data).unwrap();
     assert_eq!(agent.read_file(&path).unwrap(), data);
     let out = agent.exec("/bin/echo", &["over", "a", "tty"], &[], None).unwrap();
     assert_eq!(out.stdout, b"over a tty\n");
     agent.close();
     drop(ga);
-    drop(holders);
-    for wire in wires {
-        wire.join().unwrap();
-    }
-}
-
-/// A child process killed when the guard goes (also when a test fails).
-struct Killed(Child);
-
-fn scopeguard(child: Child) -> Killed {
-    Killed(child)
-}
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    cable.finish();
 }
 
 /// Runs `vmwire qga --socket SOCKET ARGS…`; its exit status, standard output and standard error.
@@ -412,43 +281,6 @@ fn vmwire_qga(socket: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let out =
         Command::new(env!("CARGO_BIN_EXE_vmwire")).arg("qga").arg("--socket").arg(socket).args(args).output().unwrap();
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-/// A hostile agent on a UNIX socket: answers the sync as qemu-ga does,
-/// then each command with `reply(name)` (a JSON `return` value, as text),
-/// for one connection. Its socket, and the thread.
-fn scripted_agent(
-    reply: impl Fn(&str) -> Vec<u8> + Send + 'static,
-) -> (tempfile::TempDir, PathBuf, std::thread::JoinHandle<()>) {
-    use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("qga.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    let thread = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut out = stream.try_clone().unwrap();
-        let mut lines = BufReader::new(stream);
-        let mut line = Vec::new();
-        while lines.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-            let text = String::from_utf8_lossy(&line).trim_start_matches('\u{fffd}').to_string();
-            line.clear();
-            let request: serde_json::Value = serde_json::from_str(&text).unwrap();
-            let name = request["execute"].as_str().unwrap();
-            // The sync's answer opens with a raw 0xFF byte.
-            let answer = if name == "guest-sync-delimited" {
-                [&[0xff][..], format!("{{\"return\": {}}}\n", request["arguments"]["id"]).as_bytes()].concat()
-            } else {
-                let mut answer = b"{\"return\": ".to_vec();
-                answer.extend(reply(name));
-                answer.extend(format!(", \"id\": {}}}\n", request["id"]).as_bytes());
-                answer
-            };
-            if out.write_all(&answer).is_err() {
-                return; // the client hung up
-            }
-        }
-    });
-    (dir, path, thread)
 }
 
 #[test]
@@ -473,9 +305,9 @@ fn exec_never_turns_a_guest_failure_into_success() {
         (r#"{"exited": true, "signal": 0}"#, 129),
         (r#"{"exited": true, "exitcode": 0}"#, 0),
     ] {
-        let (_dir, socket, agent) = scripted_agent(move |name| match name {
-            "guest-exec" => br#"{"pid": 1}"#.to_vec(),
-            _ => status.as_bytes().to_vec(),
+        let (_dir, socket, agent) = scripted_agent(move |name, id| match name {
+            "guest-exec" => returns(br#"{"pid": 1}"#, id),
+            _ => returns(status.as_bytes(), id),
         });
         let (code, _, stderr) = vmwire_qga(&socket, &["exec", "--", "/bin/true"]);
         assert_eq!(code, Some(expected), "{status}: {stderr}");
@@ -486,9 +318,9 @@ fn exec_never_turns_a_guest_failure_into_success() {
 #[test]
 fn a_reply_over_the_limit_says_so() {
     // 100 MB of return value: over the 64 MiB default.
-    let (_dir, socket, agent) = scripted_agent(|name| match name {
-        "guest-get-osinfo" => [&b"\""[..], &vec![b'a'; 100 << 20], b"\""].concat(),
-        _ => b"{}".to_vec(),
+    let (_dir, socket, agent) = scripted_agent(|name, id| match name {
+        "guest-get-osinfo" => returns(&[&b"\""[..], &vec![b'a'; 100 << 20], b"\""].concat(), id),
+        _ => returns(b"{}", id),
     });
     let (code, stdout, stderr) = vmwire_qga(&socket, &["guest-get-osinfo"]);
     assert_eq!((code, stdout.as_str()), (Some(3), ""), "{stderr}");
@@ -496,9 +328,9 @@ fn a_reply_over_the_limit_says_so() {
     agent.join().unwrap();
 
     // The library goes on with the session after it.
-    let (_dir, socket, agent) = scripted_agent(|name| match name {
-        "guest-get-osinfo" => [&b"\""[..], &vec![b'a'; 2000], b"\""].concat(),
-        _ => b"{}".to_vec(),
+    let (_dir, socket, agent) = scripted_agent(|name, id| match name {
+        "guest-get-osinfo" => returns(&[&b"\""[..], &vec![b'a'; 2000], b"\""].concat(), id),
+        _ => returns(b"{}", id),
     });
     let mut config = Config::default();
     config.limits.max_message = 1000;
@@ -514,8 +346,7 @@ fn a_reply_over_the_limit_says_so() {
 
 #[test]
 fn a_monitor_socket_is_not_an_agent() {
-    common::require_binary(vmwire_std::qemu::QEMU_BINARY, vmwire_std::qemu::QEMU_PACKAGE);
-    let qemu = vmwire_std::qemu::Qemu::builder().qmp().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().qmp().hmp().spawn().unwrap();
     for (socket, said) in [
         (qemu.qmp_path().unwrap(), r#"got QMP's greeting: `{"QMP": {"version": {"qemu": "#),
         (qemu.hmp_path().unwrap(), "got the human monitor's banner: `QEMU 7."),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use vmwire_std::qemu::{QEMU_BINARY, QEMU_PACKAGE, Qemu};
+use vmwire_std::qemu::{QEMU_BINARY, QEMU_PACKAGE};
 use vmwire_std::qmp::{Error, Options, Qmp};
 
 /// A guard against hangs, not a timing: a run that takes this long has hung.
@@ -68,8 +68,7 @@ fn launch_quits_over_its_own_connection() {
 /// time limit is far away, so only recognising the banner ends the run.
 #[test]
 fn human_monitor_socket_is_named_at_once() {
-    common::require_binary(QEMU_BINARY, QEMU_PACKAGE);
-    let qemu = Qemu::builder().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().hmp().spawn().unwrap();
     let socket = qemu.hmp_path().unwrap().to_str().unwrap().to_owned();
     let out = run(&["qmp", "--socket", &socket, "--timeout", "600", "query-status"]);
     assert_eq!(out.status.code(), Some(3));
@@ -85,8 +84,7 @@ fn human_monitor_socket_is_named_at_once() {
 /// says nothing, and the error says why that probably is.
 #[test]
 fn held_qmp_socket_is_explained() {
-    common::require_binary(QEMU_BINARY, QEMU_PACKAGE);
-    let qemu = Qemu::builder().qmp().spawn().unwrap();
+    let qemu = common::qemu_builder().qmp().spawn().unwrap();
     let _holder = Qmp::connect_unix(qemu.qmp_path().unwrap(), Options::default()).unwrap();
     let socket = qemu.qmp_path().unwrap().to_str().unwrap().to_owned();
     let out = run(&["qmp", "--socket", &socket, "--timeout", "0.5", "query-status"]);
@@ -185,8 +183,7 @@ fn malformed_reply_is_named() {
 /// which is a failure (exit 3), said on stderr.
 #[test]
 fn events_exit_3_when_qemu_is_killed() {
-    common::require_binary(QEMU_BINARY, QEMU_PACKAGE);
-    let mut qemu = Qemu::builder().qmp().spawn().unwrap();
+    let mut qemu = common::qemu_builder().qmp().spawn().unwrap();
     let socket = qemu.qmp_path().unwrap().to_str().unwrap().to_owned();
     let mut child = vmwire().args(["qmp", "--socket", &socket, "--events"]).spawn().unwrap();
     let guard = KillOnDrop(child.id());

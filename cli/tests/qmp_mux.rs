@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use vmwire_std::qemu::{QEMU_BINARY, QEMU_PACKAGE, Qemu};
+use vmwire_std::qemu::Qemu;
 use vmwire_std::qmp::{Options, Qmp};
 
 /// QEMU, and the mux in front of it (its socket, its process).
@@ -24,8 +24,7 @@ struct Setup {
 }
 
 fn setup(extra: &[&str]) -> Setup {
-    common::require_binary(QEMU_BINARY, QEMU_PACKAGE);
-    let qemu = Qemu::builder().qmp().spawn().unwrap();
+    let qemu = common::qemu_builder().qmp().spawn().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("mux.sock");
     let mux = Command::new(env!("CARGO_BIN_EXE_vmwire"))
@@ -223,8 +222,7 @@ fn slow_and_vanished_clients_hold_nobody_up_and_qemu_gone_ends_it_all() {
 /// mux at once with its socket removed, and QEMU's monitor is free again.
 #[test]
 fn a_stale_socket_is_replaced_and_sigterm_cleans_up() {
-    common::require_binary(QEMU_BINARY, QEMU_PACKAGE);
-    let qemu = Qemu::builder().qmp().spawn().unwrap();
+    let qemu = common::qemu_builder().qmp().spawn().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("mux.sock");
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());

@@ -21,8 +21,7 @@ use vmwire_std::qemu::{QEMU_BINARY, QEMU_PACKAGE, Qemu};
 use vmwire_std::qmp::{Error, Options, Qmp};
 
 fn launch() -> (Qemu, Qmp) {
-    common::require_binary(QEMU_BINARY, QEMU_PACKAGE);
-    let qemu = Qemu::builder().qmp().spawn().expect("QEMU starts");
+    let qemu = common::qemu_builder().qmp().spawn().expect("QEMU starts");
     let qmp = Qmp::connect_unix(qemu.qmp_path().unwrap(), Options::default()).expect("connect");
     (qemu, qmp)
 }
@@ -152,8 +151,7 @@ fn checker_agrees_with_qemus_validation() {
 
 #[test]
 fn client_checks_before_sending_when_asked() {
-    common::require_binary(QEMU_BINARY, QEMU_PACKAGE);
-    let qemu = Qemu::builder().qmp().spawn().expect("QEMU starts");
+    let qemu = common::qemu_builder().qmp().spawn().expect("QEMU starts");
     let options = Options { check: true, ..Options::default() };
     let mut qmp = Qmp::connect_unix(qemu.qmp_path().unwrap(), options).expect("connect");
     assert_eq!(qmp.schema().unwrap().view().len(), 1051);

@@ -149,23 +149,8 @@ fn qemu_qmp_and_hmp() {
 
 #[test]
 fn qemu_guest_agent() {
-    let binary = common::require_binary("qemu-ga", "qemu-guest-agent");
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("qga.sock");
-    let child = Command::new(binary)
-        .args(["--method", "unix-listen", "--path"])
-        .arg(&socket)
-        .arg("--statedir")
-        .arg(dir.path())
-        .arg("--pidfile")
-        .arg(dir.path().join("pid"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _ga = Killed::new(child);
-    wait_for_socket(&socket);
+    let ga = common::qga::Ga::start(&[]);
+    let socket = ga.socket();
     // The client opens with a random sync id: the replay maps it.
     let (output, summary) = record_then_replay("qga", socket.to_str().unwrap(), Some(1), |socket| {
         run(&["qga", "--socket", "SOCKET", "guest-get-host-name"], socket)
@@ -174,44 +159,14 @@ fn qemu_guest_agent() {
     assert!(summary.contains(r#"{"execute":"guest-sync-delimited","arguments":{"id":"#), "{summary}");
 }
 
-/// negotiator-common's `NegotiatorInterface` serving one connection.
-const NEGOTIATOR_SERVER: &str = r#"
-import logging, socket, sys
-logging.disable(logging.CRITICAL)
-import negotiator_common
-negotiator_common.USER_COMMANDS_DIRECTORY = sys.argv[2]
-from negotiator_common import NegotiatorInterface
-server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-server.bind(sys.argv[1])
-server.listen(1)
-server.settimeout(60)
-print("ready", flush=True)
-conn, _ = server.accept()
-interface = NegotiatorInterface(conn.makefile("rw", encoding="utf-8"), "test")
-try:
-    interface.enter_main_loop()
-except Exception:
-    pass
-"#;
-
 #[test]
 fn negotiator_common() {
-    let python = common::require_python_module("negotiator_common");
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("negotiator.sock");
-    std::fs::create_dir(dir.path().join("commands")).unwrap();
-    let mut child = Command::new(python)
-        .arg("-c")
-        .arg(NEGOTIATOR_SERVER)
-        .arg(&socket)
-        .arg(dir.path().join("commands"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
+    let commands = dir.path().join("commands");
+    std::fs::create_dir(&commands).unwrap();
+    let args = [socket.to_str().unwrap(), commands.to_str().unwrap()];
+    let (child, _) = common::negotiator::python(common::negotiator::SERVER, &args, true);
     let _peer = Killed::new(child);
     let (output, summary) = record_then_replay("negotiator", socket.to_str().unwrap(), Some(1), |socket| {
         let options = vmwire_std::negotiator::Options::default();
@@ -230,14 +185,8 @@ fn negotiator_common() {
 
 #[test]
 fn xenapi_over_python_xmlrpc_server() {
-    let python = common::require_python_module("XenAPI");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../io-std/tests/peers/xenapi_server.py");
-    let mut child = Command::new(python).arg(script).stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let port: u16 =
-        line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
-    let _peer = Killed::new(child);
+    let peer = common::xenapi::Peer::start(&[]);
+    let port = peer.port;
     // Python's server speaks HTTP/1.0: a connection per call. The recorder
     // is stopped once the client is done.
     let (output, summary) = record_then_replay("xmlrpc", &format!("127.0.0.1:{port}"), None, |socket| {
@@ -303,12 +252,8 @@ fn sdk_client(python: &Path, address: &str) -> String {
 #[test]
 fn the_xenapi_sdk_over_tcp() {
     let python = common::require_python_module("XenAPI");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../io-std/tests/peers/xenapi_server.py");
-    let mut child = Command::new(&python).arg(script).stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let port = line.trim().strip_prefix("PORT ").unwrap_or_else(|| panic!("{line:?}")).to_string();
-    let _peer = Killed::new(child);
+    let peer = common::xenapi::Peer::start(&[]);
+    let port = peer.port;
     let dir = tempfile::tempdir().unwrap();
     let txn = dir.path().join("sdk.txn");
 

@@ -431,48 +431,11 @@ fn a_dead_peer_ends_the_shell_at_the_prompt_and_restores_the_terminal() {
     assert!(settings.local_modes.contains(LocalModes::ICANON | LocalModes::ECHO | LocalModes::ISIG));
 }
 
-/// A qemu-ga listening on `dir/qga.sock`, killed on drop.
-struct Ga {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Ga {
-    fn start() -> Ga {
-        let dir = tempfile::Builder::new().prefix("vmwire-shell-qga-").tempdir().unwrap();
-        let socket = dir.path().join("qga.sock");
-        let mut child = Command::new(common::require_binary("qemu-ga", "qemu-guest-agent"))
-            .args(["--method", "unix-listen", "--path"])
-            .arg(&socket)
-            .arg("--statedir")
-            .arg(dir.path())
-            .arg("--pidfile")
-            .arg(dir.path().join("pid"))
-            .arg("--logfile")
-            .arg(dir.path().join("log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        common::eventually("qemu-ga to listen", Duration::from_secs(10), || {
-            assert!(child.try_wait().unwrap().is_none(), "qemu-ga exited");
-            socket.exists().then_some(())
-        });
-        Ga { child, dir }
-    }
-}
-
-impl Drop for Ga {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::qga::Ga;
 
 #[test]
 fn the_qga_shell_runs_exec_cat_and_put() {
-    let ga = Ga::start();
+    let ga = Ga::start(&[]);
     let dir = ga.dir.path();
     let local = dir.join("local.txt");
     std::fs::write(&local, "from the host\n").unwrap();
@@ -509,7 +472,7 @@ fn the_hmp_shell_ends_after_quit_and_reads_no_further() {
 
 #[test]
 fn ctrl_c_in_the_qga_shell_discards_the_late_reply() {
-    let ga = Ga::start();
+    let ga = Ga::start(&[]);
     let home = tempfile::tempdir().unwrap();
     let sock = ga.dir.path().join("qga.sock");
     let mut term = Terminal::spawn(&["qga", "--socket", sock.to_str().unwrap()], home.path());

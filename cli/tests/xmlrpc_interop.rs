@@ -6,9 +6,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,44 +15,13 @@ use vmwire_std::http::TlsOptions;
 use vmwire_std::xenapi::{self, PowerState, Ref, Session, XenResult};
 use vmwire_std::xmlrpc::{self, Client, Fault, Server};
 
-/// `tests/peers/xenapi_server.py`, listening on a free port; killed on drop.
-struct Peer {
-    child: Child,
-    port: u16,
-}
+use common::xenapi::{Peer, test_certificate};
 
 impl Peer {
-    fn start(args: &[&str]) -> Peer {
-        let python = common::require_python_module("XenAPI");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../io-std/tests/peers/xenapi_server.py");
-        let mut child = Command::new(python)
-            .arg(script)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the Python peer");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
-        Peer { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
-    }
-
     fn seen(&self) -> HashMap<String, serde_json::Value> {
         let mut rpc = Client::connect(&self.url()).unwrap();
         let v: serde_json::Value = rpc.call_json("debug.seen", ()).unwrap();
         serde_json::from_value(v["Value"].clone()).unwrap()
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -227,16 +195,6 @@ fn gzip_bodies_are_decoded() {
     let records = xapi.vm().get_all_records().unwrap();
     assert_eq!(records.len(), 200);
     assert_eq!(peer.seen()["accept_encoding"], "gzip");
-}
-
-fn test_certificate(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    (cert_path, key_path, cert.der().to_vec())
 }
 
 #[test]

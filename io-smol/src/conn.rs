@@ -7,9 +7,9 @@
 //! operation ([`vmwire_proto::op`]) to its end; what to do next is
 //! [`op::Progress`]'s decision, the loop here only waits, writes and reads.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
@@ -24,6 +24,7 @@ use futures_lite::future;
 use vmwire_proto::Machine;
 use vmwire_proto::op::{self, Inbox, Operation};
 
+use vmwire_std::transport;
 pub use vmwire_std::transport::{Address, DriveError, Outcome, deadline};
 
 /// A byte stream to a peer: a UNIX socket, a TCP connection, or a
@@ -37,11 +38,6 @@ pub enum Stream {
     Tcp(Async<TcpStream>),
     /// A character device opened read-write.
     Device(Async<File>),
-}
-
-/// `e`, its message prefixed with the path it is about; its kind kept.
-fn at(path: &Path, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 /// `work`, or [`io::ErrorKind::TimedOut`] saying `what` if `deadline` passes first.
@@ -69,7 +65,7 @@ impl Stream {
         use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
         let path = path.as_ref();
         let give_up = deadline(timeout);
-        let addr = SocketAddrUnix::new(path).map_err(|e| at(path, e.into()))?;
+        let addr = SocketAddrUnix::new(path).map_err(|e| transport::at(path, e.into()))?;
         let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
         let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
         loop {
@@ -83,7 +79,7 @@ impl Stream {
                     let why = format!("{} took no connection within {timeout:?} (its queue is full)", path.display());
                     return Err(io::Error::new(io::ErrorKind::TimedOut, why));
                 }
-                Err(e) => return Err(at(path, e.into())),
+                Err(e) => return Err(transport::at(path, e.into())),
             }
         }
         Ok(Stream::Unix(Async::new(UnixStream::from(fd))?))
@@ -112,14 +108,7 @@ impl Stream {
     /// writing, non-blocking. A terminal is put in raw mode first, so that
     /// every byte passes as it is.
     pub fn open_device(path: impl AsRef<Path>) -> io::Result<Self> {
-        let path = path.as_ref();
-        let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| at(path, e))?;
-        if rustix::termios::isatty(&file) {
-            let mut termios = rustix::termios::tcgetattr(&file)?;
-            termios.make_raw();
-            rustix::termios::tcsetattr(&file, rustix::termios::OptionalActions::Now, &termios)?;
-        }
-        Ok(Stream::Device(Async::new(file)?))
+        Ok(Stream::Device(Async::new(transport::open_raw(path.as_ref())?)?))
     }
 
     /// Shuts down both directions (sockets only; devices are left as they are).
@@ -258,18 +247,12 @@ impl PassFds for Async<UnixStream> {
         bytes: &[u8],
         fds: &[BorrowedFd<'_>],
     ) -> Poll<io::Result<usize>> {
-        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
         loop {
-            let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
-            let mut control = SendAncillaryBuffer::new(&mut space);
-            if !control.push(SendAncillaryMessage::ScmRights(fds)) {
-                return Poll::Ready(Err(io::Error::other("ancillary buffer too small")));
-            }
-            match sendmsg(self.get_ref(), &[IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL) {
+            match transport::send_fds(self.get_ref(), bytes, fds) {
                 Ok(n) => return Poll::Ready(Ok(n)),
-                Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => ready!(self.poll_writable(cx))?,
-                Err(e) => return Poll::Ready(Err(e.into())),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(self.poll_writable(cx))?,
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
@@ -284,10 +267,7 @@ impl PassFds for Stream {
     ) -> Poll<io::Result<usize>> {
         match self {
             Stream::Unix(s) => s.poll_send_with_fds(cx, bytes, fds),
-            _ => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "file descriptors can only be passed over a UNIX socket",
-            ))),
+            _ => Poll::Ready(Err(transport::fds_unsupported())),
         }
     }
 }

@@ -14,12 +14,7 @@ use async_io::Timer;
 use futures_lite::future;
 use vmwire_proto::hmp::{Config, MAX_LINE};
 use vmwire_smol::hmp::{Error, Migrate, Monitor, Options, Status};
-use vmwire_std::qemu::{QEMU_BINARY, QEMU_PACKAGE, Qemu};
-
-fn builder() -> vmwire_std::qemu::Builder {
-    common::require_binary(QEMU_BINARY, QEMU_PACKAGE);
-    Qemu::builder()
-}
+use vmwire_std::qemu::Qemu;
 
 fn prelaunch() -> Status {
     Status { running: false, state: "prelaunch".into(), single_step: false }
@@ -45,7 +40,7 @@ async fn exercise(hmp: &mut Monitor) {
 
 #[test]
 fn readline_monitor_on_a_unix_socket() {
-    let qemu = builder().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().hmp().spawn().unwrap();
     smol::block_on(async {
         let mut hmp = connect(&qemu).await;
         assert!(hmp.banner().starts_with("QEMU "), "{:?}", hmp.banner());
@@ -56,7 +51,7 @@ fn readline_monitor_on_a_unix_socket() {
 
 #[test]
 fn readline_monitor_on_a_chardev() {
-    let qemu = builder()
+    let qemu = common::qemu_builder()
         .arg("-chardev")
         .arg("socket,id=h,path={dir}/h.sock,server=on,wait=off")
         .arg("-mon")
@@ -74,7 +69,7 @@ fn readline_monitor_on_a_chardev() {
 /// monitor's text; a QMP task runs beside them on the same connection.
 #[test]
 fn hmp_over_a_shared_qmp_connection_gives_the_same_text() {
-    let qemu = builder().qmp().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().qmp().hmp().spawn().unwrap();
     let ex = smol::LocalExecutor::new();
     smol::block_on(ex.run(async {
         let qmp = vmwire_smol::qmp::Qmp::connect_unix(qemu.qmp_path().unwrap(), Default::default()).await.unwrap();
@@ -99,7 +94,8 @@ fn hmp_over_a_shared_qmp_connection_gives_the_same_text() {
 #[test]
 fn readline_monitor_on_tcp() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _qemu = builder().arg("-monitor").arg(format!("tcp:127.0.0.1:{port},server=on,wait=off")).spawn().unwrap();
+    let _qemu =
+        common::qemu_builder().arg("-monitor").arg(format!("tcp:127.0.0.1:{port},server=on,wait=off")).spawn().unwrap();
     // The port is listening once QEMU is up; wait for that, not a fixed time.
     let mut hmp = common::eventually("QEMU to listen on TCP", Duration::from_secs(10), || {
         smol::block_on(Monitor::connect_tcp(("127.0.0.1", port), Options::default())).ok()
@@ -109,7 +105,7 @@ fn readline_monitor_on_tcp() {
 
 #[test]
 fn output_with_lf_newlines_on_request() {
-    let qemu = builder().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().hmp().spawn().unwrap();
     let options = Options { config: Config { lf_newlines: true, ..Config::default() }, ..Options::default() };
     smol::block_on(async {
         let mut readline = Monitor::connect_unix(qemu.hmp_path().unwrap(), options).await.unwrap();
@@ -120,7 +116,7 @@ fn output_with_lf_newlines_on_request() {
 
 #[test]
 fn long_lines_and_lines_that_cannot_be_sent() {
-    let qemu = builder().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().hmp().spawn().unwrap();
     smol::block_on(async {
         let mut hmp = connect(&qemu).await;
         // QEMU's whole line: its echo is 33 MB of redraws.
@@ -140,7 +136,7 @@ fn long_lines_and_lines_that_cannot_be_sent() {
 
 #[test]
 fn input_devices_and_migration() {
-    let qemu = builder().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().hmp().spawn().unwrap();
     smol::block_on(async {
         let mut hmp = connect(&qemu).await;
         hmp.sendkey("ctrl-alt-f1", None).await.unwrap();
@@ -168,8 +164,8 @@ fn input_devices_and_migration() {
 
 #[test]
 fn screendump_writes_the_screen_or_says_why_not() {
-    let qemu = builder().hmp().spawn().unwrap();
-    let with_vga = builder().arg("-machine").arg("pc").arg("-device").arg("VGA").hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().hmp().spawn().unwrap();
+    let with_vga = common::qemu_builder().arg("-machine").arg("pc").arg("-device").arg("VGA").hmp().spawn().unwrap();
     smol::block_on(async {
         let mut hmp = connect(&qemu).await;
         match hmp.screendump(qemu.dir().join("none.ppm")).await {
@@ -187,14 +183,14 @@ fn screendump_writes_the_screen_or_says_why_not() {
 
 #[test]
 fn quit_ends_qemu() {
-    let mut qemu = builder().hmp().spawn().unwrap();
+    let mut qemu = common::qemu_builder().hmp().spawn().unwrap();
     smol::block_on(async { connect(&qemu).await.quit().await.unwrap() });
     assert!(qemu.wait_exit(Duration::from_secs(10)).unwrap().is_some_and(|s| s.success()));
 }
 
 #[test]
 fn qemu_killed_mid_session() {
-    let mut qemu = builder().hmp().spawn().unwrap();
+    let mut qemu = common::qemu_builder().hmp().spawn().unwrap();
     smol::block_on(async {
         let mut hmp = connect(&qemu).await;
         assert_eq!(hmp.status().await.unwrap(), prelaunch());
@@ -211,7 +207,7 @@ fn signal(pid: u32, signal: &str) {
 
 #[test]
 fn a_command_dropped_mid_wait_leaves_the_monitor_in_step() {
-    let qemu = builder().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().hmp().spawn().unwrap();
     smol::block_on(async {
         let mut hmp = connect(&qemu).await;
         // QEMU stopped: no prompt can come before the futures are dropped.
@@ -241,24 +237,9 @@ fn a_command_dropped_mid_wait_leaves_the_monitor_in_step() {
     });
 }
 
-/// A scripted monitor on a UNIX socket in a temp dir: `script` gets the
-/// first connection. Its path, and the thread (join it to see it finished).
-fn scripted_monitor(
-    script: impl FnOnce(std::os::unix::net::UnixStream) + Send + 'static,
-) -> (tempfile::TempDir, std::path::PathBuf, std::thread::JoinHandle<()>) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hmp.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    let thread = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        script(stream);
-    });
-    (dir, path, thread)
-}
-
 #[test]
 fn a_qmp_socket_is_not_a_monitor_said_at_once() {
-    let qemu = builder().qmp().spawn().unwrap();
+    let qemu = common::qemu_builder().qmp().spawn().unwrap();
     smol::block_on(async {
         match Monitor::connect_unix(qemu.qmp_path().unwrap(), Options::default()).await {
             Err(e @ Error::Banner { error: vmwire_proto::hmp::Error::NotHmp, .. }) => {
@@ -277,7 +258,7 @@ fn a_qmp_socket_is_not_a_monitor_said_at_once() {
 #[test]
 fn text_without_a_prompt_is_refused_past_the_banner_limit() {
     // A gigabyte with no `(qemu) ` would be held whole; the client stops at the limit.
-    let (_dir, path, monitor) = scripted_monitor(|mut s| {
+    let (_dir, path, monitor) = common::scripted_peer("hmp.sock", |mut s| {
         use std::io::Write;
         let junk = vec![b'x'; 1 << 20];
         for _ in 0..1024 {
@@ -305,7 +286,7 @@ fn text_without_a_prompt_is_refused_past_the_banner_limit() {
 
 #[test]
 fn an_echo_of_another_command_fails_the_command() {
-    let (_dir, path, monitor) = scripted_monitor(|mut s| {
+    let (_dir, path, monitor) = common::scripted_peer("hmp.sock", |mut s| {
         use std::io::{BufRead, BufReader, Write};
         s.write_all(b"QEMU 7.2.22 monitor - type 'help' for more information\r\n(qemu) ").unwrap();
         let mut line = String::new();
@@ -337,7 +318,7 @@ fn no_prompt_in_time_says_what_came() {
             r"HMP: no `(qemu) ` prompt within the time limit; got `QEMU 7.2.22 monitor\r\n\u{1b}]0;x`",
         ),
     ] {
-        let (_dir, path, monitor) = scripted_monitor(move |mut s| {
+        let (_dir, path, monitor) = common::scripted_peer("hmp.sock", move |mut s| {
             use std::io::{Read, Write};
             s.write_all(sent).unwrap();
             let _ = s.read(&mut [0; 1]); // until the client gives up

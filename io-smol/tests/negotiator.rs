@@ -7,11 +7,9 @@
 #[path = "../../io-std/tests/common/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
@@ -24,74 +22,7 @@ use vmwire_smol::negotiator::{
 };
 use vmwire_smol::{Conn, Stream};
 
-/// negotiator-common's side of the std interop tests, the same for both clients.
-fn python_program(name: &str) -> &'static str {
-    match name {
-        "PYTHON_SERVER" => include_str!("../../io-std/tests/peers/negotiator_server.py"),
-        "PYTHON_CALLER" => include_str!("../../io-std/tests/peers/negotiator_caller.py"),
-        other => panic!("no Python program {other}"),
-    }
-}
-
-struct Fixture {
-    dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    /// A temporary directory with a commands directory of small scripts.
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let commands = dir.path().join("commands");
-        std::fs::create_dir(&commands).unwrap();
-        let scripts = [
-            ("echo-input", "cat"),
-            ("echo-args", "printf '%s|' \"$@\""),
-            ("echo-env", "printf '%s' \"$NEGOTIATOR_GUEST\""),
-            ("fail", "exit 3"),
-            // Says it started, then waits for its go ahead (files named by its argument).
-            ("slow", "touch \"$1.started\"; while [ ! -e \"$1.go\" ]; do sleep 0.01; done; printf late"),
-            ("sleepy", "sleep 30"),
-        ];
-        for (name, body) in scripts {
-            let path = commands.join(name);
-            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        std::fs::write(commands.join("README"), "not a command\n").unwrap();
-        Fixture { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn commands(&self) -> Commands {
-        Commands { time_limit: Some(Duration::from_secs(2)), ..Commands::in_directory(self.path("commands")) }
-    }
-
-    /// Starts a Python program of the std tests with `args`, and waits
-    /// until it prints `ready` (if `wait`).
-    fn python(&self, program: &str, args: &[&str], wait: bool) -> (Child, BufReader<ChildStdout>) {
-        let mut child = Command::new(common::require_python_module("negotiator_common"))
-            .args(["-c", python_program(program)])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        if wait {
-            assert_eq!(read_line(&mut out).trim(), "ready", "the Python peer did not start");
-        }
-        (child, out)
-    }
-}
-
-fn read_line(out: &mut BufReader<ChildStdout>) -> String {
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    line
-}
+use common::negotiator::{CALLER as PYTHON_CALLER, Fixture, Hostile, SERVER as PYTHON_SERVER, read_line};
 
 fn options(timeout: Duration) -> Options {
     Options { timeout: Some(timeout), ..Options::default() }
@@ -103,7 +34,7 @@ fn calls_a_python_interface() {
     let socket = fx.path("h2g.sock");
     let commands = fx.path("commands");
     let args = [socket.to_str().unwrap(), commands.to_str().unwrap()];
-    let (mut python, mut out) = fx.python("PYTHON_SERVER", &args, true);
+    let (mut python, mut out) = fx.python(PYTHON_SERVER, &args, true);
     smol::block_on(async {
         let mut guest = GuestChannel::connect(&socket).await.unwrap();
         let listed = guest.list_commands().await.unwrap();
@@ -181,7 +112,7 @@ fn a_python_interface_calls_the_async_responder() {
         {"args": ["list_commands"]},
     ]);
     let (mut python, mut out) =
-        fx.python("PYTHON_CALLER", &[socket.to_str().unwrap(), "connect", &calls.to_string()], false);
+        fx.python(PYTHON_CALLER, &[socket.to_str().unwrap(), "connect", &calls.to_string()], false);
     let outcomes: Vec<serde_json::Value> = serde_json::from_str(&read_line(&mut out)).unwrap();
     assert!(python.wait().unwrap().success());
     // The caller closed its end: the session, on a socket, is over and well.
@@ -189,7 +120,10 @@ fn a_python_interface_calls_the_async_responder() {
 
     let result = |i: usize| outcomes[i].get("result").cloned().unwrap_or_else(|| panic!("{i}: {}", outcomes[i]));
     let error = |i: usize| outcomes[i]["error"].as_str().unwrap_or_else(|| panic!("{i}: {}", outcomes[i])).to_string();
-    assert_eq!(result(0), serde_json::json!(["echo-args", "echo-env", "echo-input", "fail", "sleepy", "slow"]));
+    assert_eq!(
+        result(0),
+        serde_json::json!(["echo-args", "echo-env", "echo-input", "fail", "lines", "sleepy", "slow"])
+    );
     assert_eq!(result(1), "caf\u{e9} \u{2603} \u{1F600}");
     assert_eq!(result(2), "vm-\u{e9}");
     assert_eq!(result(3), "\u{e9}|a b|");
@@ -218,7 +152,7 @@ fn an_async_daemon_serves_python_callers_at_once_with_a_handler_of_its_own() {
     ])
     .to_string();
     let callers: Vec<_> =
-        (0..2).map(|_| fx.python("PYTHON_CALLER", &[socket.to_str().unwrap(), "connect", &calls], false)).collect();
+        (0..2).map(|_| fx.python(PYTHON_CALLER, &[socket.to_str().unwrap(), "connect", &calls], false)).collect();
     // The daemon: a loop of accept and serve, every session a task on one thread.
     let daemon = thread::spawn(move || {
         let executor = smol::LocalExecutor::new();
@@ -259,47 +193,9 @@ fn an_async_daemon_serves_python_callers_at_once_with_a_handler_of_its_own() {
     daemon.join().unwrap();
 }
 
-/// A hostile peer: raw bytes to an async responder, its answers read back.
-struct Hostile {
-    stream: UnixStream,
-    server: thread::JoinHandle<Result<(), Error>>,
-    _fx: Fixture,
-}
-
 impl Hostile {
     fn new() -> Self {
-        let fx = Fixture::new();
-        let socket = fx.path("hostile.sock");
-        let server = serve_one(UnixListener::bind(&socket).unwrap(), fx.commands(), None);
-        let stream = UnixStream::connect(&socket).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Hostile { stream, server, _fx: fx }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
-    }
-
-    /// Sends a request; its response's error text.
-    fn error(&mut self, body: &str) -> String {
-        self.send(format!("{}\n{body}", body.len()).as_bytes());
-        let mut line = Vec::new();
-        let mut byte = [0u8];
-        while self.stream.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-            line.push(byte[0]);
-        }
-        let mut body = vec![0; std::str::from_utf8(&line).unwrap().parse().unwrap()];
-        self.stream.read_exact(&mut body).unwrap();
-        let response: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(response["success"], false, "{response}");
-        response["error"].as_str().unwrap().to_owned()
-    }
-
-    /// Closes our end; the responder's outcome.
-    fn finish(self) -> Result<(), Error> {
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
-        let _ = (&self.stream).read_to_end(&mut Vec::new());
-        self.server.join().unwrap()
+        Self::serving(|listener, commands| serve_one(listener, commands, None))
     }
 }
 
@@ -396,7 +292,7 @@ fn a_call_dropped_while_it_waits_leaves_the_channel_usable() {
     let socket = fx.path("cancel.sock");
     let commands = fx.path("commands");
     let args = [socket.to_str().unwrap(), commands.to_str().unwrap()];
-    let (mut python, _out) = fx.python("PYTHON_SERVER", &args, true);
+    let (mut python, _out) = fx.python(PYTHON_SERVER, &args, true);
     let flag = fx.path("slow");
     let flag = flag.to_str().unwrap();
     smol::block_on(async {
@@ -485,41 +381,14 @@ fn run_commands_is_the_std_responders_handler() {
     });
 }
 
-/// CPU time (user + system, in ticks of `USER_HZ`) this thread has used.
-fn thread_cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
+use common::pty::thread_cpu_ticks;
 
 #[test]
 fn a_call_on_a_hung_up_device_waits_for_its_deadline_without_spinning() {
     // A virtio-serial port with no host polls as hung up at once and refuses
     // writes (EAGAIN). So does a pseudo-terminal whose slave side was
     // closed, once its buffer is full: the same test without a guest.
-    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
-    grantpt(&master).unwrap();
-    unlockpt(&master).unwrap();
-    let slave_path = ptsname(&master, Vec::new()).unwrap();
-    drop(std::fs::File::open(slave_path.to_str().unwrap()).unwrap());
-    let mut termios = rustix::termios::tcgetattr(&master).unwrap();
-    termios.make_raw();
-    rustix::termios::tcsetattr(&master, rustix::termios::OptionalActions::Now, &termios).unwrap();
-    rustix::io::ioctl_fionbio(&master, true).unwrap();
-    let mut master = std::fs::File::from(master);
-    // Full: the kernel moves written bytes on in the background, so fill
-    // until a round takes nothing more.
-    loop {
-        let mut taken = 0;
-        while let Ok(n) = master.write(&[b'x'; 4096]) {
-            taken += n;
-        }
-        if taken == 0 {
-            break;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
+    let master = common::pty::hung_up_and_full();
 
     let (done, outcome) = std::sync::mpsc::channel();
     thread::spawn(move || {

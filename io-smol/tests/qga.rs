@@ -8,9 +8,8 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,75 +19,17 @@ use futures_lite::future;
 use vmwire_proto::qga::Config;
 use vmwire_smol::qga::{Agent, Error, ExitStatus, Options, Shutdown};
 
-/// A qemu-ga listening on `dir/qga.sock`, killed on drop.
-struct Ga {
-    child: Child,
-    dir: tempfile::TempDir,
-}
+use common::qga::{Ga, returns, scripted_agent};
 
 impl Ga {
-    fn start(blocked: &[&str]) -> Ga {
-        let dir = tempfile::Builder::new().prefix("vmwire-smol-qga-").tempdir().unwrap();
-        let child = Self::spawn(dir.path(), blocked);
-        Ga { child, dir }
-    }
-
-    fn spawn(dir: &Path, blocked: &[&str]) -> Child {
-        let binary = common::require_binary("qemu-ga", "qemu-guest-agent");
-        let socket = dir.join("qga.sock");
-        let _ = std::fs::remove_file(&socket);
-        let mut cmd = Command::new(binary);
-        cmd.arg("--method").arg("unix-listen").arg("--path").arg(&socket);
-        cmd.arg("--statedir").arg(dir).arg("--pidfile").arg(dir.join("pid")).arg("--logfile").arg(dir.join("log"));
-        if !blocked.is_empty() {
-            cmd.arg("-b").arg(blocked.join(","));
-        }
-        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        common::eventually("qemu-ga to listen", Duration::from_secs(10), || {
-            assert!(child.try_wait().unwrap().is_none(), "qemu-ga exited: {}", log(dir));
-            socket.exists().then_some(())
-        });
-        child
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("qga.sock")
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).to_str().unwrap().to_owned()
-    }
-
     async fn connect(&self) -> Agent {
         Agent::connect_unix(self.socket(), Options::default()).await.expect("connect and sync")
-    }
-
-    /// The agent's open file descriptors.
-    fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).unwrap().count()
     }
 
     /// Stops the agent (`SIGSTOP`) until the guard is dropped.
     fn stop(&self) -> Stopped {
         assert!(signal(self.child.id(), "-STOP"));
         Stopped(self.child.id())
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn restart(&mut self) {
-        self.kill();
-        self.child = Self::spawn(self.dir.path(), &[]);
-    }
-}
-
-impl Drop for Ga {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -117,10 +58,6 @@ async fn eventually<T>(what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
         assert!(std::time::Instant::now() < give_up, "gave up waiting: {what}");
         Timer::after(Duration::from_millis(5)).await;
     }
-}
-
-fn log(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("log")).unwrap_or_default()
 }
 
 /// `work`'s output, or `None` once `after` has passed: `work` is then dropped where it waits.
@@ -461,79 +398,18 @@ impl AsyncRead for Never {
     }
 }
 
-/// A pseudo-terminal: its controlling side, and the path of the terminal.
-fn pty() -> (std::fs::File, PathBuf) {
-    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
-    grantpt(&master).unwrap();
-    unlockpt(&master).unwrap();
-    let name = ptsname(&master, Vec::new()).unwrap();
-    (std::fs::File::from(master), PathBuf::from(name.to_str().unwrap()))
-}
-
-/// Copies bytes from one pty's controlling side to another's until either closes.
-fn relay(mut from: std::fs::File, mut to: std::fs::File) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        use std::io::Read;
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = from.read(&mut buf) {
-            if to.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-    })
-}
-
-/// A child process killed when the guard goes (also when a test fails).
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn over_a_character_device() {
     // qemu-ga on one terminal (it makes its end raw), the client on another
     // (open_device makes its end raw too), wired back to back like a serial cable.
-    let (agent_side, agent_tty) = pty();
-    let (client_side, client_tty) = pty();
-    // Each terminal stays open here (never read) for the whole test: a
-    // terminal closed by everyone hangs up, and the wire would end early.
-    let holders = [std::fs::File::open(&agent_tty).unwrap(), std::fs::File::open(&client_tty).unwrap()];
-    let wires =
-        [relay(agent_side.try_clone().unwrap(), client_side.try_clone().unwrap()), relay(client_side, agent_side)];
-    let dir = tempfile::Builder::new().prefix("vmwire-smol-qga-").tempdir().unwrap();
-    let binary = common::require_binary("qemu-ga", "qemu-guest-agent");
-    let ga = Command::new(binary)
-        .arg("--method")
-        .arg("isa-serial")
-        .arg("--path")
-        .arg(&agent_tty)
-        .arg("--statedir")
-        .arg(dir.path())
-        .arg("--pidfile")
-        .arg(dir.path().join("pid"))
-        .arg("--logfile")
-        .arg(dir.path().join("log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let ga = Killed(ga);
-    // qemu-ga puts its end of the terminal in raw mode once it has it open.
-    common::eventually(&format!("qemu-ga to take {}", agent_tty.display()), Duration::from_secs(10), || {
-        let termios = rustix::termios::tcgetattr(&holders[0]).unwrap();
-        (!termios.local_modes.contains(rustix::termios::LocalModes::ICANON)).then_some(())
-    });
+    let cable = common::pty::Cable::new();
+    let ga = Ga::serial(&cable.peer);
+    cable.wait_raw("qemu-ga");
     smol::block_on(async {
-        let mut agent = Agent::open_device(&client_tty, Options::default()).await.unwrap();
+        let mut agent = Agent::open_device(&cable.client, Options::default()).await.unwrap();
         agent.ping().await.unwrap();
         let data: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
-        let path = dir.path().join("over the wire").to_str().unwrap().to_owned();
+        let path = ga.path("over the wire");
         agent.write_file(&path, &data).await.unwrap();
         assert_eq!(agent.read_file(&path).await.unwrap(), data);
         let out = agent.exec("/bin/echo", &["over", "a", "tty"], &[], None).await.unwrap();
@@ -541,49 +417,7 @@ fn over_a_character_device() {
         agent.close();
     });
     drop(ga);
-    drop(holders);
-    for wire in wires {
-        wire.join().unwrap();
-    }
-}
-
-/// A hostile agent on a UNIX socket: answers the sync as qemu-ga does,
-/// then each command with `reply(name, id)` (whole lines), for one
-/// connection. Its socket, and the thread.
-fn scripted_agent(
-    reply: impl Fn(&str, &serde_json::Value) -> Vec<u8> + Send + 'static,
-) -> (tempfile::TempDir, PathBuf, std::thread::JoinHandle<()>) {
-    use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("qga.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    let thread = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut out = stream.try_clone().unwrap();
-        let mut lines = BufReader::new(stream);
-        let mut line = Vec::new();
-        while lines.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-            let text = String::from_utf8_lossy(&line).trim_start_matches('\u{fffd}').to_string();
-            line.clear();
-            let request: serde_json::Value = serde_json::from_str(&text).unwrap();
-            let name = request["execute"].as_str().unwrap();
-            // The sync's answer opens with a raw 0xFF byte.
-            let answer = if name == "guest-sync-delimited" {
-                [&[0xff][..], format!("{{\"return\": {}}}\n", request["arguments"]["id"]).as_bytes()].concat()
-            } else {
-                reply(name, &request["id"])
-            };
-            if out.write_all(&answer).is_err() {
-                return; // the client hung up
-            }
-        }
-    });
-    (dir, path, thread)
-}
-
-/// `{"return": VALUE, "id": ID}` and a line break.
-fn returns(value: &[u8], id: &serde_json::Value) -> Vec<u8> {
-    [&b"{\"return\": "[..], value, format!(", \"id\": {id}}}\n").as_bytes()].concat()
+    cable.finish();
 }
 
 #[test]
@@ -626,8 +460,7 @@ fn what_belongs_to_no_command_is_kept_as_strays() {
 
 #[test]
 fn a_monitor_socket_is_not_an_agent_said_at_once() {
-    common::require_binary(vmwire_std::qemu::QEMU_BINARY, vmwire_std::qemu::QEMU_PACKAGE);
-    let qemu = vmwire_std::qemu::Qemu::builder().qmp().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().qmp().hmp().spawn().unwrap();
     smol::block_on(async {
         for (socket, got) in
             [(qemu.qmp_path().unwrap(), r#"{"QMP": {"version": {"qemu": "#), (qemu.hmp_path().unwrap(), "QEMU 7.")]

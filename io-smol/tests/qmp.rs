@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use smol::LocalExecutor;
 use vmwire_smol::qmp::{Error, Filter, Handle, Options, Qmp};
-use vmwire_std::qemu::{QEMU_BINARY, QEMU_PACKAGE, Qemu};
+use vmwire_std::qemu::Qemu;
 
 #[derive(Debug, Deserialize)]
 struct Status {
@@ -21,8 +21,7 @@ struct Status {
 }
 
 fn qemu() -> Qemu {
-    common::require_binary(QEMU_BINARY, QEMU_PACKAGE);
-    Qemu::builder().qmp().spawn().unwrap()
+    common::qemu_builder().qmp().spawn().unwrap()
 }
 
 async fn connect(qemu: &Qemu, options: Options) -> Qmp {
@@ -72,8 +71,7 @@ fn out_of_band_and_file_descriptors() {
 
 #[test]
 fn a_human_monitor_socket_is_named_at_once() {
-    common::require_binary(QEMU_BINARY, QEMU_PACKAGE);
-    let qemu = Qemu::builder().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().hmp().spawn().unwrap();
     smol::block_on(async {
         match Qmp::connect_unix(qemu.hmp_path().unwrap(), Options::default()).await {
             Err(Error::NotQmp { received, .. }) => assert!(received.starts_with("QEMU "), "{received}"),

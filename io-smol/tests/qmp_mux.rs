@@ -18,8 +18,7 @@ use vmwire_smol::qmp::{Options, Qmp, Stray};
 use vmwire_std::qemu::{QEMU_BINARY, QEMU_PACKAGE, Qemu};
 
 fn qemu() -> Qemu {
-    common::require_binary(QEMU_BINARY, QEMU_PACKAGE);
-    Qemu::builder().qmp().spawn().unwrap()
+    common::qemu_builder().qmp().spawn().unwrap()
 }
 
 /// A mux over `qemu`'s monitor, its driver running on `ex`.

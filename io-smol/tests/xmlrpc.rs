@@ -7,11 +7,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -21,37 +20,9 @@ use futures_lite::future;
 use vmwire_smol::xenapi::{self, PowerState, Ref, Session};
 use vmwire_smol::xmlrpc::{self, Client, Fault};
 
-/// io-std's `tests/peers/xenapi_server.py`, listening on a free port; killed on drop.
-struct Peer {
-    child: Child,
-    port: u16,
-}
+use common::xenapi::Peer;
 
 impl Peer {
-    fn start(args: &[&str]) -> Peer {
-        let python = common::require_python_module("XenAPI");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../io-std/tests/peers/xenapi_server.py");
-        let mut child = Command::new(python)
-            .arg(script)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the Python peer");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
-        Peer { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
     /// What the peer counted (`connections`, `accept_encoding`), asked on a
     /// connection of its own.
     async fn seen(&self) -> HashMap<String, serde_json::Value> {
@@ -67,13 +38,6 @@ impl Peer {
     /// Makes every session the peer knows invalid.
     async fn invalidate_sessions(&self) {
         Client::connect(&self.url()).await.unwrap().call_json("debug.invalidate_sessions", ()).await.unwrap();
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -454,21 +418,10 @@ fn gzip_bodies_are_decoded() {
 /// HTTPS with a self-signed certificate made by rcgen.
 #[cfg(feature = "tls")]
 mod https {
-    use std::path::PathBuf;
-
     use vmwire_smol::http::TlsOptions;
 
     use super::*;
-
-    fn test_certificate(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-        std::fs::write(&cert_path, cert.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        (cert_path, key_path, cert.der().to_vec())
-    }
+    use crate::common::xenapi::test_certificate;
 
     #[test]
     fn https_verifies_certificates_by_default() {

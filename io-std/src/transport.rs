@@ -35,8 +35,42 @@ pub enum Stream {
 }
 
 /// `e`, its message prefixed with the path it is about; its kind kept.
-pub(crate) fn at(path: &Path, e: io::Error) -> io::Error {
+pub fn at(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Opens the character device at `path` (such as `/dev/vport0p1`) for
+/// reading and writing ([`Stream::open_device`]): a terminal (a serial
+/// line, a pty from `-chardev pty`) is put in raw mode first: no echo, no
+/// line editing, no CR/LF translation, so that every byte passes as it is.
+/// An error names the path.
+pub fn open_raw(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| at(path, e))?;
+    if rustix::termios::isatty(&file) {
+        let mut termios = rustix::termios::tcgetattr(&file)?;
+        termios.make_raw();
+        rustix::termios::tcsetattr(&file, rustix::termios::OptionalActions::Now, &termios)?;
+    }
+    Ok(file)
+}
+
+/// Writes `bytes` to `socket` in one `sendmsg` with `fds` attached as
+/// `SCM_RIGHTS`; how many bytes were written. A socket that would block
+/// (non-blocking) answers [`io::ErrorKind::WouldBlock`], an interrupted
+/// call [`io::ErrorKind::Interrupted`].
+pub fn send_fds(socket: &UnixStream, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
+    let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("ancillary buffer too small"));
+    }
+    Ok(sendmsg(socket, &[IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL)?)
+}
+
+/// What passing descriptors over a stream that is not a UNIX socket fails with.
+pub fn fds_unsupported() -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, "file descriptors can only be passed over a UNIX socket")
 }
 
 impl Stream {
@@ -107,14 +141,7 @@ impl Stream {
     /// in raw mode first: no echo, no line editing, no CR/LF translation, so
     /// that every byte passes as it is.
     pub fn open_device(path: impl AsRef<Path>) -> io::Result<Self> {
-        let path = path.as_ref();
-        let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| at(path, e))?;
-        if rustix::termios::isatty(&file) {
-            let mut termios = rustix::termios::tcgetattr(&file)?;
-            termios.make_raw();
-            rustix::termios::tcsetattr(&file, rustix::termios::OptionalActions::Now, &termios)?;
-        }
-        Ok(Stream::Device(file))
+        open_raw(path.as_ref()).map(Stream::Device)
     }
 
     /// Shuts down both directions (sockets only; devices are left as they are).
@@ -141,19 +168,10 @@ impl Stream {
     /// Writes `bytes` in one `sendmsg` with `fds` attached as `SCM_RIGHTS`
     /// (UNIX sockets only). Returns how many bytes were written.
     pub fn send_with_fds(&mut self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
-        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
-        let Stream::Unix(socket) = self else {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "file descriptors can only be passed over a UNIX socket",
-            ));
-        };
-        let mut space = vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
-        let mut control = SendAncillaryBuffer::new(&mut space);
-        if !control.push(SendAncillaryMessage::ScmRights(fds)) {
-            return Err(io::Error::other("ancillary buffer too small"));
+        match self {
+            Stream::Unix(socket) => send_fds(socket, bytes, fds),
+            _ => Err(fds_unsupported()),
         }
-        Ok(sendmsg(&*socket, &[IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL)?)
     }
 }
 

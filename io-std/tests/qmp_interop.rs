@@ -11,7 +11,7 @@ use serde::Deserialize;
 use vmwire_proto::Machine;
 use vmwire_proto::buf::Heap;
 use vmwire_proto::qmp::{Client, Config, Event as MachineEvent};
-use vmwire_std::qemu::{QEMU_BINARY, QEMU_PACKAGE, Qemu};
+use vmwire_std::qemu::Qemu;
 use vmwire_std::qmp::{Error, Options, Qmp};
 use vmwire_std::transport::{Conn, Stream, deadline};
 
@@ -22,8 +22,7 @@ struct Status {
 }
 
 fn qemu() -> vmwire_std::qemu::Builder {
-    common::require_binary(QEMU_BINARY, QEMU_PACKAGE);
-    Qemu::builder()
+    common::qemu_builder()
 }
 
 fn connect(qemu: &Qemu, options: Options) -> Qmp {

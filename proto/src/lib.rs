@@ -236,6 +236,27 @@ pub trait Machine {
     }
 }
 
+/// What every machine's [`Machine::recv_commit`] does first: `n == 0` is
+/// [`Machine::recv_eof`]; otherwise `commit` takes the `n` bytes into the
+/// machine's receive buffer, and says `false` (the caller's misuse,
+/// `too_large`: its `CommitTooLarge`) when that is more than
+/// [`Machine::recv_buf`] offered.
+pub(crate) fn commit_or_eof<M: Machine>(
+    machine: &mut M,
+    n: usize,
+    commit: impl FnOnce(&mut M, usize) -> bool,
+    too_large: M::Error,
+) -> Result<(), M::Error> {
+    if n == 0 {
+        machine.recv_eof();
+        Ok(())
+    } else if commit(machine, n) {
+        Ok(())
+    } else {
+        Err(too_large)
+    }
+}
+
 /// The byte half of [`Machine`] (and `close`, the connection's lifecycle),
 /// passed through to the inner machine `$inner` of a layered one (XML-RPC
 /// over HTTP, the XenAPI over XML-RPC).

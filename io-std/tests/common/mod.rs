@@ -1,5 +1,8 @@
-//! Shared by the interop tests: finding the real peers. A missing peer fails
-//! the test with what to install; nothing is skipped.
+//! Shared by the interop tests of vmwire-std, the `vmwire` tool (cli/tests)
+//! and vmwire-smol (each includes this module by path): finding the real
+//! peers, and in the submodules starting them and scripting fake ones. A
+//! missing peer fails the test with what to install; nothing is skipped.
+//! Each test crate uses a part of it: what it leaves is not dead code.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -38,6 +41,13 @@ pub fn require_binary(binary: &str, package: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{binary} is not installed: apt-get install {package} (scripts/test does)"))
 }
 
+/// A QEMU to configure and start; fails the test (it does not skip) when
+/// QEMU is not installed.
+pub fn qemu_builder() -> vmwire_std::qemu::Builder {
+    require_binary(vmwire_std::qemu::QEMU_BINARY, vmwire_std::qemu::QEMU_PACKAGE);
+    vmwire_std::qemu::Qemu::builder()
+}
+
 /// Polls `ready` every few milliseconds until it yields a value; a peer
 /// that never gets there fails the test (saying `what` it was waiting for)
 /// after `limit` instead of hanging it. A guard against hangs, not a timing.
@@ -50,4 +60,37 @@ pub fn eventually<T>(what: &str, limit: std::time::Duration, mut ready: impl FnM
         assert!(std::time::Instant::now() < give_up, "gave up waiting: {what}");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+}
+
+pub mod negotiator;
+pub mod pty;
+pub mod qga;
+pub mod xenapi;
+
+/// A child process killed when the guard goes (also when a test fails).
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A scripted peer on a UNIX socket `name` in a temporary directory:
+/// `script` gets the first connection, in a thread. The directory (the
+/// socket goes with it), the socket's path, and the thread (join it to see
+/// the script finished).
+pub fn scripted_peer(
+    name: &str,
+    script: impl FnOnce(std::os::unix::net::UnixStream) + Send + 'static,
+) -> (tempfile::TempDir, PathBuf, std::thread::JoinHandle<()>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let thread = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        script(stream);
+    });
+    (dir, path, thread)
 }

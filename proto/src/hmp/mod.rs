@@ -761,6 +761,23 @@ impl<S: Storage> Client<S> {
     }
 }
 
+impl<S: Storage> Client<S> {
+    /// Takes `n` committed bytes (`false`: more than [`Machine::recv_buf`]
+    /// offered); once nothing is listening any more, whatever still
+    /// arrives is dropped.
+    fn take_committed(&mut self, n: usize) -> bool {
+        if !self.rx.commit(n) {
+            return false;
+        }
+        if self.shut || matches!(self.phase, Phase::Closing | Phase::Closed) {
+            self.settle();
+            let all = self.rx.data().len();
+            self.consume(all);
+        }
+        true
+    }
+}
+
 impl<S: Storage> Machine for Client<S> {
     type Event<'a>
         = Event<'a>
@@ -775,20 +792,7 @@ impl<S: Storage> Machine for Client<S> {
     }
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
-        if n == 0 {
-            self.recv_eof();
-            return Ok(());
-        }
-        if !self.rx.commit(n) {
-            return Err(Error::CommitTooLarge);
-        }
-        if self.shut || matches!(self.phase, Phase::Closing | Phase::Closed) {
-            // Nothing is listening any more: whatever still arrives is dropped.
-            self.settle();
-            let all = self.rx.data().len();
-            self.consume(all);
-        }
-        Ok(())
+        crate::commit_or_eof(self, n, Self::take_committed, Error::CommitTooLarge)
     }
 
     fn poll(&mut self) -> Result<Option<Event<'_>>, Error> {

@@ -383,14 +383,7 @@ impl<S: Storage> Machine for Server<S> {
     }
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
-        if n == 0 {
-            self.recv_eof();
-            return Ok(());
-        }
-        if !self.rx.commit(n) {
-            return Err(Error::CommitTooLarge);
-        }
-        Ok(())
+        crate::commit_or_eof(self, n, |m, n| m.rx.commit(n), Error::CommitTooLarge)
     }
 
     fn poll(&mut self) -> Result<Option<Event<'_>>, Error> {

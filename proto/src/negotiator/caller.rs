@@ -296,14 +296,7 @@ impl<S: Storage> Machine for Caller<S> {
     }
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
-        if n == 0 {
-            self.recv_eof();
-            return Ok(());
-        }
-        if !self.decoder.recv_commit(n) {
-            return Err(Error::CommitTooLarge);
-        }
-        Ok(())
+        crate::commit_or_eof(self, n, |m, n| m.decoder.recv_commit(n), Error::CommitTooLarge)
     }
 
     fn poll(&mut self) -> Result<Option<CallerEvent<'_>>, Error> {

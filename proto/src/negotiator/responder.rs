@@ -269,14 +269,7 @@ impl<S: Storage> Machine for Responder<S> {
     }
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
-        if n == 0 {
-            self.recv_eof();
-            return Ok(());
-        }
-        if !self.decoder.recv_commit(n) {
-            return Err(Error::CommitTooLarge);
-        }
-        Ok(())
+        crate::commit_or_eof(self, n, |m, n| m.decoder.recv_commit(n), Error::CommitTooLarge)
     }
 
     fn poll(&mut self) -> Result<Option<ResponderEvent<'_>>, Error> {

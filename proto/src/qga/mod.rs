@@ -507,15 +507,8 @@ impl<S: Storage> Machine for Client<S> {
     }
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
-        if n == 0 {
-            self.recv_eof();
-            return Ok(());
-        }
         // A closed machine still takes bytes, and drops them: nothing is listening.
-        if !self.framer.commit(n, self.core.state == State::Closed) {
-            return Err(Error::CommitTooLarge);
-        }
-        Ok(())
+        crate::commit_or_eof(self, n, |m, n| m.framer.commit(n, m.core.state == State::Closed), Error::CommitTooLarge)
     }
 
     fn poll(&mut self) -> Result<Option<Event<'_>>, Error> {

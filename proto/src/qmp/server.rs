@@ -522,14 +522,7 @@ impl<S: Storage> Machine for Server<S> {
     }
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
-        if n == 0 {
-            self.recv_eof();
-            return Ok(());
-        }
-        if !self.framer.commit(n, self.core.state == State::Closed) {
-            return Err(Error::CommitTooLarge);
-        }
-        Ok(())
+        crate::commit_or_eof(self, n, |m, n| m.framer.commit(n, m.core.state == State::Closed), Error::CommitTooLarge)
     }
 
     /// The next event; `None` until more bytes arrive, and also while
