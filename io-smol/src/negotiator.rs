@@ -478,10 +478,9 @@ where
 {
     let comes_and_goes = stream.comes_and_goes();
     loop {
-        if comes_and_goes {
-            wait_for_host(&mut stream, label).await?;
-        }
+        let early = if comes_and_goes { wait_for_host(&mut stream, label).await? } else { Vec::new() };
         let mut conn = Conn::new(stream, Responder::<Heap>::new(options.config));
+        conn.machine_mut().receive(&early)?;
         let outcome = serve_session(&mut conn, label, handler, options).await;
         // The session's machine goes with it: a request half read, a response not sent.
         stream = conn.into_parts().0;
@@ -494,33 +493,40 @@ where
 }
 
 /// Waits (looking again every [`RECHECK_HUNG_UP`]) until a host is
-/// connected to the virtio-serial port `stream`. Meanwhile what the port
-/// still holds from a host that has gone is read and dropped: its caller is
-/// not there to get a response.
-async fn wait_for_host<S: AsyncRead + Unpin + Peer>(stream: &mut S, label: &str) -> Result<(), Error> {
+/// connected to the virtio-serial port `stream`, and returns the bytes it
+/// sent that were read meanwhile. What the port holds from a host that has
+/// gone is read and dropped: its caller is not there to get a response.
+/// Bytes are a departed host's only if the port still polls hung up a whole
+/// recheck after they were read: a new host's first bytes can be seen
+/// before its coming is (QEMU's data and control queues are separate).
+async fn wait_for_host<S: AsyncRead + Unpin + Peer>(stream: &mut S, label: &str) -> Result<Vec<u8>, Error> {
     let mut waiting = false;
+    let mut held = Vec::new();
     let mut scrap = [0u8; 4096];
     let mut dropped = 0usize;
     while stream.hung_up() {
-        match future::poll_once(stream.read(&mut scrap)).await {
-            Some(Ok(n)) if n > 0 => {
-                dropped += n;
-                continue;
+        loop {
+            match future::poll_once(stream.read(&mut scrap)).await {
+                Some(Ok(n)) if n > 0 => held.extend_from_slice(&scrap[..n]),
+                // Ended (no host), or nothing now.
+                Some(Ok(_)) | None => break,
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Some(Err(e)) => return Err(Error::Io(e)),
             }
-            // Ended (no host), or nothing now (a host connected meanwhile).
-            Some(Ok(_)) | None => {}
-            Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-            Some(Err(e)) => return Err(Error::Io(e)),
         }
         if !std::mem::replace(&mut waiting, true) {
             log::debug!("{label}: the host is not connected; waiting");
         }
         Timer::after(RECHECK_HUNG_UP).await;
+        if stream.hung_up() {
+            dropped += held.len();
+            held.clear();
+        }
     }
     if dropped > 0 {
         log::info!("{label}: dropped {dropped} bytes sent by a host that has gone");
     }
-    Ok(())
+    Ok(held)
 }
 
 /// The host's side of a guest's channel: calls into the guest on

@@ -459,10 +459,9 @@ fn serve_stream(
 ) -> Result<(), Error> {
     let device = matches!(stream, Stream::Device(_));
     loop {
-        if device {
-            wait_for_host(&mut stream, label)?;
-        }
+        let early = if device { wait_for_host(&mut stream, label)? } else { Vec::new() };
         let mut conn = Conn::new(stream, Responder::<Heap>::new(options.config));
+        conn.machine_mut().receive(&early)?;
         let outcome = serve_session(&mut conn, label, commands, env, options);
         // The session's machine goes with it: a request half read, a response not sent.
         stream = conn.into_parts().0;
@@ -476,34 +475,42 @@ fn serve_stream(
 }
 
 /// Waits (looking again every [`RECHECK_HUNG_UP`](crate::transport::RECHECK_HUNG_UP)) until a host is connected
-/// to the virtio-serial port `stream`. Meanwhile what the port still holds
-/// from a host that has gone is read and dropped: its caller is not there
-/// to get a response.
-fn wait_for_host(stream: &mut Stream, label: &str) -> Result<(), Error> {
+/// to the virtio-serial port `stream`, and returns the bytes it sent that
+/// were read meanwhile. What the port holds from a host that has gone is
+/// read and dropped: its caller is not there to get a response. Bytes are
+/// a departed host's only if the port still polls hung up a whole recheck
+/// after they were read: a new host's first bytes can be seen before its
+/// coming is (QEMU's data and control queues are separate), and are kept.
+fn wait_for_host(stream: &mut Stream, label: &str) -> Result<Vec<u8>, Error> {
     // Reads must not block: a host may connect between a look and a read.
     rustix::io::ioctl_fionbio(&*stream, true).map_err(io::Error::from)?;
     let mut waiting = false;
+    let mut held = Vec::new();
     let mut scrap = [0u8; 4096];
     let mut dropped = 0usize;
     while hung_up(stream.as_fd())? {
-        match stream.read(&mut scrap) {
-            Ok(n) if n > 0 => {
-                dropped += n;
-                continue;
+        loop {
+            match stream.read(&mut scrap) {
+                Ok(0) => break,
+                Ok(n) => held.extend_from_slice(&scrap[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(Error::Io(e)),
             }
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
-            Err(e) => return Err(Error::Io(e)),
         }
         if !std::mem::replace(&mut waiting, true) {
             log::debug!("{label}: the host is not connected; waiting");
         }
         nap(None);
+        if hung_up(stream.as_fd())? {
+            dropped += held.len();
+            held.clear();
+        }
     }
     if dropped > 0 {
         log::info!("{label}: dropped {dropped} bytes sent by a host that has gone");
     }
-    Ok(())
+    Ok(held)
 }
 
 /// Whether the other side of `conn` has gone (or, on a virtio-serial port,
