@@ -341,8 +341,16 @@ impl<T: Buf<Pending>> Table<T> {
     /// `id_value` answers, if any. Quiet commands sent before it have
     /// succeeded (the peer answers in order).
     pub(crate) fn answered(&mut self, id_value: Value<'_>) -> Option<Pending> {
-        // Read the reply's id once, then compare it with each pending one.
-        let (number, string) = (id_value.as_u64(), id_value.as_str());
+        if self.slots.as_slice().is_empty() {
+            return None;
+        }
+        // Read the reply's id once, as the kind it is, then compare it with
+        // each pending one.
+        let (number, string) = match id_value.kind() {
+            Kind::Number => (id_value.as_u64(), None),
+            Kind::String => (None, id_value.as_str()),
+            _ => return None,
+        };
         let answers = |p: &Pending| {
             matches!(p.slot, Slot::Waiting | Slot::Forgotten)
                 && match &p.id {
@@ -436,16 +444,25 @@ impl<'a> Members<'a> {
 
     #[inline(always)]
     fn take_named(&mut self, name: &[u8], value: Value<'a>) -> bool {
-        match name {
-            b"return" => self.ret = Some(value),
-            b"error" => self.err = Some(value),
-            b"event" => self.event = Some(value),
-            b"id" => self.id = Some(value),
-            b"timestamp" => self.timestamp = Some(value),
-            b"data" => self.data = Some(value),
-            b"QMP" => self.greeting = true,
-            _ => return false,
+        // By length first, then the bytes as one integer comparison (a match
+        // on byte strings compares them byte by byte or calls `bcmp`).
+        fn is<const N: usize>(name: &[u8], want: &[u8; N]) -> bool {
+            <&[u8; N]>::try_from(name).is_ok_and(|name| name == want)
         }
+        let slot = match name.len() {
+            2 if is(name, b"id") => &mut self.id,
+            3 if is(name, b"QMP") => {
+                self.greeting = true;
+                return true;
+            }
+            4 if is(name, b"data") => &mut self.data,
+            5 if is(name, b"error") => &mut self.err,
+            5 if is(name, b"event") => &mut self.event,
+            6 if is(name, b"return") => &mut self.ret,
+            9 if is(name, b"timestamp") => &mut self.timestamp,
+            _ => return false,
+        };
+        *slot = Some(value);
         true
     }
 
