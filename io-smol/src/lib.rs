@@ -17,6 +17,19 @@
 //! that accepts a connection and serves it. minimega's
 //! [`minimega::Minimega`] runs commands, streams their replies frame by
 //! frame, and completes command lines.
+//!
+//! [`qmp::mux`] serves many clients on one QEMU monitor (`vmwire
+//! qmp-mux`), and [`replay::Peer`] serves a recorded transcript to a client
+//! under test.
+//!
+//! | protocol | one task drives it | |
+//! | --- | --- | --- |
+//! | QMP | [`qmp::Qmp`] | many tasks: [`qmp::Handle`] ([`qmp::Qmp::share`]) |
+//! | guest agent | [`qga::Agent`] | |
+//! | human monitor | [`hmp::Monitor`] | over a shared QMP handle: [`hmp::Monitor::via_qmp`] |
+//! | negotiator | [`negotiator::Channel`], [`negotiator::GuestChannel`] | serving: [`negotiator::GuestAgent`], [`negotiator::serve_session`] |
+//! | minimega | [`minimega::Minimega`] | |
+//! | XML-RPC, XenAPI | [`xmlrpc::Client`], [`xenapi::Session`] | |
 
 pub mod conn;
 pub mod hmp;
