@@ -25,6 +25,7 @@ use vmwire_proto::Machine;
 use vmwire_proto::op::{self, Inbox, Operation};
 
 use vmwire_std::transport;
+use vmwire_std::transport::earliest;
 pub use vmwire_std::transport::{Address, DriveError, Outcome, deadline};
 
 /// A byte stream to a peer: a UNIX socket, a TCP connection, or a
@@ -585,13 +586,5 @@ struct TimedOut;
 impl<E> From<TimedOut> for DriveError<E> {
     fn from(_: TimedOut) -> Self {
         DriveError::Timeout
-    }
-}
-
-/// The earlier of two deadlines (`None`: no deadline).
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }

@@ -441,7 +441,7 @@ pub fn poll_until(fd: BorrowedFd<'_>, flags: PollFlags, deadline: Option<Instant
 }
 
 /// The earlier of two deadlines (`None`: no deadline).
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
