@@ -24,6 +24,21 @@ have_peer() {
     esac
 }
 
+# ensure_dev_null: /dev/null must be the null device. On this machine kind it
+# has been seen as a regular file, made before the job started: every build
+# script's "stderr to /dev/null" then landed in it, and cargo's rustc probe,
+# which reads /dev/null as its source, failed on that text (and cached the
+# failure in target/.rustc_info.json). A peer started with its stdin on
+# /dev/null would read it too.
+ensure_dev_null() {
+    [ -c /dev/null ] && return
+    echo "/dev/null is not the null device; recreating it" >&2
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo mknod -m 666 /dev/null.vmwire c 1 3
+    $sudo mv -f /dev/null.vmwire /dev/null
+}
+
 # install_peers [PACKAGE…]: installs those of the PEERS (all of them, or
 # only the PACKAGEs named) that are missing, with apt-get (through sudo
 # unless root).
