@@ -35,6 +35,38 @@ fn json_framer_too_large_and_invalid_at_the_same_byte() {
     assert!(matches!(frame(data, data.len()).first(), Some(Err(ErrorKind::TooLarge { limit: 8 }))));
 }
 
+/// json_framer (seed `limit-reached-inside-an-escape`): a value whose
+/// limit is reached inside an escape or a UTF-8 sequence that then turns
+/// out invalid was `TooLarge` and the error when the bytes trickled in, the
+/// error alone when they came at once (the error is placed at the
+/// sequence's first byte, before the limit). Now `TooLarge` comes first
+/// either way; a sequence decided within the limit is the error alone.
+#[test]
+fn json_framer_limit_reached_inside_a_sequence_that_turns_invalid() {
+    let too_large = Err(ErrorKind::TooLarge { limit: 8 });
+    let cases: [(&[u8], _); 5] = [
+        // The low half of a surrogate pair is missing; decided at byte 13.
+        (br#"["\uD83D\u0041"]"#, Some(ErrorKind::LoneSurrogate)),
+        // A bad hex digit at byte 9, past the limit.
+        (br#"["abc\u00G0"]"#, Some(ErrorKind::InvalidEscape)),
+        // A bad continuation byte at byte 8.
+        (b"[\"abcde\xE2\x82x\"]", Some(ErrorKind::InvalidUtf8)),
+        // Decided at byte 5, within the limit: the error alone.
+        (br#"["a\q"]"#, None),
+        (b"[\"\xE2x\"]", None),
+    ];
+    for (data, after_limit) in cases {
+        let whole = frame(data, data.len());
+        for chunk in 1..=data.len() {
+            assert_eq!(frame(data, chunk), whole, "{} in chunks of {chunk}", data.escape_ascii());
+        }
+        match after_limit {
+            Some(kind) => assert_eq!(whole[..2], [too_large.clone(), Err(kind)], "{}", data.escape_ascii()),
+            None => assert!(!whole.contains(&too_large), "{}", data.escape_ascii()),
+        }
+    }
+}
+
 /// What an HTTP server reports for `request` fed in pieces of `chunk` bytes.
 fn serve(request: &[u8], chunk: usize) -> Vec<String> {
     use vmwire_proto::Machine;

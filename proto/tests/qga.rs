@@ -268,7 +268,8 @@ fn stray_0xff_ends_what_it_cuts_and_is_skipped_between_replies() {
         "return 0 {}".to_string(),
         format!("malformed QGA: invalid JSON at byte {}: invalid UTF-8", at(b"\xff  ")),
         "return 1 {}".into(),
-        format!("malformed QGA: invalid JSON at byte {}: invalid UTF-8", at(b"\xc3")),
+        // Placed at the byte that makes the sequence invalid, the 0xFF after 0xC3.
+        format!("malformed QGA: invalid JSON at byte {}: invalid UTF-8", at(b"\xc3") + 1),
     ];
     for piece in [1, 2, 5, bytes.len()] {
         let mut c = synced();

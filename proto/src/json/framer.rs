@@ -699,7 +699,8 @@ fn scan_str(d: &[u8], mut i: usize) -> (usize, End) {
         match step {
             Ok(Some(next)) => i = next,
             Ok(None) => return (i, End::More),
-            Err(invalid) => return (i, End::Bad(invalid)),
+            Err(Invalid::Control) => return (i, End::Bad(Invalid::Control)),
+            Err(invalid) => return (deciding_byte(d, i, invalid), End::Bad(invalid)),
         }
     }
 }
@@ -747,6 +748,21 @@ fn skip_plain_swar(d: &[u8], mut i: usize) -> usize {
         i += 8;
     }
     i
+}
+
+/// Where the invalid escape or UTF-8 sequence at `d[i]` became invalid:
+/// the error is placed there, so that it is the same byte whatever the
+/// chunking (a value that passes its size limit before that byte is
+/// `TooLarge` first, as when the bytes trickle in).
+#[cold]
+#[inline(never)]
+fn deciding_byte(d: &[u8], i: usize, invalid: Invalid) -> usize {
+    let invalid_up_to = |end: &usize| match d.get(..=*end) {
+        Some(cut) if invalid == Invalid::Utf8 => utf8_char(cut, i).is_err(),
+        Some(cut) => escape(cut, i).is_err(),
+        None => true,
+    };
+    (i..d.len()).find(invalid_up_to).unwrap_or(i)
 }
 
 /// Validates the escape at `d[i]` (a backslash); returns the index past it,
