@@ -44,8 +44,9 @@ pub struct QgaArgs {
     /// The command's arguments: one JSON object or `key=value` pairs; for
     /// `exec`, `-- PROGRAM ARGS…` (`exec` exits as the program did: its exit
     /// code if 0..=255, 255 for any other code, so that a failure never
-    /// passes for 0, and 128 + n for signal n, at most 255); for `cat` and `put`, the guest path
-    /// (`cat` writes the file to standard output, `put` fills it from
+    /// passes for 0, and 128 + n for signal n, at most 255); for `cat` and
+    /// `put`, `GUEST_PATH [LOCAL_PATH]` (`cat` writes the guest's file to
+    /// LOCAL_PATH or standard output, `put` fills it from LOCAL_PATH or
     /// standard input).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
@@ -73,13 +74,18 @@ pub fn run(args: QgaArgs) -> ExitCode {
     let code = match command.as_str() {
         "exec" => exec(&mut agent, &args),
         "cat" | "put" => {
-            let [path] = &args.args[..] else {
-                return crate::usage(&format!("{command} takes one guest path"));
+            let (path, local) = match &args.args[..] {
+                [path] => (path, None),
+                [path, local] => (path, Some(local)),
+                _ => return crate::usage(&format!("{command} takes GUEST_PATH [LOCAL_PATH]")),
             };
-            let done = if command == "cat" {
-                agent.read_file_to(path, &mut std::io::stdout().lock()).map(drop)
-            } else {
-                agent.write_file_from(path, &mut std::io::stdin().lock()).map(drop)
+            let done = match (command == "cat", local) {
+                (true, None) => agent.read_file_to(path, &mut std::io::stdout().lock()).map(drop),
+                (false, None) => agent.write_file_from(path, &mut std::io::stdin().lock()).map(drop),
+                (_, Some(local)) => match with_local_file(&mut agent, command, path, local) {
+                    Ok(done) => done,
+                    Err(message) => return crate::usage(&message),
+                },
             };
             outcome(done)
         }
@@ -100,6 +106,18 @@ pub fn run(args: QgaArgs) -> ExitCode {
     };
     agent.close();
     code
+}
+
+/// `cat` (`command`) the guest's file at `path` into the local file `local`,
+/// or `put` it from there; `Err` if the local file cannot be opened.
+fn with_local_file(agent: &mut Agent, command: &str, path: &str, local: &str) -> Result<Result<(), Error>, String> {
+    let opened = if command == "cat" { std::fs::File::create(local) } else { std::fs::File::open(local) };
+    let mut file = opened.map_err(|e| format!("{local}: {e}"))?;
+    Ok(if command == "cat" {
+        agent.read_file_to(path, &mut file).map(drop)
+    } else {
+        agent.write_file_from(path, &mut file).map(drop)
+    })
 }
 
 /// Exit status for a done-or-failed operation: 1 when the agent said no.
@@ -228,13 +246,9 @@ impl QgaShell {
                 }
             }
             [cat, path] if cat == "cat" => self.agent.read_file_to(path, out).map(|_| false),
-            [cat, path, local] if cat == "cat" => match std::fs::File::create(local) {
-                Ok(mut file) => self.agent.read_file_to(path, &mut file).map(|_| false),
-                Err(e) => return Printed::error(format!("vmwire: {local}: {e}")),
-            },
-            [put, path, local] if put == "put" => match std::fs::File::open(local) {
-                Ok(mut file) => self.agent.write_file_from(path, &mut file).map(|_| false),
-                Err(e) => return Printed::error(format!("vmwire: {local}: {e}")),
+            [command, path, local] => match with_local_file(&mut self.agent, command, path, local) {
+                Ok(done) => done.map(|()| false),
+                Err(message) => return Printed::error(format!("vmwire: {message}")),
             },
             _ => return Printed::error("usage: cat GUEST_PATH [LOCAL_PATH], put GUEST_PATH LOCAL_PATH"),
         };

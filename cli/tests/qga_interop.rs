@@ -253,6 +253,17 @@ fn the_command_line_tool() {
     let out = vmwire(&["cat", &path], b"");
     assert!(out.status.success());
     assert_eq!(out.stdout, data);
+    // With a local path: `put GUEST_PATH LOCAL_PATH`, `cat GUEST_PATH LOCAL_PATH`.
+    let local = ga.path("local");
+    std::fs::write(&local, b"from a local file").unwrap();
+    assert!(vmwire(&["put", &path, &local], b"").status.success());
+    assert_eq!(std::fs::read(&path).unwrap(), b"from a local file");
+    let copy = ga.path("copy");
+    assert!(vmwire(&["cat", &path, &copy], b"").status.success());
+    assert_eq!(std::fs::read(&copy).unwrap(), b"from a local file");
+    let out = vmwire(&["put", &path, &ga.path("missing")], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing: No such file"));
 }
 
 #[test]
