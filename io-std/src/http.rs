@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use vmwire_proto::Machine;
 use vmwire_proto::op::{Inbox, Operation};
 
-use crate::transport::{Conn, DriveError, Stream, With, deadline, wait_ready};
+use crate::transport::{Conn, DriveError, Stream, With, deadline, time_left, wait_ready};
 
 /// Where an endpoint is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,14 +283,13 @@ impl Connector {
 
     /// A new connection (the TLS handshake done), by `deadline`.
     pub(crate) fn connect(&self, deadline: Option<Instant>) -> io::Result<Stream> {
-        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
         match &self.address {
             Address::Unix(path) => Stream::connect_unix(path),
             Address::Tcp { host, port, .. } => {
-                let stream = Stream::connect_tcp((host.as_str(), *port), left())?;
+                let stream = Stream::connect_tcp((host.as_str(), *port), time_left(deadline))?;
                 #[cfg(feature = "tls")]
                 if let (Some(config), Stream::Tcp(tcp)) = (&self.tls, &stream) {
-                    return tls::handshake(config.clone(), host, tcp.try_clone()?, left());
+                    return tls::handshake(config.clone(), host, tcp.try_clone()?, time_left(deadline));
                 }
                 Ok(stream)
             }

@@ -351,6 +351,16 @@ pub enum DriveError<E> {
     Machine(E),
 }
 
+impl<E> DriveError<E> {
+    /// Whether the operation being run is expired when driving stops with
+    /// this: the deadline passed or the stream failed (`Timeout`, `Io`), so
+    /// the machine does what its protocol does then. The end of the stream
+    /// and the machine's own errors are the machine's to report.
+    pub fn expires(&self) -> bool {
+        matches!(self, DriveError::Timeout | DriveError::Io(_))
+    }
+}
+
 /// The conversions every client's error type has: from the transport's
 /// [`DriveError`] (its `Io`, `Timeout` and `Closed` variants mirror the
 /// transport's), from `io::Error` (`Io`), and from the machine's own error
@@ -445,6 +455,74 @@ pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+/// What is left of the time until `deadline`, for a system call that takes
+/// a timeout (`None`: no deadline): at least 1 ms once the deadline has
+/// passed, since a zero timeout is no limit at all to socket calls.
+pub fn time_left(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)))
+}
+
+/// The time limits of one run of an operation, as every adapter's loop
+/// keeps them (this crate's [`Conn::run_with`], vmwire-smol's): the whole
+/// by `deadline`; each wait for the peer (connecting, writing, reading)
+/// also within `step` of the operation's last event, started again
+/// whenever it takes one ([`op::Progress::took`]); and a pause that would
+/// end past the deadline is the deadline passing.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use vmwire_std::transport::{Deadlines, DriveError};
+/// let deadline = Instant::now() + Duration::from_secs(60);
+/// let mut limits = Deadlines::new(Some(deadline), Some(Duration::from_secs(5)));
+/// assert_eq!(limits.wait(), Some(deadline)); // until the operation takes an event
+/// assert!(limits.took(true)); // it took one: 5 s from now
+/// assert!(limits.wait().is_some_and(|w| w < deadline));
+/// assert!(!limits.took(false));
+/// assert!(limits.pause::<()>(Duration::from_secs(1)).is_ok());
+/// assert!(matches!(limits.pause::<()>(Duration::from_secs(61)), Err(DriveError::Timeout)));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    deadline: Option<Instant>,
+    step: Option<Duration>,
+    wait: Option<Instant>,
+}
+
+impl Deadlines {
+    /// The whole run by `deadline`, each wait also within `step` of the
+    /// operation's last event (`None`: no limit).
+    pub fn new(deadline: Option<Instant>, step: Option<Duration>) -> Self {
+        Deadlines { deadline, step, wait: deadline }
+    }
+
+    /// Whether the operation `took` an event (or resumed) since the last
+    /// step ([`op::Progress::took`]); if so, and there is a step limit, the
+    /// limit on waits starts again, and the answer is true (a timer armed
+    /// for the old limit is stale).
+    pub fn took(&mut self, took: bool) -> bool {
+        let restart = took && self.step.is_some();
+        if restart {
+            self.wait = earliest(self.deadline, deadline(self.step));
+        }
+        restart
+    }
+
+    /// The limit on the present wait for the peer.
+    pub fn wait(&self) -> Option<Instant> {
+        self.wait
+    }
+
+    /// A pause of `pause` from now, as the operation asks
+    /// ([`op::Next::Pause`]): [`DriveError::Timeout`] if it would end past
+    /// the deadline.
+    pub fn pause<E>(&self, pause: Duration) -> Result<(), DriveError<E>> {
+        match self.deadline {
+            Some(d) if Instant::now() + pause > d => Err(DriveError::Timeout),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -637,7 +715,7 @@ impl<M: Machine> Conn<M> {
     {
         let sent = if with.fds.is_empty() { Ok(()) } else { self.flush_with_fds(with.fds, deadline) };
         let outcome = sent.and_then(|()| self.drive(with.connect, with.step, operation, inbox, deadline));
-        if matches!(outcome, Err(DriveError::Timeout | DriveError::Io(_))) {
+        if outcome.as_ref().is_err_and(DriveError::expires) {
             operation.expire(&mut self.machine);
         }
         outcome
@@ -671,19 +749,15 @@ impl<M: Machine> Conn<M> {
         I: Inbox<M> + ?Sized,
     {
         let mut progress = op::Progress::new(operation);
-        let mut limit = deadline;
+        let mut limits = Deadlines::new(deadline, step);
         loop {
             let next = progress.next(&mut self.machine, inbox).map_err(DriveError::Machine)?;
-            if progress.took() && step.is_some() {
-                limit = earliest(deadline, self::deadline(step));
-            }
+            limits.took(progress.took());
             let reconnect = matches!(next, op::Next::Connect);
             match next {
                 op::Next::Done(output) => return Ok(output),
                 op::Next::Pause(pause) => {
-                    if deadline.is_some_and(|d| Instant::now() + pause > d) {
-                        return Err(DriveError::Timeout);
-                    }
+                    limits.pause(pause)?;
                     std::thread::sleep(pause);
                     if let Some(output) = progress.resume(&mut self.machine).map_err(DriveError::Machine)? {
                         return Ok(output);
@@ -691,11 +765,11 @@ impl<M: Machine> Conn<M> {
                 }
                 op::Next::Connect | op::Next::Transfer => match connect.as_mut().filter(|_| reconnect) {
                     Some(connect) => {
-                        let stream = connect(limit)?;
+                        let stream = connect(limits.wait())?;
                         self.replace_stream(stream);
                         self.machine.connected();
                     }
-                    None => self.pump(limit)?,
+                    None => self.pump(limits.wait())?,
                 },
             }
         }
