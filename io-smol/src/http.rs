@@ -177,10 +177,9 @@ impl<M: Machine> Link<M> {
     /// dropped before a request is queued, so that the request goes out on
     /// a fresh one instead of failing.
     pub(crate) fn machine(&mut self) -> &mut M {
-        if self.conn.machine().reusable_idle() && self.conn.stream_mut().has_unasked() {
-            self.conn.machine_mut().close();
-        }
-        self.conn.machine_mut()
+        let (stream, machine) = self.conn.parts_mut();
+        machine.drop_stale(|| stream.has_unasked());
+        machine
     }
 
     /// Runs `operation` (the machine's events that are not its own to

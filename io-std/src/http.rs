@@ -528,13 +528,11 @@ impl<M: Machine> Link<M> {
     /// dropped before a request is queued, so that the request goes out on
     /// a fresh one instead of failing.
     pub(crate) fn machine(&mut self) -> &mut M {
-        let stale = self.conn.machine().reusable_idle()
-            && (self.conn.stream().has_buffered()
-                || wait_ready(self.conn.stream().as_fd(), PollFlags::IN, Some(Instant::now())).unwrap_or(true));
-        if stale {
-            self.conn.machine_mut().close();
-        }
-        self.conn.machine_mut()
+        let (stream, machine) = self.conn.parts_mut();
+        machine.drop_stale(|| {
+            stream.has_buffered() || wait_ready(stream.as_fd(), PollFlags::IN, Some(Instant::now())).unwrap_or(true)
+        });
+        machine
     }
 
     /// Runs `operation` (the machine's events that are not its own to

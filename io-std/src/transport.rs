@@ -590,6 +590,12 @@ impl<M: Machine> Conn<M> {
         &self.stream
     }
 
+    /// The stream and the machine, both borrowed (to look at the stream
+    /// while telling the machine).
+    pub fn parts_mut(&mut self) -> (&Stream, &mut M) {
+        (&self.stream, &mut self.machine)
+    }
+
     /// Carries on over a new stream (the machine's own state is its
     /// business: HTTP machines are told with their `connected()`).
     pub fn replace_stream(&mut self, stream: Stream) {
