@@ -63,27 +63,11 @@ impl Stream {
     /// `EAGAIN` and offers no readiness to wait for, so it is tried again
     /// every 10 ms. An error names the path.
     pub async fn connect_unix(path: impl AsRef<Path>, timeout: Option<Duration>) -> io::Result<Self> {
-        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-        let path = path.as_ref();
-        let give_up = deadline(timeout);
-        let addr = SocketAddrUnix::new(path).map_err(|e| transport::at(path, e.into()))?;
-        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
-        let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
-        loop {
-            match rustix::net::connect(&fd, &addr) {
-                Ok(()) => break,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) if give_up.is_none_or(|d| Instant::now() < d) => {
-                    Timer::after(Duration::from_millis(10)).await;
-                }
-                Err(rustix::io::Errno::AGAIN) => {
-                    let why = format!("{} took no connection within {timeout:?} (its queue is full)", path.display());
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, why));
-                }
-                Err(e) => return Err(transport::at(path, e.into())),
-            }
+        let connect = transport::UnixConnect::new(path.as_ref(), timeout)?;
+        while !connect.try_connect()? {
+            Timer::after(transport::UnixConnect::RETRY).await;
         }
-        Ok(Stream::Unix(Async::new(UnixStream::from(fd))?))
+        Ok(Stream::Unix(Async::new(connect.into_stream())?))
     }
 
     /// Connects to `addr` over TCP, trying each resolved address for at

@@ -89,28 +89,14 @@ impl Stream {
     /// `connect` fails with `EAGAIN` and is tried again every 10 ms. An
     /// error names the path, as [`Stream::connect_unix`]'s does.
     pub fn connect_unix_timeout(path: impl AsRef<Path>, timeout: Option<Duration>) -> io::Result<Self> {
-        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-        let Some(timeout) = timeout else { return Self::connect_unix(path) };
-        let path = path.as_ref();
-        let give_up = Instant::now() + timeout;
-        let addr = SocketAddrUnix::new(path).map_err(|e| at(path, e.into()))?;
-        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
-        let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
-        loop {
-            match rustix::net::connect(&fd, &addr) {
-                Ok(()) => break,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) if Instant::now() < give_up => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Err(rustix::io::Errno::AGAIN) => {
-                    let why = format!("{} took no connection within {timeout:?} (its queue is full)", path.display());
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, why));
-                }
-                Err(e) => return Err(at(path, e.into())),
-            }
+        if timeout.is_none() {
+            return Self::connect_unix(path);
         }
-        let stream = UnixStream::from(fd);
+        let connect = UnixConnect::new(path.as_ref(), timeout)?;
+        while !connect.try_connect()? {
+            std::thread::sleep(UnixConnect::RETRY);
+        }
+        let stream = connect.into_stream();
         stream.set_nonblocking(false)?;
         Ok(Stream::Unix(stream))
     }
@@ -216,6 +202,69 @@ impl AsFd for Stream {
             #[cfg(feature = "tls")]
             Stream::Tls(s) => s.sock.as_fd(),
         }
+    }
+}
+
+/// A connection to a UNIX socket that the listener may not take at once,
+/// tried until it does or the time limit passes: what both adapters'
+/// connecting with a time limit decide ([`Stream::connect_unix_timeout`],
+/// vmwire-smol's `Stream::connect_unix`), each waiting
+/// [`UnixConnect::RETRY`] its own way between tries.
+///
+/// A listener whose queue is full (QEMU's chardev sockets serve one client
+/// and queue one or two more) refuses a non-blocking `connect` with
+/// `EAGAIN`, and Linux offers no readiness to wait for there.
+#[derive(Debug)]
+pub struct UnixConnect<'p> {
+    path: &'p Path,
+    addr: rustix::net::SocketAddrUnix,
+    fd: std::os::fd::OwnedFd,
+    /// When to give up, and the time limit (as errors say it).
+    limit: Option<(Instant, Duration)>,
+}
+
+impl<'p> UnixConnect<'p> {
+    /// How long to wait before trying again.
+    pub const RETRY: Duration = Duration::from_millis(10);
+
+    /// A non-blocking socket to connect to `path` within `timeout` (`None`:
+    /// no limit). An error names the path.
+    pub fn new(path: &'p Path, timeout: Option<Duration>) -> io::Result<Self> {
+        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+        let limit = timeout.map(|t| (Instant::now() + t, t));
+        let addr = SocketAddrUnix::new(path).map_err(|e| at(path, e.into()))?;
+        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+        let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
+        Ok(UnixConnect { path, addr, fd, limit })
+    }
+
+    /// One try: whether the listener took the connection (then
+    /// [`UnixConnect::into_stream`]); false: its queue is full, try again
+    /// after [`UnixConnect::RETRY`]. Past the time limit, a full queue is
+    /// [`io::ErrorKind::TimedOut`]; any other error names the path.
+    pub fn try_connect(&self) -> io::Result<bool> {
+        loop {
+            match rustix::net::connect(&self.fd, &self.addr) {
+                Ok(()) => return Ok(true),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => match self.limit {
+                    Some((give_up, timeout)) if Instant::now() >= give_up => {
+                        let why = format!(
+                            "{} took no connection within {timeout:?} (its queue is full)",
+                            self.path.display()
+                        );
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, why));
+                    }
+                    _ => return Ok(false),
+                },
+                Err(e) => return Err(at(self.path, e.into())),
+            }
+        }
+    }
+
+    /// The connected socket (non-blocking).
+    pub fn into_stream(self) -> UnixStream {
+        UnixStream::from(self.fd)
     }
 }
 
