@@ -49,7 +49,7 @@ use vmwire_proto::Machine;
 use vmwire_proto::buf::Heap;
 use vmwire_proto::negotiator::{Caller, Responder, ResponderEvent};
 use vmwire_proto::op::{self, Idle};
-use vmwire_std::negotiator::{Call, HostWait, Unasked, host_left};
+use vmwire_std::negotiator::{Call, HostWait, Unasked, call_ended, host_left};
 
 use crate::conn::{Conn, DriveError, RECHECK_HUNG_UP, Stream, deadline};
 
@@ -250,13 +250,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Peer> Channel<S> {
         let unsent = !in_flight.0.machine().transmit().is_empty();
         let gone = in_flight.0.stream().hung_up();
         drop(in_flight);
-        match outcome {
-            Err(DriveError::Timeout) if unsent && gone => Err(Error::NotConnected {
-                channel: self.label.clone(),
-                waited: self.options.timeout.unwrap_or_default(),
-            }),
-            other => other?,
-        }
+        call_ended(outcome, unsent, || gone, &self.label, self.options.timeout)
     }
 
     /// Answers the other side's calls until it closes (a stream whose

@@ -253,16 +253,10 @@ impl Channel {
         let outcome = self.conn.wait(&mut response, &mut Unasked(&self.label), deadline);
         // Looked at before the call is expired, which withdraws a request never sent.
         let unsent = !self.conn.machine().transmit().is_empty();
-        if matches!(outcome, Err(DriveError::Timeout | DriveError::Io(_))) {
+        if outcome.as_ref().is_err_and(DriveError::expires) {
             response.expire(self.conn.machine_mut());
         }
-        match outcome {
-            Err(DriveError::Timeout) if unsent && caller_gone(&self.conn) => Err(Error::NotConnected {
-                channel: self.label.clone(),
-                waited: self.options.timeout.unwrap_or_default(),
-            }),
-            other => other?,
-        }
+        call_ended(outcome, unsent, || caller_gone(&self.conn), &self.label, self.options.timeout)
     }
 
     /// Closes the channel; later calls fail with [`Error::Closed`].
@@ -363,6 +357,28 @@ impl<T> Call<T> {
             proto::Answer::Invalid(e) => Err(Error::Protocol(e)),
             proto::Answer::Closed => Err(Error::Closed),
         })
+    }
+}
+
+/// What a call's wait came to (its response's value, or why driving
+/// stopped), as a channel returns it, this crate's and vmwire-smol's.
+/// `unsent`: whether the request was still queued when the wait ended;
+/// `gone`: whether the stream polls hung up. A time-out with the request
+/// never sent on a stream whose other end is not there (a virtio-serial
+/// port without its host) is [`Error::NotConnected`], naming the channel
+/// `label` and the time waited, `timeout`.
+pub fn call_ended<T>(
+    outcome: Result<Result<T, Error>, DriveError<proto::Error>>,
+    unsent: bool,
+    gone: impl FnOnce() -> bool,
+    label: &str,
+    timeout: Option<Duration>,
+) -> Result<T, Error> {
+    match outcome {
+        Err(DriveError::Timeout) if unsent && gone() => {
+            Err(Error::NotConnected { channel: label.to_owned(), waited: timeout.unwrap_or_default() })
+        }
+        other => other?,
     }
 }
 
