@@ -25,7 +25,7 @@ use vmwire_proto::Machine;
 use vmwire_proto::op::{self, Inbox, Operation};
 
 use vmwire_std::transport;
-use vmwire_std::transport::earliest;
+use vmwire_std::transport::Deadlines;
 pub use vmwire_std::transport::{Address, DriveError, Outcome, deadline};
 
 /// A byte stream to a peer: a UNIX socket, a TCP connection, or a
@@ -63,27 +63,11 @@ impl Stream {
     /// `EAGAIN` and offers no readiness to wait for, so it is tried again
     /// every 10 ms. An error names the path.
     pub async fn connect_unix(path: impl AsRef<Path>, timeout: Option<Duration>) -> io::Result<Self> {
-        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-        let path = path.as_ref();
-        let give_up = deadline(timeout);
-        let addr = SocketAddrUnix::new(path).map_err(|e| transport::at(path, e.into()))?;
-        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
-        let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
-        loop {
-            match rustix::net::connect(&fd, &addr) {
-                Ok(()) => break,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) if give_up.is_none_or(|d| Instant::now() < d) => {
-                    Timer::after(Duration::from_millis(10)).await;
-                }
-                Err(rustix::io::Errno::AGAIN) => {
-                    let why = format!("{} took no connection within {timeout:?} (its queue is full)", path.display());
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, why));
-                }
-                Err(e) => return Err(transport::at(path, e.into())),
-            }
+        let connect = transport::UnixConnect::new(path.as_ref(), timeout)?;
+        while !connect.try_connect()? {
+            Timer::after(transport::UnixConnect::RETRY).await;
         }
-        Ok(Stream::Unix(Async::new(UnixStream::from(fd))?))
+        Ok(Stream::Unix(Async::new(connect.into_stream())?))
     }
 
     /// Connects to `addr` over TCP, trying each resolved address for at
@@ -509,7 +493,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, M: Machine> Conn<S, M> {
         let mut running = Running { conn: self, progress: op::Progress::new(operation), ended: false };
         let mut connect = with.connect;
         let outcome = running.drive(&mut connect, with.step, inbox, deadline).await;
-        running.ended = !matches!(outcome, Err(DriveError::Timeout | DriveError::Io(_)));
+        running.ended = !outcome.as_ref().is_err_and(DriveError::expires);
         outcome
     }
 }
@@ -524,21 +508,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin, M: Machine, O: Operation<M>> Running<'_,
         inbox: &mut I,
         deadline: Option<Instant>,
     ) -> Outcome<O, M> {
-        let mut limit = deadline;
+        let mut limits = Deadlines::new(deadline, step);
         let mut timer: Option<Timer> = None;
         loop {
             let next = self.progress.next(&mut self.conn.machine, inbox).map_err(DriveError::Machine)?;
-            if self.progress.took() && step.is_some() {
-                limit = earliest(deadline, self::deadline(step));
+            if limits.took(self.progress.took()) {
                 timer = None;
             }
             let reconnect = matches!(next, op::Next::Connect);
             match next {
                 op::Next::Done(output) => return Ok(output),
                 op::Next::Pause(pause) => {
-                    if deadline.is_some_and(|d| Instant::now() + pause > d) {
-                        return Err(DriveError::Timeout);
-                    }
+                    limits.pause(pause)?;
                     Timer::after(pause).await;
                     if let Some(output) = self.progress.resume(&mut self.conn.machine).map_err(DriveError::Machine)? {
                         return Ok(output);
@@ -546,13 +527,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin, M: Machine, O: Operation<M>> Running<'_,
                 }
                 op::Next::Connect | op::Next::Transfer => match connect.as_mut().filter(|_| reconnect) {
                     Some(connect) => {
-                        let stream = connect(limit).await?;
+                        let stream = connect(limits.wait()).await?;
                         self.conn.replace_stream(stream);
                         self.conn.machine.connected();
                     }
                     None => {
                         if timer.is_none() {
-                            timer = limit.map(Timer::at);
+                            timer = limits.wait().map(Timer::at);
                         }
                         future::poll_fn(|cx| timed(&mut timer, cx, |cx| self.conn.poll_pump(cx))).await?;
                     }

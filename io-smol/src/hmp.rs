@@ -28,7 +28,7 @@ use std::time::Duration;
 use futures_io::{AsyncRead, AsyncWrite};
 use vmwire_proto::buf::Heap;
 use vmwire_proto::hmp::{self, Client};
-use vmwire_std::hmp::{Finished, Unsolicited, finished, no_prompt, opened, over_qmp, quote};
+use vmwire_std::hmp::{Finished, Unsolicited, finished, line, no_prompt, opened, over_qmp};
 
 pub use vmwire_std::hmp::{Error, Migrate, Options, Status};
 
@@ -127,10 +127,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Monitor<S> {
 
     /// [`Monitor::command`] with its own time limit.
     pub async fn command_timeout(&mut self, line: &str, timeout: Option<Duration>) -> Result<String, Error> {
-        match self.run(line, timeout).await? {
-            Finished::Output(text) => Ok(text),
-            Finished::RanThenClosed => Err(Error::Closed),
-        }
+        self.run(line, timeout).await?.output()
     }
 
     async fn run(&mut self, line: &str, timeout: Option<Duration>) -> Result<Finished, Error> {
@@ -158,13 +155,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Monitor<S> {
 
     /// Runs a command that prints nothing when it works.
     async fn quiet(&mut self, line: &str) -> Result<(), Error> {
-        let text = self.command(line).await?;
-        if text.trim().is_empty() { Ok(()) } else { Err(Error::Monitor(text)) }
+        self.run(line, self.timeout).await?.quiet()
     }
 
     /// `info WHAT`: `info status`, `info block`, `info qtree`, …
     pub async fn info(&mut self, what: &str) -> Result<String, Error> {
-        self.command(&format!("info {what}")).await
+        self.command(&line::info(what)).await
     }
 
     /// The VM's run state, from `info status`.
@@ -184,27 +180,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Monitor<S> {
 
     /// Saves the screen to `file` on QEMU's side (`screendump FILE`, PPM).
     pub async fn screendump(&mut self, file: impl AsRef<Path>) -> Result<(), Error> {
-        let file = file.as_ref().to_str().ok_or_else(|| Error::Unexpected("the file name is not UTF-8".into()))?;
-        self.quiet(&format!("screendump {}", quote(file))).await
+        self.quiet(&line::screendump(file.as_ref())?).await
     }
 
     /// Presses `keys` together, such as `ctrl-alt-f1` (`sendkey KEYS [HOLD_MS]`;
     /// QEMU's default hold time is 100 ms).
     pub async fn sendkey(&mut self, keys: &str, hold_ms: Option<u32>) -> Result<(), Error> {
-        match hold_ms {
-            Some(ms) => self.quiet(&format!("sendkey {keys} {ms}")).await,
-            None => self.quiet(&format!("sendkey {keys}")).await,
-        }
+        self.quiet(&line::sendkey(keys, hold_ms)).await
     }
 
     /// Moves the mouse by `dx`, `dy` (`mouse_move`).
     pub async fn mouse_move(&mut self, dx: i32, dy: i32) -> Result<(), Error> {
-        self.quiet(&format!("mouse_move {dx} {dy}")).await
+        self.quiet(&line::mouse_move(dx, dy)).await
     }
 
     /// Sets the mouse buttons: a mask of 1 (left), 2 (middle), 4 (right) (`mouse_button`).
     pub async fn mouse_button(&mut self, state: u32) -> Result<(), Error> {
-        self.quiet(&format!("mouse_button {state}")).await
+        self.quiet(&line::mouse_button(state)).await
     }
 
     /// Migrates to `uri` (`tcp:HOST:PORT`, `unix:PATH`, `exec:CMD`, …).
@@ -215,15 +207,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Monitor<S> {
     /// Caps migration bandwidth at `bytes_per_second`
     /// (`migrate_set_parameter max-bandwidth`, given in bytes).
     pub async fn migrate_set_speed(&mut self, bytes_per_second: u64) -> Result<(), Error> {
-        self.quiet(&format!("migrate_set_parameter max-bandwidth {bytes_per_second}B")).await
+        self.quiet(&line::migrate_set_speed(bytes_per_second)).await
     }
 
     /// Quits QEMU (`quit`): done when QEMU has read the line and closed the monitor.
     pub async fn quit(mut self) -> Result<(), Error> {
-        match self.run("quit", self.timeout).await {
-            Ok(_) | Err(Error::Closed) => Ok(()),
-            Err(e) => Err(e),
-        }
+        Finished::quit(self.run("quit", self.timeout).await)
     }
 
     /// Closes the connection.

@@ -18,6 +18,7 @@ use vmwire_proto::op::{Inbox, Operation};
 pub use vmwire_std::http::pem_certificates;
 pub use vmwire_std::http::{Address, OpenError, TlsOptions, Url, UrlError, redact};
 use vmwire_std::http::{connect_failed, endpoint_machine};
+use vmwire_std::transport::time_left;
 
 use crate::conn::{Conn, Connect, DriveError, Stream, With, deadline};
 
@@ -115,11 +116,10 @@ impl Connector {
 
     /// A new connection (the TLS handshake done), by `deadline`.
     async fn connect(&self, deadline: Option<Instant>) -> io::Result<HttpStream> {
-        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
         match &self.address {
-            Address::Unix(path) => Stream::connect_unix(path, left()).await.map(HttpStream::Plain),
+            Address::Unix(path) => Stream::connect_unix(path, time_left(deadline)).await.map(HttpStream::Plain),
             Address::Tcp { host, port, .. } => {
-                let stream = Stream::connect_tcp((host.as_str(), *port), left()).await?;
+                let stream = Stream::connect_tcp((host.as_str(), *port), time_left(deadline)).await?;
                 #[cfg(feature = "tls")]
                 if let Some(tls) = &self.tls {
                     let name = futures_rustls::pki_types::ServerName::try_from(host.clone())
@@ -177,10 +177,9 @@ impl<M: Machine> Link<M> {
     /// dropped before a request is queued, so that the request goes out on
     /// a fresh one instead of failing.
     pub(crate) fn machine(&mut self) -> &mut M {
-        if self.conn.machine().reusable_idle() && self.conn.stream_mut().has_unasked() {
-            self.conn.machine_mut().close();
-        }
-        self.conn.machine_mut()
+        let (stream, machine) = self.conn.parts_mut();
+        machine.drop_stale(|| stream.has_unasked());
+        machine
     }
 
     /// Runs `operation` (the machine's events that are not its own to

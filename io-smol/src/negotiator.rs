@@ -49,7 +49,7 @@ use vmwire_proto::Machine;
 use vmwire_proto::buf::Heap;
 use vmwire_proto::negotiator::{Caller, Responder, ResponderEvent};
 use vmwire_proto::op::{self, Idle};
-use vmwire_std::negotiator::{Call, Unasked};
+use vmwire_std::negotiator::{Call, HostWait, Unasked, call_ended, host_left};
 
 use crate::conn::{Conn, DriveError, RECHECK_HUNG_UP, Stream, deadline};
 
@@ -250,13 +250,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Peer> Channel<S> {
         let unsent = !in_flight.0.machine().transmit().is_empty();
         let gone = in_flight.0.stream().hung_up();
         drop(in_flight);
-        match outcome {
-            Err(DriveError::Timeout) if unsent && gone => Err(Error::NotConnected {
-                channel: self.label.clone(),
-                waited: self.options.timeout.unwrap_or_default(),
-            }),
-            other => other?,
-        }
+        call_ended(outcome, unsent, || gone, &self.label, self.options.timeout)
     }
 
     /// Answers the other side's calls until it closes (a stream whose
@@ -484,49 +478,33 @@ where
         let outcome = serve_session(&mut conn, label, handler, options).await;
         // The session's machine goes with it: a request half read, a response not sent.
         stream = conn.into_parts().0;
-        match outcome {
-            // The host left (while its response was being written, perhaps).
-            Ok(()) | Err(Error::Timeout | Error::Closed) if comes_and_goes => {}
-            other => return other,
+        if !(comes_and_goes && host_left(&outcome)) {
+            return outcome;
         }
     }
 }
 
 /// Waits (looking again every [`RECHECK_HUNG_UP`]) until a host is
 /// connected to the virtio-serial port `stream`, and returns the bytes it
-/// sent that were read meanwhile. What the port holds from a host that has
-/// gone is read and dropped: its caller is not there to get a response.
-/// Bytes are a departed host's only if the port still polls hung up a whole
-/// recheck after they were read: a new host's first bytes can be seen
-/// before its coming is (QEMU's data and control queues are separate).
+/// sent that were read meanwhile; which of them are kept is
+/// [`HostWait`]'s decision.
 async fn wait_for_host<S: AsyncRead + Unpin + Peer>(stream: &mut S, label: &str) -> Result<Vec<u8>, Error> {
-    let mut waiting = false;
-    let mut held = Vec::new();
+    let mut wait = HostWait::new(label);
     let mut scrap = [0u8; 4096];
-    let mut dropped = 0usize;
-    while stream.hung_up() {
+    while wait.looked(stream.hung_up()) {
         loop {
             match future::poll_once(stream.read(&mut scrap)).await {
-                Some(Ok(n)) if n > 0 => held.extend_from_slice(&scrap[..n]),
+                Some(Ok(n)) if n > 0 => wait.read(&scrap[..n]),
                 // Ended (no host), or nothing now.
                 Some(Ok(_)) | None => break,
                 Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Some(Err(e)) => return Err(Error::Io(e)),
             }
         }
-        if !std::mem::replace(&mut waiting, true) {
-            log::debug!("{label}: the host is not connected; waiting");
-        }
         Timer::after(RECHECK_HUNG_UP).await;
-        if stream.hung_up() {
-            dropped += held.len();
-            held.clear();
-        }
+        wait.rechecked(stream.hung_up());
     }
-    if dropped > 0 {
-        log::info!("{label}: dropped {dropped} bytes sent by a host that has gone");
-    }
-    Ok(held)
+    Ok(wait.connected())
 }
 
 /// The host's side of a guest's channel: calls into the guest on

@@ -51,6 +51,7 @@ use vmwire_proto::json::Value;
 use vmwire_proto::op::{Offer, Operation};
 use vmwire_proto::qga::{self, Client, Event, Id};
 use vmwire_std::qga::{Strays, random_id, returned, send_json, synchronised, transferred};
+use vmwire_std::qmp::arguments;
 
 pub use vmwire_std::qga::{
     CommandInfo, Error, ExitStatus, Info, OUT_OF_RANGE, Options, OsInfo, Output, QemuError, Shutdown,
@@ -161,8 +162,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Agent<S> {
     /// Runs `name` with `args` (anything that serialises to a JSON object,
     /// or `()` for none) and decodes its return value into `T`.
     pub async fn execute<T: DeserializeOwned>(&mut self, name: &str, args: impl Serialize) -> Result<T, Error> {
-        let args = serde_json::to_vec(&args).map_err(Error::Json)?;
-        let args = (args != b"null").then_some(args);
+        let args = arguments(args).map_err(Error::Json)?;
         self.execute_json(name, args.as_deref(), |v| v.deserialize().map_err(Error::Json)).await
     }
 

@@ -48,19 +48,13 @@ use vmwire_proto::buf::Heap;
 use vmwire_proto::json::Value;
 use vmwire_proto::op::Bounded;
 use vmwire_proto::qmp::{self, Answer, Client, Command, Config, Id, owned::Kept};
-use vmwire_std::qmp::{Checking, Inbox, answer, negotiation, opened};
+use vmwire_std::qmp::{Checking, Inbox, add_fd_arguments, answer, arguments, negotiation, next_event, opened};
 
 use crate::conn::{Conn, DriveError, PassFds, Stream, deadline};
 
 pub use vmwire_std::qmp::{Error, Event, Greeting, Options, QemuError, Schema, Stray, check};
 
 pub mod mux;
-
-/// Arguments as JSON text (`None` for `()` or `null`).
-fn arguments(args: impl Serialize) -> Result<Option<Vec<u8>>, Error> {
-    let args = serde_json::to_vec(&args).map_err(Error::Json)?;
-    Ok((args != b"null").then_some(args))
-}
 
 /// A QMP connection driven by the task that holds it: the async twin of
 /// `vmwire_std::qmp::Qmp`, with the same methods. [`Qmp::share`] turns it
@@ -134,7 +128,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Qmp<S> {
         args: impl Serialize,
         timeout: Option<Duration>,
     ) -> Result<T, Error> {
-        let args = arguments(args)?;
+        let args = arguments(args).map_err(Error::Json)?;
         let id = self.checking.send(self.conn.machine_mut(), name, args.as_deref(), false)?;
         self.wait(id, deadline(timeout), |v| v.deserialize().map_err(Error::Json)).await
     }
@@ -224,19 +218,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Qmp<S> {
     pub async fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<Event>, Error> {
         let deadline = deadline(timeout);
         loop {
-            if let Some(event) = self.inbox.events.pop() {
+            if let Some(event) = self.inbox.queued_event()? {
                 return Ok(Some(event));
             }
-            if self.inbox.closed {
-                return Err(Error::Closed);
-            }
-            let mut next = qmp::NextEvent::new(|e: Option<qmp::AsyncEvent<'_>>| e.map(Event::of));
-            match self.conn.run(&mut next, &mut self.inbox, deadline).await {
-                Ok(Some(Ok(event))) => return Ok(Some(event)),
-                Ok(Some(Err(stray))) => self.inbox.strays.push(stray),
-                Ok(None) => self.inbox.closed = true,
-                Err(DriveError::Timeout) => return Ok(None),
-                Err(e) => return Err(e.into()),
+            let outcome = self.conn.run(&mut next_event(), &mut self.inbox, deadline).await;
+            if let Some(event) = self.inbox.waited_event(outcome) {
+                return event;
             }
         }
     }
@@ -299,7 +286,7 @@ impl<S: AsyncRead + AsyncWrite + PassFds + Unpin> Qmp<S> {
     /// Passes `fd` to QEMU under the name `fdname` (`getfd`, the descriptor
     /// attached as `SCM_RIGHTS`). UNIX sockets only.
     pub async fn send_fd(&mut self, fdname: &str, fd: BorrowedFd<'_>) -> Result<(), Error> {
-        let args = arguments(serde_json::json!({ "fdname": fdname }))?;
+        let args = arguments(serde_json::json!({ "fdname": fdname })).map_err(Error::Json)?;
         let id = self.checking.send(self.conn.machine_mut(), "getfd", args.as_deref(), false)?;
         self.wait_with_fd(id, fd, |_| Ok(())).await
     }
@@ -312,7 +299,7 @@ impl<S: AsyncRead + AsyncWrite + PassFds + Unpin> Qmp<S> {
         fdset_id: Option<u64>,
         opaque: Option<&str>,
     ) -> Result<serde_json::Value, Error> {
-        let args = arguments(add_fd_arguments(fdset_id, opaque))?;
+        let args = arguments(add_fd_arguments(fdset_id, opaque)).map_err(Error::Json)?;
         let id = self.checking.send(self.conn.machine_mut(), "add-fd", args.as_deref(), false)?;
         self.wait_with_fd(id, fd, |v| v.deserialize().map_err(Error::Json)).await
     }
@@ -337,18 +324,6 @@ impl<S: AsyncRead + AsyncWrite + PassFds + Unpin> Qmp<S> {
     pub fn share(self) -> (Handle, Driver<S>) {
         self.into_shared(Some(S::poll_send_with_fds))
     }
-}
-
-/// `add-fd`'s arguments.
-fn add_fd_arguments(fdset_id: Option<u64>, opaque: Option<&str>) -> serde_json::Value {
-    let mut args = serde_json::Map::new();
-    if let Some(set) = fdset_id {
-        args.insert("fdset-id".into(), set.into());
-    }
-    if let Some(opaque) = opaque {
-        args.insert("opaque".into(), opaque.into());
-    }
-    args.into()
 }
 
 /// Writes bytes with descriptors attached ([`PassFds::poll_send_with_fds`]).
@@ -536,7 +511,7 @@ impl Handle {
 
     /// Runs `name` with `args` and decodes its return value into `T`.
     pub async fn execute<T: DeserializeOwned>(&self, name: &str, args: impl Serialize) -> Result<T, Error> {
-        let text = self.call(name, arguments(args)?, false, Vec::new()).await?;
+        let text = self.call(name, arguments(args).map_err(Error::Json)?, false, Vec::new()).await?;
         serde_json::from_str(&text).map_err(Error::Json)
     }
 
@@ -556,14 +531,14 @@ impl Handle {
     /// decodes its return value into `T`. QEMU answers it at once, ahead of
     /// commands queued before it.
     pub async fn execute_oob<T: DeserializeOwned>(&self, name: &str, args: impl Serialize) -> Result<T, Error> {
-        let text = self.call(name, arguments(args)?, true, Vec::new()).await?;
+        let text = self.call(name, arguments(args).map_err(Error::Json)?, true, Vec::new()).await?;
         serde_json::from_str(&text).map_err(Error::Json)
     }
 
     /// Passes `fd` to QEMU under the name `fdname` (`getfd`). Needs a
     /// connection shared with [`Qmp::share`] over a UNIX socket.
     pub async fn send_fd(&self, fdname: &str, fd: BorrowedFd<'_>) -> Result<(), Error> {
-        let args = arguments(serde_json::json!({ "fdname": fdname }))?;
+        let args = arguments(serde_json::json!({ "fdname": fdname })).map_err(Error::Json)?;
         self.call("getfd", args, false, vec![fd.try_clone_to_owned()?]).await.map(drop)
     }
 
@@ -575,7 +550,7 @@ impl Handle {
         fdset_id: Option<u64>,
         opaque: Option<&str>,
     ) -> Result<serde_json::Value, Error> {
-        let args = arguments(add_fd_arguments(fdset_id, opaque))?;
+        let args = arguments(add_fd_arguments(fdset_id, opaque)).map_err(Error::Json)?;
         let fd = fd.as_fd().try_clone_to_owned()?;
         let text = self.call("add-fd", args, false, vec![fd]).await?;
         serde_json::from_str(&text).map_err(Error::Json)

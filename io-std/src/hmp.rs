@@ -214,6 +214,78 @@ pub enum Finished {
     RanThenClosed,
 }
 
+impl Finished {
+    /// What [`Monitor::command`] returns of it: the output; a monitor that
+    /// closed after the line is [`Error::Closed`].
+    pub fn output(self) -> Result<String, Error> {
+        match self {
+            Finished::Output(text) => Ok(text),
+            Finished::RanThenClosed => Err(Error::Closed),
+        }
+    }
+
+    /// What a command that prints nothing when it works ([`Monitor::stop`],
+    /// [`Monitor::sendkey`], …) returns of it: its output, if any, is the
+    /// error ([`Error::Monitor`]).
+    pub fn quiet(self) -> Result<(), Error> {
+        let text = self.output()?;
+        if text.trim().is_empty() { Ok(()) } else { Err(Error::Monitor(text)) }
+    }
+
+    /// What [`Monitor::quit`] returns of running `quit`: done when QEMU has
+    /// read the line and closed the monitor (or closed it first).
+    pub fn quit(ran: Result<Finished, Error>) -> Result<(), Error> {
+        match ran {
+            Ok(_) | Err(Error::Closed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The command lines of [`Monitor`]'s typed commands (and vmwire-smol's):
+/// HMP's syntax for them, written once.
+pub mod line {
+    use std::path::Path;
+
+    use super::{Error, quote};
+
+    /// `info WHAT`.
+    pub fn info(what: &str) -> String {
+        format!("info {what}")
+    }
+
+    /// `screendump FILE`, the file name quoted if it needs it.
+    pub fn screendump(file: &Path) -> Result<String, Error> {
+        let file = file.to_str().ok_or_else(|| Error::Unexpected("the file name is not UTF-8".into()))?;
+        Ok(format!("screendump {}", quote(file)))
+    }
+
+    /// `sendkey KEYS [HOLD_MS]`.
+    pub fn sendkey(keys: &str, hold_ms: Option<u32>) -> String {
+        match hold_ms {
+            Some(ms) => format!("sendkey {keys} {ms}"),
+            None => format!("sendkey {keys}"),
+        }
+    }
+
+    /// `mouse_move DX DY`.
+    pub fn mouse_move(dx: i32, dy: i32) -> String {
+        format!("mouse_move {dx} {dy}")
+    }
+
+    /// `mouse_button STATE`.
+    pub fn mouse_button(state: u32) -> String {
+        format!("mouse_button {state}")
+    }
+
+    /// `migrate_set_parameter max-bandwidth NB`: the old `migrate_set_speed`
+    /// is gone from QEMU; the bandwidth is given in bytes (without a suffix
+    /// QEMU would read MiB).
+    pub fn migrate_set_speed(bytes_per_second: u64) -> String {
+        format!("migrate_set_parameter max-bandwidth {bytes_per_second}B")
+    }
+}
+
 const MAX_UNSOLICITED: usize = 256;
 
 /// Characters of a peer's unexpected text shown in an error.
@@ -348,18 +420,12 @@ impl Monitor {
     /// Runs `line` and returns what QEMU printed, error messages included
     /// (HMP has no error replies: `unknown command: 'x'` is output too).
     pub fn command(&mut self, line: &str) -> Result<String, Error> {
-        match self.run(line, self.timeout)? {
-            Finished::Output(text) => Ok(text),
-            Finished::RanThenClosed => Err(Error::Closed),
-        }
+        self.run(line, self.timeout)?.output()
     }
 
     /// [`Monitor::command`] with its own time limit.
     pub fn command_timeout(&mut self, line: &str, timeout: Option<Duration>) -> Result<String, Error> {
-        match self.run(line, timeout)? {
-            Finished::Output(text) => Ok(text),
-            Finished::RanThenClosed => Err(Error::Closed),
-        }
+        self.run(line, timeout)?.output()
     }
 
     fn run(&mut self, line: &str, timeout: Option<Duration>) -> Result<Finished, Error> {
@@ -390,13 +456,12 @@ impl Monitor {
 
     /// Runs a command that prints nothing when it works.
     fn quiet(&mut self, line: &str) -> Result<(), Error> {
-        let text = self.command(line)?;
-        if text.trim().is_empty() { Ok(()) } else { Err(Error::Monitor(text)) }
+        self.run(line, self.timeout)?.quiet()
     }
 
     /// `info WHAT`: `info status`, `info block`, `info qtree`, …
     pub fn info(&mut self, what: &str) -> Result<String, Error> {
-        self.command(&format!("info {what}"))
+        self.command(&line::info(what))
     }
 
     /// The VM's run state, from `info status`.
@@ -416,27 +481,23 @@ impl Monitor {
 
     /// Saves the screen to `file` on QEMU's side (`screendump FILE`, PPM).
     pub fn screendump(&mut self, file: impl AsRef<Path>) -> Result<(), Error> {
-        let file = file.as_ref().to_str().ok_or_else(|| Error::Unexpected("the file name is not UTF-8".into()))?;
-        self.quiet(&format!("screendump {}", quote(file)))
+        self.quiet(&line::screendump(file.as_ref())?)
     }
 
     /// Presses `keys` together, such as `ctrl-alt-f1` (`sendkey KEYS [HOLD_MS]`;
     /// QEMU's default hold time is 100 ms).
     pub fn sendkey(&mut self, keys: &str, hold_ms: Option<u32>) -> Result<(), Error> {
-        match hold_ms {
-            Some(ms) => self.quiet(&format!("sendkey {keys} {ms}")),
-            None => self.quiet(&format!("sendkey {keys}")),
-        }
+        self.quiet(&line::sendkey(keys, hold_ms))
     }
 
     /// Moves the mouse by `dx`, `dy` (`mouse_move`).
     pub fn mouse_move(&mut self, dx: i32, dy: i32) -> Result<(), Error> {
-        self.quiet(&format!("mouse_move {dx} {dy}"))
+        self.quiet(&line::mouse_move(dx, dy))
     }
 
     /// Sets the mouse buttons: a mask of 1 (left), 2 (middle), 4 (right) (`mouse_button`).
     pub fn mouse_button(&mut self, state: u32) -> Result<(), Error> {
-        self.quiet(&format!("mouse_button {state}"))
+        self.quiet(&line::mouse_button(state))
     }
 
     /// Migrates to `uri` (`tcp:HOST:PORT`, `unix:PATH`, `exec:CMD`, …).
@@ -449,15 +510,12 @@ impl Monitor {
     /// `migrate_set_parameter max-bandwidth`, given in bytes: without a
     /// suffix QEMU would read MiB.)
     pub fn migrate_set_speed(&mut self, bytes_per_second: u64) -> Result<(), Error> {
-        self.quiet(&format!("migrate_set_parameter max-bandwidth {bytes_per_second}B"))
+        self.quiet(&line::migrate_set_speed(bytes_per_second))
     }
 
     /// Quits QEMU (`quit`): done when QEMU has read the line and closed the monitor.
     pub fn quit(mut self) -> Result<(), Error> {
-        match self.run("quit", self.timeout) {
-            Ok(_) | Err(Error::Closed) => Ok(()),
-            Err(e) => Err(e),
-        }
+        Finished::quit(self.run("quit", self.timeout))
     }
 
     /// Closes the connection.

@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use vmwire_proto::Machine;
 use vmwire_proto::op::{Inbox, Operation};
 
-use crate::transport::{Conn, DriveError, Stream, With, deadline, wait_ready};
+use crate::transport::{Conn, DriveError, Stream, With, deadline, time_left, wait_ready};
 
 /// Where an endpoint is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,14 +283,13 @@ impl Connector {
 
     /// A new connection (the TLS handshake done), by `deadline`.
     pub(crate) fn connect(&self, deadline: Option<Instant>) -> io::Result<Stream> {
-        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
         match &self.address {
             Address::Unix(path) => Stream::connect_unix(path),
             Address::Tcp { host, port, .. } => {
-                let stream = Stream::connect_tcp((host.as_str(), *port), left())?;
+                let stream = Stream::connect_tcp((host.as_str(), *port), time_left(deadline))?;
                 #[cfg(feature = "tls")]
                 if let (Some(config), Stream::Tcp(tcp)) = (&self.tls, &stream) {
-                    return tls::handshake(config.clone(), host, tcp.try_clone()?, left());
+                    return tls::handshake(config.clone(), host, tcp.try_clone()?, time_left(deadline));
                 }
                 Ok(stream)
             }
@@ -529,13 +528,11 @@ impl<M: Machine> Link<M> {
     /// dropped before a request is queued, so that the request goes out on
     /// a fresh one instead of failing.
     pub(crate) fn machine(&mut self) -> &mut M {
-        let stale = self.conn.machine().reusable_idle()
-            && (self.conn.stream().has_buffered()
-                || wait_ready(self.conn.stream().as_fd(), PollFlags::IN, Some(Instant::now())).unwrap_or(true));
-        if stale {
-            self.conn.machine_mut().close();
-        }
-        self.conn.machine_mut()
+        let (stream, machine) = self.conn.parts_mut();
+        machine.drop_stale(|| {
+            stream.has_buffered() || wait_ready(stream.as_fd(), PollFlags::IN, Some(Instant::now())).unwrap_or(true)
+        });
+        machine
     }
 
     /// Runs `operation` (the machine's events that are not its own to

@@ -31,6 +31,7 @@ use vmwire_proto::json::{ObjectWriter, Value};
 use vmwire_proto::qga::{self, Client, Command, Config, Event, Id};
 use vmwire_proto::{base64, op};
 
+use crate::qmp::arguments;
 use crate::transport::{Conn, Stream, With, deadline};
 
 pub use crate::qmp::QemuError;
@@ -419,8 +420,7 @@ impl Agent {
     /// Runs `name` with `args` (anything that serialises to a JSON object,
     /// or `()` for none) and decodes its return value into `T`.
     pub fn execute<T: DeserializeOwned>(&mut self, name: &str, args: impl Serialize) -> Result<T, Error> {
-        let args = serde_json::to_vec(&args).map_err(Error::Json)?;
-        let args = (args != b"null").then_some(args);
+        let args = arguments(args).map_err(Error::Json)?;
         self.execute_json(name, args.as_deref(), |v| v.deserialize().map_err(Error::Json))
     }
 

@@ -328,6 +328,54 @@ impl Inbox {
     }
 }
 
+impl Inbox {
+    /// What waiting for the next event ([`Qmp::next_event`], and
+    /// vmwire-smol's) finds before it waits: the oldest event kept
+    /// (`Ok(Some)`), the session's end ([`Error::Closed`]), or nothing yet
+    /// (`Ok(None)`: run [`next_event`] to wait for one).
+    pub fn queued_event(&mut self) -> Result<Option<Event>, Error> {
+        if let Some(event) = self.events.pop() {
+            return Ok(Some(event));
+        }
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        Ok(None)
+    }
+
+    /// What running [`next_event`] came to, as waiting for the next event
+    /// returns it: an event, the time running out (`Ok(None)`), or an
+    /// error; `None` when there is no event yet (a message that is none
+    /// kept as a stray, or the session's end noted): look again
+    /// ([`Inbox::queued_event`]).
+    pub fn waited_event(
+        &mut self,
+        outcome: Result<Option<Result<Event, Stray>>, DriveError<qmp::Error>>,
+    ) -> Option<Result<Option<Event>, Error>> {
+        match outcome {
+            Ok(Some(Ok(event))) => Some(Ok(Some(event))),
+            Ok(Some(Err(stray))) => {
+                self.strays.push(stray);
+                None
+            }
+            Ok(None) => {
+                self.closed = true;
+                None
+            }
+            Err(DriveError::Timeout) => Some(Ok(None)),
+            Err(e) => Some(Err(e.into())),
+        }
+    }
+}
+
+/// The operation that waits for QEMU's next event, owned (`Err`: one whose
+/// data could not be decoded, a stray), or `None` when the session ends
+/// first; see [`Inbox::waited_event`].
+pub fn next_event() -> qmp::NextEvent<impl for<'a> FnOnce(Option<qmp::AsyncEvent<'a>>) -> Option<Result<Event, Stray>>>
+{
+    qmp::NextEvent::new(|e: Option<qmp::AsyncEvent<'_>>| e.map(Event::of))
+}
+
 /// Keeps whatever the machine reports that no operation took.
 impl op::Inbox<Client<Heap>> for Inbox {
     fn keep(&mut self, event: qmp::Event<'_>) {
@@ -342,6 +390,27 @@ impl op::Inbox<Client<Heap>> for Inbox {
             qmp::owned::Kept::Nothing => {}
         }
     }
+}
+
+/// A command's arguments as JSON text, from anything that serialises to a
+/// JSON object; `None` (no `arguments` member) for `()` or anything else
+/// that serialises to `null`. Shared by the QMP and guest agent clients,
+/// these and vmwire-smol's.
+pub fn arguments(args: impl Serialize) -> Result<Option<Vec<u8>>, serde_json::Error> {
+    let args = serde_json::to_vec(&args)?;
+    Ok((args != b"null").then_some(args))
+}
+
+/// `add-fd`'s arguments: the set to add to, if given, and its `opaque` text.
+pub fn add_fd_arguments(fdset_id: Option<u64>, opaque: Option<&str>) -> serde_json::Value {
+    let mut args = serde_json::Map::new();
+    if let Some(set) = fdset_id {
+        args.insert("fdset-id".into(), set.into());
+    }
+    if let Some(opaque) = opaque {
+        args.insert("opaque".into(), opaque.into());
+    }
+    args.into()
 }
 
 /// How a command's answer becomes the caller's value: `on_return` makes it
@@ -426,8 +495,7 @@ impl Qmp {
         args: impl Serialize,
         timeout: Option<Duration>,
     ) -> Result<T, Error> {
-        let args = serde_json::to_vec(&args).map_err(Error::Json)?;
-        let args = (args != b"null").then_some(args);
+        let args = arguments(args).map_err(Error::Json)?;
         let id = self.send(name, args.as_deref(), false)?;
         self.wait(id, deadline(timeout), |v| v.deserialize().map_err(Error::Json), None)
     }
@@ -478,8 +546,8 @@ impl Qmp {
     /// Passes `fd` to QEMU under the name `fdname` (`getfd`, with the
     /// descriptor attached as `SCM_RIGHTS`). UNIX sockets only.
     pub fn send_fd(&mut self, fdname: &str, fd: BorrowedFd<'_>) -> Result<(), Error> {
-        let args = serde_json::to_vec(&serde_json::json!({ "fdname": fdname })).map_err(Error::Json)?;
-        let id = self.send("getfd", Some(&args), false)?;
+        let args = arguments(serde_json::json!({ "fdname": fdname })).map_err(Error::Json)?;
+        let id = self.send("getfd", args.as_deref(), false)?;
         let timeout = self.timeout;
         self.wait(id, deadline(timeout), |_| Ok(()), Some(fd))
     }
@@ -492,15 +560,8 @@ impl Qmp {
         fdset_id: Option<u64>,
         opaque: Option<&str>,
     ) -> Result<serde_json::Value, Error> {
-        let mut args = serde_json::Map::new();
-        if let Some(set) = fdset_id {
-            args.insert("fdset-id".into(), set.into());
-        }
-        if let Some(opaque) = opaque {
-            args.insert("opaque".into(), opaque.into());
-        }
-        let args = serde_json::to_vec(&args).map_err(Error::Json)?;
-        let id = self.send("add-fd", Some(&args), false)?;
+        let args = arguments(add_fd_arguments(fdset_id, opaque)).map_err(Error::Json)?;
+        let id = self.send("add-fd", args.as_deref(), false)?;
         let timeout = self.timeout;
         self.wait(id, deadline(timeout), |v| v.deserialize().map_err(Error::Json), Some(fd))
     }
@@ -557,19 +618,12 @@ impl Qmp {
     pub fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<Event>, Error> {
         let deadline = deadline(timeout);
         loop {
-            if let Some(event) = self.inbox.events.pop() {
+            if let Some(event) = self.inbox.queued_event()? {
                 return Ok(Some(event));
             }
-            if self.inbox.closed {
-                return Err(Error::Closed);
-            }
-            let mut next = qmp::NextEvent::new(|e: Option<qmp::AsyncEvent<'_>>| e.map(Event::of));
-            match self.conn.run(&mut next, &mut self.inbox, deadline) {
-                Ok(Some(Ok(event))) => return Ok(Some(event)),
-                Ok(Some(Err(stray))) => self.inbox.strays.push(stray),
-                Ok(None) => self.inbox.closed = true,
-                Err(DriveError::Timeout) => return Ok(None),
-                Err(e) => return Err(e.into()),
+            let outcome = self.conn.run(&mut next_event(), &mut self.inbox, deadline);
+            if let Some(event) = self.inbox.waited_event(outcome) {
+                return event;
             }
         }
     }

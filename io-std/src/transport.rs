@@ -89,28 +89,14 @@ impl Stream {
     /// `connect` fails with `EAGAIN` and is tried again every 10 ms. An
     /// error names the path, as [`Stream::connect_unix`]'s does.
     pub fn connect_unix_timeout(path: impl AsRef<Path>, timeout: Option<Duration>) -> io::Result<Self> {
-        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-        let Some(timeout) = timeout else { return Self::connect_unix(path) };
-        let path = path.as_ref();
-        let give_up = Instant::now() + timeout;
-        let addr = SocketAddrUnix::new(path).map_err(|e| at(path, e.into()))?;
-        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
-        let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
-        loop {
-            match rustix::net::connect(&fd, &addr) {
-                Ok(()) => break,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) if Instant::now() < give_up => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Err(rustix::io::Errno::AGAIN) => {
-                    let why = format!("{} took no connection within {timeout:?} (its queue is full)", path.display());
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, why));
-                }
-                Err(e) => return Err(at(path, e.into())),
-            }
+        if timeout.is_none() {
+            return Self::connect_unix(path);
         }
-        let stream = UnixStream::from(fd);
+        let connect = UnixConnect::new(path.as_ref(), timeout)?;
+        while !connect.try_connect()? {
+            std::thread::sleep(UnixConnect::RETRY);
+        }
+        let stream = connect.into_stream();
         stream.set_nonblocking(false)?;
         Ok(Stream::Unix(stream))
     }
@@ -216,6 +202,69 @@ impl AsFd for Stream {
             #[cfg(feature = "tls")]
             Stream::Tls(s) => s.sock.as_fd(),
         }
+    }
+}
+
+/// A connection to a UNIX socket that the listener may not take at once,
+/// tried until it does or the time limit passes: what both adapters'
+/// connecting with a time limit decide ([`Stream::connect_unix_timeout`],
+/// vmwire-smol's `Stream::connect_unix`), each waiting
+/// [`UnixConnect::RETRY`] its own way between tries.
+///
+/// A listener whose queue is full (QEMU's chardev sockets serve one client
+/// and queue one or two more) refuses a non-blocking `connect` with
+/// `EAGAIN`, and Linux offers no readiness to wait for there.
+#[derive(Debug)]
+pub struct UnixConnect<'p> {
+    path: &'p Path,
+    addr: rustix::net::SocketAddrUnix,
+    fd: std::os::fd::OwnedFd,
+    /// When to give up, and the time limit (as errors say it).
+    limit: Option<(Instant, Duration)>,
+}
+
+impl<'p> UnixConnect<'p> {
+    /// How long to wait before trying again.
+    pub const RETRY: Duration = Duration::from_millis(10);
+
+    /// A non-blocking socket to connect to `path` within `timeout` (`None`:
+    /// no limit). An error names the path.
+    pub fn new(path: &'p Path, timeout: Option<Duration>) -> io::Result<Self> {
+        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+        let limit = timeout.map(|t| (Instant::now() + t, t));
+        let addr = SocketAddrUnix::new(path).map_err(|e| at(path, e.into()))?;
+        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+        let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
+        Ok(UnixConnect { path, addr, fd, limit })
+    }
+
+    /// One try: whether the listener took the connection (then
+    /// [`UnixConnect::into_stream`]); false: its queue is full, try again
+    /// after [`UnixConnect::RETRY`]. Past the time limit, a full queue is
+    /// [`io::ErrorKind::TimedOut`]; any other error names the path.
+    pub fn try_connect(&self) -> io::Result<bool> {
+        loop {
+            match rustix::net::connect(&self.fd, &self.addr) {
+                Ok(()) => return Ok(true),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => match self.limit {
+                    Some((give_up, timeout)) if Instant::now() >= give_up => {
+                        let why = format!(
+                            "{} took no connection within {timeout:?} (its queue is full)",
+                            self.path.display()
+                        );
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, why));
+                    }
+                    _ => return Ok(false),
+                },
+                Err(e) => return Err(at(self.path, e.into())),
+            }
+        }
+    }
+
+    /// The connected socket (non-blocking).
+    pub fn into_stream(self) -> UnixStream {
+        UnixStream::from(self.fd)
     }
 }
 
@@ -351,6 +400,16 @@ pub enum DriveError<E> {
     Machine(E),
 }
 
+impl<E> DriveError<E> {
+    /// Whether the operation being run is expired when driving stops with
+    /// this: the deadline passed or the stream failed (`Timeout`, `Io`), so
+    /// the machine does what its protocol does then. The end of the stream
+    /// and the machine's own errors are the machine's to report.
+    pub fn expires(&self) -> bool {
+        matches!(self, DriveError::Timeout | DriveError::Io(_))
+    }
+}
+
 /// The conversions every client's error type has: from the transport's
 /// [`DriveError`] (its `Io`, `Timeout` and `Closed` variants mirror the
 /// transport's), from `io::Error` (`Io`), and from the machine's own error
@@ -448,6 +507,74 @@ pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
+/// What is left of the time until `deadline`, for a system call that takes
+/// a timeout (`None`: no deadline): at least 1 ms once the deadline has
+/// passed, since a zero timeout is no limit at all to socket calls.
+pub fn time_left(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)))
+}
+
+/// The time limits of one run of an operation, as every adapter's loop
+/// keeps them (this crate's [`Conn::run_with`], vmwire-smol's): the whole
+/// by `deadline`; each wait for the peer (connecting, writing, reading)
+/// also within `step` of the operation's last event, started again
+/// whenever it takes one ([`op::Progress::took`]); and a pause that would
+/// end past the deadline is the deadline passing.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use vmwire_std::transport::{Deadlines, DriveError};
+/// let deadline = Instant::now() + Duration::from_secs(60);
+/// let mut limits = Deadlines::new(Some(deadline), Some(Duration::from_secs(5)));
+/// assert_eq!(limits.wait(), Some(deadline)); // until the operation takes an event
+/// assert!(limits.took(true)); // it took one: 5 s from now
+/// assert!(limits.wait().is_some_and(|w| w < deadline));
+/// assert!(!limits.took(false));
+/// assert!(limits.pause::<()>(Duration::from_secs(1)).is_ok());
+/// assert!(matches!(limits.pause::<()>(Duration::from_secs(61)), Err(DriveError::Timeout)));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    deadline: Option<Instant>,
+    step: Option<Duration>,
+    wait: Option<Instant>,
+}
+
+impl Deadlines {
+    /// The whole run by `deadline`, each wait also within `step` of the
+    /// operation's last event (`None`: no limit).
+    pub fn new(deadline: Option<Instant>, step: Option<Duration>) -> Self {
+        Deadlines { deadline, step, wait: deadline }
+    }
+
+    /// Whether the operation `took` an event (or resumed) since the last
+    /// step ([`op::Progress::took`]); if so, and there is a step limit, the
+    /// limit on waits starts again, and the answer is true (a timer armed
+    /// for the old limit is stale).
+    pub fn took(&mut self, took: bool) -> bool {
+        let restart = took && self.step.is_some();
+        if restart {
+            self.wait = earliest(self.deadline, deadline(self.step));
+        }
+        restart
+    }
+
+    /// The limit on the present wait for the peer.
+    pub fn wait(&self) -> Option<Instant> {
+        self.wait
+    }
+
+    /// A pause of `pause` from now, as the operation asks
+    /// ([`op::Next::Pause`]): [`DriveError::Timeout`] if it would end past
+    /// the deadline.
+    pub fn pause<E>(&self, pause: Duration) -> Result<(), DriveError<E>> {
+        match self.deadline {
+            Some(d) if Instant::now() + pause > d => Err(DriveError::Timeout),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Opens a new stream by the deadline given (see [`With::connect`]).
 pub type Connect<'c, E> = dyn FnMut(Option<Instant>) -> Result<Stream, DriveError<E>> + 'c;
 
@@ -510,6 +637,12 @@ impl<M: Machine> Conn<M> {
     /// The stream.
     pub fn stream(&self) -> &Stream {
         &self.stream
+    }
+
+    /// The stream and the machine, both borrowed (to look at the stream
+    /// while telling the machine).
+    pub fn parts_mut(&mut self) -> (&Stream, &mut M) {
+        (&self.stream, &mut self.machine)
     }
 
     /// Carries on over a new stream (the machine's own state is its
@@ -637,7 +770,7 @@ impl<M: Machine> Conn<M> {
     {
         let sent = if with.fds.is_empty() { Ok(()) } else { self.flush_with_fds(with.fds, deadline) };
         let outcome = sent.and_then(|()| self.drive(with.connect, with.step, operation, inbox, deadline));
-        if matches!(outcome, Err(DriveError::Timeout | DriveError::Io(_))) {
+        if outcome.as_ref().is_err_and(DriveError::expires) {
             operation.expire(&mut self.machine);
         }
         outcome
@@ -671,19 +804,15 @@ impl<M: Machine> Conn<M> {
         I: Inbox<M> + ?Sized,
     {
         let mut progress = op::Progress::new(operation);
-        let mut limit = deadline;
+        let mut limits = Deadlines::new(deadline, step);
         loop {
             let next = progress.next(&mut self.machine, inbox).map_err(DriveError::Machine)?;
-            if progress.took() && step.is_some() {
-                limit = earliest(deadline, self::deadline(step));
-            }
+            limits.took(progress.took());
             let reconnect = matches!(next, op::Next::Connect);
             match next {
                 op::Next::Done(output) => return Ok(output),
                 op::Next::Pause(pause) => {
-                    if deadline.is_some_and(|d| Instant::now() + pause > d) {
-                        return Err(DriveError::Timeout);
-                    }
+                    limits.pause(pause)?;
                     std::thread::sleep(pause);
                     if let Some(output) = progress.resume(&mut self.machine).map_err(DriveError::Machine)? {
                         return Ok(output);
@@ -691,11 +820,11 @@ impl<M: Machine> Conn<M> {
                 }
                 op::Next::Connect | op::Next::Transfer => match connect.as_mut().filter(|_| reconnect) {
                     Some(connect) => {
-                        let stream = connect(limit)?;
+                        let stream = connect(limits.wait())?;
                         self.replace_stream(stream);
                         self.machine.connected();
                     }
-                    None => self.pump(limit)?,
+                    None => self.pump(limits.wait())?,
                 },
             }
         }

@@ -216,10 +216,44 @@ pub trait Machine {
     /// Whether the connection is up with nothing outstanding, so that
     /// anything arriving now answers nothing: a kept-alive HTTP connection
     /// the server may have closed, which the adapter drops (with
-    /// [`Machine::close`]) before queueing the next request. Machines whose
-    /// session is their connection say no.
+    /// [`Machine::close`]) before queueing the next request
+    /// ([`Machine::drop_stale`]). Machines whose session is their
+    /// connection say no.
     fn reusable_idle(&self) -> bool {
         false
+    }
+
+    /// Before a request is queued: drops the connection ([`Machine::close`])
+    /// if it is [reusable and idle](Machine::reusable_idle) yet has
+    /// something to say although nothing was asked (`unasked`: the server
+    /// closed it, or wrote unasked), so that the request goes out on a
+    /// fresh connection ([`Machine::needs_connection`]) instead of failing
+    /// on a stale one. `unasked` looks at the connection without waiting,
+    /// and is asked only then. Whether the connection was dropped.
+    ///
+    /// ```
+    /// use vmwire_proto::{Machine, buf::Fixed, http::{Client, Config, Endpoint, Error}};
+    /// let endpoint = Endpoint { target: "/", host: "h", headers: &[] };
+    /// let mut http = Client::<Fixed<4096, 1024>>::new(Config::default(), &endpoint)?;
+    /// http.post(&[], |_| Ok::<_, Error>(()))?;
+    /// http.connected();
+    /// assert!(!http.drop_stale(|| unreachable!())); // a request is outstanding: not asked
+    /// let n = http.transmit().len();
+    /// http.transmitted(n);
+    /// http.receive(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")?;
+    /// while http.poll()?.is_some() {}
+    /// assert!(!http.drop_stale(|| false)); // kept alive, nothing unasked: kept
+    /// assert!(http.drop_stale(|| true)); // the server closed it meanwhile: dropped
+    /// http.post(&[], |_| Ok::<_, Error>(()))?;
+    /// assert!(http.needs_connection());
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn drop_stale(&mut self, unasked: impl FnOnce() -> bool) -> bool {
+        let stale = self.reusable_idle() && unasked();
+        if stale {
+            self.close();
+        }
+        stale
     }
 
     /// Copies in as much of `bytes` as fits and returns how many were taken

@@ -253,16 +253,10 @@ impl Channel {
         let outcome = self.conn.wait(&mut response, &mut Unasked(&self.label), deadline);
         // Looked at before the call is expired, which withdraws a request never sent.
         let unsent = !self.conn.machine().transmit().is_empty();
-        if matches!(outcome, Err(DriveError::Timeout | DriveError::Io(_))) {
+        if outcome.as_ref().is_err_and(DriveError::expires) {
             response.expire(self.conn.machine_mut());
         }
-        match outcome {
-            Err(DriveError::Timeout) if unsent && caller_gone(&self.conn) => Err(Error::NotConnected {
-                channel: self.label.clone(),
-                waited: self.options.timeout.unwrap_or_default(),
-            }),
-            other => other?,
-        }
+        call_ended(outcome, unsent, || caller_gone(&self.conn), &self.label, self.options.timeout)
     }
 
     /// Closes the channel; later calls fail with [`Error::Closed`].
@@ -366,6 +360,28 @@ impl<T> Call<T> {
     }
 }
 
+/// What a call's wait came to (its response's value, or why driving
+/// stopped), as a channel returns it, this crate's and vmwire-smol's.
+/// `unsent`: whether the request was still queued when the wait ended;
+/// `gone`: whether the stream polls hung up. A time-out with the request
+/// never sent on a stream whose other end is not there (a virtio-serial
+/// port without its host) is [`Error::NotConnected`], naming the channel
+/// `label` and the time waited, `timeout`.
+pub fn call_ended<T>(
+    outcome: Result<Result<T, Error>, DriveError<proto::Error>>,
+    unsent: bool,
+    gone: impl FnOnce() -> bool,
+    label: &str,
+    timeout: Option<Duration>,
+) -> Result<T, Error> {
+    match outcome {
+        Err(DriveError::Timeout) if unsent && gone() => {
+            Err(Error::NotConnected { channel: label.to_owned(), waited: timeout.unwrap_or_default() })
+        }
+        other => other?,
+    }
+}
+
 /// The inbox of a channel's calls: logs (and drops) a caller's event that
 /// is no call's outcome (a late response, a frame nobody asked for, a bad
 /// frame), naming the channel.
@@ -465,52 +481,122 @@ fn serve_stream(
         let outcome = serve_session(&mut conn, label, commands, env, options);
         // The session's machine goes with it: a request half read, a response not sent.
         stream = conn.into_parts().0;
-        match outcome {
-            Ok(()) if device => {}
-            // The host left while its response was being written.
-            Err(Error::Timeout | Error::Closed) if device => {}
-            other => return other,
+        if !(device && host_left(&outcome)) {
+            return outcome;
         }
     }
 }
 
 /// Waits (looking again every [`RECHECK_HUNG_UP`](crate::transport::RECHECK_HUNG_UP)) until a host is connected
 /// to the virtio-serial port `stream`, and returns the bytes it sent that
-/// were read meanwhile. What the port holds from a host that has gone is
-/// read and dropped: its caller is not there to get a response. Bytes are
-/// a departed host's only if the port still polls hung up a whole recheck
-/// after they were read: a new host's first bytes can be seen before its
-/// coming is (QEMU's data and control queues are separate), and are kept.
+/// were read meanwhile; which of them are kept is [`HostWait`]'s decision.
 fn wait_for_host(stream: &mut Stream, label: &str) -> Result<Vec<u8>, Error> {
     // Reads must not block: a host may connect between a look and a read.
     rustix::io::ioctl_fionbio(&*stream, true).map_err(io::Error::from)?;
-    let mut waiting = false;
-    let mut held = Vec::new();
+    let mut wait = HostWait::new(label);
     let mut scrap = [0u8; 4096];
-    let mut dropped = 0usize;
-    while hung_up(stream.as_fd())? {
+    while wait.looked(hung_up(stream.as_fd())?) {
         loop {
             match stream.read(&mut scrap) {
                 Ok(0) => break,
-                Ok(n) => held.extend_from_slice(&scrap[..n]),
+                Ok(n) => wait.read(&scrap[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(Error::Io(e)),
             }
         }
-        if !std::mem::replace(&mut waiting, true) {
-            log::debug!("{label}: the host is not connected; waiting");
-        }
         nap(None);
-        if hung_up(stream.as_fd())? {
-            dropped += held.len();
-            held.clear();
+        wait.rechecked(hung_up(stream.as_fd())?);
+    }
+    Ok(wait.connected())
+}
+
+/// Whether a session on a stream whose host comes and goes (a
+/// virtio-serial port) ended the way its host's leaving ends it: the
+/// session over (`Ok`), or its response not written in time or at all
+/// (the host left while it was being written). The port is then waited on
+/// for the next host ([`HostWait`]); any other end ends serving it.
+pub fn host_left(outcome: &Result<(), Error>) -> bool {
+    matches!(outcome, Ok(()) | Err(Error::Timeout | Error::Closed))
+}
+
+/// A guest's wait for its host on a virtio-serial port, between sessions:
+/// what becomes of the bytes the port holds meanwhile. The adapter does
+/// the I/O around it (this crate's responder, and vmwire-smol's):
+///
+/// 1. looks whether the port polls hung up, and tells [`HostWait::looked`]
+///    (false: a host is connected, go to 4);
+/// 2. reads what the port holds, without waiting, into [`HostWait::read`];
+/// 3. waits [`RECHECK_HUNG_UP`](crate::transport::RECHECK_HUNG_UP), looks
+///    again, tells [`HostWait::rechecked`], and goes back to 1;
+/// 4. serves the host, starting with [`HostWait::connected`]'s bytes.
+///
+/// Bytes are a departed host's, and dropped (its caller is not there to
+/// get a response), only if the port still polls hung up a whole recheck
+/// after they were read. A port that stopped polling hung up meanwhile has
+/// a new host, whose first bytes can be seen before its coming is (QEMU's
+/// data and control queues are separate): they are kept.
+///
+/// ```
+/// use vmwire_std::negotiator::HostWait;
+/// let mut wait = HostWait::new("port");
+/// assert!(wait.looked(true));         // no host
+/// wait.read(b"old");                  // a departed host's leftovers...
+/// wait.rechecked(true);               // ...for the port is still hung up: dropped
+/// assert!(wait.looked(true));
+/// wait.read(b"{\"new");              // read while the port polled hung up...
+/// wait.rechecked(false);              // ...but a host came meanwhile: kept
+/// assert!(!wait.looked(false));
+/// assert_eq!(wait.connected(), b"{\"new");
+/// ```
+#[derive(Debug)]
+pub struct HostWait<'l> {
+    label: &'l str,
+    held: Vec<u8>,
+    dropped: usize,
+    waiting: bool,
+}
+
+impl<'l> HostWait<'l> {
+    /// A wait on the port named `label` (in the log).
+    pub fn new(label: &'l str) -> Self {
+        HostWait { label, held: Vec::new(), dropped: 0, waiting: false }
+    }
+
+    /// The port polled `hung_up` (or not) at a look; whether to go on
+    /// waiting (read what it holds, then recheck). The first look that
+    /// finds no host is logged.
+    pub fn looked(&mut self, hung_up: bool) -> bool {
+        if hung_up && !std::mem::replace(&mut self.waiting, true) {
+            log::debug!("{}: the host is not connected; waiting", self.label);
+        }
+        hung_up
+    }
+
+    /// Bytes read from the port while it polled hung up: held until the
+    /// recheck says whose they are.
+    pub fn read(&mut self, bytes: &[u8]) {
+        self.held.extend_from_slice(bytes);
+    }
+
+    /// The port polled `hung_up` (or not) a recheck after the bytes held
+    /// were read: still hung up, they were a departed host's, and are
+    /// dropped; else they are a new host's, and kept.
+    pub fn rechecked(&mut self, hung_up: bool) {
+        if hung_up {
+            self.dropped += self.held.len();
+            self.held.clear();
         }
     }
-    if dropped > 0 {
-        log::info!("{label}: dropped {dropped} bytes sent by a host that has gone");
+
+    /// A host is connected: the bytes it sent that were read meanwhile
+    /// (what was dropped is logged).
+    pub fn connected(self) -> Vec<u8> {
+        if self.dropped > 0 {
+            log::info!("{}: dropped {} bytes sent by a host that has gone", self.label, self.dropped);
+        }
+        self.held
     }
-    Ok(held)
 }
 
 /// Whether the other side of `conn` has gone (or, on a virtio-serial port,
