@@ -126,8 +126,58 @@ fn files_round_trip_in_chunks_and_handles_are_closed() {
         Err(Error::Agent(e)) => assert!(e.desc.contains("Is a directory"), "{e}"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(ga.open_fds(), fds, "the handle of the failed read was closed");
+    // The caller's writer or reader fails: its error (never a success),
+    // and the handle closed; also when it fails on a file's last chunk.
+    small.write_file(&path2, &data[..4321]).unwrap();
+    let mut full = Full { taken: Vec::new(), limit: 2500 };
+    match small.read_file_to(&path2, &mut full) {
+        Err(Error::Io(e)) => assert_eq!(e.to_string(), "the disk is full"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(full.taken, &data[..2500]);
+    small.write_file(&path2, &data[..500]).unwrap();
+    let mut full = Full { taken: Vec::new(), limit: 100 };
+    match small.read_file_to(&path2, &mut full) {
+        Err(Error::Io(e)) => assert_eq!(e.to_string(), "the disk is full"),
+        other => panic!("{other:?}"),
+    }
+    let mut broken = std::io::Read::chain(&data[..3000], Broken);
+    match small.write_file_from(&ga.path("broken.bin"), &mut broken) {
+        Err(Error::Io(e)) => assert_eq!(e.to_string(), "the source went away"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ga.open_fds(), fds, "the handles of the failed transfers were closed");
     small.ping().unwrap();
+}
+
+/// A writer that takes `limit` bytes, then fails.
+struct Full {
+    taken: Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for Full {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.limit - self.taken.len());
+        if n == 0 {
+            return Err(std::io::Error::other("the disk is full"));
+        }
+        self.taken.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A reader that fails.
+struct Broken;
+
+impl std::io::Read for Broken {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("the source went away"))
+    }
 }
 
 #[test]

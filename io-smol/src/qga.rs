@@ -50,7 +50,7 @@ use vmwire_proto::buf::{Heap, Storage};
 use vmwire_proto::json::Value;
 use vmwire_proto::op::{Offer, Operation};
 use vmwire_proto::qga::{self, Client, Event, Id};
-use vmwire_std::qga::{Strays, random_id, returned, send_json, synchronised, transferred};
+use vmwire_std::qga::{Strays, random_id, returned, send_json, synchronised, transfer_outcome, transferred};
 use vmwire_std::qmp::arguments;
 
 pub use vmwire_std::qga::{
@@ -254,13 +254,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Agent<S> {
                 break outcome;
             }
         };
-        let failure = lock(staging).error.take();
-        match (outcome, failure) {
-            (Ok(total), None) => Ok(total),
-            (Ok(_) | Err(None), Some(e)) => Err(Error::Io(e)),
-            (Err(None), None) => Err(Error::Closed),
-            (Err(Some(e)), _) => Err(e),
-        }
+        transfer_outcome(outcome, lock(staging).error.take())
     }
 
     /// Streams the guest file `path` into `out`, a chunk at a time, and

@@ -481,10 +481,7 @@ impl Agent {
         let mut transfer = qga::Transfer::new(self.conn.machine_mut(), path, data, chunk, transferred)?;
         let with = With { step: self.timeout, ..With::default() };
         let outcome = self.conn.run_with(with, &mut transfer, &mut self.strays, None)?;
-        outcome.map_err(|e| match e {
-            Some(e) => e,
-            None => failure(transfer.into_data()).map_or(Error::Closed, Error::Io),
-        })
+        transfer_outcome(outcome, failure(transfer.into_data()))
     }
 
     /// Streams the guest file `path` into `out`, a chunk at a time; returns
@@ -614,6 +611,19 @@ pub fn transferred(ended: qga::Transferred<'_>) -> Result<u64, Option<Error>> {
         qga::Transferred::Miscounted { said, got } => {
             Err(Some(Error::Unexpected(format!("{said} bytes said, {got} sent"))))
         }
+    }
+}
+
+/// What a file transfer comes to, given how it ended ([`transferred`]) and
+/// whether the caller's own reader or writer failed: that failure wins over
+/// a transfer that went on to its end, so that bytes lost on the caller's
+/// side never pass for success.
+pub fn transfer_outcome(outcome: Result<u64, Option<Error>>, failure: Option<io::Error>) -> Result<u64, Error> {
+    match (outcome, failure) {
+        (Ok(total), None) => Ok(total),
+        (Ok(_) | Err(None), Some(e)) => Err(Error::Io(e)),
+        (Err(None), None) => Err(Error::Closed),
+        (Err(Some(e)), _) => Err(e),
     }
 }
 
