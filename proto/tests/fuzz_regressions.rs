@@ -67,6 +67,22 @@ fn json_framer_limit_reached_inside_a_sequence_that_turns_invalid() {
     }
 }
 
+/// json_framer (seed `number-as-long-as-the-limit`): a top-level number
+/// exactly `max_message` long was `TooLarge` when its bytes trickled in
+/// (its end is known only from the byte after it, past the limit) but a
+/// value when that byte came with it. It is `TooLarge` either way now.
+#[test]
+fn json_framer_top_level_number_as_long_as_the_limit() {
+    for (data, over) in [(&b"12345678 [1]"[..], true), (b"-1234567\n[1]", true), (b"1234567 [1]", false)] {
+        let whole = frame(data, data.len());
+        for chunk in 1..=data.len() {
+            assert_eq!(frame(data, chunk), whole, "{} in chunks of {chunk}", data.escape_ascii());
+        }
+        assert_eq!(whole[0] == Err(ErrorKind::TooLarge { limit: 8 }), over, "{}", data.escape_ascii());
+        assert_eq!(whole.last(), Some(&Ok(b"[1]".to_vec())), "{}", data.escape_ascii());
+    }
+}
+
 /// What an HTTP server reports for `request` fed in pieces of `chunk` bytes.
 fn serve(request: &[u8], chunk: usize) -> Vec<String> {
     use vmwire_proto::Machine;

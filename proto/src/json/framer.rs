@@ -245,7 +245,7 @@ impl Scanner {
                         self.mode = Mode::Normal;
                         continue;
                     }
-                    if end - self.start > self.limits.max_message {
+                    if end - self.start >= self.limits.max_message && self.over_limit(data, end) {
                         return self.too_large();
                     }
                     return Scan::Value { start: self.start, end };
@@ -262,6 +262,17 @@ impl Scanner {
                 Err((kind, at)) => return self.fail(kind, at),
             }
         }
+    }
+
+    /// Whether the value at `data[start..end]`, at least `max_message` long,
+    /// is over the limit. A top-level number ends only where the byte after
+    /// it says so; bytes arriving one at a time reach the limit before that
+    /// byte, so a number as long as the limit is over it too, whatever the
+    /// chunking.
+    #[cold]
+    fn over_limit(&self, data: &[u8], end: usize) -> bool {
+        let number = matches!(data.get(self.start), Some(b'-' | b'0'..=b'9'));
+        end - self.start > self.limits.max_message || number
     }
 
     /// The value begun at `start` is over the size limit.
