@@ -35,8 +35,21 @@ ensure_dev_null() {
     echo "/dev/null is not the null device; recreating it" >&2
     local sudo=""
     [ "$(id -u)" = 0 ] || sudo=sudo
-    $sudo mknod -m 666 /dev/null.vmwire c 1 3
-    $sudo mv -f /dev/null.vmwire /dev/null
+    if $sudo mknod -m 666 /dev/null.vmwire c 1 3 &&
+        $sudo mv -f /dev/null.vmwire /dev/null; then
+        return
+    fi
+    # No right to make device nodes here: empty the file before every cargo
+    # command instead (its probe runs first, before any build script writes),
+    # in this shell and in the scripts it starts.
+    echo "cannot make the null device; /dev/null is emptied before each cargo command" >&2
+    cargo() {
+        if [ -f /dev/null ]; then
+            : >/dev/null || sudo truncate -s 0 /dev/null
+        fi
+        command cargo "$@"
+    }
+    export -f cargo
 }
 
 # install_peers [PACKAGE…]: installs those of the PEERS (all of them, or
