@@ -100,3 +100,45 @@ fn xmlrpc_datetime_is_written_back_as_it_reads() {
     assert_eq!(text(&again), "2024-01<");
     assert_eq!(text(&again), text(&call));
 }
+
+/// A QMP server, greeted and negotiated, its greeting and reply taken.
+fn qmp_server<S: vmwire_proto::buf::Storage>(
+    config: vmwire_proto::qmp::server::ServerConfig,
+) -> vmwire_proto::qmp::server::Server<S> {
+    use vmwire_proto::Machine;
+    use vmwire_proto::qmp::server::{Event, Server};
+    let mut server = Server::<S>::new(config);
+    server.greet((7, 2, 22), "", &[]).unwrap();
+    server.receive(b"{\"execute\": \"qmp_capabilities\"}\r\n").unwrap();
+    assert!(matches!(server.poll().unwrap(), Some(Event::Negotiated { oob: false })));
+    let n = server.transmit().len();
+    server.transmitted(n);
+    server
+}
+
+/// qmp_server (seed `regress_id_with_line_break`): a client's id was given
+/// back as it was written, line breaks between its tokens and all, so the
+/// reply (or the refusal) spanned two lines; QMP clients read QEMU's
+/// messages a line at a time. Line breaks are now written as spaces.
+#[test]
+fn qmp_server_writes_an_id_with_a_line_break_on_one_line() {
+    use vmwire_proto::Machine;
+    use vmwire_proto::buf::Heap;
+    use vmwire_proto::json::Value;
+    use vmwire_proto::qmp::server::{Event, ServerConfig};
+    let mut server = qmp_server::<Heap>(ServerConfig::default());
+    server.receive(b"{\"execute\": \"stop\", \"id\": [1,\r\n2]}\r\n{\"id\": {\"a\":\n\"\\n\"}}\r\n").unwrap();
+    let Some(Event::Command(c)) = server.poll().unwrap() else { panic!("no command") };
+    let id = c.id.map(|id| id.raw().to_vec());
+    let id = id.as_deref().map(|id| Value::parse(id).unwrap());
+    let value = Value::parse(b"{\"a\": [\n]}").unwrap();
+    server.send_return(id, false, value).unwrap();
+    assert!(matches!(server.poll().unwrap(), Some(Event::Refused { class: "GenericError" })));
+    assert_eq!(
+        std::str::from_utf8(server.transmit()).unwrap(),
+        concat!(
+            "{\"return\": {\"a\": [ ]}, \"id\": [1,  2]}\r\n",
+            "{\"id\": {\"a\": \"\\n\"}, \"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input lacks member 'execute'\"}}\r\n",
+        )
+    );
+}

@@ -12,6 +12,10 @@
 //! answers with [`Server::send_return`] or [`Server::send_error`], passing
 //! the id back; events go out with [`Server::send_event`].
 //!
+//! Every message goes out on one line ending in `\r\n`, as QEMU's do:
+//! line breaks between the tokens of a client's id (or of any value given
+//! back) are written as spaces.
+//!
 //! Replies to in-band commands go out in the order the commands came, as
 //! QEMU's do: a refusal the machine makes itself waits until the commands
 //! before it have been answered (the machine stops reading until then).
@@ -309,18 +313,39 @@ impl<S: Storage> Server<S> {
     }
 }
 
-/// Writes an object with QEMU's separators (`, ` and `: `) and its `\r\n`.
+/// A sink that writes line breaks as spaces. A client's id (or any value
+/// given back to it) may break lines between its tokens, but a QMP message
+/// is one line, as QEMU writes it: clients read a line at a time. Inside
+/// JSON strings line breaks are escaped, so only white space changes.
+struct OneLine<'s, S: ?Sized>(&'s mut S);
+
+impl<S: Sink + ?Sized> Sink for OneLine<'_, S> {
+    fn put(&mut self, mut bytes: &[u8]) -> Result<(), Full> {
+        while let Some(i) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+            let (line, rest) = bytes.split_at(i);
+            self.0.put(line)?;
+            self.0.put(b" ")?;
+            bytes = rest.get(1..).unwrap_or_default();
+        }
+        self.0.put(bytes)
+    }
+}
+
+/// Writes an object with QEMU's separators (`, ` and `: `) on one line, and
+/// its `\r\n`.
 fn qemu_object<S: Sink + ?Sized>(
     out: &mut S,
-    members: impl FnOnce(&mut ObjectWriter<'_, S>) -> Result<(), Full>,
+    members: impl FnOnce(&mut ObjectWriter<'_, OneLine<'_, S>>) -> Result<(), Full>,
 ) -> Result<(), Full> {
-    let mut obj = ObjectWriter::with_escape(out, json::Escape::Ascii)?.separators(Separators::Python);
+    let mut line = OneLine(out);
+    let mut obj = ObjectWriter::with_escape(&mut line, json::Escape::Ascii)?.separators(Separators::Python);
     members(&mut obj)?;
     obj.finish()?;
     out.put(b"\r\n")
 }
 
-/// `{"id": id, "error": {"class": class, "desc": <desc>}}`, QEMU's order.
+/// `{"id": id, "error": {"class": class, "desc": <desc>}}`, QEMU's order,
+/// on one line.
 fn write_error<S: Sink + ?Sized>(
     out: &mut S,
     id: Option<Value<'_>>,
@@ -330,7 +355,7 @@ fn write_error<S: Sink + ?Sized>(
     out.put(b"{")?;
     if let Some(id) = id {
         out.put(b"\"id\": ")?;
-        json::write_value(out, id, json::Escape::Ascii)?;
+        json::write_value(&mut OneLine(&mut *out), id, json::Escape::Ascii)?;
         out.put(b", ")?;
     }
     out.put(b"\"error\": {\"class\": ")?;
