@@ -142,3 +142,40 @@ fn qmp_server_writes_an_id_with_a_line_break_on_one_line() {
         )
     );
 }
+
+/// qmp_server (seed `regress_answer_releases_a_refusal_without_room`): an
+/// answer that fit was queued, but the refusal it released (held behind
+/// the command) did not fit beside it, and `send_return` said
+/// `TransmitFull` though the answer had gone out and the command was no
+/// longer in flight; the refusal stayed held, and the machine read nothing
+/// more. Now the answer is `Ok`, and the refusal follows once there is room.
+#[test]
+fn qmp_server_answer_that_releases_a_refusal_without_room() {
+    use vmwire_proto::Machine;
+    use vmwire_proto::buf::Heap;
+    use vmwire_proto::json::Value;
+    use vmwire_proto::qmp::server::{Event, ServerConfig};
+    let mut server = qmp_server::<Heap>(ServerConfig { max_transmit: 256, ..ServerConfig::default() });
+    let long = "x".repeat(150);
+    server.receive(format!("{{\"execute\": \"stop\", \"id\": \"{long}\"}}\r\n{{\"id\": \"{long}\"}}\r\n").as_bytes()).unwrap();
+    let Some(Event::Command(c)) = server.poll().unwrap() else { panic!("no command") };
+    let id = c.id.map(|id| id.raw().to_vec());
+    assert!(matches!(server.poll().unwrap(), Some(Event::Refused { class: "GenericError" })));
+    assert!(server.poll().unwrap().is_none(), "the refusal waits for stop's reply");
+    let id = id.as_deref().map(|id| Value::parse(id).unwrap());
+    server.send_return(id, false, Value::parse(b"{}").unwrap()).unwrap();
+    assert_eq!(server.in_flight(), 0);
+    assert_eq!(server.transmit(), format!("{{\"return\": {{}}, \"id\": \"{long}\"}}\r\n").as_bytes());
+    let n = server.transmit().len();
+    server.transmitted(n);
+    assert!(server.poll().unwrap().is_none());
+    assert_eq!(
+        server.transmit(),
+        format!(
+            "{{\"id\": \"{long}\", \"error\": {{\"class\": \"GenericError\", \"desc\": \"QMP input lacks member 'execute'\"}}}}\r\n"
+        )
+        .as_bytes()
+    );
+    server.recv_eof();
+    assert!(matches!(server.poll().unwrap(), Some(Event::Closed)));
+}

@@ -254,6 +254,8 @@ impl<S: Storage> Server<S> {
 
     /// Answers a command with its return value: `{"return": value, "id": id}`,
     /// `id` being the command's [`Request::id`] (`None`: no id member).
+    /// [`Error::TransmitFull`] if the reply does not fit beside what waits
+    /// to be written: nothing is queued, and the command is still in flight.
     pub fn send_return(&mut self, id: Option<Value<'_>>, oob: bool, value: Value<'_>) -> Result<(), Error> {
         let core = &mut self.core;
         core.tx
@@ -267,17 +269,20 @@ impl<S: Storage> Server<S> {
                 })
             })
             .map_err(Error::TransmitFull)?;
-        core.answered(oob)
+        core.answered(oob);
+        Ok(())
     }
 
     /// Answers a command with an error: `{"id": id, "error": {"class": …,
     /// "desc": …}}` (without `id` when the command had none).
+    /// [`Error::TransmitFull`] as for [`Server::send_return`].
     pub fn send_error(&mut self, id: Option<Value<'_>>, oob: bool, class: &str, desc: &str) -> Result<(), Error> {
         let core = &mut self.core;
         core.tx
             .encode(|out| write_error(out, id, class, |out| json::write_str(out, desc, json::Escape::Ascii)))
             .map_err(Error::TransmitFull)?;
-        core.answered(oob)
+        core.answered(oob);
+        Ok(())
     }
 
     /// Sends an event as QEMU writes it, `{"timestamp": {"seconds": …,
@@ -367,18 +372,26 @@ fn write_error<S: Sink + ?Sized>(
 
 impl<S: Storage> Core<S> {
     /// A reply went out: in-band replies all sent, a held refusal follows.
-    fn answered(&mut self, oob: bool) -> Result<(), Error> {
+    fn answered(&mut self, oob: bool) {
         if oob {
             self.out_of_band = self.out_of_band.saturating_sub(1);
         } else {
             self.in_band = self.in_band.saturating_sub(1);
         }
+        self.release_held();
+    }
+
+    /// Queues the held refusal once no in-band command is in flight, if
+    /// there is room for it beside what waits to be written; if not, it
+    /// stays held, and [`Machine::poll`] tries again (the reply just queued
+    /// went out all the same).
+    fn release_held(&mut self) {
         if self.in_band == 0 && !self.held.pending().is_empty() {
             let held = &self.held;
-            self.tx.encode(|out| out.put(held.pending())).map_err(Error::TransmitFull)?;
-            self.held.clear();
+            if self.tx.encode(|out| out.put(held.pending())).is_ok() {
+                self.held.clear();
+            }
         }
-        Ok(())
     }
 
     /// Queues the refusal (behind the in-band commands in flight, if any).
@@ -552,8 +565,8 @@ impl<S: Storage> Machine for Server<S> {
 
     /// The next event; `None` until more bytes arrive, and also while
     /// commands wait for replies (a refusal waiting its turn, or
-    /// [`ServerConfig::max_in_flight`] reached): [`Machine::recv_buf`] may
-    /// then be empty.
+    /// [`ServerConfig::max_in_flight`] reached) or a refusal waits for room
+    /// in the transmit buffer: [`Machine::recv_buf`] may then be empty.
     fn poll(&mut self) -> Result<Option<Event<'_>>, Error> {
         let core = &mut self.core;
         match core.state {
@@ -563,6 +576,7 @@ impl<S: Storage> Machine for Server<S> {
             }
             _ => {}
         }
+        core.release_held();
         if !core.held.pending().is_empty() || core.in_band + core.out_of_band >= core.config.max_in_flight {
             return Ok(None);
         }
