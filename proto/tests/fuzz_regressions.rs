@@ -179,3 +179,25 @@ fn qmp_server_answer_that_releases_a_refusal_without_room() {
     server.recv_eof();
     assert!(matches!(server.poll().unwrap(), Some(Event::Closed)));
 }
+
+/// qmp_server (seed `regress_answer_after_close`): `close()` says nothing
+/// more is written, but an answer to a command still in flight was queued
+/// after it. Now it is dropped (and the command no longer counts as in
+/// flight).
+#[test]
+fn qmp_server_writes_nothing_after_close() {
+    use vmwire_proto::Machine;
+    use vmwire_proto::buf::Heap;
+    use vmwire_proto::json::Value;
+    use vmwire_proto::qmp::server::{Event, ServerConfig};
+    let mut server = qmp_server::<Heap>(ServerConfig::default());
+    server.receive(b"{\"execute\": \"stop\", \"id\": 1}\r\n{\"exec-oob\": \"x\"}\r\n").unwrap();
+    assert!(matches!(server.poll().unwrap(), Some(Event::Command(_))));
+    assert!(matches!(server.poll().unwrap(), Some(Event::Refused { .. })));
+    server.close();
+    assert!(matches!(server.poll().unwrap(), Some(Event::Closed)));
+    server.send_return(Some(Value::parse(b"1").unwrap()), false, Value::parse(b"{}").unwrap()).unwrap();
+    assert_eq!(server.in_flight(), 0);
+    assert!(server.transmit().is_empty(), "{:?}", String::from_utf8_lossy(server.transmit()));
+    assert!(server.poll().unwrap().is_none());
+}

@@ -132,6 +132,8 @@ struct Core<S: Storage> {
     out_of_band: usize,
     eof: bool,
     closed_reported: bool,
+    /// [`Server::close`] was called: nothing more is written.
+    shut: bool,
 }
 
 impl<S: Storage> fmt::Debug for Server<S> {
@@ -199,6 +201,7 @@ impl<S: Storage> Server<S> {
                 out_of_band: 0,
                 eof: false,
                 closed_reported: false,
+                shut: false,
             },
         }
     }
@@ -256,8 +259,13 @@ impl<S: Storage> Server<S> {
     /// `id` being the command's [`Request::id`] (`None`: no id member).
     /// [`Error::TransmitFull`] if the reply does not fit beside what waits
     /// to be written: nothing is queued, and the command is still in flight.
+    /// After [`Server::close`] the answer is dropped.
     pub fn send_return(&mut self, id: Option<Value<'_>>, oob: bool, value: Value<'_>) -> Result<(), Error> {
         let core = &mut self.core;
+        if core.shut {
+            core.answered(oob);
+            return Ok(());
+        }
         core.tx
             .encode(|out| {
                 qemu_object(out, |obj| {
@@ -275,9 +283,14 @@ impl<S: Storage> Server<S> {
 
     /// Answers a command with an error: `{"id": id, "error": {"class": …,
     /// "desc": …}}` (without `id` when the command had none).
-    /// [`Error::TransmitFull`] as for [`Server::send_return`].
+    /// [`Error::TransmitFull`] as for [`Server::send_return`]; dropped after
+    /// [`Server::close`].
     pub fn send_error(&mut self, id: Option<Value<'_>>, oob: bool, class: &str, desc: &str) -> Result<(), Error> {
         let core = &mut self.core;
+        if core.shut {
+            core.answered(oob);
+            return Ok(());
+        }
         core.tx
             .encode(|out| write_error(out, id, class, |out| json::write_str(out, desc, json::Escape::Ascii)))
             .map_err(Error::TransmitFull)?;
@@ -310,9 +323,11 @@ impl<S: Storage> Server<S> {
         Ok(true)
     }
 
-    /// Ends the session from this side: nothing more is read or written.
+    /// Ends the session from this side: nothing more is read or written
+    /// (answers to the commands still in flight are dropped).
     pub fn close(&mut self) {
         self.core.state = State::Closed;
+        self.core.shut = true;
         self.core.tx.clear();
         self.core.held.clear();
     }
