@@ -157,7 +157,9 @@ fn qmp_server_answer_that_releases_a_refusal_without_room() {
     use vmwire_proto::qmp::server::{Event, ServerConfig};
     let mut server = qmp_server::<Heap>(ServerConfig { max_transmit: 256, ..ServerConfig::default() });
     let long = "x".repeat(150);
-    server.receive(format!("{{\"execute\": \"stop\", \"id\": \"{long}\"}}\r\n{{\"id\": \"{long}\"}}\r\n").as_bytes()).unwrap();
+    server
+        .receive(format!("{{\"execute\": \"stop\", \"id\": \"{long}\"}}\r\n{{\"id\": \"{long}\"}}\r\n").as_bytes())
+        .unwrap();
     let Some(Event::Command(c)) = server.poll().unwrap() else { panic!("no command") };
     let id = c.id.map(|id| id.raw().to_vec());
     assert!(matches!(server.poll().unwrap(), Some(Event::Refused { class: "GenericError" })));
