@@ -80,13 +80,18 @@ struct Pending {
 /// A line the server must write, in order.
 #[derive(Debug, Clone)]
 enum Line {
-    Greeting { oob: bool },
+    Greeting {
+        oob: bool,
+    },
     /// `{"return": {}}`, with the `qmp_capabilities` command's id if any.
     Negotiated,
     /// `{"error": {"class": …, "desc": …}}`, with the message's id if any.
     Refused(&'static str),
     /// The caller's answer to a command.
-    Answer { id: Option<Vec<u8>>, body: Body },
+    Answer {
+        id: Option<Vec<u8>>,
+        body: Body,
+    },
     Event(u64),
 }
 
@@ -104,6 +109,9 @@ struct Run<S: Storage> {
     pending: Vec<Pending>,
     /// A refusal the machine holds behind the in-band commands in flight.
     held: Option<&'static str>,
+    /// A refusal released by the last in-band answer that did not fit
+    /// beside it: it goes out at the next `poll` or answer.
+    floating: Option<&'static str>,
     negotiated: bool,
     /// Out-of-band execution negotiated.
     oob: bool,
@@ -124,6 +132,7 @@ impl<S: Storage> Run<S> {
             policy,
             pending: Vec::new(),
             held: None,
+            floating: None,
             negotiated: false,
             oob: false,
             closed: false,
@@ -150,7 +159,9 @@ impl<S: Storage> Run<S> {
         self.pending.iter().filter(|p| !p.oob).count()
     }
 
-    /// Answers `pending[i]`; a held refusal follows the last in-band answer.
+    /// Answers `pending[i]`; a held refusal follows the last in-band answer
+    /// (at once if there is room beside it, else after the next answer or
+    /// before the next event).
     fn answer(&mut self, i: usize) {
         let p = self.pending.remove(i);
         let id = p.id.as_deref().map(|id| Value::parse(id).expect("an id handed out parses"));
@@ -158,7 +169,10 @@ impl<S: Storage> Run<S> {
         assert_eq!(before, 0);
         let (result, body) = if p.name.len() % 2 == 1 {
             let desc = format!("The command {} has not been found", p.name);
-            (self.server.send_error(id, p.oob, "CommandNotFound", &desc), Body::Error { class: "CommandNotFound", desc })
+            (
+                self.server.send_error(id, p.oob, "CommandNotFound", &desc),
+                Body::Error { class: "CommandNotFound", desc },
+            )
         } else {
             let value = match (&p.arguments, self.policy.echo) {
                 (Some(a), true) => a.clone(),
@@ -177,10 +191,17 @@ impl<S: Storage> Run<S> {
         assert!(result.is_ok(), "answer refused with an empty transmit buffer: {result:?}");
         self.log.push(format!("answered {} {:?} oob={}", p.name, p.id.as_deref().map(String::from_utf8_lossy), p.oob));
         self.lines.push(Line::Answer { id: p.id, body });
-        if !p.oob && self.in_band() == 0 {
-            if let Some(class) = self.held.take() {
+        if !p.oob && self.in_band() == 0 && self.held.is_some() {
+            self.floating = self.held.take();
+        }
+        let lines = self.server.transmit().windows(2).filter(|w| w == b"\r\n").count();
+        match (self.floating, lines) {
+            (_, 1) => {}
+            (Some(class), 2) => {
                 self.lines.push(Line::Refused(class));
+                self.floating = None;
             }
+            _ => panic!("{lines} lines for one answer: {:?}", String::from_utf8_lossy(self.server.transmit())),
         }
         self.flush();
         assert_eq!(self.server.in_flight(), self.pending.len(), "in-flight count");
@@ -216,13 +237,25 @@ impl<S: Storage> Run<S> {
         self.flush();
     }
 
+    /// Before a `poll`: a refusal left waiting for room goes out first (the
+    /// transmit buffer is empty).
+    fn before_poll(&mut self) {
+        assert!(self.server.transmit().is_empty());
+        if let Some(class) = self.floating.take() {
+            self.lines.push(Line::Refused(class));
+        }
+    }
+
     /// Polls until the machine has nothing more, acting on each event.
     fn drain(&mut self) {
         loop {
-            assert!(self.server.transmit().is_empty());
+            self.before_poll();
             let event = match self.server.poll() {
                 Ok(Some(e)) => e,
-                Ok(None) => break,
+                Ok(None) => {
+                    self.flush();
+                    break;
+                }
                 Err(e) => panic!("poll failed: {e}"),
             };
             assert!(!self.closed, "an event after Closed: {event:?}");
@@ -249,6 +282,7 @@ impl<S: Storage> Run<S> {
                         arguments: c.arguments.map(|a| a.raw().to_vec()),
                         oob: c.oob,
                     });
+                    assert!(self.pending.len() <= self.policy.max_in_flight, "past max_in_flight");
                 }
                 Event::Refused { class } => {
                     assert!(matches!(class, "GenericError" | "CommandNotFound"), "class {class}");
@@ -275,11 +309,14 @@ impl<S: Storage> Run<S> {
             if held_now {
                 // The refusal waits for the in-band commands before it, and
                 // the machine reads nothing meanwhile.
+                self.before_poll();
                 assert!(matches!(self.server.poll(), Ok(None)), "read on past a held refusal");
                 self.answer_in_band();
             }
             if self.pending.len() >= self.policy.max_in_flight {
+                self.before_poll();
                 assert!(matches!(self.server.poll(), Ok(None)), "read on past max_in_flight");
+                self.flush();
                 self.answer_one();
             }
             while self.pending.len() > self.policy.defer {
@@ -309,6 +346,8 @@ impl<S: Storage> Run<S> {
             }
         }
         if self.policy.close {
+            // What waits to be written is dropped.
+            self.floating = None;
             self.server.close();
             assert!(self.server.transmit().is_empty(), "close() left bytes to send");
         } else {
@@ -322,7 +361,7 @@ impl<S: Storage> Run<S> {
             self.answer_one();
         }
         assert_eq!(self.server.in_flight(), 0);
-        assert!(self.held.is_none(), "a refusal never sent");
+        assert!(self.held.is_none() && self.floating.is_none(), "a refusal never sent");
         self.send_event();
         assert!(matches!(self.server.poll(), Ok(None)), "an event after Closed");
         assert_eq!(self.log.iter().filter(|l| *l == "Closed").count(), 1, "Closed once");
