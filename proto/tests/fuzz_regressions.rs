@@ -148,3 +148,106 @@ fn xmlrpc_datetime_is_written_back_as_it_reads() {
     assert_eq!(text(&again), "2024-01<");
     assert_eq!(text(&again), text(&call));
 }
+
+/// A QMP server, greeted and negotiated, its greeting and reply taken.
+fn qmp_server<S: vmwire_proto::buf::Storage>(
+    config: vmwire_proto::qmp::server::ServerConfig,
+) -> vmwire_proto::qmp::server::Server<S> {
+    use vmwire_proto::Machine;
+    use vmwire_proto::qmp::server::{Event, Server};
+    let mut server = Server::<S>::new(config);
+    server.greet((7, 2, 22), "", &[]).unwrap();
+    server.receive(b"{\"execute\": \"qmp_capabilities\"}\r\n").unwrap();
+    assert!(matches!(server.poll().unwrap(), Some(Event::Negotiated { oob: false })));
+    let n = server.transmit().len();
+    server.transmitted(n);
+    server
+}
+
+/// qmp_server (seed `regress_id_with_line_break`): a client's id was given
+/// back as it was written, line breaks between its tokens and all, so the
+/// reply (or the refusal) spanned two lines; QMP clients read QEMU's
+/// messages a line at a time. Line breaks are now written as spaces.
+#[test]
+fn qmp_server_writes_an_id_with_a_line_break_on_one_line() {
+    use vmwire_proto::Machine;
+    use vmwire_proto::buf::Heap;
+    use vmwire_proto::json::Value;
+    use vmwire_proto::qmp::server::{Event, ServerConfig};
+    let mut server = qmp_server::<Heap>(ServerConfig::default());
+    server.receive(b"{\"execute\": \"stop\", \"id\": [1,\r\n2]}\r\n{\"id\": {\"a\":\n\"\\n\"}}\r\n").unwrap();
+    let Some(Event::Command(c)) = server.poll().unwrap() else { panic!("no command") };
+    let id = c.id.map(|id| id.raw().to_vec());
+    let id = id.as_deref().map(|id| Value::parse(id).unwrap());
+    let value = Value::parse(b"{\"a\": [\n]}").unwrap();
+    server.send_return(id, false, value).unwrap();
+    assert!(matches!(server.poll().unwrap(), Some(Event::Refused { class: "GenericError" })));
+    assert_eq!(
+        std::str::from_utf8(server.transmit()).unwrap(),
+        concat!(
+            "{\"return\": {\"a\": [ ]}, \"id\": [1,  2]}\r\n",
+            "{\"id\": {\"a\": \"\\n\"}, \"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input lacks member 'execute'\"}}\r\n",
+        )
+    );
+}
+
+/// qmp_server (seed `regress_answer_releases_a_refusal_without_room`): an
+/// answer that fit was queued, but the refusal it released (held behind
+/// the command) did not fit beside it, and `send_return` said
+/// `TransmitFull` though the answer had gone out and the command was no
+/// longer in flight; the refusal stayed held, and the machine read nothing
+/// more. Now the answer is `Ok`, and the refusal follows once there is room.
+#[test]
+fn qmp_server_answer_that_releases_a_refusal_without_room() {
+    use vmwire_proto::Machine;
+    use vmwire_proto::buf::Heap;
+    use vmwire_proto::json::Value;
+    use vmwire_proto::qmp::server::{Event, ServerConfig};
+    let mut server = qmp_server::<Heap>(ServerConfig { max_transmit: 256, ..ServerConfig::default() });
+    let long = "x".repeat(150);
+    server
+        .receive(format!("{{\"execute\": \"stop\", \"id\": \"{long}\"}}\r\n{{\"id\": \"{long}\"}}\r\n").as_bytes())
+        .unwrap();
+    let Some(Event::Command(c)) = server.poll().unwrap() else { panic!("no command") };
+    let id = c.id.map(|id| id.raw().to_vec());
+    assert!(matches!(server.poll().unwrap(), Some(Event::Refused { class: "GenericError" })));
+    assert!(server.poll().unwrap().is_none(), "the refusal waits for stop's reply");
+    let id = id.as_deref().map(|id| Value::parse(id).unwrap());
+    server.send_return(id, false, Value::parse(b"{}").unwrap()).unwrap();
+    assert_eq!(server.in_flight(), 0);
+    assert_eq!(server.transmit(), format!("{{\"return\": {{}}, \"id\": \"{long}\"}}\r\n").as_bytes());
+    let n = server.transmit().len();
+    server.transmitted(n);
+    assert!(server.poll().unwrap().is_none());
+    assert_eq!(
+        server.transmit(),
+        format!(
+            "{{\"id\": \"{long}\", \"error\": {{\"class\": \"GenericError\", \"desc\": \"QMP input lacks member 'execute'\"}}}}\r\n"
+        )
+        .as_bytes()
+    );
+    server.recv_eof();
+    assert!(matches!(server.poll().unwrap(), Some(Event::Closed)));
+}
+
+/// qmp_server (seed `regress_answer_after_close`): `close()` says nothing
+/// more is written, but an answer to a command still in flight was queued
+/// after it. Now it is dropped (and the command no longer counts as in
+/// flight).
+#[test]
+fn qmp_server_writes_nothing_after_close() {
+    use vmwire_proto::Machine;
+    use vmwire_proto::buf::Heap;
+    use vmwire_proto::json::Value;
+    use vmwire_proto::qmp::server::{Event, ServerConfig};
+    let mut server = qmp_server::<Heap>(ServerConfig::default());
+    server.receive(b"{\"execute\": \"stop\", \"id\": 1}\r\n{\"exec-oob\": \"x\"}\r\n").unwrap();
+    assert!(matches!(server.poll().unwrap(), Some(Event::Command(_))));
+    assert!(matches!(server.poll().unwrap(), Some(Event::Refused { .. })));
+    server.close();
+    assert!(matches!(server.poll().unwrap(), Some(Event::Closed)));
+    server.send_return(Some(Value::parse(b"1").unwrap()), false, Value::parse(b"{}").unwrap()).unwrap();
+    assert_eq!(server.in_flight(), 0);
+    assert!(server.transmit().is_empty(), "{:?}", String::from_utf8_lossy(server.transmit()));
+    assert!(server.poll().unwrap().is_none());
+}

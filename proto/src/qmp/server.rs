@@ -12,6 +12,10 @@
 //! answers with [`Server::send_return`] or [`Server::send_error`], passing
 //! the id back; events go out with [`Server::send_event`].
 //!
+//! Every message goes out on one line ending in `\r\n`, as QEMU's do:
+//! line breaks between the tokens of a client's id (or of any value given
+//! back) are written as spaces.
+//!
 //! Replies to in-band commands go out in the order the commands came, as
 //! QEMU's do: a refusal the machine makes itself waits until the commands
 //! before it have been answered (the machine stops reading until then).
@@ -128,6 +132,8 @@ struct Core<S: Storage> {
     out_of_band: usize,
     eof: bool,
     closed_reported: bool,
+    /// [`Server::close`] was called: nothing more is written.
+    shut: bool,
 }
 
 impl<S: Storage> fmt::Debug for Server<S> {
@@ -195,6 +201,7 @@ impl<S: Storage> Server<S> {
                 out_of_band: 0,
                 eof: false,
                 closed_reported: false,
+                shut: false,
             },
         }
     }
@@ -250,8 +257,15 @@ impl<S: Storage> Server<S> {
 
     /// Answers a command with its return value: `{"return": value, "id": id}`,
     /// `id` being the command's [`Request::id`] (`None`: no id member).
+    /// [`Error::TransmitFull`] if the reply does not fit beside what waits
+    /// to be written: nothing is queued, and the command is still in flight.
+    /// After [`Server::close`] the answer is dropped.
     pub fn send_return(&mut self, id: Option<Value<'_>>, oob: bool, value: Value<'_>) -> Result<(), Error> {
         let core = &mut self.core;
+        if core.shut {
+            core.answered(oob);
+            return Ok(());
+        }
         core.tx
             .encode(|out| {
                 qemu_object(out, |obj| {
@@ -263,17 +277,25 @@ impl<S: Storage> Server<S> {
                 })
             })
             .map_err(Error::TransmitFull)?;
-        core.answered(oob)
+        core.answered(oob);
+        Ok(())
     }
 
     /// Answers a command with an error: `{"id": id, "error": {"class": …,
     /// "desc": …}}` (without `id` when the command had none).
+    /// [`Error::TransmitFull`] as for [`Server::send_return`]; dropped after
+    /// [`Server::close`].
     pub fn send_error(&mut self, id: Option<Value<'_>>, oob: bool, class: &str, desc: &str) -> Result<(), Error> {
         let core = &mut self.core;
+        if core.shut {
+            core.answered(oob);
+            return Ok(());
+        }
         core.tx
             .encode(|out| write_error(out, id, class, |out| json::write_str(out, desc, json::Escape::Ascii)))
             .map_err(Error::TransmitFull)?;
-        core.answered(oob)
+        core.answered(oob);
+        Ok(())
     }
 
     /// Sends an event as QEMU writes it, `{"timestamp": {"seconds": …,
@@ -301,26 +323,49 @@ impl<S: Storage> Server<S> {
         Ok(true)
     }
 
-    /// Ends the session from this side: nothing more is read or written.
+    /// Ends the session from this side: nothing more is read or written
+    /// (answers to the commands still in flight are dropped).
     pub fn close(&mut self) {
         self.core.state = State::Closed;
+        self.core.shut = true;
         self.core.tx.clear();
         self.core.held.clear();
     }
 }
 
-/// Writes an object with QEMU's separators (`, ` and `: `) and its `\r\n`.
+/// A sink that writes line breaks as spaces. A client's id (or any value
+/// given back to it) may break lines between its tokens, but a QMP message
+/// is one line, as QEMU writes it: clients read a line at a time. Inside
+/// JSON strings line breaks are escaped, so only white space changes.
+struct OneLine<'s, S: ?Sized>(&'s mut S);
+
+impl<S: Sink + ?Sized> Sink for OneLine<'_, S> {
+    fn put(&mut self, mut bytes: &[u8]) -> Result<(), Full> {
+        while let Some(i) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+            let (line, rest) = bytes.split_at(i);
+            self.0.put(line)?;
+            self.0.put(b" ")?;
+            bytes = rest.get(1..).unwrap_or_default();
+        }
+        self.0.put(bytes)
+    }
+}
+
+/// Writes an object with QEMU's separators (`, ` and `: `) on one line, and
+/// its `\r\n`.
 fn qemu_object<S: Sink + ?Sized>(
     out: &mut S,
-    members: impl FnOnce(&mut ObjectWriter<'_, S>) -> Result<(), Full>,
+    members: impl FnOnce(&mut ObjectWriter<'_, OneLine<'_, S>>) -> Result<(), Full>,
 ) -> Result<(), Full> {
-    let mut obj = ObjectWriter::with_escape(out, json::Escape::Ascii)?.separators(Separators::Python);
+    let mut line = OneLine(out);
+    let mut obj = ObjectWriter::with_escape(&mut line, json::Escape::Ascii)?.separators(Separators::Python);
     members(&mut obj)?;
     obj.finish()?;
     out.put(b"\r\n")
 }
 
-/// `{"id": id, "error": {"class": class, "desc": <desc>}}`, QEMU's order.
+/// `{"id": id, "error": {"class": class, "desc": <desc>}}`, QEMU's order,
+/// on one line.
 fn write_error<S: Sink + ?Sized>(
     out: &mut S,
     id: Option<Value<'_>>,
@@ -330,7 +375,7 @@ fn write_error<S: Sink + ?Sized>(
     out.put(b"{")?;
     if let Some(id) = id {
         out.put(b"\"id\": ")?;
-        json::write_value(out, id, json::Escape::Ascii)?;
+        json::write_value(&mut OneLine(&mut *out), id, json::Escape::Ascii)?;
         out.put(b", ")?;
     }
     out.put(b"\"error\": {\"class\": ")?;
@@ -342,18 +387,26 @@ fn write_error<S: Sink + ?Sized>(
 
 impl<S: Storage> Core<S> {
     /// A reply went out: in-band replies all sent, a held refusal follows.
-    fn answered(&mut self, oob: bool) -> Result<(), Error> {
+    fn answered(&mut self, oob: bool) {
         if oob {
             self.out_of_band = self.out_of_band.saturating_sub(1);
         } else {
             self.in_band = self.in_band.saturating_sub(1);
         }
+        self.release_held();
+    }
+
+    /// Queues the held refusal once no in-band command is in flight, if
+    /// there is room for it beside what waits to be written; if not, it
+    /// stays held, and [`Machine::poll`] tries again (the reply just queued
+    /// went out all the same).
+    fn release_held(&mut self) {
         if self.in_band == 0 && !self.held.pending().is_empty() {
             let held = &self.held;
-            self.tx.encode(|out| out.put(held.pending())).map_err(Error::TransmitFull)?;
-            self.held.clear();
+            if self.tx.encode(|out| out.put(held.pending())).is_ok() {
+                self.held.clear();
+            }
         }
-        Ok(())
     }
 
     /// Queues the refusal (behind the in-band commands in flight, if any).
@@ -527,8 +580,8 @@ impl<S: Storage> Machine for Server<S> {
 
     /// The next event; `None` until more bytes arrive, and also while
     /// commands wait for replies (a refusal waiting its turn, or
-    /// [`ServerConfig::max_in_flight`] reached): [`Machine::recv_buf`] may
-    /// then be empty.
+    /// [`ServerConfig::max_in_flight`] reached) or a refusal waits for room
+    /// in the transmit buffer: [`Machine::recv_buf`] may then be empty.
     fn poll(&mut self) -> Result<Option<Event<'_>>, Error> {
         let core = &mut self.core;
         match core.state {
@@ -538,6 +591,7 @@ impl<S: Storage> Machine for Server<S> {
             }
             _ => {}
         }
+        core.release_held();
         if !core.held.pending().is_empty() || core.in_band + core.out_of_band >= core.config.max_in_flight {
             return Ok(None);
         }
