@@ -31,6 +31,23 @@ impl fmt::Display for Full {
 
 impl core::error::Error for Full {}
 
+/// `recv_commit` was told of more bytes than `recv_buf` offered: the
+/// caller's misuse, the same for every machine (its error's `kind()` is
+/// `ErrorKind::Misuse`). The machine took none of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitTooLarge {
+    /// The bytes the caller said it had written.
+    pub committed: usize,
+}
+
+impl fmt::Display for CommitTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} bytes committed, more than recv_buf offered", self.committed)
+    }
+}
+
+impl core::error::Error for CommitTooLarge {}
+
 /// A contiguous, bounded vector: the one collection the machines need.
 ///
 /// Implemented for [`heapless::Vec`] (capacity fixed at compile time) and, with

@@ -279,7 +279,7 @@ pub(crate) fn commit_or_eof<M: Machine>(
     machine: &mut M,
     n: usize,
     commit: impl FnOnce(&mut M, usize) -> bool,
-    too_large: M::Error,
+    too_large: impl FnOnce(buf::CommitTooLarge) -> M::Error,
 ) -> Result<(), M::Error> {
     if n == 0 {
         machine.recv_eof();
@@ -287,7 +287,7 @@ pub(crate) fn commit_or_eof<M: Machine>(
     } else if commit(machine, n) {
         Ok(())
     } else {
-        Err(too_large)
+        Err(too_large(buf::CommitTooLarge { committed: n }))
     }
 }
 

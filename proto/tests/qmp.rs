@@ -487,3 +487,18 @@ proptest! {
         prop_assert!(c.recv_buf().len() <= 512);
     }
 }
+
+/// Committing more bytes than `recv_buf` offered is the caller's misuse,
+/// named with the count; the machine took none of them and goes on.
+#[test]
+fn committing_more_than_offered_is_misuse_and_takes_nothing() {
+    let mut c = ready_client();
+    let offered = c.recv_buf().len();
+    let error = c.recv_commit(offered + 1).unwrap_err();
+    assert_eq!(error, Error::CommitTooLarge(vmwire_proto::buf::CommitTooLarge { committed: offered + 1 }));
+    assert_eq!(error.kind(), vmwire_proto::ErrorKind::Misuse);
+    assert_eq!(error.to_string(), format!("QMP: {} bytes committed, more than recv_buf offered", offered + 1));
+    let id = c.execute("query-status", None).unwrap();
+    c.receive(format!("{{\"return\": {{}}, \"id\": {id}}}\r\n").as_bytes()).unwrap();
+    assert!(matches!(c.poll().unwrap(), Some(Event::Return { id: got, .. }) if got == id), "the session goes on");
+}

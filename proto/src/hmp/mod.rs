@@ -246,7 +246,7 @@ pub enum Error {
         operation: &'static str,
     },
     /// `recv_commit` was told of more bytes than `recv_buf` offered.
-    CommitTooLarge,
+    CommitTooLarge(crate::buf::CommitTooLarge),
     /// The stream opened with a JSON object (QMP's greeting `{"QMP": …`, or
     /// another JSON protocol's message), not a monitor's banner and prompt.
     NotHmp,
@@ -267,7 +267,7 @@ impl Error {
             Error::EchoMismatch { .. } | Error::NotHmp => K::InvalidData,
             Error::BannerTooLong { .. } => K::TooLarge,
             Error::WrongState { .. } => K::WrongState,
-            Error::CommitTooLarge => K::Misuse,
+            Error::CommitTooLarge(_) => K::Misuse,
         }
     }
 }
@@ -287,7 +287,7 @@ impl fmt::Display for Error {
             Error::QueueFull(full) => write!(f, "HMP: command queue {full}"),
             Error::EchoMismatch { offset } => write!(f, "HMP: the echo at byte {offset} is not the command sent"),
             Error::WrongState { state, operation } => write!(f, "HMP: {operation} is not allowed in state {state:?}"),
-            Error::CommitTooLarge => f.write_str("HMP: committed more bytes than recv_buf offered"),
+            Error::CommitTooLarge(e) => write!(f, "HMP: {e}"),
             Error::NotHmp => f.write_str(
                 "HMP: expected the monitor's banner and `(qemu) ` prompt, got JSON (a QMP or guest agent socket?)",
             ),

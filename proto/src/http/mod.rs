@@ -197,7 +197,7 @@ pub enum Error {
     /// The transmit buffer is full.
     TransmitFull(Full),
     /// `recv_commit` was told of more bytes than `recv_buf` offered.
-    CommitTooLarge,
+    CommitTooLarge(crate::buf::CommitTooLarge),
 }
 
 impl Error {
@@ -216,7 +216,7 @@ impl Error {
             Error::InvalidHeader | Error::FramingField { .. } => K::InvalidInput,
             Error::WrongState { .. } => K::WrongState,
             Error::TransmitFull(_) => K::TransmitFull,
-            Error::CommitTooLarge => K::Misuse,
+            Error::CommitTooLarge(_) => K::Misuse,
         }
     }
 }
@@ -241,7 +241,7 @@ impl fmt::Display for Error {
             }
             Error::WrongState { operation } => write!(f, "HTTP: {operation} is not allowed now"),
             Error::TransmitFull(e) => write!(f, "HTTP: transmit {e}"),
-            Error::CommitTooLarge => f.write_str("HTTP: committed more bytes than recv_buf offered"),
+            Error::CommitTooLarge(e) => write!(f, "HTTP: {e}"),
         }
     }
 }

@@ -243,7 +243,7 @@ pub enum Error {
     /// The transmit buffer is full: write out what is queued first.
     TransmitFull(Full),
     /// `recv_commit` was told of more bytes than `recv_buf` offered.
-    CommitTooLarge,
+    CommitTooLarge(crate::buf::CommitTooLarge),
 }
 
 impl Error {
@@ -264,7 +264,7 @@ impl Error {
             | Error::DaemonWide { .. }
             | Error::LineFull(_) => K::InvalidInput,
             Error::TransmitFull(_) => K::TransmitFull,
-            Error::CommitTooLarge => K::Misuse,
+            Error::CommitTooLarge(_) => K::Misuse,
         }
     }
 }
@@ -305,7 +305,7 @@ impl fmt::Display for Error {
             }
             Error::LineFull(e) => write!(f, "minimega: command line {e}"),
             Error::TransmitFull(e) => write!(f, "minimega: transmit {e}"),
-            Error::CommitTooLarge => f.write_str("minimega: committed more bytes than recv_buf offered"),
+            Error::CommitTooLarge(e) => write!(f, "minimega: {e}"),
         }
     }
 }

@@ -183,7 +183,7 @@ pub enum Error {
     /// message is larger than the transmit limit.
     TransmitFull(Full),
     /// `recv_commit` was told of more bytes than `recv_buf` offered.
-    CommitTooLarge,
+    CommitTooLarge(crate::buf::CommitTooLarge),
 }
 
 impl Error {
@@ -203,7 +203,7 @@ impl Error {
             Error::WrongState { .. } => K::WrongState,
             Error::ArgsNotArray | Error::KwNotObject => K::InvalidInput,
             Error::TransmitFull(_) => K::TransmitFull,
-            Error::CommitTooLarge => K::Misuse,
+            Error::CommitTooLarge(_) => K::Misuse,
         }
     }
 }
@@ -261,7 +261,7 @@ impl fmt::Display for Error {
             Error::ArgsNotArray => f.write_str("negotiator: args must be a JSON array"),
             Error::KwNotObject => f.write_str("negotiator: kw must be a JSON object"),
             Error::TransmitFull(e) => write!(f, "negotiator: transmit {e}"),
-            Error::CommitTooLarge => f.write_str("negotiator: committed more bytes than recv_buf offered"),
+            Error::CommitTooLarge(e) => write!(f, "negotiator: {e}"),
         }
     }
 }

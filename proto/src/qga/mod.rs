@@ -218,7 +218,7 @@ pub enum Error {
     /// The transmit buffer is full: write out what is queued first.
     TransmitFull(Full),
     /// `recv_commit` was told of more bytes than `recv_buf` offered.
-    CommitTooLarge,
+    CommitTooLarge(crate::buf::CommitTooLarge),
     /// The peer is not a guest agent: it opened with another protocol's words.
     NotAgent {
         /// What it opened with: `QMP's greeting` or `the human monitor's banner`.
@@ -238,7 +238,7 @@ impl Error {
             Error::IdInUse(_) | Error::ArgumentsNotObject => K::InvalidInput,
             Error::TooManyPending { .. } => K::Busy,
             Error::TransmitFull(_) => K::TransmitFull,
-            Error::CommitTooLarge => K::Misuse,
+            Error::CommitTooLarge(_) => K::Misuse,
         }
     }
 }
@@ -254,7 +254,7 @@ impl fmt::Display for Error {
             Error::ArgumentsNotObject => f.write_str("QGA: command arguments must be a JSON object"),
             Error::TooManyPending { limit } => write!(f, "QGA: {limit} commands already in flight"),
             Error::TransmitFull(e) => write!(f, "QGA: transmit {e}"),
-            Error::CommitTooLarge => f.write_str("QGA: committed more bytes than recv_buf offered"),
+            Error::CommitTooLarge(e) => write!(f, "QGA: {e}"),
             Error::NotAgent { found } => {
                 write!(f, "QGA: expected the guest agent's answer to guest-sync-delimited, got {found}")
             }

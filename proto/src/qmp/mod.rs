@@ -264,7 +264,7 @@ pub enum Error {
     /// The transmit buffer is full: write out what is queued first.
     TransmitFull(Full),
     /// `recv_commit` was told of more bytes than `recv_buf` offered.
-    CommitTooLarge,
+    CommitTooLarge(crate::buf::CommitTooLarge),
 }
 
 impl Error {
@@ -279,7 +279,7 @@ impl Error {
             Error::IdInUse(_) | Error::ArgumentsNotObject => K::InvalidInput,
             Error::TooManyPending { .. } => K::Busy,
             Error::TransmitFull(_) => K::TransmitFull,
-            Error::CommitTooLarge => K::Misuse,
+            Error::CommitTooLarge(_) => K::Misuse,
         }
     }
 }
@@ -300,7 +300,7 @@ impl fmt::Display for Error {
                 write!(f, "QMP: {limit} commands already in flight")
             }
             Error::TransmitFull(e) => write!(f, "QMP: transmit {e}"),
-            Error::CommitTooLarge => f.write_str("QMP: committed more bytes than recv_buf offered"),
+            Error::CommitTooLarge(e) => write!(f, "QMP: {e}"),
         }
     }
 }
