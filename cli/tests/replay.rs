@@ -775,3 +775,39 @@ fn fault_close_mid_message_negotiator_and_hmp() {
     verdict.unwrap();
     assert!(outputs[0].as_ref().is_err_and(|e| e.contains("closed")), "{outputs:?}");
 }
+
+/// A transcript in which the client closed first (`> 0`, then `< 0`) is
+/// replayed that way: the peer keeps the connection open after its last
+/// message until the client closes (Python's `qemu.qmp` reads on while it
+/// disconnects, and took an early close as an error), then closes.
+#[test]
+fn the_peer_waits_for_a_client_that_closed_first() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+    let greeting =
+        r#"{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}"#;
+    let mut text = String::new();
+    for (dir, line) in [('<', greeting), ('>', r#"{"execute": "qmp_capabilities"}"#), ('<', r#"{"return": {}}"#)] {
+        text.push_str(&format!("{dir} {}\n{line}\n\n", line.len() + 1));
+    }
+    text.push_str("> 0\n\n< 0\n\n");
+    let peer = Peer::start(Protocol::Qmp, text.as_bytes(), &[]).unwrap();
+    let mut client = UnixStream::connect(peer.path()).unwrap();
+    client.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    client.write_all(b"{\"execute\": \"qmp_capabilities\"}\n").unwrap();
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), r#"{"return": {}}"#);
+    // The connection stays open: a read waits (and times out), no end of stream.
+    line.clear();
+    let early = reader.read_line(&mut line);
+    assert!(early.is_err(), "the peer closed before the client did: {early:?}");
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    client.set_read_timeout(Some(GUARD)).unwrap();
+    line.clear();
+    assert_eq!(reader.read_line(&mut line).unwrap(), 0, "then the peer closes: {line:?}");
+    peer.wait().unwrap();
+}

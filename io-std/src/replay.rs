@@ -303,6 +303,10 @@ enum Step {
     /// Wait for the client's next message (QMP/QGA: one JSON value; HTTP:
     /// one request), or for these bytes of its stream (the others).
     Expect(Vec<u8>),
+    /// The client closed its end (before the server did): wait for that,
+    /// as the recorded server did, rather than close under a client that
+    /// still reads.
+    ClientCloses,
     /// The server closed the connection.
     Close,
 }
@@ -327,6 +331,11 @@ fn script(protocol: Protocol, text: &[u8]) -> Result<Vec<Step>, Error> {
                 server.flush(&mut steps, true);
                 end_response(&mut steps, &mut response);
                 client.client(record.bytes, &mut steps);
+                // (A close after the server's own ends nothing more.)
+                if record.bytes.is_empty() && steps.last() != Some(&Step::Close) {
+                    client.flush(&mut steps, false);
+                    steps.push(Step::ClientCloses);
+                }
             }
             Direction::ServerToClient => {
                 client.flush(&mut steps, false);
@@ -642,10 +651,17 @@ impl Session {
             match step {
                 Step::Send { bytes, message } => self.send(stream, bytes, *message)?,
                 Step::Expect(expected) => self.expect(stream, expected)?,
+                Step::ClientCloses => self.client_closes(stream)?,
                 Step::Close => return Err(Halt::Closed),
             }
         }
-        // The transcript is done: anything more from the client is an error.
+        // The transcript is done: the client may only close.
+        self.client_closes(stream)
+    }
+
+    /// Waits for the end of the client's stream (or the peer's stop):
+    /// anything but white space before it is an error.
+    fn client_closes(&mut self, stream: &mut Stream) -> Result<(), Halt> {
         loop {
             let Some(actual) = self.next_client_message(stream)? else { return Ok(()) };
             if !actual.iter().all(u8::is_ascii_whitespace) {
