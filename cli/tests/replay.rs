@@ -534,7 +534,9 @@ fn fault_event_before_every_return() {
     let (outcomes, seen, verdict) = replay_qmp_with("10_cont_stop", &[Fault::EventBeforeReturn], qmp_options());
     verdict.unwrap();
     assert_eq!(outcomes, recorded_outcomes(&text));
-    assert_eq!(seen.events.iter().filter(|e| *e == "VMWIRE_REPLAY").count(), outcomes.len(), "{seen:?}");
+    // Before every reply but the one to qmp_capabilities (QEMU sends no
+    // event before it, and qemu.qmp refuses one).
+    assert_eq!(seen.events.iter().filter(|e| *e == "VMWIRE_REPLAY").count(), outcomes.len() - 1, "{seen:?}");
 }
 
 #[test]

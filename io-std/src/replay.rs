@@ -160,8 +160,9 @@ impl FromStr for Protocol {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     /// `--split N`: write every server message in pieces of `N` bytes
-    /// (`1`: a byte at a time), one write each, with a pause between pieces
-    /// so that the client reads them apart.
+    /// (`1`: a byte at a time), one write each, with a pause of 200 µs
+    /// between pieces so that the client reads them apart (a byte at a
+    /// time, a 207 KB reply takes about 40 s).
     Split(usize),
     /// `--delay MS`: wait this long before every server message.
     Delay(Duration),
@@ -173,7 +174,9 @@ pub enum Fault {
     CloseMid(usize),
     /// `--event-before-greeting` (QMP): an event before the greeting.
     EventBeforeGreeting,
-    /// `--event-before-return` (QMP, QGA): an event before every reply.
+    /// `--event-before-return` (QMP, QGA): an event before every reply
+    /// (QMP: after the reply to `qmp_capabilities`, as QEMU sends no event
+    /// before it and clients such as `qemu.qmp` refuse one).
     EventBeforeReturn,
     /// `--duplicate-id` (QMP, QGA): every reply sent twice.
     DuplicateId,
@@ -566,6 +569,9 @@ struct Session {
     syncs: Vec<(Json, Json)>,
     oversized_done: bool,
     unknown: u64,
+    /// Whether an event may come now: QEMU sends none on a QMP connection
+    /// before its reply to `qmp_capabilities` (the first reply).
+    events_allowed: bool,
 }
 
 /// Why serving a connection stopped before the transcript's end.
@@ -598,6 +604,7 @@ impl Session {
             ids: Vec::new(),
             syncs: Vec::new(),
             oversized_done: false,
+            events_allowed: protocol != Protocol::Qmp,
             unknown: 0,
         }
     }
@@ -641,6 +648,7 @@ impl Session {
             self.inbox.clear();
             self.framer = json_framer(self.protocol);
             self.eof = false;
+            self.events_allowed = self.protocol != Protocol::Qmp;
         }
     }
 
@@ -855,9 +863,10 @@ impl Session {
                     out.push(b'\n');
                 }
             }
-            if self.has(Fault::EventBeforeReturn) {
+            if self.has(Fault::EventBeforeReturn) && self.events_allowed {
                 self.write_message(stream, EVENT)?;
             }
+            self.events_allowed = true;
             if self.has(Fault::UnknownId) {
                 self.unknown += 1;
                 let stray = format!("{{\"return\": {{}}, \"id\": \"vmwire-replay-unknown-{}\"}}\r\n", self.unknown);
