@@ -75,11 +75,14 @@ pub fn run(args: HmpArgs) -> ExitCode {
     let code = if args.line.is_empty() {
         shell::interactive("hmp", "(qemu) ", HmpShell::new(hmp))
     } else {
-        let code = match hmp.command(&args.line.join(" ")) {
+        let line = args.line.join(" ");
+        let code = match hmp.command(&line) {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS
             }
+            // The monitor closing is what `quit` asked for.
+            Err(Error::Closed) if is_quit(&line) => ExitCode::SUCCESS,
             Err(e @ Error::BadLine(_)) => crate::usage(&e),
             Err(e) => crate::fail(&e),
         };
@@ -120,10 +123,15 @@ impl HmpShell {
     }
 }
 
+/// Whether `line` is `quit` (or `q`), which ends QEMU: the monitor closes,
+/// as the user asked.
+fn is_quit(line: &str) -> bool {
+    matches!(line.split_whitespace().next(), Some("quit" | "q"))
+}
+
 impl Session for HmpShell {
     fn run(&mut self, line: &str, _: &Interrupt) -> Printed {
-        // `quit` (or `q`) ends QEMU: the monitor closes, as the user asked.
-        let quit = matches!(line.split_whitespace().next(), Some("quit" | "q"));
+        let quit = is_quit(line);
         match self.hmp.command(line) {
             Ok(text) if quit => {
                 self.ended = Some(Ended::Asked);

@@ -169,6 +169,13 @@ fn quit_ends_qemu() {
     let qmp = Qmp::connect_unix(qemu.qmp_path().unwrap(), Default::default()).unwrap();
     Monitor::via_qmp(qmp, Options::default()).quit().unwrap();
     assert!(qemu.wait_exit(Duration::from_secs(10)).unwrap().is_some_and(|s| s.success()));
+
+    // The one-shot command line: the monitor closing is `quit`'s success.
+    let mut qemu = common::qemu_builder().hmp().spawn().unwrap();
+    let socket = qemu.hmp_path().unwrap().to_str().unwrap().to_owned();
+    let (code, _, stderr) = vmwire(&["hmp", "--socket", &socket, "quit"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(qemu.wait_exit(Duration::from_secs(10)).unwrap().is_some_and(|s| s.success()));
 }
 
 #[test]
