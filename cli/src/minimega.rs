@@ -119,6 +119,16 @@ pub fn run(args: MinimegaArgs) -> ExitCode {
     }
 }
 
+/// Whether the connection is gone after `e` (the peer left, or the machine
+/// closed it).
+fn ends_session(e: &Error) -> bool {
+    match e {
+        Error::Closed { .. } | Error::Io(_) | Error::Timeout => true,
+        Error::Protocol(e) => e.closes(),
+        _ => false,
+    }
+}
+
 fn is_quit(line: &str) -> bool {
     line.split_whitespace().next() == Some("quit")
 }
@@ -132,7 +142,7 @@ fn stream(mm: &mut Minimega, line: &str, json: bool) -> Result<bool, Error> {
         match frame {
             Ok(frame) => ok &= print_frame(&frame, json),
             // The connection is closed: nothing more of the reply will come.
-            Err(e @ Error::Protocol(vmwire_proto::minimega::Error::FrameTooLarge { .. })) => return Err(e),
+            Err(Error::Protocol(e)) if e.closes() => return Err(Error::Protocol(e)),
             Err(Error::Protocol(e)) => {
                 eprintln!("{e}");
                 ok = false;
@@ -214,12 +224,7 @@ impl Session for MinimegaShell {
                 self.ended = Some(Ended::Asked);
                 Printed::default()
             }
-            Err(
-                e @ (Error::Closed { .. }
-                | Error::Io(_)
-                | Error::Timeout
-                | Error::Protocol(vmwire_proto::minimega::Error::FrameTooLarge { .. })),
-            ) => {
+            Err(e) if ends_session(&e) => {
                 self.ended = Some(Ended::PeerGone);
                 Printed::error(format!("vmwire: {e}; the shell ends"))
             }

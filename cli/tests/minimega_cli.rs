@@ -238,3 +238,20 @@ fn peer_text_is_escaped() {
     let v: serde_json::Value = serde_json::from_str(stdout).unwrap();
     assert_eq!(v[0]["Tabular"][0][6], "x\nmmpeer | forged");
 }
+
+/// Pointed at QEMU's monitors by mistake, `vmwire minimega` says at once
+/// that the peer is not minimega (the QMP greeting was taken for a reply
+/// and exited 0; HMP's banner waited for the time limit).
+#[test]
+fn a_socket_that_is_not_minimegas_is_named_at_once() {
+    let qemu = common::qemu_builder().qmp().hmp().spawn().unwrap();
+    for socket in [qemu.qmp_path().unwrap(), qemu.hmp_path().unwrap()] {
+        let out = Command::new(env!("CARGO_BIN_EXE_vmwire"))
+            .args(["minimega", "--socket", socket.to_str().unwrap(), "version"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains("the peer is not a minimega daemon"), "{stderr}");
+    }
+}

@@ -697,6 +697,8 @@ proptest! {
         // (`feed` takes no bytes as the end of the stream.)
         if !junk.is_empty() {
         common::feed(&mut mm, &junk, &sizes, |e| {
+            // Junk that is no frame at all ends the session at once (not minimega).
+            closed += usize::from(matches!(e, Event::Closed));
             if let Event::Frame(f) = e {
                 for r in f.responses() {
                     for row in r.rows() {
@@ -708,7 +710,7 @@ proptest! {
         });
         }
         common::feed(&mut mm, b"", &[1], |e| closed += usize::from(matches!(e, Event::Closed)));
-        prop_assert_eq!(closed, 1);
+        prop_assert_eq!(closed, 1, "Closed once");
         prop_assert!(mm.recv_buf().len() <= 512);
     }
 
@@ -741,5 +743,39 @@ proptest! {
             prop_assert_eq!(r.data().map(|d| d.raw()), Some(&b"{\"n\":[1,2]}"[..]));
         }
         let _ = (Value::parse(b"1"), JsonStr::default());
+    }
+}
+
+/// A peer that is not minimega (QEMU's QMP greeting, HMP's banner) fails
+/// the first reply at once and closes: nothing it sends would end it.
+#[test]
+fn a_peer_that_is_not_minimega_fails_the_first_reply_at_once() {
+    for foreign in [
+        &br#"{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": ""}, "capabilities": ["oob"]}}"#[..],
+        b"QEMU 7.2.22 monitor - type 'help' for more information\r\n(qemu) ",
+        b"[1, 2]\n",
+    ] {
+        let mut mm = Client::<Heap>::new(Config::default());
+        mm.command("version").unwrap();
+        mm.receive(foreign).unwrap();
+        let mut events = Vec::new();
+        while let Some(e) = mm.poll().unwrap() {
+            events.push(match e {
+                Event::Malformed(e) => e.to_string(),
+                Event::Failed(_) => "failed".into(),
+                Event::Closed => "closed".into(),
+                other => format!("{other:?}"),
+            });
+        }
+        assert_eq!(
+            events,
+            [
+                "minimega: the peer is not a minimega daemon: the first message of its reply is not a minimega frame",
+                "failed",
+                "closed"
+            ],
+            "{}",
+            String::from_utf8_lossy(foreign)
+        );
     }
 }

@@ -266,16 +266,27 @@ impl<'a> Walk<'a> {
     }
 }
 
+const NOT_AN_OBJECT: Error = Error::BadFrame { what: "a frame is not a JSON object" };
+const NO_FRAME_MEMBER: Error = Error::BadFrame { what: "none of Resp, Rendered, More, Status and Suggest" };
+
+/// Whether `e` says the message is no frame at all (not a JSON object, or
+/// one without any of a frame's members), rather than a frame gone wrong.
+pub(crate) fn is_foreign(e: &Error) -> bool {
+    *e == NOT_AN_OBJECT || *e == NO_FRAME_MEMBER
+}
+
 /// Checks a framed message as a frame, recording where each response's
 /// members are in `spans` (cleared first).
 pub(crate) fn read_frame<T: Buf<Spans>>(msg: &Message<'_>, spans: &mut T) -> Result<Fields, Error> {
     spans.truncate(0);
     let raw = msg.raw();
-    let obj = msg.object().ok_or(Error::BadFrame { what: "a frame is not a JSON object" })?;
+    let obj = msg.object().ok_or(NOT_AN_OBJECT)?;
     let mut fields = Fields::default();
     let base = raw.as_ptr() as usize;
+    let mut known = false;
     for (key, value) in obj.members() {
         let Some(top) = lookup(key, &TOP) else { continue };
+        known = true;
         let at = (value.raw().as_ptr() as usize).saturating_sub(base);
         let span = || Span::new(at, at + value.raw().len());
         match (top, value.kind()) {
@@ -296,6 +307,9 @@ pub(crate) fn read_frame<T: Buf<Spans>>(msg: &Message<'_>, spans: &mut T) -> Res
             (Top::Status, _) => return Err(Error::BadFrame { what: "Status is not a boolean" }),
             (Top::Suggest, _) => return Err(Error::BadFrame { what: "Suggest is not an array of strings" }),
         }
+    }
+    if !known {
+        return Err(NO_FRAME_MEMBER);
     }
     if fields.resp.is_some() {
         let mut walk = Walk { d: raw, i: fields.resp.start as usize };

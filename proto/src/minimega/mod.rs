@@ -196,6 +196,11 @@ pub enum Error {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// The peer is not a minimega daemon: the first message of the first
+    /// reply is not a frame (as another program's greeting or banner is).
+    /// The reply is failed and the connection closed ([`Event::Failed`],
+    /// then [`Event::Closed`], follow).
+    NotMinimega,
     /// A frame with more responses than the table of them holds.
     TooManyResponses {
         /// The limit.
@@ -247,13 +252,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the machine closed the connection on this error: the reply
+    /// could not go on ([`Error::FrameTooLarge`], [`Error::NotMinimega`]).
+    pub fn closes(&self) -> bool {
+        matches!(self, Error::FrameTooLarge { .. } | Error::NotMinimega)
+    }
+
     /// What kind of error this is.
     pub fn kind(&self) -> crate::ErrorKind {
         use crate::ErrorKind as K;
         match self {
             Error::Json(e) if e.is_too_large() => K::TooLarge,
             Error::FrameTooLarge { .. } | Error::TooManyResponses { .. } => K::TooLarge,
-            Error::Json(_) | Error::BadFrame { .. } => K::InvalidData,
+            Error::Json(_) | Error::BadFrame { .. } | Error::NotMinimega => K::InvalidData,
             Error::Busy { .. } => K::Busy,
             Error::WrongState { .. } => K::WrongState,
             Error::Empty { .. }
@@ -277,6 +288,9 @@ impl fmt::Display for Error {
             Error::FrameTooLarge { limit } => write!(
                 f,
                 "minimega: a frame of the reply is larger than the limit of {limit} bytes; the connection is closed, as the rest of the reply could not be told from the next"
+            ),
+            Error::NotMinimega => f.write_str(
+                "minimega: the peer is not a minimega daemon: the first message of its reply is not a minimega frame",
             ),
             Error::TooManyResponses { limit } => write!(f, "minimega: a frame with more than {limit} responses"),
             Error::Busy { state: State::Suggest } => {
@@ -347,6 +361,8 @@ struct Core<S: Storage> {
     failed_pending: bool,
     eof: bool,
     closed_reported: bool,
+    /// A message has been read as minimega's (a frame or a pipe's string).
+    spoken: bool,
 }
 
 impl<S: Storage> fmt::Debug for Client<S> {
@@ -383,6 +399,7 @@ impl<S: Storage> Client<S> {
                 failed_pending: false,
                 eof: false,
                 closed_reported: false,
+                spoken: false,
             },
         }
     }
@@ -489,12 +506,14 @@ impl<S: Storage> Core<S> {
     /// Turns one framed message into an outcome.
     fn classify(&mut self, msg: Message<'_>) -> Outcome {
         if self.state == State::Pipe && msg.value().as_str().is_some() {
+            self.spoken = true;
             return Outcome::Pipe;
         }
         let fields = match read_frame(&msg, &mut self.spans) {
             Ok(fields) => fields,
             Err(e) => return self.malformed(e),
         };
+        self.spoken = true;
         if fields.status == Some(true) {
             return Outcome::Status(fields);
         }
@@ -520,6 +539,16 @@ impl<S: Storage> Core<S> {
     }
 
     fn malformed(&mut self, e: Error) -> Outcome {
+        // The daemon speaks only when asked, and in frames: a reply whose
+        // first message is not JSON, or not an object with any of a frame's
+        // members, comes from another program (a QMP greeting, HMP's
+        // banner), which will never end the reply.
+        let foreign = matches!(&e, Error::Json(j) if !j.is_too_large()) || frame::is_foreign(&e);
+        if foreign && !self.spoken && matches!(self.state, State::Command | State::Suggest) {
+            self.close();
+            return Outcome::Malformed(Error::NotMinimega);
+        }
+        self.spoken |= !foreign;
         if self.state == State::Command {
             self.summary.malformed = self.summary.malformed.saturating_add(1);
         }

@@ -33,7 +33,7 @@ pub enum Part<'a> {
     Status(JsonStr<'a>),
     /// A pipe's string.
     Pipe(JsonStr<'a>),
-    /// The reply cannot go on ([`Error::FrameTooLarge`]): the machine has
+    /// The reply cannot go on ([`Error::closes`]): the machine has
     /// failed it and closed; the adapter closes its stream too.
     Fatal(Error),
     /// The session closed in the middle of the reply.
@@ -65,7 +65,7 @@ impl<S: Storage, T, F: for<'a> FnOnce(Part<'a>) -> T> Operation<Client<S>> for N
         S: 'a,
     {
         let part = match (self.want, event) {
-            (Want::Reply, Event::Malformed(e @ Error::FrameTooLarge { .. })) => Part::Fatal(e),
+            (Want::Reply, Event::Malformed(e)) if e.closes() => Part::Fatal(e),
             (Want::Reply, Event::Frame(f)) => Part::Frame(f),
             (Want::Reply | Want::Pipe, Event::Malformed(e)) => Part::Malformed(e),
             (Want::Reply, Event::End(summary)) => Part::End(summary),
