@@ -251,3 +251,25 @@ fn qmp_server_writes_nothing_after_close() {
     assert!(server.transmit().is_empty(), "{:?}", String::from_utf8_lossy(server.transmit()));
     assert!(server.poll().unwrap().is_none());
 }
+
+/// A minimega client closed because the peer is not minimega still takes
+/// bytes (and drops them): what it had buffered was dropped with it, so the
+/// receive buffer does not stay full and a feeding loop does not spin
+/// (found by fuzz target minimega_client; seed
+/// regress_not_minimega_then_a_full_buffer).
+#[test]
+fn minimega_closed_as_not_minimega_still_takes_bytes() {
+    use vmwire_proto::Machine;
+    use vmwire_proto::minimega::{Client, Config, Error, Event};
+    let mut mm = Client::<vmwire_proto::buf::Fixed<64, 256, 4>>::new(Config::default());
+    mm.command("version").unwrap();
+    let mut first = b"[1]\n{\"Resp\":[".to_vec();
+    first.resize(64, b' ');
+    assert_eq!(mm.receive(&first).unwrap(), 64);
+    assert!(matches!(mm.poll().unwrap(), Some(Event::Malformed(Error::NotMinimega))));
+    assert!(matches!(mm.poll().unwrap(), Some(Event::Failed(_))));
+    assert!(matches!(mm.poll().unwrap(), Some(Event::Closed)));
+    assert!(mm.poll().unwrap().is_none());
+    assert_eq!(mm.receive(b"more of the same peer").unwrap(), 21, "bytes after the close are taken and dropped");
+    assert!(mm.poll().unwrap().is_none());
+}

@@ -636,7 +636,10 @@ impl<S: Storage> Machine for Client<S> {
                 Outcome::Malformed(e) => Event::Malformed(e),
             }));
         }
-        Ok(core.wind_down())
+        // Closed: what is buffered will never be read (later bytes are
+        // dropped as they come), and must not hold up the receive buffer.
+        self.framer.reset();
+        Ok(self.core.wind_down())
     }
 
     fn transmit(&self) -> &[u8] {
