@@ -150,6 +150,7 @@ pub fn run_xmlrpc(args: XmlrpcArgs) -> ExitCode {
     let options = xmlrpc::Options { timeout: c.timeout(), tls, headers, ..xmlrpc::Options::new() };
     let mut rpc = match Client::connect_with(&args.url, options) {
         Ok(rpc) => rpc,
+        Err(e @ xmlrpc::Error::Url(_)) => return crate::usage(&e),
         Err(e) => return crate::fail(&e),
     };
     match rpc.call_json(&args.method, params) {
@@ -232,6 +233,7 @@ pub fn run_xenapi(args: XenapiArgs) -> ExitCode {
     let options = xenapi::Options { timeout: c.timeout(), tls, headers, ..xenapi::Options::new() };
     let mut xapi = match Session::connect_with(&url, options) {
         Ok(x) => x,
+        Err(e @ xenapi::Error::Url(_)) => return crate::usage(&e),
         Err(e) => return crate::fail(&e),
     };
     let login = if args.slave_local {

@@ -546,8 +546,9 @@ fn header_fields_that_frame_the_request_are_refused() {
 
 #[test]
 fn a_password_in_a_url_is_never_shown() {
+    // A bad URL is a usage error (status 2), as a bad argument is.
     let (code, _, stderr) = vmwire(&["xmlrpc", "http://root:S3cret@[::1", "system.listMethods"]);
-    assert_eq!(code, Some(3));
+    assert_eq!(code, Some(2));
     assert_eq!(stderr, "vmwire: bad URL: \"http://root:***@[::1\": unclosed [\n");
     for url in ["root:S3cret@host", "http://root:S3%zzcret@host/", "https://root:S3cret@host:x/"] {
         let (_, _, stderr) = vmwire(&["xmlrpc", url, "system.listMethods"]);
@@ -555,6 +556,10 @@ fn a_password_in_a_url_is_never_shown() {
         let err = Client::connect(url).unwrap_err().to_string();
         assert!(!err.contains("S3"), "{err}");
     }
+    // A host and port without a scheme is named as such.
+    let (code, _, stderr) = vmwire(&["xenapi", "--url", "127.0.0.1:8765", "--password-env", "PATH", "host.get_all"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("the scheme must be http, https, http+unix or unix"), "{stderr}");
 }
 
 #[test]

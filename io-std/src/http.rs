@@ -133,6 +133,9 @@ impl Url {
             }
             return Ok(Url { address: Address::Unix(path.into()), target: "/".into(), credentials: None });
         }
+        if !matches!(scheme.as_str(), "http" | "https" | "http+unix") {
+            return Err(UrlError(format!("{shown:?}: the scheme must be http, https, http+unix or unix")));
+        }
         let rest = rest.strip_prefix("//").ok_or_else(|| UrlError(format!("{shown:?}: expected {scheme}://")))?;
         let (authority, target) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -152,11 +155,7 @@ impl Url {
             let path = percent_decode(hostport)?;
             return Ok(Url { address: Address::Unix(path.into()), target, credentials });
         }
-        let tls = match scheme.as_str() {
-            "http" => false,
-            "https" => true,
-            other => return Err(UrlError(format!("unsupported scheme {other:?}"))),
-        };
+        let tls = scheme == "https";
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
             let (host, after) = v6.split_once(']').ok_or_else(|| UrlError(format!("{shown:?}: unclosed [")))?;
             (host, after.strip_prefix(':'))
