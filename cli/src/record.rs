@@ -35,6 +35,12 @@ pub struct RecordArgs {
 /// socket or file that cannot be created), 3 when the peer cannot be
 /// reached or a socket fails.
 pub fn run(args: RecordArgs) -> ExitCode {
+    // A peer's socket that is not there is said now, not when a client comes.
+    if let Address::Unix(path) = &args.connect
+        && let Err(e) = std::fs::metadata(path)
+    {
+        return crate::fail(&format!("{}: {e}", path.display()));
+    }
     let out = match File::create(&args.out) {
         Ok(f) => f,
         Err(e) => return crate::usage(&format!("{}: {e}", args.out.display())),

@@ -277,3 +277,25 @@ fn the_xenapi_sdk_over_tcp() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(replayed, recorded);
 }
+
+/// A peer socket that is not there is an error at once (status 3, naming
+/// it), before anything listens or the transcript file is made.
+#[test]
+fn a_missing_peer_socket_is_named_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (listen, out) = (dir.path().join("proxy.sock"), dir.path().join("s.txn"));
+    let missing = dir.path().join("qmp.sock");
+    let output = vmwire()
+        .args(["record", "qmp", "--listen"])
+        .arg(&listen)
+        .arg("--connect")
+        .arg(&missing)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&format!("{}: No such file or directory", missing.display())), "{stderr}");
+    assert!(!listen.exists() && !out.exists());
+}
