@@ -253,9 +253,9 @@ fn qmp_server_writes_nothing_after_close() {
 }
 
 /// A minimega client closed because the peer is not minimega still takes
-/// bytes (and drops them): what it had buffered was dropped with it, so the
-/// receive buffer does not stay full and a feeding loop does not spin
-/// (found by fuzz target minimega_client; seed
+/// bytes (and drops them): a closed machine's `recv_buf` drops what it had
+/// buffered, so the receive buffer does not stay full and a feeding loop
+/// does not spin (found by fuzz target minimega_client; seed
 /// regress_not_minimega_then_a_full_buffer).
 #[test]
 fn minimega_closed_as_not_minimega_still_takes_bytes() {
@@ -272,4 +272,21 @@ fn minimega_closed_as_not_minimega_still_takes_bytes() {
     assert!(mm.poll().unwrap().is_none());
     assert_eq!(mm.receive(b"more of the same peer").unwrap(), 21, "bytes after the close are taken and dropped");
     assert!(mm.poll().unwrap().is_none());
+}
+
+/// The same for the QMP client closed on a peer that does not greet: its
+/// receive buffer, full when it closed, takes (and drops) what comes next.
+#[test]
+fn qmp_closed_on_a_full_buffer_still_takes_bytes() {
+    use vmwire_proto::Machine;
+    use vmwire_proto::qmp::{Client, Event, State};
+    let mut c = Client::<vmwire_proto::buf::Fixed<64, 256, 4>>::new(Default::default());
+    let mut first = b"[1]\n[".to_vec();
+    first.resize(64, b' ');
+    assert_eq!(c.receive(&first).unwrap(), 64);
+    assert!(matches!(c.poll().unwrap(), Some(Event::NotGreeting { .. })));
+    assert!(matches!(c.poll().unwrap(), Some(Event::Closed)));
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(c.receive(b"more of the same peer").unwrap(), 21, "bytes after the close are taken and dropped");
+    assert!(c.poll().unwrap().is_none());
 }

@@ -228,6 +228,18 @@ impl<B: Buf<u8>> Framer<B> {
         }
     }
 
+    /// [`Framer::recv_buf`] for a machine that may be closed: with `drop`,
+    /// what is buffered goes first (nothing will read it), so a closed
+    /// machine always has room for the bytes that still come, which
+    /// [`Framer::commit`] drops in turn.
+    pub(crate) fn recv_buf_dropping(&mut self, drop: bool) -> &mut [u8] {
+        if drop {
+            let all = self.buffered().len();
+            self.discard(all);
+        }
+        self.recv_buf()
+    }
+
     /// Commits `n` received bytes like [`Framer::recv_commit`]; with
     /// `drop`, for a machine that is closed, drops everything buffered.
     pub(crate) fn commit(&mut self, n: usize, drop: bool) -> bool {

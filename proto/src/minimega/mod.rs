@@ -595,7 +595,7 @@ impl<S: Storage> Machine for Client<S> {
     type Request = ();
 
     fn recv_buf(&mut self) -> &mut [u8] {
-        self.framer.recv_buf()
+        self.framer.recv_buf_dropping(self.core.state == State::Closed)
     }
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
@@ -636,10 +636,7 @@ impl<S: Storage> Machine for Client<S> {
                 Outcome::Malformed(e) => Event::Malformed(e),
             }));
         }
-        // Closed: what is buffered will never be read (later bytes are
-        // dropped as they come), and must not hold up the receive buffer.
-        self.framer.reset();
-        Ok(self.core.wind_down())
+        Ok(core.wind_down())
     }
 
     fn transmit(&self) -> &[u8] {

@@ -503,7 +503,7 @@ impl<S: Storage> Machine for Client<S> {
     type Request = Id;
 
     fn recv_buf(&mut self) -> &mut [u8] {
-        self.framer.recv_buf()
+        self.framer.recv_buf_dropping(self.core.state == State::Closed)
     }
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {

@@ -571,7 +571,7 @@ impl<S: Storage> Machine for Server<S> {
     type Request = ();
 
     fn recv_buf(&mut self) -> &mut [u8] {
-        self.framer.recv_buf()
+        self.framer.recv_buf_dropping(self.core.state == State::Closed)
     }
 
     fn recv_commit(&mut self, n: usize) -> Result<(), Error> {
