@@ -272,6 +272,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Qmp<S> {
             driver: None,
             end: None,
             handles: 1,
+            quit: false,
             next_ticket: 0,
             checking,
         };
@@ -402,6 +403,8 @@ struct State {
     driver: Option<Waker>,
     end: Option<End>,
     handles: usize,
+    /// `quit` was asked for: QEMU closing the connection is the end it asked for.
+    quit: bool,
     next_ticket: Ticket,
     checking: Checking,
 }
@@ -557,8 +560,9 @@ impl Handle {
     }
 
     /// Asks QEMU to exit (`quit`). The connection closing before the reply
-    /// counts as done.
+    /// counts as done, and the driver then ends with `Ok(())`.
     pub async fn quit(&self) -> Result<(), Error> {
+        self.shared.lock().quit = true;
         match self.execute_raw("quit", None).await {
             Ok(_) | Err(Error::Closed) => Ok(()),
             Err(e) => Err(e),
@@ -797,7 +801,8 @@ impl<T> futures_lite::Stream for Subscription<T> {
 /// Moves the bytes of a shared connection ([`Qmp::share`]): spawn it on
 /// your executor, or poll it beside the tasks. It finishes with `Ok(())`
 /// when no handle, subscription or call is left (and closes the
-/// connection), or with why the connection ended.
+/// connection) or QEMU closed it after [`Handle::quit`], or with why the
+/// connection ended.
 #[must_use = "a shared connection makes no progress unless its driver is polled: spawn it"]
 pub struct Driver<S> {
     conn: Conn<S, Client<Heap>>,
@@ -959,7 +964,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
             }
             if let Some(end) = &state.end {
                 return Poll::Ready(match end {
-                    End::Closed if state.handles == 0 => Ok(()),
+                    End::Closed if state.handles == 0 || state.quit => Ok(()),
                     end => Err(end.error()),
                 });
             }
