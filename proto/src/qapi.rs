@@ -319,6 +319,7 @@ impl<T: Buf<Pending>> Table<T> {
     /// Matches a reply (its `id` member, if any) to the command it answers
     /// and takes that command out of the table. Quiet commands sent before it
     /// have succeeded (the peer answers in order).
+    #[inline]
     pub(crate) fn settle<'a>(&mut self, id: Option<Value<'a>>, reply: Reply<'a>) -> Settled<'a> {
         let Some(id_value) = id else {
             return match reply {
@@ -340,10 +341,14 @@ impl<T: Buf<Pending>> Table<T> {
     /// Takes out the command (waiting or forgotten) that a reply with id
     /// `id_value` answers, if any. Quiet commands sent before it have
     /// succeeded (the peer answers in order).
+    #[inline]
     pub(crate) fn answered(&mut self, id_value: Value<'_>) -> Option<Pending> {
-        if self.slots.as_slice().is_empty() {
-            return None;
-        }
+        if self.slots.as_slice().is_empty() { None } else { self.take_answered(id_value) }
+    }
+
+    /// [`Table::answered`] with commands pending.
+    #[inline(never)]
+    fn take_answered(&mut self, id_value: Value<'_>) -> Option<Pending> {
         // Read the reply's id once, as the kind it is, then compare it with
         // each pending one.
         let (number, string) = match id_value.kind() {
@@ -423,6 +428,7 @@ pub(crate) struct Members<'a> {
 impl<'a> Members<'a> {
     /// One pass over the members finds everything classification needs;
     /// for a framed message, straight over the framer's index.
+    #[inline(always)]
     pub(crate) fn of(obj: Object<'a>) -> Self {
         let mut m = Members::default();
         match obj.indexed_members() {
@@ -475,6 +481,7 @@ impl<'a> Members<'a> {
     }
 
     /// The reply this message carries, or what is wrong with it as a reply.
+    #[inline]
     pub(crate) fn reply(&self) -> Result<Reply<'a>, &'static str> {
         match (self.ret, self.err) {
             (Some(value), None) => Ok(Ok(value)),

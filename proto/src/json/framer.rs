@@ -216,7 +216,32 @@ impl Scanner {
 
     /// Scans `data` (everything not yet dropped, the same bytes as last time
     /// plus any new ones) for the next complete value.
+    #[inline]
     pub(crate) fn scan(&mut self, data: &[u8]) -> Scan {
+        if self.pending.is_none()
+            && let Some(scan) = self.scan_whole(data)
+        {
+            return scan;
+        }
+        self.scan_resumable(data)
+    }
+
+    /// A value that begins next and is all in `data`, framed by [`Scanner::whole`].
+    #[inline(always)]
+    fn scan_whole(&mut self, data: &[u8]) -> Option<Scan> {
+        if self.mode != Mode::Normal || self.expect != Expect::Top {
+            return None;
+        }
+        let at = self.next_value(data, self.pos);
+        (self.pos, self.start) = (at, at);
+        let end = self.whole(data, at)?;
+        self.pos = end;
+        Some(self.framed(data, end))
+    }
+
+    /// [`Scanner::scan`] where [`Scanner::scan_whole`] cannot say.
+    #[inline(never)]
+    fn scan_resumable(&mut self, data: &[u8]) -> Scan {
         if let Some((kind, at)) = self.pending.take() {
             return self.fail(kind, at);
         }
@@ -227,13 +252,8 @@ impl Scanner {
                 }
                 self.mode = Mode::Normal;
                 self.expect = Expect::Top;
-            }
-            if self.mode == Mode::Normal && self.expect == Expect::Top {
-                let at = self.next_value(data, self.pos);
-                (self.pos, self.start) = (at, at);
-                if let Some(end) = self.whole(data, at) {
-                    self.pos = end;
-                    return self.framed(data, end);
+                if let Some(scan) = self.scan_whole(data) {
+                    return scan;
                 }
             }
             let skipping = self.mode == Mode::Skip;
@@ -423,7 +443,7 @@ impl Scanner {
                 *span = [key as u32, colon as u32 - 1, at as u32, i as u32];
             }
             n += 1;
-            if v.get(i..i + 3) == Some(b", \"") {
+            if starts(v, i, b", \"") {
                 i += 2;
                 continue;
             }
@@ -512,7 +532,7 @@ impl Scanner {
                     self.record(1, i - 1);
                 }
                 // `": "` is how nearly every encoder separates a key from its value.
-                if d.get(i..i + 2) == Some(b": ") {
+                if starts(d, i, b": ") {
                     i += 2;
                 } else {
                     if skip_ws!(Expect::Colon) != b':' {
@@ -664,7 +684,7 @@ impl Scanner {
             may_close = false;
             loop {
                 // `, "` is how nearly every encoder goes on to the next member.
-                if obj && d.get(i..i + 3) == Some(b", \"") {
+                if obj && starts(d, i, b", \"") {
                     i += 2;
                     key!(b'"', Expect::Key);
                     break;
@@ -721,15 +741,10 @@ fn value(v: &[u8], mut i: usize, depth: usize, max_depth: usize) -> Option<usize
                 stack >>= 1;
                 depth -= 1;
             }
-            b @ (b'-' | b'0'..=b'9') if depth > 0 => {
-                let state = match b {
-                    b'-' => Num::Minus,
-                    b'0' => Num::Zero,
-                    _ => Num::Int,
-                };
-                i = done(scan_num(v, i + 1, state))?;
-            }
-            b't' | b'f' | b'n' => i = done(scan_literal(v, i))?,
+            b'-' | b'0'..=b'9' if depth > 0 => i = number(v, i)?,
+            b't' => i = literal(v, i, b"true")?,
+            b'f' => i = literal(v, i, b"false")?,
+            b'n' => i = literal(v, i, b"null")?,
             _ => return None,
         }
         // A value ended at `i`: close what it closes, then on to the next one.
@@ -738,7 +753,7 @@ fn value(v: &[u8], mut i: usize, depth: usize, max_depth: usize) -> Option<usize
                 return Some(i);
             }
             let obj = stack & 1 == 1;
-            if obj && v.get(i..i + 3) == Some(b", \"") {
+            if obj && starts(v, i, b", \"") {
                 i = ws_after_colon(v, key(v, i + 2)?.1)?;
                 break;
             }
@@ -762,6 +777,39 @@ fn value(v: &[u8], mut i: usize, depth: usize, max_depth: usize) -> Option<usize
     }
 }
 
+/// The number at `v[i]`, to just past it, if the data goes on after it.
+#[inline(always)]
+fn number(v: &[u8], i: usize) -> Option<usize> {
+    // Nearly always an integer: its digits, then a byte that ends it.
+    let digits = i + usize::from(v.get(i) == Some(&b'-'));
+    let end = skip_digits(v, digits);
+    let lone_zero_or_none = v.get(digits) == Some(&b'0') || end == digits;
+    match v.get(end) {
+        Some(b'.' | b'e' | b'E') => {}
+        Some(_) if end - digits == 1 || !lone_zero_or_none => return Some(end),
+        Some(_) => {}
+        None => return None,
+    }
+    let state = match v.get(i) {
+        Some(b'-') => Num::Minus,
+        Some(b'0') => Num::Zero,
+        _ => Num::Int,
+    };
+    done(scan_num(v, i + 1, state))
+}
+
+/// The literal `text` at `v[i]`, to just past it.
+#[inline(always)]
+fn literal<const N: usize>(v: &[u8], i: usize, text: &[u8; N]) -> Option<usize> {
+    starts(v, i, text).then_some(i + N)
+}
+
+/// Whether `d[i..]` begins with `text` (a comparison as one integer).
+#[inline(always)]
+fn starts<const N: usize>(d: &[u8], i: usize, text: &[u8; N]) -> bool {
+    d.get(i..i + N) == Some(text)
+}
+
 /// The key at `v[i]` (its `"`): where its text begins, and the index just
 /// past its closing quote.
 #[inline(always)]
@@ -776,7 +824,7 @@ fn key(v: &[u8], i: usize) -> Option<(usize, usize)> {
 #[inline(always)]
 fn ws_after_colon(v: &[u8], i: usize) -> Option<usize> {
     // `": "` is how nearly every encoder separates a key from its value.
-    if v.get(i..i + 2) == Some(b": ") {
+    if starts(v, i, b": ") {
         return Some(ws(v, i + 2));
     }
     let i = ws(v, i);
@@ -921,6 +969,15 @@ fn skip_plain(d: &[u8], mut i: usize) -> usize {
         }
         i += 16;
     }
+    skip_plain_tail(d, i)
+}
+
+/// [`skip_plain`] over the last bytes of the data, fewer than sixteen (rare:
+/// out of line, so that the hot loops keep their registers).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[cold]
+#[inline(never)]
+fn skip_plain_tail(d: &[u8], i: usize) -> usize {
     skip_plain_swar(d, i)
 }
 

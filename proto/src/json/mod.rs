@@ -201,6 +201,7 @@ impl<B: Buf<u8>> Framer<B> {
 
     /// [`Framer::next`] without the borrow, for machines that must decide
     /// what to do before borrowing the message.
+    #[inline]
     pub(crate) fn step(&mut self) -> Step {
         self.settle();
         match self.scan.scan(self.rx.data()) {
@@ -221,6 +222,7 @@ impl<B: Buf<u8>> Framer<B> {
 
     /// [`Framer::step`], and at the end of the stream (`eof`) what
     /// [`Framer::finish`] makes of the rest.
+    #[inline]
     pub(crate) fn step_until(&mut self, eof: bool) -> Step {
         match self.step() {
             Step::More if eof => self.step_finish().unwrap_or(Step::More),
