@@ -1,7 +1,9 @@
 //! The JSON validator and framer on arbitrary bytes: never panic, never
 //! hold more than their buffer, agree with serde_json on every input
 //! (accepted or rejected), and frame the same values and errors whatever
-//! the chunking; what the writers write (a framed value, escaped to ASCII;
+//! the chunking (a value that arrives whole takes the framer's one-pass
+//! path, one cut by a read the resumable scan), with a member index that
+//! reads as the members do; what the writers write (a framed value, escaped to ASCII;
 //! the input as a string) reads back as the same value.
 //!
 //! The differences allowed are the documented ones: nesting (serde_json
@@ -25,7 +27,17 @@ fn frame(data: &[u8], chunk: usize) -> Vec<Result<Vec<u8>, ErrorKind>> {
     let mut framer = Framer::new(heapless::Vec::<u8, 256>::new(), Limits { max_message: 200, max_depth: 16 });
     let mut out = Vec::new();
     let mut record = |msg: Result<vmwire_proto::json::Message<'_>, vmwire_proto::json::Error>| {
-        out.push(msg.map(|m| m.raw().to_vec()).map_err(|e| e.kind));
+        out.push(
+            msg.map(|m| {
+                // The member index the framer recorded reads as the members do.
+                let members = |o: vmwire_proto::json::Object<'_>| -> Vec<(Vec<u8>, Vec<u8>)> {
+                    o.members().map(|(k, v)| (k.raw().to_vec(), v.raw().to_vec())).collect()
+                };
+                assert_eq!(m.object().map(members), m.value().as_object().map(members), "the member index is wrong");
+                m.raw().to_vec()
+            })
+            .map_err(|e| e.kind),
+        );
     };
     for piece in data.chunks(chunk) {
         let mut fed = 0;
