@@ -7,6 +7,7 @@
 //! peer trickling a large message one byte at a time costs linear time.
 
 use super::error::{Error, ErrorKind};
+use super::skip_ws as ws;
 
 /// Size and nesting limits for one JSON value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,6 +302,10 @@ impl Scanner {
     /// Index of the first byte from `d[i]` on that is neither white space nor the delimiter.
     #[inline(always)]
     fn next_value(&self, d: &[u8], mut i: usize) -> usize {
+        // QMP and QGA end each message with CRLF, minimega with LF.
+        if starts(d, i, b"\r\n") {
+            i += 2;
+        }
         loop {
             i = ws(d, i);
             match d.get(i) {
@@ -429,6 +434,9 @@ impl Scanner {
             return value(v, 0, 0, self.limits.max_depth).map(|end| start + end);
         }
         let max_depth = self.limits.max_depth;
+        if max_depth == 0 {
+            return None;
+        }
         let mut n = 0;
         let mut i = ws(v, 1);
         if v.get(i) == Some(&b'}') {
@@ -436,11 +444,11 @@ impl Scanner {
             return Some(start + i + 1);
         }
         loop {
-            let (key, colon) = key(v, i)?;
-            let at = ws_after_colon(v, colon)?;
+            let (key, key_end) = key(v, i)?;
+            let at = ws(v, colon(v, key_end)?);
             i = value(v, at, 1, max_depth)?;
             if let Some(span) = self.members.spans.get_mut(n) {
-                *span = [key as u32, colon as u32 - 1, at as u32, i as u32];
+                *span = [key as u32, key_end as u32 - 1, at as u32, i as u32];
             }
             n += 1;
             if starts(v, i, b", \"") {
@@ -720,7 +728,7 @@ fn value(v: &[u8], mut i: usize, depth: usize, max_depth: usize) -> Option<usize
     let mut depth = depth;
     let base = depth;
     loop {
-        // A value begins at `v[i]`.
+        // A value begins at `v[i]` (or white space before it).
         match *v.get(i)? {
             b'"' => i = done(scan_str(v, i + 1))?,
             b @ (b'{' | b'[') => {
@@ -730,10 +738,16 @@ fn value(v: &[u8], mut i: usize, depth: usize, max_depth: usize) -> Option<usize
                 let obj = b == b'{';
                 stack = stack << 1 | u64::from(obj);
                 depth += 1;
-                i = ws(v, i + 1);
+                i += 1;
+                // An object's first key, as it nearly always follows: `{"`.
+                if obj && v.get(i) == Some(&b'"') {
+                    i = colon(v, key(v, i)?.1)?;
+                    continue;
+                }
+                i = ws(v, i);
                 if v.get(i) != Some(if obj { &b'}' } else { &b']' }) {
                     if obj {
-                        i = ws_after_colon(v, key(v, i)?.1)?;
+                        i = colon(v, key(v, i)?.1)?;
                     }
                     continue;
                 }
@@ -745,6 +759,10 @@ fn value(v: &[u8], mut i: usize, depth: usize, max_depth: usize) -> Option<usize
             b't' => i = literal(v, i, b"true")?,
             b'f' => i = literal(v, i, b"false")?,
             b'n' => i = literal(v, i, b"null")?,
+            b' ' | b'\n' | b'\r' | b'\t' => {
+                i += 1;
+                continue;
+            }
             _ => return None,
         }
         // A value ended at `i`: close what it closes, then on to the next one.
@@ -753,21 +771,23 @@ fn value(v: &[u8], mut i: usize, depth: usize, max_depth: usize) -> Option<usize
                 return Some(i);
             }
             let obj = stack & 1 == 1;
-            if obj && starts(v, i, b", \"") {
-                i = ws_after_colon(v, key(v, i + 2)?.1)?;
-                break;
-            }
-            i = ws(v, i);
-            match v.get(i) {
-                Some(b',') => {
-                    i = ws(v, i + 1);
+            match *v.get(i)? {
+                b',' => {
                     if obj {
-                        i = ws_after_colon(v, key(v, i)?.1)?;
+                        // `, "` is how nearly every encoder goes on to the next member.
+                        let at = if starts(v, i + 1, b" \"") { i + 2 } else { ws(v, i + 1) };
+                        i = colon(v, key(v, at)?.1)?;
+                    } else {
+                        i += 1;
                     }
                     break;
                 }
-                Some(b'}') if obj => {}
-                Some(b']') if !obj => {}
+                b'}' if obj => {}
+                b']' if !obj => {}
+                b' ' | b'\n' | b'\r' | b'\t' => {
+                    i += 1;
+                    continue;
+                }
                 _ => return None,
             }
             i += 1;
@@ -775,6 +795,27 @@ fn value(v: &[u8], mut i: usize, depth: usize, max_depth: usize) -> Option<usize
             depth -= 1;
         }
     }
+}
+
+/// The key at `v[i]` (its `"`): where its text begins, and the index just
+/// past its closing quote.
+#[inline(always)]
+fn key(v: &[u8], i: usize) -> Option<(usize, usize)> {
+    if v.get(i) != Some(&b'"') {
+        return None;
+    }
+    Some((i + 1, done(scan_str(v, i + 1))?))
+}
+
+/// Past the `:` after a key that ended at `v[i]`.
+#[inline(always)]
+fn colon(v: &[u8], i: usize) -> Option<usize> {
+    // `": "` is how nearly every encoder separates a key from its value.
+    if starts(v, i, b": ") {
+        return Some(i + 2);
+    }
+    let i = ws(v, i);
+    (v.get(i) == Some(&b':')).then_some(i + 1)
 }
 
 /// The number at `v[i]`, to just past it, if the data goes on after it.
@@ -810,40 +851,10 @@ fn starts<const N: usize>(d: &[u8], i: usize, text: &[u8; N]) -> bool {
     d.get(i..i + N) == Some(text)
 }
 
-/// The key at `v[i]` (its `"`): where its text begins, and the index just
-/// past its closing quote.
-#[inline(always)]
-fn key(v: &[u8], i: usize) -> Option<(usize, usize)> {
-    if v.get(i) != Some(&b'"') {
-        return None;
-    }
-    Some((i + 1, done(scan_str(v, i + 1))?))
-}
-
-/// Past the `:` after a key that ended at `v[i]`, and the white space after it.
-#[inline(always)]
-fn ws_after_colon(v: &[u8], i: usize) -> Option<usize> {
-    // `": "` is how nearly every encoder separates a key from its value.
-    if starts(v, i, b": ") {
-        return Some(ws(v, i + 2));
-    }
-    let i = ws(v, i);
-    (v.get(i) == Some(&b':')).then(|| ws(v, i + 1))
-}
-
 /// The index past a token that ended; `None` if it did not.
 #[inline(always)]
 fn done((i, end): (usize, End)) -> Option<usize> {
     (end == End::Done).then_some(i)
-}
-
-/// Index of the first byte from `d[i]` on that is not white space.
-#[inline(always)]
-fn ws(d: &[u8], mut i: usize) -> usize {
-    while let Some(b' ' | b'\n' | b'\r' | b'\t') = d.get(i) {
-        i += 1;
-    }
-    i
 }
 
 /// How a token scan ended, returned with an index in two registers (a

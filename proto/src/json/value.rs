@@ -138,6 +138,23 @@ impl<'a> Value<'a> {
         (self.kind() == Kind::Number).then(|| self.raw_str())
     }
 
+    /// The two values of an object written exactly `{"first": …, "second": …}`,
+    /// as QEMU writes its timestamps and errors: read straight, without a
+    /// search; `None` for any other shape (then look the members up).
+    #[inline]
+    pub(crate) fn exact_pair(&self, first: &[u8], second: &[u8]) -> Option<(Value<'a>, Value<'a>)> {
+        let raw = self.raw;
+        let member = |at: usize, key: &[u8], lead: &[u8]| {
+            let rest = raw.get(at..)?.strip_prefix(lead)?.strip_prefix(key)?.strip_prefix(b"\": ")?;
+            let start = raw.len() - rest.len();
+            let end = skip_value(raw, start);
+            Some((Value::trusted(raw.get(start..end)?), end))
+        };
+        let (a, end) = member(0, first, b"{\"")?;
+        let (b, end) = member(end, second, b", \"")?;
+        (raw.get(end..)? == b"}").then_some((a, b))
+    }
+
     /// The object, if this is one.
     pub fn as_object(&self) -> Option<Object<'a>> {
         (self.kind() == Kind::Object).then_some(Object { raw: self.raw, index: None })
@@ -390,6 +407,8 @@ fn digits(raw: &[u8]) -> Option<u64> {
     Some(n)
 }
 
+/// Index of the first byte from `raw[i]` on that is not white space.
+#[inline(always)]
 pub(crate) fn skip_ws(raw: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\r' | b'\t') = raw.get(i) {
         i += 1;

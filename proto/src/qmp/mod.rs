@@ -548,15 +548,8 @@ impl<S: Storage> Core<S> {
 }
 
 fn parse_timestamp(v: Value<'_>) -> Option<Timestamp> {
-    // QEMU writes every timestamp alike: read that straight, the rest member by member.
-    fn int(text: &[u8]) -> Option<(i64, &[u8])> {
-        let len = text.iter().position(|b| !matches!(b, b'-' | b'0'..=b'9'))?;
-        Some((Value::trusted(text.get(..len)?).as_i64()?, text.get(len..)?))
-    }
-    if let Some((seconds, rest)) = v.raw().strip_prefix(b"{\"seconds\": ").and_then(int)
-        && let Some((microseconds, b"}")) = rest.strip_prefix(b", \"microseconds\": ").and_then(int)
-    {
-        return Some(Timestamp { seconds, microseconds });
+    if let Some((seconds, microseconds)) = v.exact_pair(b"seconds", b"microseconds") {
+        return Some(Timestamp { seconds: seconds.as_i64()?, microseconds: microseconds.as_i64()? });
     }
     let (mut seconds, mut microseconds) = (None, None);
     for (key, value) in v.as_object()?.members() {
