@@ -113,7 +113,9 @@ pub(crate) struct Span {
 pub struct Framer<B> {
     rx: RxBuf<B>,
     scan: Scanner,
-    /// Bytes of the last message handed out, dropped at the next call.
+    /// Bytes up to the end of the last message handed out: dropped before
+    /// more bytes come in (or when a scan finds nothing more), not after
+    /// every message, so that framing a read's messages moves nothing.
     later: usize,
 }
 
@@ -203,7 +205,6 @@ impl<B: Buf<u8>> Framer<B> {
     /// what to do before borrowing the message.
     #[inline]
     pub(crate) fn step(&mut self) -> Step {
-        self.settle();
         match self.scan.scan(self.rx.data()) {
             Scan::Value { start, end } => {
                 self.later = end;
@@ -271,7 +272,7 @@ impl<B: Buf<u8>> Framer<B> {
 
     /// The message at `span`, as returned by the last [`Framer::step`].
     pub(crate) fn message(&self, span: Span) -> Message<'_> {
-        let raw = self.rx.data().get(span.start..span.end).unwrap_or_default();
+        let raw = self.rx.data_range(span.start, span.end);
         Message { raw, index: self.scan.index() }
     }
 
@@ -310,6 +311,8 @@ impl<B: Buf<u8>> Framer<B> {
         let n = self.scan.droppable();
         self.rx.consume(n);
         self.scan.shift(n);
+        // Every message handed out ends at or before what the scan has passed.
+        self.later = self.later.saturating_sub(n);
     }
 }
 
