@@ -30,17 +30,24 @@ impl Default for Limits {
     }
 }
 
-/// What [`Framer::scan`] found.
+/// What a scan found (and what [`Framer::step`](super::Framer) hands on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Scan {
+pub(crate) enum Step {
     /// A complete valid value at `data[start..end]`.
-    Value { start: usize, end: usize },
+    Message(Span),
     /// Nothing complete yet.
     More,
     /// Invalid or oversized input. The framer has already moved on: it skips
     /// the rest of an oversized value, and after invalid input it resumes at
     /// the next value that begins a line.
     Error(Error),
+}
+
+/// Where a framed value lies in the data scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,7 +225,7 @@ impl Scanner {
     /// Scans `data` (everything not yet dropped, the same bytes as last time
     /// plus any new ones) for the next complete value.
     #[inline]
-    pub(crate) fn scan(&mut self, data: &[u8]) -> Scan {
+    pub(crate) fn scan(&mut self, data: &[u8]) -> Step {
         if self.pending.is_none()
             && let Some(scan) = self.scan_whole(data)
         {
@@ -229,7 +236,7 @@ impl Scanner {
 
     /// A value that begins next and is all in `data`, framed by [`Scanner::whole`].
     #[inline(always)]
-    fn scan_whole(&mut self, data: &[u8]) -> Option<Scan> {
+    fn scan_whole(&mut self, data: &[u8]) -> Option<Step> {
         if self.mode != Mode::Normal || self.expect != Expect::Top {
             return None;
         }
@@ -242,14 +249,14 @@ impl Scanner {
 
     /// [`Scanner::scan`] where [`Scanner::scan_whole`] cannot say.
     #[inline(never)]
-    fn scan_resumable(&mut self, data: &[u8]) -> Scan {
+    fn scan_resumable(&mut self, data: &[u8]) -> Step {
         if let Some((kind, at)) = self.pending.take() {
             return self.fail(kind, at);
         }
         loop {
             if self.mode == Mode::Resync {
                 if !self.resync(data) {
-                    return Scan::More;
+                    return Step::More;
                 }
                 self.mode = Mode::Normal;
                 self.expect = Expect::Top;
@@ -266,7 +273,7 @@ impl Scanner {
                         self.mode = Mode::Skip;
                         return self.too_large();
                     }
-                    return Scan::More;
+                    return Step::More;
                 }
                 Ok(Some(end)) => {
                     self.pos = end;
@@ -292,11 +299,11 @@ impl Scanner {
 
     /// The value at `data[start..end]` is complete: it, or `TooLarge`.
     #[inline(always)]
-    fn framed(&self, data: &[u8], end: usize) -> Scan {
+    fn framed(&self, data: &[u8], end: usize) -> Step {
         if end - self.start >= self.limits.max_message && self.over_limit(data, end) {
             return self.too_large();
         }
-        Scan::Value { start: self.start, end }
+        Step::Message(Span { start: self.start, end })
     }
 
     /// Index of the first byte from `d[i]` on that is neither white space nor the delimiter.
@@ -327,12 +334,12 @@ impl Scanner {
     }
 
     /// The value begun at `start` is over the size limit.
-    fn too_large(&self) -> Scan {
+    fn too_large(&self) -> Step {
         self.error(ErrorKind::TooLarge { limit: self.limits.max_message }, self.start + self.limits.max_message)
     }
 
     /// A syntax error at `at`: reported, then framing resyncs from there.
-    fn fail(&mut self, kind: ErrorKind, at: usize) -> Scan {
+    fn fail(&mut self, kind: ErrorKind, at: usize) -> Step {
         self.mode = Mode::Resync;
         self.expect = Expect::Top;
         self.partial = Partial::None;
@@ -341,17 +348,17 @@ impl Scanner {
         self.error(kind, at)
     }
 
-    fn error(&self, kind: ErrorKind, at: usize) -> Scan {
-        Scan::Error(Error { kind, offset: self.offset_of(at) })
+    fn error(&self, kind: ErrorKind, at: usize) -> Step {
+        Step::Error(Error { kind, offset: self.offset_of(at) })
     }
 
     /// The input ended (`data` is all there is): completes a top-level number,
     /// or reports a value cut short. Leaves the framer ready for a new stream.
-    pub(crate) fn finish(&mut self, data: &[u8]) -> Option<Scan> {
+    pub(crate) fn finish(&mut self, data: &[u8]) -> Option<Step> {
         let outcome = match (self.mode, self.expect, self.partial) {
             (Mode::Normal, Expect::Top, _) | (Mode::Resync, _, _) => None,
             (Mode::Normal, _, Partial::Num(n)) if self.depth == 0 && n.is_complete() => {
-                Some(Scan::Value { start: self.start, end: data.len() })
+                Some(Step::Message(Span { start: self.start, end: data.len() }))
             }
             _ => Some(self.error(ErrorKind::Truncated, data.len())),
         };
@@ -1172,11 +1179,11 @@ fn scan_literal(d: &[u8], i: usize) -> (usize, End) {
 pub(crate) fn validate(text: &[u8], max_depth: usize) -> Result<(usize, usize, Index), Error> {
     let mut framer = Scanner::new(Limits { max_message: usize::MAX, max_depth });
     let (start, end) = match framer.scan(text) {
-        Scan::Value { start, end } => (start, end),
-        Scan::Error(e) => return Err(e),
-        Scan::More => match framer.finish(text) {
-            Some(Scan::Value { start, end }) => (start, end),
-            Some(Scan::Error(e)) => return Err(e),
+        Step::Message(Span { start, end }) => (start, end),
+        Step::Error(e) => return Err(e),
+        Step::More => match framer.finish(text) {
+            Some(Step::Message(Span { start, end })) => (start, end),
+            Some(Step::Error(e)) => return Err(e),
             _ => {
                 return Err(Error { kind: ErrorKind::Empty, offset: text.len() as u64 });
             }
@@ -1208,17 +1215,17 @@ mod tests {
             fed += n;
             loop {
                 match f.scan(&buf[..len]) {
-                    Scan::Value { end, .. } => {
+                    Step::Message(Span { end, .. }) => {
                         values += 1;
                         buf.copy_within(end..len, 0);
                         len -= end;
                         f.shift(end);
                     }
-                    Scan::Error(_) => {
+                    Step::Error(_) => {
                         kinds[errors] = 1;
                         errors += 1;
                     }
-                    Scan::More => break,
+                    Step::More => break,
                 }
             }
             let drop = f.droppable();

@@ -41,7 +41,8 @@ pub use write::{
 
 use crate::buf::{Buf, RxBuf};
 pub(crate) use framer::Index;
-use framer::{Scan, Scanner};
+use framer::Scanner;
+pub(crate) use framer::{Span, Step};
 
 /// A framed top-level value, borrowed from the framer's buffer until the next
 /// call to the framer.
@@ -87,21 +88,6 @@ impl<'a> Message<'a> {
 /// need the value checked. Returns the value's span and its member index.
 pub(crate) fn validate_indexed(text: &[u8], max_depth: usize) -> Result<(usize, usize, Index), Error> {
     framer::validate(text, max_depth.min(MAX_DEPTH))
-}
-
-/// What [`Framer::step`] found.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Step {
-    Message(Span),
-    Error(Error),
-    More,
-}
-
-/// Where a framed message lies in the framer's buffer.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Span {
-    start: usize,
-    end: usize,
 }
 
 /// Finds complete JSON values in a byte stream, in a buffer the caller chooses.
@@ -205,20 +191,12 @@ impl<B: Buf<u8>> Framer<B> {
     /// what to do before borrowing the message.
     #[inline]
     pub(crate) fn step(&mut self) -> Step {
-        match self.scan.scan(self.rx.data()) {
-            Scan::Value { start, end } => {
-                self.later = end;
-                Step::Message(Span { start, end })
-            }
-            Scan::More => {
-                self.drop_front();
-                Step::More
-            }
-            Scan::Error(e) => {
-                self.drop_front();
-                Step::Error(e)
-            }
+        let step = self.scan.scan(self.rx.data());
+        match step {
+            Step::Message(span) => self.later = span.end,
+            Step::More | Step::Error(_) => self.drop_front(),
         }
+        step
     }
 
     /// [`Framer::step`], and at the end of the stream (`eof`) what
@@ -261,11 +239,7 @@ impl<B: Buf<u8>> Framer<B> {
         self.settle();
         let data = self.rx.data();
         let len = data.len();
-        let step = match self.scan.finish(data)? {
-            Scan::Value { start, end } => Step::Message(Span { start, end }),
-            Scan::Error(e) => Step::Error(e),
-            Scan::More => Step::More,
-        };
+        let step = self.scan.finish(data)?;
         self.later = len;
         Some(step)
     }
