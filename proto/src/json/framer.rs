@@ -947,7 +947,11 @@ pub(crate) fn quote_or_backslash(w: u64) -> u64 {
 #[inline(always)]
 fn scan_str(d: &[u8], mut i: usize) -> (usize, End) {
     loop {
-        i = skip_plain(d, i);
+        let quote;
+        (i, quote) = skip_plain(d, i);
+        if quote {
+            return (i + 1, End::Done);
+        }
         let Some(&b) = d.get(i) else { return (i, End::More) };
         let step = match b {
             b'"' => return (i + 1, End::Done),
@@ -966,11 +970,12 @@ fn scan_str(d: &[u8], mut i: usize) -> (usize, End) {
 }
 
 /// Index of the first byte from `d[i]` on that [`special_bytes`] picks out,
-/// sixteen bytes at a time (SSE2, through `safe_arch`); or where fewer than
+/// sixteen bytes at a time (SSE2, through `safe_arch`), and whether it is
+/// known to be a `"` (then the caller need not look); or where fewer than
 /// eight bytes are left, for the caller to go on byte by byte.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
-fn skip_plain(d: &[u8], mut i: usize) -> usize {
+fn skip_plain(d: &[u8], mut i: usize) -> (usize, bool) {
     use safe_arch::{
         cmp_eq_mask_i8_m128i, cmp_lt_mask_i8_m128i, load_unaligned_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
     };
@@ -978,16 +983,18 @@ fn skip_plain(d: &[u8], mut i: usize) -> usize {
         let v = load_unaligned_m128i(block.try_into().unwrap_or(&[0; 16]));
         // A signed comparison with 0x20 catches the control characters and,
         // as negative numbers, every byte with its high bit set.
-        let special = cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b'"' as i8))
+        let quote = cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b'"' as i8));
+        let special = quote
             | cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b'\\' as i8))
             | cmp_lt_mask_i8_m128i(v, set_splat_i8_m128i(0x20));
         let mask = move_mask_i8_m128i(special);
         if mask != 0 {
-            return i + mask.trailing_zeros() as usize;
+            let at = mask.trailing_zeros();
+            return (i + at as usize, move_mask_i8_m128i(quote) >> at & 1 == 1);
         }
         i += 16;
     }
-    skip_plain_tail(d, i)
+    (skip_plain_tail(d, i), false)
 }
 
 /// [`skip_plain`] over the last bytes of the data, fewer than sixteen (rare:
@@ -1002,8 +1009,8 @@ fn skip_plain_tail(d: &[u8], i: usize) -> usize {
 /// [`skip_plain`] without SIMD: eight bytes at a time (SWAR).
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 #[inline(always)]
-fn skip_plain(d: &[u8], i: usize) -> usize {
-    skip_plain_swar(d, i)
+fn skip_plain(d: &[u8], i: usize) -> (usize, bool) {
+    (skip_plain_swar(d, i), false)
 }
 
 /// [`skip_plain`] eight bytes at a time in a `u64` (SWAR).
@@ -1335,7 +1342,9 @@ mod tests {
                     }
                     let d = &d[..len];
                     for (from, swar) in (0..len.min(3)).flat_map(|f| [(f, false), (f, true)]) {
-                        let got = if swar { skip_plain_swar(d, from) } else { skip_plain(d, from) };
+                        let (got, quote) = if swar { (skip_plain_swar(d, from), false) } else { skip_plain(d, from) };
+                        // A quote said to be found is one.
+                        assert!(!quote || d.get(got) == Some(&b'"'), "{len} {at} {b:#x} {from}");
                         let want = d[from..].iter().position(|&x| is(x)).map(|k| from + k);
                         match want {
                             // Found exactly, unless fewer than eight bytes were left to look at.
