@@ -1,10 +1,16 @@
 //! The incremental framer: finds complete, valid top-level JSON values in a
 //! byte stream fed in any chunking.
 //!
-//! The framer never copies and never looks at a byte twice except for the
-//! few bytes of a token cut by the end of the data (at most the 12 bytes of a
+//! Two scans share the token scanners below. A value that is all in the
+//! data, as nearly every one is, is framed in one pass that keeps nothing for
+//! resuming ([`Scanner::whole`]). Anything else (a value cut by the end of
+//! the data, invalid input, deep nesting) goes to the resumable scan
+//! ([`Scanner::run`]), which starts over at the value's first byte once and
+//! from then on never looks at a byte twice except for the few bytes of a
+//! token cut by the end of the data (at most the 12 bytes of a
 //! `\uXXXX\uXXXX` pair or the 5 of `false`): resuming is O(new bytes), so a
-//! peer trickling a large message one byte at a time costs linear time.
+//! peer trickling a large message one byte at a time costs linear time. The
+//! framer never copies.
 
 use super::error::{Error, ErrorKind};
 use super::skip_ws as ws;
