@@ -149,7 +149,8 @@ impl fmt::Display for Error {
             Error::NoGreeting { waited } => write!(
                 f,
                 "QMP: no greeting within {:.1} s: QEMU serves one QMP client at a time, so another client \
-                 most likely holds this socket",
+                 most likely holds this socket (or it is not a QMP monitor: a guest agent's socket says \
+                 nothing until asked)",
                 waited.as_secs_f64()
             ),
             Error::MalformedReply(e) => write!(f, "QMP: malformed reply: {}", unprefixed(e)),
