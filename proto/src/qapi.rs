@@ -71,19 +71,8 @@ pub struct ErrorReply<'a> {
 
 impl ErrorReply<'_> {
     fn parse(v: Value<'_>) -> Option<ErrorReply<'_>> {
-        if let Some((class, desc)) = v.exact_pair(b"class", b"desc") {
-            return Some(ErrorReply { class: class.as_str()?, desc: desc.as_str()? });
-        }
-        // One pass over the members.
-        let (mut class, mut desc) = (None, None);
-        for (key, value) in v.as_object()?.members() {
-            if key == "class" {
-                class = value.as_str();
-            } else if key == "desc" {
-                desc = value.as_str();
-            }
-        }
-        Some(ErrorReply { class: class?, desc: desc? })
+        let (class, desc) = v.pair("class", "desc")?;
+        Some(ErrorReply { class: class?.as_str()?, desc: desc?.as_str()? })
     }
 }
 

@@ -138,11 +138,30 @@ impl<'a> Value<'a> {
         (self.kind() == Kind::Number).then(|| self.raw_str())
     }
 
-    /// The two values of an object written exactly `{"first": …, "second": …}`,
-    /// as QEMU writes its timestamps and errors: read straight, without a
-    /// search; `None` for any other shape (then look the members up).
+    /// The values of this object's members named `first` and `second` (the
+    /// last of each, if repeated), found in one pass; `None` if it is not an
+    /// object. An object written exactly `{"first": …, "second": …}`, as QEMU
+    /// writes its timestamps and errors, is read straight, without a search.
     #[inline]
-    pub(crate) fn exact_pair(&self, first: &[u8], second: &[u8]) -> Option<(Value<'a>, Value<'a>)> {
+    pub(crate) fn pair(&self, first: &str, second: &str) -> Option<(Option<Value<'a>>, Option<Value<'a>>)> {
+        if let Some((a, b)) = self.exact_pair(first.as_bytes(), second.as_bytes()) {
+            return Some((Some(a), Some(b)));
+        }
+        let (mut a, mut b) = (None, None);
+        for (key, value) in self.as_object()?.members() {
+            if key == first {
+                a = Some(value);
+            } else if key == second {
+                b = Some(value);
+            }
+        }
+        Some((a, b))
+    }
+
+    /// The two values of an object written exactly `{"first": …, "second": …}`;
+    /// `None` for any other shape.
+    #[inline(always)]
+    fn exact_pair(&self, first: &[u8], second: &[u8]) -> Option<(Value<'a>, Value<'a>)> {
         let raw = self.raw;
         let member = |at: usize, key: &[u8], lead: &[u8]| {
             let rest = raw.get(at..)?.strip_prefix(lead)?.strip_prefix(key)?.strip_prefix(b"\": ")?;

@@ -548,18 +548,8 @@ impl<S: Storage> Core<S> {
 }
 
 fn parse_timestamp(v: Value<'_>) -> Option<Timestamp> {
-    if let Some((seconds, microseconds)) = v.exact_pair(b"seconds", b"microseconds") {
-        return Some(Timestamp { seconds: seconds.as_i64()?, microseconds: microseconds.as_i64()? });
-    }
-    let (mut seconds, mut microseconds) = (None, None);
-    for (key, value) in v.as_object()?.members() {
-        if key == "seconds" {
-            seconds = value.as_i64();
-        } else if key == "microseconds" {
-            microseconds = value.as_i64();
-        }
-    }
-    Some(Timestamp { seconds: seconds?, microseconds: microseconds? })
+    let (seconds, microseconds) = v.pair("seconds", "microseconds")?;
+    Some(Timestamp { seconds: seconds?.as_i64()?, microseconds: microseconds?.as_i64()? })
 }
 
 impl<S: Storage> Machine for Client<S> {
