@@ -752,13 +752,13 @@ fn value(v: &[u8], mut i: usize, depth: usize, max_depth: usize) -> Option<usize
                 stack = stack << 1 | u64::from(obj);
                 depth += 1;
                 i += 1;
-                // An object's first key, as it nearly always follows: `{"`.
-                if obj && v.get(i) == Some(&b'"') {
-                    i = colon(v, key(v, i)?.1)?;
-                    continue;
+                // `{"`, as it nearly always comes: the first key, with no white
+                // space or close to look for.
+                let first_key = obj && v.get(i) == Some(&b'"');
+                if !first_key {
+                    i = ws(v, i);
                 }
-                i = ws(v, i);
-                if v.get(i) != Some(if obj { &b'}' } else { &b']' }) {
+                if first_key || v.get(i) != Some(if obj { &b'}' } else { &b']' }) {
                     if obj {
                         i = colon(v, key(v, i)?.1)?;
                     }
@@ -1169,9 +1169,9 @@ fn skip_digits(d: &[u8], mut i: usize) -> usize {
 fn scan_literal(d: &[u8], i: usize) -> (usize, End) {
     // Whole, as it nearly always is: one comparison of constant length.
     let (literal, whole): (&[u8], _) = match d.get(i) {
-        Some(b't') => (b"true", d.get(i..i + 4) == Some(b"true")),
-        Some(b'f') => (b"false", d.get(i..i + 5) == Some(b"false")),
-        _ => (b"null", d.get(i..i + 4) == Some(b"null")),
+        Some(b't') => (b"true", starts(d, i, b"true")),
+        Some(b'f') => (b"false", starts(d, i, b"false")),
+        _ => (b"null", starts(d, i, b"null")),
     };
     if whole {
         return (i + literal.len(), End::Done);
