@@ -32,7 +32,7 @@ fn run(data: &[u8], chunk: usize, resync_at: usize) -> Vec<String> {
         while let Some(e) = qga.poll().unwrap() {
             match &e {
                 Event::Return { id, .. } | Event::Error { id, .. } | Event::Accepted { id } | Event::Failed { id } => {
-                    ended.push(id.clone())
+                    ended.push((*id).clone())
                 }
                 _ => {}
             }

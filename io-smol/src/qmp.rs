@@ -880,10 +880,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         while let Some(event) = self.conn.machine_mut().poll()? {
             let event = match Answer::of(event) {
                 Ok((id, answer)) => {
-                    if self.fd_call.as_ref() == Some(&id) {
+                    if self.fd_call.as_ref() == Some(id) {
                         self.fd_call = None;
                     }
-                    if let Some(ticket) = self.sent.remove(&id) {
+                    if let Some(ticket) = self.sent.remove(id) {
                         state.answer(ticket, vmwire_std::qmp::answer(|v| Ok(v.raw_str().to_owned()))(answer));
                     }
                     continue;

@@ -108,7 +108,7 @@ fn pipelined_commands_are_matched_by_id() {
                 }
                 other => panic!("unexpected {other:?}"),
             };
-            let k = ids.iter().position(|(i, _)| *i == id).expect("a reply to a command we sent");
+            let k = ids.iter().position(|(i, _)| *i == *id).expect("a reply to a command we sent");
             assert!(!answered[k], "answered twice");
             assert_eq!(ok, ids[k].1 != 2, "the right reply for command {k}");
             answered[k] = true;

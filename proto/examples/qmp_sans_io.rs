@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             match event {
                 Event::Greeting(g) => println!("greeting: QEMU {:?}", g.version()),
                 Event::Ready { .. } => asked = Some(qmp.execute("query-status", None)?),
-                Event::Return { id, value } if Some(&id) == asked.as_ref() => {
+                Event::Return { id, value } if Some(id) == asked.as_ref() => {
                     println!("query-status: {}", value.raw_str());
                     return Ok(());
                 }

@@ -51,6 +51,20 @@ impl Id {
     }
 }
 
+/// An event's id (borrowed from the client) against one the caller holds.
+impl PartialEq<Id> for &Id {
+    fn eq(&self, other: &Id) -> bool {
+        **self == *other
+    }
+}
+
+/// The id the caller holds against an event's (borrowed from the client).
+impl PartialEq<&Id> for Id {
+    fn eq(&self, other: &&Id) -> bool {
+        *self == **other
+    }
+}
+
 impl fmt::Display for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -220,7 +234,7 @@ pub(crate) enum Ending {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SendError {
     ArgumentsNotObject,
-    IdInUse(Id),
+    IdInUse,
     TooManyPending { limit: usize },
     TransmitFull(Full),
 }
@@ -230,11 +244,21 @@ pub(crate) enum SendError {
 pub(crate) struct Table<T> {
     slots: T,
     next_id: u64,
+    /// The id of the command the last event was about, taken out of the
+    /// table: events borrow it (an [`Id`] is 80 bytes; an event that carried
+    /// one would be twice the size, moved on every poll).
+    last: Id,
 }
 
 impl<T: Buf<Pending>> Table<T> {
     pub(crate) fn new(slots: T) -> Self {
-        Table { slots, next_id: 0 }
+        Table { slots, next_id: 0, last: Id::Number(0) }
+    }
+
+    /// Keeps `id`, taken out of the table, for an event to borrow.
+    pub(crate) fn keep(&mut self, id: Id) -> &Id {
+        self.last = id;
+        &self.last
     }
 
     fn position(&self, f: impl Fn(&Pending) -> bool) -> Option<usize> {
@@ -274,7 +298,7 @@ impl<T: Buf<Pending>> Table<T> {
             return Err(SendError::ArgumentsNotObject);
         }
         match &command.id {
-            Some(id) if self.contains(id) => Err(SendError::IdInUse(id.clone())),
+            Some(id) if self.contains(id) => Err(SendError::IdInUse),
             Some(id) => Ok(id.clone()),
             None => Ok(self.fresh_id()),
         }
@@ -511,7 +535,7 @@ macro_rules! client_error {
                 use crate::qapi::SendError;
                 match e {
                     SendError::ArgumentsNotObject => $error::ArgumentsNotObject,
-                    SendError::IdInUse(id) => $error::IdInUse(id),
+                    SendError::IdInUse => $error::IdInUse,
                     SendError::TooManyPending { limit } => $error::TooManyPending { limit },
                     SendError::TransmitFull(full) => $error::TransmitFull(full),
                 }

@@ -271,10 +271,7 @@ fn oob_and_caller_ids() {
     assert_eq!(id, Id::Number(1));
     let mine = Id::string("mine-é").unwrap();
     c.send(Command::new("query-status").id(mine.clone())).unwrap();
-    assert_eq!(
-        c.send(Command::new("query-status").id(mine.clone())),
-        Err(vmwire_proto::qmp::Error::IdInUse(mine.clone()))
-    );
+    assert_eq!(c.send(Command::new("query-status").id(mine.clone())), Err(vmwire_proto::qmp::Error::IdInUse));
     assert_eq!(
         c.send(Command::new("x").arguments(Value::parse(b"[]").unwrap())),
         Err(vmwire_proto::qmp::Error::ArgumentsNotObject)

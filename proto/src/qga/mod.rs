@@ -133,14 +133,14 @@ pub enum Event<'a> {
     /// A command succeeded.
     Return {
         /// The command's id.
-        id: Id,
+        id: &'a Id,
         /// Its `return` value.
         value: Value<'a>,
     },
     /// A command failed: the agent said no.
     Error {
         /// The command's id.
-        id: Id,
+        id: &'a Id,
         /// The agent's error.
         error: ErrorReply<'a>,
     },
@@ -148,14 +148,14 @@ pub enum Event<'a> {
     /// succeeded: the agent answered a later command, or went away after it.
     Accepted {
         /// The command's id.
-        id: Id,
+        id: &'a Id,
     },
     /// An error reply with no id: the agent's answer to input it could not parse.
     UntaggedError(ErrorReply<'a>),
     /// The reply to a command the caller [forgot](Client::forget).
     Stale {
         /// The forgotten command's id.
-        id: Id,
+        id: &'a Id,
         /// What it came back with.
         reply: Reply<'a>,
     },
@@ -180,7 +180,7 @@ pub enum Event<'a> {
     /// or closed first. Reported once for every such command.
     Failed {
         /// The command's id.
-        id: Id,
+        id: &'a Id,
     },
     /// The session is closed; nothing more will come. Reported once, last.
     Closed,
@@ -207,7 +207,7 @@ pub enum Error {
     /// The agent has no out-of-band execution.
     OobNotSupported,
     /// A caller-supplied id is already pending (or forgotten and unanswered).
-    IdInUse(Id),
+    IdInUse,
     /// Command arguments must be a JSON object.
     ArgumentsNotObject,
     /// The table of commands in flight is full.
@@ -235,7 +235,7 @@ impl Error {
             Error::Json(_) | Error::BadMessage { .. } | Error::NotAgent { .. } => K::InvalidData,
             Error::WrongState { .. } => K::WrongState,
             Error::OobNotSupported => K::Unsupported,
-            Error::IdInUse(_) | Error::ArgumentsNotObject => K::InvalidInput,
+            Error::IdInUse | Error::ArgumentsNotObject => K::InvalidInput,
             Error::TooManyPending { .. } => K::Busy,
             Error::TransmitFull(_) => K::TransmitFull,
             Error::CommitTooLarge(_) => K::Misuse,
@@ -250,7 +250,9 @@ impl fmt::Display for Error {
             Error::BadMessage { what } => write!(f, "QGA: bad message: {what}"),
             Error::WrongState { state, operation } => write!(f, "QGA: {operation} is not allowed in state {state:?}"),
             Error::OobNotSupported => f.write_str("QGA: the guest agent has no out-of-band execution"),
-            Error::IdInUse(id) => write!(f, "QGA: command id {id} is already in use"),
+            Error::IdInUse => {
+                f.write_str("QGA: the command's id is already in use (a command sent under it is unanswered)")
+            }
             Error::ArgumentsNotObject => f.write_str("QGA: command arguments must be a JSON object"),
             Error::TooManyPending { limit } => write!(f, "QGA: {limit} commands already in flight"),
             Error::TransmitFull(e) => write!(f, "QGA: transmit {e}"),
@@ -460,7 +462,7 @@ impl<S: Storage> Core<S> {
     }
 
     /// Turns one framed reply into an event.
-    fn classify<'a>(&mut self, msg: Message<'a>) -> Event<'a> {
+    fn classify<'a>(&'a mut self, msg: Message<'a>) -> Event<'a> {
         let Some(obj) = msg.object() else {
             return Event::Malformed(Error::BadMessage { what: "not a JSON object" });
         };
@@ -470,15 +472,16 @@ impl<S: Storage> Core<S> {
             Err(what) => return Event::Malformed(Error::BadMessage { what }),
         };
         match self.table.settle(m.id, reply) {
-            Settled::Return { id, value } => Event::Return { id, value },
-            Settled::Error { id, error } => Event::Error { id, error },
-            Settled::Stale { id, reply } => Event::Stale { id, reply },
+            Settled::Return { id, value } => Event::Return { id: self.table.keep(id), value },
+            Settled::Error { id, error } => Event::Error { id: self.table.keep(id), error },
+            Settled::Stale { id, reply } => Event::Stale { id: self.table.keep(id), reply },
             Settled::Untagged(error) => Event::UntaggedError(error),
             Settled::Own(_) | Settled::Unmatched => Event::Unmatched(msg),
         }
     }
 
-    fn ended(id: Id, ending: Ending) -> Event<'static> {
+    fn ended(&mut self, id: Id, ending: Ending) -> Event<'_> {
+        let id = self.table.keep(id);
         match ending {
             Ending::Failed => Event::Failed { id },
             Ending::Accepted => Event::Accepted { id },
@@ -486,9 +489,9 @@ impl<S: Storage> Core<S> {
     }
 
     /// After the session closed: how each command ended, then `Closed`.
-    fn wind_down(&mut self) -> Option<Event<'static>> {
+    fn wind_down(&mut self) -> Option<Event<'_>> {
         if let Some((id, ending)) = self.table.close_next(self.eof) {
-            return Some(Self::ended(id, ending));
+            return Some(self.ended(id, ending));
         }
         (!core::mem::replace(&mut self.closed_reported, true)).then_some(Event::Closed)
     }
@@ -517,7 +520,7 @@ impl<S: Storage> Machine for Client<S> {
             return Ok(core.wind_down());
         }
         if let Some((id, ending)) = core.table.next_ended() {
-            return Ok(Some(Core::<S>::ended(id, ending)));
+            return Ok(Some(core.ended(id, ending)));
         }
         if core.opening {
             match opening(self.framer.buffered()) {

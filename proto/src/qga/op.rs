@@ -40,10 +40,10 @@ enum Reply<'a> {
 
 fn reply_to<'a>(own: &Id, event: Event<'a>) -> Reply<'a> {
     Reply::Answer(match event {
-        Event::Return { id, value } if id == *own => Answer::Return(value),
-        Event::Accepted { id } if id == *own => Answer::Accepted,
-        Event::Error { id, error } if id == *own => Answer::Error(error),
-        Event::Failed { id } if id == *own => Answer::Closed,
+        Event::Return { id, value } if id == own => Answer::Return(value),
+        Event::Accepted { id } if id == own => Answer::Accepted,
+        Event::Error { id, error } if id == own => Answer::Error(error),
+        Event::Failed { id } if id == own => Answer::Closed,
         Event::Closed => Answer::Closed,
         Event::Malformed(Error::Json(json::Error { kind: json::ErrorKind::TooLarge { limit }, .. })) => {
             return Reply::TooLarge(limit);

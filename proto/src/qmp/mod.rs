@@ -179,14 +179,14 @@ pub enum Event<'a> {
     /// A command succeeded.
     Return {
         /// The command's id.
-        id: Id,
+        id: &'a Id,
         /// Its `return` value.
         value: Value<'a>,
     },
     /// A command failed: the peer said no.
     Error {
         /// The command's id.
-        id: Id,
+        id: &'a Id,
         /// The peer's error.
         error: ErrorReply<'a>,
     },
@@ -199,7 +199,7 @@ pub enum Event<'a> {
     /// reported here and matched to nobody.
     Stale {
         /// The forgotten command's id.
-        id: Id,
+        id: &'a Id,
         /// What it came back with.
         reply: Reply<'a>,
     },
@@ -212,7 +212,7 @@ pub enum Event<'a> {
     /// session goes on.
     MalformedReply {
         /// The command's id.
-        id: Id,
+        id: &'a Id,
         /// What was wrong with the reply ([`Error::BadMessage`]).
         error: Error,
     },
@@ -223,7 +223,7 @@ pub enum Event<'a> {
     /// for every command still pending.
     Failed {
         /// The command's id.
-        id: Id,
+        id: &'a Id,
     },
     /// The session is closed; nothing more will come. Reported once, last.
     Closed,
@@ -253,7 +253,7 @@ pub enum Error {
     /// `exec-oob` without out-of-band execution negotiated.
     OobNotNegotiated,
     /// A caller-supplied id is already pending (or forgotten and unanswered).
-    IdInUse(Id),
+    IdInUse,
     /// Command arguments must be a JSON object.
     ArgumentsNotObject,
     /// The table of commands in flight is full.
@@ -276,7 +276,7 @@ impl Error {
             Error::Json(_) | Error::NotGreeting | Error::BadMessage { .. } => K::InvalidData,
             Error::WrongState { .. } => K::WrongState,
             Error::OobNotNegotiated => K::Unsupported,
-            Error::IdInUse(_) | Error::ArgumentsNotObject => K::InvalidInput,
+            Error::IdInUse | Error::ArgumentsNotObject => K::InvalidInput,
             Error::TooManyPending { .. } => K::Busy,
             Error::TransmitFull(_) => K::TransmitFull,
             Error::CommitTooLarge(_) => K::Misuse,
@@ -294,7 +294,9 @@ impl fmt::Display for Error {
                 write!(f, "QMP: {operation} is not allowed in state {state:?}")
             }
             Error::OobNotNegotiated => f.write_str("QMP: out-of-band execution was not negotiated"),
-            Error::IdInUse(id) => write!(f, "QMP: command id {id} is already in use"),
+            Error::IdInUse => {
+                f.write_str("QMP: the command's id is already in use (a command sent under it is unanswered)")
+            }
             Error::ArgumentsNotObject => f.write_str("QMP: command arguments must be a JSON object"),
             Error::TooManyPending { limit } => {
                 write!(f, "QMP: {limit} commands already in flight")
@@ -467,7 +469,7 @@ impl<S: Storage> Core<S> {
     }
 
     /// Turns one framed message into an event.
-    fn classify<'a>(&mut self, msg: Message<'a>) -> Result<Event<'a>, Error> {
+    fn classify<'a>(&'a mut self, msg: Message<'a>) -> Result<Event<'a>, Error> {
         if self.state == State::AwaitingGreeting {
             let Some(greeting) = Greeting::parse(&msg) else {
                 return Ok(self.not_greeting(msg.raw(), Error::NotGreeting));
@@ -510,9 +512,9 @@ impl<S: Storage> Core<S> {
                 self.state = State::Closed;
                 Event::NegotiationFailed(error)
             }
-            Settled::Stale { id, reply } => Event::Stale { id, reply },
-            Settled::Return { id, value } => Event::Return { id, value },
-            Settled::Error { id, error } => Event::Error { id, error },
+            Settled::Stale { id, reply } => Event::Stale { id: self.table.keep(id), reply },
+            Settled::Return { id, value } => Event::Return { id: self.table.keep(id), value },
+            Settled::Error { id, error } => Event::Error { id: self.table.keep(id), error },
             Settled::Untagged(error) => Event::UntaggedError(error),
             Settled::Unmatched => Event::Unmatched(msg),
         })
@@ -527,21 +529,21 @@ impl<S: Storage> Core<S> {
     /// A message that is not a valid reply: if it carries the id of a
     /// command a caller waits for, that command failed; otherwise it is
     /// skipped. A malformed answer to `qmp_capabilities` ends the session.
-    fn malformed_reply<'a>(&mut self, id: Option<Value<'_>>, error: Error) -> Event<'a> {
+    fn malformed_reply<'a>(&'a mut self, id: Option<Value<'_>>, error: Error) -> Event<'a> {
         match id.and_then(|id| self.table.answered(id)) {
             Some(p) if p.own => {
                 self.state = State::Closed;
                 Event::Malformed(error)
             }
-            Some(p) if p.slot == Slot::Waiting => Event::MalformedReply { id: p.id, error },
+            Some(p) if p.slot == Slot::Waiting => Event::MalformedReply { id: self.table.keep(p.id), error },
             _ => Event::Malformed(error),
         }
     }
 
     /// After the session closed: one `Failed` per pending command, then `Closed`.
-    fn wind_down(&mut self) -> Option<Event<'static>> {
+    fn wind_down(&mut self) -> Option<Event<'_>> {
         if let Some((id, _)) = self.table.close_next(self.eof) {
-            return Some(Event::Failed { id });
+            return Some(Event::Failed { id: self.table.keep(id) });
         }
         (!core::mem::replace(&mut self.closed_reported, true)).then_some(Event::Closed)
     }

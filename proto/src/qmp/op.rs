@@ -24,8 +24,7 @@ impl<'a> Answer<'a> {
     /// answers no command (an asynchronous event, a stale or unmatched
     /// reply, [`Event::Closed`]). What an adapter that waits for many
     /// commands at once routes by.
-    #[allow(clippy::result_large_err, reason = "the event is handed back whole, as it came")]
-    pub fn of(event: Event<'a>) -> Result<(Id, Answer<'a>), Event<'a>> {
+    pub fn of(event: Event<'a>) -> Result<(&'a Id, Answer<'a>), Event<'a>> {
         match event {
             Event::Return { id, value } => Ok((id, Answer::Return(value))),
             Event::Error { id, error } => Ok((id, Answer::Error(error))),
@@ -36,7 +35,7 @@ impl<'a> Answer<'a> {
     }
 
     /// The event [`Answer::of`] took apart, whole again.
-    fn into_event(self, id: Id) -> Event<'a> {
+    fn into_event(self, id: &'a Id) -> Event<'a> {
         match self {
             Answer::Return(value) => Event::Return { id, value },
             Answer::Error(error) => Event::Error { id, error },
@@ -76,7 +75,7 @@ impl<S: Storage, T, F: for<'a> FnOnce(Answer<'a>) -> T> Operation<Client<S>> for
         let answer = match event {
             Event::Closed => Answer::Closed,
             event => match Answer::of(event) {
-                Ok((id, answer)) if id == self.id => answer,
+                Ok((id, answer)) if *id == self.id => answer,
                 Ok((id, answer)) => return Offer::Pass(answer.into_event(id)),
                 Err(other) => return Offer::Pass(other),
             },
