@@ -105,7 +105,8 @@ pub enum Error {
         waited: Duration,
     },
     /// QEMU answered the command with a message that is not a valid reply
-    /// (both `return` and `error`, an `error` without `desc`, …).
+    /// (both `return` and `error`, an `error` without `desc`, …), or with
+    /// one over the size limit, skipped unread.
     MalformedReply(qmp::Error),
     /// No reply came (time ran out, or the connection closed), and a message
     /// that could not be read was skipped meanwhile: most likely the reply
@@ -153,6 +154,9 @@ impl fmt::Display for Error {
                  nothing until asked)",
                 waited.as_secs_f64()
             ),
+            Error::MalformedReply(e) if e.kind() == vmwire_proto::ErrorKind::TooLarge => {
+                write!(f, "QMP: the reply was skipped unread: {}", unprefixed(e))
+            }
             Error::MalformedReply(e) => write!(f, "QMP: malformed reply: {}", unprefixed(e)),
             Error::Skipped { error, then } => {
                 write!(f, "{then}; a message was skipped meanwhile, most likely the reply: {}", unprefixed(error))

@@ -196,11 +196,13 @@ pub(crate) struct Pending {
     /// The peer sends no reply when it succeeds (`'success-response': false`
     /// in the schema, such as the guest agent's `guest-shutdown`).
     pub(crate) quiet: bool,
+    /// Sent out of band (QMP's `exec-oob`): its reply may overtake others.
+    pub(crate) oob: bool,
 }
 
 impl Pending {
     pub(crate) fn new(id: Id) -> Self {
-        Pending { id, slot: Slot::Waiting, own: false, quiet: false }
+        Pending { id, slot: Slot::Waiting, own: false, quiet: false, oob: false }
     }
 }
 
@@ -248,11 +250,13 @@ pub(crate) struct Table<T> {
     /// table: events borrow it (an [`Id`] is 80 bytes; an event that carried
     /// one would be twice the size, moved on every poll).
     last: Id,
+    /// A forgotten command was dropped to make room before its reply came.
+    dropped: bool,
 }
 
 impl<T: Buf<Pending>> Table<T> {
     pub(crate) fn new(slots: T) -> Self {
-        Table { slots, next_id: 0, last: Id::Number(0) }
+        Table { slots, next_id: 0, last: Id::Number(0), dropped: false }
     }
 
     /// Keeps `id`, taken out of the table, for an event to borrow.
@@ -327,6 +331,7 @@ impl<T: Buf<Pending>> Table<T> {
         if self.len() >= limit {
             let i = self.position(|p| p.slot == Slot::Forgotten).ok_or(SendError::TooManyPending { limit })?;
             self.slots.remove_at(i);
+            self.dropped = true;
         }
         tx.encode(write).map_err(SendError::TransmitFull)?;
         self.slots.try_push(pending).map_err(|full| SendError::TooManyPending { limit: full.limit })
@@ -352,6 +357,19 @@ impl<T: Buf<Pending>> Table<T> {
             (false, _, Ok(value)) => Settled::Return { id: pending.id, value },
             (false, _, Err(error)) => Settled::Error { id: pending.id, error },
         }
+    }
+
+    /// Takes out the command that a reply no one can read (skipped as over
+    /// the size limit) answers, where that is certain: the oldest, if every
+    /// command in flight went in band (the peer answers those in the order
+    /// they came; an out-of-band one may overtake them) and no forgotten
+    /// command was ever dropped to make room (its reply may still be on its
+    /// way, ahead of the others).
+    pub(crate) fn take_oldest(&mut self) -> Option<Pending> {
+        if self.dropped || self.slots.as_slice().iter().any(|p| p.oob) {
+            return None;
+        }
+        self.slots.remove_at(0)
     }
 
     /// Takes out the command (waiting or forgotten) that a reply with id

@@ -398,6 +398,55 @@ fn invalid_or_oversized_greeting_is_fatal_and_says_why() {
     assert_eq!(c.state(), State::Closed);
 }
 
+/// A reply over the size limit is skipped unread; QEMU answers in-band
+/// commands in order, so it fails the oldest command in flight (a
+/// forgotten one ends silently), and the session goes on. An event over
+/// the limit, or a reply while an out-of-band command is in flight (it may
+/// overtake), answers no one: reported, and the commands wait on.
+#[test]
+fn reply_over_the_limit_fails_the_oldest_in_band_command() {
+    let limits = Limits { max_message: 64, max_depth: 8 };
+    let greeting = br#"{"QMP": {"version": {}, "capabilities": ["oob"]}}"#;
+    let big = |head: &str| format!("{{{head}: \"{}\", \"id\": 1}}\r\n", "x".repeat(100));
+    for whole in [true, false] {
+        let mut c = Client::<Heap>::new(Config { limits, oob: true, ..Config::default() });
+        let mut ready = false;
+        feed(&mut c, greeting, &[64], |_| {});
+        feed(&mut c, b"\r\n{\"return\": {}, \"id\": 0}\r\n", &[64], |e| {
+            ready |= matches!(e, Event::Ready { oob: true })
+        });
+        assert!(ready);
+        let forgotten = c.execute("query-a", None).unwrap();
+        let first = c.execute("query-schema", None).unwrap();
+        let second = c.execute("query-status", None).unwrap();
+        c.forget(&forgotten);
+        let mut input = big("\"return\"") + &big("\"timestamp\"") + &big("\"return\"");
+        input += &format!("{{\"return\": {{}}, \"id\": {second}}}\r\n");
+        let mut events = Vec::new();
+        // As much as the buffer takes, or a byte at a time.
+        feed(&mut c, input.as_bytes(), &[if whole { input.len() } else { 1 }], |e| events.push(describe(e)));
+        let too_large = |e: &str| e.ends_with("value larger than the limit of 64 bytes");
+        let malformed = |e: &str| e.starts_with("malformed QMP:") && too_large(e);
+        assert!(malformed(&events[0]), "the forgotten command's reply, to no one: {events:?}");
+        assert!(malformed(&events[1]), "an event, to no one: {events:?}");
+        assert!(
+            events[2].starts_with(&format!("malformed reply {first}: QMP:")) && too_large(&events[2]),
+            "{events:?}"
+        );
+        assert_eq!(events[3], format!("return {second} {{}}"), "{events:?}");
+        assert_eq!(events.len(), 4, "{events:?}");
+        assert_eq!(c.in_flight(), 0);
+
+        // An out-of-band command in flight: nobody can tell whose it is.
+        let waiting = c.execute("query-schema", None).unwrap();
+        c.execute_oob("migrate-pause", None).unwrap();
+        let mut events = Vec::new();
+        feed(&mut c, big("\"return\"").as_bytes(), &[64], |e| events.push(describe(e)));
+        assert!(events.len() == 1 && malformed(&events[0]), "{events:?}");
+        assert_eq!(c.in_flight(), 2, "{waiting} still waits");
+    }
+}
+
 /// A reply with the id of a waiting command that is not a valid reply fails
 /// that command, saying how; the session goes on.
 #[test]

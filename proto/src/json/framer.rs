@@ -212,6 +212,11 @@ impl Scanner {
         self.offset + at as u64
     }
 
+    /// Where the value in progress (or the last one framed) begins in the data.
+    pub(crate) fn value_start(&self) -> usize {
+        self.start
+    }
+
     /// How many bytes at the front of the data are no longer needed.
     pub(crate) fn droppable(&self) -> usize {
         if self.mode == Mode::Normal && self.expect != Expect::Top { self.start } else { self.pos }

@@ -103,14 +103,20 @@ pub struct Framer<B> {
     /// more bytes come in (or when a scan finds nothing more), not after
     /// every message, so that framing a read's messages moves nothing.
     later: usize,
+    /// How the last value skipped as too large began.
+    skipped: heapless::Vec<u8, SKIPPED_HEAD>,
 }
+
+/// How many of a skipped value's first bytes [`Framer::skipped`] keeps.
+pub const SKIPPED_HEAD: usize = 16;
 
 impl<B: Buf<u8>> Framer<B> {
     /// A framer over `buffer`. The size limit is the smaller of
     /// `limits.max_message` and the buffer's own limit.
     pub fn new(buffer: B, limits: Limits) -> Self {
         let max_message = limits.max_message.min(buffer.limit());
-        Framer { rx: RxBuf::new(buffer), scan: Scanner::new(Limits { max_message, ..limits }), later: 0 }
+        let scan = Scanner::new(Limits { max_message, ..limits });
+        Framer { rx: RxBuf::new(buffer), scan, later: 0, skipped: heapless::Vec::new() }
     }
 
     /// Makes `byte`, which cannot appear in JSON text, a delimiter: skipped
@@ -194,9 +200,28 @@ impl<B: Buf<u8>> Framer<B> {
         let step = self.scan.scan(self.rx.data());
         match step {
             Step::Message(span) => self.later = span.end,
+            Step::Error(e) if e.is_too_large() => {
+                self.keep_skipped();
+                self.drop_front();
+            }
             Step::More | Step::Error(_) => self.drop_front(),
         }
         step
+    }
+
+    /// The first bytes (at most [`SKIPPED_HEAD`]) of the last value that
+    /// was skipped as too large, from its first byte: enough to tell what
+    /// it was (a QMP reply begins `{"return"`, an event `{"timestamp"`).
+    pub fn skipped(&self) -> &[u8] {
+        &self.skipped
+    }
+
+    /// Keeps the beginning of the value the scan just found too large.
+    #[cold]
+    fn keep_skipped(&mut self) {
+        let value = self.rx.data().get(self.scan.value_start()..).unwrap_or_default();
+        self.skipped.clear();
+        let _fits = self.skipped.extend_from_slice(&value[..value.len().min(SKIPPED_HEAD)]);
     }
 
     /// [`Framer::step`], and at the end of the stream (`eof`) what

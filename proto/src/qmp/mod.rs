@@ -207,9 +207,12 @@ pub enum Event<'a> {
     /// without an id). Never matched to another caller.
     Unmatched(Message<'a>),
     /// A message with the id of command `id` that is not a valid reply (both
-    /// `return` and `error`, an `error` without `class` or `desc`, neither):
-    /// the command failed, and `error` says how its reply was malformed. The
-    /// session goes on.
+    /// `return` and `error`, an `error` without `class` or `desc`, neither),
+    /// or a reply over the size limit (skipped unread) that can only be this
+    /// command's: the oldest in flight, when every command in flight went in
+    /// band, which QEMU answers in order. The command failed, and `error`
+    /// says how its reply was malformed ([`Error::BadMessage`], or
+    /// [`Error::Json`] too large). The session goes on.
     MalformedReply {
         /// The command's id.
         id: &'a Id,
@@ -419,7 +422,8 @@ impl<S: Storage> Client<S> {
         }
         let id = core.table.admit(&command)?;
         let verb = if command.oob { "exec-oob" } else { "execute" };
-        core.encode(Pending::new(id.clone()), verb, command.name, arguments(command.arguments))?;
+        let pending = Pending { oob: command.oob, ..Pending::new(id.clone()) };
+        core.encode(pending, verb, command.name, arguments(command.arguments))?;
         Ok(id)
     }
 
@@ -500,7 +504,8 @@ impl<S: Storage> Core<S> {
                     (true, false) => "neither return, error nor event",
                     (false, _) => what,
                 };
-                return Ok(self.malformed_reply(m.id, Error::BadMessage { what }));
+                let answered = m.id.and_then(|id| self.table.answered(id));
+                return Ok(self.malformed_reply(answered, Error::BadMessage { what }));
             }
         };
         Ok(match self.table.settle(m.id, reply) {
@@ -526,11 +531,21 @@ impl<S: Storage> Core<S> {
         Event::NotGreeting { received, error }
     }
 
-    /// A message that is not a valid reply: if it carries the id of a
-    /// command a caller waits for, that command failed; otherwise it is
-    /// skipped. A malformed answer to `qmp_capabilities` ends the session.
-    fn malformed_reply<'a>(&'a mut self, id: Option<Value<'_>>, error: Error) -> Event<'a> {
-        match id.and_then(|id| self.table.answered(id)) {
+    /// A message over the size limit was skipped; `head` is how it began.
+    /// If it is a reply, and the table can tell whose
+    /// ([`Table::take_oldest`]), that command failed; otherwise the message
+    /// is reported and the session goes on.
+    fn too_large(&mut self, head: &[u8], error: json::Error) -> Event<'_> {
+        let answered = if begins_reply(head) { self.table.take_oldest() } else { None };
+        self.malformed_reply(answered, Error::Json(error))
+    }
+
+    /// A message that is not a valid reply, to the command `answered` (taken
+    /// out of the table), if any: if a caller waits for that command, it
+    /// failed; otherwise the message is skipped. A malformed answer to
+    /// `qmp_capabilities` ends the session.
+    fn malformed_reply(&mut self, answered: Option<Pending>, error: Error) -> Event<'_> {
+        match answered {
             Some(p) if p.own => {
                 self.state = State::Closed;
                 Event::Malformed(error)
@@ -547,6 +562,15 @@ impl<S: Storage> Core<S> {
         }
         (!core::mem::replace(&mut self.closed_reported, true)).then_some(Event::Closed)
     }
+}
+
+/// Whether a message that began with `head` is a reply: its first member
+/// `return`, `error` or `id`, as QEMU writes them (an event begins with
+/// `timestamp`).
+fn begins_reply(head: &[u8]) -> bool {
+    let Some(rest) = head.strip_prefix(b"{") else { return false };
+    let rest = rest.trim_ascii_start();
+    [&b"\"return\""[..], b"\"error\"", b"\"id\""].iter().any(|key| rest.starts_with(key))
 }
 
 fn parse_timestamp(v: Value<'_>) -> Option<Timestamp> {
@@ -588,6 +612,7 @@ impl<S: Storage> Machine for Client<S> {
                 Step::Error(e) if core.state == State::AwaitingGreeting => {
                     return Ok(Some(core.not_greeting(self.framer.buffered(), Error::Json(e))));
                 }
+                Step::Error(e) if e.is_too_large() => return Ok(Some(core.too_large(self.framer.skipped(), e))),
                 Step::Error(e) => return Ok(Some(Event::Malformed(Error::Json(e)))),
                 Step::More if core.eof => core.state = State::Closed,
                 Step::More => return Ok(None),
