@@ -216,12 +216,14 @@ impl<B: Buf<u8>> Framer<B> {
         &self.skipped
     }
 
-    /// Keeps the beginning of the value the scan just found too large.
+    /// Keeps the beginning of the value the scan just found too large: as
+    /// many bytes as are there in any chunking (the limit's worth are).
     #[cold]
     fn keep_skipped(&mut self) {
         let value = self.rx.data().get(self.scan.value_start()..).unwrap_or_default();
+        let n = value.len().min(SKIPPED_HEAD).min(self.scan.limits().max_message);
         self.skipped.clear();
-        let _fits = self.skipped.extend_from_slice(&value[..value.len().min(SKIPPED_HEAD)]);
+        let _fits = self.skipped.extend_from_slice(&value[..n]);
     }
 
     /// [`Framer::step`], and at the end of the stream (`eof`) what
