@@ -421,3 +421,19 @@ fn a_monitor_socket_is_not_an_agent() {
         );
     }
 }
+
+/// `vmwire xmlrpc` pointed at a guest agent's socket: qemu-ga answers the
+/// request's every stray byte with a line of JSON and never an HTTP head;
+/// the first byte tells (before, the call waited out its time limit).
+#[test]
+fn an_agent_socket_is_not_an_xmlrpc_server() {
+    let ga = Ga::start(&[]);
+    let url = format!("unix:{}", ga.socket().display());
+    let out = Command::new(env!("CARGO_BIN_EXE_vmwire"))
+        .args(["xmlrpc", "--timeout", "120", &url, "system.listMethods"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr, "vmwire: HTTP: malformed head: not an HTTP response: it does not begin `HTTP/`\n");
+}

@@ -336,6 +336,26 @@ fn keep_alive_carries_four_calls_on_one_connection() {
     assert!(xen_value(&result(&e[2])).as_str().unwrap() == "Running");
 }
 
+/// A peer that is not an HTTP server (here the guest agent, which answers
+/// each stray byte of a request with a line of JSON and never ends a head)
+/// is told from its first byte, not when the time limit runs out; a status
+/// line arriving a byte at a time is not mistaken for one.
+#[test]
+fn a_response_that_does_not_begin_http_fails_at_once() {
+    let endpoint = Endpoint { target: "/", host: "h", headers: &[] };
+    let agent = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray 'P'\"}}\n";
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    for (bytes, sizes) in [(&agent[..], &[1][..]), (&agent[..], &[4096][..]), (&ok[..], &[1][..])] {
+        let mut client = http::Client::<Heap>::new(http::Config::default(), &endpoint).unwrap();
+        client.post(&[], |b| b.try_extend(b"x").map_err(http::Error::from)).unwrap();
+        client.connected();
+        let mut seen = Vec::new();
+        common::feed(&mut client, bytes, sizes, |event| seen.push(format!("{event:?}")));
+        let want = if bytes == ok { "Response" } else { "Malformed(BadHead { what: \"not an HTTP response" };
+        assert!(seen.len() == 1 && seen[0].starts_with(want), "{seen:?}");
+    }
+}
+
 #[test]
 fn get_all_records_1000() {
     let http_bytes = fixture("11_get_all_records_1000.response.http");

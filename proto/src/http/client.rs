@@ -311,6 +311,9 @@ impl<S: Storage> Client<S> {
             match &mut core.reader {
                 Reader::Head { scanned } => {
                     let data = self.rx.data();
+                    if !head::may_begin_response(data) {
+                        return self.fail(Error::BadHead { what: "not an HTTP response: it does not begin `HTTP/`" });
+                    }
                     let Some(len) = head::head_end(data, scanned) else {
                         if data.len() > limits.max_head {
                             return self.fail(Error::HeadTooLarge { limit: limits.max_head });

@@ -117,6 +117,14 @@ pub(crate) fn trim(mut v: &[u8]) -> &[u8] {
     v
 }
 
+/// Whether `data`, what has arrived of a response, can begin one: a
+/// status line begins `HTTP/`. Anything else is another protocol (a guest
+/// agent answering each stray byte with a line of JSON, a QMP greeting),
+/// which would never end a head: told from its first byte, not the time limit.
+pub(crate) fn may_begin_response(data: &[u8]) -> bool {
+    b"HTTP/".starts_with(data.get(..5).unwrap_or(data))
+}
+
 /// Where the head that starts `data` ends (just past the empty line), or
 /// `None` if it has not all arrived. `scanned` remembers how far previous
 /// calls looked, so that a head arriving byte by byte costs linear time.
