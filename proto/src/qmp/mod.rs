@@ -531,12 +531,14 @@ impl<S: Storage> Core<S> {
         Event::NotGreeting { received, error }
     }
 
-    /// A message over the size limit was skipped; `head` is how it began.
-    /// If it is a reply, and the table can tell whose
-    /// ([`Table::take_oldest`]), that command failed; otherwise the message
-    /// is reported and the session goes on.
-    fn too_large(&mut self, head: &[u8], error: json::Error) -> Event<'_> {
-        let answered = if begins_reply(head) { self.table.take_oldest() } else { None };
+    /// A message that is not JSON (`error`) was skipped. One over the size
+    /// limit, if `head` (how it began) shows a reply and the table can tell
+    /// whose ([`Table::take_oldest`]), fails that command; otherwise the
+    /// message is reported and the session goes on.
+    #[cold]
+    #[inline(never)]
+    fn skipped(&mut self, head: &[u8], error: json::Error) -> Event<'_> {
+        let answered = if error.is_too_large() && begins_reply(head) { self.table.take_oldest() } else { None };
         self.malformed_reply(answered, Error::Json(error))
     }
 
@@ -612,8 +614,7 @@ impl<S: Storage> Machine for Client<S> {
                 Step::Error(e) if core.state == State::AwaitingGreeting => {
                     return Ok(Some(core.not_greeting(self.framer.buffered(), Error::Json(e))));
                 }
-                Step::Error(e) if e.is_too_large() => return Ok(Some(core.too_large(self.framer.skipped(), e))),
-                Step::Error(e) => return Ok(Some(Event::Malformed(Error::Json(e)))),
+                Step::Error(e) => return Ok(Some(core.skipped(self.framer.skipped(), e))),
                 Step::More if core.eof => core.state = State::Closed,
                 Step::More => return Ok(None),
             }
