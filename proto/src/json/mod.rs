@@ -200,7 +200,14 @@ impl<B: Buf<u8>> Framer<B> {
         let step = self.scan.scan(self.rx.data());
         match step {
             Step::Message(span) => self.later = span.end,
-            Step::More | Step::Error(_) => self.after_scan(&step),
+            Step::More | Step::Error(_) => {
+                if let Step::Error(e) = step
+                    && e.is_too_large()
+                {
+                    self.keep_skipped();
+                }
+                self.drop_front();
+            }
         }
         step
     }
@@ -212,20 +219,15 @@ impl<B: Buf<u8>> Framer<B> {
         &self.skipped
     }
 
-    /// After a scan that found no message: the beginning of a value found
-    /// too large is kept (as many bytes as are there in any chunking: the
-    /// limit's worth are), then what the scan is done with is dropped.
+    /// Keeps the beginning of the value the scan just found too large: as
+    /// many bytes as are there in any chunking (the limit's worth are).
+    #[cold]
     #[inline(never)]
-    fn after_scan(&mut self, step: &Step) {
-        if let Step::Error(e) = step
-            && e.is_too_large()
-        {
-            let value = self.rx.data().get(self.scan.value_start()..).unwrap_or_default();
-            let n = value.len().min(SKIPPED_HEAD).min(self.scan.limits().max_message);
-            self.skipped.clear();
-            let _fits = self.skipped.extend_from_slice(&value[..n]);
-        }
-        self.drop_front();
+    fn keep_skipped(&mut self) {
+        let value = self.rx.data().get(self.scan.value_start()..).unwrap_or_default();
+        let n = value.len().min(SKIPPED_HEAD).min(self.scan.limits().max_message);
+        self.skipped.clear();
+        let _fits = self.skipped.extend_from_slice(&value[..n]);
     }
 
     /// [`Framer::step`], and at the end of the stream (`eof`) what
