@@ -200,6 +200,9 @@ impl<B: Buf<u8>> Framer<B> {
         let step = self.scan.scan(self.rx.data());
         match step {
             Step::Message(span) => self.later = span.end,
+            // Two arms, as the machines' own matches have: a third, for
+            // errors, made the message path reckon the step's kind twice
+            // (16 instructions a message on the QMP burst).
             Step::More | Step::Error(_) => {
                 if let Step::Error(e) = step
                     && e.is_too_large()

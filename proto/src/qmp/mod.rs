@@ -216,7 +216,8 @@ pub enum Event<'a> {
     MalformedReply {
         /// The command's id.
         id: &'a Id,
-        /// What was wrong with the reply ([`Error::BadMessage`]).
+        /// What was wrong with the reply ([`Error::BadMessage`], or
+        /// [`Error::Json`] for one over the size limit).
         error: Error,
     },
     /// A message that could not be understood, and was skipped. The session
