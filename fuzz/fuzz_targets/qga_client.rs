@@ -31,9 +31,11 @@ fn run(data: &[u8], chunk: usize, resync_at: usize) -> Vec<String> {
         qga.transmitted(n);
         while let Some(e) = qga.poll().unwrap() {
             match &e {
-                Event::Return { id, .. } | Event::Error { id, .. } | Event::Accepted { id } | Event::Failed { id } => {
-                    ended.push((*id).clone())
-                }
+                Event::Return { id, .. }
+                | Event::Error { id, .. }
+                | Event::MalformedReply { id, .. }
+                | Event::Accepted { id }
+                | Event::Failed { id } => ended.push((*id).clone()),
                 _ => {}
             }
             log.push(describe(&e));

@@ -320,6 +320,7 @@ impl op::Inbox<Client<Heap>> for Strays {
             Event::Unmatched(m) => format!("unmatched reply: {}", m.value()),
             Event::Stale { id, .. } => format!("late reply to {id}"),
             Event::Malformed(e) => e.to_string(),
+            Event::MalformedReply { id, error } => format!("reply to {id}: {error}"),
             _ => return,
         };
         self.0.push(text);
@@ -634,6 +635,7 @@ pub fn answer_error(name: &str, answer: qga::Answer<'_>) -> Error {
         qga::Answer::Accepted => Error::Unexpected(format!("{name} answered nothing")),
         qga::Answer::Error(error) => Error::Agent(error.into()),
         qga::Answer::TooLarge { limit } => Error::ReplyTooLarge { command: name.to_owned(), limit },
+        qga::Answer::Malformed(error) => Error::Protocol(error),
         qga::Answer::Closed => Error::Closed,
     }
 }

@@ -12,7 +12,7 @@
 use core::fmt;
 
 use crate::buf::{Buf, Full, Sink, TxBuf};
-use crate::json::{JsonStr, Kind, Object, ObjectWriter, Value};
+use crate::json::{self, JsonStr, Kind, Object, ObjectWriter, Value};
 
 /// Longest caller-chosen string id, in bytes.
 pub const MAX_ID_LEN: usize = 64;
@@ -362,14 +362,31 @@ impl<T: Buf<Pending>> Table<T> {
     /// Takes out the command that a reply no one can read (skipped as over
     /// the size limit) answers, where that is certain: the oldest, if every
     /// command in flight went in band (the peer answers those in the order
-    /// they came; an out-of-band one may overtake them) and no forgotten
-    /// command was ever dropped to make room (its reply may still be on its
-    /// way, ahead of the others).
+    /// they came; an out-of-band one may overtake them), none is quiet (it
+    /// answers only when it fails, so the reply may be its or the next
+    /// one's) and no forgotten command was ever dropped to make room (its
+    /// reply may still be on its way, ahead of the others).
     pub(crate) fn take_oldest(&mut self) -> Option<Pending> {
-        if self.dropped || self.slots.as_slice().iter().any(|p| p.oob) {
+        if self.dropped || self.slots.as_slice().iter().any(|p| p.oob || p.quiet) {
             return None;
         }
         self.slots.remove_at(0)
+    }
+
+    /// The command a message skipped unread (`error`, after `head`, its
+    /// first bytes) answers, taken out of the table: one over the size
+    /// limit that begins as a reply can be the oldest's ([`Table::take_oldest`]).
+    pub(crate) fn take_skipped(&mut self, head: &[u8], error: &json::Error) -> Option<Pending> {
+        if error.is_too_large() && begins_reply(head) { self.take_oldest() } else { None }
+    }
+
+    /// The command a malformed or unreadable reply failed: `answered`, if
+    /// a caller waits for it (a forgotten one ends silently).
+    pub(crate) fn failed(&mut self, answered: Option<Pending>) -> Option<&Id> {
+        match answered {
+            Some(p) if p.slot == Slot::Waiting => Some(self.keep(p.id)),
+            _ => None,
+        }
     }
 
     /// Takes out the command (waiting or forgotten) that a reply with id
@@ -444,6 +461,15 @@ impl<T: Buf<Pending>> Table<T> {
         }
         None
     }
+}
+
+/// Whether a message that began with `head` is a reply: its first member
+/// `return`, `error` or `id`, as QEMU and its agent write them (a QMP event
+/// begins with `timestamp`).
+fn begins_reply(head: &[u8]) -> bool {
+    let Some(rest) = head.strip_prefix(b"{") else { return false };
+    let rest = rest.trim_ascii_start();
+    [&b"\"return\""[..], b"\"error\"", b"\"id\""].iter().any(|key| rest.starts_with(key))
 }
 
 /// The members of a QMP-shaped message that tell what it is.

@@ -21,6 +21,7 @@ fn describe(e: Event<'_>) -> String {
         Event::Stale { id, .. } => format!("stale {id}"),
         Event::Unmatched(m) => format!("unmatched {}", m.value()),
         Event::Malformed(e) => format!("malformed {e}"),
+        Event::MalformedReply { id, error } => format!("malformed reply {id}: {error}"),
         Event::WrongProtocol { error, text } => format!("wrong protocol {error}: {}", String::from_utf8_lossy(text)),
         Event::Failed { id } => format!("failed {id}"),
         Event::Closed => "closed".into(),
@@ -558,4 +559,77 @@ fn a_transfer_closes_the_handle_whatever_happened() {
     });
     assert_eq!(output, "Miscounted { said: 3, got: 2 }");
     assert_eq!(sent, ["guest-file-open", "guest-file-read", "guest-file-close"]);
+}
+
+/// A client with `limits`, in step with the agent.
+fn synced_with(limits: Limits) -> Client<Heap> {
+    let mut client = Client::<Heap>::new(Config { limits, ..Config::default() }, 1);
+    let mut log = Vec::new();
+    feed(&mut client, b"\xff{\"return\": 1}\n", &[usize::MAX], |e| log.push(describe(e)));
+    assert_eq!(log, ["synced"]);
+    client
+}
+
+/// A reply over the size limit fails the oldest command in flight, which
+/// the agent answers first, at once: whole or byte by byte; a forgotten
+/// command's ends silently; with a quiet command in flight (it answers only
+/// when it fails) nobody can tell whose it is, and it is reported alone.
+#[test]
+fn reply_over_the_limit_fails_the_oldest_command() {
+    let limits = Limits { max_message: 64, max_depth: 8 };
+    let big = |id: &Id| format!("{{\"return\": \"{}\", \"id\": {id}}}\n", "x".repeat(100));
+    for whole in [true, false] {
+        let sizes = [if whole { usize::MAX } else { 1 }];
+        let mut c = synced_with(limits);
+        let forgotten = c.execute("guest-get-osinfo", None).unwrap();
+        let first = c.execute("guest-get-fsinfo", None).unwrap();
+        let second = c.execute("guest-ping", None).unwrap();
+        c.forget(&forgotten);
+        let input = big(&forgotten) + &big(&first) + &format!("{{\"return\": {{}}, \"id\": {second}}}\n");
+        let mut events = Vec::new();
+        feed(&mut c, input.as_bytes(), &sizes, |e| events.push(describe(e)));
+        let too_large = |e: &str| e.ends_with("value larger than the limit of 64 bytes");
+        assert!(events[0].starts_with("malformed QGA:") && too_large(&events[0]), "{events:?}");
+        assert!(
+            events[1].starts_with(&format!("malformed reply {first}: QGA:")) && too_large(&events[1]),
+            "{events:?}"
+        );
+        assert_eq!(events[2], format!("return {second} {{}}"), "{events:?}");
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert_eq!(c.in_flight(), 0);
+
+        // Behind a quiet command: its error or the next one's reply.
+        c.execute("guest-shutdown", None).unwrap();
+        let after = c.execute("guest-get-fsinfo", None).unwrap();
+        let mut events = Vec::new();
+        feed(&mut c, big(&after).as_bytes(), &sizes, |e| events.push(describe(e)));
+        assert!(events.len() == 1 && events[0].starts_with("malformed QGA:"), "{events:?}");
+        assert_eq!(c.in_flight(), 2);
+    }
+}
+
+/// A reply with the id of a waiting command that is not a valid reply fails
+/// that command, saying how; the session goes on.
+#[test]
+fn malformed_reply_fails_its_command_and_the_session_goes_on() {
+    let mut c = synced();
+    let both = c.execute("guest-info", None).unwrap();
+    let neither = c.execute("guest-get-host-name", None).unwrap();
+    let fine = c.execute("guest-ping", None).unwrap();
+    let input = format!(
+        "{{\"return\": {{}}, \"error\": {{\"class\": \"GenericError\", \"desc\": \"x\"}}, \"id\": {both}}}\n\
+         {{\"id\": {neither}}}\n{{\"return\": {{}}, \"error\": {{}}, \"id\": 999}}\n{{\"return\": {{}}, \"id\": {fine}}}\n"
+    );
+    let mut log = Vec::new();
+    feed(&mut c, input.as_bytes(), &[usize::MAX], |e| log.push(describe(e)));
+    assert_eq!(
+        log,
+        [
+            format!("malformed reply {both}: QGA: bad message: both return and error"),
+            format!("malformed reply {neither}: QGA: bad message: neither return nor error"),
+            "malformed QGA: bad message: both return and error".to_string(),
+            format!("return {fine} {{}}"),
+        ]
+    );
+    assert_eq!(c.in_flight(), 0);
 }

@@ -163,6 +163,20 @@ pub enum Event<'a> {
     /// unknown id (or none), or, while syncing, a sync reply with another
     /// id, which the machine rejects (it keeps waiting for its own).
     Unmatched(Message<'a>),
+    /// A message with the id of command `id` that is not a valid reply (both
+    /// `return` and `error`, an `error` without `class` or `desc`, neither),
+    /// or a reply over the size limit (skipped unread) that can only be this
+    /// command's: the oldest in flight, when none in flight is quiet (the
+    /// agent answers in order). The command failed, and `error` says how its
+    /// reply was malformed ([`Error::BadMessage`], or [`Error::Json`] too
+    /// large). The session goes on.
+    MalformedReply {
+        /// The command's id.
+        id: &'a Id,
+        /// What was wrong with the reply ([`Error::BadMessage`], or
+        /// [`Error::Json`] for one over the size limit).
+        error: Error,
+    },
     /// A message that could not be understood, and was skipped.
     Malformed(Error),
     /// The peer spoke first, as QMP (`{"QMP": …` greeting) or the human
@@ -469,7 +483,10 @@ impl<S: Storage> Core<S> {
         let m = Members::of(obj);
         let reply = match m.reply() {
             Ok(reply) => reply,
-            Err(what) => return Event::Malformed(Error::BadMessage { what }),
+            Err(what) => {
+                let answered = m.id.and_then(|id| self.table.answered(id));
+                return self.malformed_reply(answered, Error::BadMessage { what });
+            }
         };
         match self.table.settle(m.id, reply) {
             Settled::Return { id, value } => Event::Return { id: self.table.keep(id), value },
@@ -477,6 +494,27 @@ impl<S: Storage> Core<S> {
             Settled::Stale { id, reply } => Event::Stale { id: self.table.keep(id), reply },
             Settled::Untagged(error) => Event::UntaggedError(error),
             Settled::Own(_) | Settled::Unmatched => Event::Unmatched(msg),
+        }
+    }
+
+    /// A message that is not JSON (`error`) was skipped. One over the size
+    /// limit that can only be the reply to the oldest command in flight
+    /// ([`Table::take_skipped`]) fails that command; otherwise the message is
+    /// reported and the session goes on.
+    #[cold]
+    #[inline(never)]
+    fn skipped(&mut self, head: &[u8], error: json::Error) -> Event<'_> {
+        let answered = self.table.take_skipped(head, &error);
+        self.malformed_reply(answered, Error::Json(error))
+    }
+
+    /// A message that is not a valid reply, to the command `answered` (taken
+    /// out of the table), if any: if a caller waits for that command, it
+    /// failed; otherwise the message is skipped.
+    fn malformed_reply(&mut self, answered: Option<Pending>, error: Error) -> Event<'_> {
+        match self.table.failed(answered) {
+            Some(id) => Event::MalformedReply { id, error },
+            None => Event::Malformed(error),
         }
     }
 
@@ -569,12 +607,11 @@ impl<S: Storage> Machine for Client<S> {
                 }
                 Ok(Some(core.classify(msg)))
             }
-            Step::Error(e) => {
-                if core.state == State::Syncing {
-                    core.seeking = true;
-                }
+            Step::Error(e) if core.state == State::Syncing => {
+                core.seeking = true;
                 Ok(Some(Event::Malformed(Error::Json(e))))
             }
+            Step::Error(e) => Ok(Some(core.skipped(self.framer.skipped(), e))),
             Step::More if core.eof => {
                 core.state = State::Closed;
                 Ok(core.wind_down())

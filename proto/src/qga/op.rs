@@ -18,57 +18,41 @@ pub enum Answer<'a> {
     Accepted,
     /// The agent said no.
     Error(ErrorReply<'a>),
-    /// The reply was over the size limit, and was skipped (one command is
-    /// in flight: it was this one's). The command is forgotten.
+    /// The reply was over the size limit, and was skipped unread
+    /// ([`Event::MalformedReply`] with a too-large [`Error::Json`]).
     TooLarge {
         /// The limit.
         limit: usize,
     },
+    /// A message with the command's id that is not a valid reply
+    /// ([`Event::MalformedReply`]): what was wrong with it.
+    Malformed(Error),
     /// The session closed before the reply came.
     Closed,
 }
 
-/// What an event is to the command sent as `id`.
-enum Reply<'a> {
-    /// Its answer.
-    Answer(Answer<'a>),
-    /// Its reply, over the size limit (one command is in flight: it was this one's).
-    TooLarge(usize),
-    /// Not its own.
-    Pass(Event<'a>),
-}
-
-fn reply_to<'a>(own: &Id, event: Event<'a>) -> Reply<'a> {
-    Reply::Answer(match event {
+/// The answer to the command sent as `own`, or the event handed back if
+/// it is not its own.
+fn reply_to<'a>(own: &Id, event: Event<'a>) -> Result<Answer<'a>, Event<'a>> {
+    Ok(match event {
         Event::Return { id, value } if id == own => Answer::Return(value),
         Event::Accepted { id } if id == own => Answer::Accepted,
         Event::Error { id, error } if id == own => Answer::Error(error),
+        Event::MalformedReply { id, error } if id == own => match error {
+            Error::Json(json::Error { kind: json::ErrorKind::TooLarge { limit }, .. }) => Answer::TooLarge { limit },
+            error => Answer::Malformed(error),
+        },
         Event::Failed { id } if id == own => Answer::Closed,
         Event::Closed => Answer::Closed,
-        Event::Malformed(Error::Json(json::Error { kind: json::ErrorKind::TooLarge { limit }, .. })) => {
-            return Reply::TooLarge(limit);
-        }
-        other => return Reply::Pass(other),
+        other => return Err(other),
     })
 }
 
-/// The answer to a sequence's command in flight (`own`), or what the
-/// operation makes of the event instead: not its own (passed), or its
-/// reply over the limit (taken, noted in `too_large`, forgotten in `advance`).
-fn step_answer<'a, T>(
-    own: Option<&Id>,
-    too_large: &mut Option<usize>,
-    event: Event<'a>,
-) -> Result<Answer<'a>, Offer<Event<'a>, T>> {
+/// The answer to a sequence's command in flight (`own`), or the event
+/// passed on.
+fn step_answer<'a, T>(own: Option<&Id>, event: Event<'a>) -> Result<Answer<'a>, Offer<Event<'a>, T>> {
     let Some(own) = own else { return Err(Offer::Pass(event)) };
-    match reply_to(own, event) {
-        Reply::Answer(answer) => Ok(answer),
-        Reply::TooLarge(limit) => {
-            *too_large = Some(limit);
-            Err(Offer::Taken)
-        }
-        Reply::Pass(other) => Err(Offer::Pass(other)),
-    }
+    reply_to(own, event).map_err(Offer::Pass)
 }
 
 /// Waits for the reply to one command, and makes `answer` of it.
@@ -76,7 +60,6 @@ fn step_answer<'a, T>(
 pub struct ReplyTo<F> {
     id: Id,
     answer: Finish<F>,
-    too_large: Option<usize>,
 }
 
 impl<F> ReplyTo<F> {
@@ -87,7 +70,7 @@ impl<F> ReplyTo<F> {
         if QUIET_COMMANDS.contains(&name) {
             client.execute("guest-ping", None)?;
         }
-        Ok(ReplyTo { id, answer: Finish::new(answer), too_large: None })
+        Ok(ReplyTo { id, answer: Finish::new(answer) })
     }
 
     /// The command's id.
@@ -104,23 +87,9 @@ impl<S: Storage, T, F: for<'a> FnOnce(Answer<'a>) -> T> Operation<Client<S>> for
         S: 'a,
     {
         match reply_to(&self.id, event) {
-            Reply::Answer(answer) => self.answer.with(answer),
-            Reply::TooLarge(limit) => {
-                // Forgotten (in `advance`, with the machine free), then finished.
-                self.too_large = Some(limit);
-                Offer::Taken
-            }
-            Reply::Pass(other) => Offer::Pass(other),
+            Ok(answer) => self.answer.with(answer),
+            Err(other) => Offer::Pass(other),
         }
-    }
-
-    fn advance(&mut self, client: &mut Client<S>) -> Result<Option<T>, Error> {
-        let Some(limit) = self.too_large.take() else { return Ok(None) };
-        client.forget(&self.id);
-        Ok(match self.answer.with::<_, Event<'_>, T>(Answer::TooLarge { limit }) {
-            Offer::Done(output) => Some(output),
-            _ => None,
-        })
     }
 
     fn request(&self) -> Option<&Id> {
@@ -239,7 +208,6 @@ pub const EXEC_POLL_MAX: Duration = Duration::from_millis(100);
 pub struct Exec<F> {
     step: Step,
     pause: Duration,
-    too_large: Option<usize>,
     done: Finish<F>,
 }
 
@@ -267,7 +235,7 @@ impl<F> Exec<F> {
             }
             a.bool("capture-output", true).map(drop)
         })?;
-        Ok(Exec { step: Step::Starting(id), pause: EXEC_POLL_FIRST, too_large: None, done: Finish::new(done) })
+        Ok(Exec { step: Step::Starting(id), pause: EXEC_POLL_FIRST, done: Finish::new(done) })
     }
 
     /// The id of the command in flight.
@@ -300,7 +268,7 @@ impl<S: Storage, T, F: for<'a> FnOnce(Ran<'a>) -> T> Operation<Client<S>> for Ex
         S: 'a,
     {
         let command = self.command();
-        let ran = match step_answer(self.step.id(), &mut self.too_large, event) {
+        let ran = match step_answer(self.step.id(), event) {
             Err(offer) => return offer,
             Ok(Answer::Return(value)) => match &self.step {
                 Step::Starting(_) => match value.get("pid").and_then(|p| p.as_i64()) {
@@ -326,18 +294,6 @@ impl<S: Storage, T, F: for<'a> FnOnce(Ran<'a>) -> T> Operation<Client<S>> for Ex
     }
 
     fn advance(&mut self, client: &mut Client<S>) -> Result<Option<T>, Error> {
-        if let Some(limit) = self.too_large.take() {
-            let command = self.command();
-            if let Some(id) = self.in_flight() {
-                client.forget(id);
-            }
-            return Ok(
-                match self.done.with::<_, Event<'_>, T>(Ran::Failed { command, answer: Answer::TooLarge { limit } }) {
-                    Offer::Done(output) => Some(output),
-                    _ => None,
-                },
-            );
-        }
         if let Step::Due(pid) = self.step {
             self.ask(client, pid)?;
         }
@@ -564,7 +520,6 @@ pub struct Transfer<D, F, T> {
     chunk: u64,
     step: FileStep,
     total: u64,
-    too_large: Option<usize>,
     done: Finish<F>,
     failed: Option<T>,
 }
@@ -576,15 +531,7 @@ impl<D: Direction, F, T> Transfer<D, F, T> {
             a.str("path", path)?.str("mode", D::MODE).map(drop)
         })?;
         let step = FileStep::Opening(id);
-        Ok(Transfer {
-            data,
-            chunk: chunk.max(1),
-            step,
-            total: 0,
-            too_large: None,
-            done: Finish::new(done),
-            failed: None,
-        })
+        Ok(Transfer { data, chunk: chunk.max(1), step, total: 0, done: Finish::new(done), failed: None })
     }
 
     /// The caller's side, back (its writer, its reader).
@@ -638,7 +585,7 @@ impl<S: Storage, D: Direction, T, F: for<'a> FnOnce(Transferred<'a>) -> T> Opera
         S: 'a,
     {
         let command = self.command();
-        let value = match step_answer(self.step.id(), &mut self.too_large, event) {
+        let value = match step_answer(self.step.id(), event) {
             Err(offer) => return offer,
             Ok(Answer::Return(value)) => value,
             Ok(answer) => {
@@ -683,17 +630,6 @@ impl<S: Storage, D: Direction, T, F: for<'a> FnOnce(Transferred<'a>) -> T> Opera
     }
 
     fn advance(&mut self, client: &mut Client<S>) -> Result<Option<T>, Error> {
-        if let Some(limit) = self.too_large.take() {
-            let command = self.command();
-            if let Some(id) = self.in_flight() {
-                client.forget(id);
-            }
-            if let Offer::Done(output) =
-                self.end::<Event<'_>>(Transferred::Failed { command, answer: Answer::TooLarge { limit } })
-            {
-                return Ok(Some(output));
-            }
-        }
         if let FileStep::Due(handle) = self.step {
             match self.data.next(client, handle, self.chunk)? {
                 Next::Sent(id) => self.step = FileStep::Chunk(handle, id),

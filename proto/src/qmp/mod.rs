@@ -37,7 +37,7 @@ use core::fmt;
 use crate::Machine;
 use crate::buf::{Full, Sink, Storage, TxBuf};
 use crate::json::{self, Framer, JsonStr, Kind, Limits, Message, ObjectWriter, Step, Value};
-use crate::qapi::{self, Members, Pending, Settled, Slot, Table};
+use crate::qapi::{self, Members, Pending, Settled, Table};
 
 pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply};
 pub use op::{Answer, Negotiated, Negotiation, NextEvent, ReplyTo};
@@ -533,13 +533,13 @@ impl<S: Storage> Core<S> {
     }
 
     /// A message that is not JSON (`error`) was skipped. One over the size
-    /// limit, if `head` (how it began) shows a reply and the table can tell
-    /// whose ([`Table::take_oldest`]), fails that command; otherwise the
-    /// message is reported and the session goes on.
+    /// limit that can only be the reply to the oldest command in flight
+    /// ([`Table::take_skipped`]) fails that command; otherwise the message is
+    /// reported and the session goes on.
     #[cold]
     #[inline(never)]
     fn skipped(&mut self, head: &[u8], error: json::Error) -> Event<'_> {
-        let answered = if error.is_too_large() && begins_reply(head) { self.table.take_oldest() } else { None };
+        let answered = self.table.take_skipped(head, &error);
         self.malformed_reply(answered, Error::Json(error))
     }
 
@@ -548,13 +548,13 @@ impl<S: Storage> Core<S> {
     /// failed; otherwise the message is skipped. A malformed answer to
     /// `qmp_capabilities` ends the session.
     fn malformed_reply(&mut self, answered: Option<Pending>, error: Error) -> Event<'_> {
-        match answered {
-            Some(p) if p.own => {
-                self.state = State::Closed;
-                Event::Malformed(error)
-            }
-            Some(p) if p.slot == Slot::Waiting => Event::MalformedReply { id: self.table.keep(p.id), error },
-            _ => Event::Malformed(error),
+        if answered.as_ref().is_some_and(|p| p.own) {
+            self.state = State::Closed;
+            return Event::Malformed(error);
+        }
+        match self.table.failed(answered) {
+            Some(id) => Event::MalformedReply { id, error },
+            None => Event::Malformed(error),
         }
     }
 
@@ -565,15 +565,6 @@ impl<S: Storage> Core<S> {
         }
         (!core::mem::replace(&mut self.closed_reported, true)).then_some(Event::Closed)
     }
-}
-
-/// Whether a message that began with `head` is a reply: its first member
-/// `return`, `error` or `id`, as QEMU writes them (an event begins with
-/// `timestamp`).
-fn begins_reply(head: &[u8]) -> bool {
-    let Some(rest) = head.strip_prefix(b"{") else { return false };
-    let rest = rest.trim_ascii_start();
-    [&b"\"return\""[..], b"\"error\"", b"\"id\""].iter().any(|key| rest.starts_with(key))
 }
 
 fn parse_timestamp(v: Value<'_>) -> Option<Timestamp> {
