@@ -741,26 +741,26 @@ impl Scanner {
 
 /// Validates the whole value at `v[i]` (white space skipped) nested `depth`
 /// deep, to just past its end, with the nesting below in one register; `None`
-/// where [`Scanner::whole`] gives up. A top-level number is left to the
-/// resumable scan.
+/// where [`Scanner::whole`] gives up (deeper than `max_depth`, or than 63
+/// levels below `depth`). A top-level number is left to the resumable scan.
 #[inline(always)]
 fn value(v: &[u8], mut i: usize, depth: usize, max_depth: usize) -> Option<usize> {
-    let max_depth = max_depth.min(depth + 64);
-    // Bit 0: whether the innermost open container is an object; bit 1 the one around it, …
-    let mut stack = 0u64;
-    let mut depth = depth;
-    let base = depth;
+    // The containers opened here, one bit each above a sentinel 1: bit 0
+    // whether the innermost is an object, bit 1 the one around it, …; the
+    // nesting is the sentinel's place, so no count is kept. `full`: no room
+    // for one more level.
+    let mut stack = 1u64;
+    let full = 1u64 << max_depth.saturating_sub(depth).min(63);
     loop {
         // A value begins at `v[i]` (or white space before it).
         match *v.get(i)? {
             b'"' => i = done(scan_str(v, i + 1))?,
             b @ (b'{' | b'[') => {
-                if depth >= max_depth {
+                if stack >= full {
                     return None;
                 }
                 let obj = b == b'{';
                 stack = stack << 1 | u64::from(obj);
-                depth += 1;
                 i += 1;
                 // `{"`, as it nearly always comes: the first key, with no white
                 // space or close to look for.
@@ -776,9 +776,8 @@ fn value(v: &[u8], mut i: usize, depth: usize, max_depth: usize) -> Option<usize
                 }
                 i += 1;
                 stack >>= 1;
-                depth -= 1;
             }
-            b'-' | b'0'..=b'9' if depth > 0 => i = number(v, i)?,
+            b'-' | b'0'..=b'9' if depth > 0 || stack > 1 => i = number(v, i)?,
             b't' => i = literal(v, i, b"true")?,
             b'f' => i = literal(v, i, b"false")?,
             b'n' => i = literal(v, i, b"null")?,
@@ -790,7 +789,7 @@ fn value(v: &[u8], mut i: usize, depth: usize, max_depth: usize) -> Option<usize
         }
         // A value ended at `i`: close what it closes, then on to the next one.
         loop {
-            if depth == base {
+            if stack == 1 {
                 return Some(i);
             }
             let obj = stack & 1 == 1;
@@ -815,7 +814,6 @@ fn value(v: &[u8], mut i: usize, depth: usize, max_depth: usize) -> Option<usize
             }
             i += 1;
             stack >>= 1;
-            depth -= 1;
         }
     }
 }
