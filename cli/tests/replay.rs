@@ -435,6 +435,29 @@ fn a_client_that_stops_early_is_incomplete() {
     assert!(error.to_string().contains("query-status"), "{error}");
 }
 
+/// A client that connects and closes without a byte (what another
+/// `vmwire replay` does to see whether the path is served) is no session:
+/// the transcript goes to the next client.
+#[test]
+fn a_client_that_sends_nothing_is_no_session() {
+    let peer = Peer::start_file(Protocol::Qmp, fixture("qmp/01_greeting_caps_noid.txn"), &[]).unwrap();
+    for _ in 0..2 {
+        drop(std::os::unix::net::UnixStream::connect(peer.path()).unwrap());
+    }
+    let mut qmp = vmwire_std::qmp::Qmp::connect_unix(peer.path(), qmp_options()).unwrap();
+    for name in ["query-status", "query-version"] {
+        qmp.execute_raw(name, None).unwrap();
+    }
+    qmp.close();
+    peer.finish().unwrap();
+
+    // Nobody else came: the transcript's first message is still missing.
+    let peer = Peer::start_file(Protocol::Qmp, fixture("qmp/01_greeting_caps_noid.txn"), &[]).unwrap();
+    drop(std::os::unix::net::UnixStream::connect(peer.path()).unwrap());
+    let error = peer.finish().unwrap_err();
+    assert!(matches!(&error, Error::Incomplete { expected } if expected.contains("qmp_capabilities")), "{error}");
+}
+
 #[test]
 fn a_fault_for_another_protocol_is_refused() {
     let error = Peer::start(Protocol::Hmp, b"", &[Fault::EventBeforeGreeting]).unwrap_err();
