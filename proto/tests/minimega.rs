@@ -649,7 +649,7 @@ fn an_oversized_frame_of_a_reply_fails_it_at_once_and_closes() {
     let status = format!("{{\"Resp\":null,\"Rendered\":\"{response}\",\"More\":false,\"Status\":true}}\n");
     let mut log = Vec::new();
     common::feed(&mut mm, status.as_bytes(), &[64], |e| log.push(describe(e)));
-    assert_eq!(log, ["malformed minimega: invalid JSON at byte 256: value larger than the limit of 256 bytes"]);
+    assert_eq!(log, ["malformed minimega: JSON at byte 256: value larger than the limit of 256 bytes"]);
     mm.command("version").unwrap();
     common::feed(&mut mm, b"{\"Resp\":null,\"Rendered\":\"\",\"More\":false}\n", &[64], |e| log.push(describe(e)));
     assert_eq!(&log[1..], ["frame", "end frames=1 responses=0 errors=0"]);

@@ -425,7 +425,7 @@ fn hostile_deep_nesting_and_bad_json_keep_the_session() {
     assert_eq!(
         log,
         [
-            "malformed negotiator: frame body: invalid JSON at byte 135: nesting deeper than the limit of 128",
+            "malformed negotiator: frame body: JSON at byte 135: nesting deeper than the limit of 128",
             "malformed negotiator: frame body: invalid JSON at byte 100017: input ended inside a value",
             "malformed negotiator: non-ASCII byte at byte 100033 (frames are ASCII: the peer counts characters, not bytes)",
             "malformed negotiator: request \"args\" is not an array",

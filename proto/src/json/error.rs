@@ -89,7 +89,9 @@ impl fmt::Display for ErrorKind {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid JSON at byte {}: {}", self.offset, self.kind)
+        // A value over a limit may be valid JSON: only the limit refused it.
+        let what = if self.is_too_large() { "JSON" } else { "invalid JSON" };
+        write!(f, "{what} at byte {}: {}", self.offset, self.kind)
     }
 }
 
