@@ -275,10 +275,7 @@ impl fmt::Display for Error {
             Error::Fault(fault, protocol) => write!(f, "{fault} does not apply to {protocol}"),
             Error::Io(e) => write!(f, "{e}"),
             Error::Mismatch { message, expected, actual } => {
-                write!(
-                    f,
-                    "client message {message} differs from the transcript\n  expected: {expected}\n  actual:   {actual}"
-                )
+                write!(f, "client message {message} differs from the transcript: expected {expected}, got {actual}")
             }
             Error::Unexpected { actual } => write!(f, "the client sent more than the transcript has: {actual}"),
             Error::Incomplete { expected } => {
