@@ -6,7 +6,7 @@
 //! contender: `vmwire` (the whole `qmp::Client`), `framer` (`json::Framer`
 //! alone), `ignored` (serde_json `IgnoredAny`), `value` (serde_json `Value`),
 //! `qapi` (qapi-rs `QmpMessageAny`);
-//! input: `schema` or `burst`. Setup is the same for every contender, so the
+//! input: `schema`, `burst` or the path of a file of messages. Setup is the same for every contender, so the
 //! difference between two round counts is the parsing alone.
 
 use std::hint::black_box;
@@ -20,7 +20,7 @@ fn main() {
     let bytes = match input {
         "schema" => schema(),
         "burst" => burst().0,
-        other => panic!("input {other}"),
+        path => std::fs::read(path).unwrap_or_else(|e| panic!("input {path}: {e}")),
     };
     let mut client = ready();
     let mut framer = vmwire_benches::qmp::framer();

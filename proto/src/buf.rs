@@ -301,16 +301,6 @@ impl<B: Buf<u8>> RxBuf<B> {
         self.storage.as_slice().get(self.head..self.tail).unwrap_or(&[])
     }
 
-    /// `data()[start..end]` in one step (empty if out of range).
-    #[inline]
-    pub(crate) fn data_range(&self, start: usize, end: usize) -> &[u8] {
-        let (start, end) = (self.head.saturating_add(start), self.head.saturating_add(end));
-        if end > self.tail {
-            return &[];
-        }
-        self.storage.as_slice().get(start..end).unwrap_or(&[])
-    }
-
     /// Unconsumed bytes, mutably (for in-place decoding such as HTTP's chunked framing).
     pub(crate) fn data_mut(&mut self) -> &mut [u8] {
         let (head, tail) = (self.head, self.tail);

@@ -85,8 +85,8 @@ pub struct ErrorReply<'a> {
 
 impl ErrorReply<'_> {
     fn parse(v: Value<'_>) -> Option<ErrorReply<'_>> {
-        let (class, desc) = v.pair("class", "desc")?;
-        Some(ErrorReply { class: class?.as_str()?, desc: desc?.as_str()? })
+        let (class, desc) = v.pair("class", "desc", JsonStr::read)?;
+        Some(ErrorReply { class, desc })
     }
 }
 

@@ -950,7 +950,7 @@ pub(crate) fn escape_bytes(w: u64, ascii: bool) -> u64 {
 /// High bit set in every byte of `w` that is `"` or `\\` (exact for the
 /// lowest such byte): for skipping strings that are already validated.
 #[inline(always)]
-pub(crate) fn quote_or_backslash(w: u64) -> u64 {
+fn quote_or_backslash(w: u64) -> u64 {
     let quote = w ^ (ONES * u64::from(b'"'));
     let backslash = w ^ (ONES * u64::from(b'\\'));
     ((quote.wrapping_sub(ONES) & !quote) | (backslash.wrapping_sub(ONES) & !backslash)) & HIGHS
@@ -1025,6 +1025,46 @@ fn skip_plain_tail(d: &[u8], i: usize) -> usize {
 #[inline(always)]
 fn skip_plain(d: &[u8], i: usize) -> (usize, bool) {
     (skip_plain_swar(d, i), false)
+}
+
+/// Index of the first `"` or `\\` from `d[i]` on, sixteen bytes at a time
+/// (SSE2): for skipping strings that are already validated. Where fewer than
+/// eight bytes are left, the caller goes on byte by byte.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+pub(crate) fn find_quote_or_backslash(d: &[u8], mut i: usize) -> usize {
+    use safe_arch::{cmp_eq_mask_i8_m128i, load_unaligned_m128i, move_mask_i8_m128i, set_splat_i8_m128i};
+    while let Some(block) = d.get(i..i + 16) {
+        let v = load_unaligned_m128i(block.try_into().unwrap_or(&[0; 16]));
+        let found = cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b'"' as i8))
+            | cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b'\\' as i8));
+        let mask = move_mask_i8_m128i(found);
+        if mask != 0 {
+            return i + mask.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
+    find_quote_or_backslash_swar(d, i)
+}
+
+/// [`find_quote_or_backslash`] without SIMD.
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+pub(crate) fn find_quote_or_backslash(d: &[u8], i: usize) -> usize {
+    find_quote_or_backslash_swar(d, i)
+}
+
+/// [`find_quote_or_backslash`] eight bytes at a time in a `u64` (SWAR).
+#[inline(always)]
+fn find_quote_or_backslash_swar(d: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = d.get(i..i + 8) {
+        let found = quote_or_backslash(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i
 }
 
 /// [`skip_plain`] eight bytes at a time in a `u64` (SWAR).
@@ -1366,6 +1406,30 @@ mod tests {
                             None => assert!(d.len() - got < 8 && got >= from, "{len} {at} {b:#x} {from}"),
                         }
                         assert!(d[from..got].iter().all(|&x| !is(x)), "{len} {at} {b:#x} {from}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn find_quote_or_backslash_finds_the_first_one() {
+        for len in 0..40 {
+            for at in 0..=len {
+                for b in [b'"', b'\\', b'a', 0x00, 0x22 ^ 0x80, 0x5C ^ 0x80, 0xFF] {
+                    let mut d = [b'a'; 40];
+                    if at < len {
+                        d[at] = b;
+                    }
+                    let d = &d[..len];
+                    for from in 0..len.min(3) {
+                        let got = find_quote_or_backslash(d, from);
+                        let want = d[from..].iter().position(|&x| x == b'"' || x == b'\\').map(|k| from + k);
+                        match want {
+                            // Found exactly, unless fewer than eight bytes were left to look at.
+                            Some(w) => assert!(got == w || (got < w && d.len() - got < 8), "{len} {at} {b:#x} {from}"),
+                            None => assert!(d.len() - got < 8 && got >= from, "{len} {at} {b:#x} {from}"),
+                        }
                     }
                 }
             }

@@ -34,7 +34,7 @@ mod write;
 pub use error::{Error, ErrorKind};
 pub use framer::{Limits, MAX_DEPTH};
 pub use value::{Chunk, Chunks, Elements, Formatted, JsonStr, Kind, Members, Object, Value};
-pub(crate) use value::{chunks_eq, chunks_fmt, chunks_into, skip_string, skip_value, skip_ws};
+pub(crate) use value::{chunks_eq, chunks_fmt, chunks_into, read_i64, skip_string, skip_value, skip_ws};
 pub use write::{
     ArrayWriter, Escape, ObjectWriter, Separators, write_i64, write_str, write_str_contents, write_u64, write_value,
 };
@@ -42,7 +42,7 @@ pub use write::{
 use crate::buf::{Buf, RxBuf};
 pub(crate) use framer::Index;
 use framer::Scanner;
-pub(crate) use framer::{Span, Step};
+use framer::Step;
 
 /// A framed top-level value, borrowed from the framer's buffer until the next
 /// call to the framer.
@@ -174,11 +174,7 @@ impl<B: Buf<u8>> Framer<B> {
     /// framing goes on), or `None` until more bytes arrive.
     #[allow(clippy::should_implement_trait)] // a lending iterator: `Iterator` cannot express it
     pub fn next(&mut self) -> Option<Result<Message<'_>, Error>> {
-        match self.step() {
-            Step::Message(span) => Some(Ok(self.message(span))),
-            Step::Error(e) => Some(Err(e)),
-            Step::More => None,
-        }
+        self.take(false).into_result()
     }
 
     /// The stream ended: returns a top-level number still waiting for a
@@ -186,33 +182,40 @@ impl<B: Buf<u8>> Framer<B> {
     /// after [`Framer::next`] has returned `None`. The framer is then empty
     /// and ready for a new stream.
     pub fn finish(&mut self) -> Option<Result<Message<'_>, Error>> {
-        match self.step_finish()? {
-            Step::Message(span) => Some(Ok(self.message(span))),
-            Step::Error(e) => Some(Err(e)),
-            Step::More => None,
-        }
+        self.take(true).into_result()
     }
 
-    /// [`Framer::next`] without the borrow, for machines that must decide
-    /// what to do before borrowing the message.
+    /// The next complete value, invalid input, or nothing yet; at the end of
+    /// the stream (`eof`), also what [`Framer::finish`] makes of the rest.
+    /// The buffer is looked at once: what the scan passed is dropped when
+    /// bytes next come in, so the message (or the bytes an error names)
+    /// borrows it as it stands.
     #[inline]
-    pub(crate) fn step(&mut self) -> Step {
-        let step = self.scan.scan(self.rx.data());
+    pub(crate) fn take(&mut self, eof: bool) -> Found<'_> {
+        let data = self.rx.data();
+        let mut step = self.scan.scan(data);
+        if eof && step == Step::More {
+            step = self.scan.finish(data).unwrap_or(Step::More);
+        }
         match step {
-            Step::Message(span) => self.later = span.end,
+            Step::Message(span) => {
+                self.later = span.end;
+                let raw = data.get(span.start..span.end).unwrap_or_default();
+                Found::Message(Message { raw, index: self.scan.index() })
+            }
             // Two arms, as the machines' own matches have: a third, for
             // errors, made the message path reckon the step's kind twice
             // (16 instructions a message on the QMP burst).
             Step::More | Step::Error(_) => {
-                if let Step::Error(e) = step
-                    && e.is_too_large()
-                {
-                    self.keep_skipped();
+                self.later = self.scan.droppable();
+                let Step::Error(error) = step else { return Found::More };
+                if error.is_too_large() {
+                    keep_skipped(&mut self.skipped, data.get(self.scan.value_start()..), self.scan.limits());
                 }
-                self.drop_front();
+                let buffered = data.get(self.later..).unwrap_or_default();
+                Found::Error { error, skipped: &self.skipped, buffered }
             }
         }
-        step
     }
 
     /// The first bytes (at most [`SKIPPED_HEAD`]) of the last value that
@@ -220,27 +223,6 @@ impl<B: Buf<u8>> Framer<B> {
     /// it was (a QMP reply begins `{"return"`, an event `{"timestamp"`).
     pub fn skipped(&self) -> &[u8] {
         &self.skipped
-    }
-
-    /// Keeps the beginning of the value the scan just found too large: as
-    /// many bytes as are there in any chunking (the limit's worth are).
-    #[cold]
-    #[inline(never)]
-    fn keep_skipped(&mut self) {
-        let value = self.rx.data().get(self.scan.value_start()..).unwrap_or_default();
-        let n = value.len().min(SKIPPED_HEAD).min(self.scan.limits().max_message);
-        self.skipped.clear();
-        let _fits = self.skipped.extend_from_slice(&value[..n]);
-    }
-
-    /// [`Framer::step`], and at the end of the stream (`eof`) what
-    /// [`Framer::finish`] makes of the rest.
-    #[inline]
-    pub(crate) fn step_until(&mut self, eof: bool) -> Step {
-        match self.step() {
-            Step::More if eof => self.step_finish().unwrap_or(Step::More),
-            step => step,
-        }
     }
 
     /// [`Framer::recv_buf`] for a machine that may be closed: with `drop`,
@@ -266,22 +248,6 @@ impl<B: Buf<u8>> Framer<B> {
             self.discard(all);
         }
         true
-    }
-
-    /// [`Framer::finish`] without the borrow.
-    pub(crate) fn step_finish(&mut self) -> Option<Step> {
-        self.settle();
-        let data = self.rx.data();
-        let len = data.len();
-        let step = self.scan.finish(data)?;
-        self.later = len;
-        Some(step)
-    }
-
-    /// The message at `span`, as returned by the last [`Framer::step`].
-    pub(crate) fn message(&self, span: Span) -> Message<'_> {
-        let raw = self.rx.data_range(span.start, span.end);
-        Message { raw, index: self.scan.index() }
     }
 
     /// Drops the value in progress and any bytes buffered; the stream goes on
@@ -314,13 +280,45 @@ impl<B: Buf<u8>> Framer<B> {
         self.scan.reset(n);
         self.scan.shift(n);
     }
+}
 
-    fn drop_front(&mut self) {
-        let n = self.scan.droppable();
-        self.rx.consume(n);
-        self.scan.shift(n);
-        // Every message handed out ends at or before what the scan has passed.
-        self.later = self.later.saturating_sub(n);
+/// Keeps the beginning of the value the scan just found too large (`value`,
+/// from its first byte): as many bytes as are there in any chunking (the
+/// limit's worth are).
+#[cold]
+#[inline(never)]
+fn keep_skipped(skipped: &mut heapless::Vec<u8, SKIPPED_HEAD>, value: Option<&[u8]>, limits: Limits) {
+    let value = value.unwrap_or_default();
+    let n = value.len().min(SKIPPED_HEAD).min(limits.max_message);
+    skipped.clear();
+    let _fits = skipped.extend_from_slice(&value[..n]);
+}
+
+/// What [`Framer::take`] found, borrowing the framer's buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Found<'a> {
+    /// A complete value.
+    Message(Message<'a>),
+    /// Invalid or oversized input; framing has moved on.
+    Error {
+        /// What was wrong.
+        error: Error,
+        /// [`Framer::skipped`].
+        skipped: &'a [u8],
+        /// [`Framer::buffered`]: the bytes from where framing resumes.
+        buffered: &'a [u8],
+    },
+    /// Nothing complete yet.
+    More,
+}
+
+impl<'a> Found<'a> {
+    fn into_result(self) -> Option<Result<Message<'a>, Error>> {
+        match self {
+            Found::Message(message) => Some(Ok(message)),
+            Found::Error { error, .. } => Some(Err(error)),
+            Found::More => None,
+        }
     }
 }
 

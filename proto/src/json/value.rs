@@ -114,18 +114,12 @@ impl<'a> Value<'a> {
 
     /// The number, if it is an integer in `u64`'s range.
     pub fn as_u64(&self) -> Option<u64> {
-        digits(self.raw)
+        whole(self.raw, digits(self.raw, 0))
     }
 
     /// The number, if it is an integer in `i64`'s range.
     pub fn as_i64(&self) -> Option<i64> {
-        match self.raw {
-            [b'-', rest @ ..] => {
-                let magnitude = digits(rest)?;
-                0i64.checked_sub_unsigned(magnitude)
-            }
-            raw => i64::try_from(digits(raw)?).ok(),
-        }
+        whole(self.raw, read_i64(self.raw, 0))
     }
 
     /// The number as the nearest `f64` (±infinity past its range).
@@ -139,13 +133,30 @@ impl<'a> Value<'a> {
     }
 
     /// The values of this object's members named `first` and `second` (the
-    /// last of each, if repeated), found in one pass; `None` if it is not an
-    /// object. An object written exactly `{"first": …, "second": …}`, as QEMU
-    /// writes its timestamps and errors, is read straight, without a search.
+    /// last of each, if repeated), each read with `read` (such as
+    /// [`Value::read`], [`JsonStr::read`] or [`read_i64`]); `None` if it is not
+    /// an object, or either member is missing or not what `read` takes. An
+    /// object written exactly `{"first": …, "second": …}`, as QEMU writes its
+    /// timestamps and errors, is read straight, in one pass.
     #[inline]
-    pub(crate) fn pair(&self, first: &str, second: &str) -> Option<(Option<Value<'a>>, Option<Value<'a>>)> {
-        if let Some((a, b)) = self.exact_pair(first.as_bytes(), second.as_bytes()) {
-            return Some((Some(a), Some(b)));
+    pub(crate) fn pair<T>(
+        &self,
+        first: &str,
+        second: &str,
+        read: impl Fn(&'a [u8], usize) -> Reading<T>,
+    ) -> Option<(T, T)> {
+        let raw = self.raw;
+        // `{"first": A, "second": B}`, as it nearly always comes.
+        let member = |at: usize, key: &[u8], lead: &[u8]| {
+            let rest = raw.get(at..)?.strip_prefix(lead)?.strip_prefix(key)?.strip_prefix(b"\": ")?;
+            read(raw, raw.len() - rest.len())
+        };
+        let exact = member(0, first.as_bytes(), b"{\"").and_then(|(a, end)| {
+            let (b, end) = member(end, second.as_bytes(), b", \"")?;
+            (raw.get(end..)? == b"}").then_some((a, b))
+        });
+        if exact.is_some() {
+            return exact;
         }
         let (mut a, mut b) = (None, None);
         for (key, value) in self.as_object()?.members() {
@@ -155,23 +166,16 @@ impl<'a> Value<'a> {
                 b = Some(value);
             }
         }
-        Some((a, b))
+        let whole = |v: Value<'a>| read(v.raw, 0).filter(|&(_, end)| end == v.raw.len()).map(|(t, _)| t);
+        Some((whole(a?)?, whole(b?)?))
     }
 
-    /// The two values of an object written exactly `{"first": …, "second": …}`;
-    /// `None` for any other shape.
-    #[inline(always)]
-    fn exact_pair(&self, first: &[u8], second: &[u8]) -> Option<(Value<'a>, Value<'a>)> {
-        let raw = self.raw;
-        let member = |at: usize, key: &[u8], lead: &[u8]| {
-            let rest = raw.get(at..)?.strip_prefix(lead)?.strip_prefix(key)?.strip_prefix(b"\": ")?;
-            let start = raw.len() - rest.len();
-            let end = skip_value(raw, start);
-            Some((Value::trusted(raw.get(start..end)?), end))
-        };
-        let (a, end) = member(0, first, b"{\"")?;
-        let (b, end) = member(end, second, b", \"")?;
-        (raw.get(end..)? == b"}").then_some((a, b))
+    /// Reads the value that begins at `raw[i]` in validated JSON: it, and
+    /// the index just past it.
+    #[inline]
+    pub(crate) fn read(raw: &'a [u8], i: usize) -> Reading<Value<'a>> {
+        let end = skip_value(raw, i);
+        Some((Value::trusted(raw.get(i..end)?), end))
     }
 
     /// The object, if this is one.
@@ -375,10 +379,9 @@ impl<'a> Iterator for Members<'a> {
         let key_end = skip_string(raw, i);
         let key = raw.get(i + 1..key_end.saturating_sub(1))?;
         let colon = skip_ws(raw, key_end);
-        let start = skip_ws(raw, colon + 1);
-        let end = skip_value(raw, start);
+        let (value, end) = Value::read(raw, skip_ws(raw, colon + 1))?;
         self.pos = end;
-        Some((JsonStr { raw: key }, Value::trusted(raw.get(start..end)?)))
+        Some((JsonStr { raw: key }, value))
     }
 }
 
@@ -402,28 +405,54 @@ impl<'a> Iterator for Elements<'a> {
             self.pos = raw.len();
             return None;
         }
-        let end = skip_value(raw, i);
+        let (value, end) = Value::read(raw, i)?;
         self.pos = end;
-        Some(Value::trusted(raw.get(i..end)?))
+        Some(value)
     }
 }
 
-/// A run of decimal digits as a `u64` (no sign, fraction or exponent; it
-/// overflows to `None`). QMP ids and timestamps go through here.
+/// What a reader of validated JSON found at an index: the thing read, and
+/// the index just past it (`None`: not the kind of value it reads).
+pub(crate) type Reading<T> = Option<(T, usize)>;
+
+/// What `reading` read, if it took all of `raw`.
+#[inline(always)]
+fn whole<T>(raw: &[u8], reading: Reading<T>) -> Option<T> {
+    reading.filter(|&(_, end)| end == raw.len()).map(|(t, _)| t)
+}
+
+/// Reads the integer in `i64`'s range that begins at `raw[i]` in validated
+/// JSON (a fraction or an exponent is not one). QMP timestamps go through here.
 #[inline]
-fn digits(raw: &[u8]) -> Option<u64> {
-    if raw.is_empty() || raw.len() > 20 {
+pub(crate) fn read_i64(raw: &[u8], i: usize) -> Reading<i64> {
+    let negative = raw.get(i) == Some(&b'-');
+    let (magnitude, end) = digits(raw, i + usize::from(negative))?;
+    if matches!(raw.get(end), Some(b'.' | b'e' | b'E')) {
         return None;
     }
-    let mut n: u64 = 0;
-    for &b in raw {
-        let digit = b.wrapping_sub(b'0');
-        if digit > 9 {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add(u64::from(digit))?;
+    let n = if negative { 0i64.checked_sub_unsigned(magnitude)? } else { i64::try_from(magnitude).ok()? };
+    Some((n, end))
+}
+
+/// Reads the run of decimal digits at `raw[i]` as a `u64` (`None` if there
+/// is none, or it overflows). QMP ids go through here.
+#[inline(always)]
+fn digits(raw: &[u8], i: usize) -> Reading<u64> {
+    let run = raw.get(i..)?;
+    let (mut n, mut len) = (0u64, 0);
+    while let Some(digit) = run.get(len).map(|b| b.wrapping_sub(b'0')).filter(|&d| d <= 9) {
+        n = n.wrapping_mul(10).wrapping_add(u64::from(digit));
+        len += 1;
     }
-    Some(n)
+    // Nineteen digits always fit in a `u64`; only a twentieth can overflow it.
+    match len {
+        1..20 => Some((n, i + len)),
+        20 => run[..20]
+            .iter()
+            .try_fold(0u64, |n, &b| n.checked_mul(10)?.checked_add(u64::from(b - b'0')))
+            .map(|n| (n, i + 20)),
+        _ => None,
+    }
 }
 
 /// Index of the first byte from `raw[i]` on that is not white space.
@@ -436,19 +465,12 @@ pub(crate) fn skip_ws(raw: &[u8], mut i: usize) -> usize {
 }
 
 /// Index past the string whose opening quote is at `i` (input already validated).
-/// Eight bytes at a time: keys and most values are short, and a call into
-/// `memchr` costs more than the whole scan.
+/// Sixteen bytes at a time ([`framer::find_quote_or_backslash`]): keys and
+/// most values are short, and a call into `memchr` costs more than the whole scan.
 pub(crate) fn skip_string(raw: &[u8], i: usize) -> usize {
     let mut j = i + 1;
     loop {
-        while let Some(chunk) = raw.get(j..j + 8) {
-            let special = framer::quote_or_backslash(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
-            if special != 0 {
-                j += (special.trailing_zeros() / 8) as usize;
-                break;
-            }
-            j += 8;
-        }
+        j = framer::find_quote_or_backslash(raw, j);
         match raw.get(j) {
             Some(b'"') => return j + 1,
             Some(b'\\') => j += 2,
@@ -508,6 +530,17 @@ impl<'a> JsonStr<'a> {
     /// The contents of a string already validated (between its quotes).
     pub(crate) fn from_raw(raw: &'a [u8]) -> Self {
         JsonStr { raw }
+    }
+
+    /// Reads the string that begins at `raw[i]` in validated JSON: it, and
+    /// the index just past its closing quote. A reader for [`Value::pair`].
+    #[inline]
+    pub(crate) fn read(raw: &'a [u8], i: usize) -> Reading<JsonStr<'a>> {
+        if raw.get(i) != Some(&b'"') {
+            return None;
+        }
+        let end = skip_string(raw, i);
+        Some((JsonStr { raw: raw.get(i + 1..end.checked_sub(1)?)? }, end))
     }
 
     /// The contents between the quotes, escapes and all.

@@ -82,7 +82,7 @@ use core::fmt;
 
 use crate::Machine;
 use crate::buf::{Buf, Full, Sink, Storage, TxBuf};
-use crate::json::{self, Escape, Framer, JsonStr, Limits, Message, Step, Value, write_str, write_str_contents};
+use crate::json::{self, Escape, Found, Framer, JsonStr, Limits, Message, Value, write_str, write_str_contents};
 use frame::{Fields, Spans, read_frame};
 
 /// The daemon's command socket when it runs with the default `-base`.
@@ -610,21 +610,15 @@ impl<S: Storage> Machine for Client<S> {
             return Ok(Some(Event::End(core.summary)));
         }
         if core.state != State::Closed {
-            let step = match self.framer.step() {
-                Step::More if core.eof => self.framer.step_finish().unwrap_or(Step::More),
-                step => step,
-            };
-            let outcome = match step {
-                Step::Message(span) => (core.classify(self.framer.message(span)), Some(span)),
-                Step::Error(e) => (core.malformed_json(e), None),
-                Step::More if core.eof => {
+            let (outcome, raw) = match self.framer.take(core.eof) {
+                Found::Message(msg) => (core.classify(msg), msg.raw()),
+                Found::Error { error, .. } => (core.malformed_json(error), &[][..]),
+                Found::More if core.eof => {
                     core.close();
                     return Ok(core.wind_down());
                 }
-                Step::More => return Ok(None),
+                Found::More => return Ok(None),
             };
-            let (outcome, span) = outcome;
-            let raw = span.map(|span| self.framer.message(span).raw()).unwrap_or_default();
             let spans = self.core.spans.as_slice();
             let frame = |fields| Frame::new(raw, fields, spans);
             return Ok(Some(match outcome {

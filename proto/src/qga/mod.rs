@@ -40,7 +40,7 @@ use core::fmt;
 
 use crate::Machine;
 use crate::buf::{Full, Sink, Storage, TxBuf};
-use crate::json::{self, Framer, JsonStr, Limits, Message, ObjectWriter, Step, Value};
+use crate::json::{self, Found, Framer, JsonStr, Limits, Message, ObjectWriter, Value};
 use crate::qapi::{self, Ending, Members, Pending, Settled, Table};
 
 pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply};
@@ -592,10 +592,8 @@ impl<S: Storage> Machine for Client<S> {
                 return Ok(None);
             }
         }
-        let step = self.framer.step_until(core.eof);
-        match step {
-            Step::Message(span) => {
-                let msg = self.framer.message(span);
+        match self.framer.take(core.eof) {
+            Found::Message(msg) => {
                 if core.state == State::Syncing {
                     if core.is_sync_reply(&msg) {
                         core.state = State::Ready;
@@ -607,16 +605,16 @@ impl<S: Storage> Machine for Client<S> {
                 }
                 Ok(Some(core.classify(msg)))
             }
-            Step::Error(e) if core.state == State::Syncing => {
+            Found::Error { error, .. } if core.state == State::Syncing => {
                 core.seeking = true;
-                Ok(Some(Event::Malformed(Error::Json(e))))
+                Ok(Some(Event::Malformed(Error::Json(error))))
             }
-            Step::Error(e) => Ok(Some(core.skipped(self.framer.skipped(), e))),
-            Step::More if core.eof => {
+            Found::Error { error, skipped, .. } => Ok(Some(core.skipped(skipped, error))),
+            Found::More if core.eof => {
                 core.state = State::Closed;
                 Ok(core.wind_down())
             }
-            Step::More => Ok(None),
+            Found::More => Ok(None),
         }
     }
 

@@ -36,7 +36,7 @@ use core::fmt;
 
 use crate::Machine;
 use crate::buf::{Full, Sink, Storage, TxBuf};
-use crate::json::{self, Framer, JsonStr, Kind, Limits, Message, ObjectWriter, Step, Value};
+use crate::json::{self, Found, Framer, JsonStr, Kind, Limits, Message, ObjectWriter, Value};
 use crate::qapi::{self, Members, Pending, Settled, Table};
 
 pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply};
@@ -568,8 +568,8 @@ impl<S: Storage> Core<S> {
 }
 
 fn parse_timestamp(v: Value<'_>) -> Option<Timestamp> {
-    let (seconds, microseconds) = v.pair("seconds", "microseconds")?;
-    Some(Timestamp { seconds: seconds?.as_i64()?, microseconds: microseconds?.as_i64()? })
+    let (seconds, microseconds) = v.pair("seconds", "microseconds", json::read_i64)?;
+    Some(Timestamp { seconds, microseconds })
 }
 
 impl<S: Storage> Machine for Client<S> {
@@ -600,15 +600,14 @@ impl<S: Storage> Machine for Client<S> {
             }
         }
         if core.state != State::Closed {
-            let step = self.framer.step_until(core.eof);
-            match step {
-                Step::Message(span) => return core.classify(self.framer.message(span)).map(Some),
-                Step::Error(e) if core.state == State::AwaitingGreeting => {
-                    return Ok(Some(core.not_greeting(self.framer.buffered(), Error::Json(e))));
+            match self.framer.take(core.eof) {
+                Found::Message(msg) => return core.classify(msg).map(Some),
+                Found::Error { error, buffered, .. } if core.state == State::AwaitingGreeting => {
+                    return Ok(Some(core.not_greeting(buffered, Error::Json(error))));
                 }
-                Step::Error(e) => return Ok(Some(core.skipped(self.framer.skipped(), e))),
-                Step::More if core.eof => core.state = State::Closed,
-                Step::More => return Ok(None),
+                Found::Error { error, skipped, .. } => return Ok(Some(core.skipped(skipped, error))),
+                Found::More if core.eof => core.state = State::Closed,
+                Found::More => return Ok(None),
             }
         }
         Ok(core.wind_down())

@@ -52,7 +52,7 @@ use core::fmt;
 use super::{Error, State, Timestamp};
 use crate::Machine;
 use crate::buf::{Full, Sink, Storage, TxBuf};
-use crate::json::{self, Framer, JsonStr, Kind, Limits, Message, ObjectWriter, Separators, Step, Value};
+use crate::json::{self, Found, Framer, JsonStr, Kind, Limits, Message, ObjectWriter, Separators, Value};
 
 /// Settings for a [`Server`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -595,15 +595,15 @@ impl<S: Storage> Machine for Server<S> {
         if !core.held.pending().is_empty() || core.in_band + core.out_of_band >= core.config.max_in_flight {
             return Ok(None);
         }
-        match self.framer.step_until(core.eof) {
-            Step::Message(span) => core.classify(self.framer.message(span)).map(Some),
-            Step::Error(e) => core.refuse(None, Refusal::parse(e)).map(Some),
-            Step::More if core.eof => {
+        match self.framer.take(core.eof) {
+            Found::Message(msg) => core.classify(msg).map(Some),
+            Found::Error { error, .. } => core.refuse(None, Refusal::parse(error)).map(Some),
+            Found::More if core.eof => {
                 core.state = State::Closed;
                 core.closed_reported = true;
                 Ok(Some(Event::Closed))
             }
-            Step::More => Ok(None),
+            Found::More => Ok(None),
         }
     }
 
