@@ -1028,23 +1028,30 @@ fn skip_plain(d: &[u8], i: usize) -> (usize, bool) {
 }
 
 /// Index of the first `"` or `\\` from `d[i]` on, sixteen bytes at a time
-/// (SSE2): for skipping strings that are already validated. Where fewer than
-/// eight bytes are left, the caller goes on byte by byte.
+/// (SSE2): for skipping strings that are already validated. `d.len()` if
+/// there is none; where the data is shorter than sixteen bytes and fewer
+/// than eight are left, the caller goes on byte by byte.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 pub(crate) fn find_quote_or_backslash(d: &[u8], mut i: usize) -> usize {
     use safe_arch::{cmp_eq_mask_i8_m128i, load_unaligned_m128i, move_mask_i8_m128i, set_splat_i8_m128i};
-    while let Some(block) = d.get(i..i + 16) {
+    let found = |block: &[u8]| {
         let v = load_unaligned_m128i(block.try_into().unwrap_or(&[0; 16]));
         let found = cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b'"' as i8))
             | cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b'\\' as i8));
-        let mask = move_mask_i8_m128i(found);
+        move_mask_i8_m128i(found) as u32
+    };
+    while let Some(block) = d.get(i..i + 16) {
+        let mask = found(block);
         if mask != 0 {
             return i + mask.trailing_zeros() as usize;
         }
         i += 16;
     }
-    find_quote_or_backslash_swar(d, i)
+    // Fewer than sixteen left: the data's last sixteen, without those before `i`.
+    let Some(last) = d.len().checked_sub(16) else { return find_quote_or_backslash_swar(d, i) };
+    let mask = found(&d[last..]).checked_shr((i - last) as u32).unwrap_or(0);
+    if mask != 0 { i + mask.trailing_zeros() as usize } else { d.len() }
 }
 
 /// [`find_quote_or_backslash`] without SIMD.
@@ -1425,10 +1432,12 @@ mod tests {
                     for from in 0..len.min(3) {
                         let got = find_quote_or_backslash(d, from);
                         let want = d[from..].iter().position(|&x| x == b'"' || x == b'\\').map(|k| from + k);
+                        // Found exactly, unless the data is shorter than
+                        // sixteen bytes and fewer than eight were left.
+                        let short = len < 16 && d.len() - got < 8 && got >= from;
                         match want {
-                            // Found exactly, unless fewer than eight bytes were left to look at.
-                            Some(w) => assert!(got == w || (got < w && d.len() - got < 8), "{len} {at} {b:#x} {from}"),
-                            None => assert!(d.len() - got < 8 && got >= from, "{len} {at} {b:#x} {from}"),
+                            Some(w) => assert!(got == w || (got < w && short), "{len} {at} {b:#x} {from}"),
+                            None => assert!(got == len || short, "{len} {at} {b:#x} {from}"),
                         }
                     }
                 }

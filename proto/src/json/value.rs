@@ -752,6 +752,44 @@ mod tests {
     }
 
     #[test]
+    fn integers_of_every_length_read_exactly() {
+        // Every length from 1 to 20 digits (20: where overflow is possible),
+        // each digit in each place.
+        let mut text = [0u8; 21];
+        for len in 1..=20 {
+            for digit in b'0'..=b'9' {
+                for place in 0..len {
+                    text[..len].fill(b'7');
+                    text[place] = digit;
+                    let digits = &text[..len];
+                    if digits.len() > 1 && digits[0] == b'0' {
+                        continue; // not JSON
+                    }
+                    let want: Option<u64> = core::str::from_utf8(digits).unwrap().parse().ok();
+                    let got = Value::trusted(digits).as_u64();
+                    assert_eq!(got, want, "{}", core::str::from_utf8(digits).unwrap());
+                    text[len] = b'}';
+                    let read = read_i64(&text[..=len], 0);
+                    assert_eq!(read, want.and_then(|n| i64::try_from(n).ok()).map(|n| (n, len)));
+                }
+            }
+        }
+        for (text, want) in
+            [(&b"18446744073709551616"[..], None), (b"99999999999999999999", None), (b"123456789012345678901", None)]
+        {
+            assert_eq!(Value::trusted(text).as_u64(), want);
+        }
+        assert_eq!(Value::trusted(b"-9223372036854775808").as_i64(), Some(i64::MIN));
+        assert_eq!(Value::trusted(b"-9223372036854775809").as_i64(), None);
+        assert_eq!(Value::trusted(b"9223372036854775807").as_i64(), Some(i64::MAX));
+        assert_eq!(Value::trusted(b"9223372036854775808").as_i64(), None);
+        assert_eq!(Value::trusted(b"-0").as_i64(), Some(0));
+        assert_eq!(read_i64(b"12345678e5", 0), None);
+        assert_eq!(read_i64(b"12345678.5", 0), None);
+        assert_eq!(read_i64(b"1234567890, ", 0), Some((1_234_567_890, 10)));
+    }
+
+    #[test]
     fn strings_decode_on_request() {
         let v = Value::parse(br#""caf\u00E9 \uD83D\uDE00 \"q\" \\ \/ \t""#).unwrap();
         let s = v.as_str().unwrap();
