@@ -237,30 +237,35 @@ impl Scanner {
     /// plus any new ones) for the next complete value.
     #[inline]
     pub(crate) fn scan(&mut self, data: &[u8]) -> Step {
-        if self.pending.is_none()
-            && let Some(scan) = self.scan_whole(data)
-        {
-            return scan;
+        match self.scan_whole(data) {
+            Some(span) => Step::Message(span),
+            None => self.scan_resumable(data),
         }
-        self.scan_resumable(data)
     }
 
-    /// A value that begins next and is all in `data`, framed by [`Scanner::whole`].
+    /// A value that begins next, is all in `data` and is within the size
+    /// limit, framed by [`Scanner::whole`]: where it lies (in registers, not
+    /// a [`Step`] in memory: this is every message's path). `None`: the
+    /// resumable scan decides.
     #[inline(always)]
-    fn scan_whole(&mut self, data: &[u8]) -> Option<Step> {
-        if self.mode != Mode::Normal || self.expect != Expect::Top {
+    pub(crate) fn scan_whole(&mut self, data: &[u8]) -> Option<Span> {
+        if self.pending.is_some() || self.mode != Mode::Normal || self.expect != Expect::Top {
             return None;
         }
         let at = self.next_value(data, self.pos);
         (self.pos, self.start) = (at, at);
         let end = self.whole(data, at)?;
+        // At the limit, `framed` decides, after a resumable scan from `at`.
+        if end - at >= self.limits.max_message {
+            return None;
+        }
         self.pos = end;
-        Some(self.framed(data, end))
+        Some(Span { start: at, end })
     }
 
     /// [`Scanner::scan`] where [`Scanner::scan_whole`] cannot say.
     #[inline(never)]
-    fn scan_resumable(&mut self, data: &[u8]) -> Step {
+    pub(crate) fn scan_resumable(&mut self, data: &[u8]) -> Step {
         if let Some((kind, at)) = self.pending.take() {
             return self.fail(kind, at);
         }
@@ -271,8 +276,8 @@ impl Scanner {
                 }
                 self.mode = Mode::Normal;
                 self.expect = Expect::Top;
-                if let Some(scan) = self.scan_whole(data) {
-                    return scan;
+                if let Some(span) = self.scan_whole(data) {
+                    return Step::Message(span);
                 }
             }
             let skipping = self.mode == Mode::Skip;

@@ -193,10 +193,13 @@ impl<B: Buf<u8>> Framer<B> {
     #[inline]
     pub(crate) fn take(&mut self, eof: bool) -> Found<'_> {
         let data = self.rx.data();
-        let mut step = self.scan.scan(data);
-        if eof && step == Step::More {
-            step = self.scan.finish(data).unwrap_or(Step::More);
-        }
+        let step = match self.scan.scan_whole(data) {
+            Some(span) => Step::Message(span),
+            None => match self.scan.scan_resumable(data) {
+                Step::More if eof => self.scan.finish(data).unwrap_or(Step::More),
+                step => step,
+            },
+        };
         match step {
             Step::Message(span) => {
                 self.later = span.end;
