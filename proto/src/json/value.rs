@@ -311,8 +311,7 @@ impl<'a> Object<'a> {
     pub(crate) fn indexed_members(&self) -> Option<impl Iterator<Item = (&'a [u8], Value<'a>)> + use<'a>> {
         let index = self.index.filter(|i| !i.overflow)?;
         let raw = self.raw;
-        let spans = index.spans.get(..usize::from(index.len)).unwrap_or_default();
-        Some(spans.iter().map(move |&[ks, ke, vs, ve]| {
+        Some(index.spans.iter().take(usize::from(index.len)).map(move |&[ks, ke, vs, ve]| {
             let key = raw.get(ks as usize..ke as usize).unwrap_or_default();
             (key, Value::trusted(raw.get(vs as usize..ve as usize).unwrap_or_default()))
         }))
