@@ -6,6 +6,7 @@
 #   cargo build --profile bench -p vmwire-benches --example qmp_count
 #   benches/min-time.sh burst 40000 7     # input, rounds, runs
 #   benches/min-time.sh schema 2000 7
+#   benches/min-time.sh /tmp/events.txt 400000 5   # a file of messages
 set -euo pipefail
 input=${1:-burst}; rounds=${2:-40000}; runs=${3:-7}
 bin=$(dirname "$0")/../target/release/examples/qmp_count
