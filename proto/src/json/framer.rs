@@ -1068,24 +1068,24 @@ pub(crate) fn find_quote_or_backslash(d: &[u8], i: usize) -> usize {
 
 /// [`find_quote_or_backslash`] eight bytes at a time in a `u64` (SWAR).
 #[inline(always)]
-fn find_quote_or_backslash_swar(d: &[u8], mut i: usize) -> usize {
-    while let Some(chunk) = d.get(i..i + 8) {
-        let found = quote_or_backslash(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
-        if found != 0 {
-            return i + (found.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    i
+fn find_quote_or_backslash_swar(d: &[u8], i: usize) -> usize {
+    first_marked(d, i, quote_or_backslash)
 }
 
 /// [`skip_plain`] eight bytes at a time in a `u64` (SWAR).
 #[inline(always)]
-fn skip_plain_swar(d: &[u8], mut i: usize) -> usize {
+fn skip_plain_swar(d: &[u8], i: usize) -> usize {
+    first_marked(d, i, special_bytes)
+}
+
+/// Index of the first byte from `d[i]` on that `mark` sets the high bit of,
+/// eight bytes at a time; where fewer than eight are left if none is.
+#[inline(always)]
+fn first_marked(d: &[u8], mut i: usize, mark: impl Fn(u64) -> u64) -> usize {
     while let Some(chunk) = d.get(i..i + 8) {
-        let special = special_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
-        if special != 0 {
-            return i + (special.trailing_zeros() / 8) as usize;
+        let marked = mark(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+        if marked != 0 {
+            return i + (marked.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
