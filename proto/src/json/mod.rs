@@ -99,9 +99,10 @@ pub(crate) fn validate_indexed(text: &[u8], max_depth: usize) -> Result<(usize, 
 pub struct Framer<B> {
     rx: RxBuf<B>,
     scan: Scanner,
-    /// Bytes up to the end of the last message handed out: dropped before
-    /// more bytes come in (or when a scan finds nothing more), not after
-    /// every message, so that framing a read's messages moves nothing.
+    /// Bytes the last scan passed (up to the end of the message it handed
+    /// out, or all it could drop): dropped before more bytes come in, not
+    /// at once, so that framing a read's messages moves nothing and what
+    /// [`Framer::take`] returns can borrow the buffer.
     later: usize,
     /// How the last value skipped as too large began.
     skipped: heapless::Vec<u8, SKIPPED_HEAD>,
