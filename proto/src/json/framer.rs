@@ -36,7 +36,7 @@ impl Default for Limits {
     }
 }
 
-/// What a scan found (and what [`Framer::step`](super::Framer) hands on).
+/// What a scan found (and what [`Framer::take`](super::Framer::take) hands on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
     /// A complete valid value at `data[start..end]`.
@@ -248,7 +248,7 @@ impl Scanner {
     /// a [`Step`] in memory: this is every message's path). `None`: the
     /// resumable scan decides.
     #[inline(always)]
-    pub(crate) fn scan_whole(&mut self, data: &[u8]) -> Option<Span> {
+    fn scan_whole(&mut self, data: &[u8]) -> Option<Span> {
         if self.pending.is_some() || self.mode != Mode::Normal || self.expect != Expect::Top {
             return None;
         }
@@ -265,7 +265,7 @@ impl Scanner {
 
     /// [`Scanner::scan`] where [`Scanner::scan_whole`] cannot say.
     #[inline(never)]
-    pub(crate) fn scan_resumable(&mut self, data: &[u8]) -> Step {
+    fn scan_resumable(&mut self, data: &[u8]) -> Step {
         if let Some((kind, at)) = self.pending.take() {
             return self.fail(kind, at);
         }

@@ -194,12 +194,9 @@ impl<B: Buf<u8>> Framer<B> {
     #[inline]
     pub(crate) fn take(&mut self, eof: bool) -> Found<'_> {
         let data = self.rx.data();
-        let step = match self.scan.scan_whole(data) {
-            Some(span) => Step::Message(span),
-            None => match self.scan.scan_resumable(data) {
-                Step::More if eof => self.scan.finish(data).unwrap_or(Step::More),
-                step => step,
-            },
+        let step = match self.scan.scan(data) {
+            Step::More if eof => self.scan.finish(data).unwrap_or(Step::More),
+            step => step,
         };
         match step {
             Step::Message(span) => {

@@ -166,8 +166,8 @@ impl<'a> Value<'a> {
                 b = Some(value);
             }
         }
-        let whole = |v: Value<'a>| read(v.raw, 0).filter(|&(_, end)| end == v.raw.len()).map(|(t, _)| t);
-        Some((whole(a?)?, whole(b?)?))
+        let read_whole = |v: Value<'a>| whole(v.raw, read(v.raw, 0));
+        Some((read_whole(a?)?, read_whole(b?)?))
     }
 
     /// Reads the value that begins at `raw[i]` in validated JSON: it, and
