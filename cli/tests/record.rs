@@ -66,7 +66,7 @@ fn record_then_replay(
     real: &str,
     connections: Option<usize>,
     client: impl Fn(&Path) -> String,
-) -> (String, String) {
+) -> (String, String, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     let (proxy, txn, summary) = (dir.path().join("proxy.sock"), dir.path().join("s.txn"), dir.path().join("s.sum"));
     let mut record = vmwire();
@@ -95,7 +95,7 @@ fn record_then_replay(
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}\n{}", String::from_utf8_lossy(&std::fs::read(&txn).unwrap()));
     assert_eq!(replayed, recorded);
-    (recorded, std::fs::read_to_string(&summary).unwrap())
+    (recorded, std::fs::read_to_string(&summary).unwrap(), std::fs::read(&txn).unwrap())
 }
 
 /// Runs the `vmwire` command line; its standard output (exit status 0).
@@ -111,7 +111,7 @@ fn qemu_qmp_and_hmp() {
     common::require_binary("qemu-system-x86_64", "qemu-system-x86");
     let qemu = vmwire_std::qemu::Qemu::builder().qmp().hmp().spawn().unwrap();
     let qmp = qemu.qmp_path().unwrap().to_str().unwrap().to_string();
-    let (output, summary) =
+    let (output, summary, _) =
         // --no-check: the one command alone on the wire (checking would fetch the schema first).
         record_then_replay("qmp", &qmp, Some(1), |socket| {
             run(&["qmp", "--no-check", "--socket", "SOCKET", "query-status"], socket)
@@ -124,7 +124,7 @@ fn qemu_qmp_and_hmp() {
     assert!(lines[3].ends_with(r#"{"execute":"query-status","id":1}"#), "{summary}");
 
     // Events in their place: cont then stop, through the library client.
-    let (output, _) = record_then_replay("qmp", &qmp, Some(1), |socket| {
+    let (output, _, _) = record_then_replay("qmp", &qmp, Some(1), |socket| {
         let mut client = vmwire_std::qmp::Qmp::connect_unix(socket, Default::default()).unwrap();
         let mut seen = Vec::new();
         for command in ["cont", "stop", "query-status"] {
@@ -139,7 +139,7 @@ fn qemu_qmp_and_hmp() {
     assert!(output.ends_with("RESUME\nSTOP"), "{output}");
 
     let hmp = qemu.hmp_path().unwrap().to_str().unwrap().to_string();
-    let (output, summary) = record_then_replay("hmp", &hmp, Some(1), |socket| {
+    let (output, summary, _) = record_then_replay("hmp", &hmp, Some(1), |socket| {
         run(&["hmp", "--socket", "SOCKET", "info", "status"], socket)
     });
     // The second QMP session left it stopped.
@@ -152,7 +152,7 @@ fn qemu_guest_agent() {
     let ga = common::qga::Ga::start(&[]);
     let socket = ga.socket();
     // The client opens with a random sync id: the replay maps it.
-    let (output, summary) = record_then_replay("qga", socket.to_str().unwrap(), Some(1), |socket| {
+    let (output, summary, _) = record_then_replay("qga", socket.to_str().unwrap(), Some(1), |socket| {
         run(&["qga", "--socket", "SOCKET", "guest-get-host-name"], socket)
     });
     assert!(output.contains("host-name"), "{output}");
@@ -168,7 +168,7 @@ fn negotiator_common() {
     let args = [socket.to_str().unwrap(), commands.to_str().unwrap()];
     let (child, _) = common::negotiator::python(common::negotiator::SERVER, &args, true);
     let _peer = Killed::new(child);
-    let (output, summary) = record_then_replay("negotiator", socket.to_str().unwrap(), Some(1), |socket| {
+    let (output, summary, _) = record_then_replay("negotiator", socket.to_str().unwrap(), Some(1), |socket| {
         let options = vmwire_std::negotiator::Options::default();
         let mut channel = vmwire_std::negotiator::Channel::connect_unix(socket, options).unwrap();
         let list = channel.list_commands().map_err(|e| e.to_string());
@@ -189,7 +189,7 @@ fn xenapi_over_python_xmlrpc_server() {
     let port = peer.port;
     // Python's server speaks HTTP/1.0: a connection per call. The recorder
     // is stopped once the client is done.
-    let (output, summary) = record_then_replay("xmlrpc", &format!("127.0.0.1:{port}"), None, |socket| {
+    let (output, summary, transcript) = record_then_replay("xmlrpc", &format!("127.0.0.1:{port}"), None, |socket| {
         let url = format!("unix:{}", socket.display());
         let out = vmwire()
             .args(["xenapi", "--url", &url, "--password-env", "PW", "VM.get_all"])
@@ -200,7 +200,12 @@ fn xenapi_over_python_xmlrpc_server() {
         String::from_utf8(out.stdout).unwrap()
     });
     assert!(output.contains("OpaqueRef:"), "{output}");
-    assert!(summary.contains("POST / session.login_with_password"), "{summary}");
+    // The password is not written down: `*`s in its place (byte for byte,
+    // so that `Content-Length` holds), `(not recorded)` in the summary; the
+    // replay above took the real one.
+    assert!(summary.contains(r#"POST / session.login_with_password["root","(not recorded)","#), "{summary}");
+    let transcript = String::from_utf8_lossy(&transcript);
+    assert!(!transcript.contains("secret") && transcript.contains("******<"), "{transcript}");
     assert!(summary.contains("< +") && summary.contains("HTTP/1.0 200 OK"), "{summary}");
 }
 
@@ -276,6 +281,11 @@ fn the_xenapi_sdk_over_tcp() {
     let out = wait(replay.take(), "vmwire replay");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(replayed, recorded);
+    // Neither the password nor the wrong one was written down (each is
+    // `*`s), yet the replay, given them again, served both logins as recorded.
+    let transcript = String::from_utf8_lossy(&std::fs::read(&txn).unwrap()).into_owned();
+    assert!(!transcript.contains("secret") && !transcript.contains("wrong"), "{transcript}");
+    assert!(transcript.contains("******<") && transcript.contains("*****<"), "{transcript}");
 }
 
 /// A peer socket that is not there is an error at once (status 3, naming

@@ -2,15 +2,18 @@
 //! bytes: never panics; a call that parses is written again with the
 //! crate's writer, and the rewrite parses to the same method name and the
 //! same values (decoded text, numbers, base64, nesting), and deserializes
-//! with serde to the same thing.
+//! with serde to the same thing. Its password params
+//! (`xenapi::secret_spans`) blanked out with `*`s, it still parses, to the
+//! same name and values but for those, each `*`s now.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vmwire_proto::xmlrpc::{self, Options, WriteError};
+use vmwire_proto::xenapi;
+use vmwire_proto::xmlrpc::{self, Options, Value, WriteError};
 
 #[path = "common/xmlrpc_canon.rs"]
 mod xmlrpc_canon;
-use xmlrpc_canon::canon_all;
+use xmlrpc_canon::{canon, canon_all};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(call) = xmlrpc::parse_call(data) else { return };
@@ -18,6 +21,27 @@ fuzz_target!(|data: &[u8]| {
     let values = canon_all(&call.params);
     assert_eq!(values.len(), call.params.len());
     let _ = call.params.deserialize::<Vec<serde::de::IgnoredAny>>();
+
+    let mut blanked = data.to_vec();
+    for span in xenapi::secret_spans(data) {
+        blanked[span].fill(b'*');
+    }
+    let after = xmlrpc::parse_call(&blanked).expect("a blanked call parses");
+    assert_eq!(after.name.to_cow(), name);
+    let secret = xenapi::secret_params(&name);
+    for (n, (before, now)) in call.params.iter().zip(after.params.iter()).enumerate() {
+        match (before, now) {
+            (Value::String(b), Value::String(a)) if secret.contains(&n) => {
+                assert!(a.raw().bytes().all(|c| c == b'*') && a.raw().len() == b.raw().len())
+            }
+            _ => {
+                let (mut b, mut a) = (String::new(), String::new());
+                canon(&before, &mut b);
+                canon(&now, &mut a);
+                assert_eq!(b, a, "param {n} changed");
+            }
+        }
+    }
 
     let mut doc = Vec::new();
     let written = xmlrpc::write_call(&mut doc, &name, Options::default(), |p| {

@@ -9,6 +9,17 @@
 //! line per message (JSON messages on one line each, HTTP requests as the
 //! method and the XML-RPC call, HMP as text lines).
 //!
+//! Secrets are not written down. On an XML-RPC connection the client's
+//! reads are held back until they make a whole request, then the values of
+//! its `Authorization` and `Proxy-Authorization` fields and the passwords
+//! of a XenAPI call (`session.login_with_password` and the others
+//! [`secret_params`](vmwire_proto::xenapi::secret_params) names) are
+//! written as `*`s, byte for byte, so that every record and the request's
+//! `Content-Length` stay as they were (the length of each remains); the
+//! summary shows a password as `(not recorded)`, and a replay takes any. A
+//! request whose password cannot be placed in its bytes (a chunked or
+//! compressed body) is left out, with a note that says so.
+//!
 //! The transcript starts with a `protocol: NAME` note, so that
 //! `vmwire replay` knows how to serve it. Each connection is introduced by
 //! a note; a side closing its end is a record of length 0.
@@ -28,7 +39,7 @@ use vmwire_proto::buf::Bounded;
 use vmwire_proto::json::Framer;
 use vmwire_proto::transcript::{Direction, Record, write_record};
 
-use crate::replay::{Protocol, http_request, json_framer};
+use crate::replay::{Protocol, first_http_request, http_request, json_framer};
 use crate::text::escape;
 use crate::transport::Stream;
 
@@ -103,6 +114,7 @@ fn copy_both_ways(client: &Stream, server: &Stream, log: &mut Log<'_, '_>) -> io
     let mut buf = vec![0u8; 1 << 16];
     let mut summaries =
         [Summary::new(log.protocol, Direction::ClientToServer), Summary::new(log.protocol, Direction::ServerToClient)];
+    let mut held = (log.protocol == Protocol::Xmlrpc).then(Held::default);
     while open.iter().any(|&o| o) {
         let flags = |o: bool| if o { PollFlags::IN } else { PollFlags::empty() };
         let mut fds = [PollFd::new(client, flags(open[0])), PollFd::new(server, flags(open[1]))];
@@ -128,7 +140,8 @@ fn copy_both_ways(client: &Stream, server: &Stream, log: &mut Log<'_, '_>) -> io
             } else {
                 forward(to, bytes, &fds)?;
             }
-            log.record(direction, bytes, fds.len(), &mut summaries[side])?;
+            let held = if side == 0 { held.as_mut() } else { None };
+            log.record(direction, bytes, fds.len(), &mut summaries[side], held)?;
         }
     }
     Ok(())
@@ -218,9 +231,57 @@ impl Log<'_, '_> {
         self.transcript.flush()
     }
 
-    fn record(&mut self, direction: Direction, bytes: &[u8], fds: usize, summary: &mut Summary) -> io::Result<()> {
+    /// Writes what one read carried, or holds it back with the reads
+    /// before it until they make a whole request (`held`; see [`Held`]).
+    fn record(
+        &mut self,
+        direction: Direction,
+        bytes: &[u8],
+        fds: usize,
+        summary: &mut Summary,
+        held: Option<&mut Held>,
+    ) -> io::Result<()> {
         let micros = self.micros();
         let fds = u32::try_from(fds).unwrap_or(u32::MAX);
+        let Some(held) = held else { return self.entry(direction, bytes, micros, fds, summary) };
+        held.bytes.extend_from_slice(bytes);
+        held.reads.push((bytes.len(), micros, fds));
+        // Written as they are: a stream that closed, or grew past the limit,
+        // before a request ended, and bytes that are not HTTP.
+        let release = bytes.is_empty() || held.bytes.len() > MAX_HELD;
+        let body = match first_http_request(&held.bytes, |r| r.body.to_vec()) {
+            Ok(Some(body)) => Some(body),
+            Ok(None) if !release => return Ok(()),
+            _ => None,
+        };
+        let mut bytes = std::mem::take(&mut held.bytes);
+        let reads = std::mem::take(&mut held.reads);
+        if let Some(body) = body
+            && !blank_secrets(&mut bytes, &body)
+        {
+            return self.note(&format!(
+                "a request of {} bytes not recorded: it carries a password that could not be blanked out \
+                 (a chunked or compressed body, or a second request behind it)",
+                bytes.len()
+            ));
+        }
+        let mut at = 0;
+        for (len, micros, fds) in reads {
+            self.entry(direction, bytes.get(at..at + len).unwrap_or_default(), micros, fds, summary)?;
+            at += len;
+        }
+        Ok(())
+    }
+
+    /// Writes one read's record, and its messages to the summary.
+    fn entry(
+        &mut self,
+        direction: Direction,
+        bytes: &[u8],
+        micros: u64,
+        fds: u32,
+        summary: &mut Summary,
+    ) -> io::Result<()> {
         self.write(&Record { direction, bytes, micros: Some(micros), fds })?;
         let Some(out) = self.summary.as_mut() else { return Ok(()) };
         let time = format!("+{}.{:03}ms", micros / 1000, micros % 1000);
@@ -236,6 +297,45 @@ impl Log<'_, '_> {
         }
         out.flush()
     }
+}
+
+/// A client's reads on an XML-RPC connection, held back until they make a
+/// whole request, so that its secrets are blanked out ([`blank_secrets`])
+/// before anything of it is written.
+#[derive(Debug, Default)]
+struct Held {
+    bytes: Vec<u8>,
+    /// Each read held: its length, time (µs) and number of descriptors.
+    reads: Vec<(usize, u64, u32)>,
+}
+
+/// The most bytes held back waiting for a request to end; past it they
+/// are written as they are.
+const MAX_HELD: usize = 64 << 20;
+
+/// Blanks out, `*` for each byte, what `request` (a whole HTTP request as it
+/// came, its body `body` once decoded) must not leave in a recording: the
+/// values of its credential fields and the passwords of a XenAPI call.
+/// `false`, and nothing blanked, if the body carries a password but is not
+/// the request's last bytes as they are (chunked or compressed, or another
+/// request behind it): there is no telling where the password stands.
+fn blank_secrets(request: &mut [u8], body: &[u8]) -> bool {
+    let head_len = request.len().saturating_sub(body.len());
+    let placed = request.get(head_len..) == Some(body);
+    let passwords: Vec<_> = vmwire_proto::xenapi::secret_spans(body).collect();
+    if !passwords.is_empty() && !placed {
+        return false;
+    }
+    // The head ends at its first empty line.
+    let head_end = (request.windows(2).position(|w| w == b"\n\n" || w == b"\n\r").map_or(request.len(), |at| at + 1))
+        .min(if placed { head_len } else { request.len() });
+    let fields: Vec<_> = vmwire_proto::http::credential_spans(request.get(..head_end).unwrap_or_default()).collect();
+    for span in fields.into_iter().chain(passwords.into_iter().map(|s| s.start + head_len..s.end + head_len)) {
+        if let Some(secret) = request.get_mut(span) {
+            secret.fill(b'*');
+        }
+    }
+    true
 }
 
 /// Cuts one direction into messages, with the protocol's own framer, for
@@ -319,5 +419,49 @@ impl Summary {
             }
         }
         lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOGIN: &str = "<methodCall><methodName>session.login_with_password</methodName><params>\
+        <param><value>root</value></param><param><value>s3cret</value></param></params></methodCall>";
+
+    fn request(head: &str, body: &str) -> (Vec<u8>, Vec<u8>) {
+        let raw = format!("POST / HTTP/1.1\r\nHost: x\r\n{head}\r\n{body}").into_bytes();
+        let body = first_http_request(&raw, |r| r.body.to_vec()).unwrap().unwrap();
+        (raw, body)
+    }
+
+    #[test]
+    fn a_login_keeps_its_length_and_loses_its_password() {
+        let credentials = "Basic cm9vdDpzM2NyZXQ=";
+        let (mut raw, body) =
+            request(&format!("Authorization: {credentials}\r\nContent-Length: {}\r\n", LOGIN.len()), LOGIN);
+        let len = raw.len();
+        assert!(blank_secrets(&mut raw, &body));
+        let text = String::from_utf8(raw.clone()).unwrap();
+        assert_eq!(raw.len(), len);
+        assert!(text.contains(&format!("Authorization: {}\r\n", "*".repeat(credentials.len()))), "{text}");
+        assert!(text.contains("<value>root</value>") && text.contains("<value>******</value>"), "{text}");
+        // Still a request, compared as the live one with its password.
+        let (live, _) = request(&format!("Content-Length: {}\r\n", LOGIN.len()), LOGIN);
+        assert_eq!(http_request(&raw), http_request(&live));
+    }
+
+    #[test]
+    fn a_password_in_a_chunked_body_is_not_placed() {
+        let chunked = format!("{:x}\r\n{LOGIN}\r\n0\r\n\r\n", LOGIN.len());
+        let (mut raw, body) = request("Transfer-Encoding: chunked\r\n", &chunked);
+        let before = raw.clone();
+        assert!(!blank_secrets(&mut raw, &body));
+        assert_eq!(raw, before);
+        // No password in it: written as it came.
+        let other = LOGIN.replace("session.login_with_password", "VM.get_all");
+        let (mut raw, body) =
+            request("Transfer-Encoding: chunked\r\n", &format!("{:x}\r\n{other}\r\n0\r\n\r\n", other.len()));
+        assert!(blank_secrets(&mut raw, &body));
     }
 }

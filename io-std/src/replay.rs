@@ -1065,36 +1065,57 @@ fn rewrite(raw: &[u8], id: Option<&Json>, ret: Option<&Json>) -> Vec<u8> {
     out
 }
 
-/// The first complete HTTP request in `bytes`, as compared: `METHOD
-/// TARGET\n` and the body (headers vary with the client and are left out).
-pub(crate) fn http_request(bytes: &[u8]) -> Option<Vec<u8>> {
+/// The first HTTP request in `bytes`, once it is whole, handed to `f`:
+/// `Ok(None)` while it is not, `Err(())` if `bytes` do not begin one (or
+/// it is over the size limit).
+pub(crate) fn first_http_request<T>(
+    bytes: &[u8],
+    f: impl FnOnce(&vmwire_proto::http::Request<'_>) -> T,
+) -> Result<Option<T>, ()> {
     use vmwire_proto::Machine;
     use vmwire_proto::http::{Limits, Server, ServerConfig, ServerEvent};
     let limits = Limits { max_body: MAX_MESSAGE, ..Limits::default() };
     let mut http = Server::<vmwire_proto::buf::Heap>::new(ServerConfig { limits, ..ServerConfig::default() });
     let mut fed = 0;
-    while fed < bytes.len() {
-        let n = http.receive(bytes.get(fed..)?).ok()?;
+    while let Some(rest) = bytes.get(fed..).filter(|rest| !rest.is_empty()) {
+        let n = http.receive(rest).map_err(|_| ())?;
         fed += n;
         match http.poll() {
-            Ok(Some(ServerEvent::Request(r))) => {
-                let mut out = format!("{} {}\n", r.method, r.target).into_bytes();
-                // An XML-RPC call is compared as its method and its params (as
-                // JSON): clients format the XML differently.
-                match vmwire_proto::xmlrpc::parse_call(r.body) {
-                    Ok(call) => {
-                        let params: Vec<Json> = call.params.iter().map(crate::xmlrpc::to_json).collect();
-                        out.extend_from_slice(format!("{}{}", call.name, Json::from(params)).as_bytes());
-                    }
-                    Err(_) => out.extend_from_slice(r.body),
-                }
-                return Some(out);
-            }
+            Ok(Some(ServerEvent::Request(r))) => return Ok(Some(f(&r))),
             Ok(None) if n > 0 => {}
-            _ => return None,
+            _ => return Err(()),
         }
     }
-    None
+    Ok(None)
+}
+
+/// What a password stands as in a compared or summarised XenAPI call: a
+/// recording has it blanked out ([`crate::record`]), and a replay takes any.
+pub(crate) const NOT_RECORDED: &str = "(not recorded)";
+
+/// A whole HTTP request as replay compares it: its method and target, then
+/// the XML-RPC call's method name and params as JSON (clients format the
+/// XML differently), each password the call carries as [`NOT_RECORDED`]
+/// (see [`xenapi::secret_params`](vmwire_proto::xenapi::secret_params)).
+pub(crate) fn http_request(bytes: &[u8]) -> Option<Vec<u8>> {
+    first_http_request(bytes, |r| {
+        let mut out = format!("{} {}\n", r.method, r.target).into_bytes();
+        match vmwire_proto::xmlrpc::parse_call(r.body) {
+            Ok(call) => {
+                let secret = vmwire_proto::xenapi::secret_params(&call.name.to_cow());
+                let params: Vec<Json> = (call.params.iter().enumerate())
+                    .map(
+                        |(n, v)| if secret.contains(&n) { Json::from(NOT_RECORDED) } else { crate::xmlrpc::to_json(v) },
+                    )
+                    .collect();
+                out.extend_from_slice(format!("{}{}", call.name, Json::from(params)).as_bytes());
+            }
+            Err(_) => out.extend_from_slice(r.body),
+        }
+        out
+    })
+    .ok()
+    .flatten()
 }
 
 /// Whether a recorded HTTP response ends its connection: HTTP/1.0 without

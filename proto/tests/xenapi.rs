@@ -313,3 +313,77 @@ proptest! {
         while let Ok(Some(_)) = xapi.poll() {}
     }
 }
+
+/// Every password the SDK sent in the captures, and only it, is where
+/// `secret_spans` says: blanked there, each call still parses, its password
+/// is stars of the same length and its other params are as they were.
+#[test]
+fn secret_spans_are_the_passwords_the_sdk_sent() {
+    let mut logins = 0;
+    for name in
+        ["01_login_get_all_get_record", "02_vm_start_failure", "04_session_invalid_always", "10_keepalive_http11"]
+    {
+        for exchange in exchanges(name) {
+            let call = body(&exchange.request);
+            let Ok(parsed) = xmlrpc::parse_call(call) else { continue };
+            let method = parsed.name.to_cow().into_owned();
+            let spans: Vec<_> = xenapi::secret_spans(call).collect();
+            assert_eq!(spans.len(), xenapi::secret_params(&method).len(), "{method}");
+            let mut blanked = call.to_vec();
+            for span in &spans {
+                blanked[span.clone()].fill(b'*');
+            }
+            let before: Vec<Value<'_>> = parsed.params.iter().collect();
+            let after_call = xmlrpc::parse_call(&blanked).unwrap();
+            let after: Vec<Value<'_>> = after_call.params.iter().collect();
+            assert_eq!(before.len(), after.len());
+            for (n, (b, a)) in before.iter().zip(&after).enumerate() {
+                if xenapi::secret_params(&method).contains(&n) {
+                    let password = b.as_str().unwrap().raw();
+                    assert!(
+                        !password.is_empty() && a.as_str().unwrap().raw() == "*".repeat(password.len()),
+                        "{method}"
+                    );
+                    logins += 1;
+                } else {
+                    assert_eq!(b, a, "{method} param {n}");
+                }
+            }
+        }
+    }
+    assert!(logins >= 4, "{logins}");
+}
+
+/// The password's text as written, whatever its markup: a bare `<value>`,
+/// a reference, a CDATA section; nothing for a password that is not a
+/// string, a method that takes none, or a body that is not a call.
+#[test]
+fn secret_spans_cover_the_text_as_written() {
+    let login = |param: &str| {
+        format!(
+            "<?xml version='1.0'?><methodCall><methodName>session.slave_local_login_with_password</methodName>\
+             <params><param><value>root</value></param><param>{param}</param></params></methodCall>"
+        )
+    };
+    for (param, text) in [
+        ("<value>pw</value>", "pw"),
+        ("<value><string>a&lt;b</string></value>", "a&lt;b"),
+        ("<value><string><![CDATA[x<y]]></string></value>", "<![CDATA[x<y]]>"),
+        ("<value><string></string></value>", ""),
+    ] {
+        let call = login(param);
+        let spans: Vec<_> = xenapi::secret_spans(call.as_bytes()).collect();
+        assert_eq!(spans.len(), 1, "{param}");
+        assert_eq!(&call[spans[0].clone()], text);
+    }
+    assert_eq!(xenapi::secret_spans(login("<value><int>7</int></value>").as_bytes()).count(), 0);
+    let change = "<methodCall><methodName>session.change_password</methodName><params>\
+        <param><value>OpaqueRef:s</value></param><param><value>old</value></param>\
+        <param><value>new</value></param></params></methodCall>";
+    let texts: Vec<_> = xenapi::secret_spans(change.as_bytes()).map(|s| &change[s]).collect();
+    assert_eq!(texts, ["old", "new"]);
+    let other =
+        "<methodCall><methodName>VM.get_all</methodName><params><param><value>pw</value></param></params></methodCall>";
+    assert_eq!(xenapi::secret_spans(other.as_bytes()).count(), 0);
+    assert_eq!(xenapi::secret_spans(b"<methodCall><methodName>session.login_with_password").count(), 0);
+}

@@ -106,6 +106,34 @@ impl<'a> Iterator for HeaderIter<'a> {
     }
 }
 
+/// The header fields that carry credentials: what a recording or a log
+/// must not keep.
+const CREDENTIAL_FIELDS: [&str; 2] = ["Authorization", "Proxy-Authorization"];
+
+/// Where, in `head` (a message's head, up to its empty line), the values of
+/// its `Authorization` and `Proxy-Authorization` fields stand: the byte
+/// ranges a recorder blanks out.
+///
+/// ```
+/// use vmwire_proto::http::credential_spans;
+/// let head = b"POST / HTTP/1.1\r\nHost: x\r\nauthorization:  Basic cm9vdDpzZWNyZXQ=\r\n\r\n";
+/// let spans: Vec<_> = credential_spans(head).collect();
+/// assert_eq!(&head[spans[0].clone()], b"Basic cm9vdDpzZWNyZXQ=");
+/// ```
+pub fn credential_spans(head: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
+    head.split(|&b| b == b'\n').filter_map(move |line| {
+        let colon = memchr::memchr(b':', line)?;
+        let name = line.get(..colon)?;
+        if !CREDENTIAL_FIELDS.iter().any(|field| field.as_bytes().eq_ignore_ascii_case(name)) {
+            return None;
+        }
+        let value = trim(line.get(colon + 1..)?.trim_ascii_end());
+        // The value is a part of `head`: its place is the distance between the two.
+        let offset = (value.as_ptr() as usize).checked_sub(head.as_ptr() as usize)?;
+        Some(offset..offset + value.len())
+    })
+}
+
 /// Trims HTTP's optional white space (spaces and tabs).
 pub(crate) fn trim(mut v: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = v {

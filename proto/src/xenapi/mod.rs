@@ -185,6 +185,60 @@ impl TaskStatus {
     }
 }
 
+/// The XenAPI methods that take a password, and which of their params
+/// carry one (counted from 0 as sent, the session reference first where
+/// the method takes one).
+const SECRET_PARAMS: [(&str, &[usize]); 5] = [
+    ("session.login_with_password", &[1]),
+    ("session.slave_local_login_with_password", &[1]),
+    ("session.change_password", &[1, 2]),
+    ("pool.join", &[3]),
+    ("pool.join_force", &[3]),
+];
+
+/// Which params of a call to `method` carry a password (counted from 0, as
+/// sent): what a recording or a log must not keep. Empty for a method that
+/// takes none.
+///
+/// ```
+/// use vmwire_proto::xenapi::secret_params;
+/// assert_eq!(secret_params("session.login_with_password"), &[1]);
+/// assert_eq!(secret_params("session.change_password"), &[1, 2]);
+/// assert!(secret_params("VM.get_all").is_empty());
+/// ```
+pub fn secret_params(method: &str) -> &'static [usize] {
+    SECRET_PARAMS.iter().find(|(name, _)| *name == method).map_or(&[], |(_, params)| params)
+}
+
+/// Where, in `call` (the body of an XML-RPC `<methodCall>`), the text of
+/// each password param ([`secret_params`]) stands, as it is written
+/// (escaped): the byte ranges a recorder blanks out. None for a body that is
+/// not a call, or whose method takes no password.
+///
+/// ```
+/// use vmwire_proto::xenapi::secret_spans;
+/// let call = b"<methodCall><methodName>session.login_with_password</methodName><params>\
+///     <param><value>root</value></param><param><value><string>p&amp;ss</string></value></param>\
+///     </params></methodCall>";
+/// let spans: Vec<_> = secret_spans(call).collect();
+/// assert_eq!(spans.len(), 1);
+/// assert_eq!(&call[spans[0].clone()], b"p&amp;ss");
+/// ```
+pub fn secret_spans(call: &[u8]) -> impl Iterator<Item = core::ops::Range<usize>> + '_ {
+    let call_ok = xmlrpc::parse_call(call).ok();
+    let mut name = [0u8; MAX_METHOD_LEN];
+    let secret = call_ok.and_then(|c| c.name.unescape_into(&mut name).ok().map(secret_params)).unwrap_or_default();
+    let params = call_ok.map(|c| c.params);
+    secret.iter().filter_map(move |&n| match params?.get(n)? {
+        // The text is a part of `call`: its place is the distance between the two.
+        Value::String(text) => {
+            let start = (text.raw().as_ptr() as usize).checked_sub(call.as_ptr() as usize)?;
+            Some(start..start + text.raw().len())
+        }
+        _ => None,
+    })
+}
+
 /// Reads a task's result: xapi puts the method's result in `task.result` as
 /// an XML-RPC `<value>` document (`""` for methods that return nothing).
 ///
