@@ -209,6 +209,25 @@ fn xenapi_over_python_xmlrpc_server() {
     assert!(summary.contains("< +") && summary.contains("HTTP/1.0 200 OK"), "{summary}");
 }
 
+/// A secret's key is not written down: `*`s in its place, byte for byte;
+/// the replay takes the key again (any key) and answers as QEMU did.
+#[test]
+fn a_secret_objects_key_is_not_written_down() {
+    common::require_binary("qemu-system-x86_64", "qemu-system-x86");
+    let qemu = vmwire_std::qemu::Qemu::builder().qmp().spawn().unwrap();
+    let qmp = qemu.qmp_path().unwrap().to_str().unwrap().to_string();
+    let (output, summary, transcript) = record_then_replay("qmp", &qmp, Some(1), |socket| {
+        let mut client = vmwire_std::qmp::Qmp::connect_unix(socket, Default::default()).unwrap();
+        let added = client.execute_raw("object-add", Some(r#"{"qom-type": "secret", "id": "k", "data": "s3cret"}"#));
+        client.close();
+        format!("{added:?}")
+    });
+    assert_eq!(output, "Ok(\"{}\")");
+    let transcript = String::from_utf8_lossy(&transcript);
+    assert!(!transcript.contains("s3cret") && transcript.contains(r#""data": "******""#), "{transcript}");
+    assert!(!summary.contains("s3cret") && summary.contains(r#""data":"******""#), "{summary}");
+}
+
 #[test]
 fn file_descriptors_pass_through_the_proxy() {
     common::require_binary("qemu-system-x86_64", "qemu-system-x86");

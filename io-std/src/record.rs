@@ -9,16 +9,18 @@
 //! line per message (JSON messages on one line each, HTTP requests as the
 //! method and the XML-RPC call, HMP as text lines).
 //!
-//! Secrets are not written down. On an XML-RPC connection the client's
-//! reads are held back until they make a whole request, then the values of
-//! its `Authorization` and `Proxy-Authorization` fields and the passwords
-//! of a XenAPI call (`session.login_with_password` and the others
-//! [`secret_params`](vmwire_proto::xenapi::secret_params) names) are
-//! written as `*`s, byte for byte, so that every record and the request's
-//! `Content-Length` stay as they were (the length of each remains); the
-//! summary shows a password as `(not recorded)`, and a replay takes any. A
-//! request whose password cannot be placed in its bytes (a chunked or
-//! compressed body) is left out, with a note that says so.
+//! Secrets are not written down. On an XML-RPC, QMP or guest agent
+//! connection the client's reads are held back until they end a request
+//! (or a command), then its secrets are written as `*`s, byte for byte, so
+//! that every record (and an HTTP request's `Content-Length`) stays as it
+//! was; the length of each remains. These are the values of the
+//! `Authorization` and `Proxy-Authorization` fields and the passwords of a
+//! XenAPI call ([`xenapi::secret_spans`](vmwire_proto::xenapi::secret_spans)),
+//! and the passwords and keys of a QMP or guest agent command
+//! ([`qmp::secret_spans`](vmwire_proto::qmp::secret_spans)). A replay takes
+//! any password in their place. A request whose password cannot be placed in
+//! its bytes (a chunked or compressed body) is left out, with a note that
+//! says so.
 //!
 //! The transcript starts with a `protocol: NAME` note, so that
 //! `vmwire replay` knows how to serve it. Each connection is introduced by
@@ -114,7 +116,7 @@ fn copy_both_ways(client: &Stream, server: &Stream, log: &mut Log<'_, '_>) -> io
     let mut buf = vec![0u8; 1 << 16];
     let mut summaries =
         [Summary::new(log.protocol, Direction::ClientToServer), Summary::new(log.protocol, Direction::ServerToClient)];
-    let mut held = (log.protocol == Protocol::Xmlrpc).then(Held::default);
+    let mut held = matches!(log.protocol, Protocol::Xmlrpc | Protocol::Qmp | Protocol::Qga).then(Held::default);
     while open.iter().any(|&o| o) {
         let flags = |o: bool| if o { PollFlags::IN } else { PollFlags::empty() };
         let mut fds = [PollFd::new(client, flags(open[0])), PollFd::new(server, flags(open[1]))];
@@ -247,24 +249,31 @@ impl Log<'_, '_> {
         held.bytes.extend_from_slice(bytes);
         held.reads.push((bytes.len(), micros, fds));
         // Written as they are: a stream that closed, or grew past the limit,
-        // before a request ended, and bytes that are not HTTP.
+        // before a request ended.
         let release = bytes.is_empty() || held.bytes.len() > MAX_HELD;
-        let body = match first_http_request(&held.bytes, |r| r.body.to_vec()) {
-            Ok(Some(body)) => Some(body),
-            Ok(None) if !release => return Ok(()),
-            _ => None,
-        };
         let mut bytes = std::mem::take(&mut held.bytes);
-        let reads = std::mem::take(&mut held.reads);
-        if let Some(body) = body
-            && !blank_secrets(&mut bytes, &body)
-        {
-            return self.note(&format!(
-                "a request of {} bytes not recorded: it carries a password that could not be blanked out \
-                 (a chunked or compressed body, or a second request behind it)",
-                bytes.len()
-            ));
+        let secrets = match secrets(self.protocol, &bytes) {
+            Secrets::Unknown if release => Vec::new(),
+            Secrets::Unknown => {
+                held.bytes = bytes;
+                return Ok(());
+            }
+            Secrets::At(spans) => spans,
+            Secrets::Unplaced => {
+                held.reads.clear();
+                return self.note(&format!(
+                    "a request of {} bytes not recorded: it carries a password that could not be blanked out \
+                     (a chunked or compressed body, or a second request behind it)",
+                    bytes.len()
+                ));
+            }
+        };
+        for span in secrets {
+            if let Some(secret) = bytes.get_mut(span) {
+                secret.fill(b'*');
+            }
         }
+        let reads = std::mem::take(&mut held.reads);
         let mut at = 0;
         for (len, micros, fds) in reads {
             self.entry(direction, bytes.get(at..at + len).unwrap_or_default(), micros, fds, summary)?;
@@ -299,9 +308,9 @@ impl Log<'_, '_> {
     }
 }
 
-/// A client's reads on an XML-RPC connection, held back until they make a
-/// whole request, so that its secrets are blanked out ([`blank_secrets`])
-/// before anything of it is written.
+/// A client's reads, held back until they end a request (or a command), so
+/// that its secrets are blanked out ([`secrets`]) before anything of it is
+/// written.
 #[derive(Debug, Default)]
 struct Held {
     bytes: Vec<u8>,
@@ -313,29 +322,55 @@ struct Held {
 /// are written as they are.
 const MAX_HELD: usize = 64 << 20;
 
-/// Blanks out, `*` for each byte, what `request` (a whole HTTP request as it
-/// came, its body `body` once decoded) must not leave in a recording: the
-/// values of its credential fields and the passwords of a XenAPI call.
-/// `false`, and nothing blanked, if the body carries a password but is not
-/// the request's last bytes as they are (chunked or compressed, or another
-/// request behind it): there is no telling where the password stands.
-fn blank_secrets(request: &mut [u8], body: &[u8]) -> bool {
-    let head_len = request.len().saturating_sub(body.len());
-    let placed = request.get(head_len..) == Some(body);
-    let passwords: Vec<_> = vmwire_proto::xenapi::secret_spans(body).collect();
+/// What of a client's held reads must be blanked out before they are written.
+#[derive(Debug, PartialEq)]
+enum Secrets {
+    /// Nothing yet: they do not end a request or a command.
+    Unknown,
+    /// They do; these bytes are secrets.
+    At(Vec<std::ops::Range<usize>>),
+    /// A request carries a password but is not as it came in its last bytes
+    /// (a chunked or compressed body, or another request behind it): there
+    /// is no telling where the password stands.
+    Unplaced,
+}
+
+/// Where the secrets stand in `held`, a client's reads since the last
+/// request (or command) ended: for XML-RPC the values of its credential
+/// fields and the passwords of a XenAPI call, for QMP and the guest agent
+/// each command's passwords and keys.
+fn secrets(protocol: Protocol, held: &[u8]) -> Secrets {
+    if protocol != Protocol::Xmlrpc {
+        let mut framer = json_framer(protocol);
+        let mut spans = Vec::new();
+        if framer.receive(held) < held.len() {
+            return Secrets::At(spans);
+        }
+        while let Some(found) = framer.next() {
+            let Ok(command) = found else { continue };
+            let passwords: Vec<_> = vmwire_proto::qmp::secret_spans(command.raw()).collect();
+            let len = command.raw().len();
+            let start = held.len() - framer.buffered().len() - len;
+            spans.extend(passwords.into_iter().map(|s| s.start + start..s.end + start));
+        }
+        return if framer.in_value() { Secrets::Unknown } else { Secrets::At(spans) };
+    }
+    let body = match first_http_request(held, |r| r.body.to_vec()) {
+        Ok(Some(body)) => body,
+        Ok(None) => return Secrets::Unknown,
+        Err(()) => return Secrets::At(Vec::new()),
+    };
+    let head_len = held.len().saturating_sub(body.len());
+    let placed = held.get(head_len..) == Some(&body[..]);
+    let passwords: Vec<_> = vmwire_proto::xenapi::secret_spans(&body).collect();
     if !passwords.is_empty() && !placed {
-        return false;
+        return Secrets::Unplaced;
     }
     // The head ends at its first empty line.
-    let head_end = (request.windows(2).position(|w| w == b"\n\n" || w == b"\n\r").map_or(request.len(), |at| at + 1))
-        .min(if placed { head_len } else { request.len() });
-    let fields: Vec<_> = vmwire_proto::http::credential_spans(request.get(..head_end).unwrap_or_default()).collect();
-    for span in fields.into_iter().chain(passwords.into_iter().map(|s| s.start + head_len..s.end + head_len)) {
-        if let Some(secret) = request.get_mut(span) {
-            secret.fill(b'*');
-        }
-    }
-    true
+    let head_end = (held.windows(2).position(|w| w == b"\n\n" || w == b"\n\r").map_or(held.len(), |at| at + 1))
+        .min(if placed { head_len } else { held.len() });
+    let fields = vmwire_proto::http::credential_spans(held.get(..head_end).unwrap_or_default());
+    Secrets::At(fields.chain(passwords.into_iter().map(|s| s.start + head_len..s.end + head_len)).collect())
 }
 
 /// Cuts one direction into messages, with the protocol's own framer, for
@@ -429,39 +464,60 @@ mod tests {
     const LOGIN: &str = "<methodCall><methodName>session.login_with_password</methodName><params>\
         <param><value>root</value></param><param><value>s3cret</value></param></params></methodCall>";
 
-    fn request(head: &str, body: &str) -> (Vec<u8>, Vec<u8>) {
-        let raw = format!("POST / HTTP/1.1\r\nHost: x\r\n{head}\r\n{body}").into_bytes();
-        let body = first_http_request(&raw, |r| r.body.to_vec()).unwrap().unwrap();
-        (raw, body)
+    /// `held` with its secrets blanked out, or what [`secrets`] said instead.
+    fn blanked(protocol: Protocol, held: &[u8]) -> Result<String, Secrets> {
+        match secrets(protocol, held) {
+            Secrets::At(spans) => {
+                let mut out = held.to_vec();
+                spans.into_iter().for_each(|span| out[span].fill(b'*'));
+                Ok(String::from_utf8(out).unwrap())
+            }
+            other => Err(other),
+        }
+    }
+
+    fn post(head: &str, body: &str) -> String {
+        format!("POST / HTTP/1.1\r\nHost: x\r\n{head}\r\n{body}")
     }
 
     #[test]
     fn a_login_keeps_its_length_and_loses_its_password() {
         let credentials = "Basic cm9vdDpzM2NyZXQ=";
-        let (mut raw, body) =
-            request(&format!("Authorization: {credentials}\r\nContent-Length: {}\r\n", LOGIN.len()), LOGIN);
-        let len = raw.len();
-        assert!(blank_secrets(&mut raw, &body));
-        let text = String::from_utf8(raw.clone()).unwrap();
-        assert_eq!(raw.len(), len);
+        let request = post(&format!("Authorization: {credentials}\r\nContent-Length: {}\r\n", LOGIN.len()), LOGIN);
+        assert_eq!(blanked(Protocol::Xmlrpc, &request.as_bytes()[..40]), Err(Secrets::Unknown));
+        let text = blanked(Protocol::Xmlrpc, request.as_bytes()).unwrap();
+        assert_eq!(text.len(), request.len());
         assert!(text.contains(&format!("Authorization: {}\r\n", "*".repeat(credentials.len()))), "{text}");
         assert!(text.contains("<value>root</value>") && text.contains("<value>******</value>"), "{text}");
         // Still a request, compared as the live one with its password.
-        let (live, _) = request(&format!("Content-Length: {}\r\n", LOGIN.len()), LOGIN);
-        assert_eq!(http_request(&raw), http_request(&live));
+        let live = post(&format!("Content-Length: {}\r\n", LOGIN.len()), LOGIN);
+        assert_eq!(http_request(text.as_bytes()), http_request(live.as_bytes()));
     }
 
     #[test]
     fn a_password_in_a_chunked_body_is_not_placed() {
-        let chunked = format!("{:x}\r\n{LOGIN}\r\n0\r\n\r\n", LOGIN.len());
-        let (mut raw, body) = request("Transfer-Encoding: chunked\r\n", &chunked);
-        let before = raw.clone();
-        assert!(!blank_secrets(&mut raw, &body));
-        assert_eq!(raw, before);
+        let chunked =
+            |body: &str| post("Transfer-Encoding: chunked\r\n", &format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len()));
+        assert_eq!(blanked(Protocol::Xmlrpc, chunked(LOGIN).as_bytes()), Err(Secrets::Unplaced));
         // No password in it: written as it came.
-        let other = LOGIN.replace("session.login_with_password", "VM.get_all");
-        let (mut raw, body) =
-            request("Transfer-Encoding: chunked\r\n", &format!("{:x}\r\n{other}\r\n0\r\n\r\n", other.len()));
-        assert!(blank_secrets(&mut raw, &body));
+        let other = chunked(&LOGIN.replace("session.login_with_password", "VM.get_all"));
+        assert_eq!(blanked(Protocol::Xmlrpc, other.as_bytes()), Ok(other));
+    }
+
+    #[test]
+    fn commands_lose_their_passwords_once_whole() {
+        let set = r#"{"execute": "set_password", "arguments": {"protocol": "vnc", "password": "s3cret"}}"#;
+        let held = format!("{{\"execute\": \"query-status\"}}\r\n{set}\r\n");
+        let text = blanked(Protocol::Qmp, held.as_bytes()).unwrap();
+        assert_eq!(text, held.replace("s3cret", "******"));
+        assert_eq!(blanked(Protocol::Qmp, &held.as_bytes()[..held.len() - 10]), Err(Secrets::Unknown));
+        // The guest agent's, after its 0xFF.
+        let agent = br#"{"execute": "guest-set-user-password", "arguments": {"username": "u", "password": "cHc=", "crypted": false}}"#;
+        let held = [&[0xFF][..], b"\n", agent].concat();
+        let spans = match secrets(Protocol::Qga, &held) {
+            Secrets::At(spans) => spans,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(spans.iter().map(|s| &held[s.clone()]).collect::<Vec<_>>(), [b"cHc="]);
     }
 }

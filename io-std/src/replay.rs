@@ -824,6 +824,7 @@ impl Session {
     /// QMP/QGA/minimega: the client's message must be the expected one as
     /// JSON, ids aside (QMP/QGA: remembered, to map the replies).
     fn match_json(&mut self, expected: &[u8], actual: &[u8]) -> Result<(), Halt> {
+        let (expected, actual) = (&without_secrets(expected)[..], &without_secrets(actual)[..]);
         let (Ok(mut want), Ok(mut got)) =
             (serde_json::from_slice::<Json>(expected), serde_json::from_slice::<Json>(actual))
         else {
@@ -1089,9 +1090,28 @@ pub(crate) fn first_http_request<T>(
     Ok(None)
 }
 
-/// What a password stands as in a compared or summarised XenAPI call: a
+/// What a password stands as in a compared or summarised call: a
 /// recording has it blanked out ([`crate::record`]), and a replay takes any.
 pub(crate) const NOT_RECORDED: &str = "(not recorded)";
+
+/// A QMP or guest agent command with each password or key it carries
+/// ([`vmwire_proto::qmp::secret_spans`]) as [`NOT_RECORDED`].
+fn without_secrets(command: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let mut spans: Vec<_> = vmwire_proto::qmp::secret_spans(command).collect();
+    if spans.is_empty() {
+        return command.into();
+    }
+    spans.sort_by_key(|span| span.start);
+    let mut out = Vec::with_capacity(command.len());
+    let mut at = 0;
+    for span in spans {
+        out.extend_from_slice(command.get(at..span.start).unwrap_or_default());
+        out.extend_from_slice(NOT_RECORDED.as_bytes());
+        at = span.end;
+    }
+    out.extend_from_slice(command.get(at..).unwrap_or_default());
+    out.into()
+}
 
 /// A whole HTTP request as replay compares it: its method and target, then
 /// the XML-RPC call's method name and params as JSON (clients format the

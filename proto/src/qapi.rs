@@ -463,6 +463,47 @@ impl<T: Buf<Pending>> Table<T> {
     }
 }
 
+/// The commands whose arguments carry a password, and which argument.
+const SECRET_ARGUMENTS: [(&str, &str); 4] = [
+    ("set_password", "password"),
+    ("change-vnc-password", "password"),
+    ("block_passwd", "password"),
+    ("guest-set-user-password", "password"),
+];
+
+/// Where, in `command` (one command as sent to QEMU or to its guest agent),
+/// the text of each argument that carries a password or a key stands,
+/// between its quotes: the byte ranges a recorder blanks out. These are
+/// the `password` of `set_password`, `change-vnc-password`, `block_passwd`
+/// and the agent's `guest-set-user-password`, and the `data` of a `secret`
+/// that `object-add` makes (`props.data` before QEMU 6.0).
+///
+/// ```
+/// # use vmwire_proto::qmp::secret_spans;
+/// let command = br#"{"execute": "set_password", "arguments": {"protocol": "vnc", "password": "s3cret"}}"#;
+/// let spans: Vec<_> = secret_spans(command).collect();
+/// assert_eq!(&command[spans[0].clone()], b"s3cret");
+/// assert_eq!(secret_spans(br#"{"execute": "query-status"}"#).count(), 0);
+/// ```
+pub fn secret_spans(command: &[u8]) -> impl Iterator<Item = core::ops::Range<usize>> + '_ {
+    let arguments = || {
+        let message = Value::parse(command).ok()?;
+        let name = message.get("execute").or_else(|| message.get("exec-oob"))?.as_str()?;
+        let arguments = message.get("arguments")?;
+        if let Some((_, argument)) = SECRET_ARGUMENTS.iter().find(|(command, _)| name == *command) {
+            return Some([arguments.get(argument), None]);
+        }
+        let secret = name == "object-add" && arguments.get("qom-type")?.as_str()? == "secret";
+        secret.then(|| [arguments.get("data"), arguments.get("props").and_then(|props| props.get("data"))])
+    };
+    arguments().unwrap_or_default().into_iter().flatten().filter_map(move |value| {
+        // The text is a part of `command`: its place is the distance between the two.
+        let text = value.as_str()?.raw();
+        let start = (text.as_ptr() as usize).checked_sub(command.as_ptr() as usize)?;
+        Some(start..start + text.len())
+    })
+}
+
 /// Whether a message that began with `head` is a reply: its first member
 /// `return`, `error` or `id`, as QEMU and its agent write them (a QMP event
 /// begins with `timestamp`).

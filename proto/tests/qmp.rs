@@ -548,3 +548,51 @@ fn committing_more_than_offered_is_misuse_and_takes_nothing() {
     c.receive(format!("{{\"return\": {{}}, \"id\": {id}}}\r\n").as_bytes()).unwrap();
     assert!(matches!(c.poll().unwrap(), Some(Event::Return { id: got, .. }) if got == id), "the session goes on");
 }
+
+/// The passwords and keys a command carries, between their quotes, escapes
+/// and all: blanked out with `*`s, the command is still JSON, with only
+/// those strings changed.
+#[test]
+fn secret_spans_are_the_passwords_and_keys() {
+    use vmwire_proto::qmp::secret_spans;
+    let cases: [(&str, &[&str]); 8] = [
+        (r#"{"execute": "set_password", "arguments": {"protocol": "vnc", "password": "s3cret"}}"#, &["s3cret"]),
+        (
+            r#"{"exec-oob": "change-vnc-password", "arguments": {"password": "a\"b\\c\u00e9"}, "id": 4}"#,
+            &[r#"a\"b\\c\u00e9"#],
+        ),
+        (
+            r#"{"execute":"object-add","arguments":{"qom-type":"secret","id":"sec0","data":"a2V5","format":"base64"}}"#,
+            &["a2V5"],
+        ),
+        (
+            r#"{"execute": "object-add", "arguments": {"qom-type": "secret", "id": "s", "props": {"data": "k"}}}"#,
+            &["k"],
+        ),
+        (
+            r#"{"execute": "guest-set-user-password", "arguments": {"username": "root", "password": "cHc=", "crypted": false}}"#,
+            &["cHc="],
+        ),
+        (r#"{"execute": "object-add", "arguments": {"qom-type": "memory-backend-ram", "id": "m", "data": "x"}}"#, &[]),
+        (r#"{"execute": "set_password", "arguments": {"protocol": "vnc", "password": 7}}"#, &[]),
+        (r#"{"execute": "query-status", "arguments": {"password": "not one"}}"#, &[]),
+    ];
+    for (command, secrets) in cases {
+        let spans: Vec<_> = secret_spans(command.as_bytes()).collect();
+        let found: Vec<&str> = spans.iter().map(|s| &command[s.clone()]).collect();
+        assert_eq!(found, secrets, "{command}");
+        let mut blanked = command.as_bytes().to_vec();
+        for span in spans {
+            blanked[span].fill(b'*');
+        }
+        let (before, after): (serde_json::Value, serde_json::Value) =
+            (serde_json::from_str(command).unwrap(), serde_json::from_slice(&blanked).unwrap());
+        let mut expected = before.to_string();
+        for secret in secrets {
+            let decoded: String = serde_json::from_str(&format!("\"{secret}\"")).unwrap();
+            let encoded = serde_json::Value::from(decoded).to_string();
+            expected = expected.replace(&encoded, &format!("\"{}\"", "*".repeat(secret.len())));
+        }
+        assert_eq!(after.to_string(), expected, "{command}");
+    }
+}
