@@ -710,7 +710,10 @@ impl QmpShell {
         };
         let reply = sent.and_then(|id| {
             let message = command.message(&id);
-            self.transcript(&message);
+            // The log keeps no password (`set_password`, a secret's key).
+            let mut logged = message.clone().into_bytes();
+            vmwire_proto::qmp::blank_secrets(&mut logged);
+            self.transcript(&String::from_utf8_lossy(&logged));
             if self.verbose {
                 out.push_str(&message);
                 out.push('\n');

@@ -225,6 +225,21 @@ fn help_is_local_verbose_and_log_show_every_message() {
     assert_eq!(out.status.code(), Some(1));
 }
 
+/// A secret's key goes to QEMU, not to the log: `*`s in its place.
+#[test]
+fn the_log_keeps_no_password() {
+    let qemu = qemu();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("qmp.log");
+    let args = ["qmp", "--no-check", "--socket", socket(&qemu).to_str().unwrap(), "--log", log.to_str().unwrap()];
+    let out =
+        vmwire(&args, "object-add qom-type=secret id=key0 data=s3cret\nqom-get path=/objects/key0 property=type\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(json_lines(&out)[0], serde_json::json!({"return": {}}));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(!logged.contains("s3cret") && logged.contains(r#""data":"******""#), "{logged}");
+}
+
 #[test]
 fn transaction_groups_actions_into_one_command() {
     let qemu = qemu();

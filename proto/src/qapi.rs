@@ -504,6 +504,29 @@ pub fn secret_spans(command: &[u8]) -> impl Iterator<Item = core::ops::Range<usi
     })
 }
 
+/// Writes each password or key `command` carries ([`secret_spans`]) as
+/// `*`s, byte for byte: `command` stays JSON, as long as it was, for a log
+/// or a recording.
+///
+/// ```
+/// # use vmwire_proto::qmp::blank_secrets;
+/// let mut command = br#"{"execute": "change-vnc-password", "arguments": {"password": "pw"}}"#.to_vec();
+/// blank_secrets(&mut command);
+/// assert_eq!(command, br#"{"execute": "change-vnc-password", "arguments": {"password": "**"}}"#);
+/// ```
+pub fn blank_secrets(command: &mut [u8]) {
+    // At most two: a secret's `data` and `props.data`.
+    let mut spans = [None, None];
+    for (slot, span) in spans.iter_mut().zip(secret_spans(command)) {
+        *slot = Some(span);
+    }
+    for span in spans.into_iter().flatten() {
+        if let Some(secret) = command.get_mut(span) {
+            secret.fill(b'*');
+        }
+    }
+}
+
 /// Whether a message that began with `head` is a reply: its first member
 /// `return`, `error` or `id`, as QEMU and its agent write them (a QMP event
 /// begins with `timestamp`).

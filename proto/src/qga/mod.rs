@@ -43,7 +43,7 @@ use crate::buf::{Full, Sink, Storage, TxBuf};
 use crate::json::{self, Found, Framer, JsonStr, Limits, Message, ObjectWriter, Value};
 use crate::qapi::{self, Ending, Members, Pending, Settled, Table};
 
-pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply, secret_spans};
+pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply, blank_secrets, secret_spans};
 pub use op::{
     Answer, Chunked, Direction, EXEC_POLL_FIRST, EXEC_POLL_MAX, Exec, Next, Ran, Reading, ReplyTo, Source, Synchronise,
     Synchronised, Transfer, Transferred, Writing,

@@ -39,7 +39,7 @@ use crate::buf::{Full, Sink, Storage, TxBuf};
 use crate::json::{self, Found, Framer, JsonStr, Kind, Limits, Message, ObjectWriter, Value};
 use crate::qapi::{self, Members, Pending, Settled, Table};
 
-pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply, secret_spans};
+pub use crate::qapi::{Command, ErrorReply, Id, MAX_ID_LEN, Reply, blank_secrets, secret_spans};
 pub use op::{Answer, Negotiated, Negotiation, NextEvent, ReplyTo};
 
 mod op;
