@@ -16,7 +16,9 @@
 //!   `guest-sync` / `guest-sync-delimited` is mapped the same way (it comes
 //!   back as the reply's `return`), the client's `0xFF` resync bytes are not
 //!   compared, and a sync the transcript does not expect is answered at once
-//!   (every client opens with one, with a random id).
+//!   (every client opens with one, with a random id). The passwords and keys
+//!   a command carries ([`vmwire_proto::qmp::secret_spans`]) are not compared:
+//!   a recording has them blanked out.
 //! - minimega: message by message, as JSON values (it has no ids).
 //! - HMP, negotiator: byte for byte, as a stream (how the client cuts its
 //!   writes does not matter).
@@ -24,7 +26,8 @@
 //!   method name and params as values (not the XML text, which every client
 //!   formats its own way, nor the headers: `Host`, `User-Agent`,
 //!   `Content-Length`… vary with the client). A body that is not a
-//!   `methodCall` is compared byte for byte. A recorded HTTP/1.0 response (or
+//!   `methodCall` is compared byte for byte. A XenAPI call's passwords
+//!   ([`vmwire_proto::xenapi::secret_params`]) are not compared. A recorded HTTP/1.0 response (or
 //!   one with `Connection: close`) ends its connection, as it did for the
 //!   real server; the next request is expected on a new connection.
 //!
