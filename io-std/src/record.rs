@@ -329,9 +329,9 @@ enum Secrets {
     Unknown,
     /// They do; these bytes are secrets.
     At(Vec<std::ops::Range<usize>>),
-    /// A request carries a password but is not as it came in its last bytes
-    /// (a chunked or compressed body, or another request behind it): there
-    /// is no telling where the password stands.
+    /// A request carries a password, but its body is not in its last bytes
+    /// as it came (chunked or compressed, or another request behind it):
+    /// there is no telling where the password stands.
     Unplaced,
 }
 
@@ -350,7 +350,10 @@ fn secrets(protocol: Protocol, held: &[u8]) -> Secrets {
             let Ok(command) = found else { continue };
             let passwords: Vec<_> = vmwire_proto::qmp::secret_spans(command.raw()).collect();
             let len = command.raw().len();
-            let start = held.len() - framer.buffered().len() - len;
+            // The command ends where what the framer still holds begins.
+            let Some(start) = held.len().checked_sub(framer.buffered().len() + len) else {
+                return Secrets::Unplaced;
+            };
             spans.extend(passwords.into_iter().map(|s| s.start + start..s.end + start));
         }
         return if framer.in_value() { Secrets::Unknown } else { Secrets::At(spans) };
