@@ -204,10 +204,12 @@ const SECRET_PARAMS: [(&str, &[usize]); 5] = [
 /// use vmwire_proto::xenapi::secret_params;
 /// assert_eq!(secret_params("session.login_with_password"), &[1]);
 /// assert_eq!(secret_params("session.change_password"), &[1, 2]);
+/// assert_eq!(secret_params("Session.Login_With_Password"), &[1]);
 /// assert!(secret_params("VM.get_all").is_empty());
 /// ```
 pub fn secret_params(method: &str) -> &'static [usize] {
-    SECRET_PARAMS.iter().find(|(name, _)| *name == method).map_or(&[], |(_, params)| params)
+    // Whatever the case: a recording errs on the side of blanking.
+    SECRET_PARAMS.iter().find(|(name, _)| name.eq_ignore_ascii_case(method)).map_or(&[], |(_, params)| params)
 }
 
 /// Where, in `call` (the body of an XML-RPC `<methodCall>`), the text of
