@@ -329,9 +329,9 @@ enum Secrets {
     Unknown,
     /// They do; these bytes are secrets.
     At(Vec<std::ops::Range<usize>>),
-    /// A request carries a password, but its body is not in its last bytes
-    /// as it came (chunked or compressed, or another request behind it):
-    /// there is no telling where the password stands.
+    /// A request carries a password, but its body is not in its bytes as
+    /// it came (chunked or compressed): there is no telling where the
+    /// password stands.
     Unplaced,
 }
 
@@ -358,22 +358,45 @@ fn secrets(protocol: Protocol, held: &[u8]) -> Secrets {
         }
         return if framer.in_value() { Secrets::Unknown } else { Secrets::At(spans) };
     }
-    let body = match first_http_request(held, |r| r.body.to_vec()) {
-        Ok(Some(body)) => body,
-        Ok(None) => return Secrets::Unknown,
-        Err(()) => return Secrets::At(Vec::new()),
-    };
-    let head_len = held.len().saturating_sub(body.len());
-    let placed = held.get(head_len..) == Some(&body[..]);
-    let passwords: Vec<_> = vmwire_proto::xenapi::secret_spans(&body).collect();
-    if !passwords.is_empty() && !placed {
-        return Secrets::Unplaced;
+    // Request by request: a client may send the next before the answer.
+    let mut spans = Vec::new();
+    let mut at = 0;
+    while let Some(request) = held.get(at..).filter(|rest| !rest.is_empty()) {
+        let body = match first_http_request(request, |r| r.body.to_vec()) {
+            Ok(Some(body)) => body,
+            Ok(None) => return Secrets::Unknown,
+            // Not HTTP: written as it came.
+            Err(()) => break,
+        };
+        // The head ends at its first empty line.
+        let Some(head_len) = head_len(request) else { break };
+        let passwords: Vec<_> = vmwire_proto::xenapi::secret_spans(&body).collect();
+        let end = head_len + body.len();
+        spans.extend(vmwire_proto::http::credential_spans(&request[..head_len]).map(|s| s.start + at..s.end + at));
+        if request.get(head_len..end) != Some(&body[..]) {
+            // Chunked or compressed: where it ends (and any password in it) is
+            // not to be found in its bytes.
+            if passwords.is_empty() {
+                break;
+            }
+            return Secrets::Unplaced;
+        }
+        let body_at = at + head_len;
+        spans.extend(passwords.into_iter().map(|s| s.start + body_at..s.end + body_at));
+        at += end;
     }
-    // The head ends at its first empty line.
-    let head_end = (held.windows(2).position(|w| w == b"\n\n" || w == b"\n\r").map_or(held.len(), |at| at + 1))
-        .min(if placed { head_len } else { held.len() });
-    let fields = vmwire_proto::http::credential_spans(held.get(..head_end).unwrap_or_default());
-    Secrets::At(fields.chain(passwords.into_iter().map(|s| s.start + head_len..s.end + head_len)).collect())
+    Secrets::At(spans)
+}
+
+/// The length of the head `request` begins with, to the end of its empty
+/// line (CRLF or a bare LF, as the HTTP machine takes either).
+fn head_len(request: &[u8]) -> Option<usize> {
+    let newline = |at: usize| match request.get(at + 1..) {
+        Some([b'\n', ..]) => Some(at + 2),
+        Some([b'\r', b'\n', ..]) => Some(at + 3),
+        _ => None,
+    };
+    request.iter().enumerate().filter(|&(_, &b)| b == b'\n').find_map(|(at, _)| newline(at))
 }
 
 /// Cuts one direction into messages, with the protocol's own framer, for
@@ -505,6 +528,19 @@ mod tests {
         // No password in it: written as it came.
         let other = chunked(&LOGIN.replace("session.login_with_password", "VM.get_all"));
         assert_eq!(blanked(Protocol::Xmlrpc, other.as_bytes()), Ok(other));
+    }
+
+    #[test]
+    fn requests_sent_one_after_the_other_are_held_until_the_last_is_whole() {
+        let get_all = LOGIN.replace("session.login_with_password", "VM.get_all");
+        let first = post(&format!("Content-Length: {}\r\n", get_all.len()), &get_all);
+        let login = post(&format!("Content-Length: {}\r\n", LOGIN.len()), LOGIN);
+        // The second with bare line ends, which the server takes too.
+        let login = login.replace("\r\n", "\n");
+        let both = format!("{first}{login}");
+        assert_eq!(blanked(Protocol::Xmlrpc, &both.as_bytes()[..both.len() - 5]), Err(Secrets::Unknown));
+        let text = blanked(Protocol::Xmlrpc, both.as_bytes()).unwrap();
+        assert_eq!(text, format!("{first}{}", login.replace("s3cret", "******")));
     }
 
     #[test]
