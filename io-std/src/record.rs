@@ -263,7 +263,7 @@ impl Log<'_, '_> {
                 held.reads.clear();
                 return self.note(&format!(
                     "a request of {} bytes not recorded: it carries a password that could not be blanked out \
-                     (a chunked or compressed body, or a second request behind it)",
+                     (a chunked or compressed body)",
                     bytes.len()
                 ));
             }
