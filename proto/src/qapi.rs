@@ -475,8 +475,9 @@ const SECRET_ARGUMENTS: [(&str, &str); 4] = [
 /// the text of each argument that carries a password or a key stands,
 /// between its quotes: the byte ranges a recorder blanks out. These are
 /// the `password` of `set_password`, `change-vnc-password`, `block_passwd`
-/// and the agent's `guest-set-user-password`, and the `data` of a `secret`
-/// that `object-add` makes (`props.data` before QEMU 6.0).
+/// and the agent's `guest-set-user-password`, the `data` of a `secret`
+/// that `object-add` makes (`props.data` before QEMU 6.0), and the password
+/// in a `human-monitor-command`'s `command-line` ([`hmp::secret_span`](crate::hmp::secret_span)).
 ///
 /// ```
 /// # use vmwire_proto::qmp::secret_spans;
@@ -486,19 +487,26 @@ const SECRET_ARGUMENTS: [(&str, &str); 4] = [
 /// assert_eq!(secret_spans(br#"{"execute": "query-status"}"#).count(), 0);
 /// ```
 pub fn secret_spans(command: &[u8]) -> impl Iterator<Item = core::ops::Range<usize>> + '_ {
-    let arguments = || {
+    // The secrets' texts as written, parts of `command`.
+    let texts = || {
         let message = Value::parse(command).ok()?;
         let name = message.get("execute").or_else(|| message.get("exec-oob"))?.as_str()?;
         let arguments = message.get("arguments")?;
+        fn text(value: Option<Value<'_>>) -> Option<&[u8]> {
+            Some(value?.as_str()?.raw())
+        }
         if let Some((_, argument)) = SECRET_ARGUMENTS.iter().find(|(command, _)| name == *command) {
-            return Some([arguments.get(argument), None]);
+            return Some([text(arguments.get(argument)), None]);
+        }
+        if name == "human-monitor-command" {
+            let line = text(arguments.get("command-line"))?;
+            return Some([line.get(crate::hmp::secret_span(line)?), None]);
         }
         let secret = name == "object-add" && arguments.get("qom-type")?.as_str()? == "secret";
-        secret.then(|| [arguments.get("data"), arguments.get("props").and_then(|props| props.get("data"))])
+        secret.then(|| [text(arguments.get("data")), text(arguments.get("props").and_then(|props| props.get("data")))])
     };
-    arguments().unwrap_or_default().into_iter().flatten().filter_map(move |value| {
+    texts().unwrap_or_default().into_iter().flatten().filter_map(move |text| {
         // The text is a part of `command`: its place is the distance between the two.
-        let text = value.as_str()?.raw();
         let start = (text.as_ptr() as usize).checked_sub(command.as_ptr() as usize)?;
         Some(start..start + text.len())
     })

@@ -307,6 +307,30 @@ impl core::error::Error for Error {
     }
 }
 
+/// Where the password stands in an HMP command line, if it carries one:
+/// `set_password vnc PASSWORD …` and `change vnc password PASSWORD`. For a
+/// recorder or a log, which blank it out (as `human-monitor-command`'s
+/// `command-line`, [`qmp::secret_spans`](crate::qmp::secret_spans) finds it too).
+///
+/// ```
+/// use vmwire_proto::hmp::secret_span;
+/// let line = b"set_password vnc s3cret keep";
+/// assert_eq!(&line[secret_span(line).unwrap()], b"s3cret");
+/// assert_eq!(secret_span(b"change vnc password pw"), Some(20..22));
+/// assert_eq!(secret_span(b"info status"), None);
+/// ```
+pub fn secret_span(line: &[u8]) -> Option<core::ops::Range<usize>> {
+    let mut words = line.split(|&b| b == b' ').filter(|word| !word.is_empty());
+    let password = match (words.next()?, words.next()?, words.next()?) {
+        (b"set_password", _, password) => password,
+        (b"change", b"vnc", b"password" | b"passwd") => words.next()?,
+        _ => return None,
+    };
+    // The word is a part of `line`: its place is the distance between the two.
+    let start = (password.as_ptr() as usize).checked_sub(line.as_ptr() as usize)?;
+    Some(start..start + password.len())
+}
+
 /// Checks that `line` is one line readline will take as it is.
 pub fn check_line(line: &[u8]) -> Result<(), Error> {
     if line.len() > MAX_LINE {
