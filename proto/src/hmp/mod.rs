@@ -310,7 +310,7 @@ impl core::error::Error for Error {
 /// Where the password stands in an HMP command line, if it carries one:
 /// `set_password vnc PASSWORD …` and `change vnc password PASSWORD`. For a
 /// recorder or a log, which blank it out (as `human-monitor-command`'s
-/// `command-line`, [`qmp::secret_spans`](crate::qmp::secret_spans) finds it too).
+/// `command-line`, [`qmp::secret_spans`] finds it too).
 ///
 /// ```
 /// use vmwire_proto::hmp::secret_span;
