@@ -209,10 +209,11 @@ fn xenapi_over_python_xmlrpc_server() {
     assert!(summary.contains("< +") && summary.contains("HTTP/1.0 200 OK"), "{summary}");
 }
 
-/// A secret's key is not written down: `*`s in its place, byte for byte;
-/// the replay takes the key again (any key) and answers as QEMU did.
+/// A secret object's key and an HMP password are not written down: `*`s in
+/// their place, byte for byte; the replay takes them again (any) and
+/// answers as QEMU did.
 #[test]
-fn a_secret_objects_key_is_not_written_down() {
+fn secrets_sent_to_qemu_are_not_written_down() {
     common::require_binary("qemu-system-x86_64", "qemu-system-x86");
     let qemu = vmwire_std::qemu::Qemu::builder().qmp().spawn().unwrap();
     let qmp = qemu.qmp_path().unwrap().to_str().unwrap().to_string();
@@ -226,6 +227,13 @@ fn a_secret_objects_key_is_not_written_down() {
     let transcript = String::from_utf8_lossy(&transcript);
     assert!(!transcript.contains("s3cret") && transcript.contains(r#""data": "******""#), "{transcript}");
     assert!(!summary.contains("s3cret") && summary.contains(r#""data":"******""#), "{summary}");
+
+    // HMP's set_password through QMP: the password word, not the line.
+    let (_, _, transcript) = record_then_replay("qmp", &qmp, Some(1), |socket| {
+        run(&["hmp", "--via-qmp", "SOCKET", "set_password vnc s3cret"], socket)
+    });
+    let transcript = String::from_utf8_lossy(&transcript);
+    assert!(!transcript.contains("s3cret") && transcript.contains("set_password vnc ******"), "{transcript}");
 }
 
 #[test]
