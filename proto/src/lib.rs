@@ -65,6 +65,14 @@ pub mod transcript;
 pub mod xenapi;
 pub mod xmlrpc;
 
+/// Where `part`, a sub-slice of `whole` (a token a parser found in it),
+/// lies in `whole`; `None` if it does not lie there.
+pub(crate) fn span_in(whole: &[u8], part: &[u8]) -> Option<core::ops::Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= whole.len()).then_some(start..end)
+}
+
 /// What kind of thing went wrong, across every protocol's `Error` (each
 /// has a `kind()`), in the spirit of `embedded-io`'s `ErrorKind`: enough
 /// for an adapter or a caller to decide what to do without matching every

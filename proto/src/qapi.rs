@@ -505,11 +505,7 @@ pub fn secret_spans(command: &[u8]) -> impl Iterator<Item = core::ops::Range<usi
         let secret = name == "object-add" && arguments.get("qom-type")?.as_str()? == "secret";
         secret.then(|| [text(arguments.get("data")), text(arguments.get("props").and_then(|props| props.get("data")))])
     };
-    texts().unwrap_or_default().into_iter().flatten().filter_map(move |text| {
-        // The text is a part of `command`: its place is the distance between the two.
-        let start = (text.as_ptr() as usize).checked_sub(command.as_ptr() as usize)?;
-        Some(start..start + text.len())
-    })
+    texts().unwrap_or_default().into_iter().flatten().filter_map(move |text| crate::span_in(command, text))
 }
 
 /// Writes each password or key `command` carries ([`secret_spans`]) as

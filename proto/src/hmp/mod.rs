@@ -326,9 +326,7 @@ pub fn secret_span(line: &[u8]) -> Option<core::ops::Range<usize>> {
         (b"change", b"vnc", b"password" | b"passwd") => words.next()?,
         _ => return None,
     };
-    // The word is a part of `line`: its place is the distance between the two.
-    let start = (password.as_ptr() as usize).checked_sub(line.as_ptr() as usize)?;
-    Some(start..start + password.len())
+    crate::span_in(line, password)
 }
 
 /// Checks that `line` is one line readline will take as it is.

@@ -282,13 +282,13 @@ pub(crate) fn read_frame<T: Buf<Spans>>(msg: &Message<'_>, spans: &mut T) -> Res
     let raw = msg.raw();
     let obj = msg.object().ok_or(NOT_AN_OBJECT)?;
     let mut fields = Fields::default();
-    let base = raw.as_ptr() as usize;
     let mut known = false;
     for (key, value) in obj.members() {
         let Some(top) = lookup(key, &TOP) else { continue };
         known = true;
-        let at = (value.raw().as_ptr() as usize).saturating_sub(base);
-        let span = || Span::new(at, at + value.raw().len());
+        let place = crate::span_in(raw, value.raw()).unwrap_or_default();
+        let at = place.start;
+        let span = || Span::new(place.start, place.end);
         match (top, value.kind()) {
             (Top::Resp, Kind::Null) => fields.resp = Span::default(),
             (Top::Resp, Kind::Array) => fields.resp = span(),

@@ -297,7 +297,7 @@ impl<T: AsRef<[u8]>> HeapSchema<T> {
 
 /// Offset of `part` (a sub-slice of `whole`) in `whole`.
 fn offset(whole: &[u8], part: &[u8]) -> usize {
-    (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize)
+    crate::span_in(whole, part).map_or(0, |span| span.start)
 }
 
 fn span(whole: &[u8], part: &[u8]) -> Span {

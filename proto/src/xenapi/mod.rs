@@ -232,11 +232,7 @@ pub fn secret_spans(call: &[u8]) -> impl Iterator<Item = core::ops::Range<usize>
     let secret = call_ok.and_then(|c| c.name.unescape_into(&mut name).ok().map(secret_params)).unwrap_or_default();
     let params = call_ok.map(|c| c.params);
     secret.iter().filter_map(move |&n| match params?.get(n)? {
-        // The text is a part of `call`: its place is the distance between the two.
-        Value::String(text) => {
-            let start = (text.raw().as_ptr() as usize).checked_sub(call.as_ptr() as usize)?;
-            Some(start..start + text.raw().len())
-        }
+        Value::String(text) => crate::span_in(call, text.raw().as_bytes()),
         _ => None,
     })
 }

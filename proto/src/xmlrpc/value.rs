@@ -510,8 +510,7 @@ pub(crate) fn suffix<'a>(base: &'a str, rest: &[u8]) -> &'a str {
 /// The part of `base` that `part` (a sub-slice of its bytes) is.
 #[inline]
 fn part<'a>(base: &'a str, part: &[u8]) -> &'a str {
-    let offset = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
-    base.get(offset..offset.wrapping_add(part.len())).unwrap_or_default()
+    crate::span_in(base.as_bytes(), part).and_then(|span| base.get(span)).unwrap_or_default()
 }
 
 /// How a value begins: a complete scalar (and what follows its
