@@ -369,7 +369,7 @@ fn secrets(protocol: Protocol, held: &[u8]) -> Secrets {
             Err(()) => break,
         };
         // The head ends at its first empty line.
-        let Some(head_len) = head_len(request) else { break };
+        let Some(head_len) = vmwire_proto::http::head_len(request) else { break };
         let passwords: Vec<_> = vmwire_proto::xenapi::secret_spans(&body).collect();
         let end = head_len + body.len();
         spans.extend(vmwire_proto::http::credential_spans(&request[..head_len]).map(|s| s.start + at..s.end + at));
@@ -386,17 +386,6 @@ fn secrets(protocol: Protocol, held: &[u8]) -> Secrets {
         at += end;
     }
     Secrets::At(spans)
-}
-
-/// The length of the head `request` begins with, to the end of its empty
-/// line (CRLF or a bare LF, as the HTTP machine takes either).
-fn head_len(request: &[u8]) -> Option<usize> {
-    let newline = |at: usize| match request.get(at + 1..) {
-        Some([b'\n', ..]) => Some(at + 2),
-        Some([b'\r', b'\n', ..]) => Some(at + 3),
-        _ => None,
-    };
-    request.iter().enumerate().filter(|&(_, &b)| b == b'\n').find_map(|(at, _)| newline(at))
 }
 
 /// Cuts one direction into messages, with the protocol's own framer, for

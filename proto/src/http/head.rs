@@ -127,11 +127,22 @@ pub fn credential_spans(head: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ 
         if !CREDENTIAL_FIELDS.iter().any(|field| field.as_bytes().eq_ignore_ascii_case(name)) {
             return None;
         }
-        let value = trim(line.get(colon + 1..)?.trim_ascii_end());
-        // The value is a part of `head`: its place is the distance between the two.
-        let offset = (value.as_ptr() as usize).checked_sub(head.as_ptr() as usize)?;
-        Some(offset..offset + value.len())
+        crate::span_in(head, trim(line.get(colon + 1..)?.trim_ascii_end()))
     })
+}
+
+/// The length of the head `message` begins with, to just past its empty
+/// line (CRLF or a bare LF, as this crate's machines take either); `None`
+/// if the empty line has not arrived.
+///
+/// ```
+/// use vmwire_proto::http::head_len;
+/// assert_eq!(head_len(b"POST / HTTP/1.1\r\nHost: x\r\n\r\nbody"), Some(28));
+/// assert_eq!(head_len(b"POST / HTTP/1.1\nHost: x\n\nbody"), Some(25));
+/// assert_eq!(head_len(b"POST / HTTP/1.1\r\nHost: x\r\n"), None);
+/// ```
+pub fn head_len(message: &[u8]) -> Option<usize> {
+    head_end(message, &mut 0)
 }
 
 /// Trims HTTP's optional white space (spaces and tabs).
@@ -331,11 +342,7 @@ pub(crate) fn parse_request(head: &[u8], limits: &Limits) -> Result<RequestHead,
         Ok(httparse::Status::Partial) => return Err(Error::BadHead { what: "incomplete head" }),
         Err(e) => return Err(head_error(e, limits)),
     }
-    let base = head.as_ptr() as usize;
-    let span = |s: &str| {
-        let start = (s.as_ptr() as usize).saturating_sub(base);
-        start..start + s.len()
-    };
+    let span = |s: &str| crate::span_in(head, s.as_bytes()).unwrap_or_default();
     let method = span(parsed.method.unwrap_or_default());
     let target = span(parsed.path.unwrap_or_default());
     let (_, headers_start) = first_line(head);

@@ -55,7 +55,7 @@ mod write;
 use core::fmt;
 
 pub use client::{Client, Config, Endpoint, Event, Response, State};
-pub use head::{Headers, Version, credential_spans};
+pub use head::{Headers, Version, credential_spans, head_len};
 pub use server::{Event as ServerEvent, Request, Server, ServerConfig, State as ServerState};
 pub use write::{FRAMING_FIELDS, RequestHead, check_field, encode_with_length, write_request_head};
 
