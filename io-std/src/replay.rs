@@ -1076,21 +1076,80 @@ pub(crate) fn first_http_request<T>(
     bytes: &[u8],
     f: impl FnOnce(&vmwire_proto::http::Request<'_>) -> T,
 ) -> Result<Option<T>, ()> {
-    use vmwire_proto::Machine;
-    use vmwire_proto::http::{Limits, Server, ServerConfig, ServerEvent};
-    let limits = Limits { max_body: MAX_MESSAGE, ..Limits::default() };
-    let mut http = Server::<vmwire_proto::buf::Heap>::new(ServerConfig { limits, ..ServerConfig::default() });
-    let mut fed = 0;
-    while let Some(rest) = bytes.get(fed..).filter(|rest| !rest.is_empty()) {
-        let n = http.receive(rest).map_err(|_| ())?;
-        fed += n;
-        match http.poll() {
-            Ok(Some(ServerEvent::Request(r))) => return Ok(Some(f(&r))),
-            Ok(None) if n > 0 => {}
-            _ => return Err(()),
+    match HttpRequests::new().next(bytes, f) {
+        Cut::Request { taken, .. } => Ok(Some(taken)),
+        Cut::Partial | Cut::Nothing => Ok(None),
+        Cut::NotHttp => Err(()),
+    }
+}
+
+/// Cuts a client's stream into HTTP requests as it comes. Each byte is read
+/// once (twice where a request ends inside a read), so that a large request
+/// arriving in many reads costs linear time.
+pub(crate) struct HttpRequests {
+    /// Where the request in progress begins in the stream.
+    at: usize,
+    /// How much of it `reader` has read.
+    fed: usize,
+    reader: Box<vmwire_proto::http::Server<vmwire_proto::buf::Heap>>,
+}
+
+/// What [`HttpRequests::next`] found.
+pub(crate) enum Cut<T> {
+    /// A whole request at `stream[at..]`, its head `head` bytes long, and
+    /// what the caller took of it. `end`: where it ends in the stream;
+    /// `None` when its body is not in its bytes as it came (chunked or
+    /// compressed), so there is no telling.
+    Request { at: usize, head: usize, end: Option<usize>, taken: T },
+    /// The stream ends inside a request.
+    Partial,
+    /// Nothing after the last request.
+    Nothing,
+    /// Not an HTTP request (or one over the size limit).
+    NotHttp,
+}
+
+impl HttpRequests {
+    pub(crate) fn new() -> Self {
+        use vmwire_proto::http::{Limits, Server, ServerConfig};
+        let limits = Limits { max_body: MAX_MESSAGE, ..Limits::default() };
+        HttpRequests {
+            at: 0,
+            fed: 0,
+            reader: Box::new(Server::new(ServerConfig { limits, ..ServerConfig::default() })),
         }
     }
-    Ok(None)
+
+    /// The next request in `stream` (all of it since this began: the same
+    /// bytes as last time and any new ones), handed to `f` once it is whole.
+    /// After a request whose end is unknown, it has nothing more to say.
+    pub(crate) fn next<T>(&mut self, stream: &[u8], f: impl FnOnce(&vmwire_proto::http::Request<'_>) -> T) -> Cut<T> {
+        use vmwire_proto::Machine;
+        use vmwire_proto::http::ServerEvent;
+        let Some(bytes) = stream.get(self.at..).filter(|rest| !rest.is_empty()) else { return Cut::Nothing };
+        let mut new = bytes.get(self.fed..).unwrap_or_default();
+        while !new.is_empty() {
+            let Ok(n) = self.reader.receive(new) else { return Cut::NotHttp };
+            new = &new[n..];
+            match self.reader.poll() {
+                Ok(Some(ServerEvent::Request(r))) => {
+                    // The head ends at its first empty line.
+                    let head = vmwire_proto::http::head_len(bytes).unwrap_or_default();
+                    let end = head + r.body.len();
+                    let end = (bytes.get(head..end) == Some(r.body)).then_some(self.at + end);
+                    let (at, taken) = (self.at, f(&r));
+                    if let Some(end) = end {
+                        *self = HttpRequests { at: end, ..HttpRequests::new() };
+                    }
+                    return Cut::Request { at, head, end, taken };
+                }
+                Ok(None) if n > 0 => {}
+                _ => return Cut::NotHttp,
+            }
+        }
+        self.fed = bytes.len();
+        Cut::Partial
+    }
 }
 
 /// What a password stands as in a compared or summarised call: a
@@ -1121,24 +1180,23 @@ fn without_secrets(command: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 /// XML differently), each password the call carries as [`NOT_RECORDED`]
 /// (see [`xenapi::secret_params`](vmwire_proto::xenapi::secret_params)).
 pub(crate) fn http_request(bytes: &[u8]) -> Option<Vec<u8>> {
-    first_http_request(bytes, |r| {
-        let mut out = format!("{} {}\n", r.method, r.target).into_bytes();
-        match vmwire_proto::xmlrpc::parse_call(r.body) {
-            Ok(call) => {
-                let secret = vmwire_proto::xenapi::secret_params(&call.name.to_cow());
-                let params: Vec<Json> = (call.params.iter().enumerate())
-                    .map(
-                        |(n, v)| if secret.contains(&n) { Json::from(NOT_RECORDED) } else { crate::xmlrpc::to_json(v) },
-                    )
-                    .collect();
-                out.extend_from_slice(format!("{}{}", call.name, Json::from(params)).as_bytes());
-            }
-            Err(_) => out.extend_from_slice(r.body),
+    first_http_request(bytes, describe_request).ok().flatten()
+}
+
+/// A whole HTTP request as [`http_request`] gives it.
+pub(crate) fn describe_request(r: &vmwire_proto::http::Request<'_>) -> Vec<u8> {
+    let mut out = format!("{} {}\n", r.method, r.target).into_bytes();
+    match vmwire_proto::xmlrpc::parse_call(r.body) {
+        Ok(call) => {
+            let secret = vmwire_proto::xenapi::secret_params(&call.name.to_cow());
+            let params: Vec<Json> = (call.params.iter().enumerate())
+                .map(|(n, v)| if secret.contains(&n) { Json::from(NOT_RECORDED) } else { crate::xmlrpc::to_json(v) })
+                .collect();
+            out.extend_from_slice(format!("{}{}", call.name, Json::from(params)).as_bytes());
         }
-        out
-    })
-    .ok()
-    .flatten()
+        Err(_) => out.extend_from_slice(r.body),
+    }
+    out
 }
 
 /// Whether a recorded HTTP response ends its connection: HTTP/1.0 without
