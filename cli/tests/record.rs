@@ -58,13 +58,13 @@ fn wait_for_socket(path: &Path) {
 }
 
 /// Records `client` talking to `real` through `vmwire record PROTOCOL`
-/// (`connections` of them; `None`: the recorder is stopped once the client
-/// is done), then replays the transcript to the same client. Returns the
-/// client's output (the same both times) and the summary.
+/// (`connections` of them, after which the recorder exits), then replays
+/// the transcript to the same client. Returns the client's output (the same
+/// both times), the summary and the transcript.
 fn record_then_replay(
     protocol: &str,
     real: &str,
-    connections: Option<usize>,
+    connections: usize,
     client: impl Fn(&Path) -> String,
 ) -> (String, String, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
@@ -72,19 +72,12 @@ fn record_then_replay(
     let mut record = vmwire();
     record.args(["record", protocol, "--connect", real]).arg("--listen").arg(&proxy);
     record.arg("--out").arg(&txn).arg("--summary").arg(&summary);
-    if let Some(n) = connections {
-        record.args(["--connections", &n.to_string()]);
-    }
+    record.args(["--connections", &connections.to_string()]);
     let recorder = Killed::new(record.stderr(Stdio::piped()).spawn().unwrap());
     wait_for_socket(&proxy);
     let recorded = client(&proxy);
-    match connections {
-        Some(_) => {
-            let out = wait(recorder.take(), "vmwire record");
-            assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-        }
-        None => drop(recorder),
-    }
+    let out = wait(recorder.take(), "vmwire record");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 
     let socket = dir.path().join("replay.sock");
     let replay = vmwire().arg("replay").arg(&txn).arg("--listen").arg(&socket).stderr(Stdio::piped()).spawn().unwrap();
@@ -113,7 +106,7 @@ fn qemu_qmp_and_hmp() {
     let qmp = qemu.qmp_path().unwrap().to_str().unwrap().to_string();
     let (output, summary, _) =
         // --no-check: the one command alone on the wire (checking would fetch the schema first).
-        record_then_replay("qmp", &qmp, Some(1), |socket| {
+        record_then_replay("qmp", &qmp, 1, |socket| {
             run(&["qmp", "--no-check", "--socket", "SOCKET", "query-status"], socket)
         });
     assert_eq!(output, "{\"return\":{\"status\":\"prelaunch\",\"singlestep\":false,\"running\":false}}\n");
@@ -124,7 +117,7 @@ fn qemu_qmp_and_hmp() {
     assert!(lines[3].ends_with(r#"{"execute":"query-status","id":1}"#), "{summary}");
 
     // Events in their place: cont then stop, through the library client.
-    let (output, _, _) = record_then_replay("qmp", &qmp, Some(1), |socket| {
+    let (output, _, _) = record_then_replay("qmp", &qmp, 1, |socket| {
         let mut client = vmwire_std::qmp::Qmp::connect_unix(socket, Default::default()).unwrap();
         let mut seen = Vec::new();
         for command in ["cont", "stop", "query-status"] {
@@ -139,9 +132,8 @@ fn qemu_qmp_and_hmp() {
     assert!(output.ends_with("RESUME\nSTOP"), "{output}");
 
     let hmp = qemu.hmp_path().unwrap().to_str().unwrap().to_string();
-    let (output, summary, _) = record_then_replay("hmp", &hmp, Some(1), |socket| {
-        run(&["hmp", "--socket", "SOCKET", "info", "status"], socket)
-    });
+    let (output, summary, _) =
+        record_then_replay("hmp", &hmp, 1, |socket| run(&["hmp", "--socket", "SOCKET", "info", "status"], socket));
     // The second QMP session left it stopped.
     assert_eq!(output, "VM status: paused\n");
     assert!(summary.contains("> +") && summary.contains("info status"), "{summary}");
@@ -152,7 +144,7 @@ fn qemu_guest_agent() {
     let ga = common::qga::Ga::start(&[]);
     let socket = ga.socket();
     // The client opens with a random sync id: the replay maps it.
-    let (output, summary, _) = record_then_replay("qga", socket.to_str().unwrap(), Some(1), |socket| {
+    let (output, summary, _) = record_then_replay("qga", socket.to_str().unwrap(), 1, |socket| {
         run(&["qga", "--socket", "SOCKET", "guest-get-host-name"], socket)
     });
     assert!(output.contains("host-name"), "{output}");
@@ -168,7 +160,7 @@ fn negotiator_common() {
     let args = [socket.to_str().unwrap(), commands.to_str().unwrap()];
     let (child, _) = common::negotiator::python(common::negotiator::SERVER, &args, true);
     let _peer = Killed::new(child);
-    let (output, summary, _) = record_then_replay("negotiator", socket.to_str().unwrap(), Some(1), |socket| {
+    let (output, summary, _) = record_then_replay("negotiator", socket.to_str().unwrap(), 1, |socket| {
         let options = vmwire_std::negotiator::Options::default();
         let mut channel = vmwire_std::negotiator::Channel::connect_unix(socket, options).unwrap();
         let list = channel.list_commands().map_err(|e| e.to_string());
@@ -187,9 +179,11 @@ fn negotiator_common() {
 fn xenapi_over_python_xmlrpc_server() {
     let peer = common::xenapi::Peer::start(&[]);
     let port = peer.port;
-    // Python's server speaks HTTP/1.0: a connection per call. The recorder
-    // is stopped once the client is done.
-    let (output, summary, transcript) = record_then_replay("xmlrpc", &format!("127.0.0.1:{port}"), None, |socket| {
+    // Python's server speaks HTTP/1.0: a connection per call (login, the
+    // call, logout). The recorder stops after the third, once it has written
+    // it all (killed when the client is done, it could lose the last reply:
+    // it forwards a read before it writes it down).
+    let (output, summary, transcript) = record_then_replay("xmlrpc", &format!("127.0.0.1:{port}"), 3, |socket| {
         let url = format!("unix:{}", socket.display());
         let out = vmwire()
             .args(["xenapi", "--url", &url, "--password-env", "PW", "VM.get_all"])
@@ -217,7 +211,7 @@ fn secrets_sent_to_qemu_are_not_written_down() {
     common::require_binary("qemu-system-x86_64", "qemu-system-x86");
     let qemu = vmwire_std::qemu::Qemu::builder().qmp().spawn().unwrap();
     let qmp = qemu.qmp_path().unwrap().to_str().unwrap().to_string();
-    let (output, summary, transcript) = record_then_replay("qmp", &qmp, Some(1), |socket| {
+    let (output, summary, transcript) = record_then_replay("qmp", &qmp, 1, |socket| {
         let mut client = vmwire_std::qmp::Qmp::connect_unix(socket, Default::default()).unwrap();
         let added = client.execute_raw("object-add", Some(r#"{"qom-type": "secret", "id": "k", "data": "s3cret"}"#));
         client.close();
@@ -229,7 +223,7 @@ fn secrets_sent_to_qemu_are_not_written_down() {
     assert!(!summary.contains("s3cret") && summary.contains(r#""data":"******""#), "{summary}");
 
     // HMP's set_password through QMP: the password word, not the line.
-    let (_, _, transcript) = record_then_replay("qmp", &qmp, Some(1), |socket| {
+    let (_, _, transcript) = record_then_replay("qmp", &qmp, 1, |socket| {
         run(&["hmp", "--via-qmp", "SOCKET", "set_password vnc s3cret"], socket)
     });
     let transcript = String::from_utf8_lossy(&transcript);

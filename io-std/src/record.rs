@@ -138,14 +138,16 @@ fn copy_both_ways(client: &Stream, server: &Stream, log: &mut Log<'_, '_>) -> io
             }
             let (n, fds) = receive(from.as_fd(), &mut buf)?;
             let bytes = buf.get(..n).unwrap_or_default();
+            // Written down first: whatever a client has received is in the
+            // transcript, even if the recorder is stopped the moment it is done.
+            let held = if side == 0 { held.as_mut() } else { None };
+            log.record(direction, bytes, fds.len(), &mut summaries[side], held)?;
             if n == 0 {
                 open[side] = false;
                 let _ = shutdown_write(to);
             } else {
                 forward(to, bytes, &fds)?;
             }
-            let held = if side == 0 { held.as_mut() } else { None };
-            log.record(direction, bytes, fds.len(), &mut summaries[side], held)?;
         }
     }
     Ok(())
