@@ -203,6 +203,27 @@ fn xenapi_over_python_xmlrpc_server() {
     assert!(summary.contains("< +") && summary.contains("HTTP/1.0 200 OK"), "{summary}");
 }
 
+/// A password in a struct (a storage repository's `device_config`) is not
+/// written down either; the server got it, and the replay takes it again.
+#[test]
+fn xenapi_passwords_in_structs_are_not_written_down() {
+    let peer = common::xenapi::Peer::start(&[]);
+    let real = format!("127.0.0.1:{}", peer.port);
+    let device_config = r#"{"server": "//nas/share", "username": "u", "password": "s3cret"}"#;
+    // Three connections, as above.
+    let (output, summary, transcript) = record_then_replay("xmlrpc", &real, 3, |socket| {
+        let url = format!("unix:{}", socket.display());
+        let args = ["xenapi", "--url", &url, "--password-env", "PW", "SR.create", "OpaqueRef:host", device_config];
+        let out = vmwire().args(args).env("PW", "secret").output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    });
+    assert!(output.contains("OpaqueRef:sr-ok"), "{output}");
+    let transcript = String::from_utf8_lossy(&transcript);
+    assert!(!transcript.contains("s3cret") && transcript.contains(">******<"), "{transcript}");
+    assert!(summary.contains(r#""password":"(not recorded)","server":"//nas/share""#), "{summary}");
+}
+
 /// A secret object's key and an HMP password are not written down: `*`s in
 /// their place, byte for byte; the replay takes them again (any) and
 /// answers as QEMU did.

@@ -1178,7 +1178,7 @@ fn without_secrets(command: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 /// A whole HTTP request as replay compares it: its method and target, then
 /// the XML-RPC call's method name and params as JSON (clients format the
 /// XML differently), each password the call carries as [`NOT_RECORDED`]
-/// (see [`xenapi::secret_params`](vmwire_proto::xenapi::secret_params)).
+/// (see [`xenapi::secret_spans`](vmwire_proto::xenapi::secret_spans)).
 pub(crate) fn http_request(bytes: &[u8]) -> Option<Vec<u8>> {
     first_http_request(bytes, describe_request).ok().flatten()
 }
@@ -1188,15 +1188,41 @@ pub(crate) fn describe_request(r: &vmwire_proto::http::Request<'_>) -> Vec<u8> {
     let mut out = format!("{} {}\n", r.method, r.target).into_bytes();
     match vmwire_proto::xmlrpc::parse_call(r.body) {
         Ok(call) => {
-            let secret = vmwire_proto::xenapi::secret_params(&call.name.to_cow());
+            let method = call.name.to_cow();
+            let secret = vmwire_proto::xenapi::secret_params(&method);
             let params: Vec<Json> = (call.params.iter().enumerate())
-                .map(|(n, v)| if secret.contains(&n) { Json::from(NOT_RECORDED) } else { crate::xmlrpc::to_json(v) })
+                .map(
+                    |(n, v)| {
+                        if secret.contains(&n) { Json::from(NOT_RECORDED) } else { json_without_secrets(v, &method) }
+                    },
+                )
                 .collect();
             out.extend_from_slice(format!("{}{}", call.name, Json::from(params)).as_bytes());
         }
         Err(_) => out.extend_from_slice(r.body),
     }
     out
+}
+
+/// An XML-RPC param as JSON, each struct member that carries a secret
+/// ([`xenapi::secret_member`](vmwire_proto::xenapi::secret_member)), at any
+/// depth, as [`NOT_RECORDED`].
+fn json_without_secrets(v: vmwire_proto::xmlrpc::Value<'_>, method: &str) -> Json {
+    use vmwire_proto::xmlrpc::Value as X;
+    match v {
+        X::Struct(s) => Json::Object(
+            s.members()
+                .map(|(name, v)| {
+                    let name = name.to_string();
+                    let secret = vmwire_proto::xenapi::secret_member(method, &name);
+                    let v = if secret { Json::from(NOT_RECORDED) } else { json_without_secrets(v, method) };
+                    (name, v)
+                })
+                .collect(),
+        ),
+        X::Array(a) => Json::Array(a.iter().map(|v| json_without_secrets(v, method)).collect()),
+        other => crate::xmlrpc::to_json(other),
+    }
 }
 
 /// Whether a recorded HTTP response ends its connection: HTTP/1.0 without

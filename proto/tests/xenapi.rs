@@ -387,3 +387,82 @@ fn secret_spans_cover_the_text_as_written() {
     assert_eq!(xenapi::secret_spans(other.as_bytes()).count(), 0);
     assert_eq!(xenapi::secret_spans(b"<methodCall><methodName>session.login_with_password").count(), 0);
 }
+
+/// Secrets in struct members, at any depth down to `SECRET_DEPTH`: a
+/// storage repository's `device_config` passwords, external
+/// authentication's `pass`, `secret.create`'s `value`; not a secret's
+/// reference, a member that is not a string, or one deeper than the walk.
+#[test]
+fn secret_spans_find_members_that_carry_secrets() {
+    let member = |name: &str, value: &str| format!("<member><name>{name}</name><value>{value}</value></member>");
+    let call = |method: &str, params: &[String]| {
+        let params: String = params.iter().map(|p| format!("<param><value>{p}</value></param>")).collect();
+        format!(
+            "<?xml version='1.0'?><methodCall><methodName>{method}</methodName><params>{params}</params></methodCall>"
+        )
+    };
+    let device_config = format!(
+        "<struct>{}{}{}{}{}</struct>",
+        member("server", "//nas/share"),
+        member("username", "u"),
+        member("password", "<string>cifs&amp;pw</string>"),
+        member("password_secret", "OpaqueRef:secret"),
+        member("port", "<int>3260</int>"),
+    );
+    let iscsi = format!(
+        "<struct>{}{}</struct>",
+        member("ChapPassword", "chap"),
+        member("incoming_chappassword", "<string><![CDATA[in]]></string>")
+    );
+    let sr = call(
+        "SR.create",
+        &["OpaqueRef:s".into(), "OpaqueRef:h".into(), device_config.clone(), "<int>0</int>".into(), iscsi],
+    );
+    let texts: Vec<_> = xenapi::secret_spans(sr.as_bytes()).map(|s| &sr[s]).collect();
+    assert_eq!(texts, ["cifs&amp;pw", "chap", "<![CDATA[in]]>"]);
+    // Blanked, the call parses, with only those changed.
+    let mut blanked = sr.clone().into_bytes();
+    for span in xenapi::secret_spans(sr.as_bytes()) {
+        blanked[span].fill(b'*');
+    }
+    let blanked = String::from_utf8(blanked).unwrap();
+    assert_eq!(
+        blanked,
+        sr.replace("cifs&amp;pw", "***********").replace("chap<", "****<").replace("<![CDATA[in]]>", "**************")
+    );
+    assert!(xmlrpc::parse_call(blanked.as_bytes()).is_ok());
+
+    // In arrays, and `value` only where `secret.create` takes it.
+    let auth = call(
+        "pool.enable_external_auth",
+        &["OpaqueRef:s".into(), format!("<struct>{}{}</struct>", member("user", "admin"), member("pass", "adpw"))],
+    );
+    assert_eq!(xenapi::secret_spans(auth.as_bytes()).map(|s| &auth[s]).collect::<Vec<_>>(), ["adpw"]);
+    let secret =
+        call("secret.create", &["OpaqueRef:s".into(), format!("<struct>{}</struct>", member("value", "topsecret"))]);
+    assert_eq!(xenapi::secret_spans(secret.as_bytes()).map(|s| &secret[s]).collect::<Vec<_>>(), ["topsecret"]);
+    let other = call(
+        "VM.add_to_other_config",
+        &["OpaqueRef:s".into(), "OpaqueRef:vm".into(), format!("<struct>{}</struct>", member("value", "v"))],
+    );
+    assert_eq!(xenapi::secret_spans(other.as_bytes()).count(), 0);
+    let listed = call(
+        "PBD.create",
+        &[
+            "OpaqueRef:s".into(),
+            format!("<array><data><value><struct>{}</struct></value></data></array>", member("password", "deep")),
+        ],
+    );
+    assert_eq!(xenapi::secret_spans(listed.as_bytes()).map(|s| &listed[s]).collect::<Vec<_>>(), ["deep"]);
+
+    // Down to SECRET_DEPTH containers, and not below.
+    let nest = |levels: usize| {
+        let mut v = format!("<struct>{}</struct>", member("password", "pw"));
+        for _ in 1..levels {
+            v = format!("<array><data><value>{v}</value></data></array>");
+        }
+        call("host.call_plugin", &[v])
+    };
+    assert_eq!(xenapi::secret_spans(nest(xenapi::SECRET_DEPTH).as_bytes()).count(), 1);
+    assert_eq!(xenapi::secret_spans(nest(xenapi::SECRET_DEPTH + 1).as_bytes()).count(), 0);
+}

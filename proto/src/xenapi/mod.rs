@@ -188,12 +188,13 @@ impl TaskStatus {
 /// The XenAPI methods that take a password, and which of their params
 /// carry one (counted from 0 as sent, the session reference first where
 /// the method takes one).
-const SECRET_PARAMS: [(&str, &[usize]); 5] = [
+const SECRET_PARAMS: [(&str, &[usize]); 6] = [
     ("session.login_with_password", &[1]),
     ("session.slave_local_login_with_password", &[1]),
     ("session.change_password", &[1, 2]),
     ("pool.join", &[3]),
     ("pool.join_force", &[3]),
+    ("pool.initialize_wlb", &[3, 5]),
 ];
 
 /// Which params of a call to `method` carry a password (counted from 0, as
@@ -212,10 +213,42 @@ pub fn secret_params(method: &str) -> &'static [usize] {
     SECRET_PARAMS.iter().find(|(name, _)| name.eq_ignore_ascii_case(method)).map_or(&[], |(_, params)| params)
 }
 
+/// Whether a struct member named `name`, anywhere in the params of a call to
+/// `method`, carries a secret: one whose name ends in `password` (a storage
+/// repository's `device_config` holds the CIFS `password` and the iSCSI
+/// `chappassword`), external authentication's `pass`, and `secret.create`'s
+/// `value`. Names and methods match in any case. (Members whose name ends in
+/// `_secret` hold the reference of a secret, not the secret.)
+///
+/// ```
+/// use vmwire_proto::xenapi::secret_member;
+/// assert!(secret_member("SR.create", "chappassword"));
+/// assert!(secret_member("pool.enable_external_auth", "pass"));
+/// assert!(secret_member("secret.create", "value"));
+/// assert!(!secret_member("SR.create", "password_secret"));
+/// assert!(!secret_member("VM.set_other_config", "value"));
+/// ```
+pub fn secret_member(method: &str, name: &str) -> bool {
+    secret_name(name, method.eq_ignore_ascii_case("secret.create"))
+}
+
+/// [`secret_member`], for a call to `secret.create` or not.
+fn secret_name(name: &str, secret_create: bool) -> bool {
+    let password = name.len().checked_sub(8).and_then(|at| name.get(at..));
+    password.is_some_and(|end| end.eq_ignore_ascii_case("password"))
+        || name.eq_ignore_ascii_case("pass")
+        || (secret_create && name.eq_ignore_ascii_case("value"))
+}
+
+/// How deep in a param [`secret_spans`] looks for members that carry a
+/// secret (XenAPI's, as `device_config`, are one level down).
+pub const SECRET_DEPTH: usize = 16;
+
 /// Where, in `call` (the body of an XML-RPC `<methodCall>`), the text of
-/// each password param ([`secret_params`]) stands, as it is written
-/// (escaped): the byte ranges a recorder blanks out. None for a body that is
-/// not a call, or whose method takes no password.
+/// each secret stands, as it is written (escaped): the password params
+/// ([`secret_params`]) and, in any param down to [`SECRET_DEPTH`] levels, the
+/// string members that carry one ([`secret_member`]). These are the byte
+/// ranges a recorder blanks out. None for a body that is not a call.
 ///
 /// ```
 /// use vmwire_proto::xenapi::secret_spans;
@@ -225,16 +258,109 @@ pub fn secret_params(method: &str) -> &'static [usize] {
 /// let spans: Vec<_> = secret_spans(call).collect();
 /// assert_eq!(spans.len(), 1);
 /// assert_eq!(&call[spans[0].clone()], b"p&amp;ss");
+///
+/// let call = b"<methodCall><methodName>SR.create</methodName><params>\
+///     <param><value>OpaqueRef:s</value></param><param><value>OpaqueRef:h</value></param>\
+///     <param><value><struct><member><name>username</name><value>u</value></member>\
+///     <member><name>password</name><value>pw</value></member></struct></value></param>\
+///     </params></methodCall>";
+/// let texts: Vec<_> = secret_spans(call).map(|s| &call[s]).collect();
+/// assert_eq!(texts, [b"pw"]);
 /// ```
-pub fn secret_spans(call: &[u8]) -> impl Iterator<Item = core::ops::Range<usize>> + '_ {
-    let call_ok = xmlrpc::parse_call(call).ok();
+pub fn secret_spans(call: &[u8]) -> SecretSpans<'_> {
+    let parsed = xmlrpc::parse_call(call).ok();
     let mut name = [0u8; MAX_METHOD_LEN];
-    let secret = call_ok.and_then(|c| c.name.unescape_into(&mut name).ok().map(secret_params)).unwrap_or_default();
-    let params = call_ok.map(|c| c.params);
-    secret.iter().filter_map(move |&n| match params?.get(n)? {
-        Value::String(text) => crate::span_in(call, text.raw().as_bytes()),
-        _ => None,
-    })
+    let method = parsed.and_then(|c| c.name.unescape_into(&mut name).ok()).unwrap_or_default();
+    SecretSpans {
+        call,
+        params: parsed.map(|c| c.params.iter().enumerate()),
+        secret_params: secret_params(method),
+        secret_create: method.eq_ignore_ascii_case("secret.create"),
+        stack: [const { None }; SECRET_DEPTH],
+        depth: 0,
+    }
+}
+
+/// Iterator over the secrets of a call: see [`secret_spans`].
+#[derive(Debug, Clone)]
+pub struct SecretSpans<'a> {
+    call: &'a [u8],
+    params: Option<core::iter::Enumerate<xmlrpc::ParamIter<'a>>>,
+    secret_params: &'static [usize],
+    /// A call to `secret.create`, whose `value` members are secrets.
+    secret_create: bool,
+    /// The containers being walked, outermost first.
+    stack: [Option<Nested<'a>>; SECRET_DEPTH],
+    depth: usize,
+}
+
+/// A struct or array being walked for secrets.
+#[derive(Debug, Clone)]
+enum Nested<'a> {
+    Members(xmlrpc::Members<'a>),
+    Elements(xmlrpc::Elements<'a>),
+}
+
+impl<'a> SecretSpans<'a> {
+    /// Where a secret's text stands in the call (`None` if it is not a string).
+    fn span(&self, value: Value<'a>) -> Option<core::ops::Range<usize>> {
+        match value {
+            Value::String(text) => crate::span_in(self.call, text.raw().as_bytes()),
+            _ => None,
+        }
+    }
+
+    /// Walks into `value` next, if it is a container and not too deep.
+    fn enter(&mut self, value: Value<'a>) {
+        let nested = match value {
+            Value::Struct(s) => Nested::Members(s.members()),
+            Value::Array(a) => Nested::Elements(a.iter()),
+            _ => return,
+        };
+        if let Some(slot) = self.stack.get_mut(self.depth) {
+            *slot = Some(nested);
+            self.depth += 1;
+        }
+    }
+
+    fn is_secret(&self, name: XmlStr<'_>) -> bool {
+        let mut buf = [0u8; 64];
+        // A name too long to decode here is compared as written.
+        secret_name(name.unescape_into(&mut buf).unwrap_or(name.raw()), self.secret_create)
+    }
+}
+
+impl Iterator for SecretSpans<'_> {
+    type Item = core::ops::Range<usize>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let Some(inner) = self.depth.checked_sub(1) else {
+                let (n, param) = self.params.as_mut()?.next()?;
+                if self.secret_params.contains(&n) {
+                    if let Some(span) = self.span(param) {
+                        return Some(span);
+                    }
+                }
+                self.enter(param);
+                continue;
+            };
+            let found = match self.stack.get_mut(inner).and_then(Option::as_mut) {
+                Some(Nested::Members(members)) => members.next().map(|(name, value)| (Some(name), value)),
+                Some(Nested::Elements(elements)) => elements.next().map(|value| (None, value)),
+                None => None,
+            };
+            match found {
+                None => self.depth = inner,
+                Some((Some(name), value)) if self.is_secret(name) => {
+                    if let Some(span) = self.span(value) {
+                        return Some(span);
+                    }
+                }
+                Some((_, value)) => self.enter(value),
+            }
+        }
+    }
 }
 
 /// Reads a task's result: xapi puts the method's result in `task.result` as
