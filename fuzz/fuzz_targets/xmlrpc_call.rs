@@ -2,9 +2,10 @@
 //! bytes: never panics; a call that parses is written again with the
 //! crate's writer, and the rewrite parses to the same method name and the
 //! same values (decoded text, numbers, base64, nesting), and deserializes
-//! with serde to the same thing. Its password params
-//! (`xenapi::secret_spans`) blanked out with `*`s, it still parses, to the
-//! same name and values but for those, each `*`s now.
+//! with serde to the same thing. Its secrets (`xenapi::secret_spans`: the
+//! password params, and string members that carry one down to
+//! `SECRET_DEPTH`) blanked out with `*`s, it still parses, to the same name
+//! and values but for those, each `*`s now.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -29,17 +30,10 @@ fuzz_target!(|data: &[u8]| {
     let after = xmlrpc::parse_call(&blanked).expect("a blanked call parses");
     assert_eq!(after.name.to_cow(), name);
     let secret = xenapi::secret_params(&name);
+    assert_eq!(call.params.len(), after.params.len());
     for (n, (before, now)) in call.params.iter().zip(after.params.iter()).enumerate() {
-        match (before, now) {
-            (Value::String(b), Value::String(a)) if secret.contains(&n) => {
-                assert!(a.raw().bytes().all(|c| c == b'*') && a.raw().len() == b.raw().len())
-            }
-            _ => {
-                let (mut b, mut a) = (String::new(), String::new());
-                canon(&before, &mut b);
-                canon(&now, &mut a);
-                assert_eq!(b, a, "param {n} changed");
-            }
+        if !blanked_string(&before, &now, secret.contains(&n)) {
+            same_but_secrets(&before, &now, &name, 0);
         }
     }
 
@@ -68,3 +62,42 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(a, b, "serde reads the rewrite differently");
     }
 });
+
+/// Whether `now` is `before`, a string that is a secret, as `*`s.
+fn blanked_string(before: &Value<'_>, now: &Value<'_>, secret: bool) -> bool {
+    match (before, now) {
+        (Value::String(b), Value::String(a)) if secret => {
+            assert!(a.raw().bytes().all(|c| c == b'*') && a.raw().len() == b.raw().len());
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `now` is `before` (a param, or a value `level` containers down in one)
+/// but for its secret members, down to `SECRET_DEPTH` containers, as `*`s.
+fn same_but_secrets(before: &Value<'_>, now: &Value<'_>, method: &str, level: usize) {
+    match (before, now) {
+        (Value::Struct(b), Value::Struct(a)) if level < xenapi::SECRET_DEPTH => {
+            assert_eq!(b.members().count(), a.members().count());
+            for ((name, b), (after, a)) in b.members().zip(a.members()) {
+                assert_eq!(name.to_cow(), after.to_cow());
+                if !blanked_string(&b, &a, xenapi::secret_member(method, &name.to_cow())) {
+                    same_but_secrets(&b, &a, method, level + 1);
+                }
+            }
+        }
+        (Value::Array(b), Value::Array(a)) if level < xenapi::SECRET_DEPTH => {
+            assert_eq!(b.len(), a.len());
+            for (b, a) in b.iter().zip(a.iter()) {
+                same_but_secrets(&b, &a, method, level + 1);
+            }
+        }
+        _ => {
+            let (mut b, mut a) = (String::new(), String::new());
+            canon(before, &mut b);
+            canon(now, &mut a);
+            assert_eq!(b, a, "changed where no secret is");
+        }
+    }
+}

@@ -455,6 +455,12 @@ fn secret_spans_find_members_that_carry_secrets() {
     );
     assert_eq!(xenapi::secret_spans(listed.as_bytes()).map(|s| &listed[s]).collect::<Vec<_>>(), ["deep"]);
 
+    // A name is read decoded, however long: a reference in it, or CDATA.
+    let long = format!("{}_&#112;assword", "x".repeat(100));
+    let named =
+        call("SR.probe", &[format!("<struct>{}{}</struct>", member(&long, "a"), member("<![CDATA[pass]]>", "b"))]);
+    assert_eq!(xenapi::secret_spans(named.as_bytes()).map(|s| &named[s]).collect::<Vec<_>>(), ["a", "b"]);
+
     // Down to SECRET_DEPTH containers, and not below.
     let nest = |levels: usize| {
         let mut v = format!("<struct>{}</struct>", member("password", "pw"));

@@ -229,15 +229,16 @@ pub fn secret_params(method: &str) -> &'static [usize] {
 /// assert!(!secret_member("VM.set_other_config", "value"));
 /// ```
 pub fn secret_member(method: &str, name: &str) -> bool {
-    secret_name(name, method.eq_ignore_ascii_case("secret.create"))
+    let tail = &name.as_bytes()[name.len().saturating_sub(8)..];
+    secret_name(name.len(), tail, method.eq_ignore_ascii_case("secret.create"))
 }
 
-/// [`secret_member`], for a call to `secret.create` or not.
-fn secret_name(name: &str, secret_create: bool) -> bool {
-    let password = name.len().checked_sub(8).and_then(|at| name.get(at..));
-    password.is_some_and(|end| end.eq_ignore_ascii_case("password"))
-        || name.eq_ignore_ascii_case("pass")
-        || (secret_create && name.eq_ignore_ascii_case("value"))
+/// [`secret_member`] for a name `len` bytes long that ends in `tail` (its
+/// last eight bytes, or all of it if shorter), in a call to `secret.create`
+/// or not.
+fn secret_name(len: usize, tail: &[u8], secret_create: bool) -> bool {
+    let is = |word: &str| len == word.len() && tail.eq_ignore_ascii_case(word.as_bytes());
+    (len >= 8 && tail.eq_ignore_ascii_case(b"password")) || is("pass") || (secret_create && is("value"))
 }
 
 /// How deep in a param [`secret_spans`] looks for members that carry a
@@ -323,10 +324,24 @@ impl<'a> SecretSpans<'a> {
         }
     }
 
+    /// [`secret_member`] for a member's name as written: decoded, its length
+    /// and last eight bytes, however long it is.
     fn is_secret(&self, name: XmlStr<'_>) -> bool {
-        let mut buf = [0u8; 64];
-        // A name too long to decode here is compared as written.
-        secret_name(name.unescape_into(&mut buf).unwrap_or(name.raw()), self.secret_create)
+        let (mut tail, mut len) = ([0u8; 8], 0);
+        let mut push = |bytes: &[u8]| {
+            for &b in bytes {
+                tail.copy_within(1.., 0);
+                tail[7] = b;
+                len += 1;
+            }
+        };
+        for chunk in name.chunks() {
+            match chunk {
+                xmlrpc::Chunk::Str(s) => push(s.as_bytes()),
+                xmlrpc::Chunk::Char(c) => push(c.encode_utf8(&mut [0; 4]).as_bytes()),
+            }
+        }
+        secret_name(len, &tail[8 - len.min(8)..], self.secret_create)
     }
 }
 
