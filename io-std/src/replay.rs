@@ -570,6 +570,8 @@ struct Session {
     /// The client's bytes not yet matched (byte protocols) or framed (JSON).
     inbox: Vec<u8>,
     framer: Framer<Bounded<u8>>,
+    /// XML-RPC: the client's request in `inbox`, read as it comes.
+    requests: HttpRequests,
     eof: bool,
     /// Whether this connection's client has sent a byte.
     heard: bool,
@@ -613,6 +615,7 @@ impl Session {
             stop,
             inbox: Vec::new(),
             framer: json_framer(protocol),
+            requests: HttpRequests::new(),
             eof: false,
             heard: false,
             probed: false,
@@ -672,6 +675,7 @@ impl Session {
             self.heard = false;
             self.inbox.clear();
             self.framer = json_framer(self.protocol);
+            self.requests = HttpRequests::new();
             self.eof = false;
             self.events_allowed = self.protocol != Protocol::Qmp;
         }
@@ -759,12 +763,10 @@ impl Session {
             };
         }
         if self.protocol == Protocol::Xmlrpc {
+            let Cut::Request { taken, .. } = self.requests.next(&self.inbox, describe_request) else { return Ok(None) };
             // One request at a time: an XML-RPC client waits for each response.
-            let request = http_request(&self.inbox);
-            if request.is_some() {
-                self.inbox.clear();
-            }
-            return Ok(request);
+            (self.inbox, self.requests) = (Vec::new(), HttpRequests::new());
+            return Ok(Some(taken));
         }
         Ok((!self.inbox.is_empty()).then(|| std::mem::take(&mut self.inbox)))
     }
@@ -1091,7 +1093,8 @@ pub(crate) struct HttpRequests {
     at: usize,
     /// How much of it `reader` has read.
     fed: usize,
-    reader: Box<vmwire_proto::http::Server<vmwire_proto::buf::Heap>>,
+    /// `None` once the stream was found not to be HTTP.
+    reader: Option<Box<vmwire_proto::http::Server<vmwire_proto::buf::Heap>>>,
 }
 
 /// What [`HttpRequests::next`] found.
@@ -1113,25 +1116,27 @@ impl HttpRequests {
     pub(crate) fn new() -> Self {
         use vmwire_proto::http::{Limits, Server, ServerConfig};
         let limits = Limits { max_body: MAX_MESSAGE, ..Limits::default() };
-        HttpRequests {
-            at: 0,
-            fed: 0,
-            reader: Box::new(Server::new(ServerConfig { limits, ..ServerConfig::default() })),
-        }
+        let reader = Server::new(ServerConfig { limits, ..ServerConfig::default() });
+        HttpRequests { at: 0, fed: 0, reader: Some(Box::new(reader)) }
     }
 
     /// The next request in `stream` (all of it since this began: the same
     /// bytes as last time and any new ones), handed to `f` once it is whole.
-    /// After a request whose end is unknown, it has nothing more to say.
+    /// After a request whose end is unknown, it has nothing more to say;
+    /// once the stream is not HTTP, it stays so.
     pub(crate) fn next<T>(&mut self, stream: &[u8], f: impl FnOnce(&vmwire_proto::http::Request<'_>) -> T) -> Cut<T> {
         use vmwire_proto::Machine;
         use vmwire_proto::http::ServerEvent;
         let Some(bytes) = stream.get(self.at..).filter(|rest| !rest.is_empty()) else { return Cut::Nothing };
         let mut new = bytes.get(self.fed..).unwrap_or_default();
         while !new.is_empty() {
-            let Ok(n) = self.reader.receive(new) else { return Cut::NotHttp };
+            let Some(reader) = self.reader.as_mut() else { return Cut::NotHttp };
+            let Ok(n) = reader.receive(new) else {
+                self.reader = None;
+                return Cut::NotHttp;
+            };
             new = &new[n..];
-            match self.reader.poll() {
+            match reader.poll() {
                 Ok(Some(ServerEvent::Request(r))) => {
                     // The head ends at its first empty line.
                     let head = vmwire_proto::http::head_len(bytes).unwrap_or_default();
@@ -1144,7 +1149,10 @@ impl HttpRequests {
                     return Cut::Request { at, head, end, taken };
                 }
                 Ok(None) if n > 0 => {}
-                _ => return Cut::NotHttp,
+                _ => {
+                    self.reader = None;
+                    return Cut::NotHttp;
+                }
             }
         }
         self.fed = bytes.len();
