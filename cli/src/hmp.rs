@@ -130,6 +130,11 @@ fn is_quit(line: &str) -> bool {
 }
 
 impl Session for HmpShell {
+    /// `set_password PROTOCOL PW`, `change vnc password PW`.
+    fn carries_secret(line: &str) -> bool {
+        vmwire_proto::hmp::secret_span(line.as_bytes()).is_some()
+    }
+
     fn run(&mut self, line: &str, _: &Interrupt) -> Printed {
         let quit = is_quit(line);
         match self.hmp.command(line) {

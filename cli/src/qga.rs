@@ -263,6 +263,11 @@ impl QgaShell {
 }
 
 impl Session for QgaShell {
+    /// `guest-set-user-password`'s password, as for QMP.
+    fn carries_secret(line: &str) -> bool {
+        crate::qmp::carries_secret(line)
+    }
+
     fn run(&mut self, line: &str, _: &Interrupt) -> Printed {
         let first = line.split_whitespace().next().unwrap_or_default();
         if matches!(first, "exec" | "cat" | "put") {

@@ -443,6 +443,23 @@ fn json_command(text: &str) -> Result<ShellCommand<'_>, String> {
     Ok(command)
 }
 
+/// Whether the command a shell line sends (typed as JSON, or as `NAME
+/// key=value …`) carries a password or a key
+/// ([`vmwire_proto::qmp::secret_spans`]): the QMP and guest agent shells keep
+/// no such line in their history.
+pub fn carries_secret(line: &str) -> bool {
+    let line = line.trim();
+    let command = if is_json_command(line) {
+        line.to_owned()
+    } else {
+        let Ok(words) = split_words(line) else { return false };
+        let Some((name, rest)) = words.split_first() else { return false };
+        let arguments = arguments(rest).ok().flatten().unwrap_or_else(|| "{}".into());
+        format!("{{\"execute\":{},\"arguments\":{arguments}}}", serde_json::Value::String(unquote(name)))
+    };
+    vmwire_proto::qmp::secret_spans(command.as_bytes()).next().is_some()
+}
+
 /// A reply as QEMU shapes it, `{"return": …}` or `{"error": …}`, with `"id"`
 /// when there is one to show.
 fn reply_message(reply: Result<&str, &vmwire_std::qmp::QemuError>, id: Option<&Id>, pretty: bool) -> String {
@@ -880,6 +897,10 @@ impl Session for QmpShell {
         Some(if self.transaction.is_some() { TRANSACTION_PROMPT } else { PROMPT }.to_owned())
     }
 
+    fn carries_secret(line: &str) -> bool {
+        carries_secret(line)
+    }
+
     fn banner(&self) -> Option<String> {
         let greeting = self.qmp.greeting();
         let (major, minor, micro) = greeting.version;
@@ -893,6 +914,28 @@ impl Session for QmpShell {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_that_carry_secrets() {
+        for line in [
+            "set_password protocol=vnc password=s3cret",
+            "object-add qom-type=secret id=k data=s3cret",
+            r#"{"execute": "change-vnc-password", "arguments": {"password": "pw"}}"#,
+            "guest-set-user-password username=root password=cHc= crypted=false",
+            "  set_password   protocol=vnc password='s 3'",
+        ] {
+            assert!(carries_secret(line), "{line}");
+        }
+        for line in [
+            "query-status",
+            "set_password protocol=vnc",
+            "object-add qom-type=memory-backend-ram id=m size=1M",
+            "help",
+            "'unterminated",
+        ] {
+            assert!(!carries_secret(line), "{line}");
+        }
+    }
 
     fn json(words: &[&str]) -> serde_json::Value {
         let words: Vec<String> = words.iter().map(|s| s.to_string()).collect();

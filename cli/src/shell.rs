@@ -4,7 +4,8 @@
 //! while a line is being typed.
 //!
 //! On a terminal: the session's banner, a prompt, history appended to
-//! `~/.vmwire_NAME_history` as each line is entered, Ctrl-C at the prompt
+//! `~/.vmwire_NAME_history` as each line is entered (but a line that
+//! carries a password), Ctrl-C at the prompt
 //! drops the line (as bash does), Ctrl-C while a reply is pending abandons
 //! that command and returns to the prompt (its late reply is discarded),
 //! keys typed while a reply is pending are kept for the next prompt, Ctrl-D
@@ -66,6 +67,16 @@ pub trait Session: Send + 'static {
     /// Shown once when the shell starts on a terminal.
     fn banner(&self) -> Option<String> {
         None
+    }
+    /// Whether `line` carries a password (QMP's `set_password`, a secret
+    /// object's key, HMP's `set_password vnc PW`): it is run, but not kept
+    /// in the history.
+    fn carries_secret(line: &str) -> bool
+    where
+        Self: Sized,
+    {
+        let _ = line;
+        false
     }
 }
 
@@ -306,9 +317,11 @@ pub fn interactive<S: Session>(name: &str, prompt: &str, session: S) -> ExitCode
             continue;
         }
         if let (Input::Terminal(e), Some(h)) = (&mut editor, &history) {
-            let _ = e.add_history_entry(line.as_str());
-            // Appended as it goes, so that no way of ending loses it.
-            let _ = e.append_history(h);
+            if !S::carries_secret(&line) {
+                let _ = e.add_history_entry(line.as_str());
+                // Appended as it goes, so that no way of ending loses it.
+                let _ = e.append_history(h);
+            }
         }
         number += 1;
         if request_tx.send(Request::Line(number, line)).is_err() {

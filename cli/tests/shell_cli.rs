@@ -431,6 +431,24 @@ fn ctrl_c_abandons_a_pending_command_and_history_is_kept() {
     assert!(!output.contains("{\"return\":{}}"), "the abandoned reply was discarded: {output}");
 }
 
+/// A line that carries a password is run but not kept in the history.
+#[test]
+fn the_history_keeps_no_password() {
+    let qemu = qemu();
+    let home = tempfile::tempdir().unwrap();
+    let mut term = Terminal::spawn(&["qmp", "--socket", socket(&qemu).to_str().unwrap()], home.path());
+    term.expect("(QMP) ");
+    term.type_keys("object-add qom-type=secret id=key0 data=s3cret\r");
+    term.expect("{\"return\":{}}");
+    term.expect("(QMP) ");
+    term.type_keys("qom-get path=/objects/key0 property=type\r");
+    term.expect("(QMP) ");
+    term.type_keys("\x04");
+    assert_eq!(term.exit_code(), Some(0), "{}", term.output());
+    let saved = std::fs::read_to_string(home.path().join(".vmwire_qmp_history")).unwrap();
+    assert!(saved.contains("qom-get path=/objects/key0") && !saved.contains("s3cret"), "{saved}");
+}
+
 #[test]
 fn a_dead_peer_ends_the_shell_at_the_prompt_and_restores_the_terminal() {
     let mut qemu = qemu();
