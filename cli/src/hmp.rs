@@ -129,6 +129,20 @@ fn is_quit(line: &str) -> bool {
     matches!(line.split_whitespace().next(), Some("quit" | "q"))
 }
 
+impl HmpShell {
+    /// A command (or the wait between them) failed: if the monitor is gone,
+    /// the shell ends.
+    fn failure(&mut self, e: Error) -> Printed {
+        match e {
+            Error::Closed | Error::Io(_) => {
+                self.ended = Some(Ended::PeerGone);
+                Printed::error(format!("vmwire: {e}; the shell ends"))
+            }
+            e => Printed::error(format!("vmwire: {e}")),
+        }
+    }
+}
+
 impl Session for HmpShell {
     /// `set_password PROTOCOL PW`, `change vnc password PW`.
     fn carries_secret(line: &str) -> bool {
@@ -147,11 +161,7 @@ impl Session for HmpShell {
                 self.ended = Some(Ended::Asked);
                 Printed::default()
             }
-            Err(e @ (Error::Closed | Error::Io(_))) => {
-                self.ended = Some(Ended::PeerGone);
-                Printed::error(format!("vmwire: {e}; the shell ends"))
-            }
-            Err(e) => Printed::error(format!("vmwire: {e}")),
+            Err(e) => self.failure(e),
         }
     }
 
@@ -163,8 +173,14 @@ impl Session for HmpShell {
         }
     }
 
+    /// What QEMU printed on its own; and whether it has gone, said at once.
     fn idle(&mut self) -> Printed {
-        Printed::ok(shell::lines(self.hmp.take_unsolicited()))
+        let waited = self.hmp.wait_unsolicited(Some(Duration::ZERO));
+        let printed = Printed::ok(shell::lines(self.hmp.take_unsolicited()));
+        match waited {
+            Ok(()) => printed,
+            Err(e) => Printed { out: printed.out, ..self.failure(e) },
+        }
     }
 
     fn ended(&self) -> Option<Ended> {

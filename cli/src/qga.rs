@@ -299,6 +299,14 @@ impl Session for QgaShell {
         shell::complete_command(line, &self.commands)
     }
 
+    /// Whether the agent's socket has closed (QEMU has gone), said at once.
+    fn idle(&mut self) -> Printed {
+        match self.agent.wait_strays(Some(Duration::ZERO)) {
+            Ok(()) => Printed::default(),
+            Err(e) => self.failure(e),
+        }
+    }
+
     fn ended(&self) -> Option<Ended> {
         self.ended
     }

@@ -464,6 +464,26 @@ fn a_dead_peer_ends_the_shell_at_the_prompt_and_restores_the_terminal() {
     assert!(settings.local_modes.contains(LocalModes::ICANON | LocalModes::ECHO | LocalModes::ISIG));
 }
 
+/// The HMP and guest agent shells notice at once, at the prompt, that
+/// their peer has gone (they read while the user is idle, as the QMP shell does).
+#[test]
+fn the_hmp_and_qga_shells_notice_a_dead_peer_at_the_prompt() {
+    let mut qemu = Qemu::builder().hmp().spawn().expect("QEMU starts");
+    let home = tempfile::tempdir().unwrap();
+    let mut term = Terminal::spawn(&["hmp", "--socket", qemu.hmp_path().unwrap().to_str().unwrap()], home.path());
+    term.expect("(qemu) ");
+    qemu.kill().unwrap();
+    term.expect("monitor closed; the shell ends");
+    assert_eq!(term.exit_code(), Some(3), "{}", term.output());
+
+    let mut ga = Ga::start(&[]);
+    let mut term = Terminal::spawn(&["qga", "--socket", ga.dir.path().join("qga.sock").to_str().unwrap()], home.path());
+    term.expect("(QGA) ");
+    ga.kill();
+    term.expect("connection closed; the shell ends");
+    assert_eq!(term.exit_code(), Some(3), "{}", term.output());
+}
+
 use common::qga::Ga;
 
 #[test]

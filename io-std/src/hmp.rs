@@ -454,6 +454,28 @@ impl Monitor {
         self.unsolicited.take()
     }
 
+    /// Reads what QEMU prints while no command runs, waiting at most
+    /// `timeout` (`Some(Duration::ZERO)`: what has arrived), and keeps it for
+    /// [`Monitor::take_unsolicited`]: what a shell does while its user is
+    /// idle, so that it learns at once that QEMU has gone ([`Error::Closed`]).
+    /// Over QMP the connection is read the same way (QMP's events are not
+    /// the monitor's, and are dropped).
+    pub fn wait_unsolicited(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        let conn = match &mut self.backend {
+            Backend::Qmp(qmp) => {
+                if qmp.next_event(timeout)?.is_some() {
+                    while qmp.next_event(Some(Duration::ZERO))?.is_some() {}
+                }
+                return Ok(());
+            }
+            Backend::Readline { conn, .. } => conn,
+        };
+        if conn.machine().state() == hmp::State::Closed {
+            return Err(Error::Closed);
+        }
+        Ok(conn.idle(&mut self.unsolicited, deadline(timeout))?)
+    }
+
     /// Runs a command that prints nothing when it works.
     fn quiet(&mut self, line: &str) -> Result<(), Error> {
         self.run(line, self.timeout)?.quiet()

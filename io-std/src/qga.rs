@@ -388,6 +388,16 @@ impl Agent {
         self.strays.take()
     }
 
+    /// Reads what comes while no command waits (a late reply, kept for
+    /// [`Agent::take_strays`]), waiting at most `timeout`
+    /// (`Some(Duration::ZERO)`: what has arrived): what a shell does while
+    /// its user is idle, so that it learns at once that the agent's socket
+    /// has closed ([`Error::Closed`]: QEMU has gone).
+    pub fn wait_strays(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.alive()?;
+        Ok(self.conn.idle(&mut self.strays, deadline(timeout))?)
+    }
+
     /// Sends `name` with arguments written by `args`, then waits for its
     /// reply; `on_return` turns the return value into the result.
     fn request<T>(

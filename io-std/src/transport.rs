@@ -776,6 +776,20 @@ impl<M: Machine> Conn<M> {
         outcome
     }
 
+    /// With no request in flight: reads until `deadline`, every event to
+    /// `inbox` (what a peer says on its own, late replies). `Ok` at the
+    /// deadline; [`DriveError::Closed`] once the stream has ended.
+    pub fn idle<I>(&mut self, inbox: &mut I, deadline: Option<Instant>) -> Result<(), DriveError<M::Error>>
+    where
+        I: Inbox<M> + ?Sized,
+    {
+        match self.drive(None, None, &mut op::Idle, inbox, deadline) {
+            Ok(never) => match never {},
+            Err(DriveError::Timeout) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// [`Conn::run`] without expiring the operation when the deadline
     /// passes: the caller may wait for it again.
     pub fn wait<O, I>(&mut self, operation: &mut O, inbox: &mut I, deadline: Option<Instant>) -> Outcome<O, M>
