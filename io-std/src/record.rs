@@ -29,6 +29,9 @@
 //! The copy is a single `poll(2)` loop with blocking writes: fine for
 //! request/response protocols; a peer that never reads while the other
 //! side writes a lot would stall it, as it would stall the real client.
+//! Each read is written down before it is passed on, so that whatever a
+//! client has received is in the transcript, even if the recorder is
+//! stopped the moment the client is done.
 
 use std::io::{self, IoSliceMut, Write};
 use std::net::Shutdown;

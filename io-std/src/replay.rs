@@ -1071,23 +1071,10 @@ fn rewrite(raw: &[u8], id: Option<&Json>, ret: Option<&Json>) -> Vec<u8> {
     out
 }
 
-/// The first HTTP request in `bytes`, once it is whole, handed to `f`:
-/// `Ok(None)` while it is not, `Err(())` if `bytes` do not begin one (or
-/// it is over the size limit).
-pub(crate) fn first_http_request<T>(
-    bytes: &[u8],
-    f: impl FnOnce(&vmwire_proto::http::Request<'_>) -> T,
-) -> Result<Option<T>, ()> {
-    match HttpRequests::new().next(bytes, f) {
-        Cut::Request { taken, .. } => Ok(Some(taken)),
-        Cut::Partial | Cut::Nothing => Ok(None),
-        Cut::NotHttp => Err(()),
-    }
-}
-
 /// Cuts a client's stream into HTTP requests as it comes. Each byte is read
 /// once (twice where a request ends inside a read), so that a large request
-/// arriving in many reads costs linear time.
+/// arriving in many reads costs linear time (where reading the whole stream
+/// again at each read was quadratic).
 pub(crate) struct HttpRequests {
     /// Where the request in progress begins in the stream.
     at: usize,
@@ -1187,8 +1174,12 @@ fn without_secrets(command: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 /// the XML-RPC call's method name and params as JSON (clients format the
 /// XML differently), each password the call carries as [`NOT_RECORDED`]
 /// (see [`xenapi::secret_spans`](vmwire_proto::xenapi::secret_spans)).
+/// `None` until `bytes` hold a whole request (or if they are not HTTP).
 pub(crate) fn http_request(bytes: &[u8]) -> Option<Vec<u8>> {
-    first_http_request(bytes, describe_request).ok().flatten()
+    match HttpRequests::new().next(bytes, describe_request) {
+        Cut::Request { taken, .. } => Some(taken),
+        _ => None,
+    }
 }
 
 /// A whole HTTP request as [`http_request`] gives it.
