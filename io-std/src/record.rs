@@ -566,7 +566,7 @@ mod tests {
     /// read or in many), or how it stands instead.
     fn blanked(protocol: Protocol, held: &[u8]) -> Result<String, Progress> {
         let whole = blanked_in(protocol, held, held.len().max(1));
-        for piece in [1, 7, 64] {
+        for piece in 1..held.len() {
             assert_eq!(blanked_in(protocol, held, piece), whole, "read {piece} bytes at a time");
         }
         whole
