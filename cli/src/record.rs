@@ -14,7 +14,8 @@ use vmwire_std::replay::Protocol;
 pub struct RecordArgs {
     /// qmp, qga, hmp, negotiator, minimega or xmlrpc.
     protocol: Protocol,
-    /// Where clients connect: a UNIX socket path (must not exist) or HOST:PORT.
+    /// Where clients connect: a UNIX socket path (not in use: a socket left by a
+    /// listener that is gone is replaced) or HOST:PORT.
     #[arg(long, value_name = "ADDRESS")]
     listen: Address,
     /// The real peer: a UNIX socket path or HOST:PORT.

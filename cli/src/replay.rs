@@ -13,8 +13,8 @@ use vmwire_std::replay::{Fault, Peer, Protocol};
 pub struct ReplayArgs {
     /// The transcript (written by `vmwire record`, or a file from `fixtures/`).
     file: PathBuf,
-    /// Where the client connects: a UNIX socket path (must not exist;
-    /// removed at the end) or HOST:PORT (port 0: any; the address is printed).
+    /// Where the client connects: a UNIX socket path (not in use: a socket
+    /// left by a listener that is gone is replaced; removed at the end) or HOST:PORT (port 0: any; the address is printed).
     #[arg(long, value_name = "ADDRESS")]
     listen: Address,
     /// qmp, qga, hmp, negotiator, minimega or xmlrpc (default: the

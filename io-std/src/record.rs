@@ -65,8 +65,8 @@ pub struct Proxy {
 const MAX_FDS: usize = 253;
 
 impl Proxy {
-    /// Listens on `listen` (a UNIX socket path that must not exist, or
-    /// `HOST:PORT`), to forward to `connect`.
+    /// Listens on `listen` (a UNIX socket path not in use, see
+    /// [`Listener::bind`], or `HOST:PORT`), to forward to `connect`.
     pub fn bind(protocol: Protocol, listen: Address, connect: Address) -> io::Result<Proxy> {
         Ok(Proxy { protocol, listener: Listener::bind(&listen)?, listen, connect })
     }

@@ -474,13 +474,13 @@ impl Peer {
     }
 
     /// Serves `transcript` for one client on a UNIX socket bound at `path`
-    /// (which must not exist; it is removed when the peer is dropped).
+    /// (not in use, see [`Listener::bind`]; it is removed when the peer is dropped).
     pub fn listen(protocol: Protocol, transcript: &[u8], faults: &[Fault], path: &Path) -> Result<Peer, Error> {
         Peer::listen_at(protocol, transcript, faults, &Address::Unix(path.to_path_buf()))
     }
 
-    /// Serves `transcript` for one client on `address`: a UNIX socket (which
-    /// must not exist; removed when the peer is dropped) or `HOST:PORT` (port
+    /// Serves `transcript` for one client on `address`: a UNIX socket (not in
+    /// use, see [`Listener::bind`]; removed when the peer is dropped) or `HOST:PORT` (port
     /// `0`: one the system picks, see [`Peer::address`]), for clients that
     /// only speak TCP.
     pub fn listen_at(
