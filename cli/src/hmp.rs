@@ -29,8 +29,8 @@ pub struct HmpArgs {
     #[arg(long, group = "target", value_name = "PATH")]
     via_qmp: Option<PathBuf>,
     /// Seconds to wait for each command (0: forever).
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
-    timeout: f64,
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    timeout: crate::Seconds,
     /// Print QEMU's `\r\n` line ends as they are (by default they become `\n`).
     #[arg(long)]
     crlf: bool,
@@ -44,7 +44,7 @@ pub struct HmpArgs {
 }
 
 pub fn run(args: HmpArgs) -> ExitCode {
-    let timeout = (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout));
+    let timeout = args.timeout.0;
     let options = Options { timeout, config: Config { lf_newlines: !args.crlf, ..Config::default() } };
     let launched = if args.launch {
         match crate::Launched::start(Qemu::builder().hmp()) {

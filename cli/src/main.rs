@@ -100,6 +100,29 @@ pub fn usage(error: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// A time limit as every `--timeout` takes it: seconds, fractions allowed,
+/// `0` for none. NaN, a negative number, infinity or one past what a
+/// `Duration` holds is a usage error.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seconds(pub Option<std::time::Duration>);
+
+impl std::str::FromStr for Seconds {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let seconds: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+        if seconds == 0.0 {
+            return Ok(Seconds(None));
+        }
+        if seconds.is_nan() || seconds < 0.0 {
+            return Err(format!("{text} is not a time limit: give seconds, more than 0 (0: no limit)"));
+        }
+        std::time::Duration::try_from_secs_f64(seconds)
+            .map(|d| Seconds(Some(d)))
+            .map_err(|_| format!("{text} seconds is longer than can be waited for (0: no limit)"))
+    }
+}
+
 /// Checks a `--tcp` address: `HOST:PORT`, the port a number (`localhost`
 /// alone is a usage error, not a connection that fails).
 pub fn tcp_address(address: &str) -> Result<String, String> {
@@ -169,4 +192,20 @@ fn quiet_on_broken_pipe() {
             default(info)
         }
     }));
+}
+
+#[cfg(test)]
+mod seconds_tests {
+    use super::Seconds;
+    use std::time::Duration;
+
+    #[test]
+    fn time_limits() {
+        assert_eq!("0".parse(), Ok(Seconds(None)));
+        assert_eq!("2.5".parse(), Ok(Seconds(Some(Duration::from_millis(2500)))));
+        assert_eq!("1e10".parse(), Ok(Seconds(Some(Duration::from_secs(10_000_000_000)))));
+        for bad in ["inf", "1e30", "NaN", "-1", "-0.5", "abc", ""] {
+            assert!(bad.parse::<Seconds>().is_err(), "{bad}");
+        }
+    }
 }

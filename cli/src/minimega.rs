@@ -38,8 +38,8 @@ pub struct MinimegaArgs {
     #[arg(long, value_name = "BYTES", default_value_t = Config::default().limits.max_message)]
     max_frame: usize,
     /// Seconds to wait for each frame of a reply (0: forever).
-    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
-    timeout: f64,
+    #[arg(long, default_value = "60", value_name = "SECONDS")]
+    timeout: crate::Seconds,
     /// The command. Its first word is taken as written (it may be a whole
     /// command line, read by minimega's lexer); each further word is one
     /// argument, quoted as minimega needs. A line that would change
@@ -82,7 +82,7 @@ pub fn run(args: MinimegaArgs) -> ExitCode {
             return crate::usage(&e);
         }
     }
-    let timeout = (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout));
+    let timeout = args.timeout.0;
     let mut config = Config::default();
     config.limits.max_message = args.max_frame;
     let options =

@@ -6,7 +6,6 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser};
 use vmwire_std::negotiator::{
@@ -27,8 +26,8 @@ pub struct Raw {
 #[derive(Debug, Args)]
 struct Common {
     /// Seconds before a remote call without a response times out; 0 waits forever.
-    #[arg(short = 't', long, default_value_t = 10.0, value_name = "SECONDS")]
-    timeout: f64,
+    #[arg(short = 't', long, default_value = "10", value_name = "SECONDS")]
+    timeout: crate::Seconds,
     /// Standard input for the command run with --execute: a file, or `-` for
     /// this program's own standard input.
     #[arg(long, value_name = "FILE", requires = "execute")]
@@ -38,8 +37,8 @@ struct Common {
     #[arg(long = "commands-dir", value_name = "DIR", default_value = USER_COMMANDS_DIRECTORY)]
     commands_dirs: Vec<PathBuf>,
     /// With --daemon: seconds a command may run before it is killed; 0 for no limit.
-    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
-    command_timeout: f64,
+    #[arg(long, default_value = "60", value_name = "SECONDS")]
+    command_timeout: crate::Seconds,
     /// Increase logging verbosity (can be repeated).
     #[arg(short = 'v', long, action = ArgAction::Count)]
     verbose: u8,
@@ -144,21 +143,13 @@ fn fail(tool: &str, error: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn seconds(s: f64) -> Option<Duration> {
-    (s > 0.0).then(|| Duration::from_secs_f64(s))
-}
-
 impl Common {
     fn options(&self) -> Options {
-        Options { timeout: seconds(self.timeout), ..Options::default() }
+        Options { timeout: self.timeout.0, ..Options::default() }
     }
 
     fn commands(&self) -> Commands {
-        Commands {
-            directories: self.commands_dirs.clone(),
-            time_limit: seconds(self.command_timeout),
-            ..Commands::default()
-        }
+        Commands { directories: self.commands_dirs.clone(), time_limit: self.command_timeout.0, ..Commands::default() }
     }
 
     fn input(&self) -> Result<Option<String>, String> {

@@ -24,11 +24,11 @@ pub struct QgaArgs {
     #[arg(long, group = "target", value_name = "PATH")]
     device: Option<PathBuf>,
     /// Seconds to wait for each reply (0: forever).
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
-    timeout: f64,
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    timeout: crate::Seconds,
     /// For `exec`: seconds to wait for the program to end (0: forever).
-    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
-    exec_timeout: f64,
+    #[arg(long, default_value = "60", value_name = "SECONDS")]
+    exec_timeout: crate::Seconds,
     /// For `exec`: an environment entry `NAME=VALUE` (repeatable).
     #[arg(long, value_name = "NAME=VALUE")]
     env: Vec<String>,
@@ -52,13 +52,8 @@ pub struct QgaArgs {
     args: Vec<String>,
 }
 
-fn seconds(s: f64) -> Option<Duration> {
-    (s > 0.0).then(|| Duration::from_secs_f64(s))
-}
-
 pub fn run(args: QgaArgs) -> ExitCode {
-    let options =
-        Options { timeout: seconds(args.timeout), exec_timeout: seconds(args.exec_timeout), ..Options::default() };
+    let options = Options { timeout: args.timeout.0, exec_timeout: args.exec_timeout.0, ..Options::default() };
     let connected = match (&args.socket, &args.device) {
         (Some(path), _) => Agent::connect_unix(path, options),
         (_, Some(path)) => Agent::open_device(path, options),

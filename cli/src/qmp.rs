@@ -33,8 +33,8 @@ pub struct QmpArgs {
     #[arg(long)]
     oob: bool,
     /// Seconds to wait for each reply (0: forever).
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
-    timeout: f64,
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    timeout: crate::Seconds,
     /// Indent JSON output.
     #[arg(long)]
     pretty: bool,
@@ -87,7 +87,7 @@ pub fn run(args: QmpArgs) -> ExitCode {
 /// any) and does what the arguments ask; returns the exit status and the
 /// connection, if it is still open.
 fn session(args: &QmpArgs, launched: Option<&std::path::Path>) -> (ExitCode, Option<Qmp>) {
-    let timeout = (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout));
+    let timeout = args.timeout.0;
     let options = Options { timeout, oob: args.oob, ..Options::default() };
     let connected = match (&args.socket, &args.tcp, launched) {
         (Some(path), _, _) => Qmp::connect_unix(path, options),
@@ -307,7 +307,7 @@ fn one_shot_json(qmp: &mut Qmp, text: &str, args: &QmpArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return crate::usage(&e),
     };
-    let timeout = (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout));
+    let timeout = args.timeout.0;
     let reply = qmp.send_command(command.build()).and_then(|id| await_reply(qmp, &id, timeout, &|| false));
     match reply {
         Ok(Some(value)) => {
@@ -593,7 +593,7 @@ fn shell(qmp: Qmp, args: &QmpArgs) -> ExitCode {
             Err(e) => return crate::usage(&format!("--log {}: {e}", path.display())),
         },
     };
-    let timeout = (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout));
+    let timeout = args.timeout.0;
     let session = QmpShell::new(qmp, args.pretty, args.verbose, log, timeout);
     shell::interactive("qmp", PROMPT, session)
 }

@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
 use futures_lite::future;
@@ -35,8 +34,8 @@ pub struct QmpMuxArgs {
     #[arg(long)]
     disconnect_slow: bool,
     /// Seconds to wait for QEMU's greeting (0: forever).
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
-    timeout: f64,
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    timeout: crate::Seconds,
 }
 
 /// A stream that becomes readable when SIGTERM, SIGINT or SIGHUP arrives.
@@ -50,7 +49,7 @@ fn stop_signals() -> std::io::Result<async_io::Async<std::os::unix::net::UnixStr
 
 /// Runs the multiplexer until QEMU goes away.
 pub fn run(args: QmpMuxArgs) -> ExitCode {
-    let timeout = (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout));
+    let timeout = args.timeout.0;
     let options = Options {
         events: args.event_queue,
         slow: if args.disconnect_slow { Slow::Disconnect } else { Slow::DropEvents },

@@ -17,8 +17,8 @@ use crate::qmp;
 #[derive(Debug, Args)]
 pub struct Connection {
     /// Seconds to wait for connecting and for the reply (0: forever).
-    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
-    timeout: f64,
+    #[arg(long, default_value = "60", value_name = "SECONDS")]
+    timeout: crate::Seconds,
     /// Accept any TLS certificate (xapi's own is self-signed; prefer --ca).
     #[arg(long)]
     insecure: bool,
@@ -38,7 +38,7 @@ pub struct Connection {
 
 impl Connection {
     fn timeout(&self) -> Option<Duration> {
-        (self.timeout > 0.0).then(|| Duration::from_secs_f64(self.timeout))
+        self.timeout.0
     }
 
     fn tls(&self) -> Result<TlsOptions, String> {
