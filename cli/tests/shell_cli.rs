@@ -431,6 +431,21 @@ fn ctrl_c_abandons_a_pending_command_and_history_is_kept() {
     assert!(!output.contains("{\"return\":{}}"), "the abandoned reply was discarded: {output}");
 }
 
+/// Lines that arrive together at an idle prompt (pasted) all run, in turn.
+#[test]
+fn lines_pasted_at_the_prompt_all_run() {
+    let qemu = qemu();
+    let home = tempfile::tempdir().unwrap();
+    let mut term = Terminal::spawn(&["qmp", "--socket", socket(&qemu).to_str().unwrap()], home.path());
+    term.expect("(QMP) ");
+    term.type_keys("query-status\rquery-name\rquery-kvm\r");
+    term.expect("\"singlestep\"");
+    term.expect("{\"return\":{}}");
+    term.expect("\"present\"");
+    term.type_keys("\x04");
+    assert_eq!(term.exit_code(), Some(0), "{}", term.output());
+}
+
 /// A line that carries a password is run but not kept in the history.
 #[test]
 fn the_history_keeps_no_password() {
