@@ -1,5 +1,6 @@
 //! `vmwire hmp`: one human monitor command, or a shell like QEMU's monitor.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -78,7 +79,7 @@ pub fn run(args: HmpArgs) -> ExitCode {
         let line = args.line.join(" ");
         let code = match hmp.command(&line) {
             Ok(text) => {
-                print!("{text}");
+                shell::print_peer_text(text.as_bytes(), std::io::stdout().is_terminal());
                 ExitCode::SUCCESS
             }
             // The monitor closing is what `quit` asked for.

@@ -221,20 +221,7 @@ impl Console {
     /// Prints what a line produced: peer text escaped on a terminal.
     fn print(&self, printed: &Printed) {
         let _guard = self.console.lock();
-        if !printed.out.is_empty() {
-            let mut stdout = std::io::stdout().lock();
-            if self.stdout_is_terminal {
-                for line in String::from_utf8_lossy(&printed.out).lines() {
-                    let _ = writeln!(stdout, "{}", escape(line));
-                }
-            } else {
-                let _ = stdout.write_all(&printed.out);
-                if !printed.out.ends_with(b"\n") {
-                    let _ = stdout.write_all(b"\n");
-                }
-            }
-            let _ = stdout.flush();
-        }
+        print_peer_text(&printed.out, self.stdout_is_terminal);
         if !printed.err.is_empty() {
             eprintln!("{}", escape_lines(&printed.err));
         }
@@ -254,6 +241,28 @@ impl Console {
         std::mem::forget(self.console.lock());
         std::process::exit(i32::from(ended.code()))
     }
+}
+
+/// Writes text a peer produced to standard output, ending in a line end:
+/// on a `terminal` each line escaped ([`escape`]: a monitor's output can
+/// carry escape sequences), elsewhere (a script reading it) as it came.
+/// Nothing for no text.
+pub fn print_peer_text(text: &[u8], terminal: bool) {
+    if text.is_empty() {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if terminal {
+        for line in String::from_utf8_lossy(text).lines() {
+            let _ = writeln!(stdout, "{}", escape(line));
+        }
+    } else {
+        let _ = stdout.write_all(text);
+        if !text.ends_with(b"\n") {
+            let _ = stdout.write_all(b"\n");
+        }
+    }
+    let _ = stdout.flush();
 }
 
 fn escape_lines(text: &str) -> String {

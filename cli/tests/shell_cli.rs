@@ -431,6 +431,22 @@ fn ctrl_c_abandons_a_pending_command_and_history_is_kept() {
     assert!(!output.contains("{\"return\":{}}"), "the abandoned reply was discarded: {output}");
 }
 
+/// A one-shot `vmwire hmp` on a terminal escapes what QEMU printed (here a
+/// chardev id with a title-setting sequence), as the shell does.
+#[test]
+fn one_shot_hmp_output_is_escaped_on_a_terminal() {
+    let qemu = Qemu::builder().qmp().hmp().spawn().expect("QEMU starts");
+    let mut qmp = vmwire_std::qmp::Qmp::connect_unix(socket(&qemu), Default::default()).unwrap();
+    let id = r#"{"id": "ev\u001b]0;PWNED\u0007il", "backend": {"type": "null", "data": {}}}"#;
+    qmp.execute_raw("chardev-add", Some(id)).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let hmp = qemu.hmp_path().unwrap().to_str().unwrap();
+    let mut term = Terminal::spawn(&["hmp", "--socket", hmp, "info", "chardev"], home.path());
+    assert_eq!(term.exit_code(), Some(0), "{}", term.output());
+    let output = term.output();
+    assert!(output.contains(r"ev\u{1b}]0;PWNED\u{7}il: filename=null") && !output.contains('\u{1b}'), "{output}");
+}
+
 /// Lines that arrive together at an idle prompt (pasted) all run, in turn.
 #[test]
 fn lines_pasted_at_the_prompt_all_run() {
