@@ -255,6 +255,10 @@ pub enum Error {
         /// The limit, in bytes ([`Config::max_banner`], within the buffer).
         limit: usize,
     },
+    /// `change vnc password` without the password: on the readline monitor
+    /// QEMU would ask for it with a `Password:` prompt of its own and wait
+    /// there, for this connection and the next ones.
+    PasswordPrompt,
 }
 
 impl Error {
@@ -262,7 +266,10 @@ impl Error {
     pub fn kind(&self) -> crate::ErrorKind {
         use crate::ErrorKind as K;
         match self {
-            Error::LineBreak { .. } | Error::ControlCharacter { .. } | Error::LineTooLong { .. } => K::InvalidInput,
+            Error::LineBreak { .. }
+            | Error::ControlCharacter { .. }
+            | Error::LineTooLong { .. }
+            | Error::PasswordPrompt => K::InvalidInput,
             Error::QueueFull(_) => K::Busy,
             Error::EchoMismatch { .. } | Error::NotHmp => K::InvalidData,
             Error::BannerTooLong { .. } => K::TooLarge,
@@ -294,6 +301,10 @@ impl fmt::Display for Error {
             Error::BannerTooLong { limit } => {
                 write!(f, "HMP: more than {limit} bytes came before the first `(qemu) ` prompt")
             }
+            Error::PasswordPrompt => f.write_str(
+                "HMP: QEMU would ask for the password on a prompt of its own and wait there; \
+                 give it on the line: change vnc password PASSWORD",
+            ),
         }
     }
 }
@@ -329,10 +340,17 @@ pub fn secret_span(line: &[u8]) -> Option<core::ops::Range<usize>> {
     crate::span_in(line, password)
 }
 
-/// Checks that `line` is one line readline will take as it is.
+/// Checks that `line` is one line readline will take as it is, and that
+/// QEMU will run it without a prompt of its own ([`Error::PasswordPrompt`]).
 pub fn check_line(line: &[u8]) -> Result<(), Error> {
     if line.len() > MAX_LINE {
         return Err(Error::LineTooLong { len: line.len(), limit: MAX_LINE });
+    }
+    let mut words = line.split(|&b| b == b' ').filter(|word| !word.is_empty());
+    if let (Some(b"change"), Some(b"vnc"), Some(b"password" | b"passwd"), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    {
+        return Err(Error::PasswordPrompt);
     }
     check_text(line)
 }
@@ -962,6 +980,9 @@ mod tests {
         assert_eq!(check_line(b"\x1b[A"), Err(Error::ControlCharacter { byte: 0x1b, offset: 0 }));
         assert_eq!(check_line("info \u{db}".as_bytes()), Err(Error::ControlCharacter { byte: 0x9b, offset: 6 }));
         assert_eq!(check_line(&[b'x'; MAX_LINE]), Ok(()));
+        assert_eq!(check_line(b"change vnc  password "), Err(Error::PasswordPrompt));
+        assert_eq!(check_line(b"change vnc passwd"), Err(Error::PasswordPrompt));
+        assert_eq!(check_line(b"change vnc password pw"), Ok(()));
         assert_eq!(check_line(&[b'x'; MAX_LINE + 1]), Err(Error::LineTooLong { len: MAX_LINE + 1, limit: MAX_LINE }));
     }
 
