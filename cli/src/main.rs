@@ -132,6 +132,23 @@ pub fn tcp_address(address: &str) -> Result<String, String> {
     }
 }
 
+/// Removes the UNIX socket this process listens on at `address` (if it is
+/// one) when SIGTERM, SIGHUP or SIGINT comes, then ends as that signal would
+/// have: `record` and `replay` stopped by Ctrl-C leave no socket behind.
+/// Called once the socket is bound, so that it can only remove its own.
+pub fn remove_on_signal(address: &vmwire_std::record::Address) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let vmwire_std::record::Address::Unix(path) = address else { return };
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT]) else { return };
+    let path = path.clone();
+    let _ = std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            let _ = std::fs::remove_file(&path);
+            let _ = signal_hook::low_level::emulate_default_handler(signal);
+        }
+    });
+}
+
 /// A QEMU started by `--launch`, with the signal guard that shuts it down
 /// in order (and removes its directory) if SIGTERM, SIGHUP or SIGINT ends
 /// vmwire first.

@@ -58,6 +58,7 @@ pub fn run(args: RecordArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return crate::usage(&e),
     };
+    crate::remove_on_signal(&proxy.local_address());
     eprintln!("vmwire: recording {} on {} -> {}", args.protocol, proxy.local_address(), args.connect);
     let mut out = out;
     match proxy.run(args.connections, &mut out, summary.as_deref_mut().map(|s| s as &mut dyn Write)) {

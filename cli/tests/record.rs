@@ -330,6 +330,32 @@ fn the_xenapi_sdk_over_tcp() {
     assert!(transcript.contains("******<") && transcript.contains("*****<"), "{transcript}");
 }
 
+/// Stopped by a signal (Ctrl-C, SIGTERM), record and replay remove their
+/// socket and end as the signal would have.
+#[test]
+fn a_signal_leaves_no_socket_behind() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (peer, listen, txn) = (dir.path().join("peer.sock"), dir.path().join("proxy.sock"), dir.path().join("s.txn"));
+    let _peer = std::os::unix::net::UnixListener::bind(&peer).unwrap();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/qmp/01_greeting_caps_noid.txn");
+    let mut record = vmwire();
+    record.args(["record", "qmp", "--listen"]).arg(&listen).arg("--connect").arg(&peer).arg("--out").arg(&txn);
+    let mut replay = vmwire();
+    replay.args(["replay", fixture, "--protocol", "qmp", "--listen"]).arg(&listen);
+    for (mut command, signal) in [(record, "-INT"), (replay, "-TERM")] {
+        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+        // The line it prints once the socket is bound and the signals caught.
+        let mut line = String::new();
+        BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.contains(listen.to_str().unwrap()), "{line}");
+        assert!(Command::new("kill").arg(signal).arg(child.id().to_string()).status().unwrap().success());
+        let out = wait(child, "vmwire");
+        assert_eq!(out.status.signal(), Some(if signal == "-INT" { 2 } else { 15 }), "{signal}");
+        assert!(!listen.exists(), "{signal}: the socket is still there");
+    }
+}
+
 /// A peer socket that is not there is an error at once (status 3, naming
 /// it), before anything listens or the transcript file is made.
 #[test]
