@@ -94,7 +94,7 @@ pub fn run(args: ReplayArgs) -> ExitCode {
         }
         Err(e) => return crate::fail(&e),
     };
-    crate::remove_on_signal(&peer.address());
+    crate::remove_on_signal(peer.address());
     eprintln!("vmwire: replaying {} ({protocol}) on {}", args.file.display(), peer.address());
     match peer.wait() {
         Ok(()) => ExitCode::SUCCESS,
