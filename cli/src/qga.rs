@@ -108,6 +108,11 @@ pub fn run(args: QgaArgs) -> ExitCode {
 fn with_local_file(agent: &mut Agent, command: &str, path: &str, local: &str) -> Result<Result<(), Error>, String> {
     let opened = if command == "cat" { std::fs::File::create(local) } else { std::fs::File::open(local) };
     let mut file = opened.map_err(|e| format!("{local}: {e}"))?;
+    // Opening a directory works; reading it fails, after the guest file is
+    // made: said first, with its path.
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(format!("{local}: {}", std::io::Error::from(std::io::ErrorKind::IsADirectory)));
+    }
     Ok(if command == "cat" {
         agent.read_file_to(path, &mut file).map(drop)
     } else {

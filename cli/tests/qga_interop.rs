@@ -314,6 +314,12 @@ fn the_command_line_tool() {
     let out = vmwire(&["put", &path, &ga.path("missing")], b"");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing: No such file"));
+    // A directory for LOCAL_PATH is said first, with its path; no guest file is made.
+    let dir = ga.path("");
+    let out = vmwire(&["put", &ga.path("not-made"), &dir], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{dir}: is a directory")));
+    assert!(!std::path::Path::new(&ga.path("not-made")).exists());
 }
 
 #[test]
