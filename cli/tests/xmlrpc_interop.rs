@@ -221,6 +221,10 @@ fn https_verifies_certificates_by_default() {
     let options = xmlrpc::Options { tls: TlsOptions { verify: false, trusted: vec![] }, ..xmlrpc::Options::new() };
     let mut rpc = Client::connect_with(&wrong_name, options).unwrap();
     assert_eq!(rpc.call_json("VM.get_all", ("nobody",)).unwrap()["ErrorDescription"][0], "SESSION_INVALID");
+    // `https://` to a plain HTTP server: said so, not as a corrupt message.
+    let plain = Peer::start(&[]);
+    let err = Session::connect(&format!("https://127.0.0.1:{}/", plain.port)).unwrap_err();
+    assert!(err.to_string().contains("did not answer in TLS"), "{err}");
 }
 
 /// A XenAPI-shaped mock of xapi on vmwire's own server.

@@ -356,9 +356,21 @@ mod tls {
         tcp.set_read_timeout(timeout)?;
         tcp.set_write_timeout(timeout)?;
         while conn.is_handshaking() {
-            conn.complete_io(&mut tcp)?;
+            conn.complete_io(&mut tcp).map_err(not_tls)?;
         }
         Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))))
+    }
+
+    /// A handshake error as said to a user: an answer that is not TLS at
+    /// all (a plain HTTP server on an `https://` URL) named as such, not as
+    /// rustls's "received corrupt message of type InvalidContentType".
+    fn not_tls(e: io::Error) -> io::Error {
+        use rustls::{Error, InvalidMessage};
+        let inner = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>());
+        if !matches!(inner, Some(Error::InvalidMessage(InvalidMessage::InvalidContentType))) {
+            return e;
+        }
+        io::Error::new(io::ErrorKind::InvalidData, "the server did not answer in TLS (a plain HTTP server: http://?)")
     }
 
     /// webpki's verification (chain to a root, validity, name), and besides
