@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use rustix::termios::{self, LocalModes, OptionalActions, SpecialCodeIndex, Termios};
+use rustix::termios::{self, OptionalActions, Termios};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
@@ -306,10 +306,20 @@ pub fn interactive<S: Session>(name: &str, prompt: &str, session: S) -> ExitCode
     let mut prompt = prompt.to_owned();
     let mut failed = false;
     let mut number = 0;
-    // Keys typed while a reply was pending.
-    let mut typed = Vec::new();
+    // Ctrl-C while a reply is pending: the terminal is as the line editor
+    // leaves it between prompts, so the key is a SIGINT, caught here. (At
+    // the prompt the line editor takes it as a key.) Keys typed meanwhile
+    // stay unread for the line editor, in order; Ctrl-C drops them, as the
+    // terminal does for any program.
+    let ctrl_c = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if terminal {
+        if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&ctrl_c)) {
+            return crate::fail(&format!("catching Ctrl-C: {e}"));
+        }
+    }
     let end = loop {
-        let line = match read_line(&mut editor, &prompt, &mut typed) {
+        ctrl_c.store(false, Ordering::SeqCst);
+        let line = match read_line(&mut editor, &prompt) {
             Ok(Some(line)) => line,
             Ok(None) => break None,
             Err(Unread::Skipped(e)) => {
@@ -341,7 +351,7 @@ pub fn interactive<S: Session>(name: &str, prompt: &str, session: S) -> ExitCode
             Input::Pipe(r) => Some(r),
         };
         let Some(Ok(replies)) = replies.map(|r| r.lock()) else { break None };
-        match await_output(&replies, number, terminal.then_some(&interrupt), &mut typed) {
+        match await_output(&replies, number, terminal.then_some((&interrupt, &*ctrl_c))) {
             Waited::Output(outcome) => {
                 console.print(&outcome.printed);
                 failed |= outcome.printed.failed;
@@ -398,21 +408,11 @@ enum Unread {
     Failed(String),
 }
 
-/// The next line; `None` at the end of input. On a terminal, keys `typed`
-/// ahead come first.
-fn read_line(input: &mut Input, prompt: &str, typed: &mut Vec<u8>) -> Result<Option<String>, Unread> {
+/// The next line; `None` at the end of input.
+fn read_line(input: &mut Input, prompt: &str) -> Result<Option<String>, Unread> {
     match input {
         Input::Terminal(editor) => loop {
-            let start = match typed_ahead(typed) {
-                Ok(Some(line)) => {
-                    // As the line editor would have shown it.
-                    println!("{prompt}{}", escape(&line));
-                    return Ok(Some(line));
-                }
-                Ok(None) => return Ok(None),
-                Err(start) => start,
-            };
-            match editor.readline_with_initial(prompt, (&start, "")) {
+            match editor.readline(prompt) {
                 Ok(line) => return Ok(Some(line)),
                 // As in bash: the line is dropped, a new prompt.
                 Err(ReadlineError::Interrupted) => continue,
@@ -463,33 +463,26 @@ enum Waited {
 }
 
 /// Waits for the outcome of line `number`, discarding those of lines
-/// abandoned before. With `interrupt` (on a terminal), Ctrl-C abandons the
-/// line and gives up waiting; other keys are kept in `typed`.
+/// abandoned before. With `interrupt` (on a terminal, with the flag Ctrl-C
+/// raises), Ctrl-C abandons the line and gives up waiting.
 fn await_output(
     replies: &mpsc::Receiver<Reply>,
     number: u64,
-    interrupt: Option<&Interrupt>,
-    typed: &mut Vec<u8>,
+    interrupt: Option<(&Interrupt, &std::sync::atomic::AtomicBool)>,
 ) -> Waited {
-    let _keys = interrupt.and_then(|_| KeysRaw::enter());
     loop {
         let reply = match interrupt {
             None => replies.recv().map_err(|_| RecvTimeoutError::Disconnected),
             Some(_) => replies.recv_timeout(Duration::from_millis(100)),
         };
         match reply {
-            Ok(Reply::Output(n, outcome)) if n == number => {
-                if interrupt.is_some() {
-                    // Keys typed up to now, for the next prompt (a Ctrl-C
-                    // as the reply came drops them).
-                    ctrl_c_typed(typed);
-                }
-                return Waited::Output(outcome);
-            }
+            Ok(Reply::Output(n, outcome)) if n == number => return Waited::Output(outcome),
             Ok(Reply::Output(..) | Reply::Candidates(..)) => {}
             Err(RecvTimeoutError::Disconnected) => return Waited::Gone,
             Err(RecvTimeoutError::Timeout) => {
-                let Some(interrupt) = interrupt.filter(|_| ctrl_c_typed(typed)) else { continue };
+                let Some((interrupt, _)) = interrupt.filter(|(_, ctrl_c)| ctrl_c.swap(false, Ordering::SeqCst)) else {
+                    continue;
+                };
                 interrupt.abandon(number);
                 // An outcome sent just before is still shown if the
                 // session ended with it (the session's thread ends the
@@ -500,79 +493,6 @@ fn await_output(
                 };
             }
         }
-    }
-}
-
-/// Whether Ctrl-C was typed. Other keys typed meanwhile are kept in
-/// `typed` (up to [`MAX_LINE`] bytes) for the next prompt; Ctrl-C drops them,
-/// as in bash.
-fn ctrl_c_typed(typed: &mut Vec<u8>) -> bool {
-    let stdin = std::io::stdin();
-    let now = || Some(std::time::Instant::now());
-    // All there is: what stays unread is the line editor's, which loses
-    // what follows a line end in one read.
-    while let Ok(true) = vmwire_std::transport::wait_ready(stdin.as_fd(), rustix::event::PollFlags::IN, now()) {
-        let mut keys = [0u8; 256];
-        let Ok(n @ 1..) = rustix::io::read(stdin.as_fd(), &mut keys) else { return false };
-        let keys = keys.get(..n).unwrap_or_default();
-        if keys.contains(&0x03) {
-            typed.clear();
-            return true;
-        }
-        let room = MAX_LINE.saturating_sub(typed.len());
-        typed.extend(keys.iter().take(room));
-    }
-    false
-}
-
-/// What was typed ahead (while a reply was pending), for the next prompt:
-/// a whole line (`Ok`, its end taken), or the start of one (`Err`, all
-/// taken). Control keys are dropped; Ctrl-D on an empty line is the end of
-/// input (`Ok(None)`).
-fn typed_ahead(typed: &mut Vec<u8>) -> Result<Option<String>, String> {
-    let end = typed.iter().position(|&b| b == b'\r' || b == b'\n' || b == 0x04);
-    let Some(end) = end else {
-        let start = String::from_utf8_lossy(typed).chars().filter(|c| !c.is_control()).collect();
-        typed.clear();
-        return Err(start);
-    };
-    let eof = typed.get(end) == Some(&0x04);
-    let line: String = String::from_utf8_lossy(&typed[..end]).chars().filter(|c| !c.is_control()).collect();
-    let taken = end + usize::from(typed.get(end..end + 2) == Some(b"\r\n")) + 1;
-    typed.drain(..taken.min(typed.len()));
-    match (eof, line.is_empty()) {
-        (true, true) => Ok(None),
-        // Ctrl-D inside a line does nothing.
-        (true, false) => {
-            let mut rest = line.into_bytes();
-            rest.append(typed);
-            *typed = rest;
-            typed_ahead(typed)
-        }
-        (false, _) => Ok(Some(line)),
-    }
-}
-
-/// The terminal set, while a reply is pending, to hand Ctrl-C to the shell
-/// as a key instead of killing it; as it was again when dropped.
-struct KeysRaw(Termios);
-
-impl KeysRaw {
-    fn enter() -> Option<KeysRaw> {
-        let stdin = std::io::stdin();
-        let saved = termios::tcgetattr(stdin.as_fd()).ok()?;
-        let mut raw = saved.clone();
-        raw.local_modes.remove(LocalModes::ISIG | LocalModes::ICANON | LocalModes::ECHO);
-        raw.special_codes[SpecialCodeIndex::VMIN] = 1;
-        raw.special_codes[SpecialCodeIndex::VTIME] = 0;
-        termios::tcsetattr(stdin.as_fd(), OptionalActions::Now, &raw).ok()?;
-        Some(KeysRaw(saved))
-    }
-}
-
-impl Drop for KeysRaw {
-    fn drop(&mut self) {
-        let _ = termios::tcsetattr(std::io::stdin().as_fd(), OptionalActions::Now, &self.0);
     }
 }
 
@@ -681,22 +601,4 @@ pub fn lines(lines: Vec<String>) -> Vec<u8> {
         out.push(b'\n');
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_typed_ahead_make_lines_then_the_start_of_one() {
-        let mut typed = b"query-status\r\n{\"a\": 1}\rcont\x1b[A".to_vec();
-        assert_eq!(typed_ahead(&mut typed), Ok(Some("query-status".into())));
-        assert_eq!(typed_ahead(&mut typed), Ok(Some("{\"a\": 1}".into())));
-        assert_eq!(typed_ahead(&mut typed), Err("cont[A".into()));
-        assert!(typed.is_empty());
-        let mut typed = b"\x04".to_vec();
-        assert_eq!(typed_ahead(&mut typed), Ok(None));
-        let mut typed = b"ab\x04c\n".to_vec();
-        assert_eq!(typed_ahead(&mut typed), Ok(Some("abc".into())));
-    }
 }

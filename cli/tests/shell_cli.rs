@@ -363,14 +363,14 @@ impl Terminal {
         }
     }
 
-    /// Waits until the shell waits for a reply: the terminal set to hand it
-    /// Ctrl-C as a key (ISIG off), but not by rustyline (which also turns
-    /// ICRNL off while a line is edited).
+    /// Waits until the shell waits for a reply: the terminal as the line
+    /// editor leaves it between prompts (canonical, Ctrl-C a SIGINT), not
+    /// in the editor's raw mode.
     fn expect_pending(&self) {
-        use rustix::termios::{InputModes, LocalModes};
+        use rustix::termios::LocalModes;
         common::eventually("the shell waiting for a reply", HANG_GUARD, || {
             let t = rustix::termios::tcgetattr(&self.master).unwrap();
-            (!t.local_modes.contains(LocalModes::ISIG) && t.input_modes.contains(InputModes::ICRNL)).then_some(())
+            t.local_modes.contains(LocalModes::ICANON | LocalModes::ISIG).then_some(())
         });
     }
 
@@ -442,6 +442,7 @@ fn one_shot_hmp_output_is_escaped_on_a_terminal() {
     let home = tempfile::tempdir().unwrap();
     let hmp = qemu.hmp_path().unwrap().to_str().unwrap();
     let mut term = Terminal::spawn(&["hmp", "--socket", hmp, "info", "chardev"], home.path());
+    term.expect("il: filename=null");
     assert_eq!(term.exit_code(), Some(0), "{}", term.output());
     let output = term.output();
     assert!(output.contains(r"ev\u{1b}]0;PWNED\u{7}il: filename=null") && !output.contains('\u{1b}'), "{output}");
