@@ -210,8 +210,16 @@ fn a_qmp_capabilities_error_is_escaped() {
 /// panic message), and still shuts its QEMU down and removes its directory.
 #[test]
 fn a_reader_that_goes_away_ends_vmwire_quietly() {
-    let dirs_before = launched_dirs();
-    let mut child = spawn(&["qmp", "--launch", "--pretty", "query-qmp-schema"]);
+    // A temporary directory of its own: other tests' QEMUs come and go in the shared one.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmwire"))
+        .args(["qmp", "--launch", "--pretty", "query-qmp-schema"])
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run vmwire");
     let mut stdout = child.stdout.take().unwrap();
     let mut first = [0u8; 1];
     stdout.read_exact(&mut first).unwrap();
@@ -220,17 +228,6 @@ fn a_reader_that_goes_away_ends_vmwire_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(141), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
-    assert_eq!(launched_dirs(), dirs_before, "a launched QEMU's directory was left behind");
-}
-
-/// The directories of QEMUs that `--launch` started (`vmwire-qemu-*` in the temporary directory).
-fn launched_dirs() -> Vec<std::path::PathBuf> {
-    let mut dirs: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmwire-qemu-")))
-        .collect();
-    dirs.sort();
-    dirs
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(left.is_empty(), "a launched QEMU's directory was left behind: {left:?}");
 }
