@@ -236,6 +236,11 @@ impl Console {
             // Off the line being typed.
             println!();
         }
+        // QEMU went because a signal is ending vmwire (`--launch`): its guard
+        // ends the program, as the signal would have.
+        while vmwire_std::qemu::ending_by_signal() {
+            std::thread::park();
+        }
         self.print(last);
         // Held for good: nobody prints after this, nor ends the process again.
         std::mem::forget(self.console.lock());

@@ -338,6 +338,18 @@ fn stop(pidfd: &OwnedFd) {
     }
 }
 
+/// Whether some [`SignalGuard`] caught its signal: it is shutting its QEMU
+/// down and will end the program ([`ending_by_signal`]).
+static ENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a [`SignalGuard`] caught its signal and is ending the program
+/// (after stopping its QEMU and removing its directory): a program whose
+/// own work ends meanwhile (QEMU's connection closing under it) leaves the
+/// ending to the guard, so that it ends as the signal would have.
+pub fn ending_by_signal() -> bool {
+    ENDING.load(Ordering::SeqCst)
+}
+
 /// What the signal thread and the program share.
 #[derive(Debug, Default)]
 struct Shared {
@@ -403,6 +415,7 @@ impl SignalGuard {
         let (shared, dir) = (Arc::clone(&self.shared), qemu.dir().to_path_buf());
         std::thread::Builder::new().name("qemu-signals".into()).spawn(move || {
             if let Some(signal) = signals.forever().next() {
+                ENDING.store(true, Ordering::SeqCst);
                 shared.caught.store(signal, Ordering::SeqCst);
                 stop(&pidfd);
                 if !shared.wait_finished(Duration::from_secs(2)) {
