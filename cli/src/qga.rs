@@ -30,7 +30,7 @@ pub struct QgaArgs {
     #[arg(long, default_value = "60", value_name = "SECONDS")]
     exec_timeout: crate::Seconds,
     /// For `exec`: an environment entry `NAME=VALUE` (repeatable).
-    #[arg(long, value_name = "NAME=VALUE")]
+    #[arg(long, value_name = "NAME=VALUE", value_parser = env_entry)]
     env: Vec<String>,
     /// For `exec`: pass this program's standard input to the guest program.
     #[arg(long)]
@@ -105,6 +105,14 @@ pub fn run(args: QgaArgs) -> ExitCode {
 
 /// `cat` (`command`) the guest's file at `path` into the local file `local`,
 /// or `put` it from there; `Err` if the local file cannot be opened.
+/// An `--env` entry: `NAME=VALUE` with a name (the guest would drop one without `=`).
+fn env_entry(entry: &str) -> Result<String, String> {
+    match entry.split_once('=') {
+        Some((name, _)) if !name.is_empty() => Ok(entry.to_owned()),
+        _ => Err(format!("{entry:?} is not NAME=VALUE")),
+    }
+}
+
 fn with_local_file(agent: &mut Agent, command: &str, path: &str, local: &str) -> Result<Result<(), Error>, String> {
     let opened = if command == "cat" { std::fs::File::create(local) } else { std::fs::File::open(local) };
     let mut file = opened.map_err(|e| format!("{local}: {e}"))?;

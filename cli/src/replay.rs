@@ -92,6 +92,10 @@ pub fn run(args: ReplayArgs) -> ExitCode {
         Err(e @ (vmwire_std::replay::Error::Transcript(_) | vmwire_std::replay::Error::Fault(..))) => {
             return crate::usage(&e);
         }
+        // A path in use is the command line's to change, as for `record`.
+        Err(vmwire_std::replay::Error::Io(e)) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            return crate::usage(&e);
+        }
         Err(e) => return crate::fail(&e),
     };
     crate::remove_on_signal(peer.address());

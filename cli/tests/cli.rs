@@ -95,6 +95,22 @@ fn tcp_without_a_port_is_a_usage_error() {
     }
 }
 
+/// Values no command could use are usage errors (status 2), before any
+/// connection: a time limit that is not one, an `--env` entry with no `=`.
+#[test]
+fn unusable_values_are_usage_errors() {
+    for (args, said) in [
+        (&["qmp", "--socket", "/nonexistent", "--timeout", "inf", "query-status"][..], "longer than can be waited"),
+        (&["hmp", "--socket", "/nonexistent", "--timeout", "NaN", "info status"], "is not a time limit"),
+        (&["xenapi", "--url", "http://localhost:1", "--timeout", "1e30", "VM.get_all"], "longer than"),
+        (&["qga", "--socket", "/nonexistent", "--env", "FOO", "exec", "--", "true"], "is not NAME=VALUE"),
+    ] {
+        let out = vmwire(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(said), "{args:?}: {}", text(&out.stderr));
+    }
+}
+
 /// Writes one negotiator frame: its length in decimal, `\n`, the JSON.
 fn send_frame(stream: &mut UnixStream, body: &serde_json::Value) {
     let body = body.to_string();

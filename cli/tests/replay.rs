@@ -693,6 +693,19 @@ fn cli_usage_errors() {
     let out = vmwire().args(["replay", file.to_str().unwrap(), "--listen"]).arg(&socket).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--protocol"));
+    // A socket someone listens on: the path is the command line's to change, as for `record`.
+    let _live = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let out = vmwire()
+        .args(["replay", file.to_str().unwrap(), "--protocol", "hmp", "--listen"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("address in use"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
