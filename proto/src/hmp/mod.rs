@@ -331,13 +331,19 @@ impl core::error::Error for Error {
 /// assert_eq!(secret_span(b"info status"), None);
 /// ```
 pub fn secret_span(line: &[u8]) -> Option<core::ops::Range<usize>> {
+    crate::span_in(line, password_word(line)??)
+}
+
+/// The password word of a line that sets one (`set_password PROTOCOL PW …`,
+/// `change vnc password PW`); `Some(None)` for `change vnc password` without
+/// it, which QEMU asks for on a prompt of its own.
+fn password_word(line: &[u8]) -> Option<Option<&[u8]>> {
     let mut words = line.split(|&b| b == b' ').filter(|word| !word.is_empty());
-    let password = match (words.next()?, words.next()?, words.next()?) {
-        (b"set_password", _, password) => password,
-        (b"change", b"vnc", b"password" | b"passwd") => words.next()?,
-        _ => return None,
-    };
-    crate::span_in(line, password)
+    match (words.next()?, words.next()?, words.next()?) {
+        (b"set_password", _, password) => Some(Some(password)),
+        (b"change", b"vnc", b"password" | b"passwd") => Some(words.next()),
+        _ => None,
+    }
 }
 
 /// Checks that `line` is one line readline will take as it is, and that
@@ -346,10 +352,7 @@ pub fn check_line(line: &[u8]) -> Result<(), Error> {
     if line.len() > MAX_LINE {
         return Err(Error::LineTooLong { len: line.len(), limit: MAX_LINE });
     }
-    let mut words = line.split(|&b| b == b' ').filter(|word| !word.is_empty());
-    if let (Some(b"change"), Some(b"vnc"), Some(b"password" | b"passwd"), None) =
-        (words.next(), words.next(), words.next(), words.next())
-    {
+    if password_word(line) == Some(None) {
         return Err(Error::PasswordPrompt);
     }
     check_text(line)
