@@ -461,6 +461,14 @@ fn secret_spans_find_members_that_carry_secrets() {
         call("SR.probe", &[format!("<struct>{}{}</struct>", member(&long, "a"), member("<![CDATA[pass]]>", "b"))]);
     assert_eq!(xenapi::secret_spans(named.as_bytes()).map(|s| &named[s]).collect::<Vec<_>>(), ["a", "b"]);
 
+    // A secret's member that is not a string is walked into, as a password
+    // param that is not one is.
+    let wrapped = call(
+        "SR.probe",
+        &[format!("<struct>{}</struct>", member("password", &format!("<struct>{}</struct>", member("pass", "in"))))],
+    );
+    assert_eq!(xenapi::secret_spans(wrapped.as_bytes()).map(|s| &wrapped[s]).collect::<Vec<_>>(), ["in"]);
+
     // Down to SECRET_DEPTH containers, and not below.
     let nest = |levels: usize| {
         let mut v = format!("<struct>{}</struct>", member("password", "pw"));

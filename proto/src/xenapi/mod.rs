@@ -350,30 +350,33 @@ impl Iterator for SecretSpans<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let Some(inner) = self.depth.checked_sub(1) else {
-                let (n, param) = self.params.as_mut()?.next()?;
-                if self.secret_params.contains(&n) {
-                    if let Some(span) = self.span(param) {
-                        return Some(span);
-                    }
+            // The next value, a param or one in the innermost container, and
+            // whether it is a secret.
+            let (secret, value) = match self.depth.checked_sub(1) {
+                None => {
+                    let (n, param) = self.params.as_mut()?.next()?;
+                    (self.secret_params.contains(&n), param)
                 }
-                self.enter(param);
-                continue;
-            };
-            let found = match self.stack.get_mut(inner).and_then(Option::as_mut) {
-                Some(Nested::Members(members)) => members.next().map(|(name, value)| (Some(name), value)),
-                Some(Nested::Elements(elements)) => elements.next().map(|value| (None, value)),
-                None => None,
-            };
-            match found {
-                None => self.depth = inner,
-                Some((Some(name), value)) if self.is_secret(name) => {
-                    if let Some(span) = self.span(value) {
-                        return Some(span);
-                    }
+                Some(inner) => {
+                    let found = match self.stack.get_mut(inner).and_then(Option::as_mut) {
+                        Some(Nested::Members(members)) => members.next().map(|(name, value)| (Some(name), value)),
+                        Some(Nested::Elements(elements)) => elements.next().map(|value| (None, value)),
+                        None => None,
+                    };
+                    let Some((name, value)) = found else {
+                        self.depth = inner;
+                        continue;
+                    };
+                    (name.is_some_and(|name| self.is_secret(name)), value)
                 }
-                Some((_, value)) => self.enter(value),
+            };
+            // A secret that is a string is one to blank; anything else may hold some.
+            if secret {
+                if let Some(span) = self.span(value) {
+                    return Some(span);
+                }
             }
+            self.enter(value);
         }
     }
 }
