@@ -22,7 +22,7 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -316,7 +316,7 @@ pub fn interactive<S: Session>(name: &str, prompt: &str, session: S) -> ExitCode
     // the prompt the line editor takes it as a key.) Keys typed meanwhile
     // stay unread for the line editor, in order; Ctrl-C drops them, as the
     // terminal does for any program.
-    let ctrl_c = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ctrl_c = Arc::new(AtomicBool::new(false));
     if terminal {
         if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&ctrl_c)) {
             return crate::fail(&format!("catching Ctrl-C: {e}"));
@@ -470,11 +470,7 @@ enum Waited {
 /// Waits for the outcome of line `number`, discarding those of lines
 /// abandoned before. With `interrupt` (on a terminal, with the flag Ctrl-C
 /// raises), Ctrl-C abandons the line and gives up waiting.
-fn await_output(
-    replies: &mpsc::Receiver<Reply>,
-    number: u64,
-    interrupt: Option<(&Interrupt, &std::sync::atomic::AtomicBool)>,
-) -> Waited {
+fn await_output(replies: &mpsc::Receiver<Reply>, number: u64, interrupt: Option<(&Interrupt, &AtomicBool)>) -> Waited {
     loop {
         let reply = match interrupt {
             None => replies.recv().map_err(|_| RecvTimeoutError::Disconnected),
