@@ -26,7 +26,7 @@ pub struct QgaArgs {
     /// Seconds to wait for each reply (0: forever).
     #[arg(long, default_value = "10", value_name = "SECONDS")]
     timeout: crate::Seconds,
-    /// For `exec`: seconds to wait for the program to end (0: forever).
+    /// For `exec`: seconds to wait for the program to end (0: forever); past them it goes on in the guest, and its pid is printed.
     #[arg(long, default_value = "60", value_name = "SECONDS")]
     exec_timeout: crate::Seconds,
     /// For `exec`: an environment entry `NAME=VALUE` (repeatable).

@@ -96,6 +96,40 @@ fn exec_reports_exit_codes_signals_and_output() {
 }
 
 #[test]
+fn a_program_past_the_time_limit_is_named_and_the_session_goes_on() {
+    let ga = Ga::start(&[]);
+    let options = Options { exec_timeout: Some(Duration::from_millis(300)), ..Options::default() };
+    let mut agent = Agent::connect_unix(ga.socket(), options).unwrap();
+    let marker = ga.path("pid");
+    let script = format!("echo $$ > '{marker}'; exec sleep 30");
+    let pid = match agent.exec("/bin/sh", &["-c", &script], &[], None) {
+        Err(Error::StillRunning { pid, limit }) => {
+            assert_eq!(limit, Duration::from_millis(300));
+            pid
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), pid.to_string());
+    // The agent still knows it, and the session goes on.
+    let status = agent.execute_raw("guest-exec-status", Some(&format!("{{\"pid\": {pid}}}"))).unwrap();
+    assert!(status.contains("\"exited\": false"), "{status}");
+    assert!(Command::new("kill").arg(pid.to_string()).status().unwrap().success());
+    assert!(agent.exec("/bin/true", &[], &[], None).unwrap().status.success());
+    drop(agent); // the agent serves one client at a time
+
+    // The command-line tool says the same, with the limit.
+    let (code, _, stderr) = vmwire_qga(&ga.socket(), &["--exec-timeout", "0.3", "exec", "--", "/bin/sleep", "30"]);
+    assert_eq!(code, Some(3), "{stderr}");
+    let pid = stderr.trim_end().rsplit(' ').next().unwrap();
+    assert!(
+        stderr
+            .starts_with("vmwire: QGA: the program was still running after 0.3 s; it goes on in the guest as process "),
+        "{stderr}"
+    );
+    assert!(Command::new("kill").arg(pid).status().unwrap().success(), "{stderr}");
+}
+
+#[test]
 fn files_round_trip_in_chunks_and_handles_are_closed() {
     let ga = Ga::start(&[]);
     let mut agent = ga.connect();

@@ -519,8 +519,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, M: Machine, O: Operation<M>> Running<'_,
             match next {
                 op::Next::Done(output) => return Ok(output),
                 op::Next::Pause(pause) => {
-                    limits.pause(pause)?;
-                    Timer::after(pause).await;
+                    Timer::after(limits.pause(pause)?).await;
                     if let Some(output) = self.progress.resume(&mut self.conn.machine).map_err(DriveError::Machine)? {
                         return Ok(output);
                     }

@@ -50,7 +50,9 @@ use vmwire_proto::buf::{Heap, Storage};
 use vmwire_proto::json::Value;
 use vmwire_proto::op::{Offer, Operation};
 use vmwire_proto::qga::{self, Client, Event, Id};
-use vmwire_std::qga::{Strays, random_id, returned, send_json, synchronised, transfer_outcome, transferred};
+use vmwire_std::qga::{
+    Strays, exec_outcome, random_id, returned, send_json, synchronised, transfer_outcome, transferred,
+};
 use vmwire_std::qmp::arguments;
 
 pub use vmwire_std::qga::{
@@ -212,7 +214,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Agent<S> {
         self.alive()?;
         let mut exec = qga::Exec::new(self.conn.machine_mut(), path, args, env, input, Output::of)?;
         let with = With { step: self.timeout, ..With::default() };
-        self.conn.run_with(with, &mut exec, &mut self.strays, deadline(self.exec_timeout)).await?
+        let outcome = self.conn.run_with(with, &mut exec, &mut self.strays, deadline(self.exec_timeout)).await;
+        exec_outcome(outcome, exec.running(), self.exec_timeout)
     }
 
     /// Runs the transfer of `path` over `data`, whose chunks pass through

@@ -147,6 +147,19 @@ fn exec_reports_exit_codes_signals_and_output() {
             Err(Error::Agent(e)) => assert!(e.desc.contains("/nonexistent/program"), "{e}"),
             other => panic!("{other:?}"),
         }
+
+        // Past the time limit: named by its pid, and the session goes on.
+        drop(agent); // the agent serves one client at a time
+        let options = Options { exec_timeout: Some(Duration::from_millis(300)), ..Options::default() };
+        let mut agent = Agent::connect_unix(ga.socket(), options).await.unwrap();
+        match agent.exec("/bin/sleep", &["30"], &[], None).await {
+            Err(Error::StillRunning { pid, limit }) => {
+                assert_eq!(limit, Duration::from_millis(300));
+                assert!(Command::new("kill").arg(pid.to_string()).status().unwrap().success());
+            }
+            other => panic!("{other:?}"),
+        }
+        agent.ping().await.unwrap();
     });
 }
 

@@ -32,7 +32,7 @@ use vmwire_proto::qga::{self, Client, Command, Config, Event, Id};
 use vmwire_proto::{base64, op};
 
 use crate::qmp::arguments;
-use crate::transport::{Conn, Stream, With, deadline};
+use crate::transport::{Conn, DriveError, Stream, With, deadline};
 
 pub use crate::qmp::QemuError;
 
@@ -89,6 +89,15 @@ pub enum Error {
         /// The start of what arrived, escaped and cut short.
         got: String,
     },
+    /// [`Agent::exec`]'s time limit ([`Options::exec_timeout`]) passed
+    /// with the program still running: it goes on in the guest (the agent
+    /// cannot stop it), as process `pid` there.
+    StillRunning {
+        /// The program's process id in the guest.
+        pid: i64,
+        /// The time limit that passed.
+        limit: Duration,
+    },
     /// The reply to `command` was longer than the limit
     /// ([`Options::config`]`.limits.max_message`); it was skipped, and the
     /// session goes on.
@@ -112,6 +121,11 @@ impl fmt::Display for Error {
             Error::Base64(e) => write!(f, "QGA: {e}"),
             Error::Unexpected(what) => write!(f, "QGA: unexpected reply: {what}"),
             Error::WrongProtocol { error, got } => write!(f, "{error}: `{got}`"),
+            Error::StillRunning { pid, limit } => write!(
+                f,
+                "QGA: the program was still running after {} s; it goes on in the guest as process {pid}",
+                limit.as_secs_f64()
+            ),
             Error::ReplyTooLarge { command, limit } => {
                 write!(f, "QGA: the reply to {command} is larger than the limit of {limit} bytes")
             }
@@ -475,7 +489,8 @@ impl Agent {
         self.alive()?;
         let mut exec = qga::Exec::new(self.conn.machine_mut(), path, args, env, input, Output::of)?;
         let with = With { step: self.timeout, ..With::default() };
-        self.conn.run_with(with, &mut exec, &mut self.strays, deadline(self.exec_timeout))?
+        let outcome = self.conn.run_with(with, &mut exec, &mut self.strays, deadline(self.exec_timeout));
+        exec_outcome(outcome, exec.running(), self.exec_timeout)
     }
 
     /// Runs the transfer of `path` over `data`: the guest's handle is
@@ -635,6 +650,20 @@ pub fn transfer_outcome(outcome: Result<u64, Option<Error>>, failure: Option<io:
         (Ok(_) | Err(None), Some(e)) => Err(Error::Io(e)),
         (Err(None), None) => Err(Error::Closed),
         (Err(Some(e)), _) => Err(e),
+    }
+}
+
+/// What [`Agent::exec`] ends with: a time limit that passed between two
+/// looks at a program still `running` (its pid, [`qga::Exec::running`]) is
+/// [`Error::StillRunning`]; anything else is what it was.
+pub fn exec_outcome(
+    outcome: Result<Result<Output, Error>, DriveError<qga::Error>>,
+    running: Option<i64>,
+    limit: Option<Duration>,
+) -> Result<Output, Error> {
+    match (outcome, running, limit) {
+        (Err(DriveError::Timeout), Some(pid), Some(limit)) => Err(Error::StillRunning { pid, limit }),
+        (outcome, ..) => outcome?,
     }
 }
 

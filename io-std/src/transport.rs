@@ -518,8 +518,11 @@ pub fn time_left(deadline: Option<Instant>) -> Option<Duration> {
 /// keeps them (this crate's [`Conn::run_with`], vmwire-smol's): the whole
 /// by `deadline`; each wait for the peer (connecting, writing, reading)
 /// also within `step` of the operation's last event, started again
-/// whenever it takes one ([`op::Progress::took`]); and a pause that would
-/// end past the deadline is the deadline passing.
+/// whenever it takes one ([`op::Progress::took`]). A pause that would end
+/// past the deadline is cut short to end at it, and the operation takes
+/// one last look (a guest program, a XenAPI task may have ended meanwhile),
+/// its waits bounded by `step` alone; a pause asked for after that is the
+/// deadline passing.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
@@ -530,21 +533,31 @@ pub fn time_left(deadline: Option<Instant>) -> Option<Duration> {
 /// assert!(limits.took(true)); // it took one: 5 s from now
 /// assert!(limits.wait().is_some_and(|w| w < deadline));
 /// assert!(!limits.took(false));
-/// assert!(limits.pause::<()>(Duration::from_secs(1)).is_ok());
-/// assert!(matches!(limits.pause::<()>(Duration::from_secs(61)), Err(DriveError::Timeout)));
+/// assert_eq!(limits.pause::<()>(Duration::from_secs(1)).ok(), Some(Duration::from_secs(1)));
+///
+/// // A pause past the deadline ends at it; then one last look, bounded by `step` alone.
+/// let mut limits = Deadlines::new(Some(Instant::now() + Duration::from_millis(10)), Some(Duration::from_secs(5)));
+/// let pause = limits.pause::<()>(Duration::from_millis(100)).unwrap();
+/// assert!(pause <= Duration::from_millis(10));
+/// std::thread::sleep(pause);
+/// assert!(limits.took(true)); // the operation resumed: it asks once more
+/// assert!(limits.wait().is_some_and(|w| w > Instant::now() + Duration::from_secs(4)));
+/// assert!(matches!(limits.pause::<()>(Duration::from_millis(100)), Err(DriveError::Timeout)));
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Deadlines {
     deadline: Option<Instant>,
     step: Option<Duration>,
     wait: Option<Instant>,
+    /// The deadline came during a pause: the operation's last look.
+    last_look: bool,
 }
 
 impl Deadlines {
     /// The whole run by `deadline`, each wait also within `step` of the
     /// operation's last event (`None`: no limit).
     pub fn new(deadline: Option<Instant>, step: Option<Duration>) -> Self {
-        Deadlines { deadline, step, wait: deadline }
+        Deadlines { deadline, step, wait: deadline, last_look: false }
     }
 
     /// Whether the operation `took` an event (or resumed) since the last
@@ -564,14 +577,22 @@ impl Deadlines {
         self.wait
     }
 
-    /// A pause of `pause` from now, as the operation asks
-    /// ([`op::Next::Pause`]): [`DriveError::Timeout`] if it would end past
-    /// the deadline.
-    pub fn pause<E>(&self, pause: Duration) -> Result<(), DriveError<E>> {
-        match self.deadline {
-            Some(d) if Instant::now() + pause > d => Err(DriveError::Timeout),
-            _ => Ok(()),
+    /// How long to pause when the operation asks for `pause`
+    /// ([`op::Next::Pause`]): all of it, or what is left before the
+    /// deadline (the last look follows); [`DriveError::Timeout`] once the
+    /// deadline has passed or the last look was taken.
+    pub fn pause<E>(&mut self, pause: Duration) -> Result<Duration, DriveError<E>> {
+        let Some(d) = self.deadline else {
+            return if self.last_look { Err(DriveError::Timeout) } else { Ok(pause) };
+        };
+        let left = d.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(DriveError::Timeout);
         }
+        if left <= pause {
+            (self.deadline, self.wait, self.last_look) = (None, None, true);
+        }
+        Ok(pause.min(left))
     }
 }
 
@@ -826,8 +847,7 @@ impl<M: Machine> Conn<M> {
             match next {
                 op::Next::Done(output) => return Ok(output),
                 op::Next::Pause(pause) => {
-                    limits.pause(pause)?;
-                    std::thread::sleep(pause);
+                    std::thread::sleep(limits.pause(pause)?);
                     if let Some(output) = progress.resume(&mut self.machine).map_err(DriveError::Machine)? {
                         return Ok(output);
                     }

@@ -510,6 +510,31 @@ fn exec_polls_the_status_with_growing_pauses_until_the_program_exits() {
 }
 
 #[test]
+fn exec_names_the_running_program_only_between_two_looks() {
+    use vmwire_proto::op::{Operation, drive};
+    use vmwire_proto::qga::{Exec, Ran};
+    let mut client = synced();
+    let mut exec = Exec::new(&mut client, "/bin/sleep", &["9"], &[], None, |_: Ran<'_>| ()).unwrap();
+    let mut stray = |e: Event<'_>| panic!("stray {}", describe(e));
+    let mut answer = |client: &mut Client<Heap>, value: &str| {
+        let tx = client.transmit().to_vec();
+        client.transmitted(tx.len());
+        let id = Value::parse(tx.trim_ascii_end()).unwrap().get("id").unwrap().raw_str().to_string();
+        client.receive(format!("{{\"return\": {value}, \"id\": {id}}}\n").as_bytes()).unwrap();
+    };
+    assert_eq!(exec.running(), None, "guest-exec in flight");
+    answer(&mut client, r#"{"pid": 7}"#);
+    assert_eq!(drive(&mut client, &mut exec, &mut stray).unwrap(), None);
+    assert_eq!(exec.running(), None, "guest-exec-status in flight");
+    answer(&mut client, r#"{"exited": false}"#);
+    assert_eq!(drive(&mut client, &mut exec, &mut stray).unwrap(), None);
+    assert!(Operation::<Client<Heap>>::pause(&exec).is_some());
+    assert_eq!(exec.running(), Some(7), "paused: the agent said it runs");
+    assert_eq!(exec.resume(&mut client).unwrap(), None);
+    assert_eq!(exec.running(), None);
+}
+
+#[test]
 fn a_transfer_closes_the_handle_whatever_happened() {
     use vmwire_proto::qga::{Reading, Source, Transfer, Transferred, Writing};
     let describe = |t: Transferred<'_>| format!("{t:?}");

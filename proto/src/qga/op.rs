@@ -243,6 +243,17 @@ impl<F> Exec<F> {
         self.step.id()
     }
 
+    /// The program's pid while the agent's last word is that it runs and
+    /// no `guest-exec-status` is in flight (between two looks): a deadline
+    /// that passes now leaves the program running in the guest, where it
+    /// goes on (the agent has no command to stop it).
+    pub fn running(&self) -> Option<i64> {
+        match self.step {
+            Step::Due(pid) | Step::Paused(pid) => Some(pid),
+            Step::Starting(_) | Step::Polling(..) => None,
+        }
+    }
+
     /// The command in flight.
     fn command(&self) -> &'static str {
         match self.step {
