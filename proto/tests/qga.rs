@@ -516,7 +516,7 @@ fn exec_names_the_running_program_only_between_two_looks() {
     let mut client = synced();
     let mut exec = Exec::new(&mut client, "/bin/sleep", &["9"], &[], None, |_: Ran<'_>| ()).unwrap();
     let mut stray = |e: Event<'_>| panic!("stray {}", describe(e));
-    let mut answer = |client: &mut Client<Heap>, value: &str| {
+    let answer = |client: &mut Client<Heap>, value: &str| {
         let tx = client.transmit().to_vec();
         client.transmitted(tx.len());
         let id = Value::parse(tx.trim_ascii_end()).unwrap().get("id").unwrap().raw_str().to_string();
