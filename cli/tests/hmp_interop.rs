@@ -236,9 +236,23 @@ fn a_qmp_socket_is_not_a_monitor() {
     );
     // The library says the same, typed.
     match Monitor::connect_unix(qemu.qmp_path().unwrap(), Options::default()) {
-        Err(Error::Banner { error: vmwire_proto::hmp::Error::NotHmp, got }) => assert!(got.starts_with(r#"{"QMP""#)),
+        Err(Error::Banner { error: vmwire_proto::hmp::Error::NotHmp { .. }, got }) => {
+            assert!(got.starts_with(r#"{"QMP""#))
+        }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_vnc_socket_is_named_at_once() {
+    let qemu = common::qemu_builder().arg("-vnc").arg("unix:{dir}/vnc.sock").wait_for("vnc.sock").spawn().unwrap();
+    let vnc = qemu.dir().join("vnc.sock");
+    let (code, stdout, stderr) = vmwire(&["hmp", "--socket", vnc.to_str().unwrap(), "info", "status"]);
+    assert_eq!((code, stdout.as_str()), (Some(3), ""), "{stderr}");
+    assert_eq!(
+        stderr,
+        "vmwire: HMP: expected the monitor's banner and `(qemu) ` prompt, got a VNC server's greeting: `RFB 003.008\\n`\n"
+    );
 }
 
 #[test]

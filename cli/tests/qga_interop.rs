@@ -447,10 +447,13 @@ fn a_reply_over_the_limit_says_so() {
 
 #[test]
 fn a_monitor_socket_is_not_an_agent() {
-    let qemu = common::qemu_builder().qmp().hmp().spawn().unwrap();
+    let qemu = common::qemu_builder().qmp().hmp().arg("-vnc").arg("unix:{dir}/vnc.sock").wait_for("vnc.sock");
+    let qemu = qemu.spawn().unwrap();
+    let vnc = qemu.dir().join("vnc.sock");
     for (socket, said) in [
         (qemu.qmp_path().unwrap(), r#"got QMP's greeting: `{"QMP": {"version": {"qemu": "#),
         (qemu.hmp_path().unwrap(), "got the human monitor's banner: `QEMU 7."),
+        (&vnc, "got a VNC server's greeting: `RFB 003.008\\n`"),
     ] {
         let (code, stdout, stderr) = vmwire_qga(socket, &["guest-ping"]);
         assert_eq!((code, stdout.as_str()), (Some(3), ""), "{stderr}");

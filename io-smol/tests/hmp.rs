@@ -242,7 +242,7 @@ fn a_qmp_socket_is_not_a_monitor_said_at_once() {
     let qemu = common::qemu_builder().qmp().spawn().unwrap();
     smol::block_on(async {
         match Monitor::connect_unix(qemu.qmp_path().unwrap(), Options::default()).await {
-            Err(e @ Error::Banner { error: vmwire_proto::hmp::Error::NotHmp, .. }) => {
+            Err(e @ Error::Banner { error: vmwire_proto::hmp::Error::NotHmp { .. }, .. }) => {
                 let said = e.to_string();
                 assert!(
                     said.starts_with("HMP: expected the monitor's banner and `(qemu) ` prompt, got JSON"),

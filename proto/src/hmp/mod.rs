@@ -138,14 +138,23 @@ impl Banner<'_> {
     }
 }
 
-/// Whether `data` (the start of the stream) opens a JSON object: `{`, then
-/// after any white space a `"` (QMP's greeting is `{"QMP": …`). A monitor
-/// opens with its banner (`QEMU …`) or its prompt.
-fn opens_with_json(data: &[u8]) -> bool {
+/// What `data` (the start of the stream) opens as, if it is another
+/// protocol's: a JSON object (`{`, then after any white space a `"`: QMP's
+/// greeting is `{"QMP": …`), or a VNC server's greeting. A monitor opens
+/// with its banner (`QEMU …`) or its prompt.
+fn other_opening(data: &[u8]) -> Option<&'static str> {
     let ws = |b: &&u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
     let mut bytes = data.iter().skip_while(ws);
-    bytes.next() == Some(&b'{') && bytes.find(|b| !ws(b)) == Some(&b'"')
+    if bytes.next() == Some(&b'{') && bytes.find(|b| !ws(b)) == Some(&b'"') {
+        return Some("JSON (a QMP or guest agent socket?)");
+    }
+    let (prefix, found) = VNC_GREETING;
+    data.starts_with(prefix).then_some(found)
 }
+
+/// How a VNC server opens (`RFB 003.008\n`), and what to call it: QEMU's
+/// `-vnc unix:…` socket sits beside its monitors.
+pub(crate) const VNC_GREETING: (&[u8], &str) = (b"RFB ", "a VNC server's greeting");
 
 fn decimal(digits: &[u8]) -> Option<u64> {
     core::str::from_utf8(digits).ok()?.parse().ok()
@@ -247,9 +256,13 @@ pub enum Error {
     },
     /// `recv_commit` was told of more bytes than `recv_buf` offered.
     CommitTooLarge(crate::buf::CommitTooLarge),
-    /// The stream opened with a JSON object (QMP's greeting `{"QMP": …`, or
-    /// another JSON protocol's message), not a monitor's banner and prompt.
-    NotHmp,
+    /// The stream opened as another protocol's does, not with a monitor's
+    /// banner and prompt: with a JSON object (QMP's greeting `{"QMP": …`, or
+    /// another JSON protocol's message), or a VNC server's `RFB 003.008`.
+    NotHmp {
+        /// What it opened with.
+        found: &'static str,
+    },
     /// More text than the limit came before the first prompt.
     BannerTooLong {
         /// The limit, in bytes ([`Config::max_banner`], within the buffer).
@@ -271,7 +284,7 @@ impl Error {
             | Error::LineTooLong { .. }
             | Error::PasswordPrompt => K::InvalidInput,
             Error::QueueFull(_) => K::Busy,
-            Error::EchoMismatch { .. } | Error::NotHmp => K::InvalidData,
+            Error::EchoMismatch { .. } | Error::NotHmp { .. } => K::InvalidData,
             Error::BannerTooLong { .. } => K::TooLarge,
             Error::WrongState { .. } => K::WrongState,
             Error::CommitTooLarge(_) => K::Misuse,
@@ -295,9 +308,9 @@ impl fmt::Display for Error {
             Error::EchoMismatch { offset } => write!(f, "HMP: the echo at byte {offset} is not the command sent"),
             Error::WrongState { state, operation } => write!(f, "HMP: {operation} is not allowed in state {state:?}"),
             Error::CommitTooLarge(e) => write!(f, "HMP: {e}"),
-            Error::NotHmp => f.write_str(
-                "HMP: expected the monitor's banner and `(qemu) ` prompt, got JSON (a QMP or guest agent socket?)",
-            ),
+            Error::NotHmp { found } => {
+                write!(f, "HMP: expected the monitor's banner and `(qemu) ` prompt, got {found}")
+            }
             Error::BannerTooLong { limit } => {
                 write!(f, "HMP: more than {limit} bytes came before the first `(qemu) ` prompt")
             }
@@ -437,13 +450,22 @@ impl Scan {
     }
 }
 
+/// Why a stream's opening is no monitor's banner.
+#[derive(Debug, Clone, Copy)]
+enum NotBanner {
+    /// Another protocol's opening ([`other_opening`]).
+    Other(&'static str),
+    /// No prompt within the limit.
+    TooLong(usize),
+}
+
 /// What [`Client::step`] found, before it is lent out as an [`Event`].
 #[derive(Debug, Clone, Copy)]
 enum Found {
     Banner(usize),
-    /// Not a banner: JSON (`None`) or too long (`Some(limit)`), with the text's length.
+    /// Not a banner, with the text's length.
     BadBanner {
-        too_long: Option<usize>,
+        why: NotBanner,
         len: usize,
     },
     Output {
@@ -606,18 +628,18 @@ impl<S: Storage> Client<S> {
     /// The stream is not a monitor's: report it with its first bytes, and
     /// end the session (everything buffered goes with the event).
     /// The text shown is `len` bytes: the same whatever the chunking.
-    fn bad_banner(&mut self, too_long: Option<usize>, len: usize) -> Found {
+    fn bad_banner(&mut self, why: NotBanner, len: usize) -> Found {
         let buffered = self.rx.data().len();
         self.phase = Phase::Closing;
         self.later = buffered;
-        Found::BadBanner { too_long, len }
+        Found::BadBanner { why, len }
     }
 
-    /// `None` if the stream does not open with JSON; else how much of it to
-    /// show, once that is known ([`opening_text`]).
-    fn json_opening(&self) -> Option<Option<usize>> {
+    /// `None` if the stream does not open as another protocol's; else what
+    /// it is, and how much of it to show once that is known ([`opening_text`]).
+    fn other_opening(&self) -> Option<(&'static str, Option<usize>)> {
         let (data, cap) = (self.rx.data(), self.opening_cap());
-        opens_with_json(data.get(..cap).unwrap_or(data)).then(|| opening_text(data, cap, self.eof))
+        other_opening(data.get(..cap).unwrap_or(data)).map(|found| (found, opening_text(data, cap, self.eof)))
     }
 
     /// Bytes of the stream's opening shown if it is another protocol's:
@@ -669,10 +691,10 @@ impl<S: Storage> Client<S> {
                         return Some(Found::Mismatch(offset));
                     }
                 }
-                Phase::Banner if self.offset == 0 && self.json_opening().is_some() => {
-                    match self.json_opening().flatten() {
-                        Some(len) => return Some(self.bad_banner(None, len)),
-                        None => break, // the rest of its first line
+                Phase::Banner if self.offset == 0 && self.other_opening().is_some() => {
+                    match self.other_opening() {
+                        Some((found, Some(len))) => return Some(self.bad_banner(NotBanner::Other(found), len)),
+                        _ => break, // the rest of its first line
                     }
                 }
                 Phase::Banner | Phase::Idle | Phase::Output => {
@@ -688,7 +710,7 @@ impl<S: Storage> Client<S> {
                     let over = found.map_or(data.len() >= max + PROMPT.len(), |at| at > max);
                     if over && matches!(self.phase, Phase::Banner) {
                         let len = self.opening_cap();
-                        return Some(self.bad_banner(Some(max), len));
+                        return Some(self.bad_banner(NotBanner::TooLong(max), len));
                     }
                     if over && !matches!(self.phase, Phase::Output) {
                         // Text with no prompt in sight, handed out in pieces of the limit.
@@ -790,8 +812,11 @@ impl<S: Storage> Client<S> {
         let text = |n: usize| data.get(..n).unwrap_or_default();
         match found {
             Found::Banner(n) => Event::Banner(Banner { text: text(n) }),
-            Found::BadBanner { too_long, len } => Event::BadBanner {
-                error: too_long.map_or(Error::NotHmp, |limit| Error::BannerTooLong { limit }),
+            Found::BadBanner { why, len } => Event::BadBanner {
+                error: match why {
+                    NotBanner::Other(found) => Error::NotHmp { found },
+                    NotBanner::TooLong(limit) => Error::BannerTooLong { limit },
+                },
                 text: text(len),
             },
             Found::Output { id, len } => Event::Output { id, text: text(len) },

@@ -59,10 +59,11 @@ pub const DELIMITER: u8 = 0xFF;
 pub const WRONG_PROTOCOL_TEXT: usize = 256;
 
 /// How the other protocols of a QEMU socket open; the agent never speaks first.
-const OTHER_OPENINGS: [(&[u8], &str); 3] = [
+const OTHER_OPENINGS: [(&[u8], &str); 4] = [
     (b"{\"QMP\":", "QMP's greeting"),
     (b"QEMU ", "the human monitor's banner"),
     (b"(qemu) ", "the human monitor's prompt"),
+    crate::hmp::VNC_GREETING,
 ];
 
 /// What a stream that opens with `data` is.
@@ -235,7 +236,7 @@ pub enum Error {
     CommitTooLarge(crate::buf::CommitTooLarge),
     /// The peer is not a guest agent: it opened with another protocol's words.
     NotAgent {
-        /// What it opened with: `QMP's greeting` or `the human monitor's banner`.
+        /// What it opened with: `QMP's greeting`, `the human monitor's banner`, ….
         found: &'static str,
     },
 }
