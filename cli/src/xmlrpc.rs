@@ -162,10 +162,6 @@ pub fn run_xmlrpc(args: XmlrpcArgs) -> ExitCode {
             c.print(&serde_json::json!({ "faultCode": f.code, "faultString": f.string }));
             ExitCode::from(1)
         }
-        Err(e @ xmlrpc::Error::HttpStatus { .. }) => {
-            eprintln!("vmwire: {e}");
-            ExitCode::from(1)
-        }
         Err(e) => crate::fail(&e),
     }
 }
@@ -243,7 +239,12 @@ pub fn run_xenapi(args: XenapiArgs) -> ExitCode {
     };
     drop(password);
     let result = login.and_then(|_| xapi.call_json(&args.method, params));
-    let code = match result {
+    // Logged out before anything is printed: a reader that stops early
+    // (`| head`) ends `vmwire` with SIGPIPE, and the session would stay.
+    if xapi.session().is_some() {
+        let _ = xapi.logout();
+    }
+    match result {
         Ok(v) => {
             c.print(&v);
             ExitCode::SUCCESS
@@ -259,16 +260,12 @@ pub fn run_xenapi(args: XenapiArgs) -> ExitCode {
             c.print(&serde_json::json!({ "faultCode": f.code, "faultString": f.string }));
             ExitCode::from(1)
         }
-        Err(e @ (xenapi::Error::SessionInvalid { .. } | xenapi::Error::HttpStatus { .. })) => {
+        Err(e @ xenapi::Error::SessionInvalid { .. }) => {
             eprintln!("vmwire: {e}");
             ExitCode::from(1)
         }
         Err(e) => crate::fail(&e),
-    };
-    if xapi.session().is_some() {
-        let _ = xapi.logout();
     }
-    code
 }
 
 #[cfg(test)]

@@ -464,6 +464,28 @@ fn the_cli_calls_xmlrpc_and_xenapi() {
     // Nobody listening: a connection failure.
     let (code, _, _) = run(&["xmlrpc", "http://127.0.0.1:1/", "x"], &[]);
     assert_eq!(code, Some(3));
+    // A path that is not the XML-RPC server's: its HTTP status, a protocol failure (not a fault).
+    let (code, out, err) = run(&["xmlrpc", &format!("{url}nope"), "VM.get_all"], &[]);
+    assert_eq!((code, out.as_str(), err.as_str()), (Some(3), "", "vmwire: XML-RPC: HTTP 404 Not Found\n"));
+}
+
+#[test]
+fn a_reader_that_stops_early_leaves_no_session() {
+    let peer = Peer::start(&["--vms", "3000"]);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("pw");
+    std::fs::write(&secret, "secret\n").unwrap();
+    let sessions = || Client::connect(&peer.url()).unwrap().call_json("debug.sessions", ()).unwrap();
+    // `| head -c 5`: the reader is gone before the value is printed.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmwire"))
+        .args(["xenapi", "--url", &peer.url(), "--password-file", secret.to_str().unwrap(), "VM.get_all_records"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert_eq!(sessions()["Value"], 0, "the session was left logged in");
 }
 
 /// Runs `vmwire ARGS…`; its exit status, standard output and standard error.

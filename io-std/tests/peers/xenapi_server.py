@@ -98,6 +98,8 @@ class Xapi:
         if method == "debug.invalidate_sessions":
             self.sessions.clear()
             return ok("")
+        if method == "debug.sessions":
+            return ok(len(self.sessions))
         if method == "debug.seen":
             return ok({k: v or "" for k, v in SEEN.items()})
         if method == "session.login_with_password":
