@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use vmwire_proto::minimega::{Config, check_line};
 use vmwire_std::minimega::{DEFAULT_SOCKET, Error, Frame, Minimega, Options, quote};
-use vmwire_std::text::escape;
+use vmwire_std::text::{escape, push_escaped};
 
 use crate::shell::{self, Ended, Interrupt, Printed, Session};
 
@@ -157,9 +157,11 @@ fn stream(mm: &mut Minimega, line: &str, json: bool) -> Result<bool, Error> {
 }
 
 /// Prints a frame: its responses as JSON with `json`, else the daemon's
-/// rendering, each line escaped (the daemon and its hosts' guests choose that
-/// text); its errors on stderr as minimega prints them, escaped too. Returns
-/// whether no response carried an error.
+/// rendering, each line escaped (the daemon and its hosts' guests choose
+/// that text; the rendering is for people, and `--json` gives scripts the
+/// exact text), in one piece (a million-line `shell seq` is a few writes,
+/// not a million). Its errors go on stderr as minimega prints them,
+/// escaped too. Returns whether no response carried an error.
 fn print_frame(frame: &Frame, json: bool) -> bool {
     if json || (!frame.responses.is_empty() && !lines_are_rows(frame)) {
         // JSON escapes everything; it also shows a cell that holds a line
@@ -168,9 +170,12 @@ fn print_frame(frame: &Frame, json: bool) -> bool {
             println!("{}", frame.to_json());
         }
     } else if !frame.rendered.is_empty() {
+        let mut text = String::with_capacity(frame.rendered.len() + 1);
         for line in frame.rendered.split('\n') {
-            println!("{}", escape(line));
+            push_escaped(&mut text, line);
+            text.push('\n');
         }
+        print!("{text}");
     }
     let mut ok = true;
     for r in frame.errors() {
