@@ -1,6 +1,7 @@
 //! `vmwire minimega`: one command like `minimega -e`, or a shell like
 //! `minimega -attach` (with tab completion from the daemon).
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -35,8 +36,8 @@ pub struct MinimegaArgs {
     /// reply, rendered text included: `vm info` for 10,000 VMs is tens of
     /// megabytes). A larger one fails the command at once and closes the
     /// connection.
-    #[arg(long, value_name = "BYTES", default_value_t = Config::default().limits.max_message)]
-    max_frame: usize,
+    #[arg(long, value_name = "BYTES", default_value_t = default_max_frame())]
+    max_frame: NonZeroUsize,
     /// Seconds to wait for each frame of a reply (0: forever).
     #[arg(long, default_value = "60", value_name = "SECONDS")]
     timeout: crate::Seconds,
@@ -45,8 +46,12 @@ pub struct MinimegaArgs {
     /// argument, quoted as minimega needs. A line that would change
     /// daemon-wide state is refused (see --allow-daemon-state). Without a
     /// command, an interactive shell starts.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+fn default_max_frame() -> NonZeroUsize {
+    NonZeroUsize::new(Config::default().limits.max_message).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// The command line for `words`: the first as written, the rest quoted.
@@ -84,7 +89,7 @@ pub fn run(args: MinimegaArgs) -> ExitCode {
     }
     let timeout = args.timeout.0;
     let mut config = Config::default();
-    config.limits.max_message = args.max_frame;
+    config.limits.max_message = args.max_frame.get();
     let options =
         Options { timeout, raise_errors: false, namespace: args.namespace.clone(), config, ..Options::default() };
     let mut mm = match Minimega::connect_with(&args.socket, options) {

@@ -132,6 +132,21 @@ fn the_shell_runs_lines_from_stdin() {
     assert!(text(&out.stderr).contains("Error (mmpeer): vm not found: x"));
 }
 
+/// A mistyped option is a usage error, not a command sent to the daemon
+/// (`--bogus` went as `invalid command: --bogus`); options after the
+/// command's first word are its arguments, as with `minimega -e`.
+#[test]
+fn options_are_checked_and_command_words_are_not() {
+    let fake = Fake::start();
+    for args in [&["--bogus", "version"][..], &["--max-frame", "0", "version"]] {
+        let out = vmwire(&fake, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert!(out.stdout.is_empty() && text(&out.stderr).starts_with("error: "), "{}", text(&out.stderr));
+    }
+    let out = vmwire(&fake, &["echo", "-n", "--x"]);
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "mmpeer: -n --x\n"));
+}
+
 #[test]
 fn daemon_wide_state_is_refused_unless_allowed() {
     let fake = Fake::start();
