@@ -34,7 +34,8 @@ pub enum Address {
 ///
 /// `http://host[:port][/path]`, `https://…`, `unix:/path/to/socket` (or
 /// `unix:///path`), and `http+unix://%2Fpath%2Fto%2Fsocket[/path]`. A
-/// `user:password@` before the host becomes HTTP basic authentication.
+/// `user:password@` before the host becomes HTTP basic authentication; a
+/// `#fragment` is dropped (it is the client's, never sent).
 ///
 /// ```
 /// use vmwire_std::http::{Address, Url};
@@ -44,6 +45,10 @@ pub enum Address {
 /// assert_eq!(u.credentials, Some(("root".into(), "pw".into())));
 /// let local = Url::parse("unix:///var/lib/xcp/xapi")?;
 /// assert_eq!(local.address, Address::Unix("/var/lib/xcp/xapi".into()));
+/// // A fragment is never sent; a query needs no path before it.
+/// assert_eq!(Url::parse("http://h:8000/RPC2?x=1#top")?.target, "/RPC2?x=1");
+/// assert_eq!(Url::parse("http://h?x=1")?.target, "/?x=1");
+/// assert_eq!(Url::parse("http://h#top")?.address, Address::Tcp { host: "h".into(), port: 80, tls: false });
 /// # Ok::<(), vmwire_std::http::UrlError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
@@ -137,9 +142,13 @@ impl Url {
             return Err(UrlError(format!("{shown:?}: the scheme must be http, https, http+unix or unix")));
         }
         let rest = rest.strip_prefix("//").ok_or_else(|| UrlError(format!("{shown:?}: expected {scheme}://")))?;
-        let (authority, target) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
+        // The fragment is the client's own, never sent (RFC 9112 3.2); the
+        // authority ends at the path, the query or the fragment (RFC 3986 3.2).
+        let rest = rest.split_once('#').map_or(rest, |(rest, _fragment)| rest);
+        let (authority, target) = match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('?') => (&rest[..i], format!("/{}", &rest[i..])),
+            Some(i) => (&rest[..i], rest[i..].to_string()),
+            None => (rest, "/".to_string()),
         };
         let (credentials, hostport) = match authority.rsplit_once('@') {
             Some((userinfo, hostport)) => {
@@ -150,7 +159,6 @@ impl Url {
             }
             None => (None, authority),
         };
-        let target = target.to_string();
         if scheme == "http+unix" {
             let path = percent_decode(hostport)?;
             return Ok(Url { address: Address::Unix(path.into()), target, credentials });
