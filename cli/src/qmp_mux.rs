@@ -24,7 +24,7 @@ pub struct QmpMuxArgs {
     /// Serve clients on a UNIX socket at PATH (created; removed on exit).
     #[arg(long, group = "listen_on", value_name = "PATH")]
     listen: Option<PathBuf>,
-    /// Serve clients on TCP HOST:PORT.
+    /// Serve clients on TCP HOST:PORT (port 0: any; the address is printed).
     #[arg(long, group = "listen_on", value_name = "HOST:PORT", value_parser = crate::tcp_address)]
     listen_tcp: Option<String>,
     /// Events queued for a client that is not reading.
@@ -64,6 +64,10 @@ pub fn run(args: QmpMuxArgs) -> ExitCode {
         Ok(l) => l,
         Err(e) => return crate::fail(&format!("listening: {e}")),
     };
+    if let Some(address) = listener.tcp_addr() {
+        // The port the system chose for `:0` is known only now.
+        eprintln!("vmwire: serving QMP on {address}");
+    }
     let stop = match stop_signals() {
         Ok(stop) => stop,
         Err(e) => return crate::fail(&format!("catching signals: {e}")),

@@ -262,3 +262,24 @@ fn a_stale_socket_is_replaced_and_sigterm_cleans_up() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("address in use"), "{out:?}");
     assert_eq!(std::fs::read(&socket).unwrap(), b"data");
 }
+
+/// `--listen-tcp HOST:0`: the port the system chose is printed, and serves.
+#[test]
+fn a_tcp_port_the_system_chose_is_printed() {
+    let qemu = common::qemu_builder().qmp().spawn().unwrap();
+    let mut mux = Command::new(env!("CARGO_BIN_EXE_vmwire"))
+        .args(["qmp-mux", "--socket", qemu.qmp_path().unwrap().to_str().unwrap(), "--listen-tcp", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    BufReader::new(mux.stderr.take().unwrap()).read_line(&mut said).unwrap();
+    let address = said.trim_end().strip_prefix("vmwire: serving QMP on ").unwrap_or_else(|| panic!("{said}"));
+    assert!(!address.ends_with(":0"), "{said}");
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_vmwire")).args(["qmp", "--tcp", address, "query-status"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"status\""));
+    mux.kill().unwrap();
+    mux.wait().unwrap();
+}
