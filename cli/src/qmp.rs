@@ -505,8 +505,9 @@ pub fn arguments(words: &[String]) -> Result<Option<String>, String> {
     }
 }
 
-/// One `key=value` value, as [`arguments`] reads it.
-fn argument_value(key: &str, text: &str) -> Result<serde_json::Value, String> {
+/// One `key=value` value, as [`arguments`] reads it (and `vmwire xmlrpc`
+/// its params); `key` names it in an error.
+pub fn argument_value(key: &str, text: &str) -> Result<serde_json::Value, String> {
     if let Some(quoted) = text.strip_prefix('\'') {
         return match quoted.strip_suffix('\'') {
             Some(s) => Ok(serde_json::Value::String(s.into())),

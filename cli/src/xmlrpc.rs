@@ -74,8 +74,11 @@ pub struct XmlrpcArgs {
     url: String,
     /// The method, such as `system.listMethods`.
     method: String,
-    /// Its params, in order: each a JSON value (a word that is not JSON is a
-    /// string); `key=value` words together make one struct param, last.
+    /// Its params, in order, each read as a `key=value` value is (numbers,
+    /// `true`, `false`, `null` as JSON; a word starting with `{`, `[` or `"`
+    /// JSON that must be valid; `'…'` the text between the quotes; any other
+    /// word a string); `key=value` words together make one struct param, last.
+    #[arg(allow_negative_numbers = true)]
     args: Vec<String>,
     #[command(flatten)]
     connection: Connection,
@@ -114,8 +117,12 @@ pub struct XenapiArgs {
     slave_local: bool,
     /// The method, such as `VM.get_all_records`.
     method: String,
-    /// Its params after the session: each a JSON value (a word that is not
-    /// JSON is a string); `key=value` words together make one struct param, last.
+    /// Its params after the session, each read as a `key=value` value is
+    /// (numbers, `true`, `false`, `null` as JSON; a word starting with `{`,
+    /// `[` or `"` JSON that must be valid; `'…'` the text between the quotes;
+    /// any other word a string); `key=value` words together make one struct
+    /// param, last.
+    #[arg(allow_negative_numbers = true)]
     args: Vec<String>,
     #[command(flatten)]
     connection: Connection,
@@ -130,8 +137,11 @@ fn params(words: &[String]) -> Result<Vec<Value>, String> {
             })
     };
     let (pairs, positional): (Vec<&String>, Vec<&String>) = words.iter().partition(is_pair);
-    let mut params: Vec<Value> =
-        positional.iter().map(|w| serde_json::from_str(w).unwrap_or_else(|_| Value::String(w.to_string()))).collect();
+    let mut params: Vec<Value> = positional
+        .iter()
+        .enumerate()
+        .map(|(n, w)| qmp::argument_value(&format!("param {}", n + 1), w))
+        .collect::<Result<_, _>>()?;
     if !pairs.is_empty() {
         let pairs: Vec<String> = pairs.into_iter().cloned().collect();
         if let Some(object) = qmp::arguments(&pairs)? {
@@ -288,5 +298,10 @@ mod tests {
                 serde_json::json!({"name": "web", "memory": {"max": 1024}}),
             ]
         );
+        // As key=value values are read: the quotes' text; JSON that must be valid.
+        let words = ["-5", "'x y'", "[1]"].map(String::from);
+        assert_eq!(params(&words).unwrap(), [Value::from(-5), Value::from("x y"), serde_json::json!([1])]);
+        let refused = params(&["ok".into(), "{bad json".into()]).unwrap_err();
+        assert!(refused.starts_with("param 2: {bad json is not valid JSON"), "{refused}");
     }
 }
