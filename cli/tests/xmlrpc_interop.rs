@@ -542,7 +542,16 @@ fn a_self_signed_ca_certificate_given_with_ca_is_trusted() {
         // Verification stays on: not trusted without --ca, nor under another name.
         let (code, _, stderr) = vmwire(&["xenapi", "--url", &url, "--password-file", &pw, "VM.get_all"]);
         assert_eq!(code, Some(3), "{stderr}");
-        assert!(stderr.contains("certificate"), "{stderr}");
+        assert!(
+            stderr.contains("the server's certificate is not trusted (CaUsedAsEndEntity); a self-signed")
+                && stderr.contains("--ca FILE"),
+            "{stderr}"
+        );
+        // A --ca file that holds no certificate (its key, here) is said at once.
+        let (code, _, stderr) =
+            vmwire(&["xenapi", "--url", &url, "--ca", key.to_str().unwrap(), "--password-file", &pw, "VM.get_all"]);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("no PEM certificate"), "{stderr}");
         let wrong_name = format!("https://127.0.0.1:{}/", peer.port);
         let (code, _, stderr) =
             vmwire(&["xenapi", "--url", &wrong_name, "--ca", ca, "--password-file", &pw, "VM.get_all"]);

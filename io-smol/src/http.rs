@@ -124,7 +124,10 @@ impl Connector {
                 if let Some(tls) = &self.tls {
                     let name = futures_rustls::pki_types::ServerName::try_from(host.clone())
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host:?}: {e}")))?;
-                    let handshake = async { tls.connect(name, stream).await.map(|s| HttpStream::Tls(Box::new(s))) };
+                    let handshake = async {
+                        let tls = tls.connect(name, stream).await.map_err(vmwire_std::http::handshake_error)?;
+                        Ok(HttpStream::Tls(Box::new(tls)))
+                    };
                     return within(deadline, handshake).await;
                 }
                 Ok(HttpStream::Plain(stream))

@@ -246,15 +246,53 @@ impl TlsOptions {
     }
 }
 
-/// Reads the certificates of a PEM file (DER each), for [`TlsOptions::trusted`].
+/// Reads the certificates of a PEM file (DER each), for
+/// [`TlsOptions::trusted`]; a file with none (a key, or not PEM at all) is
+/// [`io::ErrorKind::InvalidData`].
 #[cfg(feature = "tls")]
 pub fn pem_certificates(path: impl AsRef<std::path::Path>) -> io::Result<Vec<Vec<u8>>> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    CertificateDer::pem_file_iter(path.as_ref())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
-        .map(|c| c.map(|c| c.to_vec()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string())))
-        .collect()
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+    let certificates = CertificateDer::pem_file_iter(path.as_ref())
+        .map_err(|e| invalid(e.to_string()))?
+        .map(|c| c.map(|c| c.to_vec()).map_err(|e| invalid(e.to_string())))
+        .collect::<io::Result<Vec<_>>>()?;
+    if certificates.is_empty() {
+        return Err(invalid("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into()));
+    }
+    Ok(certificates)
+}
+
+/// A TLS handshake's error as said to a user (this crate's HTTPS and
+/// vmwire-smol's): an answer that is not TLS at all (a plain HTTP server on
+/// an `https://` URL) named as such, not as rustls's "received corrupt
+/// message of type InvalidContentType"; a certificate refused, with why and
+/// what trusts a pool's self-signed one, not as
+/// `Other(OtherError(CaUsedAsEndEntity))`.
+#[cfg(feature = "tls")]
+pub fn handshake_error(e: io::Error) -> io::Error {
+    use rustls::{CertificateError, Error, InvalidMessage};
+    let said = match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+        Some(Error::InvalidMessage(InvalidMessage::InvalidContentType)) => {
+            "the server did not answer in TLS (a plain HTTP server: http://?)".to_string()
+        }
+        Some(Error::InvalidCertificate(why)) => {
+            let why = match why {
+                CertificateError::Other(other) => other.to_string(),
+                why => format!("{why:?}"),
+            };
+            let hint = if matches!(why.as_str(), "UnknownIssuer" | "CaUsedAsEndEntity") {
+                "; a self-signed certificate (a XenServer pool's) is trusted given as TlsOptions::trusted \
+                 (`vmwire --ca FILE`)"
+            } else {
+                ""
+            };
+            format!("the server's certificate is not trusted ({why}){hint}")
+        }
+        _ => return e,
+    };
+    io::Error::new(io::ErrorKind::InvalidData, said)
 }
 
 /// Opens connections to one endpoint.
@@ -364,21 +402,9 @@ mod tls {
         tcp.set_read_timeout(timeout)?;
         tcp.set_write_timeout(timeout)?;
         while conn.is_handshaking() {
-            conn.complete_io(&mut tcp).map_err(not_tls)?;
+            conn.complete_io(&mut tcp).map_err(super::handshake_error)?;
         }
         Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))))
-    }
-
-    /// A handshake error as said to a user: an answer that is not TLS at
-    /// all (a plain HTTP server on an `https://` URL) named as such, not as
-    /// rustls's "received corrupt message of type InvalidContentType".
-    fn not_tls(e: io::Error) -> io::Error {
-        use rustls::{Error, InvalidMessage};
-        let inner = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>());
-        if !matches!(inner, Some(Error::InvalidMessage(InvalidMessage::InvalidContentType))) {
-            return e;
-        }
-        io::Error::new(io::ErrorKind::InvalidData, "the server did not answer in TLS (a plain HTTP server: http://?)")
     }
 
     /// webpki's verification (chain to a root, validity, name), and besides
