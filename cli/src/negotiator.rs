@@ -148,7 +148,14 @@ impl Common {
         Options { timeout: self.timeout.0, ..Options::default() }
     }
 
+    /// The commands a daemon offers; a directory it cannot read is warned
+    /// of (every call of a command there would fail).
     fn commands(&self) -> Commands {
+        for dir in &self.commands_dirs {
+            if let Err(e) = std::fs::read_dir(dir) {
+                log::warn!("commands directory {}: {e}; it offers nothing", dir.display());
+            }
+        }
         Commands { directories: self.commands_dirs.clone(), time_limit: self.command_timeout.0, ..Commands::default() }
     }
 

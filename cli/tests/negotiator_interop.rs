@@ -438,3 +438,35 @@ fn a_call_on_a_hung_up_device_waits_for_its_deadline_without_spinning() {
     // A spin detector, not a timing: a busy loop burns most of the 2 s.
     assert!(used < 50, "{used} ticks of CPU in 2 s: the transport spins on a hung-up device");
 }
+
+/// A host daemon given a socket that is not there (yet), and a commands
+/// directory that is not there, says so once each and keeps looking (it
+/// printed nothing, and the debug line left the path out).
+#[test]
+fn a_daemon_says_what_it_cannot_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let (socket, commands) = (dir.path().join("h2g.sock"), dir.path().join("commands"));
+    // `timeout`: a daemon that said nothing would end, and the test fail, not hang.
+    let mut daemon = Command::new("timeout")
+        .arg("60")
+        .arg(env!("CARGO_BIN_EXE_vmwire"))
+        .arg("negotiator-host")
+        .arg("-d")
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--commands-dir")
+        .arg(&commands)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(daemon.stderr.take().unwrap());
+    let mut said = String::new();
+    for _ in 0..2 {
+        std::io::BufRead::read_line(&mut stderr, &mut said).unwrap();
+    }
+    // SIGTERM to `timeout` reaches the daemon too (SIGKILL would leave it running).
+    assert!(Command::new("kill").arg(daemon.id().to_string()).status().unwrap().success());
+    daemon.wait().unwrap();
+    assert!(said.contains(&format!("commands directory {}: No such file", commands.display())), "{said}");
+    assert!(said.contains(&format!("cannot connect to {}: No such file", socket.display())), "{said}");
+}

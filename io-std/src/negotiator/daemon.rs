@@ -1,7 +1,8 @@
 //! The host daemon: answers [`GUEST_TO_HOST_CHANNEL`] for every guest, one
 //! worker thread per guest, started again when a guest that went away comes back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -185,6 +186,8 @@ impl HostDaemon {
 
     fn main_loop(&self, stop: &Stop) {
         let mut workers: BTreeMap<String, Worker> = BTreeMap::new();
+        // Guests whose socket could not be connected, said once until it can.
+        let mut unreachable: BTreeSet<String> = BTreeSet::new();
         loop {
             // Workers whose guest went away (the socket closed) have ended.
             let ended: Vec<String> =
@@ -206,8 +209,20 @@ impl HostDaemon {
                     }
                     for (name, path) in targets {
                         if let std::collections::btree_map::Entry::Vacant(slot) = workers.entry(name) {
-                            if let Some(worker) = self.start(slot.key(), &path) {
-                                slot.insert(worker);
+                            match self.start(slot.key(), &path) {
+                                Ok(worker) => {
+                                    unreachable.remove(slot.key());
+                                    slot.insert(worker);
+                                }
+                                Err(e) if unreachable.insert(slot.key().clone()) => {
+                                    log::warn!(
+                                        "guest {}: cannot connect to {}: {e} (tried again every {:?})",
+                                        slot.key(),
+                                        path.display(),
+                                        self.interval
+                                    );
+                                }
+                                Err(_) => {}
                             }
                         }
                     }
@@ -224,15 +239,9 @@ impl HostDaemon {
     }
 
     /// Connects to a guest's socket and starts its worker.
-    fn start(&self, name: &str, path: &PathBuf) -> Option<Worker> {
-        let socket = match UnixStream::connect(path) {
-            Ok(s) => s,
-            Err(e) => {
-                log::debug!("guest {name}: cannot connect to {e}");
-                return None;
-            }
-        };
-        let handle = socket.try_clone().ok()?;
+    fn start(&self, name: &str, path: &PathBuf) -> io::Result<Worker> {
+        let socket = UnixStream::connect(path)?;
+        let handle = socket.try_clone()?;
         log::info!("guest {name}: serving {}", path.display());
         let (name, commands, options) = (name.to_owned(), Arc::clone(&self.commands), self.options.clone());
         let thread = thread::spawn(move || {
@@ -240,6 +249,6 @@ impl HostDaemon {
                 log::warn!("guest {name}: {e}");
             }
         });
-        Some(Worker { thread, socket: handle })
+        Ok(Worker { thread, socket: handle })
     }
 }
