@@ -96,7 +96,9 @@ struct GuestArgs {
     /// output; a failing command makes this program fail too.
     #[arg(short = 'e', long, value_name = "COMMAND")]
     execute: Option<String>,
-    /// Start the guest daemon (it never returns unless something fails).
+    /// Start the guest daemon: on a character device it never returns
+    /// unless something fails; on a socket (-c) it ends, status 0, when the
+    /// host closes it.
     #[arg(short = 'd', long)]
     daemon: bool,
     /// The channel's character device (or a UNIX socket); by default found
@@ -266,7 +268,11 @@ fn run_guest(args: &GuestArgs) -> Result<(), Error> {
     };
     if args.daemon {
         let agent = GuestAgent::open_with(device(HOST_TO_GUEST_CHANNEL)?, options)?;
-        return agent.serve(&args.common.commands());
+        // It returns only when the channel closes: a socket's host left (a
+        // character device is waited on forever).
+        agent.serve(&args.common.commands())?;
+        log::info!("the host closed the channel; the daemon ends");
+        return Ok(());
     }
     let mut agent = GuestAgent::open_with(device(GUEST_TO_HOST_CHANNEL)?, options)?;
     if args.list_commands {
