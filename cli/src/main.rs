@@ -137,13 +137,22 @@ pub fn tcp_address(address: &str) -> Result<String, String> {
 /// have: `record` and `replay` stopped by Ctrl-C leave no socket behind.
 /// Called once the socket is bound, so that it can only remove its own.
 pub fn remove_on_signal(address: &vmwire_std::record::Address) {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let vmwire_std::record::Address::Unix(path) = address else { return };
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT]) else { return };
     let path = path.clone();
+    on_signal(move || {
+        let _ = std::fs::remove_file(&path);
+    });
+}
+
+/// When SIGTERM, SIGHUP or SIGINT (Ctrl-C) comes, runs `then` (on a thread
+/// of its own, while the main thread may be waiting on a peer), and ends
+/// as the signal would have.
+pub fn on_signal(then: impl FnOnce() + Send + 'static) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT]) else { return };
     let _ = std::thread::Builder::new().name("signals".into()).spawn(move || {
         if let Some(signal) = signals.forever().next() {
-            let _ = std::fs::remove_file(&path);
+            then();
             let _ = signal_hook::low_level::emulate_default_handler(signal);
         }
     });

@@ -176,6 +176,9 @@ pub fn run_xmlrpc(args: XmlrpcArgs) -> ExitCode {
     }
 }
 
+/// How long a logout on a signal may take before `vmwire` ends anyway.
+const LOGOUT_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The most a password file may hold: a password and its line end.
 const MAX_PASSWORD_FILE: u64 = 4096;
 
@@ -236,6 +239,12 @@ pub fn run_xenapi(args: XenapiArgs) -> ExitCode {
         Some(url) => url.clone(),
         None => format!("unix:{}", xenapi::XAPI_LOCAL),
     };
+    let logout_options = xmlrpc::Options {
+        timeout: Some(LOGOUT_LIMIT),
+        tls: tls.clone(),
+        headers: headers.clone(),
+        ..xmlrpc::Options::new()
+    };
     let options = xenapi::Options { timeout: c.timeout(), tls, headers, ..xenapi::Options::new() };
     let mut xapi = match Session::connect_with(&url, options) {
         Ok(x) => x,
@@ -248,6 +257,17 @@ pub fn run_xenapi(args: XenapiArgs) -> ExitCode {
         xapi.login_with_password(&args.user, &password, &args.api_version, &args.originator)
     };
     drop(password);
+    // Ctrl-C (or SIGTERM, SIGHUP) during the call: the session is logged
+    // out on a connection of its own, as the SDK's `finally:
+    // session.logout()` does, before vmwire ends as the signal would.
+    if let Some((method, session)) = xapi.logout_call() {
+        let url = url.clone();
+        crate::on_signal(move || {
+            if let Ok(mut rpc) = Client::connect_with(&url, logout_options) {
+                let _ = rpc.call_json(method, (session,));
+            }
+        });
+    }
     let result = login.and_then(|_| xapi.call_json(&args.method, params));
     // Logged out before anything is printed: a reader that stops early
     // (`| head`) ends `vmwire` with SIGPIPE, and the session would stay.

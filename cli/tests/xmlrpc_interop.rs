@@ -486,6 +486,17 @@ fn a_reader_that_stops_early_leaves_no_session() {
     let status = child.wait().unwrap();
     assert!(!status.success());
     assert_eq!(sessions()["Value"], 0, "the session was left logged in");
+
+    // Ctrl-C during a long call: logged out all the same, then ended by the signal.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmwire"))
+        .args(["xenapi", "--url", &peer.url(), "--password-file", secret.to_str().unwrap(), "VM.sleep", "20"])
+        .spawn()
+        .unwrap();
+    common::eventually("the call's session", Duration::from_secs(30), || (sessions()["Value"] == 1).then_some(()));
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(2), "{status:?}");
+    assert_eq!(sessions()["Value"], 0, "Ctrl-C left the session logged in");
 }
 
 /// Runs `vmwire ARGS…`; its exit status, standard output and standard error.

@@ -359,6 +359,13 @@ impl Session {
         self.link.machine().session().map(str::to_string)
     }
 
+    /// The call that ends the session, while logged in: its method and the
+    /// session, its one param (see the machine's `logout_call`): for a
+    /// signal's thread that logs out on a connection of its own.
+    pub fn logout_call(&mut self) -> Option<(&'static str, String)> {
+        self.link.machine().logout_call().map(|(method, session)| (method, session.to_string()))
+    }
+
     /// How many times the session logged in again after `SESSION_INVALID`.
     pub fn relogins(&self) -> u64 {
         self.relogins

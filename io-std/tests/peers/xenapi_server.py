@@ -8,6 +8,7 @@ import argparse
 import base64
 import datetime
 import socketserver
+import time
 import ssl
 import sys
 import xmlrpc.client
@@ -147,6 +148,9 @@ class Xapi:
             return ok(None)
         if method == "VM.get_blob":
             return ok(xmlrpc.client.Binary(b"\x00\x01\x02binary\xff\xfe"))
+        if method == "VM.sleep":  # a call that takes its time (seconds)
+            time.sleep(float(rest[0]))
+            return ok("")
         if method == "VM.echo":
             # What Python made of each param.
             return ok([repr(x) for x in rest])

@@ -624,6 +624,15 @@ impl<S: Storage> Session<S> {
         matches!(self.core.state, State::LoggedIn | State::LoggingOut).then_some(self.core.session.as_str())
     }
 
+    /// The call that ends this session, while logged in: its method
+    /// (`session.logout`, or `session.local_logout` after a slave-local
+    /// login) and the session, its one param. For a process that must log
+    /// out from elsewhere (a signal's thread, on a connection of its own)
+    /// while this machine waits on a call.
+    pub fn logout_call(&self) -> Option<(&'static str, &str)> {
+        Some((self.core.logout_method(), self.session()?))
+    }
+
     /// `session.login_with_password(user, password, version, originator)`.
     /// The credentials are kept (in the machine's storage) to log in again
     /// when xapi says the session is invalid, until logout.
@@ -729,11 +738,7 @@ impl<S: Storage> Session<S> {
         if core.state != State::LoggedIn {
             return Err(Error::NotLoggedIn);
         }
-        let method = if core.login_method.starts_with("session.slave_local") {
-            "session.local_logout"
-        } else {
-            "session.logout"
-        };
+        let method = core.logout_method();
         let session = core.session.as_str();
         self.rpc.call(method, |p| p.string(session).map(|_| ()))?;
         core.pending = Pending::Logout;
@@ -813,6 +818,11 @@ impl<S: Storage> Session<S> {
 }
 
 impl<S: Storage> Core<S> {
+    /// How this session is ended: `session.local_logout` after a slave-local login.
+    fn logout_method(&self) -> &'static str {
+        if self.login_method.starts_with("session.slave_local") { "session.local_logout" } else { "session.logout" }
+    }
+
     fn send_call(&self, rpc: &mut xmlrpc::Client<S>) -> Result<(), Error> {
         let (session, params) = (self.session.as_str(), self.call_params.as_slice());
         rpc.call(&self.call_method, |p| {
