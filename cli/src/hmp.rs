@@ -137,9 +137,9 @@ impl HmpShell {
         match e {
             Error::Closed | Error::Io(_) => {
                 self.ended = Some(Ended::PeerGone);
-                Printed::error(format!("vmwire: {e}; the shell ends"))
+                Printed::error(format!("{e}; the shell ends"))
             }
-            e => Printed::error(format!("vmwire: {e}")),
+            e => Printed::error(format!("{e}")),
         }
     }
 }

@@ -236,7 +236,7 @@ impl Session for MinimegaShell {
             }
             Err(e) if ends_session(&e) => {
                 self.ended = Some(Ended::PeerGone);
-                Printed::error(format!("vmwire: {e}; the shell ends"))
+                Printed::error(format!("{e}; the shell ends"))
             }
             Err(e) => Printed::error(e),
         }

@@ -218,12 +218,12 @@ impl QgaShell {
     /// connection (the shell then ends).
     fn failure(&mut self, e: Error) -> Printed {
         match e {
-            Error::Agent(e) => Printed::error(format!("vmwire: the guest agent says: {e}")),
+            Error::Agent(e) => Printed::error(format!("the guest agent says: {e}")),
             e @ (Error::Closed | Error::Io(_)) => {
                 self.ended = Some(Ended::PeerGone);
-                Printed::error(format!("vmwire: {e}; the shell ends"))
+                Printed::error(format!("{e}; the shell ends"))
             }
-            e => Printed::error(format!("vmwire: {e}")),
+            e => Printed::error(format!("{e}")),
         }
     }
 
@@ -256,7 +256,7 @@ impl QgaShell {
             [cat, path] if cat == "cat" => self.agent.read_file_to(path, out).map(|_| false),
             [command, path, local] => match with_local_file(&mut self.agent, command, path, local) {
                 Ok(done) => done.map(|()| false),
-                Err(message) => return Printed::error(format!("vmwire: {message}")),
+                Err(message) => return Printed::error(message),
             },
             _ => return Printed::error("usage: cat GUEST_PATH [LOCAL_PATH], put GUEST_PATH LOCAL_PATH"),
         };

@@ -103,9 +103,10 @@ impl Printed {
         Printed { out: out.into(), failed: true, ..Printed::default() }
     }
 
-    /// An error of the shell's own or of the connection (on standard error).
+    /// An error of the shell's own or of the connection (on standard
+    /// error, `vmwire: ` before it as before every error of the tool's).
     pub fn error(err: impl std::fmt::Display) -> Self {
-        Printed { err: err.to_string(), failed: true, ..Printed::default() }
+        Printed { err: format!("vmwire: {err}"), failed: true, ..Printed::default() }
     }
 }
 

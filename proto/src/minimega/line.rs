@@ -261,7 +261,9 @@ impl Scan {
     fn finish(self) -> Result<(), Error> {
         match self {
             Scan::Start => Err(Error::Empty { what: "command line" }),
-            Scan::Mode(mode) | Scan::ModeArgument(mode) => Err(Error::BareOutputMode { mode }),
+            // Alone, a mode only shows its setting (`.annotate` says `true`).
+            Scan::Mode(_) => Ok(()),
+            Scan::ModeArgument(mode) => Err(Error::BareOutputMode { mode }),
             Scan::NamespaceName => Err(Error::BareNamespace),
             Scan::AliasChange(command) => Err(Error::DaemonWide { command }),
             Scan::Namespace | Scan::Alias(_) | Scan::Body => Ok(()),
@@ -431,7 +433,7 @@ mod tests {
         ] {
             assert_eq!(refused(line), Err(Error::BareNamespace), "{line}");
         }
-        for line in [".annotate false", ".json true", ".JSON", ".csv\ttrue", ".headers false # x"] {
+        for line in [".annotate false", ".json true", ".JSON TRUE", ".csv\ttrue", ".headers false # x"] {
             assert!(matches!(refused(line), Err(Error::BareOutputMode { .. })), "{line}");
         }
         assert_eq!(refused(".alias v=vm"), Err(Error::DaemonWide { command: ".alias" }));
@@ -445,6 +447,8 @@ mod tests {
             ".annotate false vm info",
             "namespace exp2 vm info",
             "namespace",
+            ".annotate",
+            ".JSON # what is it?",
             ".alias",
             "echo namespace exp2",
             "\"namespace exp2\"",
