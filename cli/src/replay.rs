@@ -93,7 +93,9 @@ pub fn run(args: ReplayArgs) -> ExitCode {
             return crate::usage(&e);
         }
         // A path in use is the command line's to change, as for `record`.
-        Err(vmwire_std::replay::Error::Io(e)) if e.kind() == std::io::ErrorKind::AddrInUse => {
+        Err(vmwire_std::replay::Error::Io(e))
+            if matches!(e.kind(), std::io::ErrorKind::AddrInUse | std::io::ErrorKind::AlreadyExists) =>
+        {
             return crate::usage(&e);
         }
         Err(e) => return crate::fail(&e),

@@ -259,7 +259,7 @@ fn a_stale_socket_is_replaced_and_sigterm_cleans_up() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("address in use"), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a file that is not a socket is there"), "{out:?}");
     assert_eq!(std::fs::read(&socket).unwrap(), b"data");
 }
 

@@ -320,7 +320,15 @@ impl Listener {
     pub fn bind(address: &Address) -> io::Result<Listener> {
         Ok(match address {
             Address::Unix(path) => {
-                if path.symlink_metadata().is_ok() {
+                if let Ok(meta) = path.symlink_metadata() {
+                    use std::os::unix::fs::FileTypeExt;
+                    if !meta.file_type().is_socket() {
+                        let kind = io::ErrorKind::AlreadyExists;
+                        return Err(at(
+                            path,
+                            io::Error::new(kind, "a file that is not a socket is there (left alone)"),
+                        ));
+                    }
                     if !stale(path) {
                         return Err(at(path, io::Error::from(io::ErrorKind::AddrInUse)));
                     }
