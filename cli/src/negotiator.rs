@@ -52,6 +52,7 @@ struct Common {
 #[derive(Debug, Parser)]
 #[command(
     name = "vmwire negotiator-host",
+    version,
     override_usage = "vmwire negotiator-host [OPTIONS] GUEST_NAME|--socket PATH",
     after_help = "Without --socket, a guest's channels are found with virsh (libvirt). \
                   Exit status: 0 on success, 1 on any failure (as negotiator-host)."
@@ -86,6 +87,7 @@ struct HostArgs {
 #[derive(Debug, Parser)]
 #[command(
     name = "vmwire negotiator-guest",
+    version,
     after_help = "Exit status: 0 on success, 1 on any failure (as negotiator-guest)."
 )]
 struct GuestArgs {

@@ -61,6 +61,14 @@ impl Connection {
             .collect()
     }
 
+    /// A fault: printed as its struct on stdout, named on stderr (as a
+    /// XenAPI failure is); status 1.
+    fn fault(&self, fault: &xmlrpc::Fault) -> ExitCode {
+        self.print(&serde_json::json!({ "faultCode": fault.code, "faultString": fault.string }));
+        eprintln!("vmwire: XML-RPC fault {}", fault.code);
+        ExitCode::from(1)
+    }
+
     fn print(&self, value: &Value) {
         let text = if self.pretty { serde_json::to_string_pretty(value) } else { serde_json::to_string(value) };
         println!("{}", text.unwrap_or_default());
@@ -73,6 +81,7 @@ pub struct XmlrpcArgs {
     /// The server: `http://host:port/path`, `https://…`, `unix:/path/to/socket`.
     url: String,
     /// The method, such as `system.listMethods`.
+    #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
     method: String,
     /// Its params, in order, each read as a `key=value` value is (numbers,
     /// `true`, `false`, `null` as JSON; a word starting with `{`, `[` or `"`
@@ -116,6 +125,7 @@ pub struct XenapiArgs {
     #[arg(long)]
     slave_local: bool,
     /// The method, such as `VM.get_all_records`.
+    #[arg(value_parser = clap::builder::NonEmptyStringValueParser::new())]
     method: String,
     /// Its params after the session, each read as a `key=value` value is
     /// (numbers, `true`, `false`, `null` as JSON; a word starting with `{`,
@@ -168,10 +178,7 @@ pub fn run_xmlrpc(args: XmlrpcArgs) -> ExitCode {
             c.print(&v);
             ExitCode::SUCCESS
         }
-        Err(xmlrpc::Error::Fault(f)) => {
-            c.print(&serde_json::json!({ "faultCode": f.code, "faultString": f.string }));
-            ExitCode::from(1)
-        }
+        Err(xmlrpc::Error::Fault(f)) => c.fault(&f),
         Err(e) => crate::fail(&e),
     }
 }
@@ -286,10 +293,7 @@ pub fn run_xenapi(args: XenapiArgs) -> ExitCode {
             eprintln!("vmwire: XenAPI failure {}", f.code);
             ExitCode::from(1)
         }
-        Err(xenapi::Error::Fault(f)) => {
-            c.print(&serde_json::json!({ "faultCode": f.code, "faultString": f.string }));
-            ExitCode::from(1)
-        }
+        Err(xenapi::Error::Fault(f)) => c.fault(&f),
         Err(e @ xenapi::Error::SessionInvalid { .. }) => {
             eprintln!("vmwire: {e}");
             ExitCode::from(1)

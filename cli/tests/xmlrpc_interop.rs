@@ -453,11 +453,12 @@ fn the_cli_calls_xmlrpc_and_xenapi() {
         v["ErrorDescription"],
         serde_json::json!(["VM_BAD_POWER_STATE", "OpaqueRef:vm-0000", "halted", "running"])
     );
-    let (code, out, _) = run(
+    let (code, out, err) = run(
         &["xenapi", "--url", &url, "--password-env", "VMWIRE_TEST_PW", "VM.crash"],
         &[("VMWIRE_TEST_PW", "secret")],
     );
     assert_eq!((code, out.trim()), (Some(1), r#"{"faultCode":-32500,"faultString":"explicit fault from VM.crash"}"#));
+    assert_eq!(err, "vmwire: XML-RPC fault -32500\n");
     // No password on the command line: a usage error.
     let (code, _, err) = run(&["xenapi", "--url", &url, "VM.get_all"], &[]);
     assert_eq!(code, Some(2), "{err}");
