@@ -470,3 +470,14 @@ fn a_daemon_says_what_it_cannot_reach() {
     assert!(said.contains(&format!("commands directory {}: No such file", commands.display())), "{said}");
     assert!(said.contains(&format!("cannot connect to {}: No such file", socket.display())), "{said}");
 }
+
+/// Pointed at QEMU's QMP socket, the tool says what came (its greeting is
+/// no negotiator frame), not that the channel was closed.
+#[test]
+fn a_qmp_socket_is_no_negotiator_channel() {
+    let qemu = common::qemu_builder().qmp().spawn().unwrap();
+    let socket = qemu.qmp_path().unwrap().to_str().unwrap().to_owned();
+    let (code, out, err) = vmwire(&["negotiator-host", "--socket", &socket, "-c"], &[]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(err.ends_with("negotiator: expected a length in decimal digits, found '{' at byte 0\n"), "{err}");
+}

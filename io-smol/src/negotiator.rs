@@ -212,10 +212,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Peer> Channel<S> {
     /// The machine, if the channel is still open, for a new call.
     async fn ready(&mut self) -> Result<&mut Caller<Heap>, Error> {
         self.drop_unasked().await?;
-        match self.conn.machine().state() {
-            vmwire_proto::negotiator::State::Closed => Err(Error::Closed),
-            _ => Ok(self.conn.machine_mut()),
-        }
+        vmwire_std::negotiator::still_open(self.conn.machine())?;
+        Ok(self.conn.machine_mut())
     }
 
     /// Reads and drops what is there before a call is made: without request

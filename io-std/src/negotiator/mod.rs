@@ -218,10 +218,8 @@ impl Channel {
     /// The machine, if the channel is still open, for a new call.
     fn ready(&mut self) -> Result<&mut Caller<Heap>, Error> {
         self.drop_unasked()?;
-        match self.conn.machine().state() {
-            proto::State::Closed => Err(Error::Closed),
-            _ => Ok(self.conn.machine_mut()),
-        }
+        still_open(self.conn.machine())?;
+        Ok(self.conn.machine_mut())
     }
 
     /// Reads and drops what is there before a call is made: without request
@@ -379,6 +377,17 @@ pub fn call_ended<T>(
             Err(Error::NotConnected { channel: label.to_owned(), waited: timeout.unwrap_or_default() })
         }
         other => other?,
+    }
+}
+
+/// Whether `machine` takes a new call: once its session is over,
+/// [`Error::Closed`], or the bad frame that ended it (a peer that is not
+/// negotiator's names itself so, not as a closed channel).
+pub fn still_open(machine: &Caller<Heap>) -> Result<(), Error> {
+    match (machine.state(), machine.broken_by()) {
+        (proto::State::Closed, Some(e)) => Err(Error::Protocol(e)),
+        (proto::State::Closed, None) => Err(Error::Closed),
+        _ => Ok(()),
     }
 }
 

@@ -71,6 +71,8 @@ struct Core<S: Storage> {
     /// The call pending when the session closed is still to be reported failed.
     owe_failed: bool,
     closed_reported: bool,
+    /// The bad frame that broke the framing and closed the session between calls.
+    broken_by: Option<Error>,
 }
 
 impl<S: Storage> fmt::Debug for Caller<S> {
@@ -109,6 +111,7 @@ impl<S: Storage> Caller<S> {
                 eof: false,
                 owe_failed: false,
                 closed_reported: false,
+                broken_by: None,
             },
         }
     }
@@ -116,6 +119,15 @@ impl<S: Storage> Caller<S> {
     /// Where the session stands.
     pub fn state(&self) -> State {
         self.core.state
+    }
+
+    /// The bad frame that closed the session between calls, if one did (it
+    /// broke the framing: a peer that is not negotiator's, such as QMP's
+    /// greeting on the wrong socket): why the session is over, for whoever
+    /// calls next. (A call waiting when it came was told, as
+    /// [`CallerEvent::Invalid`].)
+    pub fn broken_by(&self) -> Option<Error> {
+        self.core.broken_by
     }
 
     /// The receive decoder (its limits, and the memory it holds).
@@ -255,6 +267,10 @@ impl<S: Storage> Core<S> {
             CallerEvent::Malformed(e)
         };
         if e.breaks_framing() {
+            // No call was told why (it came between calls): the next is.
+            if matches!(event, CallerEvent::Malformed(_)) {
+                self.broken_by.get_or_insert(e);
+            }
             self.close();
         }
         event
