@@ -288,7 +288,7 @@ fn run_guest(args: &GuestArgs) -> Result<(), Error> {
 
 /// Log records to standard error, at a level moved by -v and -q (INFO by
 /// default, as the original's coloredlogs).
-fn init_logging(verbose: u8, quiet: u8) {
+pub(crate) fn init_logging(verbose: u8, quiet: u8) {
     static LOGGER: Stderr = Stderr;
     let levels = [
         log::LevelFilter::Off,

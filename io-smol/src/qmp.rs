@@ -790,6 +790,20 @@ impl<T> Subscription<T> {
     }
 }
 
+impl<T> Subscription<T> {
+    /// `Ready` once the connection has ended, whether or not events are
+    /// still queued: a reader with no room for them (a client that stopped
+    /// reading) learns of the end all the same.
+    pub fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut queue = lock(&self.queue);
+        if queue.closed {
+            return Poll::Ready(());
+        }
+        queue.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
 impl<T> futures_lite::Stream for Subscription<T> {
     type Item = T;
 

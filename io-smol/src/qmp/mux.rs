@@ -203,7 +203,15 @@ impl Mux {
                             clients.retain(|c: &async_executor::Task<()>| !c.is_finished());
                             clients.push(executor.spawn(async move {
                                 // A client's socket failing ends that client only.
-                                let _ = self.serve_client(stream).await;
+                                if let Ok(served) = self.serve_client(stream).await
+                                    && served.missed_events > 0
+                                {
+                                    log::warn!(
+                                        "a client lost {} events: it did not read them in time (its queue holds {})",
+                                        served.missed_events,
+                                        self.options.events.max(1)
+                                    );
+                                }
                             }));
                         }
                         Some(Err(e)) if transient(&e) => {}
@@ -308,6 +316,12 @@ impl<'m, S: AsyncRead + AsyncWrite + Unpin> Client<'m, S> {
                     }
                     Poll::Pending => break,
                 }
+            }
+            // QEMU gone while the client has no room for its events: the
+            // end is learnt all the same, so that the time left bounds it.
+            if self.gone.is_none() && !self.has_room() && self.events.poll_closed(cx).is_ready() {
+                self.gone = Some(Timer::after(self.mux.options.linger));
+                progress = true;
             }
             if self.mux.options.slow == Slow::Disconnect && self.events.missed() > 0 {
                 return Poll::Ready(Ok(Ended::TooSlow));
