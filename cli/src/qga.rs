@@ -228,14 +228,16 @@ impl QgaShell {
     }
 
     /// `exec`, `cat`, `put`: `words` as a POSIX shell splits the line.
-    fn builtin(&mut self, words: &[String]) -> Printed {
+    fn builtin(&mut self, words: &[String], interrupt: &Interrupt) -> Printed {
         let (out, err) = (&mut Vec::new(), &mut Vec::new());
         let done = match words {
             [exec, rest @ ..] if exec == "exec" => {
                 let Some((program, args)) = program_and_args(rest) else { return Printed::error(EXEC_USAGE) };
                 let argv: Vec<&str> = args.iter().map(String::as_str).collect();
                 let env: Vec<&str> = self.env.iter().map(String::as_str).collect();
-                match self.agent.exec(program, &argv, &env, None) {
+                // Ctrl-C gives the program up (it goes on in the guest),
+                // so that the next line runs at once.
+                match self.agent.exec_or_stop(program, &argv, &env, None, &|| interrupt.raised()) {
                     Ok(output) => {
                         program_output(&output, out, err);
                         match output.status {
@@ -276,11 +278,11 @@ impl Session for QgaShell {
         crate::qmp::carries_secret(line)
     }
 
-    fn run(&mut self, line: &str, _: &Interrupt) -> Printed {
+    fn run(&mut self, line: &str, interrupt: &Interrupt) -> Printed {
         let first = line.split_whitespace().next().unwrap_or_default();
         if matches!(first, "exec" | "cat" | "put") {
             return match shlex::split(line) {
-                Some(words) => self.builtin(&words),
+                Some(words) => self.builtin(&words, interrupt),
                 None => Printed::error("unterminated quote"),
             };
         }

@@ -579,6 +579,32 @@ fn ctrl_c_in_the_qga_shell_discards_the_late_reply() {
     assert!(!term.output().contains("supported_commands"), "the late reply was discarded: {}", term.output());
 }
 
+/// Ctrl-C during `exec` gives the program up (it goes on in the guest):
+/// the next line runs at once, not when the program ends.
+#[test]
+fn ctrl_c_in_the_qga_shell_gives_up_a_guest_program() {
+    let ga = Ga::start(&[]);
+    let home = tempfile::tempdir().unwrap();
+    let sock = ga.dir.path().join("qga.sock");
+    let marker = ga.path("pid");
+    let mut term = Terminal::spawn(&["qga", "--socket", sock.to_str().unwrap()], home.path());
+    term.expect("(QGA) ");
+    // Longer than the test's guard on every wait: only giving it up lets the next line run.
+    term.type_keys(&format!("exec sh -c 'echo $$ > {marker}; exec sleep 600'\r"));
+    common::eventually("the program's pid", HANG_GUARD, || {
+        std::fs::read_to_string(&marker).ok().filter(|p| p.ends_with('\n'))
+    });
+    term.type_keys("\x03");
+    term.expect("interrupted");
+    term.expect("(QGA) ");
+    term.type_keys("guest-ping\r");
+    term.expect("{\"return\":{}}");
+    term.type_keys("\x04");
+    assert_eq!(term.exit_code(), Some(0), "{}", term.output());
+    let pid = std::fs::read_to_string(&marker).unwrap();
+    assert!(Command::new("kill").arg(pid.trim()).status().unwrap().success(), "the program went on");
+}
+
 #[test]
 fn an_overlong_or_invalid_line_is_skipped_and_the_next_runs() {
     let qemu = qemu();

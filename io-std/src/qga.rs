@@ -89,13 +89,14 @@ pub enum Error {
         /// The start of what arrived, escaped and cut short.
         got: String,
     },
-    /// [`Agent::exec`]'s time limit ([`Options::exec_timeout`]) passed
-    /// with the program still running: it goes on in the guest (the agent
-    /// cannot stop it), as process `pid` there.
+    /// [`Agent::exec`]'s time limit ([`Options::exec_timeout`]) passed, or
+    /// the caller stopped waiting ([`Agent::exec_or_stop`]), with the
+    /// program still running: it goes on in the guest (the agent cannot
+    /// stop it), as process `pid` there.
     StillRunning {
         /// The program's process id in the guest.
         pid: i64,
-        /// The time limit that passed.
+        /// How long it was waited for: the time limit, or until the stop.
         limit: Duration,
     },
     /// The reply to `command` was longer than the limit
@@ -486,11 +487,28 @@ impl Agent {
     /// [`Options::exec_timeout`]) for it to end: `guest-exec`, then
     /// `guest-exec-status` until it has exited.
     pub fn exec(&mut self, path: &str, args: &[&str], env: &[&str], input: Option<&[u8]>) -> Result<Output, Error> {
+        self.exec_or_stop(path, args, env, input, &|| false)
+    }
+
+    /// [`Agent::exec`], given up when `stop` says so (asked each time the
+    /// program's status is looked at, every tenth of a second at most, as a
+    /// shell asks whether its user pressed Ctrl-C): then
+    /// [`Error::StillRunning`], with the time it ran.
+    pub fn exec_or_stop(
+        &mut self,
+        path: &str,
+        args: &[&str],
+        env: &[&str],
+        input: Option<&[u8]>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Output, Error> {
         self.alive()?;
+        let started = Instant::now();
         let mut exec = qga::Exec::new(self.conn.machine_mut(), path, args, env, input, Output::of)?;
-        let with = With { step: self.timeout, ..With::default() };
+        let with = With { step: self.timeout, stop: Some(stop), ..With::default() };
         let outcome = self.conn.run_with(with, &mut exec, &mut self.strays, deadline(self.exec_timeout));
-        exec_outcome(outcome, exec.running(), self.exec_timeout)
+        let limit = if stop() { Some(started.elapsed()) } else { self.exec_timeout };
+        exec_outcome(outcome, exec.running(), limit)
     }
 
     /// Runs the transfer of `path` over `data`: the guest's handle is

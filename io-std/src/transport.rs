@@ -621,11 +621,16 @@ pub struct With<'a, 'c, E> {
     /// again whenever the operation takes an event (each request of a
     /// sequence, such as a file's chunks, gets the whole of it).
     pub step: Option<Duration>,
+    /// Asked after every pause the operation takes (a guest program's
+    /// status looked at again): `true` gives the operation up as its
+    /// deadline passing does ([`DriveError::Timeout`]; it is expired). For
+    /// a shell whose user pressed Ctrl-C.
+    pub stop: Option<&'a dyn Fn() -> bool>,
 }
 
 impl<E> Default for With<'_, '_, E> {
     fn default() -> Self {
-        With { fds: &[], connect: None, step: None }
+        With { fds: &[], connect: None, step: None, stop: None }
     }
 }
 
@@ -798,7 +803,7 @@ impl<M: Machine> Conn<M> {
         I: Inbox<M> + ?Sized,
     {
         let sent = if with.fds.is_empty() { Ok(()) } else { self.flush_with_fds(with.fds, deadline) };
-        let outcome = sent.and_then(|()| self.drive(with.connect, with.step, operation, inbox, deadline));
+        let outcome = sent.and_then(|()| self.drive(with.connect, with.step, with.stop, operation, inbox, deadline));
         if outcome.as_ref().is_err_and(DriveError::expires) {
             operation.expire(&mut self.machine);
         }
@@ -812,7 +817,7 @@ impl<M: Machine> Conn<M> {
     where
         I: Inbox<M> + ?Sized,
     {
-        match self.drive(None, None, &mut op::Idle, inbox, deadline) {
+        match self.drive(None, None, None, &mut op::Idle, inbox, deadline) {
             Ok(never) => match never {},
             Err(DriveError::Timeout) => Ok(()),
             Err(e) => Err(e),
@@ -826,7 +831,7 @@ impl<M: Machine> Conn<M> {
         O: Operation<M>,
         I: Inbox<M> + ?Sized,
     {
-        self.drive(None, None, operation, inbox, deadline)
+        self.drive(None, None, None, operation, inbox, deadline)
     }
 
     /// The one loop: the machine's events to the operation until it
@@ -838,6 +843,7 @@ impl<M: Machine> Conn<M> {
         &mut self,
         mut connect: Option<&mut Connect<'_, M::Error>>,
         step: Option<Duration>,
+        stop: Option<&dyn Fn() -> bool>,
         operation: &mut O,
         inbox: &mut I,
         deadline: Option<Instant>,
@@ -856,6 +862,9 @@ impl<M: Machine> Conn<M> {
                 op::Next::Done(output) => return Ok(output),
                 op::Next::Pause(pause) => {
                     std::thread::sleep(limits.pause(pause)?);
+                    if stop.is_some_and(|stop| stop()) {
+                        return Err(DriveError::Timeout);
+                    }
                     if let Some(output) = progress.resume(&mut self.machine).map_err(DriveError::Machine)? {
                         return Ok(output);
                     }
