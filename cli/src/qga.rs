@@ -265,7 +265,7 @@ impl QgaShell {
         match done {
             Ok(failed) => {
                 let err = String::from_utf8_lossy(err).trim_end().to_owned();
-                Printed { out: std::mem::take(out), err, failed }
+                Printed { out: std::mem::take(out), err, failed, data: true }
             }
             Err(e) => self.failure(e),
         }

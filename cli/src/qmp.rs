@@ -714,7 +714,7 @@ impl QmpShell {
                 lines.push(text);
             }
         }
-        Printed { out: shell::lines(lines), err, failed: false }
+        Printed { out: shell::lines(lines), err, failed: false, data: false }
     }
 
     /// Sends `command`, waits for its reply, and prints it after whatever
@@ -793,13 +793,13 @@ impl QmpShell {
                 }
                 Ok(None) => {
                     let err = "vmwire: QEMU accepted quit but did not close the connection";
-                    return Printed { out: out.into_bytes(), err: err.into(), failed: true };
+                    return Printed { out: out.into_bytes(), err: err.into(), failed: true, data: false };
                 }
                 Err(_) => break,
             }
         }
         self.ended = Some(Ended::Asked);
-        Printed { out: out.into_bytes(), err: "vmwire: QEMU quit; the shell ends".into(), failed: false }
+        Printed { out: out.into_bytes(), err: "vmwire: QEMU quit; the shell ends".into(), failed: false, data: false }
     }
 
     /// One line inside `transaction(` … `)`: an action, or the end.

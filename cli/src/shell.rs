@@ -90,6 +90,9 @@ pub struct Printed {
     /// Whether the command failed (the peer's error, or ours): a shell fed
     /// from a pipe then exits with status 1.
     pub failed: bool,
+    /// `out` is data (a guest file, a guest program's output), not a reply:
+    /// into a pipe it goes byte for byte, no line end added.
+    pub data: bool,
 }
 
 impl Printed {
@@ -222,7 +225,12 @@ impl Console {
     /// Prints what a line produced: peer text escaped on a terminal.
     fn print(&self, printed: &Printed) {
         let _guard = self.console.lock();
-        print_peer_text(&printed.out, self.stdout_is_terminal);
+        if printed.data && !self.stdout_is_terminal {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(&printed.out).and_then(|()| stdout.flush());
+        } else {
+            print_peer_text(&printed.out, self.stdout_is_terminal);
+        }
         if !printed.err.is_empty() {
             eprintln!("{}", escape_lines(&printed.err));
         }

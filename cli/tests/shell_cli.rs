@@ -543,6 +543,11 @@ fn the_qga_shell_runs_exec_cat_and_put() {
     let out = vmwire(&["qga", "--socket", dir.join("qga.sock").to_str().unwrap()], &line);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), "from the host\n");
+    // Into a pipe a file and a program's output go byte for byte: no line end added.
+    std::fs::write(&local, "no line end").unwrap();
+    let line = format!("cat {}\nexec -- /usr/bin/printf abc\nguest-ping\n", local.display());
+    let out = vmwire(&["qga", "--socket", dir.join("qga.sock").to_str().unwrap()], &line);
+    assert_eq!(text(&out.stdout), "no line endabc{\"return\":{}}\n", "{}", text(&out.stderr));
 }
 
 #[test]
