@@ -253,6 +253,9 @@ fn a_vnc_socket_is_named_at_once() {
         stderr,
         "vmwire: HMP: expected the monitor's banner and `(qemu) ` prompt, got a VNC server's greeting: `RFB 003.008\\n`\n"
     );
+    let (code, _, stderr) = vmwire(&["qmp", "--socket", vnc.to_str().unwrap(), "query-status"]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(stderr, "vmwire: QMP: expected a QMP greeting, got a VNC server's greeting `RFB 003.008`\n");
 }
 
 #[test]

@@ -145,7 +145,10 @@ impl fmt::Display for Error {
                     return write!(f, "QMP: expected a QMP greeting, got something else{why}");
                 }
                 let more = if *cut { "…" } else { "" };
-                write!(f, "QMP: expected a QMP greeting, got `{}{more}`{why}", escape(received))
+                let (vnc, named) = vmwire_proto::hmp::VNC_GREETING;
+                let what = if received.as_bytes().starts_with(vnc) { named } else { "" };
+                let space = if what.is_empty() { "" } else { " " };
+                write!(f, "QMP: expected a QMP greeting, got {what}{space}`{}{more}`{why}", escape(received))
             }
             Error::NoGreeting { waited } => write!(
                 f,

@@ -153,8 +153,9 @@ fn other_opening(data: &[u8]) -> Option<&'static str> {
 }
 
 /// How a VNC server opens (`RFB 003.008\n`), and what to call it: QEMU's
-/// `-vnc unix:…` socket sits beside its monitors.
-pub(crate) const VNC_GREETING: (&[u8], &str) = (b"RFB ", "a VNC server's greeting");
+/// `-vnc unix:…` socket sits beside its monitors, and a client of any of
+/// them given it by mistake can say so.
+pub const VNC_GREETING: (&[u8], &str) = (b"RFB ", "a VNC server's greeting");
 
 fn decimal(digits: &[u8]) -> Option<u64> {
     core::str::from_utf8(digits).ok()?.parse().ok()
