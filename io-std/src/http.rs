@@ -280,11 +280,14 @@ pub fn handshake_error(e: io::Error) -> io::Error {
         Some(Error::InvalidCertificate(why)) => {
             let why = match why {
                 CertificateError::Other(other) => other.to_string(),
+                CertificateError::NotValidForNameContext { expected, presented } => {
+                    format!("it is not for {}: it names {}", expected.to_str(), presented.join(", "))
+                }
                 why => format!("{why:?}"),
             };
             let hint = if matches!(why.as_str(), "UnknownIssuer" | "CaUsedAsEndEntity") {
-                "; a self-signed certificate (a XenServer pool's) is trusted given as TlsOptions::trusted \
-                 (`vmwire --ca FILE`)"
+                "; to trust a self-signed one (a XenServer pool's) as it is, give it: `vmwire --ca FILE`, \
+                 `TlsOptions::trusted`"
             } else {
                 ""
             };
