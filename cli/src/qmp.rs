@@ -517,8 +517,15 @@ pub fn argument_value(key: &str, text: &str) -> Result<serde_json::Value, String
     if text.starts_with(['{', '[', '"']) {
         return serde_json::from_str(text).map_err(|e| format!("{key}: {text} is not valid JSON: {e}"));
     }
+    let number = || Value::parse(text.as_bytes()).is_ok_and(|v| v.kind() == Kind::Number);
     match serde_json::from_str(text) {
+        // An integer past 64 bits would go as the nearest double: not what was typed.
+        Ok(serde_json::Value::Number(n)) if n.is_f64() && !text.contains(['.', 'e', 'E']) => {
+            Err(format!("{key}: {text} does not fit in 64 bits"))
+        }
         Ok(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_) | serde_json::Value::Null)) => Ok(v),
+        // A number, but past what a double holds (`1e400`): not a string either.
+        Err(_) if number() => Err(format!("{key}: {text} is past what a double holds")),
         _ => Ok(serde_json::Value::String(text.into())),
     }
 }
@@ -529,6 +536,7 @@ fn insert_dotted(
     value: serde_json::Value,
 ) -> Result<(), String> {
     match key.split_once('.') {
+        None if map.contains_key(key) => Err(format!("{key} is given twice")),
         None => {
             map.insert(key.into(), value);
             Ok(())
@@ -964,6 +972,16 @@ mod tests {
         for bad in ["file={driver:null-co}", "x=[1,", "x=\"open", "x='open"] {
             let e = arguments(&[bad.into()]).unwrap_err();
             assert!(e.starts_with(bad.split('=').next().unwrap()), "{e}");
+        }
+        // Numbers that would not reach QEMU as typed, and a key given twice.
+        for (bad, said) in [
+            (&["n=1e400"][..], "n: 1e400 is past what a double holds"),
+            (&["n=123456789012345678901"], "n: 123456789012345678901 does not fit in 64 bits"),
+            (&["a=1", "a=2"], "a is given twice"),
+            (&["a.b=1", "a.b=2"], "b is given twice"),
+        ] {
+            let words: Vec<String> = bad.iter().map(|w| w.to_string()).collect();
+            assert_eq!(arguments(&words).unwrap_err(), said, "{bad:?}");
         }
     }
 
