@@ -179,6 +179,8 @@ pub fn run_xmlrpc(args: XmlrpcArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(xmlrpc::Error::Fault(f)) => c.fault(&f),
+        // Params the call cannot carry (text XML cannot hold): the command line's to change.
+        Err(e @ xmlrpc::Error::Encode(_)) => crate::usage(&e),
         Err(e) => crate::fail(&e),
     }
 }
@@ -294,6 +296,7 @@ pub fn run_xenapi(args: XenapiArgs) -> ExitCode {
             ExitCode::from(1)
         }
         Err(xenapi::Error::Fault(f)) => c.fault(&f),
+        Err(e @ xenapi::Error::Encode(_)) => crate::usage(&e),
         Err(e @ xenapi::Error::SessionInvalid { .. }) => {
             eprintln!("vmwire: {e}");
             ExitCode::from(1)

@@ -465,6 +465,9 @@ fn the_cli_calls_xmlrpc_and_xenapi() {
     // Nobody listening: a connection failure.
     let (code, _, _) = run(&["xmlrpc", "http://127.0.0.1:1/", "x"], &[]);
     assert_eq!(code, Some(3));
+    // Text XML 1.0 cannot carry, even as a reference (ESC): refused here, a usage error.
+    let (code, _, err) = run(&["xmlrpc", &url, "VM.echo", "a\u{1b}[2Jb"], &[]);
+    assert_eq!((code, err.as_str()), (Some(2), "vmwire: XML-RPC: U+001B cannot be written in XML 1.0 text\n"));
     // A path that is not the XML-RPC server's: its HTTP status, a protocol failure (not a fault).
     let (code, out, err) = run(&["xmlrpc", &format!("{url}nope"), "VM.get_all"], &[]);
     assert_eq!((code, out.as_str(), err.as_str()), (Some(3), "", "vmwire: XML-RPC: HTTP 404 Not Found\n"));

@@ -48,6 +48,8 @@ fuzz_target!(|data: &[u8]| {
         Ok(()) => {}
         // A double the parser read as infinite ("1e400") cannot be written.
         Err(WriteError::NonFiniteDouble) => return,
+        // A reference to a character XML 1.0 has not (`&#1;`) parses, and is not written.
+        Err(WriteError::NotXmlText { .. }) => return,
         Err(e) => panic!("cannot write back what was read: {e}"),
     }
     let again = match xmlrpc::parse_call(&doc) {

@@ -32,6 +32,8 @@ fuzz_target!(|data: &[u8]| {
                 match xmlrpc::write_response(&mut again, Options::default(), |w| w.value(&v)) {
                     Ok(()) => {}
                     Err(WriteError::NonFiniteDouble) => continue,
+                    // A reference to a character XML 1.0 has not (`&#1;`) parses, and is not written.
+                    Err(WriteError::NotXmlText { .. }) => continue,
                     Err(e) => panic!("cannot write back what was read: {e}"),
                 }
                 let back = match xmlrpc::parse_response(&again) {
@@ -45,7 +47,12 @@ fuzz_target!(|data: &[u8]| {
         Ok(MethodResponse::Fault(fault)) => {
             let string = fault.string.to_cow();
             let mut again = Vec::new();
-            xmlrpc::write_fault(&mut again, fault.code, &string).expect("a fault is written");
+            match xmlrpc::write_fault(&mut again, fault.code, &string) {
+                Ok(()) => {}
+                // A reference to a character XML 1.0 has not (`&#1;`) parses, and is not written.
+                Err(WriteError::NotXmlText { .. }) => return,
+                Err(e) => panic!("a fault is not written: {e}"),
+            }
             let back = xmlrpc::parse_response(&again).expect("our own fault parses").fault().expect("a fault");
             assert_eq!((back.code, back.string.to_cow()), (fault.code, string), "the fault changed");
         }

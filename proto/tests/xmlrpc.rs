@@ -530,12 +530,23 @@ fn writer_escapes_and_options() {
     assert!(out.is_empty());
     ValueWriter::new(&mut out, Options::default()).int(1 << 40).unwrap();
     ValueWriter::new(&mut out, Options::default()).double(1e21).unwrap();
-    ValueWriter::new(&mut out, Options::default()).string("\u{0}\r\t]]>").unwrap();
+    ValueWriter::new(&mut out, Options::default()).string("\r\t]]>").unwrap();
     assert_eq!(
-        String::from_utf8(out).unwrap(),
+        String::from_utf8(out.clone()).unwrap(),
         "<value><i8>1099511627776</i8></value>\n<value><double>1000000000000000000000.0</double></value>\n\
-         <value><string>&#0;&#13;\t]]&gt;</string></value>\n"
+         <value><string>&#13;\t]]&gt;</string></value>\n"
     );
+    // What XML 1.0 cannot carry, even as a reference, is refused, not written.
+    for (text, character) in
+        [("a\u{0}", '\u{0}'), ("\u{1b}[2J", '\u{1b}'), ("x\u{FFFE}", '\u{FFFE}'), ("\u{FFFF}", '\u{FFFF}')]
+    {
+        let v = ValueWriter::new(&mut out, Options::default());
+        assert_eq!(v.string(text), Err(WriteError::NotXmlText { character }), "{text:?}");
+    }
+    let mut call = Vec::new();
+    let written =
+        write_call(&mut call, "VM.set_name_label", Options::default(), |p| p.param(|v| v.string("a\u{7}")).map(drop));
+    assert_eq!(written, Err(WriteError::NotXmlText { character: '\u{7}' }));
 }
 
 // ---------------------------------------------------------------------------

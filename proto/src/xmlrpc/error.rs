@@ -94,6 +94,13 @@ pub enum WriteError {
     NonFiniteDouble,
     /// A struct member name that is not a string or a number.
     KeyNotString,
+    /// Text holding a character XML 1.0 cannot carry, even as a reference
+    /// (a control character other than tab, line feed and carriage return,
+    /// U+FFFE, U+FFFF): every XML parser of a peer refuses the document.
+    NotXmlText {
+        /// The character.
+        character: char,
+    },
     /// The caller's own error (from serde).
     Custom(Message),
 }
@@ -113,6 +120,9 @@ impl fmt::Display for WriteError {
             WriteError::IntegerOutOfRange => f.write_str("XML-RPC: integer out of range"),
             WriteError::NonFiniteDouble => f.write_str("XML-RPC: NaN or infinite double"),
             WriteError::KeyNotString => f.write_str("XML-RPC: struct member names must be strings"),
+            WriteError::NotXmlText { character } => {
+                write!(f, "XML-RPC: U+{:04X} cannot be written in XML 1.0 text", u32::from(*character))
+            }
             WriteError::Custom(s) => write!(f, "XML-RPC: {s}"),
         }
     }

@@ -405,10 +405,10 @@ impl<S: Sink + ?Sized> ser::Serializer for KeySerializer<'_, S> {
     type SerializeStructVariant = ser::Impossible<(), WriteError>;
 
     fn serialize_str(self, v: &str) -> Result<(), WriteError> {
-        Ok(write_text(self.out, v)?)
+        write_text(self.out, v)
     }
     fn collect_str<T: fmt::Display + ?Sized>(self, value: &T) -> Result<(), WriteError> {
-        Ok(write_display(self.out, &DisplayRef(value))?)
+        write_display(self.out, &DisplayRef(value))
     }
     fn serialize_char(self, v: char) -> Result<(), WriteError> {
         self.serialize_str(v.encode_utf8(&mut [0; 4]))

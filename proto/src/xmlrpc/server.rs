@@ -134,13 +134,21 @@ impl<S: Storage> Server<S> {
 
     /// Answers the current call with its result (a `<value>` already
     /// written as XML-RPC) or its fault (code and string); a response that
-    /// does not fit the transmit buffer becomes the fault [`INTERNAL_ERROR`].
+    /// does not fit the transmit buffer, or a fault string XML cannot carry
+    /// ([`WriteError::NotXmlText`]), becomes the fault [`INTERNAL_ERROR`]
+    /// saying which.
     pub fn answer(&mut self, outcome: Result<&[u8], (i64, &str)>) -> Result<(), SendError> {
         let sent = match outcome {
             Ok(value) => self.respond(|w| w.raw(value)),
             Err((code, string)) => self.fault(code, string),
         };
-        sent.or_else(|_| self.fault(INTERNAL_ERROR, "the response does not fit"))
+        sent.or_else(|e| {
+            let why = match e {
+                SendError::Write(WriteError::NotXmlText { .. }) => "the fault string holds text XML 1.0 cannot carry",
+                _ => "the response does not fit",
+            };
+            self.fault(INTERNAL_ERROR, why)
+        })
     }
 
     fn find(&mut self) -> Result<Option<Found>, http::Error> {

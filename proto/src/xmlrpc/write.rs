@@ -1,6 +1,7 @@
 //! Writing calls, responses and values, laid out as Python's `xmlrpc.client`
 //! lays them out (the official XenAPI SDK's bytes), with text escaped for
-//! XML: `<`, `&`, `>`, and control characters as character references.
+//! XML: `<`, `&`, `>` as entities, a carriage return as a character reference;
+//! text XML 1.0 cannot carry at all is refused ([`WriteError::NotXmlText`]).
 
 use core::fmt::Write as _;
 
@@ -28,18 +29,22 @@ impl Default for Options {
     }
 }
 
-/// Writes `s` as XML character data: `&`, `<`, `>` as entities, control
-/// characters other than tab and line feed (and carriage return, which XML
-/// would turn into a line feed) as character references.
+/// Writes `s` as XML character data: `&`, `<`, `>` as entities, a carriage
+/// return (which XML would turn into a line feed) as a character reference;
+/// a character XML 1.0 cannot carry at all (a control character other than
+/// tab, line feed and carriage return, U+FFFE, U+FFFF) is
+/// [`WriteError::NotXmlText`], written neither raw nor as a reference,
+/// which every peer's parser refuses.
 ///
 /// ```
-/// use vmwire_proto::xmlrpc::write_text;
+/// use vmwire_proto::xmlrpc::{WriteError, write_text};
 /// let mut out = Vec::new();
-/// write_text(&mut out, "a<b & c>\r\u{1}")?;
-/// assert_eq!(out, b"a&lt;b &amp; c&gt;&#13;&#1;");
-/// # Ok::<(), vmwire_proto::buf::Full>(())
+/// write_text(&mut out, "a<b & c>\r\t")?;
+/// assert_eq!(out, b"a&lt;b &amp; c&gt;&#13;\t");
+/// assert_eq!(write_text(&mut out, "x\u{1}"), Err(WriteError::NotXmlText { character: '\u{1}' }));
+/// # Ok::<(), WriteError>(())
 /// ```
-pub fn write_text<S: Sink + ?Sized>(out: &mut S, s: &str) -> Result<(), Full> {
+pub fn write_text<S: Sink + ?Sized>(out: &mut S, s: &str) -> Result<(), WriteError> {
     let bytes = s.as_bytes();
     let mut run = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -47,21 +52,21 @@ pub fn write_text<S: Sink + ?Sized>(out: &mut S, s: &str) -> Result<(), Full> {
             b'&' => b"&amp;",
             b'<' => b"&lt;",
             b'>' => b"&gt;",
+            b'\r' => b"&#13;",
             b'\t' | b'\n' => continue,
-            0..=0x1f => b"",
+            0..=0x1f => return Err(WriteError::NotXmlText { character: char::from(b) }),
+            // U+FFFE and U+FFFF (EF BF BE, EF BF BF): no XML character either.
+            0xEF if matches!(bytes.get(i + 1..i + 3), Some([0xBF, 0xBE | 0xBF])) => {
+                let character = s.get(i..i + 3).and_then(|c| c.chars().next()).unwrap_or('\u{FFFF}');
+                return Err(WriteError::NotXmlText { character });
+            }
             _ => continue,
         };
         out.put(bytes.get(run..i).unwrap_or_default())?;
-        if escaped.is_empty() {
-            let mut reference = heapless::String::<8>::new();
-            let _ = write!(reference, "&#{b};");
-            out.put(reference.as_bytes())?;
-        } else {
-            out.put(escaped)?;
-        }
+        out.put(escaped)?;
         run = i + 1;
     }
-    out.put(bytes.get(run..).unwrap_or_default())
+    Ok(out.put(bytes.get(run..).unwrap_or_default())?)
 }
 
 /// Writes one value. Get one from a [`ParamsWriter`], a [`StructWriter`] or
@@ -78,7 +83,7 @@ impl<'s, S: Sink + ?Sized> ValueWriter<'s, S> {
         ValueWriter { out, options }
     }
 
-    fn scalar(self, ty: &str, body: impl FnOnce(&mut S) -> Result<(), Full>) -> Result<(), WriteError> {
+    fn scalar(self, ty: &str, body: impl FnOnce(&mut S) -> Result<(), WriteError>) -> Result<(), WriteError> {
         let out = self.out;
         out.put(b"<value><")?;
         out.put(ty.as_bytes())?;
@@ -99,7 +104,7 @@ impl<'s, S: Sink + ?Sized> ValueWriter<'s, S> {
         } else {
             return Err(WriteError::IntegerOutOfRange);
         };
-        self.scalar(ty, |out| write_i64(out, n))
+        self.scalar(ty, |out| Ok(write_i64(out, n)?))
     }
 
     /// An unsigned integer (within `i64`).
@@ -109,7 +114,7 @@ impl<'s, S: Sink + ?Sized> ValueWriter<'s, S> {
 
     /// `<boolean>`.
     pub fn boolean(self, b: bool) -> Result<(), WriteError> {
-        self.scalar("boolean", |out| out.put(if b { b"1" } else { b"0" }))
+        self.scalar("boolean", |out| Ok(out.put(if b { b"1" } else { b"0" })?))
     }
 
     /// `<string>`, escaped.
@@ -128,7 +133,10 @@ impl<'s, S: Sink + ?Sized> ValueWriter<'s, S> {
         let _ = write!(text, "{d}");
         self.scalar("double", |out| {
             out.put(text.as_bytes())?;
-            if text.contains('.') { Ok(()) } else { out.put(b".0") }
+            if !text.contains('.') {
+                out.put(b".0")?;
+            }
+            Ok(())
         })
     }
 
@@ -137,7 +145,7 @@ impl<'s, S: Sink + ?Sized> ValueWriter<'s, S> {
         self.scalar("dateTime.iso8601", |out| {
             let mut w = SinkWrite { out, full: None };
             let _ = write!(w, "{t}");
-            w.full.map_or(Ok(()), Err)
+            w.full.map_or(Ok(()), |full| Err(full.into()))
         })
     }
 
@@ -223,7 +231,7 @@ impl<'s, S: Sink + ?Sized> ValueWriter<'s, S> {
             Value::String(s) => self.scalar("string", |out| write_xml_str(out, s)),
             // Decoded, then escaped again: the raw text holds references.
             Value::DateTime(t) => self.scalar("dateTime.iso8601", |out| write_xml_str(out, &t.text())),
-            Value::Base64(b) => self.scalar("base64", |out| out.put(b.text().as_bytes())),
+            Value::Base64(b) => self.scalar("base64", |out| Ok(out.put(b.text().as_bytes())?)),
             Value::Struct(s) => self.structure(|w| {
                 for (name, value) in s.members() {
                     let mut buf = [0u8; 256];
@@ -254,7 +262,7 @@ impl<'s, S: Sink + ?Sized> ValueWriter<'s, S> {
 }
 
 /// Writes text read from another document (decoded, then escaped anew).
-fn write_xml_str<S: Sink + ?Sized>(out: &mut S, text: &XmlStr<'_>) -> Result<(), Full> {
+fn write_xml_str<S: Sink + ?Sized>(out: &mut S, text: &XmlStr<'_>) -> Result<(), WriteError> {
     for chunk in text.chunks() {
         match chunk {
             Chunk::Str(run) => write_text(out, run)?,
@@ -265,8 +273,8 @@ fn write_xml_str<S: Sink + ?Sized>(out: &mut S, text: &XmlStr<'_>) -> Result<(),
 }
 
 /// Writes what `text` displays as XML character data, escaped.
-pub(crate) fn write_display<S: Sink + ?Sized>(out: &mut S, text: &dyn core::fmt::Display) -> Result<(), Full> {
-    struct Escaping<'a, S: Sink + ?Sized>(&'a mut S, Option<Full>);
+pub(crate) fn write_display<S: Sink + ?Sized>(out: &mut S, text: &dyn core::fmt::Display) -> Result<(), WriteError> {
+    struct Escaping<'a, S: Sink + ?Sized>(&'a mut S, Option<WriteError>);
     impl<S: Sink + ?Sized> core::fmt::Write for Escaping<'_, S> {
         fn write_str(&mut self, s: &str) -> core::fmt::Result {
             write_text(self.0, s).map_err(|e| {
