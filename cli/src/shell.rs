@@ -33,7 +33,7 @@ use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{Context, Editor, ExternalPrinter, Helper, Highlighter, Hinter, Validator};
-use vmwire_std::text::escape;
+use vmwire_std::text::{escape, escape_bytes};
 
 /// Longest line the shell reads from a pipe, in bytes.
 pub const MAX_LINE: usize = 1 << 20;
@@ -267,8 +267,11 @@ pub fn print_peer_text(text: &[u8], terminal: bool) {
     }
     let mut stdout = std::io::stdout().lock();
     if terminal {
-        for line in String::from_utf8_lossy(text).lines() {
-            let _ = writeln!(stdout, "{}", escape(line));
+        // Line by line as `str::lines` splits (a `\r` before each `\n` dropped).
+        let text = text.strip_suffix(b"\n").unwrap_or(text);
+        for line in text.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let _ = writeln!(stdout, "{}", escape_bytes(line));
         }
     } else {
         let _ = stdout.write_all(text);

@@ -25,6 +25,27 @@ pub fn push_escaped(out: &mut String, text: &str) {
     let _ = write!(out, "{}", escape(text));
 }
 
+/// `bytes` from a peer as [`escape`] shows text, each byte that is not
+/// part of UTF-8 as `\xNN`: nothing is lost, and a bad byte is not taken
+/// for U+FFFD (which a peer may send as it is).
+///
+/// ```
+/// use vmwire_std::text::escape_bytes;
+///
+/// assert_eq!(escape_bytes(b"a\xff\xfe\0b\xc3("), r"a\xff\xfe\u{0}b\xc3(");
+/// assert_eq!(escape_bytes("caf\u{e9} \u{fffd}".as_bytes()), "caf\u{e9} \u{fffd}");
+/// ```
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        push_escaped(&mut out, chunk.valid());
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
 /// The start of `bytes` from a peer, for an error message: decoded as
 /// UTF-8 (lossily), cut at `max_chars` characters with `…` when longer, and
 /// escaped as [`escape`] displays it.
