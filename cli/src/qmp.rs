@@ -885,6 +885,11 @@ impl Session for QmpShell {
     /// argument names and values from the schema.
     fn complete(&mut self, line: &str) -> (usize, Vec<String>) {
         match self.qmp.schema() {
+            Some(schema) if self.transaction.is_some() => {
+                let trimmed = line.trim_start();
+                let (start, found) = crate::schema::complete_action(schema.view(), trimmed);
+                (start + line.len() - trimmed.len(), found)
+            }
             Some(schema) if line.trim_start().contains(char::is_whitespace) => {
                 let trimmed = line.trim_start();
                 let (start, found) = crate::schema::complete(schema.view(), trimmed);

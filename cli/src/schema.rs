@@ -19,7 +19,47 @@ pub fn complete(schema: SchemaRef<'_>, line: &str) -> (usize, Vec<String>) {
         let names = schema.commands().map(|c| c.name().to_string()).filter(|n| n.starts_with(word)).collect();
         return (start, sorted(names));
     };
-    let Some(args) = schema.command(command).and_then(|c| c.arguments()) else { return (start, Vec::new()) };
+    match schema.command(command).and_then(|c| c.arguments()) {
+        Some(args) => complete_arguments(args, start, word, words),
+        None => (start, Vec::new()),
+    }
+}
+
+/// [`complete`] for a line inside `transaction(`: `ACTION key=value …`.
+/// The action names first (the variants of `transaction`'s actions, and
+/// `)`); then the members of that action's `data`, as a command's
+/// arguments are completed.
+pub fn complete_action(schema: SchemaRef<'_>, line: &str) -> (usize, Vec<String>) {
+    let start = line.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+    let word = line.get(start..).unwrap_or_default();
+    let mut words = line.get(..start).unwrap_or_default().split_whitespace();
+    let actions = schema.command("transaction").and_then(|c| c.arguments()).and_then(|args| {
+        let actions = args.members().find(|m| m.name() == "actions")?.ty()?;
+        actions.element().and_then(object_of)
+    });
+    let Some(actions) = actions else { return (start, Vec::new()) };
+    let Some(action) = words.next() else {
+        let names = actions.variants().map(|v| v.name().to_string()).chain([")".to_string()]);
+        return (start, sorted(names.filter(|n| n.starts_with(word)).collect()));
+    };
+    let data = actions.variants().find(|v| v.name() == action).and_then(|v| v.ty()).and_then(|variant| {
+        let data = variant.members().find(|m| m.name() == "data")?.ty()?;
+        object_of(data)
+    });
+    match data {
+        Some(data) => complete_arguments(data, start, word, words),
+        None => (start, Vec::new()),
+    }
+}
+
+/// Completions for `word` (at `start`) among the members of `args`, the
+/// `key=value` `words` before it given.
+fn complete_arguments<'a>(
+    args: Type<'_>,
+    start: usize,
+    word: &str,
+    words: impl Iterator<Item = &'a str>,
+) -> (usize, Vec<String>) {
     let given: Vec<(&str, &str)> = words.filter_map(|w| w.split_once('=')).collect();
     if let Some((key, prefix)) = word.split_once('=') {
         let values = resolve(args, key, &given).map(|t| values_of(t)).unwrap_or_default();
@@ -259,6 +299,17 @@ mod tests {
         assert_eq!(complete(s.view(), "c t=a x=").1, Vec::<String>::new());
         assert_eq!(complete(s.view(), "c t=a x.t=").1, ["a"]);
         assert!(s.check("c", None).is_err());
+    }
+
+    #[test]
+    fn completes_transaction_actions_and_their_data() {
+        let s = schema();
+        let (start, names) = complete_action(s.view(), "");
+        assert_eq!(start, 0);
+        assert!(names.contains(&"abort".to_string()) && names.contains(&")".to_string()), "{names:?}");
+        assert!(!names.contains(&"query-status".to_string()), "{names:?}");
+        assert_eq!(complete_action(s.view(), "block-dirty-bitmap-add n"), (23, vec!["name=".into(), "node=".into()]));
+        assert_eq!(complete_action(s.view(), "no-such-action x"), (15, vec![]));
     }
 
     #[test]
