@@ -98,7 +98,8 @@ fn exec_reports_exit_codes_signals_and_output() {
 #[test]
 fn a_program_past_the_time_limit_is_named_and_the_session_goes_on() {
     let ga = Ga::start(&[]);
-    let options = Options { exec_timeout: Some(Duration::from_millis(300)), ..Options::default() };
+    // No limit on each reply: the deadline alone bounds it (and the last look).
+    let options = Options { exec_timeout: Some(Duration::from_millis(300)), timeout: None, ..Options::default() };
     let mut agent = Agent::connect_unix(ga.socket(), options).unwrap();
     let marker = ga.path("pid");
     let script = format!("echo $$ > '{marker}'; exec sleep 30");

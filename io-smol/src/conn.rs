@@ -520,6 +520,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin, M: Machine, O: Operation<M>> Running<'_,
                 op::Next::Done(output) => return Ok(output),
                 op::Next::Pause(pause) => {
                     Timer::after(limits.pause(pause)?).await;
+                    // The limits may have changed (the last look before a deadline).
+                    timer = None;
                     if let Some(output) = self.progress.resume(&mut self.conn.machine).map_err(DriveError::Machine)? {
                         return Ok(output);
                     }

@@ -150,7 +150,8 @@ fn exec_reports_exit_codes_signals_and_output() {
 
         // Past the time limit: named by its pid, and the session goes on.
         drop(agent); // the agent serves one client at a time
-        let options = Options { exec_timeout: Some(Duration::from_millis(300)), ..Options::default() };
+        // No limit on each reply: the deadline alone bounds it (and the last look).
+        let options = Options { exec_timeout: Some(Duration::from_millis(300)), timeout: None, ..Options::default() };
         let mut agent = Agent::connect_unix(ga.socket(), options).await.unwrap();
         match agent.exec("/bin/sleep", &["30"], &[], None).await {
             Err(Error::StillRunning { pid, limit }) => {
