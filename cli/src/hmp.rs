@@ -139,7 +139,7 @@ impl HmpShell {
                 self.ended = Some(Ended::PeerGone);
                 Printed::error(format!("{e}; the shell ends"))
             }
-            e => Printed::error(format!("{e}")),
+            e => Printed::error(e),
         }
     }
 }

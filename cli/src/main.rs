@@ -123,6 +123,43 @@ impl std::str::FromStr for Seconds {
     }
 }
 
+/// Log records (negotiator's tools, the mux's warnings) to standard error,
+/// at a level moved by -v and -q (INFO by default, as negotiator's
+/// coloredlogs).
+pub fn init_logging(verbose: u8, quiet: u8) {
+    static LOGGER: Stderr = Stderr;
+    let levels = [
+        log::LevelFilter::Off,
+        log::LevelFilter::Error,
+        log::LevelFilter::Warn,
+        log::LevelFilter::Info,
+        log::LevelFilter::Debug,
+        log::LevelFilter::Trace,
+    ];
+    let level = (3 + i32::from(verbose) - i32::from(quiet)).clamp(0, 5) as usize;
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(levels[level]);
+    }
+}
+
+struct Stderr;
+
+impl log::Log for Stderr {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            // Whatever a record quotes of a peer, it stays one line, with no
+            // control characters.
+            eprintln!("{:<5} {}", record.level(), escape(&record.args().to_string()));
+        }
+    }
+
+    fn flush(&self) {}
+}
+
 /// Checks a `--tcp` address: `HOST:PORT`, the port a number (`localhost`
 /// alone is a usage error, not a connection that fails).
 pub fn tcp_address(address: &str) -> Result<String, String> {

@@ -130,7 +130,7 @@ fn tool<P: Parser + clap::CommandFactory>(
         }
     };
     let levels = common(&args);
-    init_logging(levels.verbose, levels.quiet);
+    crate::init_logging(levels.verbose, levels.quiet);
     if !has_action(&args) {
         let _ = P::command().print_help();
         return ExitCode::SUCCESS;
@@ -284,40 +284,4 @@ fn run_guest(args: &GuestArgs) -> Result<(), Error> {
         execute(&mut agent, command_line, input.as_deref())?;
     }
     Ok(())
-}
-
-/// Log records to standard error, at a level moved by -v and -q (INFO by
-/// default, as the original's coloredlogs).
-pub(crate) fn init_logging(verbose: u8, quiet: u8) {
-    static LOGGER: Stderr = Stderr;
-    let levels = [
-        log::LevelFilter::Off,
-        log::LevelFilter::Error,
-        log::LevelFilter::Warn,
-        log::LevelFilter::Info,
-        log::LevelFilter::Debug,
-        log::LevelFilter::Trace,
-    ];
-    let level = (3 + i32::from(verbose) - i32::from(quiet)).clamp(0, 5) as usize;
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(levels[level]);
-    }
-}
-
-struct Stderr;
-
-impl log::Log for Stderr {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            // Whatever a record quotes of a peer, it stays one line, with no
-            // control characters.
-            eprintln!("{:<5} {}", record.level(), escape(&record.args().to_string()));
-        }
-    }
-
-    fn flush(&self) {}
 }

@@ -103,8 +103,6 @@ pub fn run(args: QgaArgs) -> ExitCode {
     code
 }
 
-/// `cat` (`command`) the guest's file at `path` into the local file `local`,
-/// or `put` it from there; `Err` if the local file cannot be opened.
 /// An `--env` entry: `NAME=VALUE` with a name (the guest would drop one without `=`).
 fn env_entry(entry: &str) -> Result<String, String> {
     match entry.split_once('=') {
@@ -113,6 +111,8 @@ fn env_entry(entry: &str) -> Result<String, String> {
     }
 }
 
+/// `cat` (`command`) the guest's file at `path` into the local file `local`,
+/// or `put` it from there; `Err` if the local file cannot be opened.
 fn with_local_file(agent: &mut Agent, command: &str, path: &str, local: &str) -> Result<Result<(), Error>, String> {
     let opened = if command == "cat" { std::fs::File::create(local) } else { std::fs::File::open(local) };
     let mut file = opened.map_err(|e| format!("{local}: {e}"))?;
@@ -223,7 +223,7 @@ impl QgaShell {
                 self.ended = Some(Ended::PeerGone);
                 Printed::error(format!("{e}; the shell ends"))
             }
-            e => Printed::error(format!("{e}")),
+            e => Printed::error(e),
         }
     }
 

@@ -722,7 +722,7 @@ impl QmpShell {
                 lines.push(text);
             }
         }
-        Printed { out: shell::lines(lines), err, failed: false, data: false }
+        Printed { out: shell::lines(lines), err, ..Printed::default() }
     }
 
     /// Sends `command`, waits for its reply, and prints it after whatever
@@ -801,13 +801,13 @@ impl QmpShell {
                 }
                 Ok(None) => {
                     let err = "vmwire: QEMU accepted quit but did not close the connection";
-                    return Printed { out: out.into_bytes(), err: err.into(), failed: true, data: false };
+                    return Printed { out: out.into_bytes(), err: err.into(), failed: true, ..Printed::default() };
                 }
                 Err(_) => break,
             }
         }
         self.ended = Some(Ended::Asked);
-        Printed { out: out.into_bytes(), err: "vmwire: QEMU quit; the shell ends".into(), failed: false, data: false }
+        Printed { out: out.into_bytes(), err: "vmwire: QEMU quit; the shell ends".into(), ..Printed::default() }
     }
 
     /// One line inside `transaction(` … `)`: an action, or the end.

@@ -50,7 +50,7 @@ fn stop_signals() -> std::io::Result<async_io::Async<std::os::unix::net::UnixStr
 /// Runs the multiplexer until QEMU goes away.
 pub fn run(args: QmpMuxArgs) -> ExitCode {
     // Warnings (a slow client's lost events) on stderr, one line each.
-    crate::negotiator::init_logging(0, 1);
+    crate::init_logging(0, 1);
     let timeout = args.timeout.0;
     let options = Options {
         events: args.event_queue,

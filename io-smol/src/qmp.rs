@@ -788,9 +788,7 @@ impl<T> Subscription<T> {
             }
         }
     }
-}
 
-impl<T> Subscription<T> {
     /// `Ready` once the connection has ended, whether or not events are
     /// still queued: a reader with no room for them (a client that stopped
     /// reading) learns of the end all the same.

@@ -57,7 +57,7 @@ pub fn write_text<S: Sink + ?Sized>(out: &mut S, s: &str) -> Result<(), WriteErr
             0..=0x1f => return Err(WriteError::NotXmlText { character: char::from(b) }),
             // U+FFFE and U+FFFF (EF BF BE, EF BF BF): no XML character either.
             0xEF if matches!(bytes.get(i + 1..i + 3), Some([0xBF, 0xBE | 0xBF])) => {
-                let character = s.get(i..i + 3).and_then(|c| c.chars().next()).unwrap_or('\u{FFFF}');
+                let character = if bytes.get(i + 2) == Some(&0xBE) { '\u{FFFE}' } else { '\u{FFFF}' };
                 return Err(WriteError::NotXmlText { character });
             }
             _ => continue,
