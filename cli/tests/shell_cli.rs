@@ -299,8 +299,10 @@ fn a_piped_shell_prints_only_replies_and_exits_1_when_a_command_failed() {
     assert_eq!(out.status.code(), Some(0));
 }
 
-/// A pseudo-terminal whose other side is `vmwire`'s controlling terminal.
+/// A pseudo-terminal whose other side is `vmwire`'s controlling terminal,
+/// `vmwire` run with a private `HOME` (its shell history there).
 struct Terminal {
+    home: tempfile::TempDir,
     master: File,
     seen: Arc<Mutex<Vec<u8>>>,
     /// How much of `seen` [`Terminal::expect`] has gone past.
@@ -309,8 +311,9 @@ struct Terminal {
 }
 
 impl Terminal {
-    fn spawn(args: &[&str], home: &Path) -> Terminal {
+    fn spawn(args: &[&str]) -> Terminal {
         use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+        let home = tempfile::tempdir().unwrap();
         let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
         grantpt(&master).unwrap();
         unlockpt(&master).unwrap();
@@ -326,7 +329,7 @@ impl Terminal {
             .args(&args[..1])
             .args(["--timeout", "30"])
             .args(&args[1..])
-            .env("HOME", home)
+            .env("HOME", home.path())
             .env("TERM", "xterm")
             .stdin(tty())
             .stdout(tty())
@@ -341,7 +344,7 @@ impl Terminal {
                 sink.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        Terminal { master, seen, mark: 0, child: Some(child) }
+        Terminal { home, master, seen, mark: 0, child: Some(child) }
     }
 
     fn type_keys(&mut self, keys: &str) {
@@ -400,8 +403,7 @@ fn signal(qemu: &Qemu, signal: &str) {
 #[test]
 fn ctrl_c_abandons_a_pending_command_and_history_is_kept() {
     let qemu = qemu();
-    let home = tempfile::tempdir().unwrap();
-    let mut term = Terminal::spawn(&["qmp", "--socket", socket(&qemu).to_str().unwrap()], home.path());
+    let mut term = Terminal::spawn(&["qmp", "--socket", socket(&qemu).to_str().unwrap()]);
     // The banner, with QEMU's version.
     term.expect("Connected to QEMU 7.");
     term.expect("(QMP) ");
@@ -421,7 +423,7 @@ fn ctrl_c_abandons_a_pending_command_and_history_is_kept() {
     term.expect("\"id\":\"after\"}");
     term.expect("(QMP) ");
     // The history is written as lines are entered: there before the shell ends.
-    let history = home.path().join(".vmwire_qmp_history");
+    let history = term.home.path().join(".vmwire_qmp_history");
     let saved = std::fs::read_to_string(&history).unwrap();
     assert!(saved.contains("query-name\n") && saved.contains("\"id\": \"after\"}"), "{saved}");
     // Ctrl-D leaves, status 0.
@@ -439,9 +441,8 @@ fn one_shot_hmp_output_is_escaped_on_a_terminal() {
     let mut qmp = vmwire_std::qmp::Qmp::connect_unix(socket(&qemu), Default::default()).unwrap();
     let id = r#"{"id": "ev\u001b]0;PWNED\u0007il", "backend": {"type": "null", "data": {}}}"#;
     qmp.execute_raw("chardev-add", Some(id)).unwrap();
-    let home = tempfile::tempdir().unwrap();
     let hmp = qemu.hmp_path().unwrap().to_str().unwrap();
-    let mut term = Terminal::spawn(&["hmp", "--socket", hmp, "info", "chardev"], home.path());
+    let mut term = Terminal::spawn(&["hmp", "--socket", hmp, "info", "chardev"]);
     term.expect("il: filename=null");
     assert_eq!(term.exit_code(), Some(0), "{}", term.output());
     let output = term.output();
@@ -452,8 +453,7 @@ fn one_shot_hmp_output_is_escaped_on_a_terminal() {
 #[test]
 fn lines_pasted_at_the_prompt_all_run() {
     let qemu = qemu();
-    let home = tempfile::tempdir().unwrap();
-    let mut term = Terminal::spawn(&["qmp", "--socket", socket(&qemu).to_str().unwrap()], home.path());
+    let mut term = Terminal::spawn(&["qmp", "--socket", socket(&qemu).to_str().unwrap()]);
     term.expect("(QMP) ");
     term.type_keys("query-status\rquery-name\rquery-kvm\r");
     term.expect("\"singlestep\"");
@@ -467,8 +467,7 @@ fn lines_pasted_at_the_prompt_all_run() {
 #[test]
 fn the_history_keeps_no_password() {
     let qemu = qemu();
-    let home = tempfile::tempdir().unwrap();
-    let mut term = Terminal::spawn(&["qmp", "--socket", socket(&qemu).to_str().unwrap()], home.path());
+    let mut term = Terminal::spawn(&["qmp", "--socket", socket(&qemu).to_str().unwrap()]);
     term.expect("(QMP) ");
     term.type_keys("object-add qom-type=secret id=key0 data=s3cret\r");
     term.expect("{\"return\":{}}");
@@ -477,15 +476,14 @@ fn the_history_keeps_no_password() {
     term.expect("(QMP) ");
     term.type_keys("\x04");
     assert_eq!(term.exit_code(), Some(0), "{}", term.output());
-    let saved = std::fs::read_to_string(home.path().join(".vmwire_qmp_history")).unwrap();
+    let saved = std::fs::read_to_string(term.home.path().join(".vmwire_qmp_history")).unwrap();
     assert!(saved.contains("qom-get path=/objects/key0") && !saved.contains("s3cret"), "{saved}");
 }
 
 #[test]
 fn a_dead_peer_ends_the_shell_at_the_prompt_and_restores_the_terminal() {
     let mut qemu = qemu();
-    let home = tempfile::tempdir().unwrap();
-    let mut term = Terminal::spawn(&["qmp", "--socket", socket(&qemu).to_str().unwrap()], home.path());
+    let mut term = Terminal::spawn(&["qmp", "--socket", socket(&qemu).to_str().unwrap()]);
     term.expect("(QMP) ");
     term.type_keys("query-st");
     qemu.kill().unwrap();
@@ -501,15 +499,14 @@ fn a_dead_peer_ends_the_shell_at_the_prompt_and_restores_the_terminal() {
 #[test]
 fn the_hmp_and_qga_shells_notice_a_dead_peer_at_the_prompt() {
     let mut qemu = Qemu::builder().hmp().spawn().expect("QEMU starts");
-    let home = tempfile::tempdir().unwrap();
-    let mut term = Terminal::spawn(&["hmp", "--socket", qemu.hmp_path().unwrap().to_str().unwrap()], home.path());
+    let mut term = Terminal::spawn(&["hmp", "--socket", qemu.hmp_path().unwrap().to_str().unwrap()]);
     term.expect("(qemu) ");
     qemu.kill().unwrap();
     term.expect("monitor closed; the shell ends");
     assert_eq!(term.exit_code(), Some(3), "{}", term.output());
 
     let mut ga = Ga::start(&[]);
-    let mut term = Terminal::spawn(&["qga", "--socket", ga.dir.path().join("qga.sock").to_str().unwrap()], home.path());
+    let mut term = Terminal::spawn(&["qga", "--socket", ga.dir.path().join("qga.sock").to_str().unwrap()]);
     term.expect("(QGA) ");
     ga.kill();
     term.expect("connection closed; the shell ends");
@@ -563,9 +560,8 @@ fn the_hmp_shell_ends_after_quit_and_reads_no_further() {
 #[test]
 fn ctrl_c_in_the_qga_shell_discards_the_late_reply() {
     let ga = Ga::start(&[]);
-    let home = tempfile::tempdir().unwrap();
     let sock = ga.dir.path().join("qga.sock");
-    let mut term = Terminal::spawn(&["qga", "--socket", sock.to_str().unwrap()], home.path());
+    let mut term = Terminal::spawn(&["qga", "--socket", sock.to_str().unwrap()]);
     term.expect("QEMU guest agent ");
     term.expect("(QGA) ");
     assert!(Command::new("kill").arg("-STOP").arg(ga.child.id().to_string()).status().unwrap().success());
@@ -589,10 +585,9 @@ fn ctrl_c_in_the_qga_shell_discards_the_late_reply() {
 #[test]
 fn ctrl_c_in_the_qga_shell_gives_up_a_guest_program() {
     let ga = Ga::start(&[]);
-    let home = tempfile::tempdir().unwrap();
     let sock = ga.dir.path().join("qga.sock");
     let marker = ga.path("pid");
-    let mut term = Terminal::spawn(&["qga", "--socket", sock.to_str().unwrap()], home.path());
+    let mut term = Terminal::spawn(&["qga", "--socket", sock.to_str().unwrap()]);
     term.expect("(QGA) ");
     // Longer than the test's guard on every wait: only giving it up lets the next line run.
     term.type_keys(&format!("exec sh -c 'echo $$ > {marker}; exec sleep 600'\r"));
@@ -635,8 +630,7 @@ fn an_overlong_or_invalid_line_is_skipped_and_the_next_runs() {
 #[test]
 fn keys_typed_while_a_reply_is_pending_are_kept() {
     let qemu = qemu();
-    let home = tempfile::tempdir().unwrap();
-    let mut term = Terminal::spawn(&["qmp", "--socket", socket(&qemu).to_str().unwrap()], home.path());
+    let mut term = Terminal::spawn(&["qmp", "--socket", socket(&qemu).to_str().unwrap()]);
     term.expect("(QMP) ");
     signal(&qemu, "-STOP");
     term.type_keys("query-name\r");
