@@ -339,15 +339,12 @@ impl<'m, S: AsyncRead + AsyncWrite + Unpin> Client<'m, S> {
                     Poll::Pending => break,
                 }
             }
-            if let Some(linger) = &mut self.gone {
-                // QEMU has gone: the calls fail at once; once their replies are
-                // written (or the time is up), the client is disconnected.
-                let answered = self.in_band.is_empty() && self.out_of_band.is_empty();
-                if (answered && self.server.transmit().is_empty()) || Pin::new(linger).poll(cx).is_ready() {
-                    return Poll::Ready(Ok(Ended::QemuGone));
-                }
-            } else if !self.eof {
-                // Bytes from the client (none while the machine waits for replies).
+            // Bytes from the client (none while the machine waits for
+            // replies); after QEMU has gone too, so that what the client
+            // sent before it learnt of that gets its failed reply, not a
+            // connection reset over its unread command.
+            let mut read = false;
+            if !self.eof {
                 let buf = self.server.recv_buf();
                 if !buf.is_empty() {
                     match Pin::new(&mut self.stream).poll_read(cx, buf) {
@@ -359,11 +356,20 @@ impl<'m, S: AsyncRead + AsyncWrite + Unpin> Client<'m, S> {
                         Poll::Ready(Ok(n)) => {
                             self.server.recv_commit(n).map_err(io::Error::other)?;
                             progress = true;
+                            read = true;
                         }
                         Poll::Ready(Err(e)) if gone(&e) => return Poll::Ready(Ok(Ended::Left)),
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                         Poll::Pending => {}
                     }
+                }
+            }
+            if let Some(linger) = &mut self.gone {
+                // QEMU has gone: the calls fail at once; once their replies are
+                // written (or the time is up), the client is disconnected.
+                let answered = !read && self.in_band.is_empty() && self.out_of_band.is_empty();
+                if (answered && self.server.transmit().is_empty()) || Pin::new(linger).poll(cx).is_ready() {
+                    return Poll::Ready(Ok(Ended::QemuGone));
                 }
             }
             if !progress {
